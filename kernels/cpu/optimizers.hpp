@@ -21,6 +21,7 @@ struct adam_options {
 
 /// Fused SGD(momentum) update of one parameter tensor (PyTorch semantics).
 /// `first` marks the first step (momentum buffer initialised from the gradient).
+/// momentum_buf may be null when momentum == 0 (PyTorch keeps no buffer then).
 void sgd_update(float* p, const float* g, float* momentum_buf, std::int64_t n,
                 const sgd_options& o, bool first);
 /// Fused Adam/AdamW update of one parameter tensor; `step` counts from 1.
