@@ -1,0 +1,38 @@
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace troupe::runtime {
+
+/// Replaces `target` with `bytes` so that a reader (or a crash) sees either the
+/// old file or the complete new one, never a torn write: writes a temporary file
+/// in the same directory, fsyncs it, renames it over the target and fsyncs the
+/// directory so the rename itself survives a power loss. Checkpoints rely on
+/// this. Throws input_error naming the path and strerror on any failure; the
+/// temporary file is removed on failure.
+void write_file_atomically(const std::filesystem::path& target, std::span<const std::byte> bytes);
+
+/// Same, from several buffers written back to back (scatter write), so callers
+/// can write a header and tensor storages without concatenating them first.
+void write_file_atomically(const std::filesystem::path& target,
+                           std::span<const std::span<const std::byte>> buffers);
+
+/// Reads a whole regular file. Throws input_error when the file is missing,
+/// unreadable, not a regular file, or larger than `max_bytes` (checked before
+/// allocating, so a huge file cannot exhaust memory).
+std::vector<std::byte> read_file(const std::filesystem::path& path, std::size_t max_bytes);
+
+/// Lower-case hex SHA-256 of `bytes` (OpenSSL EVP), used to pin data sets and
+/// checkpoints.
+std::string sha256_hex(std::span<const std::byte> bytes);
+
+/// Creates `dir` (and parents) if needed and proves it writable by writing and
+/// removing a probe file, so a job fails before training rather than at its
+/// first checkpoint. Throws input_error naming the directory.
+void ensure_writable_directory(const std::filesystem::path& dir);
+
+} // namespace troupe::runtime

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace troupe::test {
+
+/// A fresh directory under the system temp directory, removed with its contents
+/// when the test ends.
+class temp_dir {
+public:
+  temp_dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "troupe-io-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr)
+      throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+  std::filesystem::path path_;
+};
+
+/// Writes bytes to a file without any of the code under test.
+template <class Byte>
+inline void write_plain(const std::filesystem::path& p, std::span<const Byte> bytes) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!f)
+    throw std::runtime_error("cannot write " + p.string());
+}
+
+inline std::vector<unsigned char> read_plain(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f)
+    throw std::runtime_error("cannot read " + p.string());
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+/// Predicate for BOOST_CHECK_EXCEPTION: the message contains every fragment.
+template <class... S>
+auto message_has(S... fragments) {
+  return [=](const std::exception& e) {
+    std::string m = e.what();
+    bool ok = ((m.find(fragments) != std::string::npos) && ...);
+    if (!ok)
+      std::fprintf(stderr, "unexpected message: %s\n", m.c_str());
+    return ok;
+  };
+}
+
+} // namespace troupe::test
