@@ -1,0 +1,55 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "runtime/messages.hpp"
+#include "runtime/tensor.hpp"
+
+namespace troupe::actors {
+
+/// A data set held in memory: u8 samples [N, ...] and u8 labels [N]. Loaded
+/// once per process and shared (zero-copy) by every loader over it.
+struct dataset {
+  std::string name;
+  runtime::tensor samples;
+  runtime::tensor labels;
+  std::int64_t size() const { return samples.defined() ? samples.dim(0) : 0; }
+};
+
+/// How a loader cuts the data set into batches. Inputs are normalised as
+/// x / 255 (stated in checkpoint manifests) and reshaped to `sample_shape`.
+struct loader_config {
+  dataset data;
+  runtime::shape_t sample_shape;   ///< per-sample model input shape, e.g. [784]
+  std::int64_t batch = 64;         ///< global batch; the last one of an epoch may be short
+  int parts = 1;                   ///< split each batch into this many parts (micro-batches)
+  bool shuffle = true;
+  std::uint64_t seed = 0;
+  int prefetch = 2;                ///< batches prepared ahead of the request
+};
+
+/// Batches per epoch: ceil(N / batch).
+std::int64_t batches_per_epoch(std::int64_t samples, std::int64_t batch);
+
+/// The order of the samples in `epoch`: a Fisher-Yates shuffle driven by the
+/// counter-based stream (seed, epoch), so any position can be resumed exactly
+/// from (epoch, batch index) alone.
+std::vector<std::int32_t> epoch_permutation(std::int64_t samples, std::uint64_t seed,
+                                            std::int64_t epoch);
+
+/// Builds the batch at (epoch, index) directly (also what the actor does).
+runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
+                              std::int64_t epoch, std::int64_t index);
+
+/// A data-loader actor:
+///   (next_batch_atom) -> batch_msg   the batch at the current position, then advances
+///   (seek_atom, epoch, index) -> bool
+/// It prepares up to `prefetch` batches ahead, between requests.
+caf::actor spawn_data_loader(caf::actor_system& sys, loader_config cfg);
+
+} // namespace troupe::actors

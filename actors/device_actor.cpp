@@ -1,0 +1,38 @@
+#include "actors/device_actor.hpp"
+
+#include <optional>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/spawn_options.hpp>
+
+#include "kernels/cpu/gemm.hpp"
+#include "runtime/log.hpp"
+#include "runtime/messages.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+caf::behavior device_actor(caf::event_based_actor* self, device_config cfg) {
+  // The init body runs on the detached actor's own thread: pin BLAS here.
+  kernels::cpu::set_blas_threads_for_this_thread(cfg.threads);
+  auto gflops = std::make_shared<std::optional<double>>();
+  runtime::logger("device")->debug("{} up with {} BLAS thread(s)", cfg.name, cfg.threads);
+  return {
+    [](device_task& task) { task.run(); },
+    [gflops](runtime::measure_atom) -> double {
+      if (!*gflops)
+        *gflops = kernels::cpu::measure_gemm_gflops(256, 1024, 1024, 3);
+      return **gflops;
+    },
+  };
+  (void)self;
+}
+
+} // namespace
+
+caf::actor spawn_device(caf::actor_system& sys, device_config cfg) {
+  return sys.spawn<caf::detached>(device_actor, std::move(cfg));
+}
+
+} // namespace troupe::actors

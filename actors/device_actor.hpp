@@ -1,0 +1,38 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "runtime/device.hpp"
+
+namespace troupe::actors {
+
+/// One compute resource: a CPU core set (later a CUDA stream). Owns a thread
+/// (spawned detached) on which it runs the kernels that layer shards submit,
+/// in submission order, like a CUDA stream. BLAS calls from that thread use
+/// exactly `threads` threads, so devices never oversubscribe the cores.
+struct device_config {
+  std::string name = "cpu:0";
+  runtime::device where = runtime::device::cpu();
+  int threads = 1;
+};
+
+/// Work for a device: a closure run on the device's thread. It sends its own
+/// results (to the submitting shard or straight to peers), so a finished task
+/// costs no extra hop. In-process only: never serialised.
+struct device_task {
+  std::function<void()> run;
+};
+
+/// Spawns a device actor on its own thread. It answers:
+///   device_task            -> runs it
+///   (measure_atom)         -> double: sgemm GFLOP/s on 256x1024x1024, measured once
+caf::actor spawn_device(caf::actor_system& sys, device_config cfg);
+
+} // namespace troupe::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::device_task)

@@ -1,0 +1,372 @@
+#include "actors/layer_shard.hpp"
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/send.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "actors/device_actor.hpp"
+#include "models/loss.hpp"
+#include "models/optimizer.hpp"
+#include "models/sequential.hpp"
+#include "runtime/messages.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+using runtime::tensor;
+using key = std::pair<std::int64_t, std::int32_t>; // (step, micro-batch)
+
+/// A device task finished (sent from the device thread to the shard).
+struct task_done {
+  double loss_sum = 0;
+  std::int64_t correct = 0;
+  std::int64_t samples = 0;
+  double seconds = 0;
+};
+
+/// A device task threw; the shard fails with this message.
+struct task_failed {
+  std::string what;
+};
+
+} // namespace
+} // namespace troupe::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::task_done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::task_failed)
+
+namespace troupe::actors {
+
+namespace {
+
+/// Model and optimizer of a shard. Only the device thread touches it while a
+/// task runs; the shard touches it only when no task is running (the task's
+/// completion message orders the two).
+struct compute_state {
+  models::sequential model;
+  std::unique_ptr<models::optimizer> opt;
+  std::map<std::int32_t, tensor> dlogits; ///< loss stage: gradient saved by forward
+};
+
+struct shard_state {
+  shard_config cfg;
+  std::string label;
+  std::shared_ptr<compute_state> compute;
+  caf::actor device, prev, next, trainer;
+  std::optional<runtime::step_msg> step;
+  std::vector<action> actions;
+  std::size_t pc = 0;
+  bool busy = false;
+  bool optimizer_done = false;
+  std::map<key, runtime::activation_msg> inputs;
+  std::map<key, tensor> grads;
+  std::map<key, tensor> labels;
+  runtime::stage_report report;
+  int in_flight = 0;
+  static inline const char* name = "layer_shard";
+};
+
+using shard_actor = caf::stateful_actor<shard_state>;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Runs `body` on the device; it returns a task_done, or the shard gets a
+/// task_failed with the exception's message.
+template <class Body>
+void submit(shard_actor* self, Body body) {
+  auto& st = self->state;
+  st.busy = true;
+  auto me = caf::actor_cast<caf::actor>(self);
+  caf::anon_send(st.device, device_task{[me, body = std::move(body)]() mutable {
+                   auto t0 = std::chrono::steady_clock::now();
+                   try {
+                     task_done d = body();
+                     d.seconds = seconds_since(t0);
+                     caf::anon_send(me, std::move(d));
+                   } catch (const std::exception& e) {
+                     caf::anon_send(me, task_failed{e.what()});
+                   }
+                 }});
+}
+
+void fail(shard_actor* self, const std::string& what) {
+  self->quit(caf::make_error(caf::sec::runtime_error, self->state.label + ": " + what));
+}
+
+void finish_step(shard_actor* self) {
+  auto& st = self->state;
+  st.report.stage = st.cfg.stage;
+  st.report.step = st.step->step;
+  self->send(st.trainer, st.report);
+  st.step.reset();
+  st.actions.clear();
+}
+
+void advance(shard_actor* self);
+
+void submit_forward(shard_actor* self, const action& a) {
+  auto& st = self->state;
+  const auto& m = *st.step;
+  auto in = st.inputs.extract(key{m.step, a.mb}).mapped();
+  tensor labels;
+  if (st.cfg.last()) {
+    labels = std::move(st.labels.extract(key{m.step, a.mb}).mapped());
+  }
+  models::forward_context ctx;
+  ctx.mb = a.mb;
+  ctx.step = m.step;
+  ctx.sample_offset = in.sample_offset;
+  ctx.training = m.training;
+  ctx.seed = st.cfg.seed;
+  if (m.training)
+    st.report.peak_in_flight = std::max(st.report.peak_in_flight, ++st.in_flight);
+  auto grad_scale = 1.0f / static_cast<float>(m.global_batch);
+  bool inject = m.training && m.step == st.cfg.fault_step;
+  submit(self, [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx,
+                next = st.next, last = st.cfg.last(), grad_scale, inject]() {
+    if (inject)
+      throw std::runtime_error("injected fault in the forward of step " +
+                               std::to_string(ctx.step));
+    task_done d;
+    auto y = c->model.forward(x, ctx);
+    if (last) {
+      auto out = models::softmax_cross_entropy(y, labels, grad_scale, ctx.training);
+      d.loss_sum = out.loss_sum;
+      d.correct = out.correct;
+      d.samples = y.dim(0);
+      if (ctx.training)
+        c->dlogits[ctx.mb] = std::move(out.dlogits);
+    } else {
+      caf::anon_send(next, runtime::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
+                                                   ctx.training, std::move(y)});
+    }
+    return d;
+  });
+}
+
+void submit_backward(shard_actor* self, const action& a) {
+  auto& st = self->state;
+  const auto& m = *st.step;
+  tensor dy;
+  if (!st.cfg.last())
+    dy = std::move(st.grads.extract(key{m.step, a.mb}).mapped());
+  --st.in_flight;
+  submit(self, [c = st.compute, dy = std::move(dy), mb = a.mb, step = m.step, prev = st.prev,
+                first = st.cfg.first()]() mutable {
+    if (!dy.defined()) {
+      auto it = c->dlogits.find(mb);
+      if (it == c->dlogits.end())
+        throw std::logic_error("backward of micro-batch " + std::to_string(mb) +
+                               " without its loss");
+      dy = std::move(it->second);
+      c->dlogits.erase(it);
+    }
+    auto dx = c->model.backward(dy, mb, !first);
+    if (!first)
+      caf::anon_send(prev, runtime::gradient_msg{step, mb, std::move(dx)});
+    return task_done{};
+  });
+}
+
+bool inputs_ready(shard_state& st, const action& a) {
+  key k{st.step->step, a.mb};
+  if (a.what == action::kind::forward)
+    return st.inputs.count(k) > 0 && (!st.cfg.last() || st.labels.count(k) > 0);
+  return st.cfg.last() || st.grads.count(k) > 0;
+}
+
+void advance(shard_actor* self) {
+  auto& st = self->state;
+  if (st.busy || !st.step)
+    return;
+  if (st.pc < st.actions.size()) {
+    const auto a = st.actions[st.pc];
+    if (!inputs_ready(st, a))
+      return;
+    ++st.pc;
+    if (a.what == action::kind::forward)
+      submit_forward(self, a);
+    else
+      submit_backward(self, a);
+    return;
+  }
+  if (st.step->training && !st.optimizer_done) {
+    st.optimizer_done = true;
+    submit(self, [c = st.compute, lr = st.step->lr]() {
+      auto params = c->model.parameters();
+      c->opt->step(params, lr);
+      c->model.zero_grad();
+      return task_done{};
+    });
+    return;
+  }
+  finish_step(self);
+}
+
+runtime::named_tensors collect_params(const compute_state& c) {
+  runtime::named_tensors r;
+  for (auto* p : const_cast<models::sequential&>(c.model).parameters()) {
+    r.names.push_back(p->name);
+    r.tensors.push_back(p->value);
+  }
+  return r;
+}
+
+void load_params(compute_state& c, const runtime::named_tensors& in) {
+  if (in.names.size() != in.tensors.size())
+    throw runtime::input_error("parameter message with mismatched names and tensors");
+  std::map<std::string, const tensor*> by_name;
+  for (std::size_t i = 0; i < in.names.size(); ++i)
+    by_name[in.names[i]] = &in.tensors[i];
+  for (auto* p : c.model.parameters()) {
+    auto it = by_name.find(p->name);
+    if (it == by_name.end())
+      throw runtime::input_error("parameter '" + p->name + "' missing");
+    const auto& t = *it->second;
+    if (t.type() != p->value.type() || t.shape() != p->value.shape())
+      throw runtime::input_error("parameter '" + p->name + "' has shape " +
+                                 runtime::to_string(t.shape()) + ", expected " +
+                                 runtime::to_string(p->value.shape()));
+    p->value = t;
+  }
+}
+
+caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.label = "layer_shard[stage " + std::to_string(st.cfg.stage) + ", layers " +
+             std::to_string(st.cfg.layer_begin) + ".." + std::to_string(st.cfg.layer_end) + ")";
+  try {
+    auto layers =
+      models::instantiate(st.cfg.model, st.cfg.layer_begin, st.cfg.layer_end, st.cfg.seed);
+    st.compute = std::make_shared<compute_state>(compute_state{
+      models::sequential{std::move(layers)}, models::make_optimizer(st.cfg.optimizer), {}});
+  } catch (const std::exception& e) {
+    fail(self, e.what());
+    return {};
+  }
+  // Parameters and optimizer state are only read or replaced between steps,
+  // when no device task can be touching them.
+  auto guard = [self](const char* what) -> caf::error {
+    if (self->state.busy || self->state.step)
+      return caf::make_error(caf::sec::runtime_error,
+                             self->state.label + ": " + what + " while a step is running");
+    return caf::none;
+  };
+  return {
+    [self](runtime::wire_atom, caf::actor device, caf::actor prev, caf::actor next) {
+      auto& s = self->state;
+      s.device = std::move(device);
+      s.prev = std::move(prev);
+      s.next = std::move(next);
+    },
+    [self](runtime::step_msg& m) {
+      auto& s = self->state;
+      if (s.step) {
+        fail(self, "step " + std::to_string(m.step) + " began before step " +
+                     std::to_string(s.step->step) + " ended");
+        return;
+      }
+      s.actions = m.training ? make_schedule(s.cfg.schedule, s.cfg.stages, s.cfg.stage,
+                                             m.microbatches)
+                             : forward_only_schedule(m.microbatches);
+      // Whoever starts a step gets its report (the trainer).
+      s.trainer = caf::actor_cast<caf::actor>(self->current_sender());
+      s.step = m;
+      s.pc = 0;
+      s.optimizer_done = false;
+      s.report = {};
+      s.in_flight = 0;
+      advance(self);
+    },
+    [self](runtime::activation_msg& m) {
+      self->state.inputs.insert_or_assign(key{m.step, m.mb}, std::move(m));
+      advance(self);
+    },
+    [self](runtime::gradient_msg& m) {
+      self->state.grads.insert_or_assign(key{m.step, m.mb}, std::move(m.data));
+      advance(self);
+    },
+    [self](runtime::labels_msg& m) {
+      self->state.labels.insert_or_assign(key{m.step, m.mb}, std::move(m.labels));
+      advance(self);
+    },
+    [self](task_done& d) {
+      auto& s = self->state;
+      s.busy = false;
+      s.report.loss_sum += d.loss_sum;
+      s.report.correct += d.correct;
+      s.report.samples += d.samples;
+      s.report.compute_seconds += d.seconds;
+      s.report.peak_saved_bytes =
+        std::max<std::uint64_t>(s.report.peak_saved_bytes, s.compute->model.saved_bytes());
+      advance(self);
+    },
+    [self](task_failed& f) { fail(self, f.what); },
+    [self, guard](runtime::get_params_atom) -> caf::result<runtime::named_tensors> {
+      if (auto err = guard("reading parameters"))
+        return err;
+      return collect_params(*self->state.compute);
+    },
+    [self, guard](runtime::set_params_atom, runtime::named_tensors& in) -> caf::result<bool> {
+      if (auto err = guard("loading parameters"))
+        return err;
+      try {
+        load_params(*self->state.compute, in);
+      } catch (const std::exception& e) {
+        return caf::make_error(caf::sec::invalid_argument, self->state.label + ": " + e.what());
+      }
+      return true;
+    },
+    [self, guard](runtime::get_state_atom) -> caf::result<runtime::named_tensors> {
+      if (auto err = guard("reading optimizer state"))
+        return err;
+      runtime::named_tensors r;
+      auto& opt = *self->state.compute->opt;
+      for (const auto& [name, t] : opt.state()) {
+        r.names.push_back(name);
+        r.tensors.push_back(t);
+      }
+      r.meta_keys = {"steps"};
+      r.meta_values = {std::to_string(opt.steps())};
+      return r;
+    },
+    [self, guard](runtime::set_state_atom, runtime::named_tensors& in) -> caf::result<bool> {
+      if (auto err = guard("loading optimizer state"))
+        return err;
+      try {
+        std::int64_t steps = -1;
+        for (std::size_t i = 0; i < in.meta_keys.size() && i < in.meta_values.size(); ++i)
+          if (in.meta_keys[i] == "steps")
+            steps = std::stoll(in.meta_values[i]);
+        if (steps < 0)
+          throw runtime::input_error("optimizer state without a step count");
+        models::named_tensors state;
+        for (std::size_t i = 0; i < in.names.size() && i < in.tensors.size(); ++i)
+          state.emplace_back(in.names[i], in.tensors[i]);
+        auto& c = *self->state.compute;
+        c.opt->load_state(c.model.parameters(), state, steps);
+      } catch (const std::exception& e) {
+        return caf::make_error(caf::sec::invalid_argument, self->state.label + ": " + e.what());
+      }
+      return true;
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_layer_shard(caf::actor_system& sys, shard_config cfg) {
+  return sys.spawn(layer_shard, std::move(cfg));
+}
+
+} // namespace troupe::actors

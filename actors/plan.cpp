@@ -1,0 +1,78 @@
+#include "actors/plan.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "models/zoo.hpp"
+#include "runtime/error.hpp"
+
+namespace troupe::actors {
+
+std::string plan::strategy() const {
+  if (stages.size() == 1)
+    return microbatches == 1 ? "single" : "gradient-accumulation";
+  return microbatches == 1 ? "layer-placement" : "pipeline";
+}
+
+plan make_plan(const train_options& opts, unsigned cores) {
+  plan p;
+  try {
+    p.model = models::zoo_model(opts.model);
+  } catch (const std::invalid_argument& e) {
+    throw runtime::input_error(std::string{"--model: "} + e.what());
+  }
+  const int stages = opts.stages;
+  if (static_cast<std::size_t>(stages) > p.model.layers.size())
+    throw runtime::input_error("--stages " + std::to_string(stages) + ": model " + opts.model +
+                               " has only " + std::to_string(p.model.layers.size()) + " layers");
+  const int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, cores));
+  for (int s = 0; s < stages; ++s) {
+    device_slot d;
+    d.name = "cpu:" + std::to_string(s);
+    d.threads = std::max(1, threads / stages);
+    p.devices.push_back(d);
+  }
+  auto ranges = models::partition_balanced(models::layer_flops(p.model), stages);
+  for (int s = 0; s < stages; ++s)
+    p.stages.push_back({s, ranges[static_cast<std::size_t>(s)], static_cast<std::size_t>(s)});
+  p.microbatches = opts.microbatches;
+  p.schedule = opts.schedule;
+  return p;
+}
+
+nlohmann::json to_json(const plan& p) {
+  nlohmann::json devices = nlohmann::json::array();
+  for (const auto& d : p.devices)
+    devices.push_back({{"name", d.name},
+                       {"node", d.node},
+                       {"device", runtime::to_string(d.where)},
+                       {"threads", d.threads}});
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& s : p.stages)
+    stages.push_back({{"stage", s.stage},
+                      {"layers", {s.layers.begin, s.layers.end}},
+                      {"device", p.devices.at(s.device).name}});
+  return {{"strategy", p.strategy()},
+          {"model", p.model.to_json()},
+          {"devices", devices},
+          {"stages", stages},
+          {"microbatches", p.microbatches},
+          {"schedule", std::string{to_string(p.schedule)}}};
+}
+
+std::string describe(const plan& p) {
+  // fmt rather than operator+ chains: g++ 12 reports a bogus -Wrestrict on those.
+  std::string r;
+  for (const auto& s : p.stages) {
+    const auto& d = p.devices.at(s.device);
+    r += fmt::format("stage {}: layers [{}, {})", s.stage, s.layers.begin, s.layers.end);
+    for (auto i = s.layers.begin; i < s.layers.end; ++i)
+      r += fmt::format(" {}", p.model.layers[i].at("type").get<std::string>());
+    r += fmt::format(" on {}/{} ({} thread{})\n", d.node, d.name, d.threads,
+                     d.threads == 1 ? "" : "s");
+  }
+  return r;
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/schedule.hpp"
+#include "actors/train_options.hpp"
+#include "models/model_spec.hpp"
+#include "models/partitioner.hpp"
+#include "runtime/device.hpp"
+
+namespace troupe::actors {
+
+/// A compute resource the plan puts actors on.
+struct device_slot {
+  std::string name;            ///< "cpu:0", "cpu:1", ... (unique within a node)
+  std::string node = "local";  ///< the node agent hosting it
+  runtime::device where = runtime::device::cpu();
+  int threads = 1;             ///< BLAS threads of this device
+};
+
+/// One pipeline stage: a layer shard actor on a device.
+struct stage_slot {
+  int stage = 0;
+  models::layer_range layers;
+  std::size_t device = 0;      ///< index into plan::devices
+};
+
+/// A topology as data: which actors, on which devices, wired how. Planning
+/// (make_plan) is separate from placement on a cluster and from execution (the
+/// supervisor), so each can be tested alone.
+struct plan {
+  models::model_spec model;
+  std::vector<device_slot> devices;
+  std::vector<stage_slot> stages;   ///< stage k feeds stage k + 1
+  int microbatches = 1;
+  schedule_kind schedule = schedule_kind::gpipe;
+
+  /// "single", "layer-placement" (stages > 1, one micro-batch) or "pipeline".
+  std::string strategy() const;
+};
+
+/// Plans a training job on `cores` local CPU cores: the model from the zoo,
+/// split into opts.stages stages balanced by per-layer forward cost, one CPU
+/// device per stage sharing the threads (opts.threads, or `cores`) evenly.
+/// Throws runtime::input_error for an unknown model or an impossible split.
+plan make_plan(const train_options& opts, unsigned cores);
+
+nlohmann::json to_json(const plan& p);
+/// One line per stage: "stage 0: layers [0, 2) dense(784->1024) relu on cpu:0 (1 thread)".
+std::string describe(const plan& p);
+
+} // namespace troupe::actors

@@ -1,0 +1,121 @@
+#include "actors/train_options.hpp"
+
+#include <cstdio>
+
+#include "runtime/error.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+void require(bool ok, const std::string& what) {
+  if (!ok)
+    throw runtime::input_error(what);
+}
+
+} // namespace
+
+void train_options::validate() const {
+  require(epochs >= 1 && epochs <= 100000, "--epochs must be in [1, 100000], got " +
+                                              std::to_string(epochs));
+  require(batch >= 1 && batch <= (1 << 20), "--batch must be in [1, 1048576], got " +
+                                                std::to_string(batch));
+  require(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
+          "--optimizer must be sgd, adam or adamw, got '" + optimizer + "'");
+  require(lr > 0 && lr < 100, "--lr must be in (0, 100), got " + std::to_string(lr));
+  require(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1)");
+  require(weight_decay >= 0 && weight_decay < 1, "--weight-decay must be in [0, 1)");
+  require(stages >= 1 && stages <= 64, "--stages must be in [1, 64], got " +
+                                           std::to_string(stages));
+  require(microbatches >= 1 && microbatches <= batch,
+          "--microbatches must be in [1, batch], got " + std::to_string(microbatches));
+  require(max_steps == -1 || max_steps >= 1, "--steps must be >= 1");
+  require(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024]");
+  require(timing_warmup >= 0, "timing_warmup must be >= 0");
+  auto f = parse_fault(fault);
+  require(f.stage < stages, "--inject-fault: stage " + std::to_string(f.stage) +
+                              " does not exist");
+}
+
+fault_spec parse_fault(const std::string& text) {
+  fault_spec f;
+  if (text.empty())
+    return f;
+  long long stage = -1, step = -1;
+  char tail = 0;
+  if (std::sscanf(text.c_str(), "stage=%lld,step=%lld%c", &stage, &step, &tail) != 2 ||
+      stage < 0 || step < 0 || stage > 1000)
+    throw runtime::input_error("--inject-fault: expected stage=S,step=N, got '" + text + "'");
+  f.stage = static_cast<int>(stage);
+  f.step = step;
+  return f;
+}
+
+nlohmann::json train_options::optimizer_config() const {
+  nlohmann::json j{{"type", optimizer}, {"lr", lr}, {"weight_decay", weight_decay}};
+  if (optimizer == "sgd")
+    j["momentum"] = momentum;
+  return j;
+}
+
+nlohmann::json to_json(const train_options& o) {
+  return {{"model", o.model},
+          {"data_dir", o.data_dir},
+          {"epochs", o.epochs},
+          {"batch", o.batch},
+          {"optimizer", o.optimizer},
+          {"lr", o.lr},
+          {"momentum", o.momentum},
+          {"weight_decay", o.weight_decay},
+          {"seed", o.seed},
+          {"stages", o.stages},
+          {"microbatches", o.microbatches},
+          {"schedule", std::string{to_string(o.schedule)}},
+          {"max_steps", o.max_steps},
+          {"evaluate", o.evaluate},
+          {"threads", o.threads},
+          {"checkpoint_dir", o.checkpoint_dir},
+          {"resume_dir", o.resume_dir},
+          {"progress", o.progress},
+          {"timing_warmup", o.timing_warmup},
+          {"fault", o.fault}};
+}
+
+train_options train_options_from_json(const nlohmann::json& j) {
+  if (!j.is_object())
+    throw runtime::input_error("training options must be a JSON object");
+  train_options o;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const auto& k = it.key();
+    const auto& v = it.value();
+    try {
+      if (k == "model") o.model = v.get<std::string>();
+      else if (k == "data_dir") o.data_dir = v.get<std::string>();
+      else if (k == "epochs") o.epochs = v.get<int>();
+      else if (k == "batch") o.batch = v.get<std::int64_t>();
+      else if (k == "optimizer") o.optimizer = v.get<std::string>();
+      else if (k == "lr") o.lr = v.get<float>();
+      else if (k == "momentum") o.momentum = v.get<float>();
+      else if (k == "weight_decay") o.weight_decay = v.get<float>();
+      else if (k == "seed") o.seed = v.get<std::uint64_t>();
+      else if (k == "stages") o.stages = v.get<int>();
+      else if (k == "microbatches") o.microbatches = v.get<int>();
+      else if (k == "schedule") o.schedule = parse_schedule_kind(v.get<std::string>());
+      else if (k == "max_steps") o.max_steps = v.get<std::int64_t>();
+      else if (k == "evaluate") o.evaluate = v.get<bool>();
+      else if (k == "threads") o.threads = v.get<int>();
+      else if (k == "checkpoint_dir") o.checkpoint_dir = v.get<std::string>();
+      else if (k == "resume_dir") o.resume_dir = v.get<std::string>();
+      else if (k == "progress") o.progress = v.get<bool>();
+      else if (k == "fault") o.fault = v.get<std::string>();
+      else if (k == "timing_warmup") o.timing_warmup = v.get<std::int64_t>();
+      else throw runtime::input_error("unknown training option '" + k + "'");
+    } catch (const nlohmann::json::exception& e) {
+      throw runtime::input_error("training option '" + k + "': " + e.what());
+    }
+  }
+  o.validate();
+  return o;
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/schedule.hpp"
+
+namespace troupe::actors {
+
+/// Everything a user asks of a training job (the CLI's `train` flags, or JSON).
+/// A value type: the supervisor turns it into a plan, the plan into actors.
+struct train_options {
+  std::string model = "mlp";          ///< zoo name
+  std::string data_dir = "data/mnist";
+  int epochs = 1;
+  std::int64_t batch = 64;            ///< the global batch, however it is split
+  std::string optimizer = "adam";     ///< sgd | adam | adamw
+  float lr = 1e-3f;
+  float momentum = 0.f;               ///< sgd only
+  float weight_decay = 0.f;
+  std::uint64_t seed = 0;
+  int stages = 1;                     ///< layer placement / pipeline depth
+  int microbatches = 1;
+  schedule_kind schedule = schedule_kind::gpipe;
+  std::int64_t max_steps = -1;        ///< stop after this many steps in all (-1: run the epochs)
+  bool evaluate = true;               ///< test accuracy after each epoch
+  int threads = 0;                    ///< compute threads in all (0: one per core)
+  std::string checkpoint_dir;         ///< write a checkpoint here at each epoch end and at the end
+  std::string resume_dir;             ///< continue from this checkpoint
+  bool progress = true;               ///< progress bar on stderr
+  /// Benchmarks: the first this many steps of the run are left out of the
+  /// report's timed_* figures (warm-up: page faults, thread pools, caches).
+  std::int64_t timing_warmup = 0;
+  /// Fault injection for failure tests: "stage=S,step=N" makes stage S's
+  /// forward of training step N throw. Empty: none.
+  std::string fault;
+
+  /// Throws runtime::input_error naming the first invalid field.
+  void validate() const;
+  /// The optimizer config for models::make_optimizer.
+  nlohmann::json optimizer_config() const;
+};
+
+/// A parsed fault-injection request.
+struct fault_spec {
+  int stage = -1;
+  std::int64_t step = -1;
+};
+/// Parses "stage=S,step=N"; empty text gives {-1, -1}. Throws runtime::input_error.
+fault_spec parse_fault(const std::string& text);
+
+nlohmann::json to_json(const train_options& o);
+/// Parses and validates; unknown keys and ill-typed values are input errors.
+train_options train_options_from_json(const nlohmann::json& j);
+
+} // namespace troupe::actors

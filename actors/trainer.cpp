@@ -1,0 +1,530 @@
+#include "actors/trainer.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <unistd.h>
+
+#include "actors/data_loader.hpp"
+#include "kernels/cpu/gemm.hpp"
+#include "runtime/build_info.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+#include "runtime/messages.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_between(clock_type::time_point a, clock_type::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+/// The leading layer index of a parameter or state name ("12.weight.exp_avg" -> 12).
+std::optional<std::size_t> layer_of(const std::string& name) {
+  std::size_t v = 0, i = 0;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i)
+    v = v * 10 + static_cast<std::size_t>(name[i] - '0');
+  if (i == 0 || i >= name.size() || name[i] != '.')
+    return std::nullopt;
+  return v;
+}
+
+/// The entries of `all` that belong to layers [range.begin, range.end).
+runtime::named_tensors select_layers(const runtime::named_tensor_list& all,
+                                     models::layer_range range) {
+  runtime::named_tensors r;
+  for (const auto& [name, t] : all) {
+    auto l = layer_of(name);
+    if (l && *l >= range.begin && *l < range.end) {
+      r.names.push_back(name);
+      r.tensors.push_back(t);
+    }
+  }
+  return r;
+}
+
+/// A progress line per epoch: a bar on a terminal, a line per quarter otherwise.
+class progress_bar {
+public:
+  void start(int epoch, int epochs, std::int64_t steps) {
+    epoch_ = epoch;
+    epochs_ = epochs;
+    steps_ = steps;
+    last_quarter_ = -1;
+    t0_ = clock_type::now();
+    last_draw_ = {};
+  }
+  void update(std::int64_t done, double samples_per_s, double loss, bool force = false) {
+    auto now = clock_type::now();
+    if (tty_) {
+      if (!force && seconds_between(last_draw_, now) < 0.1)
+        return;
+      last_draw_ = now;
+      int width = 30;
+      int filled = steps_ ? static_cast<int>(width * done / steps_) : width;
+      std::string bar(static_cast<std::size_t>(filled), '#');
+      bar.resize(static_cast<std::size_t>(width), '.');
+      std::fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld  %.0f samples/s  loss %.4f ", epoch_,
+                   epochs_, bar.c_str(), static_cast<long long>(done),
+                   static_cast<long long>(steps_), samples_per_s, loss);
+      if (force)
+        std::fprintf(stderr, "\n");
+    } else {
+      int quarter = steps_ ? static_cast<int>(4 * done / steps_) : 4;
+      if (quarter == last_quarter_ && !force)
+        return;
+      last_quarter_ = quarter;
+      std::fprintf(stderr, "epoch %d/%d %lld/%lld steps  %.0f samples/s  loss %.4f\n", epoch_,
+                   epochs_, static_cast<long long>(done), static_cast<long long>(steps_),
+                   samples_per_s, loss);
+    }
+    std::fflush(stderr);
+  }
+
+private:
+  bool tty_ = isatty(2) != 0;
+  int epoch_ = 0, epochs_ = 0, last_quarter_ = -1;
+  std::int64_t steps_ = 0;
+  clock_type::time_point t0_, last_draw_;
+};
+
+struct trainer_state {
+  trainer_config cfg;
+  std::shared_ptr<spdlog::logger> log = runtime::logger("trainer");
+  std::int64_t steps_per_epoch = 0;
+  std::int64_t total_steps = 0;
+  std::int64_t step = 0; ///< global index of the next training step
+  std::int64_t run_start_step = 0;
+  // Accumulators of the current epoch (carried across a resume).
+  double epoch_loss_sum = 0;
+  std::int64_t epoch_samples = 0;
+  double last_epoch_loss = -1;
+  // The step in flight.
+  int reports_pending = 0;
+  std::int64_t current_epoch = 0;
+  std::int64_t current_index = 0;
+  runtime::stage_report loss_report;
+  clock_type::time_point t_step;
+  // Evaluation.
+  bool evaluating = false;
+  std::int64_t eval_batches_left = 0;
+  std::int64_t eval_counter = 0;
+  double eval_loss_sum = 0;
+  std::int64_t eval_correct = 0;
+  std::int64_t eval_samples = 0;
+  double test_accuracy = -1;
+  double test_loss = -1;
+  std::function<void()> after_eval;
+  // The whole run.
+  clock_type::time_point t_start = clock_type::now();
+  clock_type::time_point t_epoch;
+  double train_seconds = 0;
+  std::int64_t run_samples = 0;
+  std::int64_t epoch_run_samples = 0;
+  double compute_seconds = 0;
+  // Steps of this run after opts.timing_warmup (benchmarks): their summed
+  // durations and the device compute time the stages reported for them.
+  std::int64_t timed_steps = 0;
+  double timed_seconds = 0;
+  double timed_compute_seconds = 0;
+  nlohmann::json epochs = nlohmann::json::array();
+  progress_bar progress;
+  static inline const char* name = "trainer";
+};
+
+using trainer_actor = caf::stateful_actor<trainer_state>;
+
+void start_step(trainer_actor* self);
+void finish(trainer_actor* self);
+
+void fail(trainer_actor* self, const std::string& what) {
+  self->quit(caf::make_error(caf::sec::runtime_error, "trainer: " + what));
+}
+
+/// Sends `xs` to every stage; calls `done` with the replies in stage order.
+/// The first error fails the trainer (and so the job).
+template <class Reply, class... Ts>
+void gather(trainer_actor* self, std::function<void(std::vector<Reply>)> done, Ts... xs) {
+  auto n = self->state.cfg.stages.size();
+  struct pending {
+    std::vector<Reply> replies;
+    std::size_t left;
+  };
+  auto acc = std::make_shared<pending>(pending{std::vector<Reply>(n), n});
+  for (std::size_t i = 0; i < n; ++i)
+    self->request(self->state.cfg.stages[i], caf::infinite, xs...)
+      .then(
+        [acc, i, done](Reply& r) {
+          acc->replies[i] = std::move(r);
+          if (--acc->left == 0)
+            done(std::move(acc->replies));
+        },
+        [self](caf::error& err) { fail(self, "stage request failed: " + self->system().render(err)); });
+}
+
+runtime::named_tensor_list merge(const std::vector<runtime::named_tensors>& parts) {
+  runtime::named_tensor_list r;
+  for (const auto& p : parts)
+    for (std::size_t i = 0; i < p.names.size(); ++i)
+      r.emplace_back(p.names[i], p.tensors[i]);
+  return r;
+}
+
+void send_step(trainer_actor* self, runtime::batch_msg& b, std::int64_t step, bool training) {
+  auto& st = self->state;
+  auto parts = static_cast<std::int32_t>(b.inputs.size());
+  runtime::step_msg m{step, parts, b.size, st.cfg.opts.lr, training};
+  for (const auto& s : st.cfg.stages)
+    self->send(s, m);
+  const auto& first = st.cfg.stages.front();
+  const auto& last = st.cfg.stages.back();
+  for (std::int32_t i = 0; i < parts; ++i) {
+    auto k = static_cast<std::size_t>(i);
+    self->send(last, runtime::labels_msg{step, i, std::move(b.labels[k])});
+    self->send(first,
+               runtime::activation_msg{step, i, b.offsets[k], training, std::move(b.inputs[k])});
+  }
+  st.reports_pending = static_cast<int>(st.cfg.stages.size());
+  st.loss_report = {};
+}
+
+// -- checkpoints ---------------------------------------------------------------
+
+nlohmann::json trainer_state_json(const trainer_state& st) {
+  return {{"global_step", st.step},
+          {"epoch", st.step / st.steps_per_epoch},
+          {"batch_index", st.step % st.steps_per_epoch},
+          {"steps_per_epoch", st.steps_per_epoch},
+          {"epoch_loss_sum", st.epoch_loss_sum},
+          {"epoch_samples", st.epoch_samples},
+          {"last_epoch_loss", st.last_epoch_loss}};
+}
+
+void write_checkpoint(trainer_actor* self, std::function<void()> then) {
+  gather<runtime::named_tensors>(
+    self,
+    [self, then](std::vector<runtime::named_tensors> params) {
+      gather<runtime::named_tensors>(
+        self,
+        [self, then, params](std::vector<runtime::named_tensors> states) {
+          auto& st = self->state;
+          runtime::checkpoint ck;
+          ck.params = merge(params);
+          ck.optimizer_state = merge(states);
+          ck.optimizer_meta["type"] = st.cfg.opts.optimizer;
+          ck.optimizer_meta["steps"] =
+            states.empty() || states[0].meta_values.empty() ? "0" : states[0].meta_values[0];
+          ck.trainer_state = trainer_state_json(st);
+          ck.rng = {{"seed", st.cfg.opts.seed},
+                    {"kind", "counter-based (seed, key, counter); no hidden state"},
+                    {"streams", {"init: hash(parameter name)", "shuffle: hash(\"shuffle\") ^ epoch",
+                                 "dropout: (layer, step, sample)"}}};
+          ck.data_loader = {{"epoch", st.step / st.steps_per_epoch},
+                            {"batch_index", st.step % st.steps_per_epoch},
+                            {"batch", st.cfg.opts.batch},
+                            {"shuffle", true},
+                            {"seed", st.cfg.opts.seed},
+                            {"samples", st.cfg.train_samples}};
+          ck.model = st.cfg.topology.model.to_json();
+          ck.config = to_json(st.cfg.opts);
+          try {
+            runtime::write_checkpoint(st.cfg.opts.checkpoint_dir, ck);
+          } catch (const std::exception& e) {
+            fail(self, e.what());
+            return;
+          }
+          st.log->debug("checkpoint at step {} written to {}", st.step,
+                        st.cfg.opts.checkpoint_dir);
+          then();
+        },
+        runtime::get_state_atom::value);
+    },
+    runtime::get_params_atom::value);
+}
+
+/// Loads a checkpoint into the stages and the loader, then starts training.
+void resume(trainer_actor* self) {
+  auto& st = self->state;
+  const auto& ck = *st.cfg.resume;
+  // Compatibility was checked by the supervisor before anything was spawned
+  // (check_resume_compatible); here the state is only loaded.
+  try {
+    const auto& ts = ck.trainer_state;
+    st.step = ts.at("global_step").get<std::int64_t>();
+    st.epoch_loss_sum = ts.at("epoch_loss_sum").get<double>();
+    st.epoch_samples = ts.at("epoch_samples").get<std::int64_t>();
+    st.last_epoch_loss = ts.at("last_epoch_loss").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(self, std::string{"checkpoint: "} + e.what());
+    return;
+  }
+  st.run_start_step = st.step;
+  auto left = std::make_shared<std::size_t>(2 * st.cfg.stages.size() + 1);
+  auto one_done = [self, left](bool) {
+    if (--*left == 0)
+      start_step(self);
+  };
+  auto on_error = [self](caf::error& err) {
+    fail(self, "--resume: " + self->system().render(err));
+  };
+  for (std::size_t i = 0; i < st.cfg.stages.size(); ++i) {
+    auto range = st.cfg.topology.stages[i].layers;
+    auto params = select_layers(ck.params, range);
+    auto state = select_layers(ck.optimizer_state, range);
+    auto steps = ck.optimizer_meta.count("steps") ? ck.optimizer_meta.at("steps") : "0";
+    state.meta_keys = {"steps"};
+    state.meta_values = {steps};
+    self->request(st.cfg.stages[i], caf::infinite, runtime::set_params_atom::value, params)
+      .then(one_done, on_error);
+    self->request(st.cfg.stages[i], caf::infinite, runtime::set_state_atom::value, state)
+      .then(one_done, on_error);
+  }
+  self->request(st.cfg.train_loader, caf::infinite, runtime::seek_atom::value,
+                st.step / st.steps_per_epoch, st.step % st.steps_per_epoch)
+    .then(one_done, on_error);
+}
+
+// -- evaluation ----------------------------------------------------------------
+
+void eval_next(trainer_actor* self) {
+  auto& st = self->state;
+  if (st.eval_batches_left == 0) {
+    st.evaluating = false;
+    st.test_accuracy = st.eval_samples ? double(st.eval_correct) / double(st.eval_samples) : 0;
+    st.test_loss = st.eval_samples ? st.eval_loss_sum / double(st.eval_samples) : 0;
+    auto k = std::move(st.after_eval);
+    k();
+    return;
+  }
+  self->request(st.cfg.test_loader, caf::infinite, runtime::next_batch_atom::value)
+    .then([self](runtime::batch_msg& b) {
+      // Evaluation steps use negative ids so they never collide with training steps.
+      send_step(self, b, -(++self->state.eval_counter), false);
+    });
+}
+
+void start_eval(trainer_actor* self, std::function<void()> then) {
+  auto& st = self->state;
+  st.evaluating = true;
+  st.eval_batches_left = batches_per_epoch(st.cfg.test_samples, st.cfg.test_batch);
+  st.eval_correct = 0;
+  st.eval_samples = 0;
+  st.eval_loss_sum = 0;
+  st.after_eval = std::move(then);
+  eval_next(self);
+}
+
+// -- training ------------------------------------------------------------------
+
+void start_step(trainer_actor* self) {
+  auto& st = self->state;
+  if (st.step >= st.total_steps) {
+    finish(self);
+    return;
+  }
+  st.t_step = clock_type::now();
+  self->request(st.cfg.train_loader, caf::infinite, runtime::next_batch_atom::value)
+    .then([self](runtime::batch_msg& b) {
+      auto& s = self->state;
+      s.current_epoch = b.epoch;
+      s.current_index = b.index;
+      if (b.index == 0 || s.epoch_run_samples == 0) {
+        s.t_epoch = clock_type::now();
+        s.progress.start(static_cast<int>(b.epoch + 1), s.cfg.opts.epochs, s.steps_per_epoch);
+      }
+      send_step(self, b, s.step, true);
+    });
+}
+
+void epoch_done(trainer_actor* self) {
+  auto& st = self->state;
+  st.last_epoch_loss = st.epoch_samples ? st.epoch_loss_sum / double(st.epoch_samples) : 0;
+  auto next = [self] {
+    auto& s = self->state;
+    s.epochs.push_back({{"epoch", s.current_epoch + 1},
+                        {"train_loss", s.last_epoch_loss},
+                        {"test_accuracy", s.test_accuracy},
+                        {"test_loss", s.test_loss}});
+    if (s.cfg.opts.progress) {
+      if (s.cfg.opts.evaluate)
+        std::fprintf(stderr, "epoch %lld: train loss %.4f, test accuracy %.2f%%\n",
+                     static_cast<long long>(s.current_epoch + 1), s.last_epoch_loss,
+                     100.0 * s.test_accuracy);
+      else
+        std::fprintf(stderr, "epoch %lld: train loss %.4f\n",
+                     static_cast<long long>(s.current_epoch + 1), s.last_epoch_loss);
+    }
+    s.epoch_loss_sum = 0;
+    s.epoch_samples = 0;
+    s.epoch_run_samples = 0;
+    if (!s.cfg.opts.checkpoint_dir.empty() && s.step < s.total_steps)
+      write_checkpoint(self, [self] { start_step(self); });
+    else
+      start_step(self);
+  };
+  if (st.cfg.opts.evaluate)
+    start_eval(self, next);
+  else
+    next();
+}
+
+void on_report(trainer_actor* self, runtime::stage_report& r) {
+  auto& st = self->state;
+  if (r.stage == static_cast<std::int32_t>(st.cfg.stages.size()) - 1)
+    st.loss_report = r;
+  const bool timed = !st.evaluating && st.step - st.run_start_step >= st.cfg.opts.timing_warmup;
+  st.compute_seconds += st.evaluating ? 0.0 : r.compute_seconds;
+  st.timed_compute_seconds += timed ? r.compute_seconds : 0.0;
+  if (--st.reports_pending > 0)
+    return;
+  const auto& loss = st.loss_report;
+  if (st.evaluating) {
+    st.eval_loss_sum += loss.loss_sum;
+    st.eval_correct += loss.correct;
+    st.eval_samples += loss.samples;
+    --st.eval_batches_left;
+    eval_next(self);
+    return;
+  }
+  st.epoch_loss_sum += loss.loss_sum;
+  st.epoch_samples += loss.samples;
+  st.run_samples += loss.samples;
+  st.epoch_run_samples += loss.samples;
+  const double step_seconds = seconds_between(st.t_step, clock_type::now());
+  st.train_seconds += step_seconds;
+  if (timed) {
+    st.timed_seconds += step_seconds;
+    ++st.timed_steps;
+  }
+  ++st.step;
+  bool epoch_end = st.current_index + 1 == st.steps_per_epoch;
+  if (st.cfg.opts.progress) {
+    auto elapsed = seconds_between(st.t_epoch, clock_type::now());
+    st.progress.update(st.current_index + 1, elapsed > 0 ? st.epoch_run_samples / elapsed : 0,
+                       st.epoch_samples ? st.epoch_loss_sum / st.epoch_samples : 0,
+                       epoch_end || st.step >= st.total_steps);
+  }
+  if (epoch_end)
+    epoch_done(self);
+  else
+    start_step(self);
+}
+
+nlohmann::json make_report(const trainer_state& st) {
+  const auto& o = st.cfg.opts;
+  double final_loss = st.epoch_samples > 0 ? st.epoch_loss_sum / double(st.epoch_samples)
+                                           : st.last_epoch_loss;
+  int threads = 0;
+  for (const auto& d : st.cfg.topology.devices)
+    threads += d.threads;
+  nlohmann::json r{
+    {"model", o.model},
+    {"strategy", st.cfg.topology.strategy()},
+    {"epochs", o.epochs},
+    {"steps", st.step},
+    {"steps_this_run", st.step - st.run_start_step},
+    {"batch", o.batch},
+    {"final_loss", final_loss},
+    {"test_accuracy", st.test_accuracy >= 0 ? nlohmann::json(st.test_accuracy) : nlohmann::json()},
+    {"samples_per_second", st.train_seconds > 0 ? st.run_samples / st.train_seconds : 0.0},
+    {"wall_seconds", seconds_between(st.t_start, clock_type::now())},
+    {"train_seconds", st.train_seconds},
+    {"device_compute_seconds", st.compute_seconds},
+    {"timed_steps", st.timed_steps},
+    {"timed_seconds", st.timed_seconds},
+    {"timed_steps_per_second",
+     st.timed_seconds > 0 ? static_cast<double>(st.timed_steps) / st.timed_seconds : 0.0},
+    {"timed_device_compute_seconds", st.timed_compute_seconds},
+    {"git_commit", std::string{runtime::git_commit()}},
+    {"threads", threads},
+    {"blas", kernels::cpu::blas_description()},
+    {"build", std::string{runtime::build_description()}},
+    {"config", to_json(o)},
+    {"plan", to_json(st.cfg.topology)},
+    {"epoch_log", st.epochs},
+    {"input_normalization", runtime::input_normalization()},
+  };
+  return r;
+}
+
+void finish(trainer_actor* self) {
+  auto deliver = [self] {
+    gather<runtime::named_tensors>(
+      self,
+      [self](std::vector<runtime::named_tensors> params) {
+        auto& st = self->state;
+        runtime::named_tensors all;
+        for (auto& [n, t] : merge(params)) {
+          all.names.push_back(n);
+          all.tensors.push_back(t);
+        }
+        self->send(st.cfg.report_to, job_done_atom::value, make_report(st).dump(), all);
+        self->quit();
+      },
+      runtime::get_params_atom::value);
+  };
+  if (!self->state.cfg.opts.checkpoint_dir.empty())
+    write_checkpoint(self, deliver);
+  else
+    deliver();
+}
+
+caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.steps_per_epoch = batches_per_epoch(st.cfg.train_samples, st.cfg.opts.batch);
+  st.total_steps = st.steps_per_epoch * st.cfg.opts.epochs;
+  if (st.cfg.opts.max_steps > 0)
+    st.total_steps = std::min(st.total_steps, st.cfg.opts.max_steps);
+  if (st.cfg.resume)
+    resume(self);
+  else
+    start_step(self);
+  return {
+    [self](runtime::stage_report& r) { on_report(self, r); },
+  };
+}
+
+} // namespace
+
+void check_resume_compatible(const runtime::checkpoint& ck, const train_options& opts,
+                             const plan& topology, std::int64_t train_samples) {
+  try {
+    if (ck.model != topology.model.to_json())
+      throw runtime::input_error("--resume: the checkpoint holds a different model than --model " +
+                                 opts.model);
+    const auto& cfg = ck.config;
+    if (cfg.at("batch").get<std::int64_t>() != opts.batch)
+      throw runtime::input_error("--resume: the checkpoint was trained with --batch " +
+                                 cfg.at("batch").dump() + ", not " + std::to_string(opts.batch));
+    if (cfg.at("seed").get<std::uint64_t>() != opts.seed)
+      throw runtime::input_error("--resume: the checkpoint was trained with --seed " +
+                                 cfg.at("seed").dump() + ", not " + std::to_string(opts.seed));
+    if (cfg.at("optimizer").get<std::string>() != opts.optimizer)
+      throw runtime::input_error("--resume: the checkpoint was trained with --optimizer " +
+                                 cfg.at("optimizer").get<std::string>());
+    const auto& ts = ck.trainer_state;
+    if (ts.at("steps_per_epoch").get<std::int64_t>() != batches_per_epoch(train_samples, opts.batch))
+      throw runtime::input_error("--resume: the checkpoint's training set has a different size");
+    if (ts.at("global_step").get<std::int64_t>() < 0)
+      throw runtime::input_error("--resume: the checkpoint has a negative step");
+    for (const char* key : {"epoch_loss_sum", "epoch_samples", "last_epoch_loss"})
+      static_cast<void>(ts.at(key));
+  } catch (const nlohmann::json::exception& e) {
+    throw runtime::input_error(std::string{"--resume: malformed checkpoint state: "} + e.what());
+  }
+}
+
+caf::actor spawn_trainer(caf::actor_system& sys, trainer_config cfg) {
+  return sys.spawn(trainer, std::move(cfg));
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/plan.hpp"
+#include "actors/train_options.hpp"
+#include "runtime/checkpoint.hpp"
+
+namespace troupe::actors {
+
+/// What a trainer drives.
+struct trainer_config {
+  train_options opts;
+  plan topology;
+  std::vector<caf::actor> stages;   ///< layer shards in pipeline order
+  caf::actor train_loader;
+  caf::actor test_loader;           ///< may be null when !opts.evaluate
+  std::int64_t train_samples = 0;
+  std::int64_t test_samples = 0;
+  std::int64_t test_batch = 1000;
+  std::optional<runtime::checkpoint> resume;
+  caf::actor report_to;             ///< gets (job_done_atom, report JSON, final parameters)
+};
+
+using job_done_atom = caf::atom_constant<caf::atom("jobdone")>;
+
+/// Throws runtime::input_error when `ck` cannot continue the job `opts` plans
+/// (another model, batch, seed, optimizer or data set size).
+void check_resume_compatible(const runtime::checkpoint& ck, const train_options& opts,
+                             const plan& topology, std::int64_t train_samples);
+
+/// The trainer actor: drives steps (a batch from the loader, a step_msg to
+/// every stage, inputs to the first stage, labels to the loss stage, then
+/// waits for every stage's report), evaluates after each epoch, writes
+/// checkpoints at epoch ends and at the end, shows progress, and finally sends
+/// (job_done_atom, report, parameters) to report_to and quits.
+caf::actor spawn_trainer(caf::actor_system& sys, trainer_config cfg);
+
+} // namespace troupe::actors

@@ -1,0 +1,44 @@
+// The troupe CLI: `troupe train`, `troupe bench`, ... (`troupe --help`).
+
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "apps/troupe/commands.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+
+int main(int argc, char** argv) {
+  using namespace troupe::apps;
+  CLI::App app{"troupe: an actor runtime for distributed deep-learning training"};
+  app.require_subcommand(1);
+  std::string log_level;
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (env TROUPE_LOG_LEVEL)");
+  auto train = add_train_command(app);
+  auto bench = add_bench_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11 prints help and errors itself; a parse error is bad input.
+    auto status = app.exit(e);
+    return status == 0 ? exit_ok : exit_bad_input;
+  }
+  if (!log_level.empty() && !troupe::runtime::set_log_level(log_level)) {
+    std::fprintf(stderr, "error: --log-level: unknown level '%s'\n", log_level.c_str());
+    return exit_bad_input;
+  }
+  try {
+    if (app.got_subcommand("train"))
+      return train();
+    if (app.got_subcommand("bench"))
+      return bench();
+  } catch (const troupe::runtime::input_error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return exit_bad_input;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return exit_failure;
+  }
+  return exit_bad_input;
+}

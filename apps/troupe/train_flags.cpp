@@ -1,0 +1,60 @@
+#include "apps/troupe/train_flags.hpp"
+
+namespace troupe::apps {
+
+void add_training_flags(CLI::App* cmd, training_flags& f) {
+  auto& o = f.opts;
+  cmd->add_option("--model", o.model, "zoo model: mlp | cnn")->capture_default_str();
+  cmd->add_option("--data", o.data_dir, "directory with the MNIST IDX files (raw or .gz)")
+    ->capture_default_str();
+  cmd->add_option("--epochs", o.epochs, "epochs to train")
+    ->check(CLI::Range(1, 100000))
+    ->capture_default_str();
+  cmd->add_option("--batch", o.batch, "global batch size (split across micro-batches/replicas)")
+    ->check(CLI::Range(1, 1 << 20))
+    ->capture_default_str();
+  cmd->add_option("--optimizer", o.optimizer, "sgd | adam | adamw")
+    ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+    ->capture_default_str();
+  cmd->add_option("--lr", o.lr, "learning rate")
+    ->check(CLI::Range(1e-12, 100.0))
+    ->capture_default_str();
+  cmd->add_option("--momentum", o.momentum, "SGD momentum")
+    ->check(CLI::Range(0.0, 0.999999))
+    ->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "weight decay (L2 for sgd/adam, decoupled for adamw)")
+    ->check(CLI::Range(0.0, 0.999999))
+    ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "seed of initialisation, shuffling and dropout")
+    ->capture_default_str();
+  cmd->add_option("--stages", o.stages, "split the model's layers over this many device actors")
+    ->check(CLI::Range(1, 64))
+    ->capture_default_str();
+  cmd->add_option("--microbatches", o.microbatches, "micro-batches per step")
+    ->check(CLI::Range(1, 1 << 20))
+    ->capture_default_str();
+  cmd->add_option("--schedule", f.schedule, "pipeline schedule: gpipe | 1f1b")
+    ->check(CLI::IsMember({"gpipe", "1f1b"}))
+    ->capture_default_str();
+  cmd->add_option("--steps", o.max_steps, "stop after this many steps in all (default: run the epochs)")
+    ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
+  cmd->add_option("--threads", o.threads, "compute threads in all (default: one per core)")
+    ->check(CLI::Range(1, 1024));
+  cmd->add_option("--checkpoint", o.checkpoint_dir,
+                  "write a checkpoint into DIR at each epoch end and at the end");
+  cmd->add_option("--resume", o.resume_dir, "continue from the checkpoint in DIR");
+  cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
+  cmd->add_option("--inject-fault", o.fault,
+                  "testing: make stage S fail in training step N (stage=S,step=N)")
+    ->group("Testing");
+  cmd->add_flag("--no-progress", f.no_progress, "no progress output");
+}
+
+void finish_training_flags(training_flags& f) {
+  f.opts.schedule = actors::parse_schedule_kind(f.schedule);
+  f.opts.evaluate = !f.no_eval;
+  f.opts.progress = !f.no_progress;
+  f.opts.validate();
+}
+
+} // namespace troupe::apps

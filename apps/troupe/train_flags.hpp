@@ -1,0 +1,25 @@
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "actors/train_options.hpp"
+
+namespace troupe::apps {
+
+/// Flags of `troupe train`, also used by `troupe bench train`. `schedule` is
+/// filled as text and parsed by finish_training_flags.
+struct training_flags {
+  actors::train_options opts;
+  std::string schedule = "gpipe";
+  bool no_eval = false;
+  bool no_progress = false;
+};
+
+void add_training_flags(CLI::App* cmd, training_flags& f);
+
+/// Copies the text flags into f.opts and validates them (runtime::input_error).
+void finish_training_flags(training_flags& f);
+
+} // namespace troupe::apps

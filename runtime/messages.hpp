@@ -1,0 +1,133 @@
+#pragma once
+
+// The training protocol's message types and atoms. Every type that crosses an
+// actor boundary is declared here and registered in one place
+// (register_message_types in runtime/system_config.hpp), so every node of a
+// cluster registers the same types under the same names.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "runtime/tensor.hpp"
+#include "runtime/tensor_inspect.hpp"
+
+namespace troupe::runtime {
+
+/// A micro-batch of inputs or activations flowing forward. The sample offset is
+/// the index of its first sample within the step's global batch.
+struct activation_msg {
+  std::int64_t step = 0;
+  std::int32_t mb = 0;
+  std::int64_t sample_offset = 0;
+  bool training = true;
+  tensor data;
+};
+
+/// The gradient of the loss w.r.t. a stage's output, flowing backward.
+struct gradient_msg {
+  std::int64_t step = 0;
+  std::int32_t mb = 0;
+  tensor data;
+};
+
+/// Labels of one micro-batch, sent by the trainer to the stage owning the loss.
+struct labels_msg {
+  std::int64_t step = 0;
+  std::int32_t mb = 0;
+  tensor labels;
+};
+
+/// Starts a step on a stage: which micro-batches to expect and the learning
+/// rate of this step's optimizer update (training only).
+struct step_msg {
+  std::int64_t step = 0;
+  std::int32_t microbatches = 1;
+  std::int64_t global_batch = 0;
+  float lr = 0;
+  bool training = true;
+};
+
+/// What a stage reports when it has finished a step.
+struct stage_report {
+  std::int32_t stage = 0;
+  std::int64_t step = 0;
+  double loss_sum = 0;      ///< only the loss stage fills loss_sum and correct
+  std::int64_t correct = 0;
+  std::int64_t samples = 0;
+  double compute_seconds = 0;  ///< time its device spent running its kernels
+  std::int32_t peak_in_flight = 0;  ///< most micro-batches with saved activations
+  std::uint64_t peak_saved_bytes = 0;
+};
+
+/// Parameters or optimizer state by name (checkpoints, broadcast, PS pulls).
+struct named_tensors {
+  std::vector<std::string> names;
+  std::vector<tensor> tensors;
+  /// Small string metadata (optimizer type and step count, ...).
+  std::vector<std::string> meta_keys;
+  std::vector<std::string> meta_values;
+};
+
+/// One global batch from a data loader, already split into the parts (micro-
+/// batches) its consumer asked for. offsets[i] is the index of part i's first
+/// sample within the global batch.
+struct batch_msg {
+  std::int64_t epoch = 0;
+  std::int64_t index = 0; ///< batch index within the epoch
+  std::int64_t size = 0;  ///< samples in the whole batch (the last one may be short)
+  std::vector<tensor> inputs;
+  std::vector<tensor> labels;
+  std::vector<std::int64_t> offsets;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch_msg& x) {
+  return f(caf::meta::type_name("batch_msg"), x.epoch, x.index, x.size, x.inputs, x.labels,
+           x.offsets);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, activation_msg& x) {
+  return f(caf::meta::type_name("activation_msg"), x.step, x.mb, x.sample_offset, x.training,
+           x.data);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, gradient_msg& x) {
+  return f(caf::meta::type_name("gradient_msg"), x.step, x.mb, x.data);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, labels_msg& x) {
+  return f(caf::meta::type_name("labels_msg"), x.step, x.mb, x.labels);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, step_msg& x) {
+  return f(caf::meta::type_name("step_msg"), x.step, x.microbatches, x.global_batch, x.lr,
+           x.training);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
+  return f(caf::meta::type_name("stage_report"), x.stage, x.step, x.loss_sum, x.correct,
+           x.samples, x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, named_tensors& x) {
+  return f(caf::meta::type_name("named_tensors"), x.names, x.tensors, x.meta_keys,
+           x.meta_values);
+}
+
+// Atoms (CAF 0.17: at most 10 characters).
+using get_params_atom = caf::atom_constant<caf::atom("getparams")>;
+using set_params_atom = caf::atom_constant<caf::atom("setparams")>;
+using get_state_atom = caf::atom_constant<caf::atom("getstate")>;
+using set_state_atom = caf::atom_constant<caf::atom("setstate")>;
+using next_batch_atom = caf::atom_constant<caf::atom("nextbatch")>;
+using seek_atom = caf::atom_constant<caf::atom("seek")>;
+using measure_atom = caf::atom_constant<caf::atom("measure")>;
+using wire_atom = caf::atom_constant<caf::atom("wire")>;
+using run_atom = caf::atom_constant<caf::atom("run")>;
+using abort_atom = caf::atom_constant<caf::atom("abort")>;
+
+} // namespace troupe::runtime

@@ -1,0 +1,62 @@
+#include "runtime/system_config.hpp"
+
+#include <array>
+#include <string_view>
+#include <thread>
+
+#include <caf/config_option_adder.hpp>
+
+#include "runtime/messages.hpp"
+#include "runtime/tensor_codec.hpp"
+#include "runtime/rng.hpp"
+
+namespace troupe::runtime {
+
+namespace {
+
+// Registration order and names are part of the wire protocol: append only.
+constexpr std::array<std::string_view, 8> type_names = {
+  "troupe::tensor",       "troupe::activation_msg", "troupe::gradient_msg",
+  "troupe::labels_msg",   "troupe::step_msg",       "troupe::stage_report",
+  "troupe::named_tensors", "troupe::batch_msg",
+};
+
+} // namespace
+
+void register_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<tensor>(std::string{type_names[0]});
+  cfg.add_message_type<activation_msg>(std::string{type_names[1]});
+  cfg.add_message_type<gradient_msg>(std::string{type_names[2]});
+  cfg.add_message_type<labels_msg>(std::string{type_names[3]});
+  cfg.add_message_type<step_msg>(std::string{type_names[4]});
+  cfg.add_message_type<stage_report>(std::string{type_names[5]});
+  cfg.add_message_type<named_tensors>(std::string{type_names[6]});
+  cfg.add_message_type<batch_msg>(std::string{type_names[7]});
+}
+
+std::uint64_t message_types_hash() {
+  std::uint64_t h = mix64(protocol_version);
+  for (auto name : type_names)
+    h = mix64(h ^ hash_name(name));
+  return h;
+}
+
+system_config::system_config(unsigned scheduler_threads) {
+  register_message_types(*this);
+  opt_group{custom_options_, "troupe"}.add<std::uint64_t>(
+    "max-tensor-bytes", "largest tensor payload accepted from a peer (bytes)");
+  set("troupe.max-tensor-bytes", default_max_tensor_bytes);
+  if (scheduler_threads == 0)
+    scheduler_threads = std::max(1u, std::thread::hardware_concurrency());
+  set("scheduler.max-threads", static_cast<size_t>(scheduler_threads));
+  // The work-stealing policy's idle workers poll with sleeps of up to 10 ms,
+  // which adds milliseconds to every hop of a training step. The sharing
+  // policy wakes a worker through a condition variable as soon as a message
+  // is enqueued, and burns no CPU while idle (the cores belong to devices).
+  set("scheduler.policy", caf::atom("sharing"));
+  // Keep the default logger quiet; troupe logs through spdlog.
+  set("logger.verbosity", caf::atom("quiet"));
+  set("logger.console", caf::atom("none"));
+}
+
+} // namespace troupe::runtime

@@ -1,0 +1,173 @@
+#define BOOST_TEST_DYN_LINK
+#define BOOST_TEST_MODULE actors_training
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+#include <caf/actor_system.hpp>
+
+#include "actors/job.hpp"
+#include "runtime/error.hpp"
+#include "runtime/system_config.hpp"
+
+using namespace troupe;
+namespace fs = std::filesystem;
+
+namespace {
+
+actors::train_options quick(std::string model = "mlp") {
+  actors::train_options o;
+  o.model = std::move(model);
+  o.data_dir = std::string{TROUPE_SOURCE_DIR} + "/data/mnist";
+  o.max_steps = 20;
+  o.evaluate = false;
+  o.progress = false;
+  o.threads = 1;
+  return o;
+}
+
+actors::job_result train(const actors::train_options& o) {
+  runtime::system_config cfg;
+  caf::actor_system sys{cfg};
+  return actors::run_training(sys, o);
+}
+
+/// Largest per-tensor norm-relative difference between two parameter sets.
+double max_relative_difference(const runtime::named_tensor_list& a,
+                               const runtime::named_tensor_list& b) {
+  std::map<std::string, runtime::tensor> by_name(b.begin(), b.end());
+  BOOST_REQUIRE_EQUAL(a.size(), b.size());
+  double worst = 0;
+  for (const auto& [name, t] : a) {
+    auto it = by_name.find(name);
+    BOOST_REQUIRE_MESSAGE(it != by_name.end(), "missing parameter " << name);
+    worst = std::max(worst, runtime::relative_difference(t, it->second));
+  }
+  return worst;
+}
+
+fs::path temp_dir(const std::string& name) {
+  auto p = fs::temp_directory_path() / ("troupe-test-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  return p;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(two_and_three_stages_equal_one_stage) {
+  auto reference = train(quick());
+  BOOST_TEST(reference.report.at("steps") == 20);
+  BOOST_TEST(reference.params.size() == 6u);
+  for (int stages : {2, 3}) {
+    auto o = quick();
+    o.stages = stages;
+    auto split = train(o);
+    BOOST_TEST(split.report.at("strategy") == "layer-placement");
+    // Same kernels in the same order on each layer: the tolerance is the
+    // issue's 1e-6, and in practice the parameters are bitwise equal.
+    BOOST_TEST(max_relative_difference(split.params, reference.params) < 1e-6);
+    BOOST_TEST(split.report.at("final_loss").get<double>() ==
+               reference.report.at("final_loss").get<double>());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(cnn_two_stages_equal_one_stage) {
+  auto o = quick("cnn");
+  o.max_steps = 10;
+  auto reference = train(o);
+  o.stages = 2;
+  auto split = train(o);
+  BOOST_TEST(max_relative_difference(split.params, reference.params) < 1e-6);
+}
+
+BOOST_AUTO_TEST_CASE(pipelines_equal_gradient_accumulation) {
+  for (auto kind : {actors::schedule_kind::gpipe, actors::schedule_kind::one_f_one_b}) {
+    auto o = quick();
+    o.microbatches = 4;
+    o.schedule = kind;
+    auto accumulated = train(o);
+    BOOST_TEST(accumulated.report.at("strategy") == "gradient-accumulation");
+    o.stages = 2;
+    auto piped = train(o);
+    BOOST_TEST(piped.report.at("strategy") == "pipeline");
+    BOOST_TEST(max_relative_difference(piped.params, accumulated.params) < 1e-6);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(micro_batches_approximate_the_full_batch) {
+  // Same mean gradient summed in a different order: equal up to float rounding.
+  auto whole = train(quick());
+  auto o = quick();
+  o.microbatches = 4;
+  auto parts = train(o);
+  BOOST_TEST(max_relative_difference(parts.params, whole.params) < 1e-4);
+}
+
+BOOST_AUTO_TEST_CASE(report_has_the_documented_fields) {
+  auto r = train(quick()).report;
+  for (const char* key : {"model", "strategy", "epochs", "steps", "batch", "final_loss",
+                          "test_accuracy", "samples_per_second", "wall_seconds", "git_commit",
+                          "threads", "blas", "config"})
+    BOOST_TEST(r.contains(key), key);
+  BOOST_TEST(r.at("final_loss").get<double>() > 0);
+  BOOST_TEST(r.at("config").at("seed") == 0);
+}
+
+BOOST_AUTO_TEST_CASE(resume_continues_exactly) {
+  // Two epochs in one go, or one epoch, a stop, and --resume for the second.
+  auto o = quick();
+  o.max_steps = -1;
+  o.batch = 512; // 118 steps per epoch keeps the test short
+  o.epochs = 2;
+  o.optimizer = "adam";
+  auto straight = train(o);
+  auto dir = temp_dir("resume");
+  auto first = o;
+  first.epochs = 1;
+  first.checkpoint_dir = dir.string();
+  auto half = train(first);
+  BOOST_TEST(fs::exists(dir / "manifest.json"));
+  BOOST_TEST(fs::exists(dir / "model.safetensors"));
+  auto second = o;
+  second.resume_dir = dir.string();
+  auto resumed = train(second);
+  BOOST_TEST(resumed.report.at("steps") == straight.report.at("steps"));
+  BOOST_TEST(resumed.report.at("steps_this_run") == 118);
+  BOOST_TEST(max_relative_difference(resumed.params, straight.params) < 1e-6);
+  BOOST_TEST(std::abs(resumed.report.at("final_loss").get<double>() -
+                      straight.report.at("final_loss").get<double>()) < 1e-9);
+  fs::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_stage_aborts_the_job_naming_it) {
+  auto o = quick();
+  o.stages = 2;
+  o.fault = "stage=1,step=5";
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    train(o);
+    BOOST_FAIL("the job should have failed");
+  } catch (const std::runtime_error& e) {
+    std::string what = e.what();
+    BOOST_TEST(what.find("layer_shard stage 1") != std::string::npos, what);
+    BOOST_TEST(what.find("injected fault") != std::string::npos, what);
+  }
+  bool fast = std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30);
+  BOOST_TEST(fast);
+}
+
+BOOST_AUTO_TEST_CASE(bad_inputs_are_input_errors) {
+  auto o = quick();
+  o.data_dir = "/nonexistent/mnist";
+  BOOST_CHECK_THROW(train(o), runtime::input_error);
+  o = quick("resnet");
+  BOOST_CHECK_THROW(train(o), runtime::input_error);
+  o = quick();
+  o.stages = 9;
+  BOOST_CHECK_THROW(train(o), runtime::input_error);
+  o = quick();
+  o.resume_dir = "/nonexistent/checkpoint";
+  BOOST_CHECK_THROW(train(o), runtime::input_error);
+}

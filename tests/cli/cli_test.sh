@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Bad input to the troupe CLI gets a clear error that names the problem and a
+# non-zero exit (2), never a crash or a hang. Usage: cli_test.sh path/to/troupe
+set -u
+troupe=$1
+root=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+passed=0
+
+# expect STATUS PATTERN -- ARGS...: runs troupe, checks the exit status and
+# that stderr+stdout match PATTERN (grep -E).
+expect() {
+  local want=$1 pattern=$2
+  shift 3
+  local out status
+  out=$(timeout 120 "$troupe" "$@" 2>&1)
+  status=$?
+  if [[ $status -ne $want ]] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL: troupe $* -> status $status (want $want), output:"
+    echo "$out" | tail -5 | sed 's/^/    /'
+    failures=$((failures + 1))
+  else
+    passed=$((passed + 1))
+  fi
+}
+
+quick=(--steps 3 --no-eval --no-progress --threads 1)
+
+# Help for every subcommand.
+expect 0 "train" -- --help
+expect 0 "--model" -- train --help
+expect 0 "train" -- bench --help
+
+# Flags.
+expect 2 "resnet" -- train --model resnet "${quick[@]}"
+expect 2 "--batch" -- train --batch 0 "${quick[@]}"
+expect 2 "--epochs" -- train --epochs -1 "${quick[@]}"
+expect 2 "--lr" -- train --lr abc "${quick[@]}"
+expect 2 "--stages" -- train --stages 0 "${quick[@]}"
+expect 2 "--stages 9" -- train --stages 9 "${quick[@]}"
+expect 2 "zigzag" -- train --schedule zigzag "${quick[@]}"
+expect 2 "frobnicate" -- train --frobnicate "${quick[@]}"
+expect 2 "inject-fault" -- train --inject-fault nonsense "${quick[@]}"
+expect 2 "log-level" -- --log-level loud train "${quick[@]}"
+
+# Data files.
+expect 2 "/nonexistent/mnist" -- train --data /nonexistent/mnist "${quick[@]}"
+mkdir -p "$tmp/trunc" "$tmp/magic" "$tmp/raw"
+cp "$root"/data/mnist/*.gz "$tmp/trunc/"
+head -c 100000 "$root/data/mnist/train-images-idx3-ubyte.gz" >"$tmp/trunc/train-images-idx3-ubyte.gz"
+expect 2 "train-images-idx3-ubyte" -- train --data "$tmp/trunc" "${quick[@]}"
+cp "$root"/data/mnist/*.gz "$tmp/magic/"
+rm "$tmp/magic/train-labels-idx1-ubyte.gz"
+printf '\x00\x00\x09\x01\x00\x00\x00\x02\x05\x00' >"$tmp/magic/train-labels-idx1-ubyte"
+expect 2 "train-labels-idx1-ubyte" -- train --data "$tmp/magic" "${quick[@]}"
+cp "$root"/data/mnist/*.gz "$tmp/raw/"
+rm "$tmp/raw/t10k-labels-idx1-ubyte.gz"
+printf '\x00\x00\x08\x01\x00\x00\x27\x10\x07' >"$tmp/raw/t10k-labels-idx1-ubyte"
+expect 2 "t10k-labels-idx1-ubyte" -- train --data "$tmp/raw" --steps 3 --no-progress --threads 1
+
+# Checkpoints.
+touch "$tmp/not-a-dir"
+expect 2 "not-a-dir" -- train "${quick[@]}" --checkpoint "$tmp/not-a-dir/ck"
+expect 0 "final loss" -- train "${quick[@]}" --checkpoint "$tmp/ck"
+cp -r "$tmp/ck" "$tmp/ck-corrupt"
+printf 'XXXX' | dd of="$tmp/ck-corrupt/model.safetensors" bs=1 seek=200 conv=notrunc status=none
+expect 2 "model.safetensors" -- train "${quick[@]}" --resume "$tmp/ck-corrupt"
+cp -r "$tmp/ck" "$tmp/ck-nomanifest"
+rm "$tmp/ck-nomanifest/manifest.json"
+expect 2 "manifest.json" -- train "${quick[@]}" --resume "$tmp/ck-nomanifest"
+expect 2 "batch" -- train "${quick[@]}" --batch 32 --resume "$tmp/ck"
+expect 2 "different model" -- train --model cnn "${quick[@]}" --resume "$tmp/ck"
+expect 2 "/nonexistent" -- train "${quick[@]}" --resume /nonexistent/ck
+expect 0 "final loss" -- train --steps 6 --no-eval --no-progress --threads 1 --resume "$tmp/ck"
+
+# Reports.
+expect 2 "not-a-dir" -- train "${quick[@]}" --report "$tmp/not-a-dir/r.json"
+expect 0 "final loss" -- train "${quick[@]}" --report "$tmp/r.json"
+if ! grep -q '"test_accuracy"' "$tmp/r.json"; then
+  echo "FAIL: report lacks test_accuracy"
+  failures=$((failures + 1))
+fi
+
+echo "$passed passed, $failures failed"
+[[ $failures -eq 0 ]]
