@@ -1,9 +1,12 @@
 #include "actors/layer_shard.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/send.hpp>
@@ -29,6 +32,7 @@ struct task_done {
   std::int64_t correct = 0;
   std::int64_t samples = 0;
   double seconds = 0;
+  std::uint64_t peak_saved_bytes = 0; ///< most saved activations seen between its actions
 };
 
 /// A device task threw; the shard fails with this message.
@@ -79,19 +83,33 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// Runs `body` on the device; it returns a task_done, or the shard gets a
-/// task_failed with the exception's message.
-template <class Body>
-void submit(shard_actor* self, Body body) {
+/// One action's work on the device: run on the device thread, touching only
+/// the compute state and sending its own outputs.
+using device_work = std::function<task_done()>;
+
+/// Runs `chain` on the device as one task, in order; the shard gets one
+/// task_done with the summed figures, or a task_failed with the first
+/// exception's message (the rest of the chain is skipped). One task per chain
+/// instead of per action saves a shard -> device -> shard round trip (two
+/// thread wake-ups) for every action but the first.
+void submit(shard_actor* self, std::vector<device_work> chain) {
   auto& st = self->state;
   st.busy = true;
   auto me = caf::actor_cast<caf::actor>(self);
-  caf::anon_send(st.device, device_task{[me, body = std::move(body)]() mutable {
+  caf::anon_send(st.device, device_task{[me, c = st.compute, chain = std::move(chain)]() mutable {
                    auto t0 = std::chrono::steady_clock::now();
                    try {
-                     task_done d = body();
-                     d.seconds = seconds_since(t0);
-                     caf::anon_send(me, std::move(d));
+                     task_done total;
+                     for (auto& work : chain) {
+                       task_done d = work();
+                       total.loss_sum += d.loss_sum;
+                       total.correct += d.correct;
+                       total.samples += d.samples;
+                       total.peak_saved_bytes =
+                         std::max<std::uint64_t>(total.peak_saved_bytes, c->model.saved_bytes());
+                     }
+                     total.seconds = seconds_since(t0);
+                     caf::anon_send(me, std::move(total));
                    } catch (const std::exception& e) {
                      caf::anon_send(me, task_failed{e.what()});
                    }
@@ -113,7 +131,7 @@ void finish_step(shard_actor* self) {
 
 void advance(shard_actor* self);
 
-void submit_forward(shard_actor* self, const action& a) {
+device_work forward_work(shard_actor* self, const action& a) {
   auto& st = self->state;
   const auto& m = *st.step;
   auto in = st.inputs.extract(key{m.step, a.mb}).mapped();
@@ -131,8 +149,8 @@ void submit_forward(shard_actor* self, const action& a) {
     st.report.peak_in_flight = std::max(st.report.peak_in_flight, ++st.in_flight);
   auto grad_scale = 1.0f / static_cast<float>(m.global_batch);
   bool inject = m.training && m.step == st.cfg.fault_step;
-  submit(self, [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx,
-                next = st.next, last = st.cfg.last(), grad_scale, inject]() {
+  return [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx,
+          next = st.next, last = st.cfg.last(), grad_scale, inject]() {
     if (inject)
       throw std::runtime_error("injected fault in the forward of step " +
                                std::to_string(ctx.step));
@@ -150,18 +168,18 @@ void submit_forward(shard_actor* self, const action& a) {
                                                    ctx.training, std::move(y)});
     }
     return d;
-  });
+  };
 }
 
-void submit_backward(shard_actor* self, const action& a) {
+device_work backward_work(shard_actor* self, const action& a) {
   auto& st = self->state;
   const auto& m = *st.step;
   tensor dy;
   if (!st.cfg.last())
     dy = std::move(st.grads.extract(key{m.step, a.mb}).mapped());
   --st.in_flight;
-  submit(self, [c = st.compute, dy = std::move(dy), mb = a.mb, step = m.step, prev = st.prev,
-                first = st.cfg.first()]() mutable {
+  return [c = st.compute, dy = std::move(dy), mb = a.mb, step = m.step, prev = st.prev,
+          first = st.cfg.first()]() mutable {
     if (!dy.defined()) {
       auto it = c->dlogits.find(mb);
       if (it == c->dlogits.end())
@@ -174,7 +192,7 @@ void submit_backward(shard_actor* self, const action& a) {
     if (!first)
       caf::anon_send(prev, runtime::gradient_msg{step, mb, std::move(dx)});
     return task_done{};
-  });
+  };
 }
 
 bool inputs_ready(shard_state& st, const action& a) {
@@ -184,32 +202,38 @@ bool inputs_ready(shard_state& st, const action& a) {
   return st.cfg.last() || st.grads.count(k) > 0;
 }
 
+/// Submits, as one device task, every action of the schedule that can run now
+/// in order: the next action if its inputs are here, then each following one
+/// whose inputs are here too (a last stage's backward always is: its input is
+/// the loss gradient the forward before it saves), then the optimizer when the
+/// chain reaches the end of a training step. The device runs them in schedule
+/// order, exactly as one task per action would, and each action still sends
+/// its output the moment it finishes, so pipelining is unchanged.
 void advance(shard_actor* self) {
   auto& st = self->state;
   if (st.busy || !st.step)
     return;
-  if (st.pc < st.actions.size()) {
-    const auto a = st.actions[st.pc];
-    if (!inputs_ready(st, a))
-      return;
-    ++st.pc;
-    if (a.what == action::kind::forward)
-      submit_forward(self, a);
-    else
-      submit_backward(self, a);
-    return;
+  std::vector<device_work> chain;
+  while (st.pc < st.actions.size() && inputs_ready(st, st.actions[st.pc])) {
+    const auto a = st.actions[st.pc++];
+    chain.push_back(a.what == action::kind::forward ? forward_work(self, a)
+                                                    : backward_work(self, a));
   }
-  if (st.step->training && !st.optimizer_done) {
+  if (st.pc == st.actions.size() && st.step->training && !st.optimizer_done) {
     st.optimizer_done = true;
-    submit(self, [c = st.compute, lr = st.step->lr]() {
+    chain.push_back([c = st.compute, lr = st.step->lr]() {
       auto params = c->model.parameters();
       c->opt->step(params, lr);
       c->model.zero_grad();
       return task_done{};
     });
+  }
+  if (!chain.empty()) {
+    submit(self, std::move(chain));
     return;
   }
-  finish_step(self);
+  if (st.pc == st.actions.size())
+    finish_step(self);
 }
 
 runtime::named_tensors collect_params(const compute_state& c) {
@@ -308,7 +332,8 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       s.report.samples += d.samples;
       s.report.compute_seconds += d.seconds;
       s.report.peak_saved_bytes =
-        std::max<std::uint64_t>(s.report.peak_saved_bytes, s.compute->model.saved_bytes());
+        std::max<std::uint64_t>({s.report.peak_saved_bytes, d.peak_saved_bytes,
+                                 s.compute->model.saved_bytes()});
       advance(self);
     },
     [self](task_failed& f) { fail(self, f.what); },

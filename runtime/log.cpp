@@ -1,5 +1,6 @@
 #include "runtime/log.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -21,6 +22,14 @@ spdlog::level::level_enum initial_level() {
   return spdlog::level::info;
 }
 
+/// The level new loggers start with: TROUPE_LOG_LEVEL, then whatever
+/// set_log_level chose (the CLI's --log-level), so loggers created after the
+/// flag was parsed honour it too.
+std::atomic<spdlog::level::level_enum>& current_level() {
+  static std::atomic<spdlog::level::level_enum> level{initial_level()};
+  return level;
+}
+
 } // namespace
 
 std::shared_ptr<spdlog::logger> logger(std::string_view component) {
@@ -33,7 +42,7 @@ std::shared_ptr<spdlog::logger> logger(std::string_view component) {
   static auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   auto result = std::make_shared<spdlog::logger>(name, sink);
   result->set_pattern("[%H:%M:%S.%e] [%n] [%^%l%$] %v");
-  result->set_level(initial_level());
+  result->set_level(current_level().load());
   spdlog::register_logger(result);
   return result;
 }
@@ -42,6 +51,7 @@ bool set_log_level(std::string_view level) {
   auto lvl = spdlog::level::from_str(std::string{level});
   if (lvl == spdlog::level::off && level != "off")
     return false;
+  current_level().store(lvl);
   spdlog::set_level(lvl);
   spdlog::apply_all([lvl](const std::shared_ptr<spdlog::logger>& l) { l->set_level(lvl); });
   return true;

@@ -341,7 +341,10 @@ int bench_train(bench_flags f) {
   row("median", ts.median, ls.median);
   row("min", ts.min, ls.min);
   row("max", ts.max, ls.max);
-  std::printf("%-8s %15.1f%% %17.1f%%\n", "spread", ts.spread_percent(), ls.spread_percent());
+  if (peer)
+    std::printf("%-8s %15.1f%% %17.1f%%\n", "spread", ts.spread_percent(), ls.spread_percent());
+  else
+    std::printf("%-8s %15.1f%% %18s\n", "spread", ts.spread_percent(), "-");
 
   std::optional<double> ratio;
   if (peer && ls.median > 0)

@@ -83,5 +83,20 @@ if ! grep -q '"test_accuracy"' "$tmp/r.json"; then
   failures=$((failures + 1))
 fi
 
+# troupe bench train: bad flags, a broken peer, and a tiny run that writes JSON.
+expect 2 "--threads" -- bench train --threads 0
+expect 2 "--optimizer" -- bench train --optimizer rmsprop
+expect 2 "--repeats" -- bench train --repeats 0
+expect 2 "--peer" -- bench train --peer "$tmp/no-such-peer" --steps 1 --repeats 1
+expect 2 "/nonexistent" -- bench train --data /nonexistent --steps 1 --repeats 1
+expect 1 "exited with status" -- bench train --peer /bin/false --steps 2 --warmup 1 --repeats 1
+expect 0 "ratio troupe/libtorch" -- bench train --steps 3 --warmup 1 --repeats 1 --json "$tmp/bench.json"
+for key in troupe_steps_per_second libtorch_steps_per_second '"ratio"'; do
+  if ! grep -q "$key" "$tmp/bench.json"; then
+    echo "FAIL: bench JSON lacks $key"
+    failures=$((failures + 1))
+  fi
+done
+
 echo "$passed passed, $failures failed"
 [[ $failures -eq 0 ]]
