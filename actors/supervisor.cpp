@@ -11,6 +11,7 @@
 #include "actors/layer_shard.hpp"
 #include "actors/plan.hpp"
 #include "actors/trainer.hpp"
+#include "kernels/gpu.hpp"
 #include "runtime/caf_error.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_util.hpp"
@@ -143,6 +144,13 @@ std::string launch(supervisor_actor* self, const std::string& options_json) {
 }
 
 caf::behavior supervisor(supervisor_actor* self) {
+  // One line at start on what compute this process can use.
+  auto gpus = kernels::probe_gpus();
+  if (gpus.usable_devices == 0)
+    self->state.log->info("no usable GPU ({}): running on CPU devices", gpus.reason);
+  else
+    self->state.log->info("{} usable CUDA device(s); this version places layer shards on CPU "
+                          "devices only", gpus.usable_devices);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto it = st.labels.find(dm.source);
