@@ -6,6 +6,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "models/causal_self_attention.hpp"
 #include "models/conv2d.hpp"
 #include "models/dense.hpp"
 #include "models/dropout.hpp"
@@ -14,7 +15,9 @@
 #include "models/gelu.hpp"
 #include "models/layer_norm.hpp"
 #include "models/maxpool2d.hpp"
+#include "models/position_embedding.hpp"
 #include "models/relu.hpp"
+#include "models/transformer_block.hpp"
 
 namespace troupe::models {
 
@@ -74,6 +77,37 @@ std::unique_ptr<layer> make_embedding(const nlohmann::json& s, std::size_t i) {
   return std::make_unique<embedding>(i, spec_int(s, i, "vocab", 1), spec_int(s, i, "dim", 1));
 }
 
+// Language-model layers: "position_embedding" {context, dim},
+// "causal_self_attention" {dim, heads}, "transformer_block" {dim, heads,
+// hidden}; heads must divide dim.
+std::unique_ptr<layer> make_position_embedding(const nlohmann::json& s, std::size_t i) {
+  spec_allow_only(s, i, {"context", "dim"});
+  return std::make_unique<position_embedding>(i, spec_int(s, i, "context", 1),
+                                              spec_int(s, i, "dim", 1));
+}
+
+/// The 'heads' field, which must divide dim (head_dim = dim / heads).
+std::int64_t heads_field(const nlohmann::json& s, std::size_t i, std::int64_t dim) {
+  std::int64_t h = spec_int(s, i, "heads", 1);
+  if (dim % h != 0)
+    bad_field(s, i, "heads",
+              "must divide dim " + std::to_string(dim) + ", got " + std::to_string(h));
+  return h;
+}
+
+std::unique_ptr<layer> make_causal_self_attention(const nlohmann::json& s, std::size_t i) {
+  spec_allow_only(s, i, {"dim", "heads"});
+  std::int64_t dim = spec_int(s, i, "dim", 1);
+  return std::make_unique<causal_self_attention>(i, dim, heads_field(s, i, dim));
+}
+
+std::unique_ptr<layer> make_transformer_block(const nlohmann::json& s, std::size_t i) {
+  spec_allow_only(s, i, {"dim", "heads", "hidden"});
+  std::int64_t dim = spec_int(s, i, "dim", 1);
+  std::int64_t heads = heads_field(s, i, dim);
+  return std::make_unique<transformer_block>(i, dim, heads, spec_int(s, i, "hidden", 1));
+}
+
 template <class L>
 std::unique_ptr<layer> make_plain(const nlohmann::json& s, std::size_t i) {
   spec_allow_only(s, i, {});
@@ -83,9 +117,18 @@ std::unique_ptr<layer> make_plain(const nlohmann::json& s, std::size_t i) {
 struct registry {
   std::mutex mutex;
   std::map<std::string, layer_factory> factories{
-      {"dense", make_dense},     {"relu", make_plain<relu>},      {"gelu", make_plain<gelu>},
-      {"conv2d", make_conv2d},   {"maxpool2d", make_maxpool2d},   {"flatten", make_plain<flatten>},
-      {"dropout", make_dropout}, {"layer_norm", make_layer_norm}, {"embedding", make_embedding}};
+      {"dense", make_dense},
+      {"relu", make_plain<relu>},
+      {"gelu", make_plain<gelu>},
+      {"conv2d", make_conv2d},
+      {"maxpool2d", make_maxpool2d},
+      {"flatten", make_plain<flatten>},
+      {"dropout", make_dropout},
+      {"layer_norm", make_layer_norm},
+      {"embedding", make_embedding},
+      {"position_embedding", make_position_embedding},
+      {"causal_self_attention", make_causal_self_attention},
+      {"transformer_block", make_transformer_block}};
 };
 
 registry& the_registry() {

@@ -197,6 +197,16 @@ model_builder& model_builder::layer_norm(std::int64_t dim, double eps) {
 model_builder& model_builder::embedding(std::int64_t vocab, std::int64_t dim) {
   return add({{"type", "embedding"}, {"vocab", vocab}, {"dim", dim}});
 }
+model_builder& model_builder::position_embedding(std::int64_t context, std::int64_t dim) {
+  return add({{"type", "position_embedding"}, {"context", context}, {"dim", dim}});
+}
+model_builder& model_builder::causal_self_attention(std::int64_t dim, std::int64_t heads) {
+  return add({{"type", "causal_self_attention"}, {"dim", dim}, {"heads", heads}});
+}
+model_builder& model_builder::transformer_block(std::int64_t dim, std::int64_t heads,
+                                                std::int64_t hidden) {
+  return add({{"type", "transformer_block"}, {"dim", dim}, {"heads", heads}, {"hidden", hidden}});
+}
 model_builder& model_builder::add(nlohmann::json layer_spec) {
   spec_.layers.push_back(std::move(layer_spec));
   return *this;

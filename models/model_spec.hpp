@@ -76,6 +76,9 @@ public:
   model_builder& dropout(double p);
   model_builder& layer_norm(std::int64_t dim, double eps = 1e-5);
   model_builder& embedding(std::int64_t vocab, std::int64_t dim);
+  model_builder& position_embedding(std::int64_t context, std::int64_t dim);
+  model_builder& causal_self_attention(std::int64_t dim, std::int64_t heads);
+  model_builder& transformer_block(std::int64_t dim, std::int64_t heads, std::int64_t hidden);
   /// Any registered layer type, as JSON.
   model_builder& add(nlohmann::json layer_spec);
 

@@ -4,8 +4,34 @@
 
 namespace troupe::models {
 
+namespace {
+
+// "transformer": a character language model of data/sherlock.txt. Its
+// vocabulary is the fixed table runtime::text_dataset builds from that file
+// (its sorted distinct bytes, UTF-8 BOM stripped): 89 ids. Input: i32 ids
+// [context] per sample; output: f32 logits [context, vocab] for the next byte
+// at every position (train with sequence_cross_entropy, grad scale
+// 1 / (global batch * context)). Sized for CPU CI: ~0.1 M parameters.
+constexpr std::int64_t lm_vocab = 89;
+constexpr std::int64_t lm_context = 64;
+constexpr std::int64_t lm_dim = 64;
+constexpr std::int64_t lm_heads = 4;
+constexpr std::int64_t lm_blocks = 2;
+
+model_spec transformer_lm() {
+  model_builder b("transformer");
+  b.input({lm_context}, runtime::dtype::i32)
+      .embedding(lm_vocab, lm_dim)
+      .position_embedding(lm_context, lm_dim);
+  for (std::int64_t i = 0; i < lm_blocks; ++i)
+    b.transformer_block(lm_dim, lm_heads, 4 * lm_dim);
+  return b.layer_norm(lm_dim).dense(lm_dim, lm_vocab).build();
+}
+
+} // namespace
+
 std::vector<std::string> zoo_names() {
-  return {"mlp", "cnn"};
+  return {"mlp", "cnn", "transformer"};
 }
 
 model_spec zoo_model(std::string_view name) {
@@ -28,6 +54,8 @@ model_spec zoo_model(std::string_view name) {
         .relu()
         .dense(128, 10)
         .build();
+  if (name == "transformer")
+    return transformer_lm();
   std::string known;
   for (const auto& n : zoo_names())
     known += (known.empty() ? "" : ", ") + n;

@@ -195,7 +195,7 @@ BOOST_AUTO_TEST_CASE(registry_round_trips_every_type) {
 
 BOOST_AUTO_TEST_CASE(zoo_models) {
   auto names = zoo_names();
-  BOOST_TEST(names.size() == 2u);
+  BOOST_TEST(names.size() == 3u);
   auto mlp = zoo_model("mlp");
   BOOST_TEST(mlp.input_shape == (shape_t{784}));
   BOOST_TEST(output_shape(mlp) == (shape_t{10}));
