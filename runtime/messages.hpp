@@ -130,4 +130,47 @@ using wire_atom = caf::atom_constant<caf::atom("wire")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
 using abort_atom = caf::atom_constant<caf::atom("abort")>;
 
+// --- Collectives (actors/collective_group.hpp) ---
+
+/// One block (or segment of a block) of a collective operation between two
+/// collective rank actors. `kind`, `root` and `total` let the receiver check
+/// that every rank runs the same operation on the same buffer size.
+struct collective_msg {
+  std::int64_t op = 0;      ///< operation id chosen by the callers (same on every rank)
+  std::int32_t kind = 0;    ///< collective kind and algorithm (collective_group.cpp)
+  std::int32_t root = 0;    ///< broadcast root
+  std::int32_t step = 0;    ///< plan step at which the sender sent it
+  std::int32_t block = 0;   ///< block index in the plan
+  std::int32_t segment = 0; ///< segment of the block (large blocks are pipelined)
+  std::int32_t from = 0;    ///< sender rank
+  std::int64_t total = 0;   ///< elements of the whole buffer (-1: not known to the sender)
+  tensor data;
+};
+
+/// Counters of one collective rank actor.
+struct collective_stats {
+  std::int32_t rank = 0;
+  std::int32_t size = 0;
+  std::uint64_t bytes_sent = 0;      ///< tensor payload bytes sent to peers
+  std::uint64_t messages_sent = 0;
+  std::uint64_t ops_completed = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, collective_msg& x) {
+  return f(caf::meta::type_name("collective_msg"), x.op, x.kind, x.root, x.step, x.block,
+           x.segment, x.from, x.total, x.data);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, collective_stats& x) {
+  return f(caf::meta::type_name("collective_stats"), x.rank, x.size, x.bytes_sent,
+           x.messages_sent, x.ops_completed);
+}
+
+using allreduce_atom = caf::atom_constant<caf::atom("allreduce")>;
+using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
+using reduce_scatter_atom = caf::atom_constant<caf::atom("redscatter")>;
+using all_gather_atom = caf::atom_constant<caf::atom("allgather")>;
+using coll_stats_atom = caf::atom_constant<caf::atom("collstats")>;
+
 } // namespace troupe::runtime

@@ -15,10 +15,11 @@ namespace troupe::runtime {
 namespace {
 
 // Registration order and names are part of the wire protocol: append only.
-constexpr std::array<std::string_view, 8> type_names = {
+constexpr std::array<std::string_view, 10> type_names = {
   "troupe::tensor",       "troupe::activation_msg", "troupe::gradient_msg",
   "troupe::labels_msg",   "troupe::step_msg",       "troupe::stage_report",
-  "troupe::named_tensors", "troupe::batch_msg",
+  "troupe::named_tensors", "troupe::batch_msg",     "troupe::collective_msg",
+  "troupe::collective_stats",
 };
 
 } // namespace
@@ -32,6 +33,8 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<stage_report>(std::string{type_names[5]});
   cfg.add_message_type<named_tensors>(std::string{type_names[6]});
   cfg.add_message_type<batch_msg>(std::string{type_names[7]});
+  cfg.add_message_type<collective_msg>(std::string{type_names[8]});
+  cfg.add_message_type<collective_stats>(std::string{type_names[9]});
 }
 
 std::uint64_t message_types_hash() {

@@ -1,0 +1,585 @@
+#include "actors/collective_group.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include "runtime/messages.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+using runtime::collective_msg;
+using runtime::tensor;
+namespace coll = collectives;
+
+/// collective_msg::kind: the operation and (for all-reduce) the algorithm.
+enum op_kind : std::int32_t {
+  kind_allreduce_ring = 1,
+  kind_allreduce_tree = 2,
+  kind_reduce_scatter = 3,
+  kind_all_gather = 4,
+  kind_broadcast = 5,
+};
+
+const char* kind_name(std::int32_t k) {
+  switch (k) {
+    case kind_allreduce_ring:
+      return "all-reduce (ring)";
+    case kind_allreduce_tree:
+      return "all-reduce (tree)";
+    case kind_reduce_scatter:
+      return "reduce-scatter";
+    case kind_all_gather:
+      return "all-gather";
+    case kind_broadcast:
+      return "broadcast";
+  }
+  return "unknown collective";
+}
+
+bool is_reducing(std::int32_t k) {
+  return k == kind_allreduce_ring || k == kind_allreduce_tree || k == kind_reduce_scatter;
+}
+
+struct op_state {
+  std::int32_t kind = 0;
+  std::int32_t root = 0;
+  caf::response_promise rp;
+  const coll::collective_plan* plan = nullptr;
+  tensor input;
+  std::int64_t total = -1; ///< elements of the buffer (reducing kinds), else -1
+  /// The input as a whole is piece (whole_block, 0) (no slicing needed), or -1.
+  int whole_block = -1;
+  int segs = 1;
+  /// Absolute element ranges of piece [block][segment] in the buffer
+  /// (reducing kinds only).
+  std::vector<std::vector<coll::chunk>> layout;
+  std::vector<std::vector<tensor>> pieces;
+  /// Piece still lives in the input (read through it, slice to send).
+  std::vector<std::vector<bool>> from_input;
+  std::vector<std::size_t> cursor; ///< next plan step per segment
+  std::vector<bool> sent;          ///< the send of the cursor's step is done
+  int done_segs = 0;
+};
+
+using stash_key = std::tuple<std::int64_t, std::int32_t, std::int32_t>; // op, step, segment
+
+struct rank_state {
+  collective_config cfg;
+  std::vector<caf::actor> ranks;
+  std::map<std::int64_t, op_state> ops;
+  std::map<stash_key, collective_msg> stash;
+  std::map<std::pair<std::int32_t, std::int32_t>, coll::collective_plan> plans; // (kind, root)
+  runtime::collective_stats stats;
+  static inline const char* name = "collective_rank";
+};
+
+using rank_actor = caf::stateful_actor<rank_state>;
+
+std::string label(rank_actor* self) {
+  return "collective rank " + std::to_string(self->state.cfg.rank) + "/" +
+         std::to_string(self->state.cfg.size);
+}
+
+const coll::collective_plan& plan_for(rank_actor* self, std::int32_t kind, std::int32_t root) {
+  auto& st = self->state;
+  auto key = std::make_pair(kind, kind == kind_broadcast ? root : 0);
+  auto it = st.plans.find(key);
+  if (it != st.plans.end())
+    return it->second;
+  int n = st.cfg.size;
+  coll::collective_plan p;
+  switch (kind) {
+    case kind_allreduce_ring:
+      p = coll::ring_allreduce(n);
+      break;
+    case kind_allreduce_tree:
+      p = coll::tree_allreduce(n);
+      break;
+    case kind_reduce_scatter:
+      p = coll::ring_reduce_scatter(n);
+      break;
+    case kind_all_gather:
+      p = coll::ring_all_gather(n);
+      break;
+    default:
+      p = coll::binomial_broadcast(n, root);
+      break;
+  }
+  return st.plans.emplace(key, std::move(p)).first->second;
+}
+
+/// A 1-D copy of elements [c.offset, c.offset + c.count) of `t`.
+tensor slice_copy(const tensor& t, coll::chunk c) {
+  auto out = tensor::empty(t.type(), {c.count});
+  auto es = runtime::element_size(t.type());
+  if (c.count > 0)
+    std::memcpy(out.mutable_raw_data(),
+                static_cast<const char*>(t.raw_data()) + static_cast<std::size_t>(c.offset) * es,
+                static_cast<std::size_t>(c.count) * es);
+  return out;
+}
+
+/// The piece to send; moved out when the plan releases it after the send (so
+/// that the receiver owns the storage alone and reduces into it in place).
+tensor take_piece(op_state& op, int b, int k, bool release) {
+  auto bi = static_cast<std::size_t>(b);
+  auto ki = static_cast<std::size_t>(k);
+  tensor t;
+  if (op.from_input[bi][ki]) {
+    t = (b == op.whole_block && op.segs == 1) ? op.input : slice_copy(op.input, op.layout[bi][ki]);
+  } else {
+    if (!op.pieces[bi][ki].defined())
+      throw std::logic_error("collective plan sends block " + std::to_string(b) +
+                             " that this rank no longer holds");
+    t = release ? std::move(op.pieces[bi][ki]) : op.pieces[bi][ki];
+  }
+  if (release) {
+    op.pieces[bi][ki] = tensor{};
+    op.from_input[bi][ki] = false;
+  }
+  return t;
+}
+
+/// piece(b, k) = received + own or own + received, as the plan says.
+void reduce_piece(op_state& op, int b, int k, tensor received, coll::on_receive order) {
+  auto bi = static_cast<std::size_t>(b);
+  auto ki = static_cast<std::size_t>(k);
+  auto n = received.numel();
+  const float* own = nullptr;
+  bool own_is_input = op.from_input[bi][ki];
+  if (own_is_input) {
+    own = op.input.data<float>() + op.layout[bi][ki].offset;
+  } else {
+    if (!op.pieces[bi][ki].defined())
+      throw std::logic_error("collective plan reduces into a released block");
+    own = op.pieces[bi][ki].data<float>();
+  }
+  const float* in = received.data<float>();
+  tensor out;
+  if (received.is_unique())
+    out = std::move(received); // sole owner: reduce in place
+  else if (!own_is_input && op.pieces[bi][ki].is_unique())
+    out = op.pieces[bi][ki];
+  else
+    out = tensor::empty(runtime::dtype::f32, {n});
+  float* o = out.mutable_data<float>(); // unique: never copies
+  if (order == coll::on_receive::reduce_recv_first) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      float a = in[i];
+      float c = own[i];
+      o[i] = a + c;
+    }
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) {
+      float a = own[i];
+      float c = in[i];
+      o[i] = a + c;
+    }
+  }
+  op.pieces[bi][ki] = std::move(out);
+  op.from_input[bi][ki] = false;
+}
+
+/// Copies the pieces of `blocks` (in order) into one tensor of `shape`.
+tensor concat(const op_state& op, const std::vector<int>& blocks, runtime::dtype type,
+              runtime::shape_t shape) {
+  auto out = tensor::empty(type, std::move(shape));
+  auto es = runtime::element_size(type);
+  char* dst = static_cast<char*>(out.mutable_raw_data());
+  std::size_t off = 0;
+  for (int b : blocks)
+    for (int k = 0; k < op.segs; ++k) {
+      const auto& p = op.pieces[static_cast<std::size_t>(b)][static_cast<std::size_t>(k)];
+      auto bytes = static_cast<std::size_t>(p.numel()) * es;
+      if (off + bytes > out.nbytes())
+        throw std::logic_error("collective result larger than expected");
+      if (bytes > 0)
+        std::memcpy(dst + off, p.raw_data(), bytes);
+      off += bytes;
+    }
+  if (off != out.nbytes())
+    throw std::logic_error("collective result smaller than expected");
+  return out;
+}
+
+tensor result_of(rank_actor* self, op_state& op) {
+  int n = self->state.cfg.size;
+  int r = self->state.cfg.rank;
+  switch (op.kind) {
+    case kind_allreduce_ring:
+    case kind_allreduce_tree: {
+      if (op.plan->length() == 0)
+        return op.input;
+      if (op.plan->blocks == 1 && op.segs == 1)
+        return op.pieces[0][0].reshape(op.input.shape());
+      std::vector<int> all(static_cast<std::size_t>(op.plan->blocks));
+      for (int b = 0; b < op.plan->blocks; ++b)
+        all[static_cast<std::size_t>(b)] = b;
+      return concat(op, all, op.input.type(), op.input.shape());
+    }
+    case kind_reduce_scatter: {
+      auto c = op.layout[static_cast<std::size_t>(r)];
+      std::int64_t count = 0;
+      for (auto& s : c)
+        count += s.count;
+      if (op.from_input[static_cast<std::size_t>(r)][0]) // n == 1
+        return slice_copy(op.input, coll::chunk{0, count});
+      if (op.segs == 1)
+        return op.pieces[static_cast<std::size_t>(r)][0];
+      return concat(op, {r}, runtime::dtype::f32, {count});
+    }
+    case kind_all_gather: {
+      if (n == 1)
+        return op.input;
+      auto own = static_cast<std::size_t>(r);
+      if (op.from_input[own][0])
+        op.pieces[own][0] = op.input;
+      // Along dim 0 when every block has the same trailing dims, else flat.
+      const auto& first = op.pieces[0][0];
+      bool same_tail = first.rank() >= 1;
+      std::int64_t rows = 0, total = 0;
+      for (int b = 0; b < n; ++b) {
+        const auto& p = op.pieces[static_cast<std::size_t>(b)][0];
+        total += p.numel();
+        if (p.type() != first.type())
+          throw std::invalid_argument("all-gather: ranks passed different dtypes");
+        if (p.rank() != first.rank() ||
+            !std::equal(p.shape().begin() + (p.rank() ? 1 : 0), p.shape().end(),
+                        first.shape().begin() + (first.rank() ? 1 : 0)))
+          same_tail = false;
+        else if (p.rank() >= 1)
+          rows += p.dim(0);
+      }
+      runtime::shape_t shape{total};
+      if (same_tail) {
+        shape = first.shape();
+        shape[0] = rows;
+      }
+      std::vector<int> all(static_cast<std::size_t>(n));
+      for (int b = 0; b < n; ++b)
+        all[static_cast<std::size_t>(b)] = b;
+      return concat(op, all, first.type(), shape);
+    }
+    default:
+      return op.from_input[0][0] ? op.input : op.pieces[0][0];
+  }
+}
+
+/// Any failed collective leaves the group inconsistent (peers would wait for
+/// this rank forever): fail every pending operation with the error and quit
+/// with it, so that the peers fail at once too. The error's context is
+/// (text, int32 rank where the failure began, cause).
+caf::error fail_rank(rank_actor* self, const std::string& what) {
+  auto& st = self->state;
+  auto text = label(self) + ": " + what;
+  auto err = caf::make_error(caf::sec::runtime_error, text,
+                             static_cast<std::int32_t>(st.cfg.rank), text);
+  for (auto& [id, op] : st.ops)
+    op.rp.deliver(err);
+  st.ops.clear();
+  st.stash.clear();
+  self->quit(err);
+  return err;
+}
+
+std::string op_text(std::int64_t op, const std::string& what) {
+  return "op " + std::to_string(op) + ": " + what;
+}
+
+/// Checks a received message against the step that expects it; empty if fine.
+std::string check_message(rank_actor* self, const op_state& op, const coll::plan_step& step,
+                          const collective_msg& m) {
+  if (m.kind != op.kind)
+    return std::string{"rank "} + std::to_string(m.from) + " runs " + kind_name(m.kind) +
+           " but this rank runs " + kind_name(op.kind) + " under the same op id";
+  if (op.kind == kind_broadcast && m.root != op.root)
+    return "broadcast root mismatch: rank " + std::to_string(m.from) + " has root " +
+           std::to_string(m.root) + ", this rank " + std::to_string(op.root);
+  if (is_reducing(op.kind) && m.total != op.total)
+    return "buffer size mismatch: rank " + std::to_string(m.from) + " has " +
+           std::to_string(m.total) + " elements, this rank " + std::to_string(op.total);
+  if (m.from != step.recv_from || m.block != step.recv_block)
+    return "unexpected block " + std::to_string(m.block) + " from rank " +
+           std::to_string(m.from) + " at step " + std::to_string(m.step);
+  if (!m.data.defined())
+    return "received an undefined tensor from rank " + std::to_string(m.from);
+  if (is_reducing(op.kind)) {
+    const auto& c = op.layout[static_cast<std::size_t>(m.block)][static_cast<std::size_t>(m.segment)];
+    if (m.data.type() != runtime::dtype::f32 || m.data.numel() != c.count)
+      return "received " + std::to_string(m.data.numel()) + " elements for a segment of " +
+             std::to_string(c.count) + " from rank " + std::to_string(m.from);
+  }
+  (void)self;
+  return {};
+}
+
+/// Runs segment `seg` of op `id` as far as the messages received allow.
+void pump(rank_actor* self, std::int64_t id, int seg) {
+  auto& st = self->state;
+  auto it = st.ops.find(id);
+  if (it == st.ops.end())
+    return;
+  auto& op = it->second;
+  auto k = static_cast<std::size_t>(seg);
+  const auto& steps = op.plan->steps[static_cast<std::size_t>(st.cfg.rank)];
+  try {
+    while (op.cursor[k] < steps.size()) {
+      auto s = op.cursor[k];
+      const auto& step = steps[s];
+      if (step.send_to >= 0 && !op.sent[k]) {
+        collective_msg m;
+        m.op = id;
+        m.kind = op.kind;
+        m.root = op.root;
+        m.step = static_cast<std::int32_t>(s);
+        m.block = step.send_block;
+        m.segment = seg;
+        m.from = st.cfg.rank;
+        m.total = op.total;
+        m.data = take_piece(op, step.send_block, seg, step.release_after_send);
+        st.stats.bytes_sent += m.data.nbytes();
+        ++st.stats.messages_sent;
+        self->send(st.ranks[static_cast<std::size_t>(step.send_to)], std::move(m));
+        op.sent[k] = true;
+      }
+      if (step.recv_from >= 0) {
+        auto sit = st.stash.find(stash_key{id, static_cast<std::int32_t>(s), seg});
+        if (sit == st.stash.end())
+          return; // wait for it
+        auto m = std::move(sit->second);
+        st.stash.erase(sit);
+        if (auto what = check_message(self, op, step, m); !what.empty()) {
+          fail_rank(self, op_text(id, what));
+          return;
+        }
+        if (step.action == coll::on_receive::copy) {
+          op.pieces[static_cast<std::size_t>(m.block)][k] = std::move(m.data);
+          op.from_input[static_cast<std::size_t>(m.block)][k] = false;
+        } else {
+          reduce_piece(op, m.block, seg, std::move(m.data), step.action);
+        }
+      }
+      ++op.cursor[k];
+      op.sent[k] = false;
+    }
+    if (++op.done_segs < op.segs)
+      return;
+    auto result = result_of(self, op);
+    ++st.stats.ops_completed;
+    op.rp.deliver(std::move(result));
+    st.ops.erase(it);
+  } catch (const std::exception& e) {
+    fail_rank(self, op_text(id, e.what()));
+  }
+}
+
+/// Starts op `id` for the caller's request; the caller gets the result or an error.
+caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
+                          std::int32_t root, tensor input) {
+  auto& st = self->state;
+  int n = st.cfg.size;
+  if (st.ranks.empty())
+    return caf::make_error(caf::sec::runtime_error, label(self) + ": " + op_text(id, "not wired"));
+  if (st.ops.count(id) != 0)
+    return fail_rank(self, op_text(id, "an operation with this id is already pending on this rank"));
+  if (kind == kind_broadcast && (root < 0 || root >= n))
+    return fail_rank(self, op_text(id, "broadcast root " + std::to_string(root) + " out of range"));
+  bool has_input = kind != kind_broadcast || root == st.cfg.rank;
+  if (has_input && !input.defined())
+    return fail_rank(self, op_text(id, std::string{kind_name(kind)} + " of an undefined tensor"));
+  if (kind == kind_allreduce_ring || kind == kind_reduce_scatter) {
+    if (input.type() != runtime::dtype::f32)
+      return fail_rank(self, op_text(id, std::string{kind_name(kind)} + " supports f32 tensors only"));
+  }
+  if (kind == kind_allreduce_ring) {
+    auto algo = coll::choose_allreduce(input.nbytes(), n, st.cfg.tree_threshold_bytes,
+                                       st.cfg.algo);
+    if (algo == coll::allreduce_algo::tree)
+      kind = kind_allreduce_tree;
+  }
+  op_state op;
+  op.kind = kind;
+  op.root = kind == kind_broadcast ? root : 0;
+  try {
+    op.plan = &plan_for(self, kind, root);
+  } catch (const std::exception& e) {
+    return fail_rank(self, op_text(id, e.what()));
+  }
+  op.rp = self->make_response_promise();
+  auto nb = static_cast<std::size_t>(op.plan->blocks);
+  if (is_reducing(kind)) {
+    op.total = input.numel();
+    auto blocks = coll::partition(op.total, op.plan->blocks);
+    std::int64_t largest = blocks.front().count;
+    std::int64_t seg_elems = static_cast<std::int64_t>(st.cfg.segment_bytes / sizeof(float));
+    if (seg_elems > 0 && largest > seg_elems)
+      op.segs = static_cast<int>((largest + seg_elems - 1) / seg_elems);
+    op.layout.resize(nb);
+    for (std::size_t b = 0; b < nb; ++b) {
+      op.layout[b] = coll::partition(blocks[b].count, op.segs);
+      for (auto& c : op.layout[b])
+        c.offset += blocks[b].offset;
+    }
+    op.from_input.assign(nb, std::vector<bool>(static_cast<std::size_t>(op.segs), true));
+    if (nb == 1)
+      op.whole_block = 0;
+  } else {
+    op.from_input.assign(nb, std::vector<bool>(1, false));
+    int own = kind == kind_all_gather ? st.cfg.rank : 0;
+    if (has_input) {
+      op.whole_block = own;
+      op.from_input[static_cast<std::size_t>(own)][0] = true;
+    }
+  }
+  op.input = std::move(input);
+  op.pieces.assign(nb, std::vector<tensor>(static_cast<std::size_t>(op.segs)));
+  op.cursor.assign(static_cast<std::size_t>(op.segs), 0);
+  op.sent.assign(static_cast<std::size_t>(op.segs), false);
+  auto rp = op.rp;
+  int segs = op.segs;
+  st.ops.emplace(id, std::move(op));
+  for (int k = 0; k < segs; ++k)
+    pump(self, id, k);
+  return rp;
+}
+
+caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
+  self->state.cfg = cfg;
+  self->state.stats.rank = cfg.rank;
+  self->state.stats.size = cfg.size;
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    int who = -1;
+    for (std::size_t i = 0; i < st.ranks.size(); ++i)
+      if (st.ranks[i].address() == dm.source)
+        who = static_cast<int>(i);
+    if (who < 0)
+      return;
+    bool orderly = dm.reason == caf::exit_reason::normal ||
+                   dm.reason == caf::exit_reason::user_shutdown;
+    if (orderly && st.ops.empty()) {
+      self->quit(dm.reason);
+      return;
+    }
+    // A peer that quit because another rank died carries (text, dead rank,
+    // original reason): name the rank that died first, not the messenger.
+    int dead = who;
+    std::string cause = self->system().render(dm.reason);
+    std::string via;
+    const auto& ctx = dm.reason.context();
+    if (dm.reason.category() == caf::atom("system") &&
+        ctx.match_elements<std::string, std::int32_t, std::string>()) {
+      dead = ctx.get_as<std::int32_t>(1);
+      cause = ctx.get_as<std::string>(2);
+      via = ", reported by rank " + std::to_string(who);
+    }
+    auto err = caf::make_error(caf::sec::runtime_error,
+                               label(self) + ": peer rank " + std::to_string(dead) + " died (" +
+                                 cause + ")" + via + "; " + std::to_string(st.ops.size()) +
+                                 " pending collective(s) failed",
+                               static_cast<std::int32_t>(dead), cause);
+    for (auto& [id, op] : st.ops)
+      op.rp.deliver(err);
+    st.ops.clear();
+    st.stash.clear();
+    self->quit(err);
+  });
+  return {
+    [self](runtime::wire_atom, std::vector<caf::actor> ranks) -> caf::result<void> {
+      auto& st = self->state;
+      if (!st.ranks.empty())
+        return caf::make_error(caf::sec::runtime_error, label(self) + ": wired twice");
+      if (static_cast<int>(ranks.size()) != st.cfg.size ||
+          ranks[static_cast<std::size_t>(st.cfg.rank)] != caf::actor_cast<caf::actor>(self))
+        return caf::make_error(caf::sec::runtime_error,
+                               label(self) + ": wiring does not match the rank and size");
+      st.ranks = std::move(ranks);
+      for (std::size_t i = 0; i < st.ranks.size(); ++i)
+        if (static_cast<int>(i) != st.cfg.rank)
+          self->monitor(st.ranks[i]);
+      return caf::unit;
+    },
+    [self](collective_msg& m) {
+      auto& st = self->state;
+      auto id = m.op;
+      auto seg = m.segment;
+      auto it = st.ops.find(id);
+      if (it != st.ops.end() && (seg < 0 || seg >= it->second.segs || m.step < 0 ||
+                                 static_cast<std::size_t>(m.step) >= it->second.plan->length())) {
+        fail_rank(self, op_text(id, "message for step " + std::to_string(m.step) +
+                                      ", segment " + std::to_string(seg) +
+                                      " outside the plan (from rank " +
+                                      std::to_string(m.from) + ")"));
+        return;
+      }
+      stash_key key{id, m.step, seg};
+      if (st.stash.count(key) != 0) {
+        fail_rank(self, op_text(id, "duplicate message from rank " + std::to_string(m.from)));
+        return;
+      }
+      st.stash.emplace(key, std::move(m));
+      if (it != st.ops.end())
+        pump(self, id, seg);
+    },
+    [self](runtime::allreduce_atom, std::int64_t id, tensor t) {
+      return start(self, kind_allreduce_ring, id, 0, std::move(t));
+    },
+    [self](runtime::broadcast_atom, std::int64_t id, std::int32_t root, tensor t) {
+      return start(self, kind_broadcast, id, root, std::move(t));
+    },
+    [self](runtime::reduce_scatter_atom, std::int64_t id, tensor t) {
+      return start(self, kind_reduce_scatter, id, 0, std::move(t));
+    },
+    [self](runtime::all_gather_atom, std::int64_t id, tensor t) {
+      return start(self, kind_all_gather, id, 0, std::move(t));
+    },
+    [self](runtime::coll_stats_atom) { return self->state.stats; },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_collective_rank(caf::actor_system& sys, collective_config cfg) {
+  if (cfg.size < 1 || cfg.rank < 0 || cfg.rank >= cfg.size)
+    throw std::invalid_argument("collective rank " + std::to_string(cfg.rank) + " of " +
+                                std::to_string(cfg.size) + ": bad rank or size");
+  return sys.spawn(collective_rank, cfg);
+}
+
+std::vector<caf::actor> spawn_collective_group(caf::actor_system& sys, int n,
+                                               collective_config base) {
+  if (n < 1)
+    throw std::invalid_argument("spawn_collective_group: n must be >= 1");
+  std::vector<caf::actor> ranks;
+  for (int r = 0; r < n; ++r) {
+    auto cfg = base;
+    cfg.rank = r;
+    cfg.size = n;
+    ranks.push_back(spawn_collective_rank(sys, cfg));
+  }
+  caf::scoped_actor self{sys};
+  for (auto& r : ranks) {
+    std::string failure;
+    self->request(r, caf::infinite, runtime::wire_atom::value, ranks)
+      .receive([] {}, [&](caf::error& e) { failure = sys.render(e); });
+    if (!failure.empty()) {
+      for (auto& x : ranks)
+        self->send_exit(x, caf::exit_reason::user_shutdown);
+      throw std::runtime_error("wiring the collective group failed: " + failure);
+    }
+  }
+  return ranks;
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,76 @@
+#pragma once
+
+// Collective rank actors: one per replica (data parallelism) or per tensor-
+// parallel shard. The replica hands its rank actor a tensor and gets the
+// collective's result as the response. The actors execute the plans of
+// collective_algorithms.hpp.
+//
+// Protocol (request -> response), op ids chosen by the callers, equal on
+// every rank for the same operation and unique among a rank's pending ones:
+//   (wire_atom, std::vector<caf::actor> ranks)        -> unit (once, before any op)
+//   (allreduce_atom, int64 op, tensor f32)            -> tensor: the elementwise sum,
+//        same shape (the caller scales, e.g. by 1/n)
+//   (broadcast_atom, int64 op, int32 root, tensor)    -> tensor: the root's tensor
+//        (non-roots pass any tensor, e.g. an undefined one)
+//   (reduce_scatter_atom, int64 op, tensor f32)       -> tensor: 1-D, chunk `rank` of
+//        partition(numel, n) of the sum
+//   (all_gather_atom, int64 op, tensor)               -> tensor: every rank's tensor
+//        concatenated in rank order (along dim 0 when all share their trailing
+//        dims, else flattened); inverse of reduce_scatter
+//   (coll_stats_atom)                                 -> runtime::collective_stats
+//
+// Determinism: every element's sum is evaluated in the order the plan fixes
+// (ring: block c accumulates from rank c + 1 around the ring; tree: the lower
+// ranks' partial sums first), whatever order messages arrive in. Messages that
+// arrive early (for a step or an op not reached yet) wait keyed by
+// (op, step, segment). All ranks therefore hold bitwise-identical results, and
+// two runs give bitwise-identical results.
+//
+// In process the blocks travel as tensors sharing storage (copy on write):
+// all-gather and broadcast forward received blocks without copying; the ring
+// reduces into the received storage in place. The costs are one copy of the
+// first block a rank sends (slicing the input) and one concatenation into the
+// result (none for broadcast or a one-block tree).
+//
+// Failure: every rank monitors all its peers. A dead peer fails every pending
+// operation on the rank at once with an error naming the dead rank, and the
+// rank quits with that error (so the failure spreads to the whole group). The
+// error is sec::runtime_error with context (text, int32 dead rank, original
+// reason); ranks that learn of the death through a peer that quit for it still
+// name the rank that died first ("peer rank 2 died (...), reported by rank 3").
+// A peer that exits normally (or by user_shutdown) while nothing is pending
+// just ends the rank with the same reason (orderly teardown).
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "actors/collective_algorithms.hpp"
+
+namespace troupe::actors {
+
+struct collective_config {
+  int rank = 0;
+  int size = 1;
+  /// All-reduce algorithm: automatic chooses by size (tree below
+  /// tree_threshold_bytes, ring at or above it).
+  collectives::allreduce_algo algo = collectives::allreduce_algo::automatic;
+  std::size_t tree_threshold_bytes = collectives::default_tree_threshold_bytes;
+  /// Blocks of reducing collectives larger than this travel in segments of
+  /// about this size, so that a neighbour reduces and forwards segment k while
+  /// segment k + 1 is still on its way (pipelining). 0: never segment.
+  std::size_t segment_bytes = std::size_t{1} << 20;
+};
+
+/// Spawns one rank actor (not yet wired).
+caf::actor spawn_collective_rank(caf::actor_system& sys, collective_config cfg);
+
+/// Spawns n rank actors with `base`'s options (rank and size set per actor)
+/// and wires them (waits for every rank to acknowledge).
+std::vector<caf::actor> spawn_collective_group(caf::actor_system& sys, int n,
+                                               collective_config base = {});
+
+} // namespace troupe::actors
