@@ -70,6 +70,16 @@ std::string launch(supervisor_actor* self, const std::string& options_json) {
     train_set = load_split(opts.data_dir, true);
     if (opts.evaluate)
       test_set = load_split(opts.data_dir, false);
+    // troupe train feeds MNIST images; a model that wants other input (the
+    // text transformer) is refused here rather than failing in the loader.
+    auto per_sample = train_set.samples.numel() / std::max<std::int64_t>(1, train_set.size());
+    if (topology.model.input_dtype != runtime::dtype::f32 ||
+        runtime::shape_numel(topology.model.input_shape) != per_sample)
+      throw runtime::input_error("--model " + opts.model + " takes " +
+                                 std::string{runtime::to_string(topology.model.input_dtype)} +
+                                 " input " + runtime::to_string(topology.model.input_shape) +
+                                 ", not the " + std::to_string(per_sample) +
+                                 " pixels of an MNIST image");
     if (!opts.resume_dir.empty()) {
       resume = runtime::read_checkpoint(opts.resume_dir);
       check_resume_compatible(*resume, opts, topology, train_set.size());

@@ -35,6 +35,7 @@ expect 0 "train" -- bench --help
 
 # Flags.
 expect 2 "resnet" -- train --model resnet "${quick[@]}"
+expect 2 "MNIST image" -- train --model transformer "${quick[@]}"
 expect 2 "--batch" -- train --batch 0 "${quick[@]}"
 expect 2 "--epochs" -- train --epochs -1 "${quick[@]}"
 expect 2 "--lr" -- train --lr abc "${quick[@]}"
