@@ -21,49 +21,23 @@
 #include <openssl/x509v3.h>
 
 #include "runtime/error.hpp"
+#include "runtime/openssl_handles.hpp"
 #include "runtime/file_util.hpp"
 
 namespace troupe::runtime {
 
 namespace {
 
-struct bio_free {
-  void operator()(BIO* p) const noexcept { BIO_free(p); }
-};
-struct x509_free {
-  void operator()(X509* p) const noexcept { X509_free(p); }
-};
-struct pkey_free {
-  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
+using namespace openssl;
+
 struct bn_free {
   void operator()(BIGNUM* p) const noexcept { BN_free(p); }
 };
 struct ext_free {
   void operator()(X509_EXTENSION* p) const noexcept { X509_EXTENSION_free(p); }
 };
-using bio_ptr = std::unique_ptr<BIO, bio_free>;
-using x509_ptr = std::unique_ptr<X509, x509_free>;
-using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 
-std::string quoted(const std::filesystem::path& p) {
-  std::string r{"'"};
-  r += p.string();
-  r += '\'';
-  return r;
-}
 
-std::string ssl_errors() {
-  std::string msg;
-  while (auto e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!msg.empty())
-      msg += "; ";
-    msg += buf;
-  }
-  return msg.empty() ? std::string{"no details from OpenSSL"} : msg;
-}
 
 /// Failures of OpenSSL itself (not of the input) are internal errors.
 [[noreturn]] void openssl_fail(const std::string& what) {

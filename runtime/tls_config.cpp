@@ -20,20 +20,14 @@
 #include <openssl/x509_vfy.h>
 
 #include "runtime/error.hpp"
+#include "runtime/openssl_handles.hpp"
 
 namespace troupe::runtime {
 
 namespace {
 
-struct bio_free {
-  void operator()(BIO* p) const noexcept { BIO_free(p); }
-};
-struct x509_free {
-  void operator()(X509* p) const noexcept { X509_free(p); }
-};
-struct pkey_free {
-  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
+using namespace openssl;
+
 struct store_free {
   void operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
 };
@@ -43,29 +37,8 @@ struct store_ctx_free {
 struct stack_free {
   void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_pop_free(p, X509_free); }
 };
-using bio_ptr = std::unique_ptr<BIO, bio_free>;
-using x509_ptr = std::unique_ptr<X509, x509_free>;
-using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 
-std::string quoted(const std::filesystem::path& p) {
-  std::string r{"'"};
-  r += p.string();
-  r += '\'';
-  return r;
-}
 
-/// OpenSSL's queued errors as one line (and clears the queue).
-std::string ssl_errors() {
-  std::string msg;
-  while (auto e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!msg.empty())
-      msg += "; ";
-    msg += buf;
-  }
-  return msg.empty() ? std::string{"no details from OpenSSL"} : msg;
-}
 
 /// `path` must name an existing regular file; returns its absolute form,
 /// because caf_openssl opens the files later, possibly after a chdir.
