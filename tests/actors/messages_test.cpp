@@ -5,7 +5,9 @@
 #include <caf/actor_system.hpp>
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/message.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include "runtime/messages.hpp"
 #include "runtime/system_config.hpp"
@@ -138,4 +140,39 @@ BOOST_AUTO_TEST_CASE(every_protocol_type_is_registered_and_round_trips) {
   BOOST_TEST(bitwise_equal(a.data, x));
   BOOST_TEST(back.get_as<named_tensors>(1).meta_values.at(0) == "4");
   BOOST_TEST(message_types_hash() != 0u);
+}
+
+BOOST_AUTO_TEST_CASE(in_process_sends_share_storage_and_writers_copy) {
+  system_config cfg;
+  caf::actor_system sys{cfg};
+  // The receiver keeps what it got and reports where its bytes live.
+  auto keeper = sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+    auto kept = std::make_shared<tensor>();
+    return {
+      [kept](activation_msg& m) -> std::uint64_t {
+        *kept = m.data;
+        return reinterpret_cast<std::uintptr_t>(kept->raw_data());
+      },
+      [kept](get_params_atom) -> float { return kept->values<float>()[0]; },
+    };
+    (void)self;
+  });
+  auto x = tensor::zeros(dtype::f32, {1024, 1024});
+  x.mutable_data<float>()[0] = 1.f;
+  caf::scoped_actor self{sys};
+  std::uint64_t where = 0;
+  self->request(keeper, caf::infinite, activation_msg{0, 0, 0, true, x})
+    .receive([&](std::uint64_t p) { where = p; }, [](caf::error&) { BOOST_FAIL("no reply"); });
+  // Zero copy: the receiver holds the sender's bytes.
+  BOOST_TEST(where == reinterpret_cast<std::uintptr_t>(x.raw_data()));
+  // Copy on write: the sender's next write goes to fresh storage, so the
+  // receiver never sees it.
+  BOOST_TEST(!x.is_unique());
+  x.mutable_data<float>()[0] = 2.f;
+  BOOST_TEST(reinterpret_cast<std::uintptr_t>(x.raw_data()) != where);
+  float seen = 0;
+  self->request(keeper, caf::infinite, get_params_atom::value)
+    .receive([&](float v) { seen = v; }, [](caf::error&) { BOOST_FAIL("no reply"); });
+  BOOST_TEST(seen == 1.f);
+  self->send_exit(keeper, caf::exit_reason::user_shutdown);
 }
