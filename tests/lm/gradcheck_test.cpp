@@ -23,6 +23,7 @@
 #include <cmath>
 #include <functional>
 
+#include "../models/gradcheck_util.hpp"
 #include "../models/test_util.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "models/causal_self_attention.hpp"
@@ -36,37 +37,10 @@ using namespace troupe::models::test;
 
 namespace {
 
-constexpr double fd_eps = 1e-2;
-constexpr double rel_tol = 1e-2;
-constexpr double abs_floor = 5e-2;
-
 struct blas_one_thread {
   blas_one_thread() { kernels::cpu::set_blas_threads_for_this_thread(1); }
 };
 BOOST_TEST_GLOBAL_FIXTURE(blas_one_thread);
-
-double compare(const std::string& what, float* data, const float* analytic, std::int64_t n,
-               const std::function<double()>& f) {
-  double max_err = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const float orig = data[i];
-    data[i] = static_cast<float>(orig + fd_eps);
-    const double fp = f();
-    data[i] = static_cast<float>(orig - fd_eps);
-    const double fm = f();
-    data[i] = orig;
-    const double h =
-        double(static_cast<float>(orig + fd_eps)) - double(static_cast<float>(orig - fd_eps));
-    const double num = (fp - fm) / h;
-    const double ana = analytic[i];
-    const double err = std::abs(num - ana) / std::max({std::abs(num), std::abs(ana), abs_floor});
-    if (err >= rel_tol)
-      BOOST_ERROR(what << "[" << i << "]: numeric " << num << " analytic " << ana);
-    max_err = std::max(max_err, err);
-  }
-  BOOST_TEST_MESSAGE(what << ": " << n << " elements, max error " << max_err);
-  return max_err;
-}
 
 forward_context train_ctx() {
   forward_context c;
@@ -77,31 +51,9 @@ forward_context train_ctx() {
   return c;
 }
 
-/// Checks d(sum(r * layer(x)))/dx and /dp for every parameter p.
+/// The shared check (tests/models/gradcheck_util.hpp) at this suite's context.
 void check_layer(layer& l, const tensor& x_in, bool saves_data = true) {
-  tensor x = x_in.clone();
-  const auto ctx = train_ctx();
-  for (auto& p : l.parameters())
-    p.grad_fresh = true;
-  tensor y = l.forward(x, ctx);
-  BOOST_TEST((l.saved_bytes() > 0u) == saves_data);
-  tensor r = random_tensor(y.shape(), 99);
-  tensor dx = l.backward(r, ctx.mb, true);
-  BOOST_TEST(l.saved_bytes() == 0u);
-  for (auto& p : l.parameters())
-    BOOST_TEST(!p.grad_fresh);
-  auto objective = [&] {
-    auto c = ctx;
-    c.training = false; // nothing saved: no clear needed between evaluations
-    return dot(r, l.forward(x, c));
-  };
-  BOOST_REQUIRE(dx.defined());
-  BOOST_REQUIRE(dx.shape() == x.shape());
-  compare(l.kind() + " dx", x.mutable_data<float>(), dx.data<float>(), x.numel(), objective);
-  for (auto& p : l.parameters()) {
-    tensor g = p.grad.clone();
-    compare(p.name, p.value.mutable_data<float>(), g.data<float>(), p.value.numel(), objective);
-  }
+  test::check_layer(l, x_in, train_ctx(), saves_data);
 }
 
 /// Changing every feature of position t0 leaves outputs at positions < t0
