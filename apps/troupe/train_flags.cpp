@@ -27,7 +27,8 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
     ->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed of initialisation, shuffling and dropout")
     ->capture_default_str();
-  cmd->add_option("--stages", o.stages, "split the model's layers over this many device actors")
+  cmd->add_option("--stages,--pp", o.stages,
+                  "pipeline depth: split the model's layers over this many device actors")
     ->check(CLI::Range(1, 64))
     ->capture_default_str();
   cmd->add_option("--microbatches", o.microbatches, "micro-batches per step")

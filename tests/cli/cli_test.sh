@@ -46,6 +46,9 @@ expect 2 "frobnicate" -- train --frobnicate "${quick[@]}"
 expect 2 "inject-fault" -- train --inject-fault nonsense "${quick[@]}"
 expect 2 "log-level" -- --log-level loud train "${quick[@]}"
 
+# --pp is the pipeline name of --stages.
+expect 0 "layer-placement" -- train --pp 2 "${quick[@]}"
+
 # Data files.
 expect 2 "/nonexistent/mnist" -- train --data /nonexistent/mnist "${quick[@]}"
 mkdir -p "$tmp/trunc" "$tmp/magic" "$tmp/raw"
