@@ -153,7 +153,8 @@ std::string launch(supervisor_actor* self, const std::string& options_json) {
   return {};
 }
 
-caf::behavior supervisor(supervisor_actor* self) {
+caf::behavior supervisor(supervisor_actor* self, std::string logger_name) {
+  self->state.log = runtime::logger(logger_name);
   // One line at start on what compute this process can use.
   auto gpus = kernels::probe_gpus();
   if (gpus.usable_devices == 0)
@@ -207,6 +208,11 @@ caf::behavior supervisor(supervisor_actor* self) {
 
 } // namespace
 
-caf::actor spawn_supervisor(caf::actor_system& sys) { return sys.spawn(supervisor); }
+caf::actor spawn_supervisor(caf::actor_system& sys) {
+  // An argument-less function actor trips UBSan inside CAF 0.17
+  // (init_fun_factory dereferences a null tuple pointer), so the logger name
+  // is passed in.
+  return sys.spawn(supervisor, std::string{"supervisor"});
+}
 
 } // namespace troupe::actors
