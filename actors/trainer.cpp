@@ -59,7 +59,6 @@ public:
     epochs_ = epochs;
     steps_ = steps;
     last_quarter_ = -1;
-    t0_ = clock_type::now();
     last_draw_ = {};
   }
   void update(std::int64_t done, double samples_per_s, double loss, bool force = false) {
@@ -93,7 +92,7 @@ private:
   bool tty_ = isatty(2) != 0;
   int epoch_ = 0, epochs_ = 0, last_quarter_ = -1;
   std::int64_t steps_ = 0;
-  clock_type::time_point t0_, last_draw_;
+  clock_type::time_point last_draw_;
 };
 
 struct trainer_state {
