@@ -6,10 +6,34 @@
 #include <caf/spawn_options.hpp>
 
 #include "kernels/cpu/gemm.hpp"
+#include "runtime/error.hpp"
 #include "runtime/log.hpp"
 #include "runtime/messages.hpp"
 
 namespace troupe::actors {
+
+nlohmann::json to_json(const device_config& c) {
+  return {{"name", c.name}, {"device", runtime::to_string(c.where)}, {"threads", c.threads}};
+}
+
+device_config device_config_from_json(const nlohmann::json& j) {
+  try {
+    device_config c;
+    c.name = j.at("name").get<std::string>();
+    auto where = runtime::parse_device(j.at("device").get<std::string>());
+    if (!where || where->kind() != runtime::device_kind::cpu)
+      throw runtime::input_error("device config: device '" + j.at("device").get<std::string>() +
+                                 "' is not a CPU device");
+    c.where = *where;
+    c.threads = j.at("threads").get<int>();
+    if (c.threads < 1 || c.threads > 1024)
+      throw runtime::input_error("device config: threads " + std::to_string(c.threads) +
+                                 " outside 1..1024");
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw runtime::input_error(std::string{"device config: "} + e.what());
+  }
+}
 
 namespace {
 

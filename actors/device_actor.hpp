@@ -6,6 +6,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
+#include <nlohmann/json.hpp>
 
 #include "runtime/device.hpp"
 
@@ -20,6 +21,10 @@ struct device_config {
   runtime::device where = runtime::device::cpu();
   int threads = 1;
 };
+
+nlohmann::json to_json(const device_config& c);
+/// Throws runtime::input_error for a malformed config (threads 1..1024, CPU only).
+device_config device_config_from_json(const nlohmann::json& j);
 
 /// Work for a device: a closure run on the device's thread. It sends its own
 /// results (to the submitting shard or straight to peers), so a finished task

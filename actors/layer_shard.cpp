@@ -17,7 +17,9 @@
 #include "models/loss.hpp"
 #include "models/optimizer.hpp"
 #include "models/sequential.hpp"
+#include "runtime/error.hpp"
 #include "runtime/messages.hpp"
+#include "runtime/transport/courier.hpp"
 
 namespace troupe::actors {
 
@@ -33,6 +35,8 @@ struct task_done {
   std::int64_t samples = 0;
   double seconds = 0;
   std::uint64_t peak_saved_bytes = 0; ///< most saved activations seen between its actions
+  std::uint64_t messages_sent = 0;    ///< activations and gradients sent to peers
+  std::uint64_t bytes_sent = 0;       ///< their tensor payload bytes
 };
 
 /// A device task threw; the shard fails with this message.
@@ -105,6 +109,8 @@ void submit(shard_actor* self, std::vector<device_work> chain) {
                        total.loss_sum += d.loss_sum;
                        total.correct += d.correct;
                        total.samples += d.samples;
+                       total.messages_sent += d.messages_sent;
+                       total.bytes_sent += d.bytes_sent;
                        total.peak_saved_bytes =
                          std::max<std::uint64_t>(total.peak_saved_bytes, c->model.saved_bytes());
                      }
@@ -150,7 +156,7 @@ device_work forward_work(shard_actor* self, const action& a) {
   auto grad_scale = 1.0f / static_cast<float>(m.global_batch);
   bool inject = m.training && m.step == st.cfg.fault_step;
   return [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx,
-          next = st.next, last = st.cfg.last(), grad_scale, inject]() {
+          next = st.next, last = st.cfg.last(), grad_scale, inject, courier = st.cfg.courier]() {
     if (inject)
       throw std::runtime_error("injected fault in the forward of step " +
                                std::to_string(ctx.step));
@@ -164,8 +170,11 @@ device_work forward_work(shard_actor* self, const action& a) {
       if (ctx.training)
         c->dlogits[ctx.mb] = std::move(out.dlogits);
     } else {
-      caf::anon_send(next, runtime::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
-                                                   ctx.training, std::move(y)});
+      d.messages_sent = 1;
+      d.bytes_sent = y.nbytes();
+      runtime::transport::deliver(courier, next,
+                                  runtime::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
+                                                          ctx.training, std::move(y)});
     }
     return d;
   };
@@ -179,7 +188,7 @@ device_work backward_work(shard_actor* self, const action& a) {
     dy = std::move(st.grads.extract(key{m.step, a.mb}).mapped());
   --st.in_flight;
   return [c = st.compute, dy = std::move(dy), mb = a.mb, step = m.step, prev = st.prev,
-          first = st.cfg.first()]() mutable {
+          first = st.cfg.first(), courier = st.cfg.courier]() mutable {
     if (!dy.defined()) {
       auto it = c->dlogits.find(mb);
       if (it == c->dlogits.end())
@@ -189,9 +198,13 @@ device_work backward_work(shard_actor* self, const action& a) {
       c->dlogits.erase(it);
     }
     auto dx = c->model.backward(dy, mb, !first);
-    if (!first)
-      caf::anon_send(prev, runtime::gradient_msg{step, mb, std::move(dx)});
-    return task_done{};
+    task_done d;
+    if (!first) {
+      d.messages_sent = 1;
+      d.bytes_sent = dx.nbytes();
+      runtime::transport::deliver(courier, prev, runtime::gradient_msg{step, mb, std::move(dx)});
+    }
+    return d;
   };
 }
 
@@ -292,6 +305,7 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       s.device = std::move(device);
       s.prev = std::move(prev);
       s.next = std::move(next);
+      return true;
     },
     [self](runtime::step_msg& m) {
       auto& s = self->state;
@@ -331,6 +345,8 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       s.report.correct += d.correct;
       s.report.samples += d.samples;
       s.report.compute_seconds += d.seconds;
+      s.report.messages_sent += d.messages_sent;
+      s.report.bytes_sent += d.bytes_sent;
       s.report.peak_saved_bytes =
         std::max<std::uint64_t>({s.report.peak_saved_bytes, d.peak_saved_bytes,
                                  s.compute->model.saved_bytes()});
@@ -389,6 +405,44 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
 }
 
 } // namespace
+
+nlohmann::json to_json(const shard_config& c) {
+  return {{"stage", c.stage},
+          {"stages", c.stages},
+          {"model", c.model.to_json()},
+          {"layer_begin", c.layer_begin},
+          {"layer_end", c.layer_end},
+          {"optimizer", c.optimizer},
+          {"seed", c.seed},
+          {"schedule", std::string{to_string(c.schedule)}},
+          {"fault_step", c.fault_step}};
+}
+
+shard_config shard_config_from_json(const nlohmann::json& j) {
+  try {
+    shard_config c;
+    c.stage = j.at("stage").get<int>();
+    c.stages = j.at("stages").get<int>();
+    c.model = models::model_spec::from_json(j.at("model"));
+    c.layer_begin = j.at("layer_begin").get<std::size_t>();
+    c.layer_end = j.at("layer_end").get<std::size_t>();
+    c.optimizer = j.at("optimizer");
+    c.seed = j.at("seed").get<std::uint64_t>();
+    c.schedule = parse_schedule_kind(j.at("schedule").get<std::string>());
+    c.fault_step = j.at("fault_step").get<std::int64_t>();
+    if (c.stages < 1 || c.stage < 0 || c.stage >= c.stages)
+      throw runtime::input_error("shard config: stage " + std::to_string(c.stage) + " of " +
+                                 std::to_string(c.stages));
+    if (c.layer_begin >= c.layer_end || c.layer_end > c.model.layers.size())
+      throw runtime::input_error("shard config: layer range [" + std::to_string(c.layer_begin) +
+                                 ", " + std::to_string(c.layer_end) + ") outside the model");
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw runtime::input_error(std::string{"shard config: "} + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw runtime::input_error(std::string{"shard config: "} + e.what());
+  }
+}
 
 caf::actor spawn_layer_shard(caf::actor_system& sys, shard_config cfg) {
   return sys.spawn(layer_shard, std::move(cfg));

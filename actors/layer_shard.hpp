@@ -3,12 +3,18 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <memory>
+
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/schedule.hpp"
 #include "models/model_spec.hpp"
+
+namespace troupe::runtime::transport {
+class courier;
+}
 
 namespace troupe::actors {
 
@@ -23,15 +29,24 @@ struct shard_config {
   std::uint64_t seed = 0;
   schedule_kind schedule = schedule_kind::gpipe;
   std::int64_t fault_step = -1;  ///< fault injection: forward of this step throws
+  /// How activations and gradients leave this process (large tensors to other
+  /// processes over the data plane); null in a single-process job. Not part of
+  /// the JSON form: the node agent that spawns the shard supplies its own.
+  std::shared_ptr<runtime::transport::courier> courier;
   bool first() const { return stage == 0; }
   bool last() const { return stage + 1 == stages; }
 };
+
+/// The JSON form a supervisor sends to a node agent (everything but the courier).
+nlohmann::json to_json(const shard_config& c);
+/// Throws runtime::input_error for a malformed config.
+shard_config shard_config_from_json(const nlohmann::json& j);
 
 /// A layer-shard actor: holds layers [layer_begin, layer_end) of the model and
 /// their optimizer state, and runs forward/backward for them on its device
 /// actor, following its schedule (runtime/messages.hpp protocol):
 ///
-///   (wire_atom, device, prev, next)  peers; prev/next null at the ends
+///   (wire_atom, device, prev, next) -> bool  peers; prev/next null at the ends
 ///   step_msg        begin a step: the schedule for (stages, stage, microbatches);
 ///                   its sender (the trainer) gets the stage_report
 ///   activation_msg  input of a micro-batch (from prev, or the trainer for stage 0)

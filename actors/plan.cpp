@@ -1,6 +1,7 @@
 #include "actors/plan.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -15,7 +16,42 @@ std::string plan::strategy() const {
   return microbatches == 1 ? "layer-placement" : "pipeline";
 }
 
-plan make_plan(const train_options& opts, unsigned cores) {
+std::vector<device_slot> local_devices(const train_options& opts, unsigned cores) {
+  const int stages = std::max(1, opts.stages);
+  const int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, cores));
+  std::vector<device_slot> r;
+  for (int s = 0; s < stages; ++s) {
+    device_slot d;
+    d.name = "cpu:" + std::to_string(s);
+    d.threads = std::max(1, threads / stages);
+    r.push_back(d);
+  }
+  return r;
+}
+
+namespace {
+
+/// `available` reordered round-robin across nodes, keeping each node's own
+/// device order: nodes a(0, 1), b(0) give a/0, b/0, a/1.
+std::vector<device_slot> interleave_nodes(const std::vector<device_slot>& available) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<device_slot>> by_node;
+  for (const auto& d : available) {
+    if (!by_node.count(d.node))
+      order.push_back(d.node);
+    by_node[d.node].push_back(d);
+  }
+  std::vector<device_slot> r;
+  for (std::size_t i = 0; r.size() < available.size(); ++i)
+    for (const auto& node : order)
+      if (i < by_node[node].size())
+        r.push_back(by_node[node][i]);
+  return r;
+}
+
+} // namespace
+
+plan make_plan(const train_options& opts, const std::vector<device_slot>& available) {
   plan p;
   try {
     p.model = models::zoo_model(opts.model);
@@ -26,19 +62,22 @@ plan make_plan(const train_options& opts, unsigned cores) {
   if (static_cast<std::size_t>(stages) > p.model.layers.size())
     throw runtime::input_error("--stages " + std::to_string(stages) + ": model " + opts.model +
                                " has only " + std::to_string(p.model.layers.size()) + " layers");
-  const int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, cores));
-  for (int s = 0; s < stages; ++s) {
-    device_slot d;
-    d.name = "cpu:" + std::to_string(s);
-    d.threads = std::max(1, threads / stages);
-    p.devices.push_back(d);
-  }
+  if (static_cast<std::size_t>(stages) > available.size())
+    throw runtime::input_error("--stages " + std::to_string(stages) + " needs " +
+                               std::to_string(stages) + " devices, the cluster has " +
+                               std::to_string(available.size()));
+  auto order = interleave_nodes(available);
+  p.devices.assign(order.begin(), order.begin() + stages);
   auto ranges = models::partition_balanced(models::layer_flops(p.model), stages);
   for (int s = 0; s < stages; ++s)
     p.stages.push_back({s, ranges[static_cast<std::size_t>(s)], static_cast<std::size_t>(s)});
   p.microbatches = opts.microbatches;
   p.schedule = opts.schedule;
   return p;
+}
+
+plan make_plan(const train_options& opts, unsigned cores) {
+  return make_plan(opts, local_devices(opts, cores));
 }
 
 nlohmann::json to_json(const plan& p) {

@@ -43,10 +43,20 @@ struct plan {
   std::string strategy() const;
 };
 
-/// Plans a training job on `cores` local CPU cores: the model from the zoo,
-/// split into opts.stages stages balanced by per-layer forward cost, one CPU
-/// device per stage sharing the threads (opts.threads, or `cores`) evenly.
-/// Throws runtime::input_error for an unknown model or an impossible split.
+/// The devices of a single-process job on `cores` local CPU cores: one CPU
+/// device per stage on node "local", sharing the threads (opts.threads, or
+/// `cores`) evenly.
+std::vector<device_slot> local_devices(const train_options& opts, unsigned cores);
+
+/// Plans a training job on the devices of a cluster: the model from the zoo,
+/// split into opts.stages stages balanced by per-layer forward cost, stage k
+/// on the k-th device of `available` taken round-robin across nodes (so
+/// consecutive stages land on different nodes when there are several). A plan
+/// needs one device per stage. Throws runtime::input_error for an unknown
+/// model, an impossible split or too few devices.
+plan make_plan(const train_options& opts, const std::vector<device_slot>& available);
+
+/// make_plan(opts, local_devices(opts, cores)).
 plan make_plan(const train_options& opts, unsigned cores);
 
 nlohmann::json to_json(const plan& p);

@@ -1,34 +1,102 @@
 #include "actors/supervisor.hpp"
 
+#include <unistd.h>
+
 #include <map>
+#include <set>
 #include <thread>
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "actors/cluster_protocol.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/device_actor.hpp"
 #include "actors/layer_shard.hpp"
+#include "actors/node_agent.hpp"
 #include "actors/plan.hpp"
 #include "actors/trainer.hpp"
 #include "kernels/gpu.hpp"
 #include "runtime/caf_error.hpp"
+#include "runtime/certs.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_util.hpp"
 #include "runtime/idx.hpp"
 #include "runtime/log.hpp"
 #include "runtime/messages.hpp"
+#include "runtime/node_identity.hpp"
+#include "runtime/prometheus.hpp"
+#include "runtime/system_config.hpp"
+#include "runtime/transport/courier.hpp"
+
+namespace troupe::actors {
+namespace {
+/// Work handed back into the supervisor from another thread (the courier's
+/// io thread): never serialised.
+struct deferred {
+  std::function<void()> run;
+};
+} // namespace
+} // namespace troupe::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::deferred)
 
 namespace troupe::actors {
 
 namespace {
 
-struct supervisor_state {
-  std::shared_ptr<spdlog::logger> log = runtime::logger("supervisor");
+using clock_type = std::chrono::steady_clock;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using join_timeout_atom = caf::atom_constant<caf::atom("jointmo")>;
+
+/// A node that proved its identity and (once ready) offers its devices.
+struct node_entry {
+  node_description info;
+  caf::actor agent;       ///< set by ready
+  caf::actor courier;     ///< its data plane's descriptor endpoint
+  std::string data_host;
+  std::uint16_t data_port = 0;
+  bool ready = false;
+  bool ping_outstanding = false;
+  clock_type::time_point last_seen = clock_type::now();
+  nlohmann::json last_ping = nlohmann::json::object();
+};
+
+/// One job actor: what /status shows and what a failure names.
+struct job_actor {
+  std::string label;
+  std::string kind;
+  std::string node;
+  caf::actor handle;
+};
+
+struct job_state {
+  std::uint64_t id = 0;
+  std::string phase = "idle"; ///< idle | waiting | starting | running
   caf::response_promise reply;
-  bool running = false;
-  std::map<caf::actor_addr, std::string> labels; ///< the job's actors
-  std::vector<caf::actor> actors;
+  std::string options_json;
+  train_options opts;
+  plan topology;
+  std::map<caf::actor_addr, job_actor> actors;
+  std::set<std::string> nodes;
+  nlohmann::json progress = nlohmann::json::object();
+  nlohmann::json last_actors = nlohmann::json::array(); ///< of the previous job, for /status
+  std::string last_error;
+  std::string last_result;
+};
+
+struct supervisor_state {
+  supervisor_config cfg;
+  std::shared_ptr<spdlog::logger> log = runtime::logger("supervisor");
+  std::map<std::string, node_entry> nodes;     ///< joined (and maybe ready) nodes
+  runtime::challenge_book challenges;
+  caf::actor local_agent;                      ///< single-process mode
+  job_state job;
+  std::uint64_t next_job_id = 1;
+  int jobs_finished = 0;
+  int jobs_failed = 0;
+  bool stopping = false;
   static inline const char* name = "supervisor";
 };
 
@@ -39,180 +107,725 @@ dataset load_split(const std::string& dir, bool train) {
   return {train ? "mnist/train" : "mnist/test", std::move(split.images), std::move(split.labels)};
 }
 
-void teardown(supervisor_actor* self) {
-  auto& st = self->state;
-  for (auto& a : st.actors) {
-    self->demonitor(a);
-    self->send_exit(a, caf::exit_reason::user_shutdown);
-  }
-  st.actors.clear();
-  st.labels.clear();
-  st.running = false;
+caf::error refuse(const std::string& why) {
+  return caf::make_error(caf::sec::invalid_argument, why);
 }
 
-caf::actor track(supervisor_actor* self, caf::actor a, std::string label) {
+int ready_nodes(const supervisor_state& st) {
+  int n = 0;
+  for (const auto& [name, e] : st.nodes)
+    n += e.ready ? 1 : 0;
+  return n;
+}
+
+void stop_supervisor(supervisor_actor* self, const std::string& why);
+
+/// Ends the job's actors (and asks every node involved to drop whatever it
+/// spawned for the job), then forgets the job.
+nlohmann::json actors_json(const supervisor_state& st);
+
+void teardown(supervisor_actor* self) {
+  auto& st = self->state;
+  if (!st.job.actors.empty())
+    st.job.last_actors = actors_json(st);
+  for (auto& [addr, a] : st.job.actors) {
+    self->demonitor(a.handle);
+    self->send_exit(a.handle, caf::exit_reason::user_shutdown);
+  }
+  for (const auto& node : st.job.nodes) {
+    if (node == "local" && st.local_agent)
+      self->send(st.local_agent, teardown_atom::value);
+    else if (auto it = st.nodes.find(node); it != st.nodes.end() && it->second.agent)
+      self->send(it->second.agent, teardown_atom::value);
+  }
+  st.job.actors.clear();
+  st.job.nodes.clear();
+  st.job.phase = "idle";
+}
+
+void job_finished(supervisor_actor* self) {
+  auto& st = self->state;
+  ++st.jobs_finished;
+  if (st.cfg.max_jobs > 0 && st.jobs_finished >= st.cfg.max_jobs)
+    stop_supervisor(self, "finished " + std::to_string(st.jobs_finished) + " job(s)");
+}
+
+/// Fails the running job with `why` (which names the actor or node). The one
+/// place failures end up: recovery would start here.
+void abort_job(supervisor_actor* self, const std::string& why, caf::sec code = caf::sec::runtime_error) {
+  auto& st = self->state;
+  if (st.job.phase == "idle")
+    return;
+  st.log->error("job {} aborted: {}", st.job.id, why);
+  st.job.last_error = why;
+  ++st.jobs_failed;
+  auto reply = st.job.reply;
+  teardown(self);
+  reply.deliver(caf::make_error(code, why));
+  job_finished(self);
+}
+
+caf::actor track(supervisor_actor* self, caf::actor a, std::string label, std::string kind,
+                 std::string node) {
   self->monitor(a);
-  self->state.labels.emplace(a.address(), std::move(label));
-  self->state.actors.push_back(a);
+  self->state.job.actors.emplace(a.address(),
+                                 job_actor{std::move(label), std::move(kind), std::move(node), a});
   return a;
 }
 
-/// Plans and spawns a job; returns an error message, or empty on success.
-std::string launch(supervisor_actor* self, const std::string& options_json) {
+/// The devices jobs can be placed on.
+std::vector<device_slot> cluster_devices(const supervisor_state& st) {
+  std::vector<device_slot> r;
+  for (const auto& [name, e] : st.nodes) {
+    if (!e.ready)
+      continue;
+    for (const auto& d : e.info.devices)
+      r.push_back({d.name, name, d.where, d.threads});
+  }
+  return r;
+}
+
+caf::actor agent_of(supervisor_actor* self, const std::string& node) {
   auto& st = self->state;
-  train_options opts;
-  plan topology;
+  if (node == "local")
+    return st.local_agent;
+  auto it = st.nodes.find(node);
+  return it == st.nodes.end() ? caf::actor{} : it->second.agent;
+}
+
+/// The last phase: wiring, loaders and the trainer, all answered locally.
+void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
+                   std::vector<caf::actor> shards, dataset train_set, dataset test_set,
+                   std::optional<runtime::checkpoint> resume) {
+  const auto& topology = self->state.job.topology;
+  // Every shard acknowledges its wiring before the trainer exists, so none
+  // can see a step before it knows its peers.
+  auto left = std::make_shared<std::size_t>(shards.size());
+  auto id = self->state.job.id;
+  auto go = [self, id, shards, train_set, test_set, resume]() mutable {
+    auto& st = self->state;
+    if (st.job.id != id || st.job.phase != "starting")
+      return;
+    const auto& topology = st.job.topology;
+    const auto& opts = st.job.opts;
+    auto sys = &self->system();
+    loader_config lc;
+    lc.sample_shape = topology.model.input_shape;
+    lc.parts = topology.microbatches;
+    lc.seed = opts.seed;
+    lc.batch = opts.batch;
+    lc.data = train_set;
+    auto train_loader =
+      track(self, spawn_data_loader(*sys, lc), "data_loader (train)", "data_loader", st.cfg.name);
+    caf::actor test_loader;
+    trainer_config tc;
+    if (opts.evaluate) {
+      lc.data = test_set;
+      lc.shuffle = false;
+      lc.batch = std::min<std::int64_t>(1000, test_set.size());
+      tc.test_batch = lc.batch;
+      test_loader =
+        track(self, spawn_data_loader(*sys, lc), "data_loader (test)", "data_loader", st.cfg.name);
+    }
+    tc.opts = opts;
+    tc.topology = topology;
+    tc.stages = shards;
+    tc.train_loader = train_loader;
+    tc.test_loader = test_loader;
+    tc.train_samples = train_set.size();
+    tc.test_samples = test_set.size();
+    tc.resume = std::move(resume);
+    tc.report_to = caf::actor_cast<caf::actor>(self);
+    tc.courier = st.cfg.courier;
+    track(self, spawn_trainer(*sys, std::move(tc)), "trainer", "trainer", st.cfg.name);
+    st.job.phase = "running";
+  };
+  for (std::size_t i = 0; i < shards.size(); ++i)
+    self
+      ->request(shards[i], std::chrono::seconds(30), runtime::wire_atom::value,
+                devices[topology.stages[i].device], i > 0 ? shards[i - 1] : caf::actor{},
+                i + 1 < shards.size() ? shards[i + 1] : caf::actor{})
+      .then(
+        [left, go](bool) mutable {
+          if (--*left == 0)
+            go();
+        },
+        [self, id, i](caf::error& err) {
+          if (self->state.job.id == id)
+            abort_job(self, "wiring stage " + std::to_string(i) + ": " +
+                              runtime::describe(self->system(), err));
+        });
+}
+
+/// Plans and validates a job, then has the nodes spawn its actors. Returns
+/// an error message for bad input; the rest of the start is asynchronous.
+std::string launch(supervisor_actor* self) {
+  auto& st = self->state;
+  auto& job = st.job;
   dataset train_set, test_set;
   std::optional<runtime::checkpoint> resume;
   try {
-    opts = train_options_from_json(nlohmann::json::parse(options_json));
-    topology = make_plan(opts, std::max(1u, std::thread::hardware_concurrency()));
-    train_set = load_split(opts.data_dir, true);
-    if (opts.evaluate)
-      test_set = load_split(opts.data_dir, false);
+    job.opts = train_options_from_json(nlohmann::json::parse(job.options_json));
+    auto available = st.cfg.local_node
+                       ? local_devices(job.opts, std::max(1u, std::thread::hardware_concurrency()))
+                       : cluster_devices(st);
+    job.topology = make_plan(job.opts, available);
+    train_set = load_split(job.opts.data_dir, true);
+    if (job.opts.evaluate)
+      test_set = load_split(job.opts.data_dir, false);
     // troupe train feeds MNIST images; a model that wants other input (the
     // text transformer) is refused here rather than failing in the loader.
     auto per_sample = train_set.samples.numel() / std::max<std::int64_t>(1, train_set.size());
-    if (topology.model.input_dtype != runtime::dtype::f32 ||
-        runtime::shape_numel(topology.model.input_shape) != per_sample)
-      throw runtime::input_error("--model " + opts.model + " takes " +
-                                 std::string{runtime::to_string(topology.model.input_dtype)} +
-                                 " input " + runtime::to_string(topology.model.input_shape) +
-                                 ", not the " + std::to_string(per_sample) +
-                                 " pixels of an MNIST image");
-    if (!opts.resume_dir.empty()) {
-      resume = runtime::read_checkpoint(opts.resume_dir);
-      check_resume_compatible(*resume, opts, topology, train_set.size());
+    const auto& model = job.topology.model;
+    if (model.input_dtype != runtime::dtype::f32 ||
+        runtime::shape_numel(model.input_shape) != per_sample)
+      throw runtime::input_error("--model " + job.opts.model + " takes " +
+                                 std::string{runtime::to_string(model.input_dtype)} + " input " +
+                                 runtime::to_string(model.input_shape) + ", not the " +
+                                 std::to_string(per_sample) + " pixels of an MNIST image");
+    if (!job.opts.resume_dir.empty()) {
+      resume = runtime::read_checkpoint(job.opts.resume_dir);
+      check_resume_compatible(*resume, job.opts, job.topology, train_set.size());
     }
-    if (!opts.checkpoint_dir.empty())
-      runtime::ensure_writable_directory(opts.checkpoint_dir);
+    if (!job.opts.checkpoint_dir.empty())
+      runtime::ensure_writable_directory(job.opts.checkpoint_dir);
   } catch (const nlohmann::json::exception& e) {
     return std::string{"job options: "} + e.what();
   } catch (const std::exception& e) {
     return e.what();
   }
-  st.log->info("job: {} on {} stage(s), {} micro-batch(es)", topology.strategy(),
+  const auto& topology = job.topology;
+  st.log->info("job {}: {} on {} stage(s), {} micro-batch(es)", job.id, topology.strategy(),
                topology.stages.size(), topology.microbatches);
-  for (const auto& line : {describe(topology)})
-    st.log->debug("plan:\n{}", line);
-  auto sys = &self->system();
-  std::vector<caf::actor> devices;
-  for (const auto& d : topology.devices)
-    devices.push_back(track(self, spawn_device(*sys, {d.name, d.where, d.threads}),
-                            "device " + d.node + "/" + d.name));
-  std::vector<caf::actor> shards;
+  st.log->debug("plan:\n{}", describe(topology));
+  job.phase = "starting";
+  // Ask the nodes for the devices and shards, all at once.
+  struct spawned {
+    std::vector<caf::actor> devices, shards;
+    std::size_t left = 0;
+  };
+  auto acc = std::make_shared<spawned>();
+  acc->devices.resize(topology.devices.size());
+  acc->shards.resize(topology.stages.size());
+  acc->left = topology.devices.size() + topology.stages.size();
+  auto id = job.id;
+  auto done = [self, acc, id, train_set, test_set, resume]() {
+    if (--acc->left == 0 && self->state.job.id == id)
+      start_trainer(self, acc->devices, acc->shards, train_set, test_set, resume);
+  };
+  auto on_error = [self, id](std::string what) {
+    return [self, id, what](caf::error& err) {
+      if (self->state.job.id == id)
+        abort_job(self, what + ": " + runtime::describe(self->system(), err));
+    };
+  };
+  // One spawn request to a node's agent; the reply fills `slot` (owned by acc).
+  auto spawn_on = [&](const std::string& node, const std::string& kind,
+                      const nlohmann::json& config, const std::string& label, caf::actor* slot) {
+    job.nodes.insert(node);
+    self
+      ->request(agent_of(self, node), std::chrono::seconds(30), spawn_atom::value, kind,
+                config.dump())
+      .then(
+        [self, acc, slot, label, kind, node, done](caf::actor& a) mutable {
+          if (self->state.job.phase != "starting")
+            return;
+          *slot = track(self, a, label, kind, node);
+          done();
+        },
+        on_error("spawning " + label));
+  };
+  for (std::size_t i = 0; i < topology.devices.size(); ++i) {
+    const auto& d = topology.devices[i];
+    spawn_on(d.node, "device", to_json(device_config{d.name, d.where, d.threads}),
+             "device " + d.node + "/" + d.name, &acc->devices[i]);
+  }
   for (const auto& s : topology.stages) {
+    const auto& d = topology.devices[s.device];
     shard_config c;
     c.stage = s.stage;
     c.stages = static_cast<int>(topology.stages.size());
     c.model = topology.model;
     c.layer_begin = s.layers.begin;
     c.layer_end = s.layers.end;
-    c.optimizer = opts.optimizer_config();
-    c.seed = opts.seed;
+    c.optimizer = job.opts.optimizer_config();
+    c.seed = job.opts.seed;
     c.schedule = topology.schedule;
-    if (auto f = parse_fault(opts.fault); f.stage == s.stage)
+    if (auto f = parse_fault(job.opts.fault); f.stage == s.stage)
       c.fault_step = f.step;
-    shards.push_back(track(self, spawn_layer_shard(*sys, std::move(c)),
-                           "layer_shard stage " + std::to_string(s.stage) + " on " +
-                             topology.devices[s.device].node + "/" +
-                             topology.devices[s.device].name));
+    spawn_on(d.node, "layer_shard", to_json(c),
+             "layer_shard stage " + std::to_string(s.stage) + " on " + d.node + "/" + d.name,
+             &acc->shards[static_cast<std::size_t>(s.stage)]);
   }
-  // Wire before the trainer exists, so every shard knows its peers before the
-  // first step reaches it.
-  for (std::size_t i = 0; i < shards.size(); ++i)
-    self->send(shards[i], runtime::wire_atom::value, devices[topology.stages[i].device],
-               i > 0 ? shards[i - 1] : caf::actor{},
-               i + 1 < shards.size() ? shards[i + 1] : caf::actor{});
-  loader_config lc;
-  lc.sample_shape = topology.model.input_shape;
-  lc.parts = topology.microbatches;
-  lc.seed = opts.seed;
-  lc.batch = opts.batch;
-  lc.data = train_set;
-  auto train_loader = track(self, spawn_data_loader(*sys, lc), "data_loader (train)");
-  caf::actor test_loader;
-  trainer_config tc;
-  if (opts.evaluate) {
-    lc.data = test_set;
-    lc.shuffle = false;
-    lc.batch = std::min<std::int64_t>(1000, test_set.size());
-    tc.test_batch = lc.batch;
-    test_loader = track(self, spawn_data_loader(*sys, lc), "data_loader (test)");
-  }
-  tc.opts = opts;
-  tc.topology = topology;
-  tc.stages = shards;
-  tc.train_loader = train_loader;
-  tc.test_loader = test_loader;
-  tc.train_samples = train_set.size();
-  tc.test_samples = test_set.size();
-  tc.resume = std::move(resume);
-  tc.report_to = caf::actor_cast<caf::actor>(self);
-  track(self, spawn_trainer(*sys, std::move(tc)), "trainer");
   return {};
 }
 
-caf::behavior supervisor(supervisor_actor* self, std::string logger_name) {
-  self->state.log = runtime::logger(logger_name);
+/// Starts the waiting job once enough nodes are ready.
+void maybe_start(supervisor_actor* self) {
+  auto& st = self->state;
+  if (st.job.phase != "waiting")
+    return;
+  if (!st.cfg.local_node && ready_nodes(st) < st.cfg.expect_nodes)
+    return;
+  auto err = launch(self);
+  if (!err.empty()) {
+    st.job.last_error = err;
+    auto reply = st.job.reply;
+    teardown(self);
+    reply.deliver(refuse(err));
+    ++st.jobs_failed;
+    job_finished(self);
+  }
+}
+
+/// A node is gone (its agent died, or it stopped answering pings).
+void node_lost(supervisor_actor* self, const std::string& name, const std::string& why) {
+  auto& st = self->state;
+  auto it = st.nodes.find(name);
+  if (it == st.nodes.end())
+    return;
+  auto agent = it->second.agent;
+  st.nodes.erase(it);
+  st.log->error("node {} lost: {}", name, why);
+  if (agent) {
+    self->demonitor(agent);
+    self->send_exit(agent, caf::exit_reason::kill);
+  }
+  if (st.job.nodes.count(name))
+    abort_job(self, "node " + name + " lost: " + why);
+}
+
+void ping_nodes(supervisor_actor* self) {
+  auto& st = self->state;
+  for (auto& [name, e] : st.nodes) {
+    if (!e.ready || e.ping_outstanding)
+      continue;
+    e.ping_outstanding = true;
+    self->request(e.agent, st.cfg.ping_timeout, ping_atom::value)
+      .then(
+        [self, name = name](std::string& text) {
+          auto it = self->state.nodes.find(name);
+          if (it == self->state.nodes.end())
+            return;
+          it->second.ping_outstanding = false;
+          it->second.last_seen = clock_type::now();
+          try {
+            it->second.last_ping = nlohmann::json::parse(text);
+          } catch (const nlohmann::json::exception&) {
+          }
+        },
+        [self, name = name](caf::error& err) {
+          auto timeout = self->state.cfg.ping_timeout.count();
+          node_lost(self, name,
+                    err == caf::sec::request_timeout
+                      ? "no heartbeat reply within " + std::to_string(timeout) + " ms"
+                      : runtime::describe(self->system(), err));
+        });
+  }
+}
+
+void stop_supervisor(supervisor_actor* self, const std::string& why) {
+  auto& st = self->state;
+  if (st.stopping)
+    return;
+  st.stopping = true;
+  st.log->info("stopping: {}", why);
+  abort_job(self, "the supervisor is stopping: " + why);
+  for (auto& [name, e] : st.nodes)
+    if (e.agent) {
+      self->demonitor(e.agent);
+      self->send(e.agent, stop_atom::value);
+    }
+  if (st.local_agent)
+    self->send_exit(st.local_agent, caf::exit_reason::user_shutdown);
+  self->quit();
+}
+
+nlohmann::json actors_json(const supervisor_state& st) {
+  nlohmann::json actors = nlohmann::json::array();
+  for (const auto& [addr, a] : st.job.actors) {
+    long pid = static_cast<long>(::getpid());
+    if (auto it = st.nodes.find(a.node); it != st.nodes.end())
+      pid = it->second.info.pid;
+    actors.push_back({{"label", a.label}, {"kind", a.kind}, {"node", a.node}, {"pid", pid},
+                      {"id", a.handle.id()}});
+  }
+  return actors;
+}
+
+nlohmann::json status_json(supervisor_actor* self) {
+  auto& st = self->state;
+  nlohmann::json nodes = nlohmann::json::array();
+  auto now = clock_type::now();
+  for (const auto& [name, e] : st.nodes) {
+    auto j = to_json(e.info);
+    j["ready"] = e.ready;
+    j["data_plane"] = {{"host", e.data_host}, {"port", e.data_port}};
+    j["last_heartbeat_ms"] =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - e.last_seen).count();
+    j["transport"] = e.last_ping;
+    nodes.push_back(j);
+  }
+  nlohmann::json self_transport = nlohmann::json::object();
+  if (st.cfg.courier) {
+    auto c = st.cfg.courier->caf_counters();
+    auto d = st.cfg.courier->dataplane_counters();
+    self_transport["caf"] = {{"messages", c.messages}, {"bytes", c.bytes}};
+    self_transport["dataplane"] = {{"messages", d.messages}, {"bytes", d.bytes}};
+    nlohmann::json peers = nlohmann::json::object();
+    for (const auto& [peer, pc] : st.cfg.courier->peer_counters())
+      peers[peer] = {{"bytes_sent", pc.bytes_sent}, {"bytes_received", pc.bytes_received}};
+    self_transport["dataplane_peers"] = peers;
+  }
+  return {{"supervisor", {{"name", st.cfg.name},
+                          {"pid", static_cast<long>(::getpid())},
+                          {"mode", st.cfg.local_node ? "single-process" : "cluster"},
+                          {"expect_nodes", st.cfg.expect_nodes},
+                          {"transport", self_transport}}},
+          {"nodes", nodes},
+          {"job", {{"id", st.job.id},
+                   {"phase", st.job.phase},
+                   {"actors", actors_json(st)},
+                   {"previous_actors", st.job.last_actors},
+                   {"progress", st.job.progress},
+                   {"last_error", st.job.last_error}}},
+          {"jobs_finished", st.jobs_finished},
+          {"jobs_failed", st.jobs_failed}};
+}
+
+std::string metrics_text(supervisor_actor* self) {
+  using mt = runtime::prometheus_builder::metric_type;
+  auto& st = self->state;
+  runtime::prometheus_builder b;
+  b.family("troupe_nodes", mt::gauge, "Nodes that joined and are ready")
+    .sample({}, ready_nodes(st));
+  b.family("troupe_jobs_finished_total", mt::counter, "Jobs ended (done or failed)")
+    .sample({}, st.jobs_finished);
+  b.family("troupe_jobs_failed_total", mt::counter, "Jobs that failed").sample({}, st.jobs_failed);
+  b.family("troupe_job_running", mt::gauge, "1 while a job runs")
+    .sample({}, st.job.phase == "running" ? 1 : 0);
+  const auto& p = st.job.progress;
+  b.family("troupe_job_step", mt::gauge, "Training steps done by the running job")
+    .sample({}, p.value("step", 0.0));
+  b.family("troupe_job_step_seconds", mt::gauge, "Duration of the last training step")
+    .sample({}, p.value("step_seconds", 0.0));
+  b.family("troupe_job_samples_per_second", mt::gauge, "Samples per second of the last step")
+    .sample({}, p.value("samples_per_second", 0.0));
+  // Per actor: what each stage sent to its peers.
+  std::vector<std::pair<std::vector<runtime::prometheus_builder::label>, nlohmann::json>> stages;
+  auto current = actors_json(st);
+  if (p.contains("stages"))
+    for (const auto& s : p.at("stages")) {
+      std::string label = "layer_shard stage " + std::to_string(s.value("stage", 0));
+      std::string node;
+      for (const auto* list : {&st.job.last_actors, &current})
+        for (const auto& a : *list)
+          if (a.value("label", "").rfind(label + " ", 0) == 0)
+            node = a.value("node", "");
+      stages.push_back({{{"actor", label}, {"node", node}}, s});
+    }
+  b.family("troupe_actor_messages_sent_total", mt::counter,
+           "Activations and gradients an actor sent to its peers");
+  for (const auto& [labels, s] : stages)
+    b.sample(labels, s.value("messages_sent", 0.0));
+  b.family("troupe_actor_bytes_sent_total", mt::counter, "Tensor bytes an actor sent to its peers");
+  for (const auto& [labels, s] : stages)
+    b.sample(labels, s.value("bytes_sent", 0.0));
+  b.family("troupe_actor_compute_seconds_total", mt::counter, "Device time of an actor's kernels");
+  for (const auto& [labels, s] : stages)
+    b.sample(labels, s.value("compute_seconds", 0.0));
+  // Per process and transport: how tensor messages left it.
+  std::vector<std::pair<std::string, nlohmann::json>> processes;
+  auto status = status_json(self);
+  processes.emplace_back(st.cfg.name, status["supervisor"]["transport"]);
+  for (const auto& [name, e] : st.nodes)
+    processes.emplace_back(name, e.last_ping);
+  b.family("troupe_transport_messages_total", mt::counter,
+           "Tensor messages a process sent, by transport (caf inline or dataplane)");
+  for (const auto& [node, t] : processes)
+    for (const char* transport : {"caf", "dataplane"})
+      if (t.contains(transport))
+        b.sample({{"node", node}, {"transport", transport}},
+                 t[transport].value("messages", 0.0));
+  b.family("troupe_transport_bytes_total", mt::counter,
+           "Tensor payload bytes a process sent, by transport");
+  for (const auto& [node, t] : processes)
+    for (const char* transport : {"caf", "dataplane"})
+      if (t.contains(transport))
+        b.sample({{"node", node}, {"transport", transport}}, t[transport].value("bytes", 0.0));
+  b.family("troupe_dataplane_peer_bytes_sent_total", mt::counter,
+           "Bytes written to a data-plane peer, frame headers included");
+  for (const auto& [node, t] : processes)
+    if (t.contains("dataplane_peers"))
+      for (const auto& [peer, c] : t["dataplane_peers"].items())
+        b.sample({{"node", node}, {"peer", peer}}, c.value("bytes_sent", 0.0));
+  b.family("troupe_dataplane_peer_bytes_received_total", mt::counter,
+           "Bytes read from a data-plane peer, frame headers included");
+  for (const auto& [node, t] : processes)
+    if (t.contains("dataplane_peers"))
+      for (const auto& [peer, c] : t["dataplane_peers"].items())
+        b.sample({{"node", node}, {"peer", peer}}, c.value("bytes_received", 0.0));
+  return b.take();
+}
+
+/// Wires a newly ready node's data plane to the supervisor's and to every
+/// other ready node's; `done` runs when all connections are up or one failed.
+void connect_mesh(supervisor_actor* self, const std::string& name,
+                  std::function<void(std::optional<std::string>)> done) {
+  auto& st = self->state;
+  auto& n = st.nodes.at(name);
+  struct pending {
+    std::size_t left = 1; // released after every request went out
+    std::optional<std::string> error;
+    std::function<void(std::optional<std::string>)> done;
+  };
+  auto acc = std::make_shared<pending>();
+  acc->done = std::move(done);
+  auto one = [acc](std::optional<std::string> err) {
+    if (err && !acc->error)
+      acc->error = err;
+    if (--acc->left == 0)
+      acc->done(acc->error);
+  };
+  auto ask = [self, acc, one](const caf::actor& agent, const std::string& peer,
+                              const std::string& host, std::uint16_t port,
+                              const caf::actor& endpoint) {
+    ++acc->left;
+    self->request(agent, std::chrono::seconds(10), peer_atom::value, peer, host, port, endpoint)
+      .then([one](bool) { one(std::nullopt); },
+            [self, one](caf::error& err) { one(runtime::describe(self->system(), err)); });
+  };
+  if (st.cfg.courier) {
+    ++acc->left;
+    // The courier runs `done` on its io thread: hop back into the actor.
+    auto me = caf::actor_cast<caf::actor>(self);
+    st.cfg.courier->add_peer(name, n.data_host, n.data_port, n.courier,
+                             [one, me](std::optional<std::string> err) {
+                               caf::anon_send(me, deferred{[one, err] { one(err); }});
+                             });
+    ask(n.agent, st.cfg.courier->name(), st.cfg.data_host, st.cfg.courier->port(),
+        st.cfg.courier->endpoint());
+  }
+  // Every node that has announced itself, ready or still connecting: two
+  // nodes announcing at once must still meet (exactly once, here).
+  for (auto& [other, e] : st.nodes) {
+    if (other == name || !e.agent)
+      continue;
+    ask(n.agent, other, e.data_host, e.data_port, e.courier);
+    ask(e.agent, name, n.data_host, n.data_port, n.courier);
+  }
+  one(std::nullopt);
+}
+
+caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.log = runtime::logger("supervisor");
   // One line at start on what compute this process can use.
   auto gpus = kernels::probe_gpus();
   if (gpus.usable_devices == 0)
-    self->state.log->info("no usable GPU ({}): running on CPU devices", gpus.reason);
+    st.log->info("no usable GPU ({}): running on CPU devices", gpus.reason);
   else
-    self->state.log->info("{} usable CUDA device(s); this version places layer shards on CPU "
-                          "devices only", gpus.usable_devices);
+    st.log->info("{} usable CUDA device(s); this version places layer shards on CPU "
+                 "devices only", gpus.usable_devices);
+  if (st.cfg.local_node) {
+    node_agent_config ac;
+    ac.name = "local";
+    st.local_agent = spawn_node_agent(self->system(), std::move(ac));
+    self->link_to(st.local_agent);
+  } else {
+    self->delayed_send(self, st.cfg.ping_interval, tick_atom::value);
+  }
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    auto it = st.labels.find(dm.source);
-    if (it == st.labels.end())
-      return;
-    if (!dm.reason || dm.reason == caf::exit_reason::normal) {
-      // A job actor that ends normally before the job does is still a failure
-      // unless it is the trainer, whose normal exit follows its job_done.
-      if (it->second == "trainer")
+    for (auto& [name, e] : st.nodes)
+      if (e.agent && e.agent.address() == dm.source) {
+        node_lost(self, name, runtime::describe(self->system(), dm.reason));
         return;
-    }
+      }
+    auto it = st.job.actors.find(dm.source);
+    if (it == st.job.actors.end())
+      return;
+    // A job actor that ends normally before the job does is still a failure
+    // unless it is the trainer, whose normal exit follows its job_done.
+    if ((!dm.reason || dm.reason == caf::exit_reason::normal) && it->second.kind == "trainer")
+      return;
     std::string why = dm.reason ? runtime::describe(self->system(), dm.reason) : "exited early";
-    std::string msg = it->second + " failed: " + why;
-    st.log->error("job aborted: {}", msg);
-    if (st.running)
-      st.reply.deliver(caf::make_error(caf::sec::runtime_error, msg));
-    teardown(self);
+    abort_job(self, it->second.label + " failed: " + why);
   });
   return {
-    [self](runtime::run_atom, std::string& options_json) -> caf::result<std::string, runtime::named_tensors> {
+    [self](runtime::run_atom, std::string& options_json)
+      -> caf::result<std::string, runtime::named_tensors> {
       auto& st = self->state;
-      if (st.running)
-        return caf::make_error(caf::sec::runtime_error, "supervisor: a job is already running");
-      st.reply = self->make_response_promise();
-      st.running = true;
-      auto err = launch(self, options_json);
-      // Once a promise exists, the answer must go through it.
-      auto reply = st.reply;
-      if (!err.empty()) {
-        teardown(self);
-        reply.deliver(caf::make_error(caf::sec::invalid_argument, err));
+      if (st.job.phase != "idle")
+        return refuse("supervisor: a job is already running");
+      if (st.stopping)
+        return refuse("supervisor: stopping");
+      auto& job = st.job;
+      job.id = st.next_job_id++;
+      job.reply = self->make_response_promise();
+      job.options_json = std::move(options_json);
+      job.last_error.clear();
+      job.progress = nlohmann::json::object();
+      job.phase = "waiting";
+      auto reply = job.reply;
+      if (!st.cfg.local_node && ready_nodes(st) < st.cfg.expect_nodes) {
+        st.log->info("job {} waits for {} node(s) ({} ready)", job.id, st.cfg.expect_nodes,
+                     ready_nodes(st));
+        self->delayed_send(self, st.cfg.join_wait, join_timeout_atom::value, job.id);
       }
+      // Once a promise exists, the answer must go through it.
+      maybe_start(self);
       return reply;
+    },
+    [self](join_timeout_atom, std::uint64_t id) {
+      auto& st = self->state;
+      if (st.job.id != id || st.job.phase != "waiting")
+        return;
+      abort_job(self,
+                "only " + std::to_string(ready_nodes(st)) + " of " +
+                  std::to_string(st.cfg.expect_nodes) + " node(s) joined within " +
+                  std::to_string(st.cfg.join_wait.count() / 1000) + " s",
+                caf::sec::invalid_argument);
     },
     [self](job_done_atom, std::string& report, runtime::named_tensors& params) {
       auto& st = self->state;
-      if (!st.running)
+      if (st.job.phase != "running")
         return;
-      st.reply.deliver(std::move(report), std::move(params));
+      st.log->info("job {} done", st.job.id);
+      try {
+        // Where it ran: for the submitting client (the trainer does not know).
+        auto r = nlohmann::json::parse(report);
+        r["placement"] = describe(st.job.topology);
+        nlohmann::json pids = nlohmann::json::object();
+        for (const auto& node : st.job.nodes)
+          if (auto it = st.nodes.find(node); it != st.nodes.end())
+            pids[node] = it->second.info.pid;
+        r["node_pids"] = pids;
+        report = r.dump();
+      } catch (const nlohmann::json::exception&) {
+      }
+      auto reply = st.job.reply;
       teardown(self);
+      reply.deliver(std::move(report), std::move(params));
+      job_finished(self);
     },
+    [self](progress_atom, std::string& text) {
+      try {
+        self->state.job.progress = nlohmann::json::parse(text);
+      } catch (const nlohmann::json::exception&) {
+      }
+    },
+    // --- join protocol ---
+    [self](hello_atom, std::uint32_t version, std::uint64_t types_hash,
+           std::string& name) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (st.cfg.local_node)
+        return refuse("this supervisor runs a single-process job and takes no nodes");
+      if (version != runtime::protocol_version)
+        return refuse("node " + name + " speaks protocol version " + std::to_string(version) +
+                      ", this supervisor " + std::to_string(runtime::protocol_version) +
+                      ": run the same troupe build everywhere");
+      if (types_hash != runtime::message_types_hash())
+        return refuse("node " + name + " registers different message types (hash " +
+                      std::to_string(types_hash) + ", supervisor " +
+                      std::to_string(runtime::message_types_hash()) +
+                      "): run the same troupe build everywhere");
+      nlohmann::json c{{"nonce", st.challenges.issue()}, {"supervisor", st.cfg.name}};
+      return c.dump();
+    },
+    [self](join_atom, std::string& text) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (st.cfg.local_node)
+        return refuse("this supervisor runs a single-process job and takes no nodes");
+      node_description d;
+      try {
+        auto j = nlohmann::json::parse(text);
+        d = node_description_from_json(j);
+        auto nonce = j.at("nonce").get<std::string>();
+        if (!st.challenges.consume(nonce))
+          return refuse("node " + d.name + ": join with an unknown, expired or already used "
+                        "challenge (replayed handshake?)");
+        if (!st.cfg.ca.empty())
+          runtime::verify_node_identity(st.cfg.ca, j.at("certificate").get<std::string>(), d.name,
+                                        runtime::join_proof_message(nonce, d.name, st.cfg.name),
+                                        j.at("signature").get<std::string>());
+      } catch (const nlohmann::json::exception& e) {
+        return refuse(std::string{"join: "} + e.what());
+      } catch (const std::exception& e) {
+        return refuse(std::string{"join: "} + e.what());
+      }
+      if (!runtime::valid_node_name(d.name) || d.name == st.cfg.name || d.name == "local")
+        return refuse("join: '" + d.name + "' is not a usable node name");
+      if (!st.cfg.allowed_names.empty() &&
+          std::find(st.cfg.allowed_names.begin(), st.cfg.allowed_names.end(), d.name) ==
+            st.cfg.allowed_names.end())
+        return refuse("join: node '" + d.name + "' is not in the cluster spec");
+      if (st.nodes.count(d.name))
+        return refuse("join: a node named '" + d.name + "' has already joined");
+      st.log->info("node {} joined: pid {} on {}, {} device(s)", d.name, d.pid, d.host,
+                   d.devices.size());
+      node_entry e;
+      e.info = d;
+      st.nodes.emplace(d.name, std::move(e));
+      nlohmann::json w{{"key", key_to_hex(st.cfg.key)},
+                       {"data",
+                        {{"name", st.cfg.courier ? st.cfg.courier->name() : st.cfg.name},
+                         {"host", st.cfg.data_host},
+                         {"port", st.cfg.courier ? st.cfg.courier->port() : 0}}}};
+      return w.dump();
+    },
+    [self](ready_atom, std::string& name, caf::actor& agent, std::string& host,
+           std::uint16_t port, caf::actor& endpoint) -> caf::result<bool> {
+      auto& st = self->state;
+      auto it = st.nodes.find(name);
+      if (it == st.nodes.end() || it->second.ready || it->second.agent)
+        return refuse("ready: node '" + name + "' has not joined (or is ready already)");
+      auto& e = it->second;
+      e.agent = agent;
+      e.courier = endpoint;
+      e.data_host = host;
+      e.data_port = port;
+      self->monitor(agent);
+      auto rp = self->make_response_promise<bool>();
+      connect_mesh(self, name, [self, rp, name](std::optional<std::string> err) mutable {
+        auto& st = self->state;
+        auto it = st.nodes.find(name);
+        if (it == st.nodes.end()) {
+          rp.deliver(refuse("ready: node '" + name + "' was lost while connecting"));
+          return;
+        }
+        if (err) {
+          rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                     "data plane of node " + name + ": " + *err));
+          node_lost(self, name, "data plane: " + *err);
+          return;
+        }
+        it->second.ready = true;
+        it->second.last_seen = clock_type::now();
+        st.log->info("node {} ready ({} of {} expected)", name, ready_nodes(st),
+                     st.cfg.expect_nodes);
+        rp.deliver(true);
+        maybe_start(self);
+      });
+      return rp;
+    },
+    [](deferred& d) { d.run(); },
+    [](bool) {}, // a node's teardown acknowledgement
+    [self](tick_atom) {
+      ping_nodes(self);
+      self->delayed_send(self, self->state.cfg.ping_interval, tick_atom::value);
+    },
+    [self](status_atom) { return status_json(self).dump(); },
+    [self](metrics_atom) { return metrics_text(self); },
+    [self](stop_atom) { stop_supervisor(self, "told to stop"); },
   };
 }
 
 } // namespace
 
-caf::actor spawn_supervisor(caf::actor_system& sys) {
-  // An argument-less function actor trips UBSan inside CAF 0.17
-  // (init_fun_factory dereferences a null tuple pointer), so the logger name
-  // is passed in.
-  return sys.spawn(supervisor, std::string{"supervisor"});
+caf::actor spawn_supervisor(caf::actor_system& sys, supervisor_config cfg) {
+  return sys.spawn(supervisor, std::move(cfg));
 }
 
 } // namespace troupe::actors

@@ -16,6 +16,7 @@
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 #include "runtime/messages.hpp"
+#include "runtime/transport/courier.hpp"
 
 namespace troupe::actors {
 
@@ -135,6 +136,7 @@ struct trainer_state {
   double timed_seconds = 0;
   double timed_compute_seconds = 0;
   nlohmann::json epochs = nlohmann::json::array();
+  std::vector<runtime::stage_report> stage_totals; ///< per stage, training steps summed
   progress_bar progress;
   static inline const char* name = "trainer";
 };
@@ -143,6 +145,7 @@ using trainer_actor = caf::stateful_actor<trainer_state>;
 
 void start_step(trainer_actor* self);
 void finish(trainer_actor* self);
+void send_progress(trainer_actor* self, double step_seconds, std::int64_t samples);
 
 void fail(trainer_actor* self, const std::string& what) {
   self->quit(caf::make_error(caf::sec::runtime_error, "trainer: " + what));
@@ -188,8 +191,9 @@ void send_step(trainer_actor* self, runtime::batch_msg& b, std::int64_t step, bo
   for (std::int32_t i = 0; i < parts; ++i) {
     auto k = static_cast<std::size_t>(i);
     self->send(last, runtime::labels_msg{step, i, std::move(b.labels[k])});
-    self->send(first,
-               runtime::activation_msg{step, i, b.offsets[k], training, std::move(b.inputs[k])});
+    runtime::transport::deliver(
+      st.cfg.courier, first,
+      runtime::activation_msg{step, i, b.offsets[k], training, std::move(b.inputs[k])});
   }
   st.reports_pending = static_cast<int>(st.cfg.stages.size());
   st.loss_report = {};
@@ -381,6 +385,14 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
     st.loss_report = r;
   const bool timed = !st.evaluating && st.step - st.run_start_step >= st.cfg.opts.timing_warmup;
   st.compute_seconds += st.evaluating ? 0.0 : r.compute_seconds;
+  if (!st.evaluating) {
+    st.stage_totals.resize(st.cfg.stages.size());
+    auto& t = st.stage_totals.at(static_cast<std::size_t>(r.stage));
+    t.stage = r.stage;
+    t.compute_seconds += r.compute_seconds;
+    t.messages_sent += r.messages_sent;
+    t.bytes_sent += r.bytes_sent;
+  }
   st.timed_compute_seconds += timed ? r.compute_seconds : 0.0;
   if (--st.reports_pending > 0)
     return;
@@ -405,6 +417,7 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
   }
   ++st.step;
   bool epoch_end = st.current_index + 1 == st.steps_per_epoch;
+  send_progress(self, step_seconds, loss.samples);
   if (st.cfg.opts.progress) {
     auto elapsed = seconds_between(st.t_epoch, clock_type::now());
     st.progress.update(st.current_index + 1, elapsed > 0 ? st.epoch_run_samples / elapsed : 0,
@@ -415,6 +428,26 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
     epoch_done(self);
   else
     start_step(self);
+}
+
+/// Tells report_to (the supervisor: /status, /metrics) how the job is going.
+void send_progress(trainer_actor* self, double step_seconds, std::int64_t samples) {
+  auto& st = self->state;
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& t : st.stage_totals)
+    stages.push_back({{"stage", t.stage},
+                      {"messages_sent", t.messages_sent},
+                      {"bytes_sent", t.bytes_sent},
+                      {"compute_seconds", t.compute_seconds}});
+  nlohmann::json p{
+    {"step", st.step},
+    {"total_steps", st.total_steps},
+    {"epoch", st.current_epoch + 1},
+    {"loss", st.epoch_samples ? st.epoch_loss_sum / double(st.epoch_samples) : 0.0},
+    {"step_seconds", step_seconds},
+    {"samples_per_second", step_seconds > 0 ? double(samples) / step_seconds : 0.0},
+    {"stages", stages}};
+  self->send(st.cfg.report_to, progress_atom::value, p.dump());
 }
 
 nlohmann::json make_report(const trainer_state& st) {

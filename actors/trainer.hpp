@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,10 @@
 #include "actors/plan.hpp"
 #include "actors/train_options.hpp"
 #include "runtime/checkpoint.hpp"
+
+namespace troupe::runtime::transport {
+class courier;
+}
 
 namespace troupe::actors {
 
@@ -26,10 +31,17 @@ struct trainer_config {
   std::int64_t test_samples = 0;
   std::int64_t test_batch = 1000;
   std::optional<runtime::checkpoint> resume;
-  caf::actor report_to;             ///< gets (job_done_atom, report JSON, final parameters)
+  caf::actor report_to;             ///< gets progress and (job_done_atom, report, parameters)
+  /// How inputs reach the first stage when it lives in another process; null
+  /// in a single-process job.
+  std::shared_ptr<runtime::transport::courier> courier;
 };
 
 using job_done_atom = caf::atom_constant<caf::atom("jobdone")>;
+/// (progress_atom, JSON) after every training step: step, total_steps, epoch,
+/// loss (epoch mean so far), step_seconds, samples_per_second, and per stage
+/// the cumulative messages_sent, bytes_sent and compute_seconds.
+using progress_atom = caf::atom_constant<caf::atom("progress")>;
 
 /// Throws runtime::input_error when `ck` cannot continue the job `opts` plans
 /// (another model, batch, seed, optimizer or data set size).

@@ -61,6 +61,8 @@ struct stage_report {
   double compute_seconds = 0;  ///< time its device spent running its kernels
   std::int32_t peak_in_flight = 0;  ///< most micro-batches with saved activations
   std::uint64_t peak_saved_bytes = 0;
+  std::uint64_t messages_sent = 0;  ///< activations and gradients sent to peer stages
+  std::uint64_t bytes_sent = 0;     ///< their tensor payload bytes
 };
 
 /// Parameters or optimizer state by name (checkpoints, broadcast, PS pulls).
@@ -110,7 +112,8 @@ typename Inspector::result_type inspect(Inspector& f, step_msg& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
   return f(caf::meta::type_name("stage_report"), x.stage, x.step, x.loss_sum, x.correct,
-           x.samples, x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes);
+           x.samples, x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent,
+           x.bytes_sent);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, named_tensors& x) {

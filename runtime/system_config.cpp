@@ -1,25 +1,30 @@
 #include "runtime/system_config.hpp"
 
 #include <array>
+#include <stdexcept>
+#include <vector>
 #include <string_view>
 #include <thread>
 
+#include <caf/binary_serializer.hpp>
 #include <caf/config_option_adder.hpp>
 
 #include "runtime/messages.hpp"
 #include "runtime/tensor_codec.hpp"
 #include "runtime/rng.hpp"
+#include "runtime/transport/courier.hpp"
 
 namespace troupe::runtime {
 
 namespace {
 
 // Registration order and names are part of the wire protocol: append only.
-constexpr std::array<std::string_view, 10> type_names = {
+constexpr std::array<std::string_view, 13> type_names = {
   "troupe::tensor",       "troupe::activation_msg", "troupe::gradient_msg",
   "troupe::labels_msg",   "troupe::step_msg",       "troupe::stage_report",
   "troupe::named_tensors", "troupe::batch_msg",     "troupe::collective_msg",
-  "troupe::collective_stats",
+  "troupe::collective_stats", "troupe::activation_descriptor",
+  "troupe::gradient_descriptor", "troupe::collective_descriptor",
 };
 
 } // namespace
@@ -35,13 +40,47 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<batch_msg>(std::string{type_names[7]});
   cfg.add_message_type<collective_msg>(std::string{type_names[8]});
   cfg.add_message_type<collective_stats>(std::string{type_names[9]});
+  cfg.add_message_type<transport::activation_descriptor>(std::string{type_names[10]});
+  cfg.add_message_type<transport::gradient_descriptor>(std::string{type_names[11]});
+  cfg.add_message_type<transport::collective_descriptor>(std::string{type_names[12]});
 }
 
-std::uint64_t message_types_hash() {
-  std::uint64_t h = mix64(protocol_version);
-  for (auto name : type_names)
-    h = mix64(h ^ hash_name(name));
+namespace {
+
+/// The bytes of a default-constructed T as CAF serialises it: a field added,
+/// removed or retyped changes them (same-size fields swapped do not).
+template <class T>
+std::uint64_t layout_hash() {
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  T x{};
+  if (auto err = sink(x))
+    throw std::logic_error("cannot serialise a default message value");
+  std::uint64_t h = mix64(buf.size());
+  for (char c : buf)
+    h = mix64(h ^ static_cast<unsigned char>(c));
   return h;
+}
+
+} // namespace
+
+std::uint64_t message_types_hash() {
+  // Names and layouts, in registration order, and the protocol version. The
+  // transfer descriptors hold an actor handle, which needs an actor system to
+  // serialise; their payload messages are covered above.
+  static const std::uint64_t value = [] {
+    std::uint64_t h = mix64(protocol_version);
+    for (auto name : type_names)
+      h = mix64(h ^ hash_name(name));
+    for (auto layout :
+         {layout_hash<tensor>(), layout_hash<activation_msg>(), layout_hash<gradient_msg>(),
+          layout_hash<labels_msg>(), layout_hash<step_msg>(), layout_hash<stage_report>(),
+          layout_hash<named_tensors>(), layout_hash<batch_msg>(), layout_hash<collective_msg>(),
+          layout_hash<collective_stats>()})
+      h = mix64(h ^ layout);
+    return h;
+  }();
+  return value;
 }
 
 system_config::system_config(unsigned scheduler_threads) {

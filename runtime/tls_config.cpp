@@ -163,7 +163,13 @@ void validate_tls_files(const tls_files& files) {
   check(files);
 }
 
+/// Defined in tls_io_guard.cpp; calling it links that object (and its
+/// interposed SSL_* functions) into every program that configures TLS.
+bool tls_io_guard_linked() noexcept;
+
 void configure_tls(caf::actor_system_config& cfg, const tls_files& files) {
+  if (!tls_io_guard_linked())
+    throw std::logic_error("tls_io_guard missing");
   auto ok = check(files);
   // caf::openssl::manager reads these members (the options openssl.certificate,
   // openssl.key, openssl.passphrase, openssl.cafile are bound to them). Any of

@@ -12,6 +12,9 @@ using command_action = std::function<int()>;
 
 command_action add_train_command(CLI::App& app);
 command_action add_bench_command(CLI::App& app);
+command_action add_certs_command(CLI::App& app);
+command_action add_supervisor_command(CLI::App& app);
+command_action add_node_command(CLI::App& app);
 
 /// Exit statuses shared by all subcommands.
 inline constexpr int exit_ok = 0;

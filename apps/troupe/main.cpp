@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (env TROUPE_LOG_LEVEL)");
   auto train = add_train_command(app);
   auto bench = add_bench_command(app);
+  auto supervisor = add_supervisor_command(app);
+  auto node = add_node_command(app);
+  auto certs = add_certs_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -33,6 +36,12 @@ int main(int argc, char** argv) {
       return train();
     if (app.got_subcommand("bench"))
       return bench();
+    if (app.got_subcommand("supervisor"))
+      return supervisor();
+    if (app.got_subcommand("node"))
+      return node();
+    if (app.got_subcommand("certs"))
+      return certs();
   } catch (const troupe::runtime::input_error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_bad_input;

@@ -3,33 +3,115 @@
 #include <thread>
 
 #include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include "actors/job.hpp"
 #include "actors/plan.hpp"
+#include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
+#include "apps/troupe/shutdown_signal.hpp"
 #include "apps/troupe/train_flags.hpp"
+#include "runtime/caf_error.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_util.hpp"
+#include "runtime/messages.hpp"
 #include "runtime/system_config.hpp"
 
 namespace troupe::apps {
+
+namespace {
+
+struct remote_flags {
+  std::string supervisor;
+  std::string name = "client";
+  int connect_timeout_s = 10;
+  security_flags security;
+};
+
+/// Submits the job to a running supervisor and waits for its answer, or for
+/// the supervisor to go away (a request to a dead remote actor would never
+/// fail on its own).
+actors::job_result run_remote(const actors::train_options& o, const remote_flags& r) {
+  shutdown_signal signals;
+  auto at = runtime::parse_host_port(r.supervisor, "--supervisor");
+  auto tls = resolve_security(r.security, r.name, at.host);
+  cluster_system_config cfg{tls, r.security};
+  caf::actor_system sys{cfg};
+  auto sup = connect_actor(sys, cfg.tls(), at, std::chrono::seconds(r.connect_timeout_s));
+  caf::scoped_actor self{sys};
+  self->monitor(sup);
+  signals.watch([me = caf::actor{self}](int) {
+    caf::anon_send(me, caf::make_error(caf::sec::runtime_error,
+                                       "interrupted (the job keeps running on the supervisor)"));
+  });
+  // A plain send: the supervisor's response promise answers it with a
+  // normal message, so the down_msg of a dying supervisor is seen too.
+  self->send(sup, runtime::run_atom::value, actors::to_json(o).dump());
+  actors::job_result result;
+  std::optional<std::string> failure;
+  bool bad_input = false;
+  self->receive(
+    [&](std::string& report, runtime::named_tensors& params) {
+      result.report = nlohmann::json::parse(report);
+      for (std::size_t i = 0; i < params.names.size(); ++i)
+        result.params.emplace_back(params.names[i], params.tensors[i]);
+    },
+    [&](caf::error& err) {
+      failure = runtime::describe(sys, err);
+      bad_input = err.category() == caf::atom("system") &&
+                  err.code() == static_cast<std::uint8_t>(caf::sec::invalid_argument);
+    },
+    [&](caf::down_msg& dm) {
+      failure = "the supervisor at " + at.to_string() +
+                " went away: " + runtime::describe(sys, dm.reason);
+    });
+  if (failure) {
+    if (bad_input)
+      throw runtime::input_error(*failure);
+    throw std::runtime_error(*failure);
+  }
+  return result;
+}
+
+} // namespace
 
 command_action add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a model on MNIST through actors");
   auto flags = std::make_shared<training_flags>();
   auto report = std::make_shared<std::string>();
+  auto remote = std::make_shared<remote_flags>();
   add_training_flags(cmd, *flags);
   cmd->add_option("--report", *report, "write a JSON report to FILE");
-  return [flags, report] {
+  cmd->add_option("--supervisor", remote->supervisor,
+                  "submit the job to the cluster supervisor at HOST:PORT instead of running it "
+                  "in this process");
+  cmd->add_option("--name", remote->name,
+                  "with --supervisor and --certs DIR: this client's certificate name")
+    ->capture_default_str();
+  cmd->add_option("--connect-timeout", remote->connect_timeout_s,
+                  "with --supervisor: seconds to keep trying to reach it")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 3600));
+  add_security_flags(cmd, remote->security);
+  return [flags, report, remote] {
     finish_training_flags(*flags);
     const auto& o = flags->opts;
-    auto topology = actors::make_plan(o, std::max(1u, std::thread::hardware_concurrency()));
-    if (o.progress)
-      std::fprintf(stderr, "%s: %s\n%s", o.model.c_str(), topology.strategy().c_str(),
-                   actors::describe(topology).c_str());
-    runtime::system_config cfg;
-    caf::actor_system sys{cfg};
-    auto result = actors::run_training(sys, o);
+    actors::job_result result;
+    if (remote->supervisor.empty()) {
+      auto topology = actors::make_plan(o, std::max(1u, std::thread::hardware_concurrency()));
+      if (o.progress)
+        std::fprintf(stderr, "%s: %s\n%s", o.model.c_str(), topology.strategy().c_str(),
+                     actors::describe(topology).c_str());
+      runtime::system_config cfg;
+      caf::actor_system sys{cfg};
+      result = actors::run_training(sys, o);
+    } else {
+      result = run_remote(o, *remote);
+      if (o.progress)
+        std::fprintf(stderr, "%s: %s on the cluster at %s\n%s", o.model.c_str(),
+                     result.report.at("strategy").get<std::string>().c_str(),
+                     remote->supervisor.c_str(), result.report.value("placement", "").c_str());
+    }
     const auto& r = result.report;
     if (!report->empty()) {
       auto text = r.dump(2) + "\n";

@@ -102,5 +102,28 @@ for key in troupe_steps_per_second libtorch_steps_per_second '"ratio"'; do
   fi
 done
 
+# troupe certs: a CA, a node certificate and its check; a missing CA, a bad
+# name and existing files are refused with exit 2 and a message naming them.
+expect 0 "ca-key.pem" -- certs init --dir "$tmp/certs/ca"
+expect 0 "node-a-key.pem" -- certs issue --dir "$tmp/certs/ca" --name node-a \
+  --host 127.0.0.1 --host node-a.example --out "$tmp/certs/nodes"
+expect 0 "CN: +node-a" -- certs check --dir "$tmp/certs/nodes" --name node-a \
+  --ca "$tmp/certs/ca/ca.pem"
+expect 0 "DNS:node-a.example" -- certs check --cert "$tmp/certs/nodes/node-a.pem" \
+  --key "$tmp/certs/nodes/node-a-key.pem" --ca "$tmp/certs/ca/ca.pem"
+expect 0 "client-key.pem" -- certs issue --dir "$tmp/certs/ca" --name client
+expect 0 "CN: +client" -- certs check --dir "$tmp/certs/ca" --name client
+if [[ $(stat -c %a "$tmp/certs/nodes/node-a-key.pem") != 600 ]]; then
+  echo "FAIL: troupe certs issue wrote a key that is not mode 600"
+  failures=$((failures + 1))
+fi
+expect 2 "no-ca/ca.pem" -- certs issue --dir "$tmp/certs/no-ca" --name node-b
+expect 2 "invalid --name '\.\./evil'" -- certs issue --dir "$tmp/certs/ca" --name ../evil
+expect 2 "ca.pem' already exists.*--force" -- certs init --dir "$tmp/certs/ca"
+expect 2 "node-a.pem' already exists" -- certs issue --dir "$tmp/certs/ca" --name node-a \
+  --out "$tmp/certs/nodes"
+expect 2 "does not belong" -- certs check --cert "$tmp/certs/nodes/node-a.pem" \
+  --key "$tmp/certs/ca/client-key.pem" --ca "$tmp/certs/ca/ca.pem"
+
 echo "$passed passed, $failures failed"
 [[ $failures -eq 0 ]]

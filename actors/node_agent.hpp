@@ -1,0 +1,49 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/atom.hpp>
+
+namespace troupe::runtime::transport {
+class courier;
+}
+
+namespace troupe::actors {
+
+using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
+using teardown_atom = caf::atom_constant<caf::atom("teardown")>;
+using peer_atom = caf::atom_constant<caf::atom("peer")>;
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+
+/// What a node agent runs with.
+struct node_agent_config {
+  std::string name = "local";
+  /// This process's data plane; null for the in-process node of a
+  /// single-process job (everything is local there).
+  std::shared_ptr<runtime::transport::courier> courier;
+  /// The supervisor it serves: when it goes away the agent stops (and with it
+  /// the node process). Null for the in-process node.
+  caf::actor supervisor;
+};
+
+/// A node agent: the supervisor's hands on one process. It spawns the actors
+/// the supervisor asks for on this process's devices, connects this process's
+/// data plane to its peers, reports its health, and stops everything it
+/// spawned when told to or when the supervisor dies. Every request uses only
+/// built-in types (atoms, strings, actor handles), so even a peer of a
+/// mismatched build decodes them:
+///
+///   (spawn_atom, kind, config_json) -> caf::actor   kind "device" | "layer_shard"
+///   (teardown_atom) -> bool                         stops every actor it spawned
+///   (peer_atom, name, host, port, courier_endpoint) -> bool   once the data plane is up
+///   (ping_atom) -> std::string                      JSON: pid, actors, transport counters
+///   (stop_atom)                                     tears down and quits normally
+///
+/// A bad config is answered with an error naming the node and what is wrong.
+caf::actor spawn_node_agent(caf::actor_system& sys, node_agent_config cfg);
+
+} // namespace troupe::actors

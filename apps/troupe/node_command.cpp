@@ -1,0 +1,189 @@
+// `troupe node`: a node agent process. It joins a supervisor, offers its
+// devices, spawns the actors the supervisor asks for, and exits when the
+// supervisor stops it or dies, or on SIGINT/SIGTERM.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include <caf/scoped_actor.hpp>
+
+#include "actors/cluster_protocol.hpp"
+#include "actors/node_agent.hpp"
+#include "apps/troupe/cluster_net.hpp"
+#include "apps/troupe/commands.hpp"
+#include "apps/troupe/shutdown_signal.hpp"
+#include "kernels/cpu/gemm.hpp"
+#include "runtime/caf_error.hpp"
+#include "runtime/certs.hpp"
+#include "runtime/error.hpp"
+#include "runtime/file_util.hpp"
+#include "runtime/log.hpp"
+#include "runtime/transport/courier.hpp"
+
+namespace troupe::apps {
+
+namespace {
+
+struct node_flags {
+  std::string supervisor;
+  std::string devices;
+  std::string name;
+  std::string cluster_file;
+  std::string data_address;
+  int connect_timeout_s = 30;
+  bool no_measure = false;
+  security_flags security;
+};
+
+/// The node's name: --name, else the cluster spec's own entry (TF_CONFIG's
+/// task or "self"), else the launcher's rank (mpirun/srun), else host-pid.
+std::string choose_name(const node_flags& f, const std::optional<runtime::cluster_spec>& spec) {
+  if (!f.name.empty())
+    return f.name;
+  if (spec && spec->self())
+    return node_name_from_spec(*spec->self());
+  if (auto r = runtime::launcher_rank())
+    return "node-" + std::to_string(r->rank);
+  return local_host_name() + "-" + std::to_string(::getpid());
+}
+
+std::uint64_t physical_memory() {
+  auto pages = ::sysconf(_SC_PHYS_PAGES);
+  auto size = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? static_cast<std::uint64_t>(pages) * size : 0;
+}
+
+int run_node(const node_flags& f) {
+  shutdown_signal signals;
+  auto log = runtime::logger("node");
+  std::optional<runtime::cluster_spec> spec;
+  if (!f.cluster_file.empty()) {
+    auto text = runtime::read_file(f.cluster_file, 1 << 20);
+    spec = runtime::cluster_spec::parse(
+      std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
+  } else {
+    spec = runtime::cluster_spec::from_tf_config_env();
+  }
+  std::string sup_text = f.supervisor;
+  if (sup_text.empty() && spec) {
+    if (spec->supervisor())
+      sup_text = spec->supervisor()->to_string();
+    else if (auto chiefs = spec->with_role("chief"); !chiefs.empty())
+      sup_text = chiefs.front()->address.to_string();
+  }
+  if (sup_text.empty())
+    throw runtime::input_error("--supervisor HOST:PORT is required (or a cluster spec naming it)");
+  auto sup_at = runtime::parse_host_port(sup_text, "--supervisor");
+  auto name = choose_name(f, spec);
+  if (!runtime::valid_node_name(name))
+    throw runtime::input_error("--name: '" + name +
+                               "' is not a node name (1-64 of [A-Za-z0-9._-], not starting "
+                               "with '.')");
+  std::string device_text = f.devices;
+  if (device_text.empty() && spec)
+    if (const auto* me = spec->find(spec->self().value_or("")); me && !me->devices.empty())
+      for (const auto& d : me->devices)
+        if (d.kind == runtime::device_kind::cpu)
+          device_text += (device_text.empty() ? "" : ",") + std::string{"cpu:1x"} +
+                         std::to_string(d.cores);
+  auto devices = actors::parse_device_list(device_text.empty() ? "cpu:1" : device_text);
+  auto tls = resolve_security(f.security, name, sup_at.host);
+  actors::node_description self;
+  self.name = name;
+  self.host = local_host_name();
+  self.pid = static_cast<long>(::getpid());
+  self.cores = std::max(1u, std::thread::hardware_concurrency());
+  self.memory_bytes = physical_memory();
+  self.devices = devices;
+  for (const auto& d : devices) {
+    double g = 0;
+    if (!f.no_measure) {
+      kernels::cpu::set_blas_threads_for_this_thread(d.threads);
+      g = kernels::cpu::measure_gemm_gflops(256, 1024, 1024, 2);
+    }
+    self.gflops.push_back(g);
+  }
+  cluster_system_config cfg{tls, f.security};
+  caf::actor_system sys{cfg};
+  auto supervisor =
+    connect_actor(sys, cfg.tls(), sup_at, std::chrono::seconds(f.connect_timeout_s));
+  auto timeout = std::chrono::seconds(10);
+  auto w = actors::join_cluster(sys, supervisor, self, tls ? &*tls : nullptr, timeout);
+  runtime::transport::courier_options co;
+  co.name = name;
+  co.key = w.key;
+  std::string data_host = !f.data_address.empty()           ? f.data_address
+                          : is_loopback_host(sup_at.host) ? std::string{"127.0.0.1"}
+                                                          : local_host_name();
+  auto courier = runtime::transport::courier::start(
+    sys, co, is_loopback_host(data_host) ? "127.0.0.1" : "0.0.0.0", 0);
+  actors::node_agent_config ac;
+  ac.name = name;
+  ac.courier = courier;
+  ac.supervisor = supervisor;
+  auto agent = actors::spawn_node_agent(sys, ac);
+  courier->on_failure([agent, log, name](const std::string& peer, const std::string& why) {
+    log->error("{}: data plane to {} failed: {}", name, peer, why);
+  });
+  int status = exit_ok;
+  try {
+    actors::announce_ready(sys, supervisor, name, agent, data_host, courier->port(),
+                           courier->endpoint(), timeout);
+  } catch (...) {
+    caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
+    courier->stop();
+    throw;
+  }
+  std::printf("troupe node '%s' (pid %ld) joined %s with %zu device(s), data plane port %u\n",
+              name.c_str(), self.pid, sup_at.to_string().c_str(), devices.size(),
+              courier->port());
+  std::fflush(stdout);
+  signals.watch([agent, log, name](int sig) {
+    log->info("{}: signal {}: shutting down", name, sig);
+    caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
+  });
+  {
+    caf::scoped_actor me{sys};
+    me->monitor(agent);
+    me->receive([&](const caf::down_msg& dm) {
+      if (dm.reason && dm.reason != caf::exit_reason::normal &&
+          dm.reason != caf::exit_reason::user_shutdown) {
+        std::fprintf(stderr, "error: node %s: %s\n", name.c_str(),
+                     runtime::describe(sys, dm.reason).c_str());
+        status = exit_failure;
+      }
+    });
+  }
+  courier->stop();
+  return status;
+}
+
+} // namespace
+
+command_action add_node_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("node", "run a node agent that joins a supervisor");
+  auto f = std::make_shared<node_flags>();
+  cmd->add_option("--supervisor", f->supervisor, "HOST:PORT of the supervisor");
+  cmd->add_option("--devices", f->devices,
+                  "devices to offer: cpu:N (N devices of 1 thread) or cpu:NxT, comma-separated "
+                  "(default cpu:1)");
+  cmd->add_option("--name", f->name,
+                  "node name (default: cluster spec, launcher rank, or host-pid); with --certs "
+                  "DIR its certificate is DIR/NAME.pem");
+  cmd->add_option("--cluster", f->cluster_file,
+                  "cluster spec (TF_CONFIG shape or troupe's; default: $TF_CONFIG)");
+  cmd->add_option("--data-address", f->data_address,
+                  "host peers use to reach this node's data plane");
+  cmd->add_option("--connect-timeout", f->connect_timeout_s,
+                  "seconds to keep trying to reach the supervisor")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 3600));
+  cmd->add_flag("--no-measure", f->no_measure, "skip the GEMM speed measurement of the devices");
+  add_security_flags(cmd, f->security);
+  return [f] { return run_node(*f); };
+}
+
+} // namespace troupe::apps

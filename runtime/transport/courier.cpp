@@ -1,0 +1,345 @@
+#include "runtime/transport/courier.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/node_id.hpp>
+
+#include "runtime/log.hpp"
+#include "runtime/transport/transfer_table.hpp"
+
+namespace troupe::runtime::transport {
+
+namespace {
+
+using failure_handler = std::function<void(const std::string& peer, const std::string& reason)>;
+
+/// A transport_counters that many threads add to.
+struct atomic_counters {
+  std::atomic<std::uint64_t> messages{0};
+  std::atomic<std::uint64_t> bytes{0};
+
+  void add(std::uint64_t n) {
+    messages.fetch_add(1, std::memory_order_relaxed);
+    bytes.fetch_add(n, std::memory_order_relaxed);
+  }
+  transport_counters get() const {
+    return {messages.load(std::memory_order_relaxed), bytes.load(std::memory_order_relaxed)};
+  }
+};
+
+/// Where messages for one remote process go: its data-plane name and the
+/// courier actor that receives its descriptors.
+struct route {
+  std::string peer;
+  caf::actor endpoint;
+};
+
+} // namespace
+
+class courier::impl : public std::enable_shared_from_this<courier::impl> {
+public:
+  impl(caf::actor_system& sys, courier_options opts)
+      : sys_(sys), opts_(std::move(opts)), log_(logger("courier")),
+        table_(opts_.max_unmatched_bytes) {}
+
+  ~impl() { stop(); }
+
+  void start(const std::string& host, std::uint16_t port);
+  void stop();
+
+  template <class Msg>
+  void send(const caf::actor& dest, Msg msg);
+  template <class Msg>
+  void on_descriptor(transfer_descriptor<Msg>& d);
+  void on_payload(const std::string& peer, std::uint64_t id, tensor payload);
+  void on_peer_up(const std::string& peer);
+  void on_peer_down(const std::string& peer, const std::string& reason);
+  /// Delivers a completed pair or reports what went wrong.
+  void finish(const std::string& peer, transfer_table::outcome out);
+  void fail(const std::string& peer, const std::string& reason);
+  /// The route to the process `node` when its data plane is up.
+  std::optional<route> route_to(const caf::node_id& node) const;
+
+  caf::actor_system& sys_;
+  const courier_options opts_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<data_plane> dp_;
+  std::uint16_t port_ = 0;
+  caf::actor endpoint_;
+  std::atomic<std::uint64_t> last_id_{0};
+  std::atomic<bool> stopped_{false};
+  atomic_counters caf_;
+  atomic_counters dataplane_;
+
+  mutable std::mutex routes_mtx_;        // guards routes_, up_
+  std::map<caf::node_id, route> routes_; ///< by the node of the peer's endpoint
+  std::set<std::string> up_;             ///< data-plane peers connected now
+
+  mutable std::mutex table_mtx_; // guards table_
+  transfer_table table_;
+
+  std::mutex handler_mtx_; // guards handler_
+  failure_handler handler_;
+};
+
+namespace {
+
+/// The courier actor: hands each descriptor to the courier, while it lives.
+caf::behavior courier_actor(caf::event_based_actor*, std::weak_ptr<courier::impl> c) {
+  auto on = [c](auto& d) {
+    if (auto p = c.lock())
+      p->on_descriptor(d);
+  };
+  return {
+      [on](activation_descriptor& d) { on(d); },
+      [on](gradient_descriptor& d) { on(d); },
+      [on](collective_descriptor& d) { on(d); },
+  };
+}
+
+} // namespace
+
+void courier::impl::start(const std::string& host, std::uint16_t port) {
+  data_plane_options o;
+  o.name = opts_.name;
+  o.key = opts_.key;
+  o.insecure_plain_loopback = opts_.insecure_plain_loopback;
+  o.max_payload_bytes = opts_.max_payload_bytes;
+  // The data plane is stopped (its io thread joined) before this is destroyed.
+  data_plane_callbacks cb;
+  cb.on_receive = [this](const std::string& peer, std::uint64_t id, tensor value) {
+    on_payload(peer, id, std::move(value));
+  };
+  cb.on_peer_up = [this](const std::string& peer) { on_peer_up(peer); };
+  cb.on_peer_down = [this](const std::string& peer, const std::string& reason) {
+    on_peer_down(peer, reason);
+  };
+  dp_ = std::make_unique<data_plane>(std::move(o), std::move(cb));
+  port_ = dp_->listen(host, port);
+  endpoint_ = sys_.spawn(courier_actor, weak_from_this());
+}
+
+void courier::impl::stop() {
+  if (stopped_.exchange(true))
+    return;
+  {
+    std::lock_guard<std::mutex> g{routes_mtx_};
+    routes_.clear();
+    up_.clear();
+  }
+  if (dp_)
+    dp_->stop();
+  if (endpoint_)
+    caf::anon_send_exit(endpoint_, caf::exit_reason::user_shutdown);
+  std::map<std::string, std::size_t> dropped;
+  {
+    std::lock_guard<std::mutex> g{table_mtx_};
+    dropped = table_.clear();
+  }
+  for (const auto& [peer, n] : dropped)
+    fail(peer, "courier '" + opts_.name + "' stopped with " + std::to_string(n) +
+                   " unmatched transfer(s) from this peer");
+}
+
+template <class Msg>
+void courier::impl::send(const caf::actor& dest, Msg msg) {
+  const auto n = msg.data.defined() ? msg.data.nbytes() : 0;
+  std::optional<route> r;
+  if (n > opts_.threshold_bytes && dest && msg.data.where().is_cpu() && dest.node() != sys_.node())
+    r = route_to(dest.node());
+  if (!r) {
+    caf_.add(n);
+    caf::anon_send(dest, std::move(msg));
+    return;
+  }
+  transfer_descriptor<Msg> d;
+  d.transfer_id = ++last_id_;
+  d.sender = opts_.name;
+  d.dest = dest;
+  d.type = static_cast<std::uint8_t>(msg.data.type());
+  d.shape = msg.data.shape();
+  auto payload = std::move(msg.data);
+  msg.data = tensor{};
+  d.msg = std::move(msg);
+  dataplane_.add(n);
+  dp_->send(r->peer, d.transfer_id, std::move(payload),
+            [this, peer = r->peer, id = d.transfer_id](std::optional<std::string> error) {
+              if (error)
+                fail(peer,
+                     "data-plane send of transfer " + std::to_string(id) + " failed: " + *error);
+            });
+  caf::anon_send(r->endpoint, std::move(d));
+}
+
+template <class Msg>
+void courier::impl::on_descriptor(transfer_descriptor<Msg>& d) {
+  if (stopped_)
+    return; // its payload cannot come any more; stop() reported what was pending
+  auto type = dtype_from_wire(d.type);
+  if (!type || d.shape.size() > max_wire_rank)
+    return fail(d.sender, "descriptor of transfer " + std::to_string(d.transfer_id) +
+                              " has a bad dtype or rank");
+  auto deliver = [dest = std::move(d.dest), msg = std::move(d.msg)](tensor payload) mutable {
+    msg.data = std::move(payload);
+    caf::anon_send(dest, std::move(msg));
+  };
+  transfer_table::outcome out;
+  {
+    std::lock_guard<std::mutex> g{table_mtx_};
+    out = table_.add_descriptor(d.sender, d.transfer_id, *type, std::move(d.shape),
+                                std::move(deliver));
+  }
+  finish(d.sender, std::move(out));
+}
+
+void courier::impl::on_payload(const std::string& peer, std::uint64_t id, tensor payload) {
+  transfer_table::outcome out;
+  {
+    std::lock_guard<std::mutex> g{table_mtx_};
+    out = table_.add_payload(peer, id, std::move(payload));
+  }
+  finish(peer, std::move(out));
+}
+
+void courier::impl::finish(const std::string& peer, transfer_table::outcome out) {
+  if (out.deliver)
+    out.deliver(std::move(out.payload));
+  else if (out.error)
+    fail(peer, *out.error);
+  else if (out.discarded)
+    log_->debug("courier '{}': discarded a late half of a transfer from '{}' (peer down)",
+                opts_.name, peer);
+}
+
+void courier::impl::on_peer_up(const std::string& peer) {
+  {
+    std::lock_guard<std::mutex> g{table_mtx_};
+    table_.open_peer(peer);
+  }
+  std::lock_guard<std::mutex> g{routes_mtx_};
+  up_.insert(peer);
+}
+
+void courier::impl::on_peer_down(const std::string& peer, const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> g{routes_mtx_};
+    up_.erase(peer);
+  }
+  std::size_t dropped = 0;
+  {
+    std::lock_guard<std::mutex> g{table_mtx_};
+    dropped = table_.drop_peer(peer);
+  }
+  fail(peer, "data-plane connection lost: " + reason + " (" + std::to_string(dropped) +
+                 " unmatched transfer(s) dropped)");
+}
+
+void courier::impl::fail(const std::string& peer, const std::string& reason) {
+  log_->warn("courier '{}': peer '{}': {}", opts_.name, peer, reason);
+  failure_handler h;
+  {
+    std::lock_guard<std::mutex> g{handler_mtx_};
+    h = handler_;
+  }
+  if (h)
+    h(peer, reason);
+}
+
+std::optional<route> courier::impl::route_to(const caf::node_id& node) const {
+  std::lock_guard<std::mutex> g{routes_mtx_};
+  auto it = routes_.find(node);
+  if (it == routes_.end() || up_.count(it->second.peer) == 0)
+    return std::nullopt;
+  return it->second;
+}
+
+// ------------------------------------------------------------------ courier
+
+courier::courier(std::shared_ptr<impl> p) : impl_(std::move(p)) {}
+
+courier::~courier() {
+  try {
+    stop();
+  } catch (const std::exception& e) {
+    impl_->log_->error("courier '{}': stop: {}", impl_->opts_.name, e.what());
+  }
+}
+
+std::shared_ptr<courier> courier::start(caf::actor_system& sys, courier_options opts,
+                                        const std::string& listen_host, std::uint16_t port) {
+  auto p = std::make_shared<impl>(sys, std::move(opts));
+  p->start(listen_host, port);
+  return std::shared_ptr<courier>(new courier(std::move(p)));
+}
+
+std::uint16_t courier::port() const {
+  return impl_->port_;
+}
+
+const std::string& courier::name() const {
+  return impl_->opts_.name;
+}
+
+caf::actor courier::endpoint() const {
+  return impl_->endpoint_;
+}
+
+void courier::add_peer(const std::string& name, const std::string& host, std::uint16_t port,
+                       caf::actor peer_endpoint,
+                       std::function<void(std::optional<std::string>)> done) {
+  if (!peer_endpoint)
+    throw std::invalid_argument("courier::add_peer: no endpoint actor for peer '" + name + "'");
+  auto node = peer_endpoint.node();
+  {
+    std::lock_guard<std::mutex> g{impl_->routes_mtx_};
+    impl_->routes_[node] = route{name, std::move(peer_endpoint)};
+  }
+  impl_->dp_->connect_async(name, host, port, std::move(done));
+}
+
+void courier::on_failure(
+    std::function<void(const std::string& peer, const std::string& reason)> handler) {
+  std::lock_guard<std::mutex> g{impl_->handler_mtx_};
+  impl_->handler_ = std::move(handler);
+}
+
+void courier::send(const caf::actor& dest, runtime::activation_msg msg) {
+  impl_->send(dest, std::move(msg));
+}
+
+void courier::send(const caf::actor& dest, runtime::gradient_msg msg) {
+  impl_->send(dest, std::move(msg));
+}
+
+void courier::send(const caf::actor& dest, runtime::collective_msg msg) {
+  impl_->send(dest, std::move(msg));
+}
+
+transport_counters courier::caf_counters() const {
+  return impl_->caf_.get();
+}
+
+transport_counters courier::dataplane_counters() const {
+  return impl_->dataplane_.get();
+}
+
+std::map<std::string, transport::peer_counters> courier::peer_counters() const {
+  return impl_->dp_->counters();
+}
+
+std::size_t courier::unmatched_transfers() const {
+  std::lock_guard<std::mutex> g{impl_->table_mtx_};
+  return impl_->table_.unmatched();
+}
+
+void courier::stop() {
+  impl_->stop();
+}
+
+} // namespace troupe::runtime::transport

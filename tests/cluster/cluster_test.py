@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Multi-process cluster tests: a supervisor and node processes of the troupe
+binary on 127.0.0.1 with ephemeral ports and mutual TLS (certificates made
+with `troupe certs`).
+
+  cluster_test.py TROUPE DATA_DIR CASE
+
+CASE is one of: equivalence, kill9, sigstop, credentials, garbage.
+Each case starts its own processes and makes sure none is left behind.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TROUPE, DATA, CASE = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3]
+WORK = tempfile.mkdtemp(prefix="troupe-cluster-")
+PROCS = []
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    for p in PROCS:
+        for log in (getattr(p, "log_path", None),):
+            if log and os.path.exists(log):
+                print(f"--- {log}\n" + open(log).read()[-3000:])
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    print("ok:", msg)
+
+
+def spawn(args, name):
+    log = os.path.join(WORK, name + ".log")
+    p = subprocess.Popen([TROUPE] + args, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=WORK)
+    p.log_path = log
+    p.name = name
+    PROCS.append(p)
+    return p
+
+
+def run(args, timeout=120):
+    return subprocess.run([TROUPE] + args, capture_output=True, text=True, timeout=timeout, cwd=WORK)
+
+
+def certs(*names):
+    d = os.path.join(WORK, "certs")
+    r = run(["certs", "init", "--dir", d])
+    check(r.returncode == 0, "troupe certs init: " + r.stderr.strip())
+    for n in names:
+        r = run(["certs", "issue", "--dir", d, "--name", n])
+        check(r.returncode == 0, f"troupe certs issue {n}")
+    return d
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    fail("timed out waiting for " + what)
+
+
+def start_supervisor(cert_dir, expect, extra=()):
+    info = os.path.join(WORK, "supervisor.json")
+    sup = spawn(["supervisor", "--listen", "127.0.0.1:0", "--certs", cert_dir, "--expect-nodes",
+                 str(expect), "--info-file", info, *extra], "supervisor")
+    wait_for(lambda: os.path.exists(info), 20, "the supervisor's info file")
+    return sup, json.load(open(info))
+
+
+def start_node(cert_dir, port, name, devices="cpu:1", extra=()):
+    return spawn(["node", "--supervisor", f"127.0.0.1:{port}", "--certs", cert_dir, "--name", name,
+                  "--devices", devices, "--no-measure", *extra], "node-" + name)
+
+
+def http(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return r.read().decode()
+
+
+def status(info):
+    return json.loads(http(info["status_port"], "/status"))
+
+
+def ready_nodes(info):
+    return [n for n in status(info)["nodes"] if n["ready"]]
+
+
+def submit(cert_dir, info, args, name="client"):
+    return spawn(["train", "--supervisor", f"127.0.0.1:{info['port']}", "--certs", cert_dir,
+                  "--name", "client", "--data", os.path.join(DATA, "mnist"), "--no-progress", *args],
+                 name)
+
+
+def all_exit(procs, timeout):
+    deadline = time.time() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.01, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            return False
+    return True
+
+
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        b, e = v["data_offsets"]
+        data = raw[8 + n + b:8 + n + e]
+        out[k] = struct.unpack(f"<{len(data) // 4}f", data)
+    return out
+
+
+def rel_diff(a, b):
+    num = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
+    den = max(sum(x * x for x in b) ** 0.5, 1e-30)
+    return num / den
+
+
+def cleanup():
+    for p in PROCS:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def case_equivalence():
+    d = certs("supervisor", "client", "a", "b", "c")
+    sup, info = start_supervisor(d, 3)
+    nodes = [start_node(d, info["port"], n) for n in "abc"]
+    wait_for(lambda: len(ready_nodes(info)) == 3, 30, "3 ready nodes")
+    ck = os.path.join(WORK, "ck-cluster")
+    client = submit(d, info, ["--model", "mlp", "--stages", "3", "--steps", "40", "--no-eval",
+                              "--checkpoint", ck, "--report", os.path.join(WORK, "r.json")])
+    # While it runs, /status lists its actors with their nodes and pids.
+    seen = {}
+
+    def job_seen():
+        s = status(info)
+        for a in s["job"]["actors"] + s["job"]["previous_actors"]:
+            if a["kind"] == "layer_shard":
+                seen[a["label"]] = a["pid"]
+        return client.poll() is not None
+
+    wait_for(job_seen, 120, "the job to end")
+    check(client.returncode == 0, "the cluster job succeeded")
+    pids = set(seen.values())
+    node_pids = {p.pid for p in nodes}
+    check(len(seen) == 3 and pids == node_pids,
+          f"/status shows the 3 stage actors in the 3 node pids {sorted(pids)}")
+    time.sleep(1.0)  # one more heartbeat brings the nodes' final counters
+    metrics = http(info["status_port"], "/metrics")
+    dp = [float(v) for v in re.findall(
+        r'^troupe_dataplane_peer_bytes_sent_total\{node="[abc]",peer="[abc]"\} (\S+)$', metrics, re.M)]
+    check(dp and sum(dp) > 0, f"node-to-node data-plane byte counters > 0 ({sum(dp):.0f} bytes)")
+    sup.send_signal(signal.SIGTERM)
+    check(all_exit([sup] + nodes, 10), "SIGTERM stops the supervisor, which stops the nodes")
+    for p in [sup] + nodes:
+        check(p.returncode == 0, f"{p.name} exited 0")
+    ck_local = os.path.join(WORK, "ck-local")
+    r = run(["train", "--model", "mlp", "--stages", "3", "--threads", "3", "--steps", "40",
+             "--no-eval", "--no-progress", "--data", os.path.join(DATA, "mnist"), "--checkpoint",
+             ck_local])
+    check(r.returncode == 0, "the single-process run succeeded")
+    a = read_safetensors(os.path.join(ck, "model.safetensors"))
+    b = read_safetensors(os.path.join(ck_local, "model.safetensors"))
+    check(a.keys() == b.keys(), "same parameter names")
+    worst = max(rel_diff(a[k], b[k]) for k in a)
+    check(worst <= 1e-6, f"cluster parameters equal single-process ones (max rel diff {worst:.2e})")
+
+
+def long_job(d, info):
+    return submit(d, info, ["--model", "mlp", "--stages", "2", "--epochs", "50", "--no-eval"])
+
+
+def wait_running(info, steps=5):
+    def running():
+        s = status(info)["job"]
+        return s["phase"] == "running" and s["progress"].get("step", 0) >= steps
+    wait_for(running, 60, "the job to be running")
+
+
+def supervisor_log_time(sup, pattern):
+    """The supervisor's own timestamp of the first log line matching pattern."""
+    for line in open(sup.log_path):
+        if re.search(pattern, line):
+            t = re.match(r"\[(\d\d):(\d\d):(\d\d)\.(\d\d\d)\]", line)
+            if t:
+                h, m, s, ms = map(int, t.groups())
+                return h * 3600 + m * 60 + s + ms / 1000
+    return None
+
+
+def wall_of_day(t):
+    lt = time.gmtime(t)
+    return lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + (t % 1)
+
+
+def case_failure(sig):
+    d = certs("supervisor", "client", "a", "b")
+    sup, info = start_supervisor(d, 2, ["--jobs", "1", "--heartbeat-ms", "250", "--timeout-ms",
+                                        "1500"])
+    a = start_node(d, info["port"], "a")
+    b = start_node(d, info["port"], "b")
+    wait_for(lambda: len(ready_nodes(info)) == 2, 30, "2 ready nodes")
+    client = long_job(d, info)
+    wait_running(info)
+    t0 = time.time()
+    os.kill(b.pid, sig)
+    try:
+        client.wait(10)
+    except subprocess.TimeoutExpired:
+        fail("the client did not fail within 10 s")
+    t_client = time.time() - t0
+    out = open(client.log_path).read()
+    check(client.returncode == 1, "the client's job failed (exit 1)")
+    check("node b" in out or "on b/" in out, "the error names node b: " + out.strip()[-200:])
+    detected = supervisor_log_time(sup, r"job \d+ aborted")
+    lag = (detected - wall_of_day(t0)) if detected is not None else t_client
+    print(f"detection: supervisor log {lag:.3f} s after the signal, client exit after {t_client:.3f} s")
+    check(lag < 2.0, f"failure detected within 2 s ({lag:.3f} s)")
+    check(all_exit([sup, a], 5), "the supervisor and the surviving node exit")
+    if sig == signal.SIGSTOP:
+        os.kill(b.pid, signal.SIGCONT)
+    check(all_exit([b], 10), "the failed node's process is gone too")
+
+
+def case_credentials():
+    d = certs("supervisor", "client", "a", "b")
+    other = os.path.join(WORK, "other")
+    run(["certs", "init", "--dir", other])
+    run(["certs", "issue", "--dir", other, "--name", "a"])
+    sup, info = start_supervisor(d, 1)
+    # A certificate from another CA: the TLS handshake fails, nothing joins.
+    rogue = start_node(other, info["port"], "a", extra=["--connect-timeout", "2"])
+    check(all_exit([rogue], 30) and rogue.returncode != 0, "a node with a foreign CA is rejected")
+    # The cluster CA's certificate of "a" used to claim the name "b".
+    liar = spawn(["node", "--supervisor", f"127.0.0.1:{info['port']}", "--cert",
+                  os.path.join(d, "a.pem"), "--key", os.path.join(d, "a-key.pem"), "--ca",
+                  os.path.join(d, "ca.pem"), "--name", "b", "--no-measure"], "liar")
+    check(all_exit([liar], 30) and liar.returncode == 2, "a node claiming another name exits 2")
+    text = open(liar.log_path).read()
+    check("does not match" in text, "and is told why: " + text.strip()[-160:])
+    # No credentials at all / plain TCP off loopback are refused up front.
+    r = run(["node", "--supervisor", f"127.0.0.1:{info['port']}", "--name", "x"])
+    check(r.returncode == 2 and "credentials" in r.stderr, "no credentials: exit 2")
+    r = run(["node", "--supervisor", "10.1.2.3:7000", "--insecure-plain", "--name", "x"])
+    check(r.returncode == 2 and "loopback" in r.stderr, "--insecure-plain off loopback: exit 2")
+    check(status(info)["nodes"] == [], "no node joined")
+    sup.send_signal(signal.SIGINT)
+    check(all_exit([sup], 10) and sup.returncode == 0, "SIGINT stops the supervisor cleanly")
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def send_bytes(port, data, read=True):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+            s.sendall(data)
+            if read:
+                s.settimeout(0.3)
+                try:
+                    s.recv(4096)
+                except OSError:
+                    pass
+    except OSError:
+        pass
+
+
+def case_garbage():
+    d = certs("supervisor", "client", "a", "b")
+    sup, info = start_supervisor(d, 2)
+    a = start_node(d, info["port"], "a")
+    b = start_node(d, info["port"], "b")
+    wait_for(lambda: len(ready_nodes(info)) == 2, 30, "2 ready nodes")
+    ports = [info["port"], info["data_port"], info["status_port"]]
+    ports += [n["data_plane"]["port"] for n in ready_nodes(info)]
+    before = {p.pid: rss_kib(p.pid) for p in (sup, a, b)}
+    basp_header = struct.pack(">IQQQQII", 1, 0, 0, 0, 0, 0xFFFFFFF0, 0)  # claims ~4 GiB payload
+    frame_header = b"TRDP" + struct.pack("<H", 1) + b"\x01\x00" + b"\xff" * 96  # bad fields
+    huge_len = b"TRDP" + struct.pack("<HBB", 1, 1, 0) + b"\x00" * 8 + struct.pack("<Q", 1 << 62) + b"\x00" * 80
+    payloads = [os.urandom(4096), b"\x00" * 16, basp_header, frame_header, frame_header[:50], huge_len,
+                b"GET /status HTTP/1.1\r\nHost: x\r\n" + b"X: " + b"a" * 20000 + b"\r\n\r\n",
+                b"\x16\x03\x01\xff\xff" + os.urandom(300)]
+    for port in ports:
+        for data in payloads:
+            send_bytes(port, data)
+    time.sleep(0.5)
+    for p in (sup, a, b):
+        check(p.poll() is None, f"{p.name} survived garbage on every port")
+        grown = rss_kib(p.pid) - before[p.pid]
+        check(grown < 64 * 1024, f"{p.name} allocated no large buffer (RSS +{grown} KiB)")
+    client = submit(d, info, ["--model", "mlp", "--stages", "2", "--steps", "10", "--no-eval"])
+    check(all_exit([client], 60) and client.returncode == 0, "a job still runs afterwards")
+    sup.send_signal(signal.SIGTERM)
+    check(all_exit([sup, a, b], 10), "SIGTERM stops the supervisor and it stops the nodes")
+    check(all(p.returncode == 0 for p in (sup, a, b)), "all exit 0")
+
+
+try:
+    {"equivalence": case_equivalence,
+     "kill9": lambda: case_failure(signal.SIGKILL),
+     "sigstop": lambda: case_failure(signal.SIGSTOP),
+     "credentials": case_credentials,
+     "garbage": case_garbage}[CASE]()
+finally:
+    cleanup()
+print("PASS", CASE)
