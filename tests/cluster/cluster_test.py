@@ -321,8 +321,52 @@ def case_garbage():
     check(all(p.returncode == 0 for p in (sup, a, b)), "all exit 0")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def case_spec():
+    """TF_CONFIG: the supervisor admits the spec's workers, nodes take their
+    names from their task, and a launcher rank outside the spec is refused."""
+    d = certs("supervisor", "client", "worker-0", "worker-1", "node-3")
+    port = free_port()
+    cluster = {"chief": [f"127.0.0.1:{port}"], "worker": ["127.0.0.1:7101", "127.0.0.1:7102"]}
+    spec = os.path.join(WORK, "spec.json")
+    json.dump({"cluster": cluster, "task": {"type": "chief", "index": 0}}, open(spec, "w"))
+    info = os.path.join(WORK, "supervisor.json")
+    sup = spawn(["supervisor", "--cluster", spec, "--certs", d, "--info-file", info], "supervisor")
+    wait_for(lambda: os.path.exists(info), 20, "the supervisor's info file")
+    info = json.load(open(info))
+    nodes = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                     "task": {"type": "worker", "index": i}}))
+        log = os.path.join(WORK, f"worker-{i}.log")
+        p = subprocess.Popen([TROUPE, "node", "--certs", d, "--no-measure"], env=env, cwd=WORK,
+                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        p.log_path, p.name = log, f"worker-{i}"
+        PROCS.append(p)
+        nodes.append(p)
+    wait_for(lambda: len(ready_nodes(info)) == 2, 30, "the spec's 2 workers")
+    check(sorted(n["name"] for n in status(info)["nodes"]) == ["worker-0", "worker-1"],
+          "nodes named after their TF_CONFIG task")
+    env = dict(os.environ, OMPI_COMM_WORLD_RANK="3", OMPI_COMM_WORLD_SIZE="4")
+    r = subprocess.run([TROUPE, "node", "--supervisor", f"127.0.0.1:{port}", "--certs", d,
+                        "--no-measure"], env=env, cwd=WORK, capture_output=True, text=True,
+                       timeout=60)
+    check(r.returncode == 2 and "node-3" in r.stderr and "not in the cluster spec" in r.stderr,
+          "an mpirun rank outside the spec is refused: " + r.stderr.strip()[-120:])
+    client = submit(d, info, ["--model", "mlp", "--stages", "2", "--steps", "5", "--no-eval"])
+    check(all_exit([client], 60) and client.returncode == 0, "a job runs on the spec's workers")
+    sup.send_signal(signal.SIGTERM)
+    check(all_exit([sup] + nodes, 10), "everything stops")
+
+
 try:
     {"equivalence": case_equivalence,
+     "spec": case_spec,
      "kill9": lambda: case_failure(signal.SIGKILL),
      "sigstop": lambda: case_failure(signal.SIGSTOP),
      "credentials": case_credentials,
