@@ -42,10 +42,11 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
   self->monitor(sup);
   signals.watch([me = caf::actor{self}](int) {
     caf::anon_send(me, caf::make_error(caf::sec::runtime_error,
-                                       "interrupted (the job keeps running on the supervisor)"));
+                                       "interrupted: the supervisor aborts the job"));
   });
   // A plain send: the supervisor's response promise answers it with a
-  // normal message, so the down_msg of a dying supervisor is seen too.
+  // normal message, so the down_msg of a dying supervisor is seen too. The
+  // supervisor monitors this actor and aborts the job if the client goes away.
   self->send(sup, runtime::run_atom::value, actors::to_json(o).dump());
   actors::job_result result;
   std::optional<std::string> failure;

@@ -360,6 +360,16 @@ def case_spec():
           "an mpirun rank outside the spec is refused: " + r.stderr.strip()[-120:])
     client = submit(d, info, ["--model", "mlp", "--stages", "2", "--steps", "5", "--no-eval"])
     check(all_exit([client], 60) and client.returncode == 0, "a job runs on the spec's workers")
+    # Ctrl-C on the submitting client aborts its job; the cluster stays up.
+    client = long_job(d, info)
+    wait_running(info)
+    client.send_signal(signal.SIGINT)
+    check(all_exit([client], 10) and client.returncode != 0, "SIGINT ends the client")
+    wait_for(lambda: status(info)["job"]["phase"] == "idle", 5, "the job to be aborted")
+    check("client" in status(info)["job"]["last_error"], "the job was aborted for its client")
+    wait_for(lambda: all(n["transport"].get("actors", 1) == 0 for n in ready_nodes(info)), 5,
+             "the nodes to drop the job's actors")
+    check(len(ready_nodes(info)) == 2, "both workers stay")
     sup.send_signal(signal.SIGTERM)
     check(all_exit([sup] + nodes, 10), "everything stops")
 
