@@ -26,6 +26,7 @@
 
 #include "actors/device_actor.hpp"
 #include "actors/job.hpp"
+#include "apps/troupe/bench_transport.hpp"
 #include "apps/troupe/commands.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "models/sequential.hpp"
@@ -430,7 +431,7 @@ int bench_train(bench_flags f) {
 } // namespace
 
 command_action add_bench_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "benchmarks (train)");
+  auto* cmd = app.add_subcommand("bench", "benchmarks (train, transport)");
   cmd->require_subcommand(1);
   auto* train = cmd->add_subcommand(
     "train", "training steps/s of troupe vs libtorch (same model, init, optimizer, batch, threads)");
@@ -465,11 +466,12 @@ command_action add_bench_command(CLI::App& app) {
   train->add_option("--peer", f->peer,
                     std::string{"the libtorch peer (default: "} + peer_name +
                       " next to this executable)");
-  return [cmd, train, f] {
+  auto transport = add_bench_transport_command(*cmd);
+  return [cmd, train, f, transport] {
     if (train->parsed())
       return bench_train(*f);
     (void)cmd;
-    return exit_bad_input;
+    return transport(); // bench transport (or its receiver), else exit_bad_input
   };
 }
 

@@ -7,7 +7,11 @@
 // write straight from the tensor's storage and read straight into a freshly
 // allocated storage of exactly the validated size.
 //
-// Threads: one io thread runs every socket operation and every callback.
+// Threads: one io thread runs every socket operation and every callback,
+// except that send() writes a frame to an established connection on the
+// calling thread when nothing is being written to that peer (non-blocking;
+// the io thread writes whatever the socket did not take): handing every frame
+// to the io thread cost a thread wake-up per frame.
 // send(), connect(), counters() and stop() may be called from any other
 // thread (CAF actors). Callbacks must not block: they run on the io thread.
 
