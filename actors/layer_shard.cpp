@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "models/sequential.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
+#include "runtime/trace_recorder.hpp"
 #include "runtime/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -26,7 +28,7 @@ namespace troupe::actors {
 namespace {
 
 using runtime::tensor;
-using key = std::pair<std::int64_t, std::int32_t>; // (step, micro-batch)
+using key = std::tuple<std::int64_t, std::int32_t, std::int32_t>; // (step, micro-batch, chunk)
 
 /// A device task finished (sent from the device thread to the shard).
 struct task_done {
@@ -58,9 +60,24 @@ namespace {
 /// task runs; the shard touches it only when no task is running (the task's
 /// completion message orders the two).
 struct compute_state {
-  models::sequential model;
-  std::unique_ptr<models::optimizer> opt;
+  std::vector<models::sequential> chunks; ///< one per shard_config::chunks entry
+  std::unique_ptr<models::optimizer> opt; ///< over the parameters of every chunk
   std::map<std::int32_t, tensor> dlogits; ///< loss stage: gradient saved by forward
+  runtime::trace_recorder trace; ///< device-thread events; the shard absorbs them on task_done
+
+  std::vector<models::parameter*> parameters() {
+    std::vector<models::parameter*> r;
+    for (auto& c : chunks)
+      for (auto* p : c.parameters())
+        r.push_back(p);
+    return r;
+  }
+  std::size_t saved_bytes() const {
+    std::size_t r = 0;
+    for (const auto& c : chunks)
+      r += c.saved_bytes();
+    return r;
+  }
 };
 
 struct shard_state {
@@ -78,6 +95,14 @@ struct shard_state {
   std::map<key, tensor> labels;
   runtime::stage_report report;
   int in_flight = 0;
+  // Tracing (cfg.trace): this thread's events, when the step began, since when
+  // the shard has waited for an input, and the last input that arrived.
+  runtime::trace_recorder trace;
+  std::chrono::steady_clock::time_point step_began;
+  std::optional<std::chrono::steady_clock::time_point> idle_since;
+  const char* last_input = "";
+  std::int32_t last_input_mb = 0;
+  std::chrono::steady_clock::time_point last_input_at;
   static inline const char* name = "layer_shard";
 };
 
@@ -91,6 +116,82 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 /// the compute state and sending its own outputs.
 using device_work = std::function<task_done()>;
 
+// -- tracing (cfg.trace, runtime/trace_recorder.hpp) ---------------------------
+// The shard records step spans, input arrivals and waits on its own thread.
+// Device work records its own span into compute->trace, which the shard
+// absorbs on task_done (that message orders the two threads, as for the
+// parameters). Every helper is one branch when tracing is off.
+
+using steady_clock = std::chrono::steady_clock;
+
+/// Wraps the work just appended to `chain` (action `a`, or the optimizer when
+/// null) so that the device thread records when it ran: the kernels, the loss,
+/// and handing the output to the transport (an enqueue; sends never block).
+void trace_work(shard_actor* self, std::vector<device_work>& chain, const action* a) {
+  auto& st = self->state;
+  if (!st.trace.enabled())
+    return;
+  const char* name = !a ? "optimizer" : a->what == action::kind::forward ? "forward" : "backward";
+  const char* category = st.step->training ? "compute" : "eval";
+  chain.back() = [c = st.compute, work = std::move(chain.back()), name, category,
+                  step = st.step->step, mb = a ? a->mb : -1, chunk = a ? a->chunk : 0]() {
+    auto t0 = steady_clock::now();
+    auto d = work();
+    if (mb < 0)
+      c->trace.complete(name, category, t0, steady_clock::now(), {{"step", step}});
+    else
+      c->trace.complete(name, category, t0, steady_clock::now(),
+                        {{"step", step}, {"mb", mb}, {"chunk", chunk}});
+    return d;
+  };
+}
+
+/// An input arrived (recorded before it is stored): an instant on the track.
+void trace_input(shard_actor* self, const char* what, std::int64_t step, std::int32_t mb,
+                 std::int32_t chunk = 0) {
+  auto& st = self->state;
+  if (!st.trace.enabled())
+    return;
+  st.last_input_at = steady_clock::now();
+  st.last_input = what;
+  st.last_input_mb = mb;
+  st.trace.instant(what, "input", st.last_input_at,
+                   {{"step", step}, {"mb", mb}, {"chunk", chunk}});
+}
+
+/// A step_msg arrived: the step's span begins.
+void trace_step_begin(shard_actor* self) {
+  auto& st = self->state;
+  if (st.trace.enabled())
+    st.step_began = steady_clock::now();
+}
+
+/// After advance(): a shard inside a step with nothing on its device waits
+/// for an input from `since` (default: now) on.
+void trace_idle(shard_actor* self, std::optional<steady_clock::time_point> since = {}) {
+  auto& st = self->state;
+  if (st.trace.enabled() && !st.busy && st.step)
+    st.idle_since = since ? *since : steady_clock::now();
+}
+
+/// Work is submitted: a wait, if the shard was waiting, ended when the last
+/// input arrived.
+void trace_wait_end(shard_actor* self) {
+  auto& st = self->state;
+  if (!st.idle_since)
+    return;
+  st.trace.complete("wait", "wait", *st.idle_since, st.last_input_at,
+                    {{"step", st.step->step}, {"input", st.last_input}, {"mb", st.last_input_mb}});
+  st.idle_since.reset();
+}
+
+/// The step's report was sent: the step's span, from its step_msg on.
+void trace_step_end(shard_actor* self) {
+  auto& st = self->state;
+  st.trace.complete_until_now("step", st.step->training ? "step" : "eval", st.step_began,
+                              {{"step", st.step->step}, {"microbatches", st.step->microbatches}});
+}
+
 /// Runs `chain` on the device as one task, in order; the shard gets one
 /// task_done with the summed figures, or a task_failed with the first
 /// exception's message (the rest of the chain is skipped). One task per chain
@@ -99,6 +200,7 @@ using device_work = std::function<task_done()>;
 void submit(shard_actor* self, std::vector<device_work> chain) {
   auto& st = self->state;
   st.busy = true;
+  trace_wait_end(self);
   auto me = caf::actor_cast<caf::actor>(self);
   caf::anon_send(st.device, device_task{[me, c = st.compute, chain = std::move(chain)]() mutable {
                    auto t0 = std::chrono::steady_clock::now();
@@ -112,7 +214,7 @@ void submit(shard_actor* self, std::vector<device_work> chain) {
                        total.messages_sent += d.messages_sent;
                        total.bytes_sent += d.bytes_sent;
                        total.peak_saved_bytes =
-                         std::max<std::uint64_t>(total.peak_saved_bytes, c->model.saved_bytes());
+                         std::max<std::uint64_t>(total.peak_saved_bytes, c->saved_bytes());
                      }
                      total.seconds = seconds_since(t0);
                      caf::anon_send(me, std::move(total));
@@ -131,6 +233,7 @@ void finish_step(shard_actor* self) {
   st.report.stage = st.cfg.stage;
   st.report.step = st.step->step;
   self->send(st.trainer, st.report);
+  trace_step_end(self);
   st.step.reset();
   st.actions.clear();
 }
@@ -140,10 +243,11 @@ void advance(shard_actor* self);
 device_work forward_work(shard_actor* self, const action& a) {
   auto& st = self->state;
   const auto& m = *st.step;
-  auto in = st.inputs.extract(key{m.step, a.mb}).mapped();
+  auto in = st.inputs.extract(key{m.step, a.mb, a.chunk}).mapped();
+  const bool last = st.cfg.owns_loss(a.chunk);
   tensor labels;
-  if (st.cfg.last()) {
-    labels = std::move(st.labels.extract(key{m.step, a.mb}).mapped());
+  if (last) {
+    labels = std::move(st.labels.extract(key{m.step, a.mb, a.chunk}).mapped());
   }
   models::forward_context ctx;
   ctx.mb = a.mb;
@@ -156,12 +260,13 @@ device_work forward_work(shard_actor* self, const action& a) {
   auto grad_scale = 1.0f / static_cast<float>(m.global_batch);
   bool inject = m.training && m.step == st.cfg.fault_step;
   return [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx,
-          next = st.next, last = st.cfg.last(), grad_scale, inject, courier = st.cfg.courier]() {
+          chunk = a.chunk, next_chunk = st.cfg.next_chunk(a.chunk), next = st.next, last,
+          grad_scale, inject, courier = st.cfg.courier]() {
     if (inject)
       throw std::runtime_error("injected fault in the forward of step " +
                                std::to_string(ctx.step));
     task_done d;
-    auto y = c->model.forward(x, ctx);
+    auto y = c->chunks[static_cast<std::size_t>(chunk)].forward(x, ctx);
     if (last) {
       auto out = models::softmax_cross_entropy(y, labels, grad_scale, ctx.training);
       d.loss_sum = out.loss_sum;
@@ -174,7 +279,7 @@ device_work forward_work(shard_actor* self, const action& a) {
       d.bytes_sent = y.nbytes();
       runtime::transport::deliver(courier, next,
                                   runtime::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
-                                                          ctx.training, std::move(y)});
+                                                          ctx.training, std::move(y), next_chunk});
     }
     return d;
   };
@@ -184,11 +289,12 @@ device_work backward_work(shard_actor* self, const action& a) {
   auto& st = self->state;
   const auto& m = *st.step;
   tensor dy;
-  if (!st.cfg.last())
-    dy = std::move(st.grads.extract(key{m.step, a.mb}).mapped());
+  if (!st.cfg.owns_loss(a.chunk))
+    dy = std::move(st.grads.extract(key{m.step, a.mb, a.chunk}).mapped());
   --st.in_flight;
-  return [c = st.compute, dy = std::move(dy), mb = a.mb, step = m.step, prev = st.prev,
-          first = st.cfg.first(), courier = st.cfg.courier]() mutable {
+  return [c = st.compute, dy = std::move(dy), mb = a.mb, chunk = a.chunk,
+          prev_chunk = st.cfg.prev_chunk(a.chunk), step = m.step, prev = st.prev,
+          first = st.cfg.takes_input(a.chunk), courier = st.cfg.courier]() mutable {
     if (!dy.defined()) {
       auto it = c->dlogits.find(mb);
       if (it == c->dlogits.end())
@@ -197,22 +303,23 @@ device_work backward_work(shard_actor* self, const action& a) {
       dy = std::move(it->second);
       c->dlogits.erase(it);
     }
-    auto dx = c->model.backward(dy, mb, !first);
+    auto dx = c->chunks[static_cast<std::size_t>(chunk)].backward(dy, mb, !first);
     task_done d;
     if (!first) {
       d.messages_sent = 1;
       d.bytes_sent = dx.nbytes();
-      runtime::transport::deliver(courier, prev, runtime::gradient_msg{step, mb, std::move(dx)});
+      runtime::transport::deliver(courier, prev,
+                                  runtime::gradient_msg{step, mb, std::move(dx), prev_chunk});
     }
     return d;
   };
 }
 
 bool inputs_ready(shard_state& st, const action& a) {
-  key k{st.step->step, a.mb};
+  key k{st.step->step, a.mb, a.chunk};
   if (a.what == action::kind::forward)
-    return st.inputs.count(k) > 0 && (!st.cfg.last() || st.labels.count(k) > 0);
-  return st.cfg.last() || st.grads.count(k) > 0;
+    return st.inputs.count(k) > 0 && (!st.cfg.owns_loss(a.chunk) || st.labels.count(k) > 0);
+  return st.cfg.owns_loss(a.chunk) || st.grads.count(k) > 0;
 }
 
 /// Submits, as one device task, every action of the schedule that can run now
@@ -231,15 +338,18 @@ void advance(shard_actor* self) {
     const auto a = st.actions[st.pc++];
     chain.push_back(a.what == action::kind::forward ? forward_work(self, a)
                                                     : backward_work(self, a));
+    trace_work(self, chain, &a);
   }
   if (st.pc == st.actions.size() && st.step->training && !st.optimizer_done) {
     st.optimizer_done = true;
     chain.push_back([c = st.compute, lr = st.step->lr]() {
-      auto params = c->model.parameters();
+      auto params = c->parameters();
       c->opt->step(params, lr);
-      c->model.zero_grad();
+      for (auto& chunk : c->chunks)
+        chunk.zero_grad();
       return task_done{};
     });
+    trace_work(self, chain, nullptr);
   }
   if (!chain.empty()) {
     submit(self, std::move(chain));
@@ -249,9 +359,9 @@ void advance(shard_actor* self) {
     finish_step(self);
 }
 
-runtime::named_tensors collect_params(const compute_state& c) {
+runtime::named_tensors collect_params(compute_state& c) {
   runtime::named_tensors r;
-  for (auto* p : const_cast<models::sequential&>(c.model).parameters()) {
+  for (auto* p : c.parameters()) {
     r.names.push_back(p->name);
     r.tensors.push_back(p->value);
   }
@@ -264,7 +374,7 @@ void load_params(compute_state& c, const runtime::named_tensors& in) {
   std::map<std::string, const tensor*> by_name;
   for (std::size_t i = 0; i < in.names.size(); ++i)
     by_name[in.names[i]] = &in.tensors[i];
-  for (auto* p : c.model.parameters()) {
+  for (auto* p : c.parameters()) {
     auto it = by_name.find(p->name);
     if (it == by_name.end())
       throw runtime::input_error("parameter '" + p->name + "' missing");
@@ -277,20 +387,35 @@ void load_params(compute_state& c, const runtime::named_tensors& in) {
   }
 }
 
+/// False (and the shard fails) for a message addressed to a chunk it does not hold.
+bool known_chunk(shard_actor* self, const char* what, std::int32_t chunk) {
+  if (chunk >= 0 && chunk < self->state.cfg.virtual_stages())
+    return true;
+  fail(self, std::string{what} + " for chunk " + std::to_string(chunk) + ", but it holds " +
+               std::to_string(self->state.cfg.virtual_stages()));
+  return false;
+}
+
 caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
-  st.label = "layer_shard[stage " + std::to_string(st.cfg.stage) + ", layers " +
-             std::to_string(st.cfg.layer_begin) + ".." + std::to_string(st.cfg.layer_end) + ")";
+  st.label = "layer_shard[stage " + std::to_string(st.cfg.stage) + ", layers ";
+  for (std::size_t v = 0; v < st.cfg.chunks.size(); ++v)
+    st.label += (v ? ", " : "") + std::to_string(st.cfg.chunks[v].begin) + ".." +
+                std::to_string(st.cfg.chunks[v].end);
+  st.label += ")";
   try {
-    auto layers =
-      models::instantiate(st.cfg.model, st.cfg.layer_begin, st.cfg.layer_end, st.cfg.seed);
-    st.compute = std::make_shared<compute_state>(compute_state{
-      models::sequential{std::move(layers)}, models::make_optimizer(st.cfg.optimizer), {}});
+    st.compute = std::make_shared<compute_state>();
+    for (const auto& r : st.cfg.chunks)
+      st.compute->chunks.emplace_back(
+        models::instantiate(st.cfg.model, r.begin, r.end, st.cfg.seed));
+    st.compute->opt = models::make_optimizer(st.cfg.optimizer);
   } catch (const std::exception& e) {
     fail(self, e.what());
     return {};
   }
+  if (st.cfg.trace) // track 0 of a process is the trainer's
+    st.trace = st.compute->trace = runtime::trace_recorder{st.cfg.stage + 1};
   // Parameters and optimizer state are only read or replaced between steps,
   // when no device task can be touching them.
   auto guard = [self](const char* what) -> caf::error {
@@ -314,9 +439,10 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
                      std::to_string(s.step->step) + " ended");
         return;
       }
+      const int chunks = s.cfg.virtual_stages();
       s.actions = m.training ? make_schedule(s.cfg.schedule, s.cfg.stages, s.cfg.stage,
-                                             m.microbatches)
-                             : forward_only_schedule(m.microbatches);
+                                             m.microbatches, chunks)
+                             : forward_only_schedule(m.microbatches, s.cfg.stages, chunks);
       // Whoever starts a step gets its report (the trainer).
       s.trainer = caf::actor_cast<caf::actor>(self->current_sender());
       s.step = m;
@@ -324,23 +450,34 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       s.optimizer_done = false;
       s.report = {};
       s.in_flight = 0;
+      trace_step_begin(self);
       advance(self);
+      trace_idle(self, s.step_began);
     },
     [self](runtime::activation_msg& m) {
-      self->state.inputs.insert_or_assign(key{m.step, m.mb}, std::move(m));
+      trace_input(self, "activation", m.step, m.mb, m.chunk);
+      if (!known_chunk(self, "activation", m.chunk))
+        return;
+      self->state.inputs.insert_or_assign(key{m.step, m.mb, m.chunk}, std::move(m));
       advance(self);
     },
     [self](runtime::gradient_msg& m) {
-      self->state.grads.insert_or_assign(key{m.step, m.mb}, std::move(m.data));
+      trace_input(self, "gradient", m.step, m.mb, m.chunk);
+      if (!known_chunk(self, "gradient", m.chunk))
+        return;
+      self->state.grads.insert_or_assign(key{m.step, m.mb, m.chunk}, std::move(m.data));
       advance(self);
     },
     [self](runtime::labels_msg& m) {
-      self->state.labels.insert_or_assign(key{m.step, m.mb}, std::move(m.labels));
+      trace_input(self, "labels", m.step, m.mb);
+      auto& s = self->state;
+      s.labels.insert_or_assign(key{m.step, m.mb, s.cfg.virtual_stages() - 1}, std::move(m.labels));
       advance(self);
     },
     [self](task_done& d) {
       auto& s = self->state;
       s.busy = false;
+      s.trace.absorb(s.compute->trace);
       s.report.loss_sum += d.loss_sum;
       s.report.correct += d.correct;
       s.report.samples += d.samples;
@@ -349,8 +486,9 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       s.report.bytes_sent += d.bytes_sent;
       s.report.peak_saved_bytes =
         std::max<std::uint64_t>({s.report.peak_saved_bytes, d.peak_saved_bytes,
-                                 s.compute->model.saved_bytes()});
+                                 s.compute->saved_bytes()});
       advance(self);
+      trace_idle(self);
     },
     [self](task_failed& f) { fail(self, f.what); },
     [self, guard](runtime::get_params_atom) -> caf::result<runtime::named_tensors> {
@@ -367,6 +505,11 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         return caf::make_error(caf::sec::invalid_argument, self->state.label + ": " + e.what());
       }
       return true;
+    },
+    [self, guard](runtime::get_trace_atom) -> caf::result<std::string> {
+      if (auto err = guard("reading the trace"))
+        return err;
+      return self->state.trace.to_json().dump();
     },
     [self, guard](runtime::get_state_atom) -> caf::result<runtime::named_tensors> {
       if (auto err = guard("reading optimizer state"))
@@ -395,7 +538,7 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         for (std::size_t i = 0; i < in.names.size() && i < in.tensors.size(); ++i)
           state.emplace_back(in.names[i], in.tensors[i]);
         auto& c = *self->state.compute;
-        c.opt->load_state(c.model.parameters(), state, steps);
+        c.opt->load_state(c.parameters(), state, steps);
       } catch (const std::exception& e) {
         return caf::make_error(caf::sec::invalid_argument, self->state.label + ": " + e.what());
       }
@@ -407,15 +550,18 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
 } // namespace
 
 nlohmann::json to_json(const shard_config& c) {
+  nlohmann::json chunks = nlohmann::json::array();
+  for (const auto& r : c.chunks)
+    chunks.push_back({r.begin, r.end});
   return {{"stage", c.stage},
           {"stages", c.stages},
           {"model", c.model.to_json()},
-          {"layer_begin", c.layer_begin},
-          {"layer_end", c.layer_end},
+          {"chunks", chunks},
           {"optimizer", c.optimizer},
           {"seed", c.seed},
           {"schedule", std::string{to_string(c.schedule)}},
-          {"fault_step", c.fault_step}};
+          {"fault_step", c.fault_step},
+          {"trace", c.trace}};
 }
 
 shard_config shard_config_from_json(const nlohmann::json& j) {
@@ -424,18 +570,23 @@ shard_config shard_config_from_json(const nlohmann::json& j) {
     c.stage = j.at("stage").get<int>();
     c.stages = j.at("stages").get<int>();
     c.model = models::model_spec::from_json(j.at("model"));
-    c.layer_begin = j.at("layer_begin").get<std::size_t>();
-    c.layer_end = j.at("layer_end").get<std::size_t>();
+    for (const auto& r : j.at("chunks"))
+      c.chunks.push_back({r.at(0).get<std::size_t>(), r.at(1).get<std::size_t>()});
     c.optimizer = j.at("optimizer");
     c.seed = j.at("seed").get<std::uint64_t>();
     c.schedule = parse_schedule_kind(j.at("schedule").get<std::string>());
     c.fault_step = j.at("fault_step").get<std::int64_t>();
+    c.trace = j.value("trace", false); // optional: off unless asked for
     if (c.stages < 1 || c.stage < 0 || c.stage >= c.stages)
       throw runtime::input_error("shard config: stage " + std::to_string(c.stage) + " of " +
                                  std::to_string(c.stages));
-    if (c.layer_begin >= c.layer_end || c.layer_end > c.model.layers.size())
-      throw runtime::input_error("shard config: layer range [" + std::to_string(c.layer_begin) +
-                                 ", " + std::to_string(c.layer_end) + ") outside the model");
+    if (c.chunks.empty() || c.chunks.size() > 64)
+      throw runtime::input_error("shard config: " + std::to_string(c.chunks.size()) +
+                                 " layer chunks (1 to 64 allowed)");
+    for (const auto& r : c.chunks)
+      if (r.begin >= r.end || r.end > c.model.layers.size())
+        throw runtime::input_error("shard config: layer range [" + std::to_string(r.begin) +
+                                   ", " + std::to_string(r.end) + ") outside the model");
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw runtime::input_error(std::string{"shard config: "} + e.what());

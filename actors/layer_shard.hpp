@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include <memory>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -11,6 +12,7 @@
 
 #include "actors/schedule.hpp"
 #include "models/model_spec.hpp"
+#include "models/partitioner.hpp"
 
 namespace troupe::runtime::transport {
 class courier;
@@ -20,21 +22,31 @@ namespace troupe::actors {
 
 /// What a layer shard holds and how it runs.
 struct shard_config {
-  int stage = 0;                 ///< position in the pipeline
+  int stage = 0;                 ///< position in the pipeline (its device's rank)
   int stages = 1;
-  models::model_spec model;      ///< the whole model; the shard builds its range
-  std::size_t layer_begin = 0;
-  std::size_t layer_end = 0;
+  models::model_spec model;      ///< the whole model; the shard builds its chunks
+  /// The layer ranges it holds: one, or with virtual stages (interleaved
+  /// schedule) one per chunk, chunk v being global virtual stage v * stages + stage.
+  std::vector<models::layer_range> chunks;
   nlohmann::json optimizer;      ///< models::make_optimizer config
   std::uint64_t seed = 0;
   schedule_kind schedule = schedule_kind::gpipe;
   std::int64_t fault_step = -1;  ///< fault injection: forward of this step throws
+  bool trace = false;            ///< record a timeline for (get_trace_atom)
   /// How activations and gradients leave this process (large tensors to other
   /// processes over the data plane); null in a single-process job. Not part of
   /// the JSON form: the node agent that spawns the shard supplies its own.
   std::shared_ptr<runtime::transport::courier> courier;
-  bool first() const { return stage == 0; }
-  bool last() const { return stage + 1 == stages; }
+  int virtual_stages() const { return static_cast<int>(chunks.size()); }
+  /// Chunk v takes the trainer's inputs (global virtual stage 0).
+  bool takes_input(int v) const { return stage == 0 && v == 0; }
+  /// Chunk v computes the loss (the last global virtual stage) and gets the labels.
+  bool owns_loss(int v) const { return stage + 1 == stages && v + 1 == virtual_stages(); }
+  /// The chunk, on the next stage's shard, that chunk v's activations go to:
+  /// the last stage feeds chunk v + 1 of stage 0.
+  int next_chunk(int v) const { return stage + 1 == stages ? v + 1 : v; }
+  /// The chunk, on the previous stage's shard, that chunk v's gradients go to.
+  int prev_chunk(int v) const { return stage == 0 ? v - 1 : v; }
 };
 
 /// The JSON form a supervisor sends to a node agent (everything but the courier).
@@ -42,20 +54,26 @@ nlohmann::json to_json(const shard_config& c);
 /// Throws runtime::input_error for a malformed config.
 shard_config shard_config_from_json(const nlohmann::json& j);
 
-/// A layer-shard actor: holds layers [layer_begin, layer_end) of the model and
-/// their optimizer state, and runs forward/backward for them on its device
-/// actor, following its schedule (runtime/messages.hpp protocol):
+/// A layer-shard actor: holds the layer chunks of its device and their
+/// optimizer state (one optimizer over all chunks), and runs forward/backward
+/// for them on its device actor, following its schedule, which orders the
+/// chunks too (runtime/messages.hpp protocol):
 ///
-///   (wire_atom, device, prev, next) -> bool  peers; prev/next null at the ends
-///   step_msg        begin a step: the schedule for (stages, stage, microbatches);
-///                   its sender (the trainer) gets the stage_report
-///   activation_msg  input of a micro-batch (from prev, or the trainer for stage 0)
-///   gradient_msg    gradient of a micro-batch's output (from next)
-///   labels_msg      labels of a micro-batch (last stage only; it owns the loss)
+///   (wire_atom, device, prev, next) -> bool  peers: the shards of stages
+///                   stage - 1 and stage + 1, wrapping round (stage 0's prev is
+///                   the last stage) with virtual stages; null at the ends
+///   step_msg        begin a step: the schedule for (stages, stage, microbatches,
+///                   virtual stages); its sender (the trainer) gets the stage_report
+///   activation_msg  input of a micro-batch for a chunk (from prev, or the
+///                   trainer for chunk 0 of stage 0)
+///   gradient_msg    gradient of a micro-batch's output for a chunk (from next)
+///   labels_msg      labels of a micro-batch (last stage only; its last chunk
+///                   owns the loss)
 ///   (get_params_atom) -> named_tensors        between steps only
 ///   (set_params_atom, named_tensors)          load parameters (resume, broadcast)
 ///   (get_state_atom) -> named_tensors         optimizer state (checkpoints)
 ///   (set_state_atom, named_tensors)
+///   (get_trace_atom) -> std::string           trace events (cfg.trace), between steps only
 ///
 /// After the last action of a training step it applies the optimizer once and
 /// sends a stage_report to the trainer. Messages of a step may arrive before

@@ -59,20 +59,32 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
     throw runtime::input_error(std::string{"--model: "} + e.what());
   }
   const int stages = opts.stages;
+  const int virtual_stages = opts.virtual_stages;
   if (static_cast<std::size_t>(stages) > p.model.layers.size())
     throw runtime::input_error("--stages " + std::to_string(stages) + ": model " + opts.model +
                                " has only " + std::to_string(p.model.layers.size()) + " layers");
+  if (static_cast<std::size_t>(stages * virtual_stages) > p.model.layers.size())
+    throw runtime::input_error(
+      fmt::format("--stages {} --virtual-stages {} splits the model into {} chunks, but model {} "
+                  "has only {} layers",
+                  stages, virtual_stages, stages * virtual_stages, opts.model,
+                  p.model.layers.size()));
   if (static_cast<std::size_t>(stages) > available.size())
     throw runtime::input_error("--stages " + std::to_string(stages) + " needs " +
                                std::to_string(stages) + " devices, the cluster has " +
                                std::to_string(available.size()));
   auto order = interleave_nodes(available);
   p.devices.assign(order.begin(), order.begin() + stages);
-  auto ranges = models::partition_balanced(models::layer_flops(p.model), stages);
-  for (int s = 0; s < stages; ++s)
-    p.stages.push_back({s, ranges[static_cast<std::size_t>(s)], static_cast<std::size_t>(s)});
+  auto ranges = models::partition_balanced(models::layer_flops(p.model), stages * virtual_stages);
+  for (int s = 0; s < stages; ++s) {
+    stage_slot slot{s, {}, static_cast<std::size_t>(s)};
+    for (int v = 0; v < virtual_stages; ++v)
+      slot.chunks.push_back(ranges[static_cast<std::size_t>(v * stages + s)]);
+    p.stages.push_back(std::move(slot));
+  }
   p.microbatches = opts.microbatches;
   p.schedule = opts.schedule;
+  p.virtual_stages = virtual_stages;
   return p;
 }
 
@@ -88,16 +100,22 @@ nlohmann::json to_json(const plan& p) {
                        {"device", runtime::to_string(d.where)},
                        {"threads", d.threads}});
   nlohmann::json stages = nlohmann::json::array();
-  for (const auto& s : p.stages)
-    stages.push_back({{"stage", s.stage},
-                      {"layers", {s.layers.begin, s.layers.end}},
-                      {"device", p.devices.at(s.device).name}});
+  for (const auto& s : p.stages) {
+    nlohmann::json chunks = nlohmann::json::array();
+    for (const auto& c : s.chunks)
+      chunks.push_back({c.begin, c.end});
+    nlohmann::json j{{"stage", s.stage}, {"chunks", chunks}, {"device", p.devices.at(s.device).name}};
+    if (s.chunks.size() == 1)
+      j["layers"] = chunks[0];
+    stages.push_back(std::move(j));
+  }
   return {{"strategy", p.strategy()},
           {"model", p.model.to_json()},
           {"devices", devices},
           {"stages", stages},
           {"microbatches", p.microbatches},
-          {"schedule", std::string{to_string(p.schedule)}}};
+          {"schedule", std::string{to_string(p.schedule)}},
+          {"virtual_stages", p.virtual_stages}};
 }
 
 std::string describe(const plan& p) {
@@ -105,9 +123,13 @@ std::string describe(const plan& p) {
   std::string r;
   for (const auto& s : p.stages) {
     const auto& d = p.devices.at(s.device);
-    r += fmt::format("stage {}: layers [{}, {})", s.stage, s.layers.begin, s.layers.end);
-    for (auto i = s.layers.begin; i < s.layers.end; ++i)
-      r += fmt::format(" {}", p.model.layers[i].at("type").get<std::string>());
+    r += fmt::format("stage {}: layers", s.stage);
+    for (std::size_t v = 0; v < s.chunks.size(); ++v) {
+      const auto& c = s.chunks[v];
+      r += fmt::format("{} [{}, {})", v == 0 ? "" : " |", c.begin, c.end);
+      for (auto i = c.begin; i < c.end; ++i)
+        r += fmt::format(" {}", p.model.layers[i].at("type").get<std::string>());
+    }
     r += fmt::format(" on {}/{} ({} thread{})\n", d.node, d.name, d.threads,
                      d.threads == 1 ? "" : "s");
   }

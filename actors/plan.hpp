@@ -22,10 +22,12 @@ struct device_slot {
   int threads = 1;             ///< BLAS threads of this device
 };
 
-/// One pipeline stage: a layer shard actor on a device.
+/// One pipeline stage: a layer shard actor on a device. It holds one chunk of
+/// layers, or with virtual stages (interleaved schedule) several: chunk v of
+/// stage d is global virtual stage v * stages + d.
 struct stage_slot {
   int stage = 0;
-  models::layer_range layers;
+  std::vector<models::layer_range> chunks;
   std::size_t device = 0;      ///< index into plan::devices
 };
 
@@ -38,6 +40,7 @@ struct plan {
   std::vector<stage_slot> stages;   ///< stage k feeds stage k + 1
   int microbatches = 1;
   schedule_kind schedule = schedule_kind::gpipe;
+  int virtual_stages = 1;           ///< chunks per stage
 
   /// "single", "layer-placement" (stages > 1, one micro-batch) or "pipeline".
   std::string strategy() const;
@@ -49,18 +52,20 @@ struct plan {
 std::vector<device_slot> local_devices(const train_options& opts, unsigned cores);
 
 /// Plans a training job on the devices of a cluster: the model from the zoo,
-/// split into opts.stages stages balanced by per-layer forward cost, stage k
-/// on the k-th device of `available` taken round-robin across nodes (so
-/// consecutive stages land on different nodes when there are several). A plan
-/// needs one device per stage. Throws runtime::input_error for an unknown
-/// model, an impossible split or too few devices.
+/// split into opts.stages * opts.virtual_stages contiguous chunks balanced by
+/// per-layer forward cost, stage k (holding chunks k, k + stages, ...) on the
+/// k-th device of `available` taken round-robin across nodes (so consecutive
+/// stages land on different nodes when there are several). A plan needs one
+/// device per stage. Throws runtime::input_error for an unknown model, an
+/// impossible split (fewer layers than chunks) or too few devices.
 plan make_plan(const train_options& opts, const std::vector<device_slot>& available);
 
 /// make_plan(opts, local_devices(opts, cores)).
 plan make_plan(const train_options& opts, unsigned cores);
 
 nlohmann::json to_json(const plan& p);
-/// One line per stage: "stage 0: layers [0, 2) dense(784->1024) relu on cpu:0 (1 thread)".
+/// One line per stage: "stage 0: layers [0, 2) dense relu on local/cpu:0 (1 thread)"; with
+/// virtual stages one range per chunk: "stage 0: layers [0, 1) dense | [2, 3) dense on ...".
 std::string describe(const plan& p);
 
 } // namespace troupe::actors

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <map>
 #include <set>
 #include <thread>
@@ -75,6 +76,7 @@ struct job_state {
   std::uint64_t id = 0;
   std::string phase = "idle"; ///< idle | waiting | starting | running
   caf::response_promise reply;
+  caf::actor client;        ///< who submitted it: the job is aborted if it goes away
   std::string options_json;
   train_options opts;
   plan topology;
@@ -140,6 +142,10 @@ void teardown(supervisor_actor* self) {
   }
   st.job.actors.clear();
   st.job.nodes.clear();
+  if (st.job.client) {
+    self->demonitor(st.job.client);
+    st.job.client = nullptr;
+  }
   st.job.phase = "idle";
 }
 
@@ -240,11 +246,16 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
     track(self, spawn_trainer(*sys, std::move(tc)), "trainer", "trainer", st.cfg.name);
     st.job.phase = "running";
   };
-  for (std::size_t i = 0; i < shards.size(); ++i)
+  // With virtual stages the pipeline wraps round: the last stage's chunk v
+  // feeds stage 0's chunk v + 1, so the ends are each other's neighbours.
+  const bool ring = topology.virtual_stages > 1;
+  const auto n = shards.size();
+  for (std::size_t i = 0; i < n; ++i)
     self
       ->request(shards[i], std::chrono::seconds(30), runtime::wire_atom::value,
-                devices[topology.stages[i].device], i > 0 ? shards[i - 1] : caf::actor{},
-                i + 1 < shards.size() ? shards[i + 1] : caf::actor{})
+                devices[topology.stages[i].device],
+                i > 0 || ring ? shards[(i + n - 1) % n] : caf::actor{},
+                i + 1 < n || ring ? shards[(i + 1) % n] : caf::actor{})
       .then(
         [left, go](bool) mutable {
           if (--*left == 0)
@@ -255,6 +266,21 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
             abort_job(self, "wiring stage " + std::to_string(i) + ": " +
                               runtime::describe(self->system(), err));
         });
+}
+
+/// --trace FILE is written when the run ends: prove now that it can be (its
+/// directory exists or can be made, and is writable), so a job never trains
+/// for hours and then fails to write its timeline.
+void check_trace_file(const std::string& file) {
+  std::filesystem::path p{file};
+  if (std::filesystem::is_directory(p))
+    throw runtime::input_error("--trace " + file + ": is a directory, not a file");
+  try {
+    runtime::ensure_writable_directory(p.has_parent_path() ? p.parent_path()
+                                                           : std::filesystem::path{"."});
+  } catch (const runtime::input_error& e) {
+    throw runtime::input_error("--trace " + file + ": " + e.what());
+  }
 }
 
 /// Plans and validates a job, then has the nodes spawn its actors. Returns
@@ -289,6 +315,8 @@ std::string launch(supervisor_actor* self) {
     }
     if (!job.opts.checkpoint_dir.empty())
       runtime::ensure_writable_directory(job.opts.checkpoint_dir);
+    if (!job.opts.trace_file.empty())
+      check_trace_file(job.opts.trace_file);
   } catch (const nlohmann::json::exception& e) {
     return std::string{"job options: "} + e.what();
   } catch (const std::exception& e) {
@@ -346,11 +374,11 @@ std::string launch(supervisor_actor* self) {
     c.stage = s.stage;
     c.stages = static_cast<int>(topology.stages.size());
     c.model = topology.model;
-    c.layer_begin = s.layers.begin;
-    c.layer_end = s.layers.end;
+    c.chunks = s.chunks;
     c.optimizer = job.opts.optimizer_config();
     c.seed = job.opts.seed;
     c.schedule = topology.schedule;
+    c.trace = !job.opts.trace_file.empty();
     if (auto f = parse_fault(job.opts.fault); f.stage == s.stage)
       c.fault_step = f.step;
     spawn_on(d.node, "layer_shard", to_json(c),
@@ -643,6 +671,11 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
         node_lost(self, name, runtime::describe(self->system(), dm.reason));
         return;
       }
+    if (st.job.client && dm.source == st.job.client.address()) {
+      abort_job(self, "the client that submitted job " + std::to_string(st.job.id) +
+                        " went away");
+      return;
+    }
     auto it = st.job.actors.find(dm.source);
     if (it == st.job.actors.end())
       return;
@@ -663,6 +696,11 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
         return refuse("supervisor: stopping");
       auto& job = st.job;
       job.id = st.next_job_id++;
+      // Before make_response_promise(), which takes the sender out of the
+      // current message.
+      job.client = caf::actor_cast<caf::actor>(self->current_sender());
+      if (job.client)
+        self->monitor(job.client);
       job.reply = self->make_response_promise();
       job.options_json = std::move(options_json);
       job.last_error.clear();

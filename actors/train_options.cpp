@@ -1,6 +1,7 @@
 #include "actors/train_options.hpp"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "runtime/error.hpp"
 
@@ -29,9 +30,16 @@ void train_options::validate() const {
                                            std::to_string(stages));
   require(microbatches >= 1 && microbatches <= batch,
           "--microbatches must be in [1, batch], got " + std::to_string(microbatches));
+  require(virtual_stages >= 1 && virtual_stages <= 64,
+          "--virtual-stages must be in [1, 64], got " + std::to_string(virtual_stages));
+  require(virtual_stages == 1 || schedule == schedule_kind::interleaved,
+          "--virtual-stages " + std::to_string(virtual_stages) +
+            " needs --schedule interleaved (got " + std::string{to_string(schedule)} + ")");
   require(max_steps == -1 || max_steps >= 1, "--steps must be >= 1");
   require(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024]");
   require(timing_warmup >= 0, "timing_warmup must be >= 0");
+  require(trace_file.empty() || !std::filesystem::path(trace_file).filename().empty(),
+          "--trace must name a file, got '" + trace_file + "'");
   auto f = parse_fault(fault);
   require(f.stage < stages, "--inject-fault: stage " + std::to_string(f.stage) +
                               " does not exist");
@@ -71,12 +79,14 @@ nlohmann::json to_json(const train_options& o) {
           {"stages", o.stages},
           {"microbatches", o.microbatches},
           {"schedule", std::string{to_string(o.schedule)}},
+          {"virtual_stages", o.virtual_stages},
           {"max_steps", o.max_steps},
           {"evaluate", o.evaluate},
           {"threads", o.threads},
           {"checkpoint_dir", o.checkpoint_dir},
           {"resume_dir", o.resume_dir},
           {"progress", o.progress},
+          {"trace_file", o.trace_file},
           {"timing_warmup", o.timing_warmup},
           {"fault", o.fault}};
 }
@@ -101,12 +111,14 @@ train_options train_options_from_json(const nlohmann::json& j) {
       else if (k == "stages") o.stages = v.get<int>();
       else if (k == "microbatches") o.microbatches = v.get<int>();
       else if (k == "schedule") o.schedule = parse_schedule_kind(v.get<std::string>());
+      else if (k == "virtual_stages") o.virtual_stages = v.get<int>();
       else if (k == "max_steps") o.max_steps = v.get<std::int64_t>();
       else if (k == "evaluate") o.evaluate = v.get<bool>();
       else if (k == "threads") o.threads = v.get<int>();
       else if (k == "checkpoint_dir") o.checkpoint_dir = v.get<std::string>();
       else if (k == "resume_dir") o.resume_dir = v.get<std::string>();
       else if (k == "progress") o.progress = v.get<bool>();
+      else if (k == "trace_file") o.trace_file = v.get<std::string>();
       else if (k == "fault") o.fault = v.get<std::string>();
       else if (k == "timing_warmup") o.timing_warmup = v.get<std::int64_t>();
       else throw runtime::input_error("unknown training option '" + k + "'");

@@ -24,12 +24,18 @@ struct train_options {
   int stages = 1;                     ///< layer placement / pipeline depth
   int microbatches = 1;
   schedule_kind schedule = schedule_kind::gpipe;
+  /// Model chunks per device (interleaved schedule only): the model is split
+  /// into stages * virtual_stages parts, device d holding parts d, d + stages, ...
+  int virtual_stages = 1;
   std::int64_t max_steps = -1;        ///< stop after this many steps in all (-1: run the epochs)
   bool evaluate = true;               ///< test accuracy after each epoch
   int threads = 0;                    ///< compute threads in all (0: one per core)
   std::string checkpoint_dir;         ///< write a checkpoint here at each epoch end and at the end
   std::string resume_dir;             ///< continue from this checkpoint
   bool progress = true;               ///< progress bar on stderr
+  /// Write a Chrome trace-event timeline of the run here when it ends
+  /// (runtime/trace.hpp); empty: no tracing. On the supervisor's host.
+  std::string trace_file;
   /// Benchmarks: the first this many steps of the run are left out of the
   /// report's timed_* figures (warm-up: page faults, thread pools, caches).
   std::int64_t timing_warmup = 0;

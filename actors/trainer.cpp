@@ -1,5 +1,6 @@
 #include "actors/trainer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -11,11 +12,14 @@
 #include <unistd.h>
 
 #include "actors/data_loader.hpp"
+#include "actors/job_trace.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "runtime/build_info.hpp"
 #include "runtime/error.hpp"
+#include "runtime/file_util.hpp"
 #include "runtime/log.hpp"
 #include "runtime/messages.hpp"
+#include "runtime/trace_recorder.hpp"
 #include "runtime/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -38,13 +42,15 @@ std::optional<std::size_t> layer_of(const std::string& name) {
   return v;
 }
 
-/// The entries of `all` that belong to layers [range.begin, range.end).
+/// The entries of `all` that belong to the layers of `chunks` (a stage's ranges).
 runtime::named_tensors select_layers(const runtime::named_tensor_list& all,
-                                     models::layer_range range) {
+                                     const std::vector<models::layer_range>& chunks) {
   runtime::named_tensors r;
   for (const auto& [name, t] : all) {
     auto l = layer_of(name);
-    if (l && *l >= range.begin && *l < range.end) {
+    if (l && std::any_of(chunks.begin(), chunks.end(), [&](const models::layer_range& c) {
+          return *l >= c.begin && *l < c.end;
+        })) {
       r.names.push_back(name);
       r.tensors.push_back(t);
     }
@@ -138,6 +144,8 @@ struct trainer_state {
   nlohmann::json epochs = nlohmann::json::array();
   std::vector<runtime::stage_report> stage_totals; ///< per stage, training steps summed
   progress_bar progress;
+  runtime::trace_recorder trace; ///< its own track (--trace)
+  bool trace_written = false;
   static inline const char* name = "trainer";
 };
 
@@ -186,6 +194,9 @@ void send_step(trainer_actor* self, runtime::batch_msg& b, std::int64_t step, bo
   runtime::step_msg m{step, parts, b.size, st.cfg.opts.lr, training};
   for (const auto& s : st.cfg.stages)
     self->send(s, m);
+  // Inputs go to chunk 0 of the first stage, labels to the last stage, whose
+  // last chunk is the last virtual stage (it owns the loss) with or without
+  // interleaving.
   const auto& first = st.cfg.stages.front();
   const auto& last = st.cfg.stages.back();
   for (std::int32_t i = 0; i < parts; ++i) {
@@ -279,9 +290,9 @@ void resume(trainer_actor* self) {
     fail(self, "--resume: " + self->system().render(err));
   };
   for (std::size_t i = 0; i < st.cfg.stages.size(); ++i) {
-    auto range = st.cfg.topology.stages[i].layers;
-    auto params = select_layers(ck.params, range);
-    auto state = select_layers(ck.optimizer_state, range);
+    const auto& chunks = st.cfg.topology.stages[i].chunks;
+    auto params = select_layers(ck.params, chunks);
+    auto state = select_layers(ck.optimizer_state, chunks);
     auto steps = ck.optimizer_meta.count("steps") ? ck.optimizer_meta.at("steps") : "0";
     state.meta_keys = {"steps"};
     state.meta_values = {steps};
@@ -337,6 +348,7 @@ void start_step(trainer_actor* self) {
   self->request(st.cfg.train_loader, caf::infinite, runtime::next_batch_atom::value)
     .then([self](runtime::batch_msg& b) {
       auto& s = self->state;
+      s.trace.complete_until_now("wait batch", "wait", s.t_step, {{"step", s.step}});
       s.current_epoch = b.epoch;
       s.current_index = b.index;
       if (b.index == 0 || s.epoch_run_samples == 0) {
@@ -410,6 +422,8 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
   st.run_samples += loss.samples;
   st.epoch_run_samples += loss.samples;
   const double step_seconds = seconds_between(st.t_step, clock_type::now());
+  st.trace.complete_until_now("step", "step", st.t_step,
+                              {{"step", st.step}, {"epoch", st.current_epoch}});
   st.train_seconds += step_seconds;
   if (timed) {
     st.timed_seconds += step_seconds;
@@ -487,7 +501,42 @@ nlohmann::json make_report(const trainer_state& st) {
   return r;
 }
 
+/// --trace: gathers every stage's events, adds the trainer's own and writes
+/// the file (atomically: a reader never sees half a trace), then `then`.
+void write_trace(trainer_actor* self, std::function<void()> then) {
+  gather<std::string>(
+    self,
+    [self, then](std::vector<std::string> stages) {
+      auto& st = self->state;
+      st.trace_written = true;
+      const auto& o = st.cfg.opts;
+      nlohmann::json run{{"model", o.model},
+                         {"strategy", st.cfg.topology.strategy()},
+                         {"schedule", std::string{to_string(st.cfg.topology.schedule)}},
+                         {"stages", st.cfg.topology.stages.size()},
+                         {"microbatches", st.cfg.topology.microbatches},
+                         {"batch", o.batch},
+                         {"steps", st.step},
+                         {"git_commit", std::string{runtime::git_commit()}}};
+      try {
+        auto text = job_trace(st.cfg.topology, stages, st.trace, std::move(run)).dump() + "\n";
+        runtime::write_file_atomically(
+          o.trace_file, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+      } catch (const std::exception& e) {
+        fail(self, "--trace " + o.trace_file + ": " + e.what());
+        return;
+      }
+      st.log->info("trace written to {}", o.trace_file);
+      then();
+    },
+    runtime::get_trace_atom::value);
+}
+
 void finish(trainer_actor* self) {
+  if (!self->state.cfg.opts.trace_file.empty() && !self->state.trace_written) {
+    write_trace(self, [self] { finish(self); });
+    return;
+  }
   auto deliver = [self] {
     gather<runtime::named_tensors>(
       self,
@@ -516,6 +565,8 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
   st.total_steps = st.steps_per_epoch * st.cfg.opts.epochs;
   if (st.cfg.opts.max_steps > 0)
     st.total_steps = std::min(st.total_steps, st.cfg.opts.max_steps);
+  if (!st.cfg.opts.trace_file.empty())
+    st.trace = runtime::trace_recorder{0};
   if (st.cfg.resume)
     resume(self);
   else

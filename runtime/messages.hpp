@@ -25,6 +25,7 @@ struct activation_msg {
   std::int64_t sample_offset = 0;
   bool training = true;
   tensor data;
+  std::int32_t chunk = 0;  ///< the receiver's chunk (virtual stage on its device)
 };
 
 /// The gradient of the loss w.r.t. a stage's output, flowing backward.
@@ -32,6 +33,7 @@ struct gradient_msg {
   std::int64_t step = 0;
   std::int32_t mb = 0;
   tensor data;
+  std::int32_t chunk = 0;  ///< the receiver's chunk (virtual stage on its device)
 };
 
 /// Labels of one micro-batch, sent by the trainer to the stage owning the loss.
@@ -94,11 +96,11 @@ typename Inspector::result_type inspect(Inspector& f, batch_msg& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, activation_msg& x) {
   return f(caf::meta::type_name("activation_msg"), x.step, x.mb, x.sample_offset, x.training,
-           x.data);
+           x.data, x.chunk);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, gradient_msg& x) {
-  return f(caf::meta::type_name("gradient_msg"), x.step, x.mb, x.data);
+  return f(caf::meta::type_name("gradient_msg"), x.step, x.mb, x.data, x.chunk);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, labels_msg& x) {
@@ -126,6 +128,9 @@ using get_params_atom = caf::atom_constant<caf::atom("getparams")>;
 using set_params_atom = caf::atom_constant<caf::atom("setparams")>;
 using get_state_atom = caf::atom_constant<caf::atom("getstate")>;
 using set_state_atom = caf::atom_constant<caf::atom("setstate")>;
+/// (get_trace_atom) -> std::string: a JSON array of the actor's trace events
+/// (runtime/trace.hpp, shipped form); a string crosses processes as is.
+using get_trace_atom = caf::atom_constant<caf::atom("gettrace")>;
 using next_batch_atom = caf::atom_constant<caf::atom("nextbatch")>;
 using seek_atom = caf::atom_constant<caf::atom("seek")>;
 using measure_atom = caf::atom_constant<caf::atom("measure")>;

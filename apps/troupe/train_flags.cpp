@@ -1,5 +1,9 @@
 #include "apps/troupe/train_flags.hpp"
 
+#include <string>
+
+#include "runtime/trace.hpp"
+
 namespace troupe::apps {
 
 void add_training_flags(CLI::App* cmd, training_flags& f) {
@@ -34,8 +38,13 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_option("--microbatches", o.microbatches, "micro-batches per step")
     ->check(CLI::Range(1, 1 << 20))
     ->capture_default_str();
-  cmd->add_option("--schedule", f.schedule, "pipeline schedule: gpipe | 1f1b")
-    ->check(CLI::IsMember({"gpipe", "1f1b"}))
+  cmd->add_option("--schedule", f.schedule, "pipeline schedule: gpipe | 1f1b | interleaved")
+    ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved"}))
+    ->capture_default_str();
+  cmd->add_option("--virtual-stages", o.virtual_stages,
+                  "model chunks per device for --schedule interleaved (Megatron's virtual "
+                  "pipeline stages; the model is split into stages x this many parts)")
+    ->check(CLI::Range(1, 64))
     ->capture_default_str();
   cmd->add_option("--steps", o.max_steps, "stop after this many steps in all (default: run the epochs)")
     ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
@@ -44,6 +53,13 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_option("--checkpoint", o.checkpoint_dir,
                   "write a checkpoint into DIR at each epoch end and at the end");
   cmd->add_option("--resume", o.resume_dir, "continue from the checkpoint in DIR");
+  cmd->add_option("--trace", o.trace_file,
+                  "write a timeline of the run to FILE (Chrome trace-event JSON: open it in "
+                  "ui.perfetto.dev or chrome://tracing): a track per stage (forward, backward, "
+                  "optimizer, input arrivals, waits) and one for the trainer. Each track keeps "
+                  "its first " + std::to_string(runtime::default_trace_capacity) +
+                  " events; later ones are only counted (metadata.dropped_events). Written "
+                  "by the supervisor's process when the run ends");
   cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
   cmd->add_option("--inject-fault", o.fault,
                   "testing: make stage S fail in training step N (stage=S,step=N)")

@@ -122,8 +122,9 @@ BOOST_AUTO_TEST_CASE(every_protocol_type_is_registered_and_round_trips) {
     BOOST_TEST(sys.types().make_value(name) != nullptr, name);
   auto x = tensor::zeros(dtype::f32, {2, 3});
   x.mutable_data<float>()[4] = 2.5f;
-  auto msg = caf::make_message(activation_msg{7, 3, 128, true, x},
-                               named_tensors{{"0.weight"}, {x}, {"steps"}, {"4"}});
+  auto msg = caf::make_message(activation_msg{7, 3, 128, true, x, 2},
+                               named_tensors{{"0.weight"}, {x}, {"steps"}, {"4"}},
+                               gradient_msg{7, 3, x, 1});
   std::vector<char> buf;
   caf::binary_serializer sink{sys, buf};
   BOOST_REQUIRE(!sink(msg));
@@ -132,12 +133,14 @@ BOOST_AUTO_TEST_CASE(every_protocol_type_is_registered_and_round_trips) {
   caf::message back;
   caf::binary_deserializer source{sys, buf};
   BOOST_REQUIRE(!source(back));
-  BOOST_REQUIRE((back.match_elements<activation_msg, named_tensors>()));
+  BOOST_REQUIRE((back.match_elements<activation_msg, named_tensors, gradient_msg>()));
   const auto& a = back.get_as<activation_msg>(0);
   BOOST_TEST(a.step == 7);
   BOOST_TEST(a.mb == 3);
   BOOST_TEST(a.sample_offset == 128);
+  BOOST_TEST(a.chunk == 2);
   BOOST_TEST(bitwise_equal(a.data, x));
+  BOOST_TEST(back.get_as<gradient_msg>(2).chunk == 1);
   BOOST_TEST(back.get_as<named_tensors>(1).meta_values.at(0) == "4");
   BOOST_TEST(message_types_hash() != 0u);
 }

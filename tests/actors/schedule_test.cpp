@@ -4,7 +4,10 @@
 
 #include <set>
 
+#include "actors/plan.hpp"
 #include "actors/schedule.hpp"
+#include "actors/schedule_simulation.hpp"
+#include "actors/train_options.hpp"
 #include "models/partitioner.hpp"
 #include "runtime/error.hpp"
 
@@ -13,35 +16,11 @@ using troupe::models::layer_range;
 
 namespace {
 
-/// Simulates the pipeline: stage s may run F(m) once stage s-1 ran F(m), and
-/// B(m) once stage s+1 ran B(m) (the last stage: once it ran F(m)). Returns
-/// true when every action list runs to completion (no deadlock).
-bool runs_to_completion(const std::vector<std::vector<action>>& lists, int microbatches) {
-  auto stages = static_cast<int>(lists.size());
-  std::vector<std::size_t> pc(lists.size(), 0);
-  std::vector<std::set<int>> fwd(lists.size()), bwd(lists.size());
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (int s = 0; s < stages; ++s) {
-      if (pc[s] == lists[s].size())
-        continue;
-      auto a = lists[s][pc[s]];
-      bool ready = a.what == action::kind::forward
-                     ? (s == 0 || fwd[s - 1].count(a.mb))
-                     : (fwd[s].count(a.mb) && (s == stages - 1 || bwd[s + 1].count(a.mb)));
-      if (!ready)
-        continue;
-      (a.what == action::kind::forward ? fwd[s] : bwd[s]).insert(a.mb);
-      ++pc[s];
-      progress = true;
-    }
-  }
-  for (int s = 0; s < stages; ++s)
-    if (pc[s] != lists[s].size() || static_cast<int>(fwd[s].size()) != microbatches ||
-        static_cast<int>(bwd[s].size()) != microbatches)
-      return false;
-  return true;
+std::vector<std::vector<action>> all_lists(schedule_kind kind, int p, int m, int v = 1) {
+  std::vector<std::vector<action>> lists;
+  for (int s = 0; s < p; ++s)
+    lists.push_back(make_schedule(kind, p, s, m, v));
+  return lists;
 }
 
 } // namespace
@@ -62,30 +41,98 @@ BOOST_AUTO_TEST_CASE(one_f_one_b_bounds_in_flight_by_depth) {
 }
 
 BOOST_AUTO_TEST_CASE(every_schedule_is_valid_and_deadlock_free) {
-  for (auto kind : {schedule_kind::gpipe, schedule_kind::one_f_one_b})
-    for (int p = 1; p <= 6; ++p)
-      for (int m = 1; m <= 10; ++m) {
-        std::vector<std::vector<action>> lists;
-        for (int s = 0; s < p; ++s) {
-          auto l = make_schedule(kind, p, s, m);
-          // Each micro-batch exactly once forward and once backward, F before B.
-          std::set<int> seen_f, seen_b;
-          for (const auto& a : l) {
-            if (a.what == action::kind::forward)
-              BOOST_TEST(seen_f.insert(a.mb).second);
-            else {
-              BOOST_TEST(seen_f.count(a.mb) == 1u);
-              BOOST_TEST(seen_b.insert(a.mb).second);
+  // simulate() checks each list (every micro-batch-chunk once forward and once
+  // backward, F before B) and runs them all with the cross-stage dependencies.
+  for (auto kind : {schedule_kind::gpipe, schedule_kind::one_f_one_b, schedule_kind::interleaved})
+    for (int p = 1; p <= 8; ++p)
+      for (int v = 1; v <= (kind == schedule_kind::interleaved ? 4 : 1); ++v)
+        for (int m = 1; m <= 20; ++m) {
+          auto sim = simulate(all_lists(kind, p, m, v), p, v, m);
+          BOOST_TEST(sim.completed,
+                     to_string(kind) << " P=" << p << " V=" << v << " M=" << m << ": " << sim.error);
+          for (int s = 0; s < p && sim.completed; ++s) {
+            auto peak = sim.peak_in_flight[static_cast<std::size_t>(s)];
+            if (kind == schedule_kind::gpipe)
+              BOOST_TEST(peak == m);
+            else if (kind == schedule_kind::one_f_one_b)
+              BOOST_TEST(peak == std::min(p - s, m));
+            else if (v == 1)
+              BOOST_TEST(peak == std::min(p - s, m));
+            else { // Megatron's warm-up plus the first steady forward, at most all of them.
+              auto bound = std::min(m * v, (p - s - 1) * 2 + (v - 1) * p + 1);
+              if (m % p == 0)
+                BOOST_TEST(peak == bound);
+              else
+                BOOST_TEST(peak <= bound);
             }
           }
-          lists.push_back(std::move(l));
         }
-        BOOST_TEST(runs_to_completion(lists, m), to_string(kind) << " P=" << p << " M=" << m);
-      }
+}
+
+BOOST_AUTO_TEST_CASE(interleaved_with_one_virtual_stage_is_1f1b) {
+  for (int p = 1; p <= 4; ++p)
+    for (int m = 1; m <= 9; ++m)
+      for (int s = 0; s < p; ++s)
+        BOOST_TEST((make_schedule(schedule_kind::interleaved, p, s, m, 1) ==
+                    make_schedule(schedule_kind::one_f_one_b, p, s, m)));
+}
+
+BOOST_AUTO_TEST_CASE(interleaved_follows_megatrons_order) {
+  // P=2, V=2, M=4: micro-batches in groups of 2, each group through chunk 0
+  // then chunk 1; device 0 warms up with (2-0-1)*2 + (2-1)*2 = 4 forwards.
+  BOOST_TEST(to_string(make_schedule(schedule_kind::interleaved, 2, 0, 4, 2)) ==
+             "F0.0 F1.0 F0.1 F1.1 F2.0 B0.1 F3.0 B1.1 F2.1 B0.0 F3.1 B1.0 B2.1 B3.1 B2.0 B3.0");
+  BOOST_TEST(to_string(make_schedule(schedule_kind::interleaved, 2, 1, 4, 2)) ==
+             "F0.0 F1.0 F0.1 B0.1 F1.1 B1.1 F2.0 B0.0 F3.0 B1.0 F2.1 B2.1 F3.1 B3.1 B2.0 B3.0");
+  // M not divisible by P: M = 3 is M = 4 without micro-batch 3.
+  BOOST_TEST(to_string(make_schedule(schedule_kind::interleaved, 2, 0, 3, 2)) ==
+             "F0.0 F1.0 F0.1 F1.1 F2.0 B0.1 B1.1 F2.1 B0.0 B1.0 B2.1 B2.0");
+  BOOST_TEST(to_string(forward_only_schedule(3, 2, 2)) == "F0.0 F1.0 F0.1 F1.1 F2.0 F2.1");
+  BOOST_CHECK_THROW(make_schedule(schedule_kind::one_f_one_b, 2, 0, 4, 2), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(interleaving_shrinks_the_bubble) {
+  // Same work per device (a device's V chunks together = one 1F1B stage),
+  // forward 1 and backward 2 time units per whole stage: split V ways, each
+  // chunk action takes 1/V of that. Print the peaks, as the issue asks.
+  for (int p : {2, 4})
+    for (int m : {4, 8}) {
+      const int v = 2;
+      auto plain = simulate(all_lists(schedule_kind::one_f_one_b, p, m), p, 1, m, 2, 4);
+      auto inter = simulate(all_lists(schedule_kind::interleaved, p, m, v), p, v, m, 1, 2);
+      BOOST_TEST_REQUIRE(plain.completed);
+      BOOST_TEST_REQUIRE(inter.completed);
+      BOOST_TEST_MESSAGE("P=" << p << " M=" << m << ": 1f1b makespan " << plain.makespan
+                              << ", interleaved V=2 " << inter.makespan);
+      for (int s = 0; s < p; ++s)
+        BOOST_TEST_MESSAGE("  device " << s << " peak in flight: 1f1b "
+                                       << plain.peak_in_flight[static_cast<std::size_t>(s)]
+                                       << ", interleaved (chunks) "
+                                       << inter.peak_in_flight[static_cast<std::size_t>(s)]);
+      BOOST_TEST(inter.makespan < plain.makespan);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(simulation_reports_invalid_lists_and_deadlocks) {
+  const action f0{action::kind::forward, 0}, b0{action::kind::backward, 0};
+  const action f1{action::kind::forward, 1}, b1{action::kind::backward, 1};
+  std::vector<std::vector<action>> swapped{std::vector<action>{b0, f0}};
+  auto bad = simulate(swapped, 1, 1, 1);
+  BOOST_TEST(!bad.completed);
+  BOOST_TEST(bad.error.find("before its forward") != std::string::npos, bad.error);
+  // Stage 0 waits for B0 before it sends F1; stage 1 wants F1 before B0: a cycle.
+  std::vector<std::vector<action>> cycle{std::vector<action>{f0, b0, f1, b1},
+                                         make_schedule(schedule_kind::gpipe, 2, 1, 2)};
+  auto stuck = simulate(cycle, 2, 1, 2);
+  BOOST_TEST(!stuck.completed);
+  BOOST_TEST(stuck.error.find("deadlock") != std::string::npos, stuck.error);
+  auto gp = simulate(all_lists(schedule_kind::gpipe, 2, 2), 2, 1, 2);
+  BOOST_TEST(gp.makespan == 6); // 2 forwards, stage 1's F1, then 3 steps of backwards
 }
 
 BOOST_AUTO_TEST_CASE(schedule_names_parse_and_reject) {
   BOOST_TEST((parse_schedule_kind("1f1b") == schedule_kind::one_f_one_b));
+  BOOST_TEST((parse_schedule_kind("interleaved") == schedule_kind::interleaved));
   BOOST_CHECK_THROW(parse_schedule_kind("zigzag"), troupe::runtime::input_error);
 }
 
@@ -98,4 +145,34 @@ BOOST_AUTO_TEST_CASE(partitioner_balances_cost_exactly) {
   BOOST_TEST((faster_second[0] == layer_range{0, 1}));
   BOOST_CHECK_THROW(troupe::models::partition_balanced({1, 1}, 3), std::invalid_argument);
   BOOST_CHECK_THROW(troupe::models::validate_partition({{0, 2}, {3, 5}}, 5), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(virtual_stages_place_chunks_round_robin) {
+  train_options o;
+  o.stages = 2;
+  o.schedule = schedule_kind::interleaved;
+  o.virtual_stages = 2;
+  auto back = train_options_from_json(to_json(o));
+  BOOST_TEST(back.virtual_stages == 2);
+  // The mlp's 5 layers in 4 balanced chunks; device d holds chunks d and d + 2.
+  auto p = make_plan(o, 2);
+  BOOST_TEST(p.virtual_stages == 2);
+  BOOST_TEST_REQUIRE(p.stages.size() == 2u);
+  auto all = troupe::models::partition_balanced(troupe::models::layer_flops(p.model), 4);
+  for (std::size_t d = 0; d < 2; ++d) {
+    BOOST_TEST_REQUIRE(p.stages[d].chunks.size() == 2u);
+    BOOST_TEST((p.stages[d].chunks[0] == all[d]));
+    BOOST_TEST((p.stages[d].chunks[1] == all[d + 2]));
+  }
+  auto text = describe(p);
+  BOOST_TEST(text.find(" | [") != std::string::npos, text);
+  BOOST_TEST(to_json(p).at("stages").at(1).at("chunks").size() == 2u);
+  o.virtual_stages = 3; // 6 chunks of 5 layers
+  BOOST_CHECK_THROW(make_plan(o, 2), troupe::runtime::input_error);
+  o.virtual_stages = 2;
+  o.schedule = schedule_kind::one_f_one_b;
+  BOOST_CHECK_THROW(o.validate(), troupe::runtime::input_error);
+  o.schedule = schedule_kind::interleaved;
+  o.virtual_stages = 0;
+  BOOST_CHECK_THROW(o.validate(), troupe::runtime::input_error);
 }

@@ -49,6 +49,13 @@ expect 2 "log-level" -- --log-level loud train "${quick[@]}"
 # --pp is the pipeline name of --stages.
 expect 0 "layer-placement" -- train --pp 2 "${quick[@]}"
 
+# Interleaved 1F1B: 2 devices x 2 chunks of the mlp's 5 layers; more chunks
+# than layers, or chunks without the interleaved schedule, are refused.
+expect 0 "pipeline" -- train --pp 2 --microbatches 4 --schedule interleaved --virtual-stages 2 "${quick[@]}"
+expect 2 "6 chunks.*only 5 layers" -- train --pp 2 --schedule interleaved --virtual-stages 3 "${quick[@]}"
+expect 2 "--virtual-stages 2 needs --schedule interleaved" -- train --pp 2 --virtual-stages 2 "${quick[@]}"
+expect 2 "--virtual-stages" -- train --pp 2 --schedule interleaved --virtual-stages 0 "${quick[@]}"
+
 # Data files.
 expect 2 "/nonexistent/mnist" -- train --data /nonexistent/mnist "${quick[@]}"
 mkdir -p "$tmp/trunc" "$tmp/magic" "$tmp/raw"
@@ -84,6 +91,24 @@ expect 2 "not-a-dir" -- train "${quick[@]}" --report "$tmp/not-a-dir/r.json"
 expect 0 "final loss" -- train "${quick[@]}" --report "$tmp/r.json"
 if ! grep -q '"test_accuracy"' "$tmp/r.json"; then
   echo "FAIL: report lacks test_accuracy"
+  failures=$((failures + 1))
+fi
+
+# Traces: an unwritable place is refused up front; a pipeline's trace is
+# Chrome trace-event JSON with a named track per stage.
+expect 2 "--trace .*not-a-dir" -- train "${quick[@]}" --trace "$tmp/not-a-dir/t.json"
+expect 2 "--trace must name a file" -- train "${quick[@]}" --trace "$tmp/"
+expect 0 "final loss" -- train "${quick[@]}" --pp 2 --microbatches 2 --schedule 1f1b \
+  --trace "$tmp/trace/t.json"
+if ! python3 - "$tmp/trace/t.json" <<'EOF_PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+names = [e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "thread_name"]
+assert any(n.startswith("stage 0 (") for n in names) and any(n.startswith("stage 1 (") for n in names), names
+assert sum(e["name"] == "forward" for e in doc["traceEvents"]) == 3 * 2 * 2
+EOF_PY
+then
+  echo "FAIL: --trace wrote no valid trace with a track per stage"
   failures=$((failures + 1))
 fi
 
@@ -124,6 +149,26 @@ expect 2 "node-a.pem' already exists" -- certs issue --dir "$tmp/certs/ca" --nam
   --out "$tmp/certs/nodes"
 expect 2 "does not belong" -- certs check --cert "$tmp/certs/nodes/node-a.pem" \
   --key "$tmp/certs/ca/client-key.pem" --ca "$tmp/certs/ca/ca.pem"
+
+# troupe bench transport: bad flags, and a small run (4 KiB .. 256 KiB, one
+# round) whose JSON rows carry the issue's four fields with positive values.
+# No timing thresholds: the figures depend on the machine and its load.
+expect 2 "--reps" -- bench transport --reps 0
+expect 2 "--max-size" -- bench transport --max-size 1000
+expect 2 "frobnicate" -- bench transport --frobnicate
+expect 0 "dp/tcp" -- bench transport --max-size 262144 --reps 1 --json "$tmp/transport.json"
+if ! python3 - "$tmp/transport.json" <<'EOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+assert [r["size_bytes"] for r in rows] == [4096, 16384, 65536, 262144], rows
+for r in rows:
+    for key in ("size_bytes", "dataplane_gbps", "caf_gbps", "tcp_gbps"):
+        assert isinstance(r[key], (int, float)) and r[key] > 0, (key, r)
+EOF
+then
+  echo "FAIL: bench transport JSON rows lack positive size_bytes/dataplane_gbps/caf_gbps/tcp_gbps"
+  failures=$((failures + 1))
+fi
 
 echo "$passed passed, $failures failed"
 [[ $failures -eq 0 ]]

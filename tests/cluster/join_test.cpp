@@ -147,8 +147,7 @@ BOOST_AUTO_TEST_CASE(shard_configs_round_trip_through_json) {
   c.stage = 1;
   c.stages = 2;
   c.model = troupe::models::zoo_model("mlp");
-  c.layer_begin = 2;
-  c.layer_end = c.model.layers.size();
+  c.chunks = {{2, c.model.layers.size()}};
   c.optimizer = {{"type", "adam"}, {"lr", 0.001}};
   c.seed = 7;
   c.schedule = a::schedule_kind::one_f_one_b;
@@ -156,8 +155,16 @@ BOOST_AUTO_TEST_CASE(shard_configs_round_trip_through_json) {
   auto back = a::shard_config_from_json(to_json(c));
   BOOST_TEST(to_json(back) == to_json(c));
   auto j = to_json(c);
-  j["layer_end"] = 1000;
+  j["chunks"] = {{2, 1000}};
   BOOST_CHECK_THROW(a::shard_config_from_json(j), rt::input_error);
+  j["chunks"] = nlohmann::json::array();
+  BOOST_CHECK_THROW(a::shard_config_from_json(j), rt::input_error);
+  // Interleaved: several chunks per shard travel to the node agent.
+  c.chunks = {{0, 1}, {2, 3}};
+  c.schedule = a::schedule_kind::interleaved;
+  back = a::shard_config_from_json(to_json(c));
+  BOOST_TEST(back.chunks.size() == 2u);
+  BOOST_TEST((back.chunks[1] == troupe::models::layer_range{2, 3}));
   j = to_json(c);
   j.erase("seed");
   BOOST_CHECK_THROW(a::shard_config_from_json(j), rt::input_error);
