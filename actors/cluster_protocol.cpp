@@ -56,9 +56,12 @@ nlohmann::json to_json(const node_description& d) {
     j["gflops"] = i < d.gflops.size() ? d.gflops[i] : 0.0;
     devices.push_back(j);
   }
-  return {{"name", d.name},       {"host", d.host},
-          {"pid", d.pid},         {"cores", d.cores},
-          {"memory_bytes", d.memory_bytes}, {"devices", devices}};
+  return {{"name", d.name},
+          {"host", d.host},
+          {"pid", d.pid},
+          {"cores", d.cores},
+          {"memory_bytes", d.memory_bytes},
+          {"devices", devices}};
 }
 
 node_description node_description_from_json(const nlohmann::json& j) {
@@ -130,14 +133,15 @@ welcome join_cluster(caf::actor_system& sys, const caf::actor& supervisor,
   std::string challenge_text;
   me->request(supervisor, timeout, hello_atom::value, runtime::protocol_version,
               runtime::message_types_hash(), self.name)
-    .receive([&](std::string& c) { challenge_text = std::move(c); },
-             [&](caf::error& err) { rethrow(sys, err, "join refused"); });
+      .receive([&](std::string& c) { challenge_text = std::move(c); },
+               [&](caf::error& err) { rethrow(sys, err, "join refused"); });
   auto j = to_json(self);
   try {
     auto challenge = nlohmann::json::parse(challenge_text);
     if (tls) {
-      auto message = runtime::join_proof_message(challenge.at("nonce").get<std::string>(), self.name,
-                                         challenge.at("supervisor").get<std::string>());
+      auto message =
+          runtime::join_proof_message(challenge.at("nonce").get<std::string>(), self.name,
+                                      challenge.at("supervisor").get<std::string>());
       j["certificate"] = runtime::read_certificate_pem(tls->certificate);
       j["signature"] = runtime::sign_message(*tls, message);
     }
@@ -147,31 +151,30 @@ welcome join_cluster(caf::actor_system& sys, const caf::actor& supervisor,
   }
   welcome w;
   me->request(supervisor, timeout, join_atom::value, j.dump())
-    .receive(
-      [&](std::string& text) {
-        try {
-          auto wj = nlohmann::json::parse(text);
-          w.key = key_from_hex(wj.at("key").get<std::string>());
-          w.data_name = wj.at("data").at("name").get<std::string>();
-          w.data_host = wj.at("data").at("host").get<std::string>();
-          w.data_port = wj.at("data").at("port").get<std::uint16_t>();
-        } catch (const nlohmann::json::exception& e) {
-          throw std::runtime_error(std::string{"join: bad welcome from the supervisor: "} +
-                                   e.what());
-        }
-      },
-      [&](caf::error& err) { rethrow(sys, err, "join refused"); });
+      .receive(
+          [&](std::string& text) {
+            try {
+              auto wj = nlohmann::json::parse(text);
+              w.key = key_from_hex(wj.at("key").get<std::string>());
+              w.data_name = wj.at("data").at("name").get<std::string>();
+              w.data_host = wj.at("data").at("host").get<std::string>();
+              w.data_port = wj.at("data").at("port").get<std::uint16_t>();
+            } catch (const nlohmann::json::exception& e) {
+              throw std::runtime_error(std::string{"join: bad welcome from the supervisor: "} +
+                                       e.what());
+            }
+          },
+          [&](caf::error& err) { rethrow(sys, err, "join refused"); });
   return w;
 }
 
 void announce_ready(caf::actor_system& sys, const caf::actor& supervisor, const std::string& name,
-                    const caf::actor& agent, const std::string& data_host,
-                    std::uint16_t data_port, const caf::actor& courier_endpoint,
-                    std::chrono::milliseconds timeout) {
+                    const caf::actor& agent, const std::string& data_host, std::uint16_t data_port,
+                    const caf::actor& courier_endpoint, std::chrono::milliseconds timeout) {
   caf::scoped_actor me{sys};
   me->request(supervisor, timeout, ready_atom::value, name, agent, data_host, data_port,
               courier_endpoint)
-    .receive([](bool) {}, [&](caf::error& err) { rethrow(sys, err, "ready refused"); });
+      .receive([](bool) {}, [&](caf::error& err) { rethrow(sys, err, "ready refused"); });
 }
 
 } // namespace troupe::actors

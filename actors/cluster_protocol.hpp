@@ -49,12 +49,12 @@ std::vector<device_config> parse_device_list(const std::string& text);
 /// What a node tells the supervisor about itself at join.
 struct node_description {
   std::string name;
-  std::string host;                   ///< host name (informational)
+  std::string host; ///< host name (informational)
   long pid = 0;
   unsigned cores = 0;
   std::uint64_t memory_bytes = 0;
   std::vector<device_config> devices;
-  std::vector<double> gflops;         ///< measured sgemm GFLOP/s per device (0: not measured)
+  std::vector<double> gflops; ///< measured sgemm GFLOP/s per device (0: not measured)
 };
 
 nlohmann::json to_json(const node_description& d);
@@ -80,9 +80,8 @@ welcome join_cluster(caf::actor_system& sys, const caf::actor& supervisor,
 /// The node side of ready (blocking): returns once the supervisor has wired
 /// this node's data plane to every peer.
 void announce_ready(caf::actor_system& sys, const caf::actor& supervisor, const std::string& name,
-                    const caf::actor& agent, const std::string& data_host,
-                    std::uint16_t data_port, const caf::actor& courier_endpoint,
-                    std::chrono::milliseconds timeout);
+                    const caf::actor& agent, const std::string& data_host, std::uint16_t data_port,
+                    const caf::actor& courier_endpoint, std::chrono::milliseconds timeout);
 
 /// Hex form of a cluster key (welcome JSON); from_hex throws input_error.
 std::string key_to_hex(const runtime::transport::cluster_key& key);

@@ -49,82 +49,84 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
       return;
     }
     auto why = runtime::describe(self->system(), dm.reason);
-    self->state.log->error("{}: the supervisor went away ({}); stopping", self->state.cfg.name, why);
+    self->state.log->error("{}: the supervisor went away ({}); stopping", self->state.cfg.name,
+                           why);
     teardown(self);
     self->quit(caf::make_error(caf::sec::runtime_error, "the supervisor went away: " + why));
   });
   self->attach_functor([self] { teardown(self); });
   return {
-    [self](spawn_atom, const std::string& kind,
-           const std::string& config_json) -> caf::result<caf::actor> {
-      auto& st = self->state;
-      try {
-        auto j = nlohmann::json::parse(config_json);
-        caf::actor a;
-        if (kind == "device") {
-          a = spawn_device(self->system(), device_config_from_json(j));
-        } else if (kind == "layer_shard") {
-          auto c = shard_config_from_json(j);
-          c.courier = st.cfg.courier;
-          a = spawn_layer_shard(self->system(), std::move(c));
-        } else {
-          return caf::make_error(caf::sec::invalid_argument,
-                                 "node " + st.cfg.name + ": unknown actor kind '" + kind + "'");
+      [self](spawn_atom, const std::string& kind,
+             const std::string& config_json) -> caf::result<caf::actor> {
+        auto& st = self->state;
+        try {
+          auto j = nlohmann::json::parse(config_json);
+          caf::actor a;
+          if (kind == "device") {
+            a = spawn_device(self->system(), device_config_from_json(j));
+          } else if (kind == "layer_shard") {
+            auto c = shard_config_from_json(j);
+            c.courier = st.cfg.courier;
+            a = spawn_layer_shard(self->system(), std::move(c));
+          } else {
+            return caf::make_error(caf::sec::invalid_argument,
+                                   "node " + st.cfg.name + ": unknown actor kind '" + kind + "'");
+          }
+          self->monitor(a);
+          st.spawned.push_back(a);
+          st.log->debug("{}: spawned {}", st.cfg.name, kind);
+          return a;
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::invalid_argument, "node " + st.cfg.name +
+                                                                 ": cannot spawn " + kind + ": " +
+                                                                 e.what());
         }
-        self->monitor(a);
-        st.spawned.push_back(a);
-        st.log->debug("{}: spawned {}", st.cfg.name, kind);
-        return a;
-      } catch (const std::exception& e) {
-        return caf::make_error(caf::sec::invalid_argument,
-                               "node " + st.cfg.name + ": cannot spawn " + kind + ": " + e.what());
-      }
-    },
-    [self](teardown_atom) {
-      teardown(self);
-      return true;
-    },
-    [self](peer_atom, const std::string& name, const std::string& host, std::uint16_t port,
-           const caf::actor& endpoint) -> caf::result<bool> {
-      auto& st = self->state;
-      if (!st.cfg.courier)
-        return caf::make_error(caf::sec::invalid_argument,
-                               "node " + st.cfg.name + " has no data plane");
-      auto rp = self->make_response_promise<bool>();
-      st.cfg.courier->add_peer(name, host, port, endpoint,
-                               [rp, me = st.cfg.name, name](std::optional<std::string> err) mutable {
-                                 if (err)
-                                   rp.deliver(caf::make_error(
-                                     caf::sec::runtime_error,
-                                     "node " + me + ": data plane to " + name + ": " + *err));
-                                 else
-                                   rp.deliver(true);
-                               });
-      return rp;
-    },
-    [self](ping_atom) {
-      auto& st = self->state;
-      nlohmann::json j{{"name", st.cfg.name},
-                       {"pid", static_cast<long>(::getpid())},
-                       {"actors", st.spawned.size()}};
-      if (st.cfg.courier) {
-        j["caf"] = counters_json(st.cfg.courier->caf_counters());
-        j["dataplane"] = counters_json(st.cfg.courier->dataplane_counters());
-        nlohmann::json peers = nlohmann::json::object();
-        for (const auto& [peer, c] : st.cfg.courier->peer_counters())
-          peers[peer] = {{"bytes_sent", c.bytes_sent},
-                         {"bytes_received", c.bytes_received},
-                         {"frames_sent", c.frames_sent},
-                         {"frames_received", c.frames_received}};
-        j["dataplane_peers"] = peers;
-      }
-      return j.dump();
-    },
-    [self](stop_atom) {
-      self->state.log->info("{}: stopped by the supervisor", self->state.cfg.name);
-      teardown(self);
-      self->quit();
-    },
+      },
+      [self](teardown_atom) {
+        teardown(self);
+        return true;
+      },
+      [self](peer_atom, const std::string& name, const std::string& host, std::uint16_t port,
+             const caf::actor& endpoint) -> caf::result<bool> {
+        auto& st = self->state;
+        if (!st.cfg.courier)
+          return caf::make_error(caf::sec::invalid_argument,
+                                 "node " + st.cfg.name + " has no data plane");
+        auto rp = self->make_response_promise<bool>();
+        st.cfg.courier->add_peer(
+            name, host, port, endpoint,
+            [rp, me = st.cfg.name, name](std::optional<std::string> err) mutable {
+              if (err)
+                rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                           "node " + me + ": data plane to " + name + ": " + *err));
+              else
+                rp.deliver(true);
+            });
+        return rp;
+      },
+      [self](ping_atom) {
+        auto& st = self->state;
+        nlohmann::json j{{"name", st.cfg.name},
+                         {"pid", static_cast<long>(::getpid())},
+                         {"actors", st.spawned.size()}};
+        if (st.cfg.courier) {
+          j["caf"] = counters_json(st.cfg.courier->caf_counters());
+          j["dataplane"] = counters_json(st.cfg.courier->dataplane_counters());
+          nlohmann::json peers = nlohmann::json::object();
+          for (const auto& [peer, c] : st.cfg.courier->peer_counters())
+            peers[peer] = {{"bytes_sent", c.bytes_sent},
+                           {"bytes_received", c.bytes_received},
+                           {"frames_sent", c.frames_sent},
+                           {"frames_received", c.frames_received}};
+          j["dataplane_peers"] = peers;
+        }
+        return j.dump();
+      },
+      [self](stop_atom) {
+        self->state.log->info("{}: stopped by the supervisor", self->state.cfg.name);
+        teardown(self);
+        self->quit();
+      },
   };
 }
 

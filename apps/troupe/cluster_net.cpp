@@ -24,12 +24,12 @@ void add_security_flags(CLI::App* cmd, security_flags& f) {
   cmd->add_flag("--insecure-plain", f.insecure_plain,
                 "plain TCP without TLS, loopback addresses only (local experiments)");
   cmd->add_option("--heartbeat-ms", f.heartbeat_ms, "heartbeat interval of cluster connections")
-    ->capture_default_str()
-    ->check(CLI::Range(10, 60000));
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60000));
   cmd->add_option("--timeout-ms", f.timeout_ms,
                   "a peer silent for this long is declared dead (> heartbeat)")
-    ->capture_default_str()
-    ->check(CLI::Range(20, 600000));
+      ->capture_default_str()
+      ->check(CLI::Range(20, 600000));
 }
 
 std::string local_host_name() {
@@ -61,8 +61,7 @@ std::string node_name_from_spec(const std::string& spec_name) {
   return r;
 }
 
-std::optional<runtime::tls_files> resolve_security(const security_flags& f,
-                                                   const std::string& name,
+std::optional<runtime::tls_files> resolve_security(const security_flags& f, const std::string& name,
                                                    const std::string& host) {
   bool files = !f.cert.empty() || !f.key.empty() || !f.ca.empty();
   if (f.insecure_plain) {

@@ -35,8 +35,7 @@ void add_security_flags(CLI::App* cmd, security_flags& f);
 /// and DIR/ca.pem), or nullopt with --insecure-plain. Throws input_error when
 /// neither or both are given, or when --insecure-plain is used with a
 /// non-loopback `host`.
-std::optional<runtime::tls_files> resolve_security(const security_flags& f,
-                                                   const std::string& name,
+std::optional<runtime::tls_files> resolve_security(const security_flags& f, const std::string& name,
                                                    const std::string& host);
 
 /// A cluster process's actor system config: middleman, caf_openssl with the

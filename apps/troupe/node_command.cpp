@@ -63,7 +63,7 @@ int run_node(const node_flags& f) {
   if (!f.cluster_file.empty()) {
     auto text = runtime::read_file(f.cluster_file, 1 << 20);
     spec = runtime::cluster_spec::parse(
-      std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
+        std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
   } else {
     spec = runtime::cluster_spec::from_tf_config_env();
   }
@@ -87,8 +87,8 @@ int run_node(const node_flags& f) {
     if (const auto* me = spec->find(spec->self().value_or("")); me && !me->devices.empty())
       for (const auto& d : me->devices)
         if (d.kind == runtime::device_kind::cpu)
-          device_text += (device_text.empty() ? "" : ",") + std::string{"cpu:1x"} +
-                         std::to_string(d.cores);
+          device_text +=
+              (device_text.empty() ? "" : ",") + std::string{"cpu:1x"} + std::to_string(d.cores);
   auto devices = actors::parse_device_list(device_text.empty() ? "cpu:1" : device_text);
   auto tls = resolve_security(f.security, name, sup_at.host);
   actors::node_description self;
@@ -109,17 +109,17 @@ int run_node(const node_flags& f) {
   cluster_system_config cfg{tls, f.security};
   caf::actor_system sys{cfg};
   auto supervisor =
-    connect_actor(sys, cfg.tls(), sup_at, std::chrono::seconds(f.connect_timeout_s));
+      connect_actor(sys, cfg.tls(), sup_at, std::chrono::seconds(f.connect_timeout_s));
   auto timeout = std::chrono::seconds(10);
   auto w = actors::join_cluster(sys, supervisor, self, tls ? &*tls : nullptr, timeout);
   runtime::transport::courier_options co;
   co.name = name;
   co.key = w.key;
-  std::string data_host = !f.data_address.empty()           ? f.data_address
+  std::string data_host = !f.data_address.empty()         ? f.data_address
                           : is_loopback_host(sup_at.host) ? std::string{"127.0.0.1"}
                                                           : local_host_name();
   auto courier = runtime::transport::courier::start(
-    sys, co, is_loopback_host(data_host) ? "127.0.0.1" : "0.0.0.0", 0);
+      sys, co, is_loopback_host(data_host) ? "127.0.0.1" : "0.0.0.0", 0);
   actors::node_agent_config ac;
   ac.name = name;
   ac.courier = courier;
@@ -138,8 +138,7 @@ int run_node(const node_flags& f) {
     throw;
   }
   std::printf("troupe node '%s' (pid %ld) joined %s with %zu device(s), data plane port %u\n",
-              name.c_str(), self.pid, sup_at.to_string().c_str(), devices.size(),
-              courier->port());
+              name.c_str(), self.pid, sup_at.to_string().c_str(), devices.size(), courier->port());
   std::fflush(stdout);
   signals.watch([agent, log, name](int sig) {
     log->info("{}: signal {}: shutting down", name, sig);
@@ -179,8 +178,8 @@ command_action add_node_command(CLI::App& app) {
                   "host peers use to reach this node's data plane");
   cmd->add_option("--connect-timeout", f->connect_timeout_s,
                   "seconds to keep trying to reach the supervisor")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 3600));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   cmd->add_flag("--no-measure", f->no_measure, "skip the GEMM speed measurement of the devices");
   add_security_flags(cmd, f->security);
   return [f] { return run_node(*f); };

@@ -45,10 +45,10 @@ std::string ask(caf::actor_system& sys, const caf::actor& sup, Atom what) {
   caf::scoped_actor self{sys};
   std::string r;
   self->request(sup, std::chrono::seconds(2), what)
-    .receive([&](std::string& text) { r = std::move(text); },
-             [&](caf::error& err) {
-               throw std::runtime_error("supervisor: " + runtime::describe(sys, err));
-             });
+      .receive([&](std::string& text) { r = std::move(text); },
+               [&](caf::error& err) {
+                 throw std::runtime_error("supervisor: " + runtime::describe(sys, err));
+               });
   return r;
 }
 
@@ -64,7 +64,7 @@ int run_supervisor(const supervisor_flags& f) {
   if (!f.cluster_file.empty()) {
     auto text = runtime::read_file(f.cluster_file, 1 << 20);
     auto spec = runtime::cluster_spec::parse(
-      std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
+        std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
     for (const auto& n : spec.nodes())
       if (std::find(n.roles.begin(), n.roles.end(), "chief") == n.roles.end())
         sc.allowed_names.push_back(node_name_from_spec(n.name));
@@ -77,8 +77,9 @@ int run_supervisor(const supervisor_flags& f) {
   if (listen.empty())
     throw runtime::input_error("--listen ADDR:PORT is required (or a --cluster spec naming the "
                                "supervisor's address)");
-  sc.expect_nodes = f.expect_nodes > 0 ? f.expect_nodes
-                                       : std::max<int>(1, static_cast<int>(sc.allowed_names.size()));
+  sc.expect_nodes = f.expect_nodes > 0
+                        ? f.expect_nodes
+                        : std::max<int>(1, static_cast<int>(sc.allowed_names.size()));
   auto where = parse_listen_address(listen, "--listen");
   auto status_at = parse_listen_address(f.status, "--status");
   auto tls = resolve_security(f.security, f.name, where.host);
@@ -91,7 +92,7 @@ int run_supervisor(const supervisor_flags& f) {
   co.name = f.name;
   co.key = runtime::transport::generate_key();
   sc.key = co.key;
-  sc.data_host = !f.data_address.empty() ? f.data_address
+  sc.data_host = !f.data_address.empty()   ? f.data_address
                  : where.host == "0.0.0.0" ? local_host_name()
                                            : where.host;
   auto courier = runtime::transport::courier::start(sys, co, where.host, 0);
@@ -127,8 +128,8 @@ int run_supervisor(const supervisor_flags& f) {
                         {"data_port", courier->port()},
                         {"status_port", status->port()}};
     auto text = info.dump() + "\n";
-    runtime::write_file_atomically(
-      f.info_file, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+    runtime::write_file_atomically(f.info_file,
+                                   {reinterpret_cast<const std::byte*>(text.data()), text.size()});
   }
   signals.watch([sup, log](int sig) {
     log->info("signal {}: shutting down", sig);
@@ -153,20 +154,20 @@ command_action add_supervisor_command(CLI::App& app) {
   cmd->add_option("--listen", f->listen, "ADDR:PORT nodes and clients connect to (port 0: any)");
   cmd->add_option("--expect-nodes", f->expect_nodes,
                   "jobs wait until this many nodes are ready (default 1, or the cluster spec's)")
-    ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--cluster", f->cluster_file,
                   "cluster spec (TF_CONFIG shape or troupe's): which nodes may join");
   cmd->add_option("--status", f->status, "ADDR:PORT of the HTTP /status and /metrics endpoint")
-    ->capture_default_str();
+      ->capture_default_str();
   cmd->add_option("--data-address", f->data_address,
                   "host nodes use to reach this process's data plane (default: the --listen host)");
   cmd->add_option("--name", f->name, "certificate name of the supervisor")->capture_default_str();
   cmd->add_option("--jobs", f->jobs, "stop (with every node) after this many jobs; 0: never")
-    ->check(CLI::Range(0, 1000000));
+      ->check(CLI::Range(0, 1000000));
   cmd->add_option("--join-wait", f->join_wait_s,
                   "seconds a submitted job waits for the expected nodes")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 86400));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   cmd->add_option("--info-file", f->info_file,
                   "write {pid, port, data_port, status_port} as JSON once listening");
   add_security_flags(cmd, f->security);
