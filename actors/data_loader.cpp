@@ -1,5 +1,6 @@
 #include "actors/data_loader.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <numeric>
 
@@ -27,6 +28,35 @@ std::vector<std::int32_t> epoch_permutation(std::int64_t samples, std::uint64_t 
   return order;
 }
 
+dataset text_windows(const runtime::text_dataset& text, runtime::text_split split,
+                     std::string name) {
+  auto batch = text.make_batch(split, text.window_starts(split));
+  return {std::move(name), std::move(batch.input), std::move(batch.target)};
+}
+
+namespace {
+
+/// Rows `order[first, first + count)` of a token data set: ids and targets
+/// copied as they are.
+void copy_token_rows(const dataset& data, const std::vector<std::int32_t>& order,
+                     std::int64_t first, std::int64_t count, runtime::tensor& x,
+                     runtime::tensor& y) {
+  const auto n = data.size();
+  const auto in_row = data.samples.numel() / n;
+  const auto out_row = data.labels.numel() / n;
+  const auto* src = data.samples.data<std::int32_t>();
+  const auto* lab = data.labels.data<std::int32_t>();
+  auto* xd = x.mutable_data<std::int32_t>();
+  auto* yd = y.mutable_data<std::int32_t>();
+  for (std::int64_t i = 0; i < count; ++i) {
+    const std::int64_t s = order[static_cast<std::size_t>(first + i)];
+    std::copy_n(src + s * in_row, in_row, xd + i * in_row);
+    std::copy_n(lab + s * out_row, out_row, yd + i * out_row);
+  }
+}
+
+} // namespace
+
 runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
                               std::int64_t epoch, std::int64_t index) {
   const auto n = cfg.data.size();
@@ -38,12 +68,11 @@ runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::i
     throw std::invalid_argument("data set " + cfg.data.name + " has samples of " +
                                 std::to_string(sample_bytes) + " values, the model wants " +
                                 runtime::to_string(cfg.sample_shape));
+  const bool tokens = cfg.data.samples.type() == runtime::dtype::i32;
   runtime::batch_msg b;
   b.epoch = epoch;
   b.index = index;
   b.size = size;
-  const auto* src = cfg.data.samples.data<std::uint8_t>();
-  const auto* lab = cfg.data.labels.data<std::uint8_t>();
   const std::int64_t parts = std::min<std::int64_t>(cfg.parts, size);
   std::int64_t offset = 0;
   for (std::int64_t p = 0; p < parts; ++p) {
@@ -51,14 +80,25 @@ runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::i
     auto count = size / parts + (p < size % parts ? 1 : 0);
     runtime::shape_t shape{count};
     shape.insert(shape.end(), cfg.sample_shape.begin(), cfg.sample_shape.end());
-    auto x = runtime::tensor::empty(runtime::dtype::f32, shape);
-    auto y = runtime::tensor::empty(runtime::dtype::i32, {count});
-    auto* xd = x.mutable_data<float>();
-    auto* yd = y.mutable_data<std::int32_t>();
-    for (std::int64_t i = 0; i < count; ++i) {
-      auto s = order[static_cast<std::size_t>(begin + offset + i)];
-      kernels::cpu::u8_to_f32(src + s * sample_bytes, xd + i * feature, 1.0f / 255.0f, feature);
-      yd[i] = lab[s];
+    runtime::tensor x, y;
+    if (tokens) {
+      runtime::shape_t target_shape = cfg.data.labels.shape();
+      target_shape[0] = count;
+      x = runtime::tensor::empty(runtime::dtype::i32, shape);
+      y = runtime::tensor::empty(runtime::dtype::i32, target_shape);
+      copy_token_rows(cfg.data, order, begin + offset, count, x, y);
+    } else {
+      x = runtime::tensor::empty(runtime::dtype::f32, shape);
+      y = runtime::tensor::empty(runtime::dtype::i32, {count});
+      const auto* src = cfg.data.samples.data<std::uint8_t>();
+      const auto* lab = cfg.data.labels.data<std::uint8_t>();
+      auto* xd = x.mutable_data<float>();
+      auto* yd = y.mutable_data<std::int32_t>();
+      for (std::int64_t i = 0; i < count; ++i) {
+        auto s = order[static_cast<std::size_t>(begin + offset + i)];
+        kernels::cpu::u8_to_f32(src + s * sample_bytes, xd + i * feature, 1.0f / 255.0f, feature);
+        yd[i] = lab[s];
+      }
     }
     b.inputs.push_back(std::move(x));
     b.labels.push_back(std::move(y));

@@ -9,11 +9,14 @@
 
 #include "runtime/messages.hpp"
 #include "runtime/tensor.hpp"
+#include "runtime/text_dataset.hpp"
 
 namespace troupe::actors {
 
-/// A data set held in memory: u8 samples [N, ...] and u8 labels [N]. Loaded
-/// once per process and shared (zero-copy) by every loader over it.
+/// A data set held in memory, loaded once per process and shared (zero-copy)
+/// by every loader over it. Either images: u8 samples [N, ...] and u8 labels
+/// [N]; or token windows of a text: i32 ids [N, T] and i32 next-token targets
+/// [N, T] (text_windows).
 struct dataset {
   std::string name;
   runtime::tensor samples;
@@ -21,8 +24,15 @@ struct dataset {
   std::int64_t size() const { return samples.defined() ? samples.dim(0) : 0; }
 };
 
-/// How a loader cuts the data set into batches. Inputs are normalised as
-/// x / 255 (stated in checkpoint manifests) and reshaped to `sample_shape`.
+/// The non-overlapping windows (starts 0, T, 2T, ...) of a split of `text` as
+/// a data set: every byte of the split after the first is a target once per
+/// epoch, and the loader's shuffle and resume work on windows as on images.
+dataset text_windows(const runtime::text_dataset& text, runtime::text_split split,
+                     std::string name);
+
+/// How a loader cuts the data set into batches. Image inputs are normalised as
+/// x / 255 (stated in checkpoint manifests), token ids are passed on as they
+/// are; inputs are reshaped to `sample_shape`.
 struct loader_config {
   dataset data;
   runtime::shape_t sample_shape;   ///< per-sample model input shape, e.g. [784]

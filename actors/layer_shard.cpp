@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -15,8 +16,10 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/device_actor.hpp"
+#include "models/grad_clip.hpp"
 #include "models/loss.hpp"
 #include "models/optimizer.hpp"
+#include "models/sequence_loss.hpp"
 #include "models/sequential.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
@@ -39,6 +42,8 @@ struct task_done {
   std::uint64_t peak_saved_bytes = 0; ///< most saved activations seen between its actions
   std::uint64_t messages_sent = 0;    ///< activations and gradients sent to peers
   std::uint64_t bytes_sent = 0;       ///< their tensor payload bytes
+  std::int64_t tokens = 0;            ///< predictions the loss covers
+  std::optional<double> grad_sumsq;   ///< clipping: the gradients' sum of squares
 };
 
 /// A device task threw; the shard fails with this message.
@@ -90,6 +95,9 @@ struct shard_state {
   std::size_t pc = 0;
   bool busy = false;
   bool optimizer_done = false;
+  bool sequence_loss = false;           ///< a language model: per-token loss
+  bool norm_requested = false;          ///< clipping: sum of squares computed or on its way
+  std::optional<double> clip_total;     ///< clipping: the trainer's global sum of squares
   std::map<key, runtime::activation_msg> inputs;
   std::map<key, tensor> grads;
   std::map<key, tensor> labels;
@@ -112,6 +120,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+/// shard_config::slow_factor: the kernels since `t0` took `factor` times as
+/// long, on a slower device; called before the result is sent, so that its
+/// consumer sees the delay too.
+void slow_down(double factor, std::chrono::steady_clock::time_point t0) {
+  if (factor > 1.0)
+    std::this_thread::sleep_for((factor - 1.0) * (std::chrono::steady_clock::now() - t0));
+}
+
 /// One action's work on the device: run on the device thread, touching only
 /// the compute state and sending its own outputs.
 using device_work = std::function<task_done()>;
@@ -127,11 +143,12 @@ using steady_clock = std::chrono::steady_clock;
 /// Wraps the work just appended to `chain` (action `a`, or the optimizer when
 /// null) so that the device thread records when it ran: the kernels, the loss,
 /// and handing the output to the transport (an enqueue; sends never block).
-void trace_work(shard_actor* self, std::vector<device_work>& chain, const action* a) {
+void trace_work(shard_actor* self, std::vector<device_work>& chain, const action* a,
+                const char* update = "optimizer") {
   auto& st = self->state;
   if (!st.trace.enabled())
     return;
-  const char* name = !a ? "optimizer" : a->what == action::kind::forward ? "forward" : "backward";
+  const char* name = !a ? update : a->what == action::kind::forward ? "forward" : "backward";
   const char* category = st.step->training ? "compute" : "eval";
   chain.back() = [c = st.compute, work = std::move(chain.back()), name, category,
                   step = st.step->step, mb = a ? a->mb : -1, chunk = a ? a->chunk : 0]() {
@@ -213,6 +230,9 @@ void submit(shard_actor* self, std::vector<device_work> chain) {
                        total.samples += d.samples;
                        total.messages_sent += d.messages_sent;
                        total.bytes_sent += d.bytes_sent;
+                       total.tokens += d.tokens;
+                       if (d.grad_sumsq)
+                         total.grad_sumsq = d.grad_sumsq;
                        total.peak_saved_bytes =
                          std::max<std::uint64_t>(total.peak_saved_bytes, c->saved_bytes());
                      }
@@ -257,21 +277,30 @@ device_work forward_work(shard_actor* self, const action& a) {
   ctx.seed = st.cfg.seed;
   if (m.training)
     st.report.peak_in_flight = std::max(st.report.peak_in_flight, ++st.in_flight);
-  auto grad_scale = 1.0f / static_cast<float>(m.global_batch);
+  // One over the step's predictions: samples, or samples x context for a
+  // language model (models/sequence_loss.hpp).
+  const std::int64_t per_sample = st.sequence_loss ? st.cfg.model.input_shape.at(0) : 1;
+  auto grad_scale = 1.0f / static_cast<float>(m.global_batch * per_sample);
   bool inject = m.training && m.step == st.cfg.fault_step;
   return [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx,
           chunk = a.chunk, next_chunk = st.cfg.next_chunk(a.chunk), next = st.next, last,
-          grad_scale, inject, courier = st.cfg.courier]() {
+          grad_scale, inject, courier = st.cfg.courier, slow = st.cfg.slow_factor,
+          sequence = st.sequence_loss]() {
     if (inject)
       throw std::runtime_error("injected fault in the forward of step " +
                                std::to_string(ctx.step));
     task_done d;
+    const auto t0 = std::chrono::steady_clock::now();
     auto y = c->chunks[static_cast<std::size_t>(chunk)].forward(x, ctx);
+    slow_down(slow, t0);
     if (last) {
-      auto out = models::softmax_cross_entropy(y, labels, grad_scale, ctx.training);
+      auto out = sequence
+                   ? models::sequence_cross_entropy(y, labels, grad_scale, ctx.training)
+                   : models::softmax_cross_entropy(y, labels, grad_scale, ctx.training);
       d.loss_sum = out.loss_sum;
       d.correct = out.correct;
       d.samples = y.dim(0);
+      d.tokens = sequence ? y.dim(0) * y.dim(1) : y.dim(0);
       if (ctx.training)
         c->dlogits[ctx.mb] = std::move(out.dlogits);
     } else {
@@ -294,7 +323,8 @@ device_work backward_work(shard_actor* self, const action& a) {
   --st.in_flight;
   return [c = st.compute, dy = std::move(dy), mb = a.mb, chunk = a.chunk,
           prev_chunk = st.cfg.prev_chunk(a.chunk), step = m.step, prev = st.prev,
-          first = st.cfg.takes_input(a.chunk), courier = st.cfg.courier]() mutable {
+          first = st.cfg.takes_input(a.chunk), courier = st.cfg.courier,
+          slow = st.cfg.slow_factor]() mutable {
     if (!dy.defined()) {
       auto it = c->dlogits.find(mb);
       if (it == c->dlogits.end())
@@ -303,7 +333,9 @@ device_work backward_work(shard_actor* self, const action& a) {
       dy = std::move(it->second);
       c->dlogits.erase(it);
     }
+    const auto t0 = std::chrono::steady_clock::now();
     auto dx = c->chunks[static_cast<std::size_t>(chunk)].backward(dy, mb, !first);
+    slow_down(slow, t0);
     task_done d;
     if (!first) {
       d.messages_sent = 1;
@@ -326,9 +358,11 @@ bool inputs_ready(shard_state& st, const action& a) {
 /// in order: the next action if its inputs are here, then each following one
 /// whose inputs are here too (a last stage's backward always is: its input is
 /// the loss gradient the forward before it saves), then the optimizer when the
-/// chain reaches the end of a training step. The device runs them in schedule
-/// order, exactly as one task per action would, and each action still sends
-/// its output the moment it finishes, so pipelining is unchanged.
+/// chain reaches the end of a training step (with clipping: the gradients'
+/// sum of squares, and in a later task, once the trainer's global total is in,
+/// clipping and the optimizer). The device runs them in schedule order,
+/// exactly as one task per action would, and each action still sends its
+/// output the moment it finishes, so pipelining is unchanged.
 void advance(shard_actor* self) {
   auto& st = self->state;
   if (st.busy || !st.step)
@@ -340,10 +374,25 @@ void advance(shard_actor* self) {
                                                     : backward_work(self, a));
     trace_work(self, chain, &a);
   }
-  if (st.pc == st.actions.size() && st.step->training && !st.optimizer_done) {
+  const bool clipping = st.cfg.clip_norm > 0;
+  if (st.pc == st.actions.size() && st.step->training && clipping && !st.norm_requested) {
+    // The gradients are complete: their sum of squares goes to the trainer
+    // (task_done), and the update waits for the global total (clip_atom).
+    st.norm_requested = true;
+    chain.push_back([c = st.compute]() {
+      task_done d;
+      d.grad_sumsq = models::sum_of_squares(c->parameters());
+      return d;
+    });
+    trace_work(self, chain, nullptr, "grad norm");
+  } else if (st.pc == st.actions.size() && st.step->training && !st.optimizer_done &&
+             (!clipping || st.clip_total)) {
     st.optimizer_done = true;
-    chain.push_back([c = st.compute, lr = st.step->lr]() {
+    chain.push_back([c = st.compute, lr = st.step->lr, clip = st.cfg.clip_norm,
+                     total = st.clip_total]() {
       auto params = c->parameters();
+      if (total)
+        models::clip_by_global_norm(params, *total, clip);
       c->opt->step(params, lr);
       for (auto& chunk : c->chunks)
         chunk.zero_grad();
@@ -355,7 +404,7 @@ void advance(shard_actor* self) {
     submit(self, std::move(chain));
     return;
   }
-  if (st.pc == st.actions.size())
+  if (st.pc == st.actions.size() && (!st.step->training || st.optimizer_done))
     finish_step(self);
 }
 
@@ -410,6 +459,7 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       st.compute->chunks.emplace_back(
         models::instantiate(st.cfg.model, r.begin, r.end, st.cfg.seed));
     st.compute->opt = models::make_optimizer(st.cfg.optimizer);
+    st.sequence_loss = models::is_sequence_model(st.cfg.model);
   } catch (const std::exception& e) {
     fail(self, e.what());
     return {};
@@ -448,6 +498,8 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       s.step = m;
       s.pc = 0;
       s.optimizer_done = false;
+      s.norm_requested = false;
+      s.clip_total.reset();
       s.report = {};
       s.in_flight = 0;
       trace_step_begin(self);
@@ -484,6 +536,12 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       s.report.compute_seconds += d.seconds;
       s.report.messages_sent += d.messages_sent;
       s.report.bytes_sent += d.bytes_sent;
+      s.report.tokens += d.tokens;
+      if (d.grad_sumsq) {
+        s.report.grad_sumsq = *d.grad_sumsq;
+        self->send(s.trainer, runtime::grad_sumsq_atom::value, s.step->step,
+                   static_cast<std::int32_t>(s.cfg.stage), *d.grad_sumsq);
+      }
       s.report.peak_saved_bytes =
         std::max<std::uint64_t>({s.report.peak_saved_bytes, d.peak_saved_bytes,
                                  s.compute->saved_bytes()});
@@ -491,6 +549,17 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       trace_idle(self);
     },
     [self](task_failed& f) { fail(self, f.what); },
+    [self](runtime::clip_atom, std::int64_t step, double total) {
+      auto& s = self->state;
+      trace_input(self, "clip", step, -1);
+      if (!s.step || s.step->step != step || !s.norm_requested || s.busy || s.clip_total) {
+        fail(self, "clip for step " + std::to_string(step) +
+                     " before this shard reported its gradients' sum of squares");
+        return;
+      }
+      s.clip_total = total;
+      advance(self);
+    },
     [self, guard](runtime::get_params_atom) -> caf::result<runtime::named_tensors> {
       if (auto err = guard("reading parameters"))
         return err;
@@ -561,7 +630,9 @@ nlohmann::json to_json(const shard_config& c) {
           {"seed", c.seed},
           {"schedule", std::string{to_string(c.schedule)}},
           {"fault_step", c.fault_step},
-          {"trace", c.trace}};
+          {"trace", c.trace},
+          {"slow_factor", c.slow_factor},
+          {"clip_norm", c.clip_norm}};
 }
 
 shard_config shard_config_from_json(const nlohmann::json& j) {
@@ -577,6 +648,14 @@ shard_config shard_config_from_json(const nlohmann::json& j) {
     c.schedule = parse_schedule_kind(j.at("schedule").get<std::string>());
     c.fault_step = j.at("fault_step").get<std::int64_t>();
     c.trace = j.value("trace", false); // optional: off unless asked for
+    c.slow_factor = j.value("slow_factor", 1.0);
+    if (!(c.slow_factor >= 1.0 && c.slow_factor <= 100.0))
+      throw runtime::input_error("shard config: slow_factor " + std::to_string(c.slow_factor) +
+                                 " outside [1, 100]");
+    c.clip_norm = j.value("clip_norm", 0.0); // optional: off unless asked for
+    if (!(c.clip_norm >= 0.0))
+      throw runtime::input_error("shard config: clip_norm " + std::to_string(c.clip_norm) +
+                                 " is negative");
     if (c.stages < 1 || c.stage < 0 || c.stage >= c.stages)
       throw runtime::input_error("shard config: stage " + std::to_string(c.stage) + " of " +
                                  std::to_string(c.stages));

@@ -33,6 +33,14 @@ struct shard_config {
   schedule_kind schedule = schedule_kind::gpipe;
   std::int64_t fault_step = -1;  ///< fault injection: forward of this step throws
   bool trace = false;            ///< record a timeline for (get_trace_atom)
+  /// Benchmarks: each forward and backward takes this many times its compute
+  /// time (the device sleeps the rest before sending the result), as a slower
+  /// device would. 1: as fast as it is.
+  double slow_factor = 1.0;
+  /// Global-norm gradient clipping (train_options::clip_norm, 0: off): after
+  /// its last backward the shard reports its gradients' sum of squares and
+  /// waits for the total over all stages before clipping and its optimizer.
+  double clip_norm = 0;
   /// How activations and gradients leave this process (large tensors to other
   /// processes over the data plane); null in a single-process job. Not part of
   /// the JSON form: the node agent that spawns the shard supplies its own.
@@ -68,7 +76,14 @@ shard_config shard_config_from_json(const nlohmann::json& j);
 ///                   trainer for chunk 0 of stage 0)
 ///   gradient_msg    gradient of a micro-batch's output for a chunk (from next)
 ///   labels_msg      labels of a micro-batch (last stage only; its last chunk
-///                   owns the loss)
+///                   owns the loss): class ids [mb], or next-token targets
+///                   [mb, T] for a language model (models::is_sequence_model),
+///                   whose loss is the per-token sequence cross-entropy
+///   (clip_atom, step, total sum of squares)   with cfg.clip_norm > 0: the
+///                   trainer's answer to this shard's (grad_sumsq_atom, step,
+///                   stage, sum of squares), sent when its gradients were
+///                   complete; the shard then clips with the global total
+///                   (exactly what clipping the unsplit model does) and steps
 ///   (get_params_atom) -> named_tensors        between steps only
 ///   (set_params_atom, named_tensors)          load parameters (resume, broadcast)
 ///   (get_state_atom) -> named_tensors         optimizer state (checkpoints)

@@ -6,6 +6,8 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/event_based_actor.hpp>
@@ -19,6 +21,7 @@
 #include "actors/plan.hpp"
 #include "actors/trainer.hpp"
 #include "kernels/gpu.hpp"
+#include "models/sequence_loss.hpp"
 #include "runtime/caf_error.hpp"
 #include "runtime/certs.hpp"
 #include "runtime/error.hpp"
@@ -29,6 +32,7 @@
 #include "runtime/node_identity.hpp"
 #include "runtime/prometheus.hpp"
 #include "runtime/system_config.hpp"
+#include "runtime/text_dataset.hpp"
 #include "runtime/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -107,6 +111,29 @@ using supervisor_actor = caf::stateful_actor<supervisor_state>;
 dataset load_split(const std::string& dir, bool train) {
   auto split = runtime::load_mnist(dir, train);
   return {train ? "mnist/train" : "mnist/test", std::move(split.images), std::move(split.labels)};
+}
+
+/// The part of a language model's text held out for evaluation: its last 10%.
+constexpr double text_heldout_fraction = 0.1;
+
+/// A language model's data: the text file `file` cut into the training part
+/// and the held-out tail, each as non-overlapping windows of the model's
+/// context with next-byte targets.
+std::pair<dataset, dataset> load_text(const std::string& file, const train_options& opts,
+                                      const models::model_spec& model) {
+  if (std::filesystem::is_directory(file))
+    throw runtime::input_error("--model " + opts.model + " reads a text file (--data FILE, e.g. "
+                               "data/sherlock.txt), but '" + file + "' is a directory");
+  auto text = runtime::text_dataset::load(file, model.input_shape.at(0), text_heldout_fraction);
+  const auto vocab = models::output_shape(model).back();
+  if (text.vocab_size() > vocab)
+    throw runtime::input_error("--data " + file + ": the text has " +
+                               std::to_string(text.vocab_size()) + " distinct bytes, more than " +
+                               "the " + std::to_string(vocab) + " of model " + opts.model +
+                               "'s vocabulary");
+  auto name = std::filesystem::path(file).filename().string();
+  return {text_windows(text, runtime::text_split::train, name + "/train"),
+          text_windows(text, runtime::text_split::heldout, name + "/heldout")};
 }
 
 caf::error refuse(const std::string& why) {
@@ -296,19 +323,29 @@ std::string launch(supervisor_actor* self) {
                        ? local_devices(job.opts, std::max(1u, std::thread::hardware_concurrency()))
                        : cluster_devices(st);
     job.topology = make_plan(job.opts, available);
-    train_set = load_split(job.opts.data_dir, true);
-    if (job.opts.evaluate)
-      test_set = load_split(job.opts.data_dir, false);
-    // troupe train feeds MNIST images; a model that wants other input (the
-    // text transformer) is refused here rather than failing in the loader.
-    auto per_sample = train_set.samples.numel() / std::max<std::int64_t>(1, train_set.size());
     const auto& model = job.topology.model;
-    if (model.input_dtype != runtime::dtype::f32 ||
-        runtime::shape_numel(model.input_shape) != per_sample)
-      throw runtime::input_error("--model " + job.opts.model + " takes " +
-                                 std::string{runtime::to_string(model.input_dtype)} + " input " +
-                                 runtime::to_string(model.input_shape) + ", not the " +
-                                 std::to_string(per_sample) + " pixels of an MNIST image");
+    if (models::is_sequence_model(model)) {
+      // A language model (the transformer) reads a text file.
+      std::tie(train_set, test_set) = load_text(job.opts.data_dir, job.opts, model);
+    } else {
+      train_set = load_split(job.opts.data_dir, true);
+      if (job.opts.evaluate)
+        test_set = load_split(job.opts.data_dir, false);
+      // Any other model is fed MNIST images; one that wants other input is
+      // refused here rather than failing in the loader.
+      auto per_sample = train_set.samples.numel() / std::max<std::int64_t>(1, train_set.size());
+      if (model.input_dtype != runtime::dtype::f32 ||
+          runtime::shape_numel(model.input_shape) != per_sample)
+        throw runtime::input_error("--model " + job.opts.model + " takes " +
+                                   std::string{runtime::to_string(model.input_dtype)} + " input " +
+                                   runtime::to_string(model.input_shape) + ", not the " +
+                                   std::to_string(per_sample) + " pixels of an MNIST image");
+    }
+    const auto steps = total_training_steps(job.opts, train_set.size());
+    if (job.opts.warmup_steps > 0 && job.opts.warmup_steps >= steps)
+      throw runtime::input_error("--warmup-steps " + std::to_string(job.opts.warmup_steps) +
+                                 " must be fewer than the run's " + std::to_string(steps) +
+                                 " training steps");
     if (!job.opts.resume_dir.empty()) {
       resume = runtime::read_checkpoint(job.opts.resume_dir);
       check_resume_compatible(*resume, job.opts, job.topology, train_set.size());
@@ -381,6 +418,9 @@ std::string launch(supervisor_actor* self) {
     c.trace = !job.opts.trace_file.empty();
     if (auto f = parse_fault(job.opts.fault); f.stage == s.stage)
       c.fault_step = f.step;
+    if (job.opts.slow_stage == s.stage)
+      c.slow_factor = job.opts.slow_factor;
+    c.clip_norm = job.opts.clip_norm;
     spawn_on(d.node, "layer_shard", to_json(c),
              "layer_shard stage " + std::to_string(s.stage) + " on " + d.node + "/" + d.name,
              &acc->shards[static_cast<std::size_t>(s.stage)]);

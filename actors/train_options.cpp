@@ -26,6 +26,12 @@ void train_options::validate() const {
   require(lr > 0 && lr < 100, "--lr must be in (0, 100), got " + std::to_string(lr));
   require(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1)");
   require(weight_decay >= 0 && weight_decay < 1, "--weight-decay must be in [0, 1)");
+  require(lr_schedule == "constant" || lr_schedule == "cosine",
+          "--lr-schedule must be constant or cosine, got '" + lr_schedule + "'");
+  require(warmup_steps >= 0 && warmup_steps <= (std::int64_t{1} << 40),
+          "--warmup-steps must be >= 0, got " + std::to_string(warmup_steps));
+  require(clip_norm >= 0 && clip_norm < 1e30,
+          "--clip-norm must be >= 0 (0: off), got " + std::to_string(clip_norm));
   require(stages >= 1 && stages <= 64, "--stages must be in [1, 64], got " +
                                            std::to_string(stages));
   require(microbatches >= 1 && microbatches <= batch,
@@ -40,6 +46,11 @@ void train_options::validate() const {
   require(timing_warmup >= 0, "timing_warmup must be >= 0");
   require(trace_file.empty() || !std::filesystem::path(trace_file).filename().empty(),
           "--trace must name a file, got '" + trace_file + "'");
+  require(slow_stage >= -1 && slow_stage < stages,
+          "--slow-stage must be -1 (none) or a stage in [0, " + std::to_string(stages) +
+            "), got " + std::to_string(slow_stage));
+  require(slow_factor >= 1.0 && slow_factor <= 100.0,
+          "--slow-factor must be in [1, 100], got " + std::to_string(slow_factor));
   auto f = parse_fault(fault);
   require(f.stage < stages, "--inject-fault: stage " + std::to_string(f.stage) +
                               " does not exist");
@@ -75,6 +86,9 @@ nlohmann::json to_json(const train_options& o) {
           {"lr", o.lr},
           {"momentum", o.momentum},
           {"weight_decay", o.weight_decay},
+          {"lr_schedule", o.lr_schedule},
+          {"warmup_steps", o.warmup_steps},
+          {"clip_norm", o.clip_norm},
           {"seed", o.seed},
           {"stages", o.stages},
           {"microbatches", o.microbatches},
@@ -88,7 +102,9 @@ nlohmann::json to_json(const train_options& o) {
           {"progress", o.progress},
           {"trace_file", o.trace_file},
           {"timing_warmup", o.timing_warmup},
-          {"fault", o.fault}};
+          {"fault", o.fault},
+          {"slow_stage", o.slow_stage},
+          {"slow_factor", o.slow_factor}};
 }
 
 train_options train_options_from_json(const nlohmann::json& j) {
@@ -107,6 +123,9 @@ train_options train_options_from_json(const nlohmann::json& j) {
       else if (k == "lr") o.lr = v.get<float>();
       else if (k == "momentum") o.momentum = v.get<float>();
       else if (k == "weight_decay") o.weight_decay = v.get<float>();
+      else if (k == "lr_schedule") o.lr_schedule = v.get<std::string>();
+      else if (k == "warmup_steps") o.warmup_steps = v.get<std::int64_t>();
+      else if (k == "clip_norm") o.clip_norm = v.get<double>();
       else if (k == "seed") o.seed = v.get<std::uint64_t>();
       else if (k == "stages") o.stages = v.get<int>();
       else if (k == "microbatches") o.microbatches = v.get<int>();
@@ -121,6 +140,8 @@ train_options train_options_from_json(const nlohmann::json& j) {
       else if (k == "trace_file") o.trace_file = v.get<std::string>();
       else if (k == "fault") o.fault = v.get<std::string>();
       else if (k == "timing_warmup") o.timing_warmup = v.get<std::int64_t>();
+      else if (k == "slow_stage") o.slow_stage = v.get<int>();
+      else if (k == "slow_factor") o.slow_factor = v.get<double>();
       else throw runtime::input_error("unknown training option '" + k + "'");
     } catch (const nlohmann::json::exception& e) {
       throw runtime::input_error("training option '" + k + "': " + e.what());

@@ -20,6 +20,14 @@ struct train_options {
   float lr = 1e-3f;
   float momentum = 0.f;               ///< sgd only
   float weight_decay = 0.f;
+  /// "constant" (lr after the warm-up) or "cosine" (after the warm-up a cosine
+  /// decay to lr / 10 at the run's last step; models/lr_schedule.hpp). The
+  /// trainer computes each step's rate and sends it in its step_msg.
+  std::string lr_schedule = "constant";
+  std::int64_t warmup_steps = 0;      ///< linear warm-up to lr over this many steps (0: none)
+  /// Gradient clipping by the global L2 norm over the whole model, summed
+  /// across all stages (models/grad_clip.hpp); 0: off.
+  double clip_norm = 0;
   std::uint64_t seed = 0;
   int stages = 1;                     ///< layer placement / pipeline depth
   int microbatches = 1;
@@ -28,7 +36,9 @@ struct train_options {
   /// into stages * virtual_stages parts, device d holding parts d, d + stages, ...
   int virtual_stages = 1;
   std::int64_t max_steps = -1;        ///< stop after this many steps in all (-1: run the epochs)
-  bool evaluate = true;               ///< test accuracy after each epoch
+  /// Evaluate after each epoch: test accuracy, or a language model's held-out
+  /// loss and bits per character.
+  bool evaluate = true;
   int threads = 0;                    ///< compute threads in all (0: one per core)
   std::string checkpoint_dir;         ///< write a checkpoint here at each epoch end and at the end
   std::string resume_dir;             ///< continue from this checkpoint
@@ -42,6 +52,12 @@ struct train_options {
   /// Fault injection for failure tests: "stage=S,step=N" makes stage S's
   /// forward of training step N throw. Empty: none.
   std::string fault;
+  /// Benchmarks (`troupe bench pipeline`): stage `slow_stage` runs its
+  /// forwards and backwards `slow_factor` times slower (it sleeps (factor - 1)
+  /// x each one's compute time before sending the result), to show how an
+  /// unbalanced pipeline's bubble moves. -1: no stage is slowed.
+  int slow_stage = -1;
+  double slow_factor = 1.0;
 
   /// Throws runtime::input_error naming the first invalid field.
   void validate() const;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -14,6 +15,8 @@
 #include "actors/data_loader.hpp"
 #include "actors/job_trace.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "models/lr_schedule.hpp"
+#include "models/sequence_loss.hpp"
 #include "runtime/build_info.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_util.hpp"
@@ -109,9 +112,13 @@ struct trainer_state {
   std::int64_t total_steps = 0;
   std::int64_t step = 0; ///< global index of the next training step
   std::int64_t run_start_step = 0;
-  // Accumulators of the current epoch (carried across a resume).
+  bool language_model = false; ///< losses per token, evaluation in bits per character
+  std::optional<models::lr_schedule> schedule; ///< none: every step at opts.lr
+  // Accumulators of the current epoch (carried across a resume). Mean losses
+  // are per prediction: epoch_tokens equals epoch_samples for a classifier.
   double epoch_loss_sum = 0;
   std::int64_t epoch_samples = 0;
+  std::int64_t epoch_tokens = 0;
   double last_epoch_loss = -1;
   // The step in flight.
   int reports_pending = 0;
@@ -119,6 +126,11 @@ struct trainer_state {
   std::int64_t current_index = 0;
   runtime::stage_report loss_report;
   clock_type::time_point t_step;
+  // Clipping (opts.clip_norm): the stages' sums of squares of the step in
+  // flight, and the last step's global norm before clipping.
+  std::vector<std::optional<double>> grad_sumsq;
+  std::size_t sumsq_pending = 0;
+  double grad_norm = -1;
   // Evaluation.
   bool evaluating = false;
   std::int64_t eval_batches_left = 0;
@@ -126,8 +138,10 @@ struct trainer_state {
   double eval_loss_sum = 0;
   std::int64_t eval_correct = 0;
   std::int64_t eval_samples = 0;
+  std::int64_t eval_tokens = 0;
   double test_accuracy = -1;
   double test_loss = -1;
+  double bits_per_char = -1;
   std::function<void()> after_eval;
   // The whole run.
   clock_type::time_point t_start = clock_type::now();
@@ -188,10 +202,20 @@ runtime::named_tensor_list merge(const std::vector<runtime::named_tensors>& part
   return r;
 }
 
+/// The learning rate of training step `step`.
+float learning_rate(const trainer_state& st, std::int64_t step) {
+  return st.schedule ? st.schedule->lr_at(step) : st.cfg.opts.lr;
+}
+
 void send_step(trainer_actor* self, runtime::batch_msg& b, std::int64_t step, bool training) {
   auto& st = self->state;
   auto parts = static_cast<std::int32_t>(b.inputs.size());
-  runtime::step_msg m{step, parts, b.size, st.cfg.opts.lr, training};
+  runtime::step_msg m{step, parts, b.size,
+                      training ? learning_rate(st, step) : st.cfg.opts.lr, training};
+  if (training && st.cfg.opts.clip_norm > 0) {
+    st.grad_sumsq.assign(st.cfg.stages.size(), std::nullopt);
+    st.sumsq_pending = st.cfg.stages.size();
+  }
   for (const auto& s : st.cfg.stages)
     self->send(s, m);
   // Inputs go to chunk 0 of the first stage, labels to the last stage, whose
@@ -219,6 +243,7 @@ nlohmann::json trainer_state_json(const trainer_state& st) {
           {"steps_per_epoch", st.steps_per_epoch},
           {"epoch_loss_sum", st.epoch_loss_sum},
           {"epoch_samples", st.epoch_samples},
+          {"epoch_tokens", st.epoch_tokens},
           {"last_epoch_loss", st.last_epoch_loss}};
 }
 
@@ -275,6 +300,8 @@ void resume(trainer_actor* self) {
     st.step = ts.at("global_step").get<std::int64_t>();
     st.epoch_loss_sum = ts.at("epoch_loss_sum").get<double>();
     st.epoch_samples = ts.at("epoch_samples").get<std::int64_t>();
+    // Checkpoints from before language models counted samples only.
+    st.epoch_tokens = ts.value("epoch_tokens", st.epoch_samples);
     st.last_epoch_loss = ts.at("last_epoch_loss").get<double>();
   } catch (const nlohmann::json::exception& e) {
     fail(self, std::string{"checkpoint: "} + e.what());
@@ -312,8 +339,11 @@ void eval_next(trainer_actor* self) {
   auto& st = self->state;
   if (st.eval_batches_left == 0) {
     st.evaluating = false;
-    st.test_accuracy = st.eval_samples ? double(st.eval_correct) / double(st.eval_samples) : 0;
-    st.test_loss = st.eval_samples ? st.eval_loss_sum / double(st.eval_samples) : 0;
+    st.test_loss = st.eval_tokens ? st.eval_loss_sum / double(st.eval_tokens) : 0;
+    if (st.language_model)
+      st.bits_per_char = st.test_loss / std::log(2.0);
+    else
+      st.test_accuracy = st.eval_samples ? double(st.eval_correct) / double(st.eval_samples) : 0;
     auto k = std::move(st.after_eval);
     k();
     return;
@@ -331,6 +361,7 @@ void start_eval(trainer_actor* self, std::function<void()> then) {
   st.eval_batches_left = batches_per_epoch(st.cfg.test_samples, st.cfg.test_batch);
   st.eval_correct = 0;
   st.eval_samples = 0;
+  st.eval_tokens = 0;
   st.eval_loss_sum = 0;
   st.after_eval = std::move(then);
   eval_next(self);
@@ -361,15 +392,23 @@ void start_step(trainer_actor* self) {
 
 void epoch_done(trainer_actor* self) {
   auto& st = self->state;
-  st.last_epoch_loss = st.epoch_samples ? st.epoch_loss_sum / double(st.epoch_samples) : 0;
+  st.last_epoch_loss = st.epoch_tokens ? st.epoch_loss_sum / double(st.epoch_tokens) : 0;
   auto next = [self] {
     auto& s = self->state;
     s.epochs.push_back({{"epoch", s.current_epoch + 1},
                         {"train_loss", s.last_epoch_loss},
                         {"test_accuracy", s.test_accuracy},
                         {"test_loss", s.test_loss}});
+    if (s.language_model) {
+      s.epochs.back()["test_accuracy"] = nullptr;
+      s.epochs.back()["bits_per_char"] = s.bits_per_char;
+    }
     if (s.cfg.opts.progress) {
-      if (s.cfg.opts.evaluate)
+      if (s.cfg.opts.evaluate && s.language_model)
+        std::fprintf(stderr, "epoch %lld: train loss %.4f, held-out loss %.4f (%.3f bits/char)\n",
+                     static_cast<long long>(s.current_epoch + 1), s.last_epoch_loss, s.test_loss,
+                     s.bits_per_char);
+      else if (s.cfg.opts.evaluate)
         std::fprintf(stderr, "epoch %lld: train loss %.4f, test accuracy %.2f%%\n",
                      static_cast<long long>(s.current_epoch + 1), s.last_epoch_loss,
                      100.0 * s.test_accuracy);
@@ -379,6 +418,7 @@ void epoch_done(trainer_actor* self) {
     }
     s.epoch_loss_sum = 0;
     s.epoch_samples = 0;
+    s.epoch_tokens = 0;
     s.epoch_run_samples = 0;
     if (!s.cfg.opts.checkpoint_dir.empty() && s.step < s.total_steps)
       write_checkpoint(self, [self] { start_step(self); });
@@ -389,6 +429,19 @@ void epoch_done(trainer_actor* self) {
     start_eval(self, next);
   else
     next();
+}
+
+/// A language model's epoch is long (a pass over the text): a run that
+/// --steps ends inside one still reports the held-out loss at its end.
+/// (Classifiers keep evaluating at epoch ends only.)
+void final_eval(trainer_actor* self) {
+  start_eval(self, [self] {
+    auto& s = self->state;
+    if (s.cfg.opts.progress)
+      std::fprintf(stderr, "step %lld: held-out loss %.4f (%.3f bits/char)\n",
+                   static_cast<long long>(s.step), s.test_loss, s.bits_per_char);
+    start_step(self);
+  });
 }
 
 void on_report(trainer_actor* self, runtime::stage_report& r) {
@@ -404,6 +457,8 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
     t.compute_seconds += r.compute_seconds;
     t.messages_sent += r.messages_sent;
     t.bytes_sent += r.bytes_sent;
+    t.peak_in_flight = std::max(t.peak_in_flight, r.peak_in_flight);
+    t.peak_saved_bytes = std::max(t.peak_saved_bytes, r.peak_saved_bytes);
   }
   st.timed_compute_seconds += timed ? r.compute_seconds : 0.0;
   if (--st.reports_pending > 0)
@@ -413,12 +468,14 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
     st.eval_loss_sum += loss.loss_sum;
     st.eval_correct += loss.correct;
     st.eval_samples += loss.samples;
+    st.eval_tokens += loss.tokens;
     --st.eval_batches_left;
     eval_next(self);
     return;
   }
   st.epoch_loss_sum += loss.loss_sum;
   st.epoch_samples += loss.samples;
+  st.epoch_tokens += loss.tokens;
   st.run_samples += loss.samples;
   st.epoch_run_samples += loss.samples;
   const double step_seconds = seconds_between(st.t_step, clock_type::now());
@@ -435,13 +492,38 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
   if (st.cfg.opts.progress) {
     auto elapsed = seconds_between(st.t_epoch, clock_type::now());
     st.progress.update(st.current_index + 1, elapsed > 0 ? st.epoch_run_samples / elapsed : 0,
-                       st.epoch_samples ? st.epoch_loss_sum / st.epoch_samples : 0,
+                       st.epoch_tokens ? st.epoch_loss_sum / double(st.epoch_tokens) : 0,
                        epoch_end || st.step >= st.total_steps);
   }
   if (epoch_end)
     epoch_done(self);
+  else if (st.step >= st.total_steps && st.language_model && st.cfg.opts.evaluate)
+    final_eval(self);
   else
     start_step(self);
+}
+
+/// Clipping: a stage's part of the step's global gradient norm. When every
+/// stage has sent its part, each gets the total (added in stage order, so the
+/// same on every run) and clips with it.
+void on_grad_sumsq(trainer_actor* self, std::int64_t step, std::int32_t stage, double sumsq) {
+  auto& st = self->state;
+  const auto i = static_cast<std::size_t>(stage);
+  if (st.evaluating || step != st.step || stage < 0 || i >= st.grad_sumsq.size() ||
+      st.grad_sumsq[i]) {
+    fail(self, "unexpected gradient norm from stage " + std::to_string(stage) + " for step " +
+                 std::to_string(step));
+    return;
+  }
+  st.grad_sumsq[i] = sumsq;
+  if (--st.sumsq_pending > 0)
+    return;
+  double total = 0;
+  for (const auto& part : st.grad_sumsq)
+    total += *part;
+  st.grad_norm = std::sqrt(total);
+  for (const auto& s : st.cfg.stages)
+    self->send(s, runtime::clip_atom::value, step, total);
 }
 
 /// Tells report_to (the supervisor: /status, /metrics) how the job is going.
@@ -457,7 +539,8 @@ void send_progress(trainer_actor* self, double step_seconds, std::int64_t sample
     {"step", st.step},
     {"total_steps", st.total_steps},
     {"epoch", st.current_epoch + 1},
-    {"loss", st.epoch_samples ? st.epoch_loss_sum / double(st.epoch_samples) : 0.0},
+    {"loss", st.epoch_tokens ? st.epoch_loss_sum / double(st.epoch_tokens) : 0.0},
+    {"lr", learning_rate(st, std::max<std::int64_t>(0, st.step - 1))},
     {"step_seconds", step_seconds},
     {"samples_per_second", step_seconds > 0 ? double(samples) / step_seconds : 0.0},
     {"stages", stages}};
@@ -466,11 +549,22 @@ void send_progress(trainer_actor* self, double step_seconds, std::int64_t sample
 
 nlohmann::json make_report(const trainer_state& st) {
   const auto& o = st.cfg.opts;
-  double final_loss = st.epoch_samples > 0 ? st.epoch_loss_sum / double(st.epoch_samples)
-                                           : st.last_epoch_loss;
+  double final_loss = st.epoch_tokens > 0 ? st.epoch_loss_sum / double(st.epoch_tokens)
+                                          : st.last_epoch_loss;
+  auto known = [](double v) { return v >= 0 ? nlohmann::json(v) : nlohmann::json(); };
   int threads = 0;
   for (const auto& d : st.cfg.topology.devices)
     threads += d.threads;
+  // Per stage over the run's training steps: memory peaks (the schedule's
+  // cost, `troupe bench pipeline`) and the totals /metrics shows.
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& t : st.stage_totals)
+    stages.push_back({{"stage", t.stage},
+                      {"compute_seconds", t.compute_seconds},
+                      {"peak_in_flight", t.peak_in_flight},
+                      {"peak_saved_bytes", t.peak_saved_bytes},
+                      {"messages_sent", t.messages_sent},
+                      {"bytes_sent", t.bytes_sent}});
   nlohmann::json r{
     {"model", o.model},
     {"strategy", st.cfg.topology.strategy()},
@@ -479,7 +573,12 @@ nlohmann::json make_report(const trainer_state& st) {
     {"steps_this_run", st.step - st.run_start_step},
     {"batch", o.batch},
     {"final_loss", final_loss},
-    {"test_accuracy", st.test_accuracy >= 0 ? nlohmann::json(st.test_accuracy) : nlohmann::json()},
+    {"test_accuracy", known(st.test_accuracy)},
+    // Language models: the held-out text's loss per character, in bits.
+    {"bits_per_char", known(st.bits_per_char)},
+    {"test_loss", known(st.test_loss)},
+    // With --clip-norm: the last step's global gradient norm before clipping.
+    {"grad_norm", known(st.grad_norm)},
     {"samples_per_second", st.train_seconds > 0 ? st.run_samples / st.train_seconds : 0.0},
     {"wall_seconds", seconds_between(st.t_start, clock_type::now())},
     {"train_seconds", st.train_seconds},
@@ -489,6 +588,7 @@ nlohmann::json make_report(const trainer_state& st) {
     {"timed_steps_per_second",
      st.timed_seconds > 0 ? static_cast<double>(st.timed_steps) / st.timed_seconds : 0.0},
     {"timed_device_compute_seconds", st.timed_compute_seconds},
+    {"stages", stages},
     {"git_commit", std::string{runtime::git_commit()}},
     {"threads", threads},
     {"blas", kernels::cpu::blas_description()},
@@ -562,9 +662,19 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.steps_per_epoch = batches_per_epoch(st.cfg.train_samples, st.cfg.opts.batch);
-  st.total_steps = st.steps_per_epoch * st.cfg.opts.epochs;
-  if (st.cfg.opts.max_steps > 0)
-    st.total_steps = std::min(st.total_steps, st.cfg.opts.max_steps);
+  st.total_steps = total_training_steps(st.cfg.opts, st.cfg.train_samples);
+  st.language_model = models::is_sequence_model(st.cfg.topology.model);
+  const auto& o = st.cfg.opts;
+  if (o.lr_schedule == "cosine" || o.warmup_steps > 0) {
+    // Constant after a warm-up is a "cosine" from lr down to lr.
+    try {
+      st.schedule.emplace(models::lr_schedule_config{
+        o.lr, o.warmup_steps, st.total_steps, o.lr_schedule == "cosine" ? o.lr / 10 : o.lr});
+    } catch (const std::invalid_argument& e) {
+      fail(self, std::string{"--lr-schedule: "} + e.what());
+      return {};
+    }
+  }
   if (!st.cfg.opts.trace_file.empty())
     st.trace = runtime::trace_recorder{0};
   if (st.cfg.resume)
@@ -573,10 +683,18 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
     start_step(self);
   return {
     [self](runtime::stage_report& r) { on_report(self, r); },
+    [self](runtime::grad_sumsq_atom, std::int64_t step, std::int32_t stage, double sumsq) {
+      on_grad_sumsq(self, step, stage, sumsq);
+    },
   };
 }
 
 } // namespace
+
+std::int64_t total_training_steps(const train_options& opts, std::int64_t train_samples) {
+  auto steps = batches_per_epoch(train_samples, opts.batch) * opts.epochs;
+  return opts.max_steps > 0 ? std::min(steps, opts.max_steps) : steps;
+}
 
 void check_resume_compatible(const runtime::checkpoint& ck, const train_options& opts,
                              const plan& topology, std::int64_t train_samples) {

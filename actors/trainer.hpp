@@ -43,16 +43,26 @@ using job_done_atom = caf::atom_constant<caf::atom("jobdone")>;
 /// the cumulative messages_sent, bytes_sent and compute_seconds.
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
 
+/// The training steps of a run over `train_samples` samples: ceil(samples /
+/// batch) per epoch times the epochs, or opts.max_steps when that is fewer.
+/// A cosine learning-rate schedule decays over exactly these steps.
+std::int64_t total_training_steps(const train_options& opts, std::int64_t train_samples);
+
 /// Throws runtime::input_error when `ck` cannot continue the job `opts` plans
 /// (another model, batch, seed, optimizer or data set size).
 void check_resume_compatible(const runtime::checkpoint& ck, const train_options& opts,
                              const plan& topology, std::int64_t train_samples);
 
-/// The trainer actor: drives steps (a batch from the loader, a step_msg to
-/// every stage, inputs to the first stage, labels to the loss stage, then
-/// waits for every stage's report), evaluates after each epoch, writes
-/// checkpoints at epoch ends and at the end, shows progress, and finally sends
-/// (job_done_atom, report, parameters) to report_to and quits.
+/// The trainer actor: drives steps (a batch from the loader, a step_msg with
+/// the step's learning rate (opts.lr_schedule) to every stage, inputs to the
+/// first stage, labels to the loss stage, then waits for every stage's
+/// report), evaluates after each epoch, writes checkpoints at epoch ends and
+/// at the end, shows progress, and finally sends (job_done_atom, report,
+/// parameters) to report_to and quits. With opts.clip_norm it adds up the
+/// stages' (grad_sumsq_atom, ...) of a step and answers every stage with
+/// (clip_atom, step, total). For a language model (models::is_sequence_model)
+/// losses are per token, and the evaluation of the held-out text reports its
+/// loss and bits per character instead of an accuracy.
 caf::actor spawn_trainer(caf::actor_system& sys, trainer_config cfg);
 
 } // namespace troupe::actors

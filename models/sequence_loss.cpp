@@ -27,4 +27,11 @@ loss_output sequence_cross_entropy(const runtime::tensor& logits, const runtime:
   return out;
 }
 
+bool is_sequence_model(const model_spec& spec) {
+  if (spec.input_dtype != runtime::dtype::i32 || spec.input_shape.size() != 1)
+    return false;
+  const auto out = output_shape(spec);
+  return out.size() == 2 && out[0] == spec.input_shape[0];
+}
+
 } // namespace troupe::models

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "models/loss.hpp"
+#include "models/model_spec.hpp"
 #include "runtime/tensor.hpp"
 
 namespace troupe::models {
@@ -18,5 +19,12 @@ namespace troupe::models {
 /// [0, V).
 loss_output sequence_cross_entropy(const runtime::tensor& logits, const runtime::tensor& targets,
                                    float grad_scale, bool want_grad);
+
+/// True for a language model: i32 token input [T] and logits [T, V] per
+/// sample (a prediction at every position). Training trains it with
+/// sequence_cross_entropy on next-token targets [T] and reports its loss per
+/// token; every other model is a classifier (softmax_cross_entropy, one label
+/// per sample).
+bool is_sequence_model(const model_spec& spec);
 
 } // namespace troupe::models

@@ -65,6 +65,12 @@ struct stage_report {
   std::uint64_t peak_saved_bytes = 0;
   std::uint64_t messages_sent = 0;  ///< activations and gradients sent to peer stages
   std::uint64_t bytes_sent = 0;     ///< their tensor payload bytes
+  /// Predictions the loss_sum covers: samples for a classifier, samples x
+  /// context for a language model (its loss is reported per token).
+  std::int64_t tokens = 0;
+  /// With gradient clipping: the sum of squares of this stage's gradients
+  /// before clipping (its part of the global norm); 0 otherwise.
+  double grad_sumsq = 0;
 };
 
 /// Parameters or optimizer state by name (checkpoints, broadcast, PS pulls).
@@ -115,7 +121,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
   return f(caf::meta::type_name("stage_report"), x.stage, x.step, x.loss_sum, x.correct,
            x.samples, x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent,
-           x.bytes_sent);
+           x.bytes_sent, x.tokens, x.grad_sumsq);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, named_tensors& x) {
@@ -137,6 +143,13 @@ using measure_atom = caf::atom_constant<caf::atom("measure")>;
 using wire_atom = caf::atom_constant<caf::atom("wire")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
 using abort_atom = caf::atom_constant<caf::atom("abort")>;
+/// Global-norm clipping of a training step (--clip-norm), two messages:
+/// (grad_sumsq_atom, step, stage, sum of squares) from each stage to the
+/// trainer once its gradients are complete, before its optimizer runs; then
+/// (clip_atom, step, total sum of squares) from the trainer to every stage,
+/// which clips with the global total and applies its optimizer.
+using grad_sumsq_atom = caf::atom_constant<caf::atom("gradsumsq")>;
+using clip_atom = caf::atom_constant<caf::atom("clip")>;
 
 // --- Collectives (actors/collective_group.hpp) ---
 

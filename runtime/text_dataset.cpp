@@ -146,11 +146,15 @@ text_dataset::batch text_dataset::sample_train_batch(std::int64_t n, std::uint64
   return make_batch(text_split::train, starts);
 }
 
-std::vector<std::int64_t> text_dataset::heldout_starts() const {
+std::vector<std::int64_t> text_dataset::window_starts(text_split s) const {
   std::vector<std::int64_t> starts;
-  for (std::int64_t s = 0; s < windows(text_split::heldout); s += context_)
-    starts.push_back(s);
+  for (std::int64_t w = 0; w < windows(s); w += context_)
+    starts.push_back(w);
   return starts;
+}
+
+std::vector<std::int64_t> text_dataset::heldout_starts() const {
+  return window_starts(text_split::heldout);
 }
 
 double unigram_entropy_bits(std::span<const std::int32_t> ids) {

@@ -68,9 +68,11 @@ public:
   /// stream keyed by (seed, step): the same for a given step whoever asks and
   /// whatever came before (resuming needs no sampler state).
   batch sample_train_batch(std::int64_t n, std::uint64_t seed, std::int64_t step) const;
-  /// Starts 0, T, 2T, ... of the non-overlapping held-out windows: evaluating
-  /// them predicts every held-out byte after the first at most once (all but a
+  /// Starts 0, T, 2T, ... of the non-overlapping windows of a split: they
+  /// predict every byte of the split after the first at most once (all but a
   /// final partial window).
+  std::vector<std::int64_t> window_starts(text_split s) const;
+  /// window_starts(text_split::heldout).
   std::vector<std::int64_t> heldout_starts() const;
 
 private:

@@ -14,7 +14,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,16 +25,18 @@
 
 #include "actors/device_actor.hpp"
 #include "actors/job.hpp"
+#include "apps/troupe/bench_pipeline.hpp"
 #include "apps/troupe/bench_transport.hpp"
+#include "apps/troupe/bench_util.hpp"
 #include "apps/troupe/commands.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "models/sequential.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
-#include "runtime/file_util.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/safetensors.hpp"
 #include "runtime/system_config.hpp"
+#include "runtime/temp_dir.hpp"
 
 namespace troupe::apps {
 
@@ -85,13 +86,6 @@ struct summary {
 std::string env_or_unset(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "(unset)";
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return in ? a + " " + b + " " + c : "?";
 }
 
 /// The peer next to this executable (build/bin/troupe -> build/bin/troupe_peer_libtorch).
@@ -233,23 +227,6 @@ nlohmann::json run_peer(const fs::path& peer, const bench_flags& f, const fs::pa
   }
 }
 
-/// A temporary directory removed on scope exit.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "troupe-bench-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data()))
-      throw std::runtime_error(std::string{"mkdtemp: "} + std::strerror(errno));
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-};
-
 int bench_train(bench_flags f) {
   if (f.lr <= 0.f)
     f.lr = f.optimizer == "sgd" ? 0.01f : 1e-3f;
@@ -273,8 +250,8 @@ int bench_train(bench_flags f) {
     peer_note = "the libtorch peer implements only --model mlp";
   }
 
-  temp_dir tmp;
-  auto init = tmp.path / "init.safetensors";
+  runtime::temp_dir tmp{"troupe-bench-"};
+  auto init = tmp.path() / "init.safetensors";
   write_initial_params(f.model, f.seed, init);
 
   runtime::system_config cfg;
@@ -421,9 +398,7 @@ int bench_train(bench_flags f) {
         {"OMP_NUM_THREADS", env_or_unset("OMP_NUM_THREADS")}}},
       {"load_average", load_average()},
     };
-    auto text = j.dump(2) + "\n";
-    runtime::write_file_atomically(f.json,
-                                   {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+    write_json_file(f.json, j);
   }
   return exit_ok;
 }
@@ -431,7 +406,7 @@ int bench_train(bench_flags f) {
 } // namespace
 
 command_action add_bench_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "benchmarks (train, transport)");
+  auto* cmd = app.add_subcommand("bench", "benchmarks (train, transport, pipeline)");
   cmd->require_subcommand(1);
   auto* train = cmd->add_subcommand(
     "train", "training steps/s of troupe vs libtorch (same model, init, optimizer, batch, threads)");
@@ -467,10 +442,12 @@ command_action add_bench_command(CLI::App& app) {
                     std::string{"the libtorch peer (default: "} + peer_name +
                       " next to this executable)");
   auto transport = add_bench_transport_command(*cmd);
-  return [cmd, train, f, transport] {
+  auto pipeline = add_bench_pipeline_command(*cmd);
+  return [cmd, train, f, transport, pipeline] {
     if (train->parsed())
       return bench_train(*f);
-    (void)cmd;
+    if (cmd->got_subcommand("pipeline"))
+      return pipeline();
     return transport(); // bench transport (or its receiver), else exit_bad_input
   };
 }

@@ -51,13 +51,14 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/troupe/bench_transport.hpp"
+#include "apps/troupe/bench_util.hpp"
 #include "runtime/error.hpp"
-#include "runtime/file_util.hpp"
 #include "runtime/storage.hpp"
 #include "runtime/system_config.hpp"
 #include "runtime/tensor.hpp"
 #include "runtime/tensor_inspect.hpp"
 #include "runtime/transport/data_plane.hpp"
+#include "runtime/temp_dir.hpp"
 
 extern char** environ;
 
@@ -118,13 +119,6 @@ bool recv_all(int fd, void* p, std::size_t n) {
 void no_delay(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return in ? a + " " + b + " " + c : "?";
 }
 
 /// The system's TCP congestion control: with bbr, loopback sends are paced by
@@ -235,23 +229,6 @@ int run_receiver(const std::string& key_file) {
 
 // ------------------------------------------------------------------ sender
 
-/// A private directory for the cluster key, removed on scope exit.
-struct key_dir {
-  fs::path path;
-  key_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "troupe-bench-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data()))
-      fail(std::string{"mkdtemp: "} + std::strerror(errno));
-    path = tmpl;
-  }
-  ~key_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  key_dir(const key_dir&) = delete;
-  key_dir& operator=(const key_dir&) = delete;
-};
-
 /// The receiver: this executable as `bench transport-peer`, its stdin a pipe
 /// whose closing tells it to exit.
 struct receiver_process {
@@ -335,8 +312,8 @@ struct bench_path {
 };
 
 int run_sender(const transport_flags& f) {
-  key_dir keys;
-  auto key_file = keys.path / "cluster.key";
+  rt::temp_dir keys{"troupe-bench-"}; // private: the cluster key
+  auto key_file = keys.path() / "cluster.key";
   auto key = tp::generate_key();
   tp::save_key(key_file, key);
   receiver_process child{key_file};
@@ -494,9 +471,7 @@ int run_sender(const transport_flags& f) {
                        {"load_average_after", load_after},
                        {"tcp_congestion_control", congestion_control()},
                        {"rows", rows}};
-    auto text = doc.dump(2) + "\n";
-    rt::write_file_atomically(f.json,
-                              {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+    write_json_file(f.json, doc);
     std::printf("wrote %s\n", f.json.c_str());
   }
   std::fflush(nullptr);

@@ -77,7 +77,9 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
 } // namespace
 
 command_action add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "train a model on MNIST through actors");
+  auto* cmd = app.add_subcommand("train",
+                                 "train a model on MNIST, or a character language model on a "
+                                 "text, through actors");
   auto flags = std::make_shared<training_flags>();
   auto report = std::make_shared<std::string>();
   auto remote = std::make_shared<remote_flags>();
@@ -125,6 +127,8 @@ command_action add_train_command(CLI::App& app) {
                 r.at("final_loss").get<double>());
     if (!r.at("test_accuracy").is_null())
       std::printf(", test accuracy %.2f%%", 100.0 * r.at("test_accuracy").get<double>());
+    if (!r.at("bits_per_char").is_null())
+      std::printf(", held-out %.3f bits/char", r.at("bits_per_char").get<double>());
     std::printf(", %.0f samples/s, %.1f s\n", r.at("samples_per_second").get<double>(),
                 r.at("wall_seconds").get<double>());
     return exit_ok;

@@ -8,8 +8,12 @@ namespace troupe::apps {
 
 void add_training_flags(CLI::App* cmd, training_flags& f) {
   auto& o = f.opts;
-  cmd->add_option("--model", o.model, "zoo model: mlp | cnn")->capture_default_str();
-  cmd->add_option("--data", o.data_dir, "directory with the MNIST IDX files (raw or .gz)")
+  cmd->add_option("--model", o.model,
+                  "zoo model: mlp | cnn (MNIST) | transformer (character language model)")
+    ->capture_default_str();
+  cmd->add_option("--data", o.data_dir,
+                  "directory with the MNIST IDX files (raw or .gz); for --model transformer a "
+                  "text file (e.g. data/sherlock.txt), its last 10% held out for evaluation")
     ->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "epochs to train")
     ->check(CLI::Range(1, 100000))
@@ -28,6 +32,18 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
     ->capture_default_str();
   cmd->add_option("--weight-decay", o.weight_decay, "weight decay (L2 for sgd/adam, decoupled for adamw)")
     ->check(CLI::Range(0.0, 0.999999))
+    ->capture_default_str();
+  cmd->add_option("--lr-schedule", o.lr_schedule,
+                  "constant | cosine (after the warm-up, cosine decay to lr/10 at the last step)")
+    ->check(CLI::IsMember({"constant", "cosine"}))
+    ->capture_default_str();
+  cmd->add_option("--warmup-steps", o.warmup_steps,
+                  "linear learning-rate warm-up over this many steps (fewer than the run's)")
+    ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))
+    ->capture_default_str();
+  cmd->add_option("--clip-norm", o.clip_norm,
+                  "clip gradients to this global L2 norm over all stages (0: off)")
+    ->check(CLI::Range(0.0, 1e30))
     ->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed of initialisation, shuffling and dropout")
     ->capture_default_str();
@@ -63,6 +79,12 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
   cmd->add_option("--inject-fault", o.fault,
                   "testing: make stage S fail in training step N (stage=S,step=N)")
+    ->group("Testing");
+  cmd->add_option("--slow-stage", o.slow_stage,
+                  "benchmarks: make stage S's forwards and backwards --slow-factor times slower "
+                  "(-1: none)")
+    ->group("Testing");
+  cmd->add_option("--slow-factor", o.slow_factor, "how much slower --slow-stage runs")
     ->group("Testing");
   cmd->add_flag("--no-progress", f.no_progress, "no progress output");
 }

@@ -130,6 +130,52 @@ BOOST_AUTO_TEST_CASE(simulation_reports_invalid_lists_and_deadlocks) {
   BOOST_TEST(gp.makespan == 6); // 2 forwards, stage 1's F1, then 3 steps of backwards
 }
 
+BOOST_AUTO_TEST_CASE(timed_simulation_gives_the_bubble_formulas_and_the_slow_stage) {
+  // Balanced stages (forward 1, backward 2 per whole stage; each of V chunks
+  // 1/V of that): the bubble is (P-1)/(M+P-1) for gpipe and 1f1b and
+  // (P-1)/(V*M+P-1) for interleaved when P divides M.
+  auto costs = [](int p, int v, double per_stage) {
+    return std::vector<std::vector<double>>(
+      static_cast<std::size_t>(p), std::vector<double>(static_cast<std::size_t>(v), per_stage / v));
+  };
+  for (int p : {2, 3, 4})
+    for (int m : {4, 8, 12}) {
+      for (auto kind : {schedule_kind::gpipe, schedule_kind::one_f_one_b}) {
+        auto sim = simulate(all_lists(kind, p, m), p, 1, m, costs(p, 1, 1), costs(p, 1, 2));
+        BOOST_TEST_REQUIRE(sim.completed, sim.error);
+        BOOST_TEST(sim.time == 3.0 * (m + p - 1), boost::test_tools::tolerance(1e-9));
+        BOOST_TEST(sim.bubble() == double(p - 1) / (m + p - 1), boost::test_tools::tolerance(1e-9));
+      }
+      if (m % p != 0)
+        continue;
+      auto sim = simulate(all_lists(schedule_kind::interleaved, p, m, 2), p, 2, m, costs(p, 2, 1),
+                          costs(p, 2, 2));
+      BOOST_TEST_REQUIRE(sim.completed, sim.error);
+      BOOST_TEST(sim.bubble() == double(p - 1) / (2 * m + p - 1),
+                 boost::test_tools::tolerance(1e-9));
+    }
+  // The integer overload is the timed one with whole steps.
+  auto whole = simulate(all_lists(schedule_kind::one_f_one_b, 3, 5), 3, 1, 5, 1, 2);
+  BOOST_TEST(whole.makespan == 3 * (5 + 3 - 1));
+  BOOST_TEST(whole.time == 3.0 * (5 + 3 - 1));
+  // GPipe, P = 2, M = 4, stage 1 twice as slow: stage 0's forwards end at 4,
+  // stage 1's at 9, its backwards at 17, stage 0's last backward at 18. Busy
+  // 8 + 16 of 2 x 18.
+  std::vector<std::vector<double>> slow{{1.0}, {2.0}};
+  auto sim = simulate(all_lists(schedule_kind::gpipe, 2, 4), 2, 1, 4, slow, slow);
+  BOOST_TEST_REQUIRE(sim.completed, sim.error);
+  BOOST_TEST(sim.time == 18.0);
+  BOOST_TEST(sim.bubble() == 1.0 / 3.0, boost::test_tools::tolerance(1e-9));
+  // A tail (the optimizer) runs after each device's last action.
+  auto tail = simulate(all_lists(schedule_kind::gpipe, 2, 4), 2, 1, 4, slow, slow, {0.5, 0.5});
+  BOOST_TEST(tail.time == 18.5);
+  BOOST_TEST(tail.busy[0] == 8.5);
+  // Costs must be there for every device and chunk, and positive.
+  BOOST_TEST(!simulate(all_lists(schedule_kind::gpipe, 2, 4), 2, 1, 4, {{1.0}}, slow).completed);
+  BOOST_TEST(!simulate(all_lists(schedule_kind::gpipe, 2, 4), 2, 1, 4, {{0.0}, {1.0}}, slow)
+                .completed);
+}
+
 BOOST_AUTO_TEST_CASE(schedule_names_parse_and_reject) {
   BOOST_TEST((parse_schedule_kind("1f1b") == schedule_kind::one_f_one_b));
   BOOST_TEST((parse_schedule_kind("interleaved") == schedule_kind::interleaved));

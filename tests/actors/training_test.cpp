@@ -6,13 +6,13 @@
 #include <filesystem>
 #include <map>
 
-#include <caf/actor_system.hpp>
-
 #include "actors/job.hpp"
 #include "runtime/error.hpp"
-#include "runtime/system_config.hpp"
+#include "test_util.hpp"
 
 using namespace troupe;
+using actors::test::max_relative_difference;
+using actors::test::train;
 namespace fs = std::filesystem;
 
 namespace {
@@ -26,26 +26,6 @@ actors::train_options quick(std::string model = "mlp") {
   o.progress = false;
   o.threads = 1;
   return o;
-}
-
-actors::job_result train(const actors::train_options& o) {
-  runtime::system_config cfg;
-  caf::actor_system sys{cfg};
-  return actors::run_training(sys, o);
-}
-
-/// Largest per-tensor norm-relative difference between two parameter sets.
-double max_relative_difference(const runtime::named_tensor_list& a,
-                               const runtime::named_tensor_list& b) {
-  std::map<std::string, runtime::tensor> by_name(b.begin(), b.end());
-  BOOST_REQUIRE_EQUAL(a.size(), b.size());
-  double worst = 0;
-  for (const auto& [name, t] : a) {
-    auto it = by_name.find(name);
-    BOOST_REQUIRE_MESSAGE(it != by_name.end(), "missing parameter " << name);
-    worst = std::max(worst, runtime::relative_difference(t, it->second));
-  }
-  return worst;
 }
 
 fs::path temp_dir(const std::string& name) {

@@ -35,7 +35,7 @@ expect 0 "train" -- bench --help
 
 # Flags.
 expect 2 "resnet" -- train --model resnet "${quick[@]}"
-expect 2 "MNIST image" -- train --model transformer "${quick[@]}"
+expect 2 "reads a text file.*data/mnist' is a directory" -- train --model transformer "${quick[@]}"
 expect 2 "--batch" -- train --batch 0 "${quick[@]}"
 expect 2 "--epochs" -- train --epochs -1 "${quick[@]}"
 expect 2 "--lr" -- train --lr abc "${quick[@]}"
@@ -70,6 +70,18 @@ cp "$root"/data/mnist/*.gz "$tmp/raw/"
 rm "$tmp/raw/t10k-labels-idx1-ubyte.gz"
 printf '\x00\x00\x08\x01\x00\x00\x27\x10\x07' >"$tmp/raw/t10k-labels-idx1-ubyte"
 expect 2 "t10k-labels-idx1-ubyte" -- train --data "$tmp/raw" --steps 3 --no-progress --threads 1
+
+# The character language model reads a text file; a missing one, bad
+# schedule and clipping flags, or a warm-up as long as the run are refused.
+lm=(--model transformer --data "$root/data/sherlock.txt")
+expect 2 "text file.*/nonexistent/sherlock.txt" -- train --model transformer \
+  --data /nonexistent/sherlock.txt "${quick[@]}"
+expect 2 "--lr-schedule" -- train "${lm[@]}" --lr-schedule linear "${quick[@]}"
+expect 2 "--clip-norm" -- train "${lm[@]}" --clip-norm -1 "${quick[@]}"
+expect 2 "--warmup-steps 3 must be fewer than the run's 3" -- train "${lm[@]}" --warmup-steps 3 \
+  "${quick[@]}"
+expect 0 "held-out [0-9.]+ bits/char" -- train "${lm[@]}" --pp 2 --microbatches 2 --batch 8 \
+  --lr-schedule cosine --warmup-steps 1 --clip-norm 1 --steps 3 --no-progress --threads 1
 
 # Checkpoints.
 touch "$tmp/not-a-dir"
@@ -167,6 +179,38 @@ for r in rows:
 EOF
 then
   echo "FAIL: bench transport JSON rows lack positive size_bytes/dataplane_gbps/caf_gbps/tcp_gbps"
+  failures=$((failures + 1))
+fi
+
+# troupe bench pipeline: bad flags, then tiny runs of every schedule (balanced
+# and with stage 1 slowed; in process, and 1f1b across processes) whose JSON
+# rows carry every figure, finite. No timing thresholds.
+expect 2 "--schedule" -- bench pipeline --schedule zigzag
+expect 2 "--slow-stage must be" -- bench pipeline --stages 2 --slow-stage 5 --steps 1
+expect 2 "--microbatches" -- bench pipeline --microbatches 0
+pipeline=(bench pipeline --model mlp --stages 2 --microbatches 4 --steps 3 --warmup 1)
+expect 0 "interleaved V=2 +stage 1 x2" -- "${pipeline[@]}" --schedule all --slow-stage 1 \
+  --json "$tmp/pipeline.json"
+expect 0 "1f1b" -- "${pipeline[@]}" --schedule 1f1b --processes --json "$tmp/pipeline-procs.json"
+if ! python3 - "$tmp/pipeline.json" 6 "$tmp/pipeline-procs.json" 1 <<'EOF_PY'
+import json, math, sys
+for path, rows in zip(sys.argv[1::2], sys.argv[2::2]):
+    doc = json.load(open(path))
+    assert len(doc["rows"]) == int(rows), (path, doc["rows"])
+    for r in doc["rows"]:
+        for key in ("samples_per_second", "step_ms", "bubble_measured", "bubble_theory",
+                    "bubble_simulated", "bubble_measured_min", "bubble_measured_max"):
+            assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), (key, r)
+        assert r["timed_steps"] == 3, r
+        assert len(r["stages"]) == 2, r
+        for s in r["stages"]:
+            for key in ("overhead_us_per_microbatch", "busy_ms", "wait_ms", "forward_ms",
+                        "backward_ms", "optimizer_ms", "peak_activation_bytes"):
+                assert isinstance(s[key], (int, float)) and math.isfinite(s[key]), (key, s)
+            assert s["peak_activation_bytes"] > 0, s
+EOF_PY
+then
+  echo "FAIL: bench pipeline JSON rows lack finite figures"
   failures=$((failures + 1))
 fi
 

@@ -5,7 +5,8 @@ with `troupe certs`).
 
   cluster_test.py TROUPE DATA_DIR CASE
 
-CASE is one of: equivalence, interleaved, kill9, sigstop, credentials, garbage.
+CASE is one of: equivalence, interleaved, transformer, kill9, sigstop,
+credentials, garbage, spec.
 Each case starts its own processes and makes sure none is left behind.
 """
 
@@ -100,9 +101,9 @@ def ready_nodes(info):
     return [n for n in status(info)["nodes"] if n["ready"]]
 
 
-def submit(cert_dir, info, args, name="client"):
+def submit(cert_dir, info, args, name="client", data="mnist"):
     return spawn(["train", "--supervisor", f"127.0.0.1:{info['port']}", "--certs", cert_dir,
-                  "--name", "client", "--data", os.path.join(DATA, "mnist"), "--no-progress", *args],
+                  "--name", "client", "--data", os.path.join(DATA, data), "--no-progress", *args],
                  name)
 
 
@@ -183,12 +184,12 @@ def stop_cluster(sup, nodes):
         check(p.returncode == 0, f"{p.name} exited 0")
 
 
-def compare_with_local(ck, args, tolerance):
-    """Runs the mlp in this process with `args` and compares its final
+def compare_with_local(ck, args, tolerance, model="mlp", data="mnist"):
+    """Runs `model` in this process with `args` and compares its final
     parameters with the checkpoint `ck` of a cluster run."""
     ck_local = os.path.join(WORK, "ck-local")
-    r = run(["train", "--model", "mlp", "--no-eval", "--no-progress", "--data",
-             os.path.join(DATA, "mnist"), "--checkpoint", ck_local, *args])
+    r = run(["train", "--model", model, "--no-eval", "--no-progress", "--data",
+             os.path.join(DATA, data), "--checkpoint", ck_local, *args])
     check(r.returncode == 0,
           "the single-process run succeeded" + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
     a = read_safetensors(os.path.join(ck, "model.safetensors"))
@@ -197,6 +198,15 @@ def compare_with_local(ck, args, tolerance):
     worst = max(rel_diff(a[k], b[k]) for k in a)
     check(worst <= tolerance,
           f"cluster parameters equal single-process ones (max rel diff {worst:.2e})")
+
+
+def check_nodes_exchanged(info):
+    """Nodes a and b each sent the other bytes over the data plane."""
+    time.sleep(1.0)  # one more heartbeat brings the nodes' final counters
+    metrics = http(info["status_port"], "/metrics")
+    dp = [float(v) for v in re.findall(
+        r'^troupe_dataplane_peer_bytes_sent_total\{node="[ab]",peer="[ab]"\} (\S+)$', metrics, re.M)]
+    check(len(dp) == 2 and min(dp) > 0, f"both nodes sent to each other over the data plane {dp}")
 
 
 def case_interleaved():
@@ -217,14 +227,41 @@ def case_interleaved():
     chunks = [s["chunks"] for s in report["plan"]["stages"]]
     check(report["plan"]["virtual_stages"] == 2 and all(len(c) == 2 for c in chunks),
           f"each node's shard holds 2 chunks {chunks}")
-    time.sleep(1.0)  # one more heartbeat brings the nodes' final counters
-    metrics = http(info["status_port"], "/metrics")
-    dp = [float(v) for v in re.findall(
-        r'^troupe_dataplane_peer_bytes_sent_total\{node="[ab]",peer="[ab]"\} (\S+)$', metrics, re.M)]
-    check(len(dp) == 2 and min(dp) > 0, f"both nodes sent to each other over the data plane {dp}")
+    check_nodes_exchanged(info)
     stop_cluster(sup, nodes)
     # One BLAS thread, as each node's device has: the same GEMM summation order.
     compare_with_local(ck, ["--stages", "1", "--threads", "1", *common], 1e-5)
+
+
+def case_transformer():
+    """The character language model, 1F1B over 2 node processes with
+    clipping (the stages' sums of squares meet at the trainer in the
+    supervisor's process) and warm-up + cosine, equals --stages 1 with the same
+    micro-batches and schedule in one process (on one stage the schedule only
+    orders the micro-batches' backwards, i.e. how their gradients add up, and
+    the attention's key bias, whose exact gradient is 0, turns that rounding
+    into +-lr Adam updates). --batch 64 in 4 micro-batches makes
+    activations [16, 64, 64] f32, 256 KiB: over the data plane."""
+    d = certs("supervisor", "client", "a", "b")
+    sup, info = start_supervisor(d, 2)
+    nodes = [start_node(d, info["port"], n) for n in "ab"]
+    wait_for(lambda: len(ready_nodes(info)) == 2, 30, "2 ready nodes")
+    ck = os.path.join(WORK, "ck-cluster")
+    common = ["--batch", "64", "--microbatches", "4", "--schedule", "1f1b", "--steps", "20",
+              "--optimizer", "adamw", "--lr", "0.01", "--lr-schedule", "cosine",
+              "--warmup-steps", "5", "--clip-norm", "0.1"]
+    client = submit(d, info, ["--model", "transformer", "--stages", "2", "--no-eval",
+                              "--checkpoint", ck, "--report", os.path.join(WORK, "r.json"),
+                              *common], data="sherlock.txt")
+    check(all_exit([client], 150) and client.returncode == 0,
+          "the transformer cluster job succeeded")
+    report = json.load(open(os.path.join(WORK, "r.json")))
+    check(report["grad_norm"] > 0.1,
+          f"clipping was active (last global norm {report['grad_norm']:.3f} > 0.1)")
+    check_nodes_exchanged(info)
+    stop_cluster(sup, nodes)
+    compare_with_local(ck, ["--stages", "1", "--threads", "1", *common], 1e-5,
+                       model="transformer", data="sherlock.txt")
 
 
 def long_job(d, info):
@@ -420,7 +457,8 @@ try:
      "sigstop": lambda: case_failure(signal.SIGSTOP),
      "credentials": case_credentials,
      "garbage": case_garbage,
-     "interleaved": case_interleaved}[CASE]()
+     "interleaved": case_interleaved,
+     "transformer": case_transformer}[CASE]()
 finally:
     cleanup()
 print("PASS", CASE)

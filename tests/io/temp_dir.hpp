@@ -10,31 +10,13 @@
 #include <system_error>
 #include <vector>
 
+#include "runtime/temp_dir.hpp"
+
 namespace troupe::test {
 
 /// A fresh directory under the system temp directory, removed with its contents
 /// when the test ends.
-class temp_dir {
-public:
-  temp_dir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "troupe-io-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr)
-      throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  const std::filesystem::path& path() const noexcept { return path_; }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-  std::filesystem::path path_;
-};
+using temp_dir = runtime::temp_dir;
 
 /// Writes bytes to a file without any of the code under test.
 template <class Byte>

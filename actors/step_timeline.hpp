@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace troupe::actors {
+
+/// One training step of a pipeline as its trace (job_trace(), `--trace`)
+/// shows it: per stage, how long it was inside the step and how much of that
+/// it computed, waited for an input, or spent in the runtime. What `troupe
+/// bench pipeline` measures bubbles and overhead from. Times are seconds from
+/// the trace's origin.
+struct step_timeline {
+  /// One stage's part of the step (its track's events with this step's id).
+  struct stage {
+    int index = 0;
+    double begin = 0, end = 0; ///< its `step` span: step_msg arrival .. report sent
+    double forward = 0, backward = 0, optimizer = 0; ///< summed compute events
+    double wait = 0;           ///< summed `wait` events (nothing to run, input missing)
+    /// Summed forward / backward events per chunk (virtual stage on this device).
+    std::vector<double> forward_by_chunk, backward_by_chunk;
+
+    double span() const { return end - begin; }
+    double busy() const { return forward + backward + optimizer; }
+    /// Inside the step, neither computing nor waiting: messages between the
+    /// shard and its device thread, wake-ups, bookkeeping.
+    double overhead() const { return span() - busy() - wait; }
+  };
+
+  std::int64_t step = 0;
+  int microbatches = 0;
+  double trainer_seconds = 0; ///< the trainer's step (batch request .. last report); 0: none
+  std::vector<stage> stages;  ///< by stage index
+
+  /// The step's time T: from the first stage's step_msg to the last stage's report.
+  double begin() const;
+  double end() const;
+  double seconds() const { return end() - begin(); }
+  /// Sum over the P stages of (T - busy) / (P x T): the stages' idle share
+  /// of the step, optimizer counted as work.
+  double bubble() const;
+};
+
+/// The training steps of a Chrome trace written by job_trace() that every
+/// stage track has a `step` span for, in step order (evaluation steps are
+/// left out). Tracks are found by their names ("stage K (...)", "trainer
+/// (...)"), so traces of several processes work too. Throws
+/// runtime::input_error when the document is not such a trace.
+std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace);
+
+} // namespace troupe::actors

@@ -1,0 +1,578 @@
+// `troupe bench pipeline`: for each pipeline schedule (gpipe, 1f1b,
+// interleaved) a short training job through actors::run_training, the code
+// path of `troupe train`, with --trace; with --processes the same job is
+// submitted with `troupe train --supervisor` to a supervisor and one node
+// process per stage on 127.0.0.1 (this executable, --insecure-plain), and the
+// supervisor's process writes the trace. From the trace (actors::
+// step_timelines), per timed step (the first --warmup steps are left out):
+//   T         the step's time: the first stage's step_msg .. the last
+//             stage's report (the union of the stages' `step` spans)
+//   busy_s    stage s's forward, backward and optimizer events of the step
+//   bubble    sum_s (T - busy_s) / (P x T); a row shows the median over the
+//             timed steps, min and max next to it
+//   overhead  (stage s's step span - busy_s - its `wait` events) / M: per
+//             micro-batch, time in the step neither in kernels nor waiting
+//             for an input (shard <-> device thread messages, wake-ups)
+// The bubble is compared with theory, (P-1)/(M+P-1) for gpipe and 1f1b and
+// (P-1)/(V*M+P-1) for interleaved, and with the schedule simulator fed each
+// stage's measured mean forward and backward (per chunk) and optimizer
+// times, which predicts unbalanced pipelines too: --slow-stage S adds a row
+// per schedule with stage S's kernels --slow-factor times slower.
+// Throughput: batch x timed steps / the trainer's summed step times. Peak
+// activation memory: the report's per-stage peak_saved_bytes.
+
+#include "apps/troupe/bench_pipeline.hpp"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/job.hpp"
+#include "actors/plan.hpp"
+#include "actors/schedule.hpp"
+#include "actors/schedule_simulation.hpp"
+#include "actors/step_timeline.hpp"
+#include "actors/train_options.hpp"
+#include "apps/troupe/bench_util.hpp"
+#include "apps/troupe/child_process.hpp"
+#include "runtime/error.hpp"
+#include "runtime/system_config.hpp"
+#include "runtime/temp_dir.hpp"
+
+namespace troupe::apps {
+
+namespace {
+
+namespace fs = std::filesystem;
+using actors::schedule_kind;
+
+constexpr const char* bubble_definition =
+  "per timed step: T = first stage's step_msg .. last stage's report (union of the stages' step "
+  "spans); busy_s = stage s's forward + backward + optimizer events of the step; bubble = "
+  "sum_s (T - busy_s) / (P x T); median over the timed steps";
+constexpr const char* overhead_definition =
+  "(stage's step span - its compute events - its wait-for-input events) / micro-batches, mean "
+  "over the timed steps";
+
+struct pipeline_flags {
+  std::string model = "mlp";
+  std::string data_dir; ///< empty: data/mnist, or data/sherlock.txt for the transformer
+  int stages = 2;
+  int microbatches = 4;
+  std::string schedule = "all";
+  int virtual_stages = 2;
+  std::int64_t steps = 20;
+  std::int64_t warmup = 3;
+  std::int64_t batch = 64;
+  std::string optimizer = "sgd";
+  int threads = 0; ///< in all; 0: one per core
+  bool processes = false;
+  int slow_stage = -1;
+  double slow_factor = 2.0;
+  std::string json;
+  std::string keep_traces;
+};
+
+std::string number(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", x);
+  return buf;
+}
+
+/// The cores this process may run on (taskset narrows them), else all.
+unsigned usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+    return static_cast<unsigned>(CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+/// One job of the benchmark: a schedule, balanced or with a slowed stage.
+struct run_spec {
+  schedule_kind schedule = schedule_kind::gpipe;
+  int virtual_stages = 1;
+  int slow_stage = -1;
+  double slow_factor = 1.0;
+
+  std::string name() const {
+    auto n = std::string{actors::to_string(schedule)};
+    return schedule == schedule_kind::interleaved ? n + " V=" + std::to_string(virtual_stages) : n;
+  }
+  std::string slowed() const {
+    return slow_stage < 0 ? "-" : "stage " + std::to_string(slow_stage) + " x" + number(slow_factor);
+  }
+  std::string file_name() const {
+    auto n = "pipeline-" + std::string{actors::to_string(schedule)};
+    if (schedule == schedule_kind::interleaved)
+      n += "-v" + std::to_string(virtual_stages);
+    if (slow_stage >= 0)
+      n += "-slow" + std::to_string(slow_stage) + "x" + number(slow_factor);
+    return n + ".json";
+  }
+  /// (P-1)/(M+P-1), or (P-1)/(V*M+P-1) interleaved: balanced stages, no overhead.
+  double theory(int p, int m) const {
+    const int v = schedule == schedule_kind::interleaved ? virtual_stages : 1;
+    return static_cast<double>(p - 1) / (static_cast<double>(v) * m + p - 1);
+  }
+};
+
+/// A stage's figures in one row, means per timed step.
+struct stage_figures {
+  double forward_ms = 0, backward_ms = 0, optimizer_ms = 0, wait_ms = 0, span_ms = 0;
+  double overhead_us_per_microbatch = 0;
+  std::uint64_t peak_activation_bytes = 0;
+  int peak_in_flight = 0;
+  double busy_ms() const { return forward_ms + backward_ms + optimizer_ms; }
+};
+
+/// One row of the table: what a run measured.
+struct row {
+  run_spec spec;
+  std::size_t timed_steps = 0;
+  double samples_per_second = 0, step_ms = 0, trainer_step_ms = 0;
+  double bubble = 0, bubble_min = 0, bubble_max = 0; ///< measured: median, min, max
+  double bubble_theory = 0, bubble_simulated = 0;
+  std::vector<stage_figures> stages;
+  std::string trace_file; ///< with --keep-traces
+
+  nlohmann::json to_json() const {
+    nlohmann::json st = nlohmann::json::array();
+    for (std::size_t k = 0; k < stages.size(); ++k) {
+      const auto& s = stages[k];
+      st.push_back({{"stage", k},
+                    {"forward_ms", s.forward_ms},
+                    {"backward_ms", s.backward_ms},
+                    {"optimizer_ms", s.optimizer_ms},
+                    {"busy_ms", s.busy_ms()},
+                    {"wait_ms", s.wait_ms},
+                    {"step_span_ms", s.span_ms},
+                    {"overhead_us_per_microbatch", s.overhead_us_per_microbatch},
+                    {"peak_activation_bytes", s.peak_activation_bytes},
+                    {"peak_in_flight", s.peak_in_flight}});
+    }
+    return {{"schedule", std::string{actors::to_string(spec.schedule)}},
+            {"virtual_stages", spec.virtual_stages},
+            {"slow_stage", spec.slow_stage},
+            {"slow_factor", spec.slow_factor},
+            {"timed_steps", timed_steps},
+            {"samples_per_second", samples_per_second},
+            {"step_ms", step_ms},
+            {"trainer_step_ms", trainer_step_ms},
+            {"bubble_measured", bubble},
+            {"bubble_measured_min", bubble_min},
+            {"bubble_measured_max", bubble_max},
+            {"bubble_theory", bubble_theory},
+            {"bubble_simulated", bubble_simulated},
+            {"stages", st},
+            {"trace_file", trace_file.empty() ? nlohmann::json() : nlohmann::json(trace_file)}};
+  }
+};
+
+actors::train_options options_for(const pipeline_flags& f, const run_spec& r,
+                                  const fs::path& trace) {
+  actors::train_options o;
+  o.model = f.model;
+  o.data_dir = f.data_dir;
+  o.batch = f.batch;
+  o.optimizer = f.optimizer;
+  o.stages = f.stages;
+  o.microbatches = f.microbatches;
+  o.schedule = r.schedule;
+  o.virtual_stages = r.virtual_stages;
+  o.max_steps = f.warmup + f.steps;
+  o.timing_warmup = f.warmup;
+  o.evaluate = false;
+  o.progress = false;
+  o.threads = f.threads;
+  o.trace_file = trace.string();
+  o.slow_stage = r.slow_stage;
+  o.slow_factor = r.slow_factor;
+  return o;
+}
+
+/// The row of one run, from its trace and report.
+row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& trace,
+            const nlohmann::json& report) {
+  std::vector<actors::step_timeline> timed;
+  for (auto& t : actors::step_timelines(trace))
+    if (t.step >= f.warmup)
+      timed.push_back(std::move(t));
+  if (timed.empty())
+    throw std::runtime_error("the trace of " + r.name() + " holds no timed step");
+  const auto p = static_cast<std::size_t>(f.stages);
+  const int m = f.microbatches;
+  const auto v = static_cast<std::size_t>(r.virtual_stages);
+  if (timed.front().stages.size() != p)
+    throw std::runtime_error("the trace of " + r.name() + " has " +
+                             std::to_string(timed.front().stages.size()) + " stage tracks, not " +
+                             std::to_string(p));
+  const double n = static_cast<double>(timed.size());
+  row w;
+  w.spec = r;
+  w.timed_steps = timed.size();
+  w.stages.resize(p);
+  std::vector<double> bubbles;
+  double t_sum = 0, trainer_sum = 0;
+  std::vector<std::vector<double>> fwd(p, std::vector<double>(v, 0.0)), bwd = fwd;
+  std::vector<double> tail(p, 0.0);
+  for (const auto& t : timed) {
+    bubbles.push_back(t.bubble());
+    t_sum += t.seconds();
+    trainer_sum += t.trainer_seconds > 0 ? t.trainer_seconds : t.seconds();
+    for (std::size_t k = 0; k < p; ++k) {
+      const auto& s = t.stages[k];
+      auto& o = w.stages[k];
+      o.forward_ms += 1e3 * s.forward / n;
+      o.backward_ms += 1e3 * s.backward / n;
+      o.optimizer_ms += 1e3 * s.optimizer / n;
+      o.wait_ms += 1e3 * s.wait / n;
+      o.span_ms += 1e3 * s.span() / n;
+      o.overhead_us_per_microbatch += 1e6 * s.overhead() / (n * m);
+      tail[k] += s.optimizer / n;
+      for (std::size_t c = 0; c < v && c < s.forward_by_chunk.size(); ++c)
+        fwd[k][c] += s.forward_by_chunk[c] / (n * m);
+      for (std::size_t c = 0; c < v && c < s.backward_by_chunk.size(); ++c)
+        bwd[k][c] += s.backward_by_chunk[c] / (n * m);
+    }
+  }
+  std::sort(bubbles.begin(), bubbles.end());
+  const auto mid = bubbles.size() / 2;
+  w.bubble = bubbles.size() % 2 ? bubbles[mid] : 0.5 * (bubbles[mid - 1] + bubbles[mid]);
+  w.bubble_min = bubbles.front();
+  w.bubble_max = bubbles.back();
+  w.step_ms = 1e3 * t_sum / n;
+  w.trainer_step_ms = 1e3 * trainer_sum / n;
+  w.samples_per_second = static_cast<double>(f.batch) * n / std::max(trainer_sum, 1e-12);
+  w.bubble_theory = r.theory(f.stages, m);
+
+  // The simulator with the measured mean times (a chunk without events: 1 ns).
+  for (auto* costs : {&fwd, &bwd})
+    for (auto& stage : *costs)
+      for (auto& c : stage)
+        c = std::max(c, 1e-9);
+  std::vector<std::vector<actors::action>> lists;
+  for (int k = 0; k < f.stages; ++k)
+    lists.push_back(actors::make_schedule(r.schedule, f.stages, k, m, r.virtual_stages));
+  auto sim = actors::simulate(lists, f.stages, r.virtual_stages, m, fwd, bwd, tail);
+  if (!sim.completed)
+    throw std::runtime_error("simulating " + r.name() + ": " + sim.error);
+  w.bubble_simulated = sim.bubble();
+
+  for (const auto& s : report.at("stages")) {
+    auto k = s.at("stage").get<std::size_t>();
+    if (k < p) {
+      w.stages[k].peak_activation_bytes = s.at("peak_saved_bytes").get<std::uint64_t>();
+      w.stages[k].peak_in_flight = s.at("peak_in_flight").get<int>();
+    }
+  }
+  return w;
+}
+
+/// --processes: a supervisor and one node process per stage on 127.0.0.1
+/// (plain TCP, which troupe allows on loopback only), all this executable;
+/// jobs are submitted as `troupe train --supervisor`.
+class local_cluster {
+public:
+  local_cluster(const fs::path& dir, int nodes, int threads_per_device, int jobs)
+      : dir_(dir) {
+    std::error_code ec;
+    exe_ = fs::read_symlink("/proc/self/exe", ec).string();
+    if (ec)
+      throw std::runtime_error("cannot find this executable: " + ec.message());
+    const auto info = dir_ / "supervisor.json";
+    supervisor_ = std::make_unique<child_process>(
+      std::vector<std::string>{exe_, "--log-level", "warn", "supervisor", "--listen",
+                               "127.0.0.1:0", "--expect-nodes", std::to_string(nodes),
+                               "--insecure-plain", "--info-file", info.string(), "--jobs",
+                               std::to_string(jobs)},
+      dir_ / "supervisor.log");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!fs::exists(info)) {
+      if (supervisor_->wait_for(std::chrono::milliseconds(20)))
+        throw std::runtime_error("the supervisor exited:\n" + supervisor_->log_tail());
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error("the supervisor did not start within 30 s:\n" +
+                                 supervisor_->log_tail());
+    }
+    std::ifstream in(info);
+    port_ = nlohmann::json::parse(in).at("port").get<int>();
+    for (int k = 0; k < nodes; ++k)
+      nodes_.push_back(std::make_unique<child_process>(
+        std::vector<std::string>{exe_, "--log-level", "warn", "node", "--supervisor", address(),
+                                 "--insecure-plain", "--name", "node-" + std::to_string(k),
+                                 "--devices", "cpu:1x" + std::to_string(threads_per_device),
+                                 "--no-measure"},
+        dir_ / ("node-" + std::to_string(k) + ".log")));
+  }
+
+  /// Runs the job as a client process; its report.
+  nlohmann::json train(const actors::train_options& o, int index) {
+    const auto report = dir_ / ("report-" + std::to_string(index) + ".json");
+    std::vector<std::string> a{exe_, "--log-level", "warn", "train", "--supervisor", address(),
+                               "--insecure-plain", "--report", report.string(), "--model",
+                               o.model, "--data", fs::absolute(o.data_dir).string(), "--batch",
+                               std::to_string(o.batch), "--optimizer", o.optimizer, "--lr",
+                               number(o.lr), "--pp", std::to_string(o.stages), "--microbatches",
+                               std::to_string(o.microbatches), "--schedule",
+                               std::string{actors::to_string(o.schedule)}, "--steps",
+                               std::to_string(o.max_steps), "--trace", o.trace_file,
+                               "--no-eval", "--no-progress"};
+    if (o.schedule == schedule_kind::interleaved)
+      a.insert(a.end(), {"--virtual-stages", std::to_string(o.virtual_stages)});
+    if (o.slow_stage >= 0)
+      a.insert(a.end(), {"--slow-stage", std::to_string(o.slow_stage), "--slow-factor",
+                         number(o.slow_factor)});
+    child_process client{a, dir_ / ("client-" + std::to_string(index) + ".log")};
+    auto status = client.wait_for(std::chrono::minutes(10));
+    if (status != 0)
+      throw std::runtime_error(
+        "the job " + (status ? "failed (exit " + std::to_string(*status) + ")" : "timed out") +
+        ":\n" + client.log_tail() + "\nsupervisor log:\n" + supervisor_->log_tail());
+    std::ifstream in(report);
+    return nlohmann::json::parse(in);
+  }
+
+private:
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  fs::path dir_;
+  std::string exe_;
+  int port_ = 0;
+  std::unique_ptr<child_process> supervisor_;          // stopped last
+  std::vector<std::unique_ptr<child_process>> nodes_;
+};
+
+/// "a/b/c" of one stage figure per stage.
+std::string per_stage(const std::vector<stage_figures>& stages,
+                      const std::function<double(const stage_figures&)>& figure,
+                      const char* format) {
+  std::string s;
+  for (const auto& st : stages) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, format, figure(st));
+    if (!s.empty())
+      s += '/';
+    s += buf;
+  }
+  return s;
+}
+
+void print_row(const row& w) {
+  char bubble[48];
+  std::snprintf(bubble, sizeof bubble, "%5.1f%% (%.1f-%.1f)", 100 * w.bubble, 100 * w.bubble_min,
+                100 * w.bubble_max);
+  auto mib = per_stage(
+    w.stages, [](const stage_figures& s) { return s.peak_activation_bytes / 1048576.0; }, "%.3f");
+  auto over = per_stage(
+    w.stages, [](const stage_figures& s) { return s.overhead_us_per_microbatch; }, "%.1f");
+  std::printf("%-16s %-11s %10.1f %8.2f  %-20s %6.1f%% %6.1f%%  %-20s %s\n", w.spec.name().c_str(),
+              w.spec.slowed().c_str(), w.samples_per_second, w.step_ms, bubble,
+              100 * w.bubble_theory, 100 * w.bubble_simulated, mib.c_str(), over.c_str());
+  std::fflush(stdout);
+}
+
+int bench_pipeline(pipeline_flags f) {
+  if (f.data_dir.empty())
+    f.data_dir = f.model == "transformer" ? "data/sherlock.txt" : "data/mnist";
+  if (!fs::exists(f.data_dir))
+    throw runtime::input_error("--data: no '" + f.data_dir + "'");
+  const unsigned cores = usable_cores();
+  if (f.threads == 0)
+    f.threads = static_cast<int>(cores); // as `troupe train`, but of the cores we may use
+
+  // Every run's options are checked (and planned) before any runs.
+  std::vector<schedule_kind> kinds;
+  if (f.schedule == "all")
+    kinds = {schedule_kind::gpipe, schedule_kind::one_f_one_b, schedule_kind::interleaved};
+  else
+    kinds = {actors::parse_schedule_kind(f.schedule)};
+  std::vector<run_spec> runs;
+  std::vector<std::string> skipped;
+  for (auto kind : kinds) {
+    const int v = kind == schedule_kind::interleaved ? f.virtual_stages : 1;
+    std::vector<run_spec> variants{{kind, v, -1, 1.0}};
+    if (f.slow_stage >= 0)
+      variants.push_back({kind, v, f.slow_stage, f.slow_factor});
+    for (const auto& r : variants) {
+      try {
+        auto o = options_for(f, r, "trace.json");
+        o.validate();
+        actors::make_plan(o, cores);
+      } catch (const runtime::input_error& e) {
+        if (f.schedule != "all" || kind != schedule_kind::interleaved)
+          throw;
+        skipped.push_back(r.name() + ": " + e.what()); // too few layers for P x V chunks
+        break;
+      }
+      runs.push_back(r);
+    }
+  }
+
+  runtime::temp_dir tmp{"troupe-bench-"};
+  fs::path trace_dir = tmp.path();
+  if (!f.keep_traces.empty()) {
+    trace_dir = f.keep_traces;
+    std::error_code ec;
+    fs::create_directories(trace_dir, ec);
+    if (ec)
+      throw runtime::input_error("--keep-traces " + f.keep_traces + ": " + ec.message());
+  }
+
+  const auto load_before = load_average();
+  const int per_device = std::max(1, f.threads / f.stages);
+  std::printf("troupe bench pipeline: model %s, P=%d stages, M=%d micro-batches, batch %lld, %s, "
+              "%lld timed steps after %lld warm-up, %d BLAS thread(s) per stage, %s\n",
+              f.model.c_str(), f.stages, f.microbatches, static_cast<long long>(f.batch),
+              f.optimizer.c_str(), static_cast<long long>(f.steps),
+              static_cast<long long>(f.warmup), per_device,
+              f.processes ? "a supervisor and one node process per stage on 127.0.0.1"
+                          : "in process");
+  std::printf("%u cores, load average %s%s\n", cores, load_before.c_str(),
+              static_cast<unsigned>(f.stages) > cores ? "; more stages than cores" : "");
+  for (const auto& s : skipped)
+    std::printf("skipped %s\n", s.c_str());
+  std::printf("\n%-16s %-11s %10s %8s  %-20s %7s %7s  %-20s %s\n", "schedule", "slowed",
+              "samples/s", "step ms", "bubble (min-max)", "theory", "sim", "peak act MiB/stage",
+              "overhead us/mb/stage");
+  std::fflush(stdout);
+
+  std::unique_ptr<local_cluster> cluster;
+  std::unique_ptr<runtime::system_config> cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  if (f.processes) {
+    cluster = std::make_unique<local_cluster>(tmp.path(), f.stages, per_device,
+                                              static_cast<int>(runs.size()));
+  } else {
+    cfg = std::make_unique<runtime::system_config>();
+    sys = std::make_unique<caf::actor_system>(*cfg);
+  }
+  std::vector<row> rows;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const auto& r = runs[i];
+    const auto trace_file = fs::absolute(trace_dir / r.file_name());
+    auto o = options_for(f, r, trace_file);
+    auto report = cluster ? cluster->train(o, static_cast<int>(i))
+                          : actors::run_training(*sys, o).report;
+    std::ifstream in(trace_file);
+    if (!in)
+      throw std::runtime_error("no trace at " + trace_file.string());
+    rows.push_back(analyse(r, f, nlohmann::json::parse(in), report));
+    if (!f.keep_traces.empty())
+      rows.back().trace_file = trace_file.string();
+    print_row(rows.back());
+  }
+  const auto load_after = load_average();
+
+  std::printf("\nbubble: %s\ntheory: (P-1)/(M+P-1), interleaved (P-1)/(V*M+P-1); sim: the "
+              "schedule simulator with each stage's measured mean forward/backward (per chunk) "
+              "and optimizer times\noverhead: %s\n",
+              bubble_definition, overhead_definition);
+  for (std::size_t i = 0; i + 1 < rows.size(); ++i) {
+    const auto& a = rows[i];
+    const auto& b = rows[i + 1];
+    if (a.spec.slow_stage >= 0 || b.spec.slow_stage < 0 || a.spec.schedule != b.spec.schedule)
+      continue;
+    std::printf("%s, %s: measured bubble %.1f%% -> %.1f%% (%+.1f pp), simulator %.1f%% -> "
+                "%.1f%% (%+.1f pp)\n",
+                a.spec.name().c_str(), b.spec.slowed().c_str(), 100 * a.bubble, 100 * b.bubble,
+                100 * (b.bubble - a.bubble), 100 * a.bubble_simulated, 100 * b.bubble_simulated,
+                100 * (b.bubble_simulated - a.bubble_simulated));
+  }
+  std::printf("load average after: %s%s\n", load_after.c_str(),
+              std::atof(load_after.c_str()) >= cores ? " (busy machine: figures are noisy)" : "");
+  if (!f.json.empty()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& w : rows)
+      out.push_back(w.to_json());
+    write_json_file(f.json, {{"benchmark", "pipeline"},
+                             {"model", f.model},
+                             {"stages", f.stages},
+                             {"microbatches", f.microbatches},
+                             {"virtual_stages", f.virtual_stages},
+                             {"batch", f.batch},
+                             {"optimizer", f.optimizer},
+                             {"steps", f.steps},
+                             {"warmup", f.warmup},
+                             {"threads_per_stage", per_device},
+                             {"processes", f.processes},
+                             {"cores", cores},
+                             {"load_average_before", load_before},
+                             {"load_average_after", load_after},
+                             {"bubble_definition", bubble_definition},
+                             {"overhead_definition", overhead_definition},
+                             {"skipped", skipped},
+                             {"rows", out}});
+    std::printf("wrote %s\n", f.json.c_str());
+  }
+  return exit_ok;
+}
+
+} // namespace
+
+command_action add_bench_pipeline_command(CLI::App& bench) {
+  auto* cmd = bench.add_subcommand(
+    "pipeline", "pipeline schedules: throughput, bubble (measured vs theory), peak activation "
+                "memory and runtime overhead per stage, from a traced training run");
+  auto f = std::make_shared<pipeline_flags>();
+  cmd->add_option("--model", f->model, "zoo model")
+    ->check(CLI::IsMember({"mlp", "cnn", "transformer"}))
+    ->capture_default_str();
+  cmd->add_option("--data", f->data_dir,
+                  "data (default: data/mnist, data/sherlock.txt for the transformer)");
+  cmd->add_option("--stages", f->stages, "pipeline depth P")
+    ->check(CLI::Range(1, 64))
+    ->capture_default_str();
+  cmd->add_option("--microbatches", f->microbatches, "micro-batches per step M")
+    ->check(CLI::Range(1, 1 << 20))
+    ->capture_default_str();
+  cmd->add_option("--schedule", f->schedule, "gpipe | 1f1b | interleaved | all")
+    ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "all"}))
+    ->capture_default_str();
+  cmd->add_option("--virtual-stages", f->virtual_stages, "chunks per stage V of interleaved")
+    ->check(CLI::Range(1, 64))
+    ->capture_default_str();
+  cmd->add_option("--steps", f->steps, "timed steps per schedule")
+    ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}))
+    ->capture_default_str();
+  cmd->add_option("--warmup", f->warmup, "steps before them, left out")
+    ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000}))
+    ->capture_default_str();
+  cmd->add_option("--batch", f->batch, "global batch")
+    ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
+    ->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "sgd | adam | adamw")
+    ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+    ->capture_default_str();
+  cmd->add_option("--threads", f->threads, "BLAS threads in all, split over the stages "
+                                           "(default: one per core)")
+    ->check(CLI::Range(1, 1024));
+  cmd->add_flag("--processes", f->processes,
+                "run a supervisor and one node process per stage on 127.0.0.1 (plain TCP) and "
+                "submit the jobs to them");
+  cmd->add_option("--slow-stage", f->slow_stage,
+                  "also run each schedule with this stage's kernels --slow-factor times slower")
+    ->check(CLI::Range(0, 63));
+  cmd->add_option("--slow-factor", f->slow_factor, "how much slower --slow-stage runs")
+    ->check(CLI::Range(1.0, 100.0))
+    ->capture_default_str();
+  cmd->add_option("--json", f->json, "also write the rows as JSON to FILE");
+  cmd->add_option("--keep-traces", f->keep_traces,
+                  "write each run's trace into DIR (pipeline-SCHEDULE.json) and keep it");
+  return [f] { return bench_pipeline(*f); };
+}
+
+} // namespace troupe::apps
