@@ -58,8 +58,8 @@ using join_timeout_atom = caf::atom_constant<caf::atom("jointmo")>;
 /// A node that proved its identity and (once ready) offers its devices.
 struct node_entry {
   node_description info;
-  caf::actor agent;       ///< set by ready
-  caf::actor courier;     ///< its data plane's descriptor endpoint
+  caf::actor agent;   ///< set by ready
+  caf::actor courier; ///< its data plane's descriptor endpoint
   std::string data_host;
   std::uint16_t data_port = 0;
   bool ready = false;
@@ -80,7 +80,7 @@ struct job_state {
   std::uint64_t id = 0;
   std::string phase = "idle"; ///< idle | waiting | starting | running
   caf::response_promise reply;
-  caf::actor client;        ///< who submitted it: the job is aborted if it goes away
+  caf::actor client; ///< who submitted it: the job is aborted if it goes away
   std::string options_json;
   train_options opts;
   plan topology;
@@ -95,9 +95,9 @@ struct job_state {
 struct supervisor_state {
   supervisor_config cfg;
   std::shared_ptr<spdlog::logger> log = runtime::logger("supervisor");
-  std::map<std::string, node_entry> nodes;     ///< joined (and maybe ready) nodes
+  std::map<std::string, node_entry> nodes; ///< joined (and maybe ready) nodes
   runtime::challenge_book challenges;
-  caf::actor local_agent;                      ///< single-process mode
+  caf::actor local_agent; ///< single-process mode
   job_state job;
   std::uint64_t next_job_id = 1;
   int jobs_finished = 0;
@@ -122,8 +122,10 @@ constexpr double text_heldout_fraction = 0.1;
 std::pair<dataset, dataset> load_text(const std::string& file, const train_options& opts,
                                       const models::model_spec& model) {
   if (std::filesystem::is_directory(file))
-    throw runtime::input_error("--model " + opts.model + " reads a text file (--data FILE, e.g. "
-                               "data/sherlock.txt), but '" + file + "' is a directory");
+    throw runtime::input_error("--model " + opts.model +
+                               " reads a text file (--data FILE, e.g. "
+                               "data/sherlock.txt), but '" +
+                               file + "' is a directory");
   auto text = runtime::text_dataset::load(file, model.input_shape.at(0), text_heldout_fraction);
   const auto vocab = models::output_shape(model).back();
   if (text.vocab_size() > vocab)
@@ -185,7 +187,8 @@ void job_finished(supervisor_actor* self) {
 
 /// Fails the running job with `why` (which names the actor or node). The one
 /// place failures end up: recovery would start here.
-void abort_job(supervisor_actor* self, const std::string& why, caf::sec code = caf::sec::runtime_error) {
+void abort_job(supervisor_actor* self, const std::string& why,
+               caf::sec code = caf::sec::runtime_error) {
   auto& st = self->state;
   if (st.job.phase == "idle")
     return;
@@ -249,7 +252,7 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
     lc.batch = opts.batch;
     lc.data = train_set;
     auto train_loader =
-      track(self, spawn_data_loader(*sys, lc), "data_loader (train)", "data_loader", st.cfg.name);
+        track(self, spawn_data_loader(*sys, lc), "data_loader (train)", "data_loader", st.cfg.name);
     caf::actor test_loader;
     trainer_config tc;
     if (opts.evaluate) {
@@ -257,8 +260,8 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
       lc.shuffle = false;
       lc.batch = std::min<std::int64_t>(1000, test_set.size());
       tc.test_batch = lc.batch;
-      test_loader =
-        track(self, spawn_data_loader(*sys, lc), "data_loader (test)", "data_loader", st.cfg.name);
+      test_loader = track(self, spawn_data_loader(*sys, lc), "data_loader (test)", "data_loader",
+                          st.cfg.name);
     }
     tc.opts = opts;
     tc.topology = topology;
@@ -278,21 +281,20 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
   const bool ring = topology.virtual_stages > 1;
   const auto n = shards.size();
   for (std::size_t i = 0; i < n; ++i)
-    self
-      ->request(shards[i], std::chrono::seconds(30), runtime::wire_atom::value,
-                devices[topology.stages[i].device],
-                i > 0 || ring ? shards[(i + n - 1) % n] : caf::actor{},
-                i + 1 < n || ring ? shards[(i + 1) % n] : caf::actor{})
-      .then(
-        [left, go](bool) mutable {
-          if (--*left == 0)
-            go();
-        },
-        [self, id, i](caf::error& err) {
-          if (self->state.job.id == id)
-            abort_job(self, "wiring stage " + std::to_string(i) + ": " +
-                              runtime::describe(self->system(), err));
-        });
+    self->request(shards[i], std::chrono::seconds(30), runtime::wire_atom::value,
+                  devices[topology.stages[i].device],
+                  i > 0 || ring ? shards[(i + n - 1) % n] : caf::actor{},
+                  i + 1 < n || ring ? shards[(i + 1) % n] : caf::actor{})
+        .then(
+            [left, go](bool) mutable {
+              if (--*left == 0)
+                go();
+            },
+            [self, id, i](caf::error& err) {
+              if (self->state.job.id == id)
+                abort_job(self, "wiring stage " + std::to_string(i) + ": " +
+                                    runtime::describe(self->system(), err));
+            });
 }
 
 /// --trace FILE is written when the run ends: prove now that it can be (its
@@ -319,9 +321,10 @@ std::string launch(supervisor_actor* self) {
   std::optional<runtime::checkpoint> resume;
   try {
     job.opts = train_options_from_json(nlohmann::json::parse(job.options_json));
-    auto available = st.cfg.local_node
-                       ? local_devices(job.opts, std::max(1u, std::thread::hardware_concurrency()))
-                       : cluster_devices(st);
+    auto available =
+        st.cfg.local_node
+            ? local_devices(job.opts, std::max(1u, std::thread::hardware_concurrency()))
+            : cluster_devices(st);
     job.topology = make_plan(job.opts, available);
     const auto& model = job.topology.model;
     if (models::is_sequence_model(model)) {
@@ -388,17 +391,16 @@ std::string launch(supervisor_actor* self) {
   auto spawn_on = [&](const std::string& node, const std::string& kind,
                       const nlohmann::json& config, const std::string& label, caf::actor* slot) {
     job.nodes.insert(node);
-    self
-      ->request(agent_of(self, node), std::chrono::seconds(30), spawn_atom::value, kind,
-                config.dump())
-      .then(
-        [self, acc, slot, label, kind, node, done](caf::actor& a) mutable {
-          if (self->state.job.phase != "starting")
-            return;
-          *slot = track(self, a, label, kind, node);
-          done();
-        },
-        on_error("spawning " + label));
+    self->request(agent_of(self, node), std::chrono::seconds(30), spawn_atom::value, kind,
+                  config.dump())
+        .then(
+            [self, acc, slot, label, kind, node, done](caf::actor& a) mutable {
+              if (self->state.job.phase != "starting")
+                return;
+              *slot = track(self, a, label, kind, node);
+              done();
+            },
+            on_error("spawning " + label));
   };
   for (std::size_t i = 0; i < topology.devices.size(); ++i) {
     const auto& d = topology.devices[i];
@@ -470,25 +472,25 @@ void ping_nodes(supervisor_actor* self) {
       continue;
     e.ping_outstanding = true;
     self->request(e.agent, st.cfg.ping_timeout, ping_atom::value)
-      .then(
-        [self, name = name](std::string& text) {
-          auto it = self->state.nodes.find(name);
-          if (it == self->state.nodes.end())
-            return;
-          it->second.ping_outstanding = false;
-          it->second.last_seen = clock_type::now();
-          try {
-            it->second.last_ping = nlohmann::json::parse(text);
-          } catch (const nlohmann::json::exception&) {
-          }
-        },
-        [self, name = name](caf::error& err) {
-          auto timeout = self->state.cfg.ping_timeout.count();
-          node_lost(self, name,
-                    err == caf::sec::request_timeout
-                      ? "no heartbeat reply within " + std::to_string(timeout) + " ms"
-                      : runtime::describe(self->system(), err));
-        });
+        .then(
+            [self, name = name](std::string& text) {
+              auto it = self->state.nodes.find(name);
+              if (it == self->state.nodes.end())
+                return;
+              it->second.ping_outstanding = false;
+              it->second.last_seen = clock_type::now();
+              try {
+                it->second.last_ping = nlohmann::json::parse(text);
+              } catch (const nlohmann::json::exception&) {
+              }
+            },
+            [self, name = name](caf::error& err) {
+              auto timeout = self->state.cfg.ping_timeout.count();
+              node_lost(self, name,
+                        err == caf::sec::request_timeout
+                            ? "no heartbeat reply within " + std::to_string(timeout) + " ms"
+                            : runtime::describe(self->system(), err));
+            });
   }
 }
 
@@ -515,7 +517,10 @@ nlohmann::json actors_json(const supervisor_state& st) {
     long pid = static_cast<long>(::getpid());
     if (auto it = st.nodes.find(a.node); it != st.nodes.end())
       pid = it->second.info.pid;
-    actors.push_back({{"label", a.label}, {"kind", a.kind}, {"node", a.node}, {"pid", pid},
+    actors.push_back({{"label", a.label},
+                      {"kind", a.kind},
+                      {"node", a.node},
+                      {"pid", pid},
                       {"id", a.handle.id()}});
   }
   return actors;
@@ -530,7 +535,7 @@ nlohmann::json status_json(supervisor_actor* self) {
     j["ready"] = e.ready;
     j["data_plane"] = {{"host", e.data_host}, {"port", e.data_port}};
     j["last_heartbeat_ms"] =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now - e.last_seen).count();
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - e.last_seen).count();
     j["transport"] = e.last_ping;
     nodes.push_back(j);
   }
@@ -545,18 +550,20 @@ nlohmann::json status_json(supervisor_actor* self) {
       peers[peer] = {{"bytes_sent", pc.bytes_sent}, {"bytes_received", pc.bytes_received}};
     self_transport["dataplane_peers"] = peers;
   }
-  return {{"supervisor", {{"name", st.cfg.name},
-                          {"pid", static_cast<long>(::getpid())},
-                          {"mode", st.cfg.local_node ? "single-process" : "cluster"},
-                          {"expect_nodes", st.cfg.expect_nodes},
-                          {"transport", self_transport}}},
+  return {{"supervisor",
+           {{"name", st.cfg.name},
+            {"pid", static_cast<long>(::getpid())},
+            {"mode", st.cfg.local_node ? "single-process" : "cluster"},
+            {"expect_nodes", st.cfg.expect_nodes},
+            {"transport", self_transport}}},
           {"nodes", nodes},
-          {"job", {{"id", st.job.id},
-                   {"phase", st.job.phase},
-                   {"actors", actors_json(st)},
-                   {"previous_actors", st.job.last_actors},
-                   {"progress", st.job.progress},
-                   {"last_error", st.job.last_error}}},
+          {"job",
+           {{"id", st.job.id},
+            {"phase", st.job.phase},
+            {"actors", actors_json(st)},
+            {"previous_actors", st.job.last_actors},
+            {"progress", st.job.progress},
+            {"last_error", st.job.last_error}}},
           {"jobs_finished", st.jobs_finished},
           {"jobs_failed", st.jobs_failed}};
 }
@@ -566,19 +573,19 @@ std::string metrics_text(supervisor_actor* self) {
   auto& st = self->state;
   runtime::prometheus_builder b;
   b.family("troupe_nodes", mt::gauge, "Nodes that joined and are ready")
-    .sample({}, ready_nodes(st));
+      .sample({}, ready_nodes(st));
   b.family("troupe_jobs_finished_total", mt::counter, "Jobs ended (done or failed)")
-    .sample({}, st.jobs_finished);
+      .sample({}, st.jobs_finished);
   b.family("troupe_jobs_failed_total", mt::counter, "Jobs that failed").sample({}, st.jobs_failed);
   b.family("troupe_job_running", mt::gauge, "1 while a job runs")
-    .sample({}, st.job.phase == "running" ? 1 : 0);
+      .sample({}, st.job.phase == "running" ? 1 : 0);
   const auto& p = st.job.progress;
   b.family("troupe_job_step", mt::gauge, "Training steps done by the running job")
-    .sample({}, p.value("step", 0.0));
+      .sample({}, p.value("step", 0.0));
   b.family("troupe_job_step_seconds", mt::gauge, "Duration of the last training step")
-    .sample({}, p.value("step_seconds", 0.0));
+      .sample({}, p.value("step_seconds", 0.0));
   b.family("troupe_job_samples_per_second", mt::gauge, "Samples per second of the last step")
-    .sample({}, p.value("samples_per_second", 0.0));
+      .sample({}, p.value("samples_per_second", 0.0));
   // Per actor: what each stage sent to its peers.
   std::vector<std::pair<std::vector<runtime::prometheus_builder::label>, nlohmann::json>> stages;
   auto current = actors_json(st);
@@ -613,8 +620,7 @@ std::string metrics_text(supervisor_actor* self) {
   for (const auto& [node, t] : processes)
     for (const char* transport : {"caf", "dataplane"})
       if (t.contains(transport))
-        b.sample({{"node", node}, {"transport", transport}},
-                 t[transport].value("messages", 0.0));
+        b.sample({{"node", node}, {"transport", transport}}, t[transport].value("messages", 0.0));
   b.family("troupe_transport_bytes_total", mt::counter,
            "Tensor payload bytes a process sent, by transport");
   for (const auto& [node, t] : processes)
@@ -660,8 +666,8 @@ void connect_mesh(supervisor_actor* self, const std::string& name,
                               const caf::actor& endpoint) {
     ++acc->left;
     self->request(agent, std::chrono::seconds(10), peer_atom::value, peer, host, port, endpoint)
-      .then([one](bool) { one(std::nullopt); },
-            [self, one](caf::error& err) { one(runtime::describe(self->system(), err)); });
+        .then([one](bool) { one(std::nullopt); },
+              [self, one](caf::error& err) { one(runtime::describe(self->system(), err)); });
   };
   if (st.cfg.courier) {
     ++acc->left;
@@ -695,7 +701,8 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
     st.log->info("no usable GPU ({}): running on CPU devices", gpus.reason);
   else
     st.log->info("{} usable CUDA device(s); this version places layer shards on CPU "
-                 "devices only", gpus.usable_devices);
+                 "devices only",
+                 gpus.usable_devices);
   if (st.cfg.local_node) {
     node_agent_config ac;
     ac.name = "local";
@@ -712,8 +719,7 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
         return;
       }
     if (st.job.client && dm.source == st.job.client.address()) {
-      abort_job(self, "the client that submitted job " + std::to_string(st.job.id) +
-                        " went away");
+      abort_job(self, "the client that submitted job " + std::to_string(st.job.id) + " went away");
       return;
     }
     auto it = st.job.actors.find(dm.source);
@@ -727,176 +733,177 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
     abort_job(self, it->second.label + " failed: " + why);
   });
   return {
-    [self](runtime::run_atom, std::string& options_json)
-      -> caf::result<std::string, runtime::named_tensors> {
-      auto& st = self->state;
-      if (st.job.phase != "idle")
-        return refuse("supervisor: a job is already running");
-      if (st.stopping)
-        return refuse("supervisor: stopping");
-      auto& job = st.job;
-      job.id = st.next_job_id++;
-      // Before make_response_promise(), which takes the sender out of the
-      // current message.
-      job.client = caf::actor_cast<caf::actor>(self->current_sender());
-      if (job.client)
-        self->monitor(job.client);
-      job.reply = self->make_response_promise();
-      job.options_json = std::move(options_json);
-      job.last_error.clear();
-      job.progress = nlohmann::json::object();
-      job.phase = "waiting";
-      auto reply = job.reply;
-      if (!st.cfg.local_node && ready_nodes(st) < st.cfg.expect_nodes) {
-        st.log->info("job {} waits for {} node(s) ({} ready)", job.id, st.cfg.expect_nodes,
-                     ready_nodes(st));
-        self->delayed_send(self, st.cfg.join_wait, join_timeout_atom::value, job.id);
-      }
-      // Once a promise exists, the answer must go through it.
-      maybe_start(self);
-      return reply;
-    },
-    [self](join_timeout_atom, std::uint64_t id) {
-      auto& st = self->state;
-      if (st.job.id != id || st.job.phase != "waiting")
-        return;
-      abort_job(self,
-                "only " + std::to_string(ready_nodes(st)) + " of " +
-                  std::to_string(st.cfg.expect_nodes) + " node(s) joined within " +
-                  std::to_string(st.cfg.join_wait.count() / 1000) + " s",
-                caf::sec::invalid_argument);
-    },
-    [self](job_done_atom, std::string& report, runtime::named_tensors& params) {
-      auto& st = self->state;
-      if (st.job.phase != "running")
-        return;
-      st.log->info("job {} done", st.job.id);
-      try {
-        // Where it ran: for the submitting client (the trainer does not know).
-        auto r = nlohmann::json::parse(report);
-        r["placement"] = describe(st.job.topology);
-        nlohmann::json pids = nlohmann::json::object();
-        for (const auto& node : st.job.nodes)
-          if (auto it = st.nodes.find(node); it != st.nodes.end())
-            pids[node] = it->second.info.pid;
-        r["node_pids"] = pids;
-        report = r.dump();
-      } catch (const nlohmann::json::exception&) {
-      }
-      auto reply = st.job.reply;
-      teardown(self);
-      reply.deliver(std::move(report), std::move(params));
-      job_finished(self);
-    },
-    [self](progress_atom, std::string& text) {
-      try {
-        self->state.job.progress = nlohmann::json::parse(text);
-      } catch (const nlohmann::json::exception&) {
-      }
-    },
-    // --- join protocol ---
-    [self](hello_atom, std::uint32_t version, std::uint64_t types_hash,
-           std::string& name) -> caf::result<std::string> {
-      auto& st = self->state;
-      if (st.cfg.local_node)
-        return refuse("this supervisor runs a single-process job and takes no nodes");
-      if (version != runtime::protocol_version)
-        return refuse("node " + name + " speaks protocol version " + std::to_string(version) +
-                      ", this supervisor " + std::to_string(runtime::protocol_version) +
-                      ": run the same troupe build everywhere");
-      if (types_hash != runtime::message_types_hash())
-        return refuse("node " + name + " registers different message types (hash " +
-                      std::to_string(types_hash) + ", supervisor " +
-                      std::to_string(runtime::message_types_hash()) +
-                      "): run the same troupe build everywhere");
-      nlohmann::json c{{"nonce", st.challenges.issue()}, {"supervisor", st.cfg.name}};
-      return c.dump();
-    },
-    [self](join_atom, std::string& text) -> caf::result<std::string> {
-      auto& st = self->state;
-      if (st.cfg.local_node)
-        return refuse("this supervisor runs a single-process job and takes no nodes");
-      node_description d;
-      try {
-        auto j = nlohmann::json::parse(text);
-        d = node_description_from_json(j);
-        auto nonce = j.at("nonce").get<std::string>();
-        if (!st.challenges.consume(nonce))
-          return refuse("node " + d.name + ": join with an unknown, expired or already used "
-                        "challenge (replayed handshake?)");
-        if (!st.cfg.ca.empty())
-          runtime::verify_node_identity(st.cfg.ca, j.at("certificate").get<std::string>(), d.name,
-                                        runtime::join_proof_message(nonce, d.name, st.cfg.name),
-                                        j.at("signature").get<std::string>());
-      } catch (const nlohmann::json::exception& e) {
-        return refuse(std::string{"join: "} + e.what());
-      } catch (const std::exception& e) {
-        return refuse(std::string{"join: "} + e.what());
-      }
-      if (!runtime::valid_node_name(d.name) || d.name == st.cfg.name || d.name == "local")
-        return refuse("join: '" + d.name + "' is not a usable node name");
-      if (!st.cfg.allowed_names.empty() &&
-          std::find(st.cfg.allowed_names.begin(), st.cfg.allowed_names.end(), d.name) ==
-            st.cfg.allowed_names.end())
-        return refuse("join: node '" + d.name + "' is not in the cluster spec");
-      if (st.nodes.count(d.name))
-        return refuse("join: a node named '" + d.name + "' has already joined");
-      st.log->info("node {} joined: pid {} on {}, {} device(s)", d.name, d.pid, d.host,
-                   d.devices.size());
-      node_entry e;
-      e.info = d;
-      st.nodes.emplace(d.name, std::move(e));
-      nlohmann::json w{{"key", key_to_hex(st.cfg.key)},
-                       {"data",
-                        {{"name", st.cfg.courier ? st.cfg.courier->name() : st.cfg.name},
-                         {"host", st.cfg.data_host},
-                         {"port", st.cfg.courier ? st.cfg.courier->port() : 0}}}};
-      return w.dump();
-    },
-    [self](ready_atom, std::string& name, caf::actor& agent, std::string& host,
-           std::uint16_t port, caf::actor& endpoint) -> caf::result<bool> {
-      auto& st = self->state;
-      auto it = st.nodes.find(name);
-      if (it == st.nodes.end() || it->second.ready || it->second.agent)
-        return refuse("ready: node '" + name + "' has not joined (or is ready already)");
-      auto& e = it->second;
-      e.agent = agent;
-      e.courier = endpoint;
-      e.data_host = host;
-      e.data_port = port;
-      self->monitor(agent);
-      auto rp = self->make_response_promise<bool>();
-      connect_mesh(self, name, [self, rp, name](std::optional<std::string> err) mutable {
+      [self](runtime::run_atom,
+             std::string& options_json) -> caf::result<std::string, runtime::named_tensors> {
+        auto& st = self->state;
+        if (st.job.phase != "idle")
+          return refuse("supervisor: a job is already running");
+        if (st.stopping)
+          return refuse("supervisor: stopping");
+        auto& job = st.job;
+        job.id = st.next_job_id++;
+        // Before make_response_promise(), which takes the sender out of the
+        // current message.
+        job.client = caf::actor_cast<caf::actor>(self->current_sender());
+        if (job.client)
+          self->monitor(job.client);
+        job.reply = self->make_response_promise();
+        job.options_json = std::move(options_json);
+        job.last_error.clear();
+        job.progress = nlohmann::json::object();
+        job.phase = "waiting";
+        auto reply = job.reply;
+        if (!st.cfg.local_node && ready_nodes(st) < st.cfg.expect_nodes) {
+          st.log->info("job {} waits for {} node(s) ({} ready)", job.id, st.cfg.expect_nodes,
+                       ready_nodes(st));
+          self->delayed_send(self, st.cfg.join_wait, join_timeout_atom::value, job.id);
+        }
+        // Once a promise exists, the answer must go through it.
+        maybe_start(self);
+        return reply;
+      },
+      [self](join_timeout_atom, std::uint64_t id) {
+        auto& st = self->state;
+        if (st.job.id != id || st.job.phase != "waiting")
+          return;
+        abort_job(self,
+                  "only " + std::to_string(ready_nodes(st)) + " of " +
+                      std::to_string(st.cfg.expect_nodes) + " node(s) joined within " +
+                      std::to_string(st.cfg.join_wait.count() / 1000) + " s",
+                  caf::sec::invalid_argument);
+      },
+      [self](job_done_atom, std::string& report, runtime::named_tensors& params) {
+        auto& st = self->state;
+        if (st.job.phase != "running")
+          return;
+        st.log->info("job {} done", st.job.id);
+        try {
+          // Where it ran: for the submitting client (the trainer does not know).
+          auto r = nlohmann::json::parse(report);
+          r["placement"] = describe(st.job.topology);
+          nlohmann::json pids = nlohmann::json::object();
+          for (const auto& node : st.job.nodes)
+            if (auto it = st.nodes.find(node); it != st.nodes.end())
+              pids[node] = it->second.info.pid;
+          r["node_pids"] = pids;
+          report = r.dump();
+        } catch (const nlohmann::json::exception&) {
+        }
+        auto reply = st.job.reply;
+        teardown(self);
+        reply.deliver(std::move(report), std::move(params));
+        job_finished(self);
+      },
+      [self](progress_atom, std::string& text) {
+        try {
+          self->state.job.progress = nlohmann::json::parse(text);
+        } catch (const nlohmann::json::exception&) {
+        }
+      },
+      // --- join protocol ---
+      [self](hello_atom, std::uint32_t version, std::uint64_t types_hash,
+             std::string& name) -> caf::result<std::string> {
+        auto& st = self->state;
+        if (st.cfg.local_node)
+          return refuse("this supervisor runs a single-process job and takes no nodes");
+        if (version != runtime::protocol_version)
+          return refuse("node " + name + " speaks protocol version " + std::to_string(version) +
+                        ", this supervisor " + std::to_string(runtime::protocol_version) +
+                        ": run the same troupe build everywhere");
+        if (types_hash != runtime::message_types_hash())
+          return refuse("node " + name + " registers different message types (hash " +
+                        std::to_string(types_hash) + ", supervisor " +
+                        std::to_string(runtime::message_types_hash()) +
+                        "): run the same troupe build everywhere");
+        nlohmann::json c{{"nonce", st.challenges.issue()}, {"supervisor", st.cfg.name}};
+        return c.dump();
+      },
+      [self](join_atom, std::string& text) -> caf::result<std::string> {
+        auto& st = self->state;
+        if (st.cfg.local_node)
+          return refuse("this supervisor runs a single-process job and takes no nodes");
+        node_description d;
+        try {
+          auto j = nlohmann::json::parse(text);
+          d = node_description_from_json(j);
+          auto nonce = j.at("nonce").get<std::string>();
+          if (!st.challenges.consume(nonce))
+            return refuse("node " + d.name +
+                          ": join with an unknown, expired or already used "
+                          "challenge (replayed handshake?)");
+          if (!st.cfg.ca.empty())
+            runtime::verify_node_identity(st.cfg.ca, j.at("certificate").get<std::string>(), d.name,
+                                          runtime::join_proof_message(nonce, d.name, st.cfg.name),
+                                          j.at("signature").get<std::string>());
+        } catch (const nlohmann::json::exception& e) {
+          return refuse(std::string{"join: "} + e.what());
+        } catch (const std::exception& e) {
+          return refuse(std::string{"join: "} + e.what());
+        }
+        if (!runtime::valid_node_name(d.name) || d.name == st.cfg.name || d.name == "local")
+          return refuse("join: '" + d.name + "' is not a usable node name");
+        if (!st.cfg.allowed_names.empty() &&
+            std::find(st.cfg.allowed_names.begin(), st.cfg.allowed_names.end(), d.name) ==
+                st.cfg.allowed_names.end())
+          return refuse("join: node '" + d.name + "' is not in the cluster spec");
+        if (st.nodes.count(d.name))
+          return refuse("join: a node named '" + d.name + "' has already joined");
+        st.log->info("node {} joined: pid {} on {}, {} device(s)", d.name, d.pid, d.host,
+                     d.devices.size());
+        node_entry e;
+        e.info = d;
+        st.nodes.emplace(d.name, std::move(e));
+        nlohmann::json w{{"key", key_to_hex(st.cfg.key)},
+                         {"data",
+                          {{"name", st.cfg.courier ? st.cfg.courier->name() : st.cfg.name},
+                           {"host", st.cfg.data_host},
+                           {"port", st.cfg.courier ? st.cfg.courier->port() : 0}}}};
+        return w.dump();
+      },
+      [self](ready_atom, std::string& name, caf::actor& agent, std::string& host,
+             std::uint16_t port, caf::actor& endpoint) -> caf::result<bool> {
         auto& st = self->state;
         auto it = st.nodes.find(name);
-        if (it == st.nodes.end()) {
-          rp.deliver(refuse("ready: node '" + name + "' was lost while connecting"));
-          return;
-        }
-        if (err) {
-          rp.deliver(caf::make_error(caf::sec::runtime_error,
-                                     "data plane of node " + name + ": " + *err));
-          node_lost(self, name, "data plane: " + *err);
-          return;
-        }
-        it->second.ready = true;
-        it->second.last_seen = clock_type::now();
-        st.log->info("node {} ready ({} of {} expected)", name, ready_nodes(st),
-                     st.cfg.expect_nodes);
-        rp.deliver(true);
-        maybe_start(self);
-      });
-      return rp;
-    },
-    [](deferred& d) { d.run(); },
-    [](bool) {}, // a node's teardown acknowledgement
-    [self](tick_atom) {
-      ping_nodes(self);
-      self->delayed_send(self, self->state.cfg.ping_interval, tick_atom::value);
-    },
-    [self](status_atom) { return status_json(self).dump(); },
-    [self](metrics_atom) { return metrics_text(self); },
-    [self](stop_atom) { stop_supervisor(self, "told to stop"); },
+        if (it == st.nodes.end() || it->second.ready || it->second.agent)
+          return refuse("ready: node '" + name + "' has not joined (or is ready already)");
+        auto& e = it->second;
+        e.agent = agent;
+        e.courier = endpoint;
+        e.data_host = host;
+        e.data_port = port;
+        self->monitor(agent);
+        auto rp = self->make_response_promise<bool>();
+        connect_mesh(self, name, [self, rp, name](std::optional<std::string> err) mutable {
+          auto& st = self->state;
+          auto it = st.nodes.find(name);
+          if (it == st.nodes.end()) {
+            rp.deliver(refuse("ready: node '" + name + "' was lost while connecting"));
+            return;
+          }
+          if (err) {
+            rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                       "data plane of node " + name + ": " + *err));
+            node_lost(self, name, "data plane: " + *err);
+            return;
+          }
+          it->second.ready = true;
+          it->second.last_seen = clock_type::now();
+          st.log->info("node {} ready ({} of {} expected)", name, ready_nodes(st),
+                       st.cfg.expect_nodes);
+          rp.deliver(true);
+          maybe_start(self);
+        });
+        return rp;
+      },
+      [](deferred& d) { d.run(); },
+      [](bool) {}, // a node's teardown acknowledgement
+      [self](tick_atom) {
+        ping_nodes(self);
+        self->delayed_send(self, self->state.cfg.ping_interval, tick_atom::value);
+      },
+      [self](status_atom) { return status_json(self).dump(); },
+      [self](metrics_atom) { return metrics_text(self); },
+      [self](stop_atom) { stop_supervisor(self, "told to stop"); },
   };
 }
 

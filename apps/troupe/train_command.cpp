@@ -41,8 +41,8 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
   caf::scoped_actor self{sys};
   self->monitor(sup);
   signals.watch([me = caf::actor{self}](int) {
-    caf::anon_send(me, caf::make_error(caf::sec::runtime_error,
-                                       "interrupted: the supervisor aborts the job"));
+    caf::anon_send(
+        me, caf::make_error(caf::sec::runtime_error, "interrupted: the supervisor aborts the job"));
   });
   // A plain send: the supervisor's response promise answers it with a
   // normal message, so the down_msg of a dying supervisor is seen too. The
@@ -52,20 +52,20 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
   std::optional<std::string> failure;
   bool bad_input = false;
   self->receive(
-    [&](std::string& report, runtime::named_tensors& params) {
-      result.report = nlohmann::json::parse(report);
-      for (std::size_t i = 0; i < params.names.size(); ++i)
-        result.params.emplace_back(params.names[i], params.tensors[i]);
-    },
-    [&](caf::error& err) {
-      failure = runtime::describe(sys, err);
-      bad_input = err.category() == caf::atom("system") &&
-                  err.code() == static_cast<std::uint8_t>(caf::sec::invalid_argument);
-    },
-    [&](caf::down_msg& dm) {
-      failure = "the supervisor at " + at.to_string() +
-                " went away: " + runtime::describe(sys, dm.reason);
-    });
+      [&](std::string& report, runtime::named_tensors& params) {
+        result.report = nlohmann::json::parse(report);
+        for (std::size_t i = 0; i < params.names.size(); ++i)
+          result.params.emplace_back(params.names[i], params.tensors[i]);
+      },
+      [&](caf::error& err) {
+        failure = runtime::describe(sys, err);
+        bad_input = err.category() == caf::atom("system") &&
+                    err.code() == static_cast<std::uint8_t>(caf::sec::invalid_argument);
+      },
+      [&](caf::down_msg& dm) {
+        failure = "the supervisor at " + at.to_string() +
+                  " went away: " + runtime::describe(sys, dm.reason);
+      });
   if (failure) {
     if (bad_input)
       throw runtime::input_error(*failure);
@@ -77,9 +77,9 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
 } // namespace
 
 command_action add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train",
-                                 "train a model on MNIST, or a character language model on a "
-                                 "text, through actors");
+  auto* cmd =
+      app.add_subcommand("train", "train a model on MNIST, or a character language model on a "
+                                  "text, through actors");
   auto flags = std::make_shared<training_flags>();
   auto report = std::make_shared<std::string>();
   auto remote = std::make_shared<remote_flags>();
@@ -90,11 +90,11 @@ command_action add_train_command(CLI::App& app) {
                   "in this process");
   cmd->add_option("--name", remote->name,
                   "with --supervisor and --certs DIR: this client's certificate name")
-    ->capture_default_str();
+      ->capture_default_str();
   cmd->add_option("--connect-timeout", remote->connect_timeout_s,
                   "with --supervisor: seconds to keep trying to reach it")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 3600));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   add_security_flags(cmd, remote->security);
   return [flags, report, remote] {
     finish_training_flags(*flags);
@@ -119,7 +119,7 @@ command_action add_train_command(CLI::App& app) {
     if (!report->empty()) {
       auto text = r.dump(2) + "\n";
       runtime::write_file_atomically(
-        *report, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+          *report, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
     }
     std::printf("model %s, %s: %lld steps, final loss %.4f", o.model.c_str(),
                 r.at("strategy").get<std::string>().c_str(),
