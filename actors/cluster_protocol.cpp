@@ -85,33 +85,6 @@ node_description node_description_from_json(const nlohmann::json& j) {
   }
 }
 
-std::string key_to_hex(const runtime::transport::cluster_key& key) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string r;
-  for (auto b : key) {
-    r += digits[b >> 4];
-    r += digits[b & 15];
-  }
-  return r;
-}
-
-runtime::transport::cluster_key key_from_hex(const std::string& hex) {
-  runtime::transport::cluster_key key{};
-  if (hex.size() != 2 * key.size())
-    throw runtime::input_error("cluster key: " + std::to_string(hex.size()) +
-                               " hex digits, expected " + std::to_string(2 * key.size()));
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9')
-      return c - '0';
-    if (c >= 'a' && c <= 'f')
-      return c - 'a' + 10;
-    throw runtime::input_error("cluster key: not a hex digit");
-  };
-  for (std::size_t i = 0; i < key.size(); ++i)
-    key[i] = static_cast<std::uint8_t>(nibble(hex[2 * i]) * 16 + nibble(hex[2 * i + 1]));
-  return key;
-}
-
 namespace {
 
 /// A refusal from the supervisor is the node's bad input (wrong build, wrong
@@ -155,7 +128,8 @@ welcome join_cluster(caf::actor_system& sys, const caf::actor& supervisor,
           [&](std::string& text) {
             try {
               auto wj = nlohmann::json::parse(text);
-              w.key = key_from_hex(wj.at("key").get<std::string>());
+              w.key = runtime::transport::key_from_hex(wj.at("key").get<std::string>(),
+                                                       "the welcome's cluster key");
               w.data_name = wj.at("data").at("name").get<std::string>();
               w.data_host = wj.at("data").at("host").get<std::string>();
               w.data_port = wj.at("data").at("port").get<std::uint16_t>();

@@ -83,8 +83,4 @@ void announce_ready(caf::actor_system& sys, const caf::actor& supervisor, const 
                     const caf::actor& agent, const std::string& data_host, std::uint16_t data_port,
                     const caf::actor& courier_endpoint, std::chrono::milliseconds timeout);
 
-/// Hex form of a cluster key (welcome JSON); from_hex throws input_error.
-std::string key_to_hex(const runtime::transport::cluster_key& key);
-runtime::transport::cluster_key key_from_hex(const std::string& hex);
-
 } // namespace troupe::actors

@@ -34,10 +34,6 @@ void teardown(agent_actor* self) {
   self->state.spawned.clear();
 }
 
-nlohmann::json counters_json(const runtime::transport::transport_counters& c) {
-  return {{"messages", c.messages}, {"bytes", c.bytes}};
-}
-
 caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
   self->state.cfg = std::move(cfg);
   if (self->state.cfg.supervisor)
@@ -109,17 +105,8 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
         nlohmann::json j{{"name", st.cfg.name},
                          {"pid", static_cast<long>(::getpid())},
                          {"actors", st.spawned.size()}};
-        if (st.cfg.courier) {
-          j["caf"] = counters_json(st.cfg.courier->caf_counters());
-          j["dataplane"] = counters_json(st.cfg.courier->dataplane_counters());
-          nlohmann::json peers = nlohmann::json::object();
-          for (const auto& [peer, c] : st.cfg.courier->peer_counters())
-            peers[peer] = {{"bytes_sent", c.bytes_sent},
-                           {"bytes_received", c.bytes_received},
-                           {"frames_sent", c.frames_sent},
-                           {"frames_received", c.frames_received}};
-          j["dataplane_peers"] = peers;
-        }
+        if (st.cfg.courier)
+          j.update(transport_status(*st.cfg.courier));
         return j.dump();
       },
       [self](stop_atom) {
@@ -131,6 +118,21 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
 }
 
 } // namespace
+
+nlohmann::json transport_status(const runtime::transport::courier& c) {
+  auto counters = [](const runtime::transport::transport_counters& t) {
+    return nlohmann::json{{"messages", t.messages}, {"bytes", t.bytes}};
+  };
+  nlohmann::json peers = nlohmann::json::object();
+  for (const auto& [peer, pc] : c.peer_counters())
+    peers[peer] = {{"bytes_sent", pc.bytes_sent},
+                   {"bytes_received", pc.bytes_received},
+                   {"frames_sent", pc.frames_sent},
+                   {"frames_received", pc.frames_received}};
+  return {{"caf", counters(c.caf_counters())},
+          {"dataplane", counters(c.dataplane_counters())},
+          {"dataplane_peers", peers}};
+}
 
 caf::actor spawn_node_agent(caf::actor_system& sys, node_agent_config cfg) {
   return sys.spawn(node_agent, std::move(cfg));

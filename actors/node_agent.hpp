@@ -6,6 +6,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
+#include <nlohmann/json.hpp>
 
 namespace troupe::runtime::transport {
 class courier;
@@ -45,5 +46,11 @@ struct node_agent_config {
 ///
 /// A bad config is answered with an error naming the node and what is wrong.
 caf::actor spawn_node_agent(caf::actor_system& sys, node_agent_config cfg);
+
+/// How a process's tensor messages left it, as /status and /metrics show it
+/// for every node (in its ping reply) and for the supervisor itself:
+/// {"caf": {messages, bytes}, "dataplane": {messages, bytes},
+///  "dataplane_peers": {peer: {bytes_sent, bytes_received, frames_sent, frames_received}}}.
+nlohmann::json transport_status(const runtime::transport::courier& c);
 
 } // namespace troupe::actors

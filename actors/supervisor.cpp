@@ -539,17 +539,8 @@ nlohmann::json status_json(supervisor_actor* self) {
     j["transport"] = e.last_ping;
     nodes.push_back(j);
   }
-  nlohmann::json self_transport = nlohmann::json::object();
-  if (st.cfg.courier) {
-    auto c = st.cfg.courier->caf_counters();
-    auto d = st.cfg.courier->dataplane_counters();
-    self_transport["caf"] = {{"messages", c.messages}, {"bytes", c.bytes}};
-    self_transport["dataplane"] = {{"messages", d.messages}, {"bytes", d.bytes}};
-    nlohmann::json peers = nlohmann::json::object();
-    for (const auto& [peer, pc] : st.cfg.courier->peer_counters())
-      peers[peer] = {{"bytes_sent", pc.bytes_sent}, {"bytes_received", pc.bytes_received}};
-    self_transport["dataplane_peers"] = peers;
-  }
+  auto self_transport =
+      st.cfg.courier ? transport_status(*st.cfg.courier) : nlohmann::json::object();
   return {{"supervisor",
            {{"name", st.cfg.name},
             {"pid", static_cast<long>(::getpid())},
@@ -611,8 +602,8 @@ std::string metrics_text(supervisor_actor* self) {
     b.sample(labels, s.value("compute_seconds", 0.0));
   // Per process and transport: how tensor messages left it.
   std::vector<std::pair<std::string, nlohmann::json>> processes;
-  auto status = status_json(self);
-  processes.emplace_back(st.cfg.name, status["supervisor"]["transport"]);
+  processes.emplace_back(st.cfg.name, st.cfg.courier ? transport_status(*st.cfg.courier)
+                                                     : nlohmann::json::object());
   for (const auto& [name, e] : st.nodes)
     processes.emplace_back(name, e.last_ping);
   b.family("troupe_transport_messages_total", mt::counter,
@@ -853,7 +844,7 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
         node_entry e;
         e.info = d;
         st.nodes.emplace(d.name, std::move(e));
-        nlohmann::json w{{"key", key_to_hex(st.cfg.key)},
+        nlohmann::json w{{"key", runtime::transport::key_to_hex(st.cfg.key)},
                          {"data",
                           {{"name", st.cfg.courier ? st.cfg.courier->name() : st.cfg.name},
                            {"host", st.cfg.data_host},

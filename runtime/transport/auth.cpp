@@ -83,10 +83,25 @@ cluster_key load_key(const std::filesystem::path& path) {
     text.remove_suffix(1);
   if (text.ends_with('\r'))
     text.remove_suffix(1);
+  cluster_key k = key_from_hex(text, "cluster key file " + path.string());
+  OPENSSL_cleanse(buf, sizeof buf);
+  return k;
+}
+
+std::string key_to_hex(const cluster_key& key) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string text;
+  for (auto b : key) {
+    text.push_back(digits[b >> 4]);
+    text.push_back(digits[b & 0xf]);
+  }
+  return text;
+}
+
+cluster_key key_from_hex(std::string_view text, std::string_view what) {
   if (text.size() != 2 * key_bytes)
-    throw input_error("cluster key file " + path.string() + " must hold exactly " +
-                      std::to_string(2 * key_bytes) + " hex digits");
-  cluster_key k{};
+    throw input_error(std::string{what} + " must hold exactly " + std::to_string(2 * key_bytes) +
+                      " hex digits");
   auto nibble = [&](char c) -> std::uint8_t {
     if (c >= '0' && c <= '9')
       return static_cast<std::uint8_t>(c - '0');
@@ -94,21 +109,16 @@ cluster_key load_key(const std::filesystem::path& path) {
       return static_cast<std::uint8_t>(c - 'a' + 10);
     if (c >= 'A' && c <= 'F')
       return static_cast<std::uint8_t>(c - 'A' + 10);
-    throw input_error("cluster key file " + path.string() + " holds a non-hex character");
+    throw input_error(std::string{what} + " holds a non-hex character");
   };
+  cluster_key k{};
   for (std::size_t i = 0; i < key_bytes; ++i)
     k[i] = static_cast<std::uint8_t>(nibble(text[2 * i]) << 4 | nibble(text[2 * i + 1]));
-  OPENSSL_cleanse(buf, sizeof buf);
   return k;
 }
 
 void save_key(const std::filesystem::path& path, const cluster_key& key) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string text;
-  for (auto b : key) {
-    text.push_back(digits[b >> 4]);
-    text.push_back(digits[b & 0xf]);
-  }
+  std::string text = key_to_hex(key);
   text.push_back('\n');
   ::unlink(path.c_str());
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

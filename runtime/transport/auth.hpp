@@ -61,6 +61,14 @@ cluster_key load_key(const std::filesystem::path& path);
 /// Writes the key as 64 hex digits with mode 0600 (created, or replaced).
 void save_key(const std::filesystem::path& path, const cluster_key& key);
 
+/// The key's text form, as in key files and the cluster join's welcome: 64
+/// lowercase hex digits.
+std::string key_to_hex(const cluster_key& key);
+
+/// Parses 64 hex digits (either case). Throws input_error starting with
+/// `what` ("cluster key file /x") when the length or a digit is wrong.
+cluster_key key_from_hex(std::string_view text, std::string_view what);
+
 enum class auth_mode : std::uint8_t { hmac = 0, plain = 1 };
 
 enum class handshake_type : std::uint8_t {
@@ -104,8 +112,7 @@ bool valid_party_name(std::string_view name) noexcept;
 
 /// The MAC one side proves key possession with (role 'S' server, 'C' client).
 mac compute_mac(const cluster_key& key, char role, std::string_view client_name,
-                std::string_view server_name, const nonce& client_nonce,
-                const nonce& server_nonce);
+                std::string_view server_name, const nonce& client_nonce, const nonce& server_nonce);
 
 /// The handshake of one connection, fed whole messages. Never throws on bad
 /// peer input: it moves to `failed` with a reason and may leave a REJECT to
