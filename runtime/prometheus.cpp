@@ -41,6 +41,24 @@ const char* type_name(prometheus_builder::metric_type t) noexcept {
   return "untyped";
 }
 
+/// Backslash and newline are escaped everywhere; a double quote only inside
+/// label values (HELP text is not quoted).
+std::string escape(std::string_view text, bool quote) {
+  std::string r;
+  r.reserve(text.size());
+  for (char c : text) {
+    if (c == '\\')
+      r += "\\\\";
+    else if (c == '\n')
+      r += "\\n";
+    else if (c == '"' && quote)
+      r += "\\\"";
+    else
+      r.push_back(c);
+  }
+  return r;
+}
+
 } // namespace
 
 std::string prometheus_builder::metric_name(std::string_view name) {
@@ -52,42 +70,11 @@ std::string prometheus_builder::label_name(std::string_view name) {
 }
 
 std::string prometheus_builder::escape_label_value(std::string_view value) {
-  std::string r;
-  r.reserve(value.size());
-  for (char c : value) {
-    switch (c) {
-    case '\\':
-      r += "\\\\";
-      break;
-    case '"':
-      r += "\\\"";
-      break;
-    case '\n':
-      r += "\\n";
-      break;
-    default:
-      r.push_back(c);
-    }
-  }
-  return r;
+  return escape(value, true);
 }
 
 std::string prometheus_builder::escape_help(std::string_view text) {
-  std::string r;
-  r.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-    case '\\':
-      r += "\\\\";
-      break;
-    case '\n':
-      r += "\\n";
-      break;
-    default:
-      r.push_back(c);
-    }
-  }
-  return r;
+  return escape(text, false);
 }
 
 std::string prometheus_builder::format_value(double value) {
