@@ -22,23 +22,13 @@
 #include "runtime/error.hpp"
 #include "runtime/prometheus.hpp"
 #include "runtime/status_server.hpp"
+#include "../loopback.hpp"
 
 using namespace troupe::runtime;
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-int connect_to(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  BOOST_REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  return fd;
-}
 
 /// Reads until the server closes (or `limit` passes).
 std::string read_all(int fd, std::chrono::milliseconds limit = 3000ms) {
@@ -60,7 +50,7 @@ std::string read_all(int fd, std::chrono::milliseconds limit = 3000ms) {
 
 /// Sends raw bytes, returns the whole reply.
 std::string send_raw(std::uint16_t port, const std::string& request) {
-  int fd = connect_to(port);
+  int fd = troupe::test::loopback_connect(port);
   std::size_t done = 0;
   while (done < request.size()) {
     auto n = ::send(fd, request.data() + done, request.size() - done, MSG_NOSIGNAL);
@@ -231,7 +221,7 @@ BOOST_AUTO_TEST_CASE(slow_client_is_cut_off) {
   status_server::options o;
   o.timeout = 300ms;
   status_server s{o, handlers()};
-  int fd = connect_to(s.port());
+  int fd = troupe::test::loopback_connect(s.port());
   ::send(fd, "GET /sta", 8, MSG_NOSIGNAL);
   auto t0 = clock_type::now();
   auto got = read_all(fd, 3000ms);
@@ -249,7 +239,7 @@ BOOST_AUTO_TEST_CASE(connection_cap_and_clean_stop) {
   auto s = std::make_unique<status_server>(o, handlers());
   std::vector<int> idle;
   for (int i = 0; i < 8; ++i)
-    idle.push_back(connect_to(s->port()));
+    idle.push_back(troupe::test::loopback_connect(s->port()));
   std::this_thread::sleep_for(100ms);
   // Connections beyond the cap were closed at once.
   int closed = 0;

@@ -50,6 +50,7 @@
 #include "runtime/messages.hpp"
 #include "runtime/system_config.hpp"
 #include "runtime/tls_config.hpp"
+#include "../loopback.hpp"
 
 extern char** environ;
 
@@ -207,18 +208,6 @@ struct published_echo {
   }
   ~published_echo() { caf::anon_send_exit(actor, caf::exit_reason::user_shutdown); }
 };
-
-/// A blocking TCP connection to 127.0.0.1:port.
-int tcp_connect(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  BOOST_REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  return fd;
-}
 
 /// A BASP 0.17 header (32 bytes, network byte order): client_handshake,
 /// payload_len `claimed`, operation_data = BASP version 3.
@@ -491,7 +480,7 @@ BOOST_AUTO_TEST_CASE(plain_client_on_tls_port_gets_nothing) {
   auto port = pub.port;
   auto rss0 = rss_bytes();
   for (int round = 0; round < 3; ++round) {
-    int fd = tcp_connect(port);
+    int fd = troupe::test::loopback_connect(port);
     auto hdr = fake_basp_header(1u << 30); // claims a 1 GiB payload
     BOOST_REQUIRE(::send(fd, hdr.data(), hdr.size(), MSG_NOSIGNAL) ==
                   static_cast<ssize_t>(hdr.size()));
@@ -535,7 +524,7 @@ BOOST_AUTO_TEST_CASE(control_plain_caf_port_allocates_claimed_length) {
   } stop{actor};
   BOOST_REQUIRE(port);
   auto rss0 = rss_bytes();
-  int fd = tcp_connect(*port);
+  int fd = troupe::test::loopback_connect(*port);
   auto hdr = fake_basp_header(128u << 20);
   BOOST_REQUIRE(::send(fd, hdr.data(), hdr.size(), MSG_NOSIGNAL) ==
                 static_cast<ssize_t>(hdr.size()));

@@ -24,6 +24,7 @@
 #include "runtime/error.hpp"
 #include "runtime/transport/data_plane.hpp"
 #include "runtime/transport/frame.hpp"
+#include "../loopback.hpp"
 
 using namespace troupe::runtime;
 using namespace troupe::runtime::transport;
@@ -95,13 +96,7 @@ std::size_t rss_bytes() {
 class raw_client {
 public:
   explicit raw_client(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    BOOST_REQUIRE(fd_ >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    fd_ = troupe::test::loopback_connect(port);
   }
   ~raw_client() { ::close(fd_); }
 
