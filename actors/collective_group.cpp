@@ -8,11 +8,13 @@
 #include <utility>
 
 #include <caf/event_based_actor.hpp>
-#include <caf/stateful_actor.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
 
+#include "runtime/error.hpp"
 #include "runtime/messages.hpp"
+#include "runtime/transport/courier.hpp"
 
 namespace troupe::actors {
 
@@ -33,16 +35,16 @@ enum op_kind : std::int32_t {
 
 const char* kind_name(std::int32_t k) {
   switch (k) {
-    case kind_allreduce_ring:
-      return "all-reduce (ring)";
-    case kind_allreduce_tree:
-      return "all-reduce (tree)";
-    case kind_reduce_scatter:
-      return "reduce-scatter";
-    case kind_all_gather:
-      return "all-gather";
-    case kind_broadcast:
-      return "broadcast";
+  case kind_allreduce_ring:
+    return "all-reduce (ring)";
+  case kind_allreduce_tree:
+    return "all-reduce (tree)";
+  case kind_reduce_scatter:
+    return "reduce-scatter";
+  case kind_all_gather:
+    return "all-gather";
+  case kind_broadcast:
+    return "broadcast";
   }
   return "unknown collective";
 }
@@ -51,11 +53,25 @@ bool is_reducing(std::int32_t k) {
   return k == kind_allreduce_ring || k == kind_allreduce_tree || k == kind_reduce_scatter;
 }
 
+/// Flag on collective_msg::kind: `data` is the sender's whole input buffer
+/// (shared, in process only) and the block is its layout range. Saves the
+/// sender the copy that slicing would cost; the receiver reads the range.
+constexpr std::int32_t kind_whole_input = 1 << 8;
+constexpr std::int32_t kind_mask = 0xff;
+
+/// Messages outside the plan's steps, of the in-process ring all-reduce (all
+/// ranks in one process, see rank_state::all_local): rank 0 hands every rank
+/// the one result buffer (step_result), each rank tells the others when its
+/// reduced block is in it (step_done - rank).
+constexpr std::int32_t step_result = -1;
+constexpr std::int32_t step_done = -2;
+
 struct op_state {
   std::int32_t kind = 0;
   std::int32_t root = 0;
   caf::response_promise rp;
   const coll::collective_plan* plan = nullptr;
+  std::size_t steps = 0; ///< plan steps this op runs (shared: the reduce-scatter half)
   tensor input;
   std::int64_t total = -1; ///< elements of the buffer (reducing kinds), else -1
   /// The input as a whole is piece (whole_block, 0) (no slicing needed), or -1.
@@ -69,7 +85,26 @@ struct op_state {
   std::vector<std::vector<bool>> from_input;
   std::vector<std::size_t> cursor; ///< next plan step per segment
   std::vector<bool> sent;          ///< the send of the cursor's step is done
+  std::vector<bool> seg_done;      ///< segment k ran all its steps
   int done_segs = 0;
+  /// Per block of the result: the last step at which this rank receives it
+  /// (its value is final afterwards), -1 if never or not part of the result.
+  std::vector<int> final_step;
+  /// The result, filled as blocks become final (overlapping the copies with
+  /// the transfers still under way) instead of concatenated at the end;
+  /// undefined when the result is a piece itself or is built at the end.
+  tensor result;
+  char* result_bytes = nullptr;
+  std::int64_t result_offset = 0; ///< element offset of result[0] in the buffer
+  std::int64_t placed = 0;        ///< elements written into result
+  /// In-process ring all-reduce: one result buffer for all ranks, each rank
+  /// reducing its block straight into it; no all-gather.
+  bool shared = false;
+  std::vector<bool> own_final; ///< shared: own block's segment k is final but not placed
+  int own_placed = 0;          ///< shared: segments of own block placed
+  std::vector<bool> peer_done; ///< shared: rank j has placed its block
+  int peers_done = 0;
+  bool announced = false; ///< shared: this rank told the others its block is placed
 };
 
 using stash_key = std::tuple<std::int64_t, std::int32_t, std::int32_t>; // op, step, segment
@@ -77,6 +112,8 @@ using stash_key = std::tuple<std::int64_t, std::int32_t, std::int32_t>; // op, s
 struct rank_state {
   collective_config cfg;
   std::vector<caf::actor> ranks;
+  /// Every rank lives in this process: blocks are shared, not copied.
+  bool all_local = false;
   std::map<std::int64_t, op_state> ops;
   std::map<stash_key, collective_msg> stash;
   std::map<std::pair<std::int32_t, std::int32_t>, coll::collective_plan> plans; // (kind, root)
@@ -130,14 +167,28 @@ tensor slice_copy(const tensor& t, coll::chunk c) {
   return out;
 }
 
+bool same_process(rank_actor* self, const caf::actor& a) {
+  return a.node() == self->node();
+}
+
 /// The piece to send; moved out when the plan releases it after the send (so
-/// that the receiver owns the storage alone and reduces into it in place).
-tensor take_piece(op_state& op, int b, int k, bool release) {
+/// that the receiver owns the storage alone and reduces into it in place). A
+/// piece that still lives in the input goes to a rank in this process as the
+/// whole input (flagged in `kind`), to others as a copy of its range.
+tensor take_piece(rank_actor* self, op_state& op, int b, int k, bool release,
+                  const caf::actor& dest, std::int32_t& kind) {
   auto bi = static_cast<std::size_t>(b);
   auto ki = static_cast<std::size_t>(k);
   tensor t;
   if (op.from_input[bi][ki]) {
-    t = (b == op.whole_block && op.segs == 1) ? op.input : slice_copy(op.input, op.layout[bi][ki]);
+    if (b == op.whole_block && op.segs == 1) {
+      t = op.input;
+    } else if (is_reducing(op.kind) && same_process(self, dest)) {
+      t = op.input;
+      kind |= kind_whole_input;
+    } else {
+      t = slice_copy(op.input, op.layout[bi][ki]);
+    }
   } else {
     if (!op.pieces[bi][ki].defined())
       throw std::logic_error("collective plan sends block " + std::to_string(b) +
@@ -151,44 +202,70 @@ tensor take_piece(op_state& op, int b, int k, bool release) {
   return t;
 }
 
-/// piece(b, k) = received + own or own + received, as the plan says.
-void reduce_piece(op_state& op, int b, int k, tensor received, coll::on_receive order) {
+/// o[i] = a[i] + b[i]; o may alias a or b (in-place reduction).
+void add(float* o, const float* a, const float* b, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    float x = a[i];
+    float y = b[i];
+    o[i] = x + y;
+  }
+}
+
+/// piece(b, k) = received + own or own + received, as the plan says. The sum
+/// goes to `out` when given (a final block into the shared result), else in
+/// place into whichever operand this rank owns alone, else a new tensor.
+void reduce_piece(op_state& op, int b, int k, tensor received, bool whole,
+                  coll::on_receive order, float* out = nullptr) {
   auto bi = static_cast<std::size_t>(b);
   auto ki = static_cast<std::size_t>(k);
-  auto n = received.numel();
+  const auto& c = op.layout[bi][ki];
+  auto n = c.count;
   const float* own = nullptr;
   bool own_is_input = op.from_input[bi][ki];
   if (own_is_input) {
-    own = op.input.data<float>() + op.layout[bi][ki].offset;
+    own = op.input.data<float>() + c.offset;
   } else {
     if (!op.pieces[bi][ki].defined())
       throw std::logic_error("collective plan reduces into a released block");
     own = op.pieces[bi][ki].data<float>();
   }
-  const float* in = received.data<float>();
-  tensor out;
-  if (received.is_unique())
-    out = std::move(received); // sole owner: reduce in place
-  else if (!own_is_input && op.pieces[bi][ki].is_unique())
-    out = op.pieces[bi][ki];
-  else
-    out = tensor::empty(runtime::dtype::f32, {n});
-  float* o = out.mutable_data<float>(); // unique: never copies
-  if (order == coll::on_receive::reduce_recv_first) {
-    for (std::int64_t i = 0; i < n; ++i) {
-      float a = in[i];
-      float c = own[i];
-      o[i] = a + c;
-    }
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) {
-      float a = own[i];
-      float c = in[i];
-      o[i] = a + c;
-    }
+  const float* in = received.data<float>() + (whole ? c.offset : 0);
+  tensor kept;
+  float* o = out;
+  if (o == nullptr) {
+    if (!whole && received.is_unique())
+      kept = std::move(received); // sole owner: reduce in place
+    else if (!own_is_input && op.pieces[bi][ki].is_unique())
+      kept = op.pieces[bi][ki];
+    else
+      kept = tensor::empty(runtime::dtype::f32, {n});
+    o = kept.mutable_data<float>(); // unique: never copies
   }
-  op.pieces[bi][ki] = std::move(out);
+  if (order == coll::on_receive::reduce_recv_first)
+    add(o, in, own, n);
+  else
+    add(o, own, in, n);
+  op.pieces[bi][ki] = std::move(kept);
   op.from_input[bi][ki] = false;
+}
+
+/// Writes piece (b, k) into the result at its place.
+void place(op_state& op, int b, int k) {
+  auto bi = static_cast<std::size_t>(b);
+  auto ki = static_cast<std::size_t>(k);
+  const auto& c = op.layout[bi][ki];
+  const auto es = runtime::element_size(op.input.type());
+  const void* src = op.from_input[bi][ki]
+                      ? static_cast<const void*>(op.input.data<float>() + c.offset)
+                      : op.pieces[bi][ki].raw_data();
+  if (c.count > 0) {
+    if (src == nullptr || c.offset < op.result_offset ||
+        c.offset - op.result_offset + c.count > op.result.numel())
+      throw std::logic_error("collective piece outside the result");
+    std::memcpy(op.result_bytes + static_cast<std::size_t>(c.offset - op.result_offset) * es, src,
+                static_cast<std::size_t>(c.count) * es);
+  }
+  op.placed += c.count;
 }
 
 /// Copies the pieces of `blocks` (in order) into one tensor of `shape`.
@@ -216,6 +293,12 @@ tensor concat(const op_state& op, const std::vector<int>& blocks, runtime::dtype
 tensor result_of(rank_actor* self, op_state& op) {
   int n = self->state.cfg.size;
   int r = self->state.cfg.rank;
+  if (op.result.defined()) {
+    if (op.placed != op.result.numel())
+      throw std::logic_error("collective result incomplete: " + std::to_string(op.placed) +
+                             " of " + std::to_string(op.result.numel()) + " elements");
+    return op.result;
+  }
   switch (op.kind) {
     case kind_allreduce_ring:
     case kind_allreduce_tree: {
@@ -223,21 +306,18 @@ tensor result_of(rank_actor* self, op_state& op) {
         return op.input;
       if (op.plan->blocks == 1 && op.segs == 1)
         return op.pieces[0][0].reshape(op.input.shape());
-      std::vector<int> all(static_cast<std::size_t>(op.plan->blocks));
-      for (int b = 0; b < op.plan->blocks; ++b)
-        all[static_cast<std::size_t>(b)] = b;
-      return concat(op, all, op.input.type(), op.input.shape());
+      throw std::logic_error("all-reduce without a result buffer");
     }
     case kind_reduce_scatter: {
-      auto c = op.layout[static_cast<std::size_t>(r)];
-      std::int64_t count = 0;
-      for (auto& s : c)
-        count += s.count;
-      if (op.from_input[static_cast<std::size_t>(r)][0]) // n == 1
+      if (op.from_input[static_cast<std::size_t>(r)][0]) { // n == 1
+        std::int64_t count = 0;
+        for (auto& s : op.layout[static_cast<std::size_t>(r)])
+          count += s.count;
         return slice_copy(op.input, coll::chunk{0, count});
+      }
       if (op.segs == 1)
         return op.pieces[static_cast<std::size_t>(r)][0];
-      return concat(op, {r}, runtime::dtype::f32, {count});
+      throw std::logic_error("reduce-scatter without a result buffer");
     }
     case kind_all_gather: {
       if (n == 1)
@@ -298,10 +378,12 @@ std::string op_text(std::int64_t op, const std::string& what) {
 }
 
 /// Checks a received message against the step that expects it; empty if fine.
-std::string check_message(rank_actor* self, const op_state& op, const coll::plan_step& step,
+std::string check_message(const op_state& op, const coll::plan_step& step,
                           const collective_msg& m) {
-  if (m.kind != op.kind)
-    return std::string{"rank "} + std::to_string(m.from) + " runs " + kind_name(m.kind) +
+  const auto kind = m.kind & kind_mask;
+  const bool whole = (m.kind & kind_whole_input) != 0;
+  if (kind != op.kind)
+    return std::string{"rank "} + std::to_string(m.from) + " runs " + kind_name(kind) +
            " but this rank runs " + kind_name(op.kind) + " under the same op id";
   if (op.kind == kind_broadcast && m.root != op.root)
     return "broadcast root mismatch: rank " + std::to_string(m.from) + " has root " +
@@ -316,12 +398,95 @@ std::string check_message(rank_actor* self, const op_state& op, const coll::plan
     return "received an undefined tensor from rank " + std::to_string(m.from);
   if (is_reducing(op.kind)) {
     const auto& c = op.layout[static_cast<std::size_t>(m.block)][static_cast<std::size_t>(m.segment)];
-    if (m.data.type() != runtime::dtype::f32 || m.data.numel() != c.count)
+    auto expect = whole ? op.total : c.count;
+    if (m.data.type() != runtime::dtype::f32 || m.data.numel() != expect)
       return "received " + std::to_string(m.data.numel()) + " elements for a segment of " +
              std::to_string(c.count) + " from rank " + std::to_string(m.from);
+  } else if (whole) {
+    return "rank " + std::to_string(m.from) + " sent a whole buffer for " + kind_name(op.kind);
   }
-  (void)self;
   return {};
+}
+
+std::int64_t piece_bytes(const op_state& op, int b, int k, const tensor& sent, bool whole) {
+  if (!whole)
+    return static_cast<std::int64_t>(sent.nbytes());
+  return op.layout[static_cast<std::size_t>(b)][static_cast<std::size_t>(k)].count *
+         static_cast<std::int64_t>(runtime::element_size(op.input.type()));
+}
+
+/// Shared result: once every segment of this rank's block is in the result,
+/// tell the other ranks (a message without data).
+void announce_if_placed(rank_actor* self, std::int64_t id, op_state& op) {
+  auto& st = self->state;
+  if (!op.shared || op.announced || op.own_placed < op.segs)
+    return;
+  op.announced = true;
+  std::int64_t own = 0;
+  for (const auto& c : op.layout[static_cast<std::size_t>(st.cfg.rank)])
+    own += c.count;
+  for (int j = 0; j < st.cfg.size; ++j) {
+    if (j == st.cfg.rank)
+      continue;
+    collective_msg m;
+    m.op = id;
+    m.kind = op.kind;
+    m.step = step_done - st.cfg.rank;
+    m.from = st.cfg.rank;
+    m.total = op.total;
+    // What the peer reads from this rank now, as a ring all-gather would
+    // have sent it.
+    st.stats.bytes_sent += static_cast<std::uint64_t>(own) * sizeof(float);
+    ++st.stats.messages_sent;
+    caf::anon_send(st.ranks[static_cast<std::size_t>(j)], std::move(m));
+  }
+}
+
+/// Delivers the op's result once everything it waits for is done.
+void finish_if_done(rank_actor* self, std::map<std::int64_t, op_state>::iterator it) {
+  auto& st = self->state;
+  auto& op = it->second;
+  if (op.done_segs < op.segs)
+    return;
+  if (op.shared && (!op.announced || op.peers_done < st.cfg.size - 1))
+    return;
+  auto result = op.shared ? op.result : result_of(self, op);
+  ++st.stats.ops_completed;
+  op.rp.deliver(std::move(result));
+  st.ops.erase(it);
+}
+
+/// Takes in a message of the shared-result protocol (step < 0).
+void absorb_shared(rank_actor* self, std::int64_t id, op_state& op, collective_msg& m) {
+  auto& st = self->state;
+  if (!op.shared || (m.kind & kind_mask) != op.kind || m.total != op.total)
+    throw std::runtime_error("rank " + std::to_string(m.from) +
+                             " runs another collective (or size) under this op id");
+  if (m.step == step_result) {
+    if (op.result_bytes != nullptr || !m.data.defined() || m.data.type() != runtime::dtype::f32 ||
+        m.data.numel() != op.total)
+      throw std::runtime_error("bad shared result from rank " + std::to_string(m.from));
+    op.result = m.data.reshape(op.input.shape());
+    // Written through by every rank, each its own block, before anyone
+    // hands it out: the one place where the group bypasses copy on write.
+    op.result_bytes = const_cast<char*>(static_cast<const char*>(op.result.raw_data()));
+    auto r = st.cfg.rank;
+    for (int k = 0; k < op.segs; ++k)
+      if (op.own_final[static_cast<std::size_t>(k)]) {
+        place(op, r, k);
+        op.pieces[static_cast<std::size_t>(r)][static_cast<std::size_t>(k)] = tensor{};
+        op.own_final[static_cast<std::size_t>(k)] = false;
+        ++op.own_placed;
+      }
+    announce_if_placed(self, id, op);
+    return;
+  }
+  int j = step_done - m.step;
+  if (j < 0 || j >= st.cfg.size || j == st.cfg.rank || j != m.from ||
+      op.peer_done[static_cast<std::size_t>(j)])
+    throw std::runtime_error("unexpected completion notice from rank " + std::to_string(m.from));
+  op.peer_done[static_cast<std::size_t>(j)] = true;
+  ++op.peers_done;
 }
 
 /// Runs segment `seg` of op `id` as far as the messages received allow.
@@ -334,10 +499,13 @@ void pump(rank_actor* self, std::int64_t id, int seg) {
   auto k = static_cast<std::size_t>(seg);
   const auto& steps = op.plan->steps[static_cast<std::size_t>(st.cfg.rank)];
   try {
-    while (op.cursor[k] < steps.size()) {
+    if (op.seg_done[k])
+      return;
+    while (op.cursor[k] < op.steps) {
       auto s = op.cursor[k];
       const auto& step = steps[s];
       if (step.send_to >= 0 && !op.sent[k]) {
+        const auto& dest = st.ranks[static_cast<std::size_t>(step.send_to)];
         collective_msg m;
         m.op = id;
         m.kind = op.kind;
@@ -347,10 +515,11 @@ void pump(rank_actor* self, std::int64_t id, int seg) {
         m.segment = seg;
         m.from = st.cfg.rank;
         m.total = op.total;
-        m.data = take_piece(op, step.send_block, seg, step.release_after_send);
-        st.stats.bytes_sent += m.data.nbytes();
+        m.data = take_piece(self, op, step.send_block, seg, step.release_after_send, dest, m.kind);
+        st.stats.bytes_sent += static_cast<std::uint64_t>(
+          piece_bytes(op, step.send_block, seg, m.data, (m.kind & kind_whole_input) != 0));
         ++st.stats.messages_sent;
-        self->send(st.ranks[static_cast<std::size_t>(step.send_to)], std::move(m));
+        runtime::transport::deliver(st.cfg.courier, dest, std::move(m));
         op.sent[k] = true;
       }
       if (step.recv_from >= 0) {
@@ -359,29 +528,58 @@ void pump(rank_actor* self, std::int64_t id, int seg) {
           return; // wait for it
         auto m = std::move(sit->second);
         st.stash.erase(sit);
-        if (auto what = check_message(self, op, step, m); !what.empty()) {
+        if (auto what = check_message(op, step, m); !what.empty()) {
           fail_rank(self, op_text(id, what));
           return;
         }
+        const bool whole = (m.kind & kind_whole_input) != 0;
+        const bool final = static_cast<int>(s) == op.final_step[static_cast<std::size_t>(m.block)];
+        auto b = static_cast<std::size_t>(m.block);
         if (step.action == coll::on_receive::copy) {
-          op.pieces[static_cast<std::size_t>(m.block)][k] = std::move(m.data);
-          op.from_input[static_cast<std::size_t>(m.block)][k] = false;
+          op.pieces[b][k] = whole ? slice_copy(m.data, op.layout[b][k]) : std::move(m.data);
+          op.from_input[b][k] = false;
+          if (final && op.result_bytes != nullptr)
+            place(op, m.block, seg);
+        } else if (final && op.shared) {
+          // This rank's block: summed straight into the shared result, or
+          // kept until rank 0's result buffer arrives.
+          if (op.result_bytes != nullptr) {
+            const auto& c = op.layout[b][k];
+            reduce_piece(op, m.block, seg, std::move(m.data), whole, step.action,
+                         reinterpret_cast<float*>(op.result_bytes) + c.offset);
+            op.placed += c.count;
+            ++op.own_placed;
+          } else {
+            reduce_piece(op, m.block, seg, std::move(m.data), whole, step.action);
+            op.own_final[k] = true;
+          }
         } else {
-          reduce_piece(op, m.block, seg, std::move(m.data), step.action);
+          reduce_piece(op, m.block, seg, std::move(m.data), whole, step.action);
+          if (final && op.result_bytes != nullptr)
+            place(op, m.block, seg);
         }
       }
       ++op.cursor[k];
       op.sent[k] = false;
     }
-    if (++op.done_segs < op.segs)
-      return;
-    auto result = result_of(self, op);
-    ++st.stats.ops_completed;
-    op.rp.deliver(std::move(result));
-    st.ops.erase(it);
+    op.seg_done[k] = true;
+    ++op.done_segs;
+    announce_if_placed(self, id, op);
+    finish_if_done(self, it);
   } catch (const std::exception& e) {
     fail_rank(self, op_text(id, e.what()));
   }
+}
+
+/// Per block, the last step of the whole plan at which `rank` receives it
+/// (-1: never, or `only` >= 0 and the block is not `only`).
+std::vector<int> final_steps(const coll::collective_plan& p, int rank, int only) {
+  std::vector<int> out(static_cast<std::size_t>(p.blocks), -1);
+  const auto& mine = p.steps[static_cast<std::size_t>(rank)];
+  for (std::size_t s = 0; s < mine.size(); ++s)
+    if (mine[s].recv_from >= 0 && (only < 0 || mine[s].recv_block == only))
+      out[static_cast<std::size_t>(mine[s].recv_block)] = static_cast<int>(s);
+  return out;
 }
 
 /// Starts op `id` for the caller's request; the caller gets the result or an error.
@@ -389,13 +587,14 @@ caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
                           std::int32_t root, tensor input) {
   auto& st = self->state;
   int n = st.cfg.size;
+  int rank = st.cfg.rank;
   if (st.ranks.empty())
     return caf::make_error(caf::sec::runtime_error, label(self) + ": " + op_text(id, "not wired"));
   if (st.ops.count(id) != 0)
     return fail_rank(self, op_text(id, "an operation with this id is already pending on this rank"));
   if (kind == kind_broadcast && (root < 0 || root >= n))
     return fail_rank(self, op_text(id, "broadcast root " + std::to_string(root) + " out of range"));
-  bool has_input = kind != kind_broadcast || root == st.cfg.rank;
+  bool has_input = kind != kind_broadcast || root == rank;
   if (has_input && !input.defined())
     return fail_rank(self, op_text(id, std::string{kind_name(kind)} + " of an undefined tensor"));
   if (kind == kind_allreduce_ring || kind == kind_reduce_scatter) {
@@ -417,6 +616,7 @@ caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
     return fail_rank(self, op_text(id, e.what()));
   }
   op.rp = self->make_response_promise();
+  op.steps = op.plan->length();
   auto nb = static_cast<std::size_t>(op.plan->blocks);
   if (is_reducing(kind)) {
     op.total = input.numel();
@@ -436,7 +636,7 @@ caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
       op.whole_block = 0;
   } else {
     op.from_input.assign(nb, std::vector<bool>(1, false));
-    int own = kind == kind_all_gather ? st.cfg.rank : 0;
+    int own = kind == kind_all_gather ? rank : 0;
     if (has_input) {
       op.whole_block = own;
       op.from_input[static_cast<std::size_t>(own)][0] = true;
@@ -446,9 +646,62 @@ caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
   op.pieces.assign(nb, std::vector<tensor>(static_cast<std::size_t>(op.segs)));
   op.cursor.assign(static_cast<std::size_t>(op.segs), 0);
   op.sent.assign(static_cast<std::size_t>(op.segs), false);
+  op.seg_done.assign(static_cast<std::size_t>(op.segs), false);
+  if (kind == kind_allreduce_ring && n > 1 && st.all_local) {
+    // All ranks here: the reduce-scatter half, then each rank sums its block
+    // into rank 0's result buffer; nobody copies or concatenates.
+    op.shared = true;
+    op.steps = static_cast<std::size_t>(n - 1);
+    op.own_final.assign(static_cast<std::size_t>(op.segs), false);
+    op.peer_done.assign(static_cast<std::size_t>(n), false);
+    op.result_offset = 0;
+    if (rank == 0) {
+      op.result = tensor::empty(op.input.type(), op.input.shape());
+      op.result_bytes = static_cast<char*>(op.result.mutable_raw_data());
+      auto flat = op.result.reshape({op.total});
+      for (int j = 1; j < n; ++j) {
+        collective_msg m;
+        m.op = id;
+        m.kind = kind;
+        m.step = step_result;
+        m.from = 0;
+        m.total = op.total;
+        m.data = flat;
+        ++st.stats.messages_sent;
+        caf::anon_send(st.ranks[static_cast<std::size_t>(j)], std::move(m));
+      }
+    }
+  } else if (op.steps > 0 && ((kind == kind_allreduce_ring) ||
+                              (kind == kind_allreduce_tree && op.segs > 1) ||
+                              (kind == kind_reduce_scatter && op.segs > 1))) {
+    if (kind == kind_reduce_scatter) {
+      const auto& mine = op.layout[static_cast<std::size_t>(rank)];
+      op.result_offset = mine.front().offset;
+      op.result = tensor::empty(runtime::dtype::f32,
+                                {mine.back().offset + mine.back().count - op.result_offset});
+    } else {
+      op.result = tensor::empty(op.input.type(), op.input.shape());
+    }
+    op.result_bytes = static_cast<char*>(op.result.mutable_raw_data());
+  }
+  op.final_step = final_steps(*op.plan, rank, kind == kind_reduce_scatter ? rank : -1);
   auto rp = op.rp;
   int segs = op.segs;
-  st.ops.emplace(id, std::move(op));
+  auto [it, inserted] = st.ops.emplace(id, std::move(op));
+  (void)inserted;
+  // Messages of the shared-result protocol that came before the request.
+  try {
+    for (std::int32_t step = step_result; step >= step_done - (n - 1); --step) {
+      auto sit = st.stash.find(stash_key{id, step, 0});
+      if (sit == st.stash.end())
+        continue;
+      auto m = std::move(sit->second);
+      st.stash.erase(sit);
+      absorb_shared(self, id, it->second, m);
+    }
+  } catch (const std::exception& e) {
+    return fail_rank(self, op_text(id, e.what()));
+  }
   for (int k = 0; k < segs; ++k)
     pump(self, id, k);
   return rp;
@@ -466,8 +719,8 @@ caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
         who = static_cast<int>(i);
     if (who < 0)
       return;
-    bool orderly = dm.reason == caf::exit_reason::normal ||
-                   dm.reason == caf::exit_reason::user_shutdown;
+    bool orderly =
+        dm.reason == caf::exit_reason::normal || dm.reason == caf::exit_reason::user_shutdown;
     if (orderly && st.ops.empty()) {
       self->quit(dm.reason);
       return;
@@ -486,8 +739,8 @@ caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
     }
     auto err = caf::make_error(caf::sec::runtime_error,
                                label(self) + ": peer rank " + std::to_string(dead) + " died (" +
-                                 cause + ")" + via + "; " + std::to_string(st.ops.size()) +
-                                 " pending collective(s) failed",
+                                   cause + ")" + via + "; " + std::to_string(st.ops.size()) +
+                                   " pending collective(s) failed",
                                static_cast<std::int32_t>(dead), cause);
     for (auto& [id, op] : st.ops)
       op.rp.deliver(err);
@@ -496,59 +749,85 @@ caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
     self->quit(err);
   });
   return {
-    [self](runtime::wire_atom, std::vector<caf::actor> ranks) -> caf::result<void> {
-      auto& st = self->state;
-      if (!st.ranks.empty())
-        return caf::make_error(caf::sec::runtime_error, label(self) + ": wired twice");
-      if (static_cast<int>(ranks.size()) != st.cfg.size ||
-          ranks[static_cast<std::size_t>(st.cfg.rank)] != caf::actor_cast<caf::actor>(self))
-        return caf::make_error(caf::sec::runtime_error,
-                               label(self) + ": wiring does not match the rank and size");
-      st.ranks = std::move(ranks);
-      for (std::size_t i = 0; i < st.ranks.size(); ++i)
-        if (static_cast<int>(i) != st.cfg.rank)
-          self->monitor(st.ranks[i]);
-      return caf::unit;
-    },
-    [self](collective_msg& m) {
-      auto& st = self->state;
-      auto id = m.op;
-      auto seg = m.segment;
-      auto it = st.ops.find(id);
-      if (it != st.ops.end() && (seg < 0 || seg >= it->second.segs || m.step < 0 ||
-                                 static_cast<std::size_t>(m.step) >= it->second.plan->length())) {
-        fail_rank(self, op_text(id, "message for step " + std::to_string(m.step) +
-                                      ", segment " + std::to_string(seg) +
-                                      " outside the plan (from rank " +
-                                      std::to_string(m.from) + ")"));
-        return;
-      }
-      stash_key key{id, m.step, seg};
-      if (st.stash.count(key) != 0) {
-        fail_rank(self, op_text(id, "duplicate message from rank " + std::to_string(m.from)));
-        return;
-      }
-      st.stash.emplace(key, std::move(m));
-      if (it != st.ops.end())
-        pump(self, id, seg);
-    },
-    [self](runtime::allreduce_atom, std::int64_t id, tensor t) {
-      return start(self, kind_allreduce_ring, id, 0, std::move(t));
-    },
-    [self](runtime::broadcast_atom, std::int64_t id, std::int32_t root, tensor t) {
-      return start(self, kind_broadcast, id, root, std::move(t));
-    },
-    [self](runtime::reduce_scatter_atom, std::int64_t id, tensor t) {
-      return start(self, kind_reduce_scatter, id, 0, std::move(t));
-    },
-    [self](runtime::all_gather_atom, std::int64_t id, tensor t) {
-      return start(self, kind_all_gather, id, 0, std::move(t));
-    },
-    [self](runtime::coll_stats_atom) { return self->state.stats; },
+      [self](runtime::wire_atom, std::vector<caf::actor> ranks) -> caf::result<void> {
+        auto& st = self->state;
+        if (!st.ranks.empty())
+          return caf::make_error(caf::sec::runtime_error, label(self) + ": wired twice");
+        if (static_cast<int>(ranks.size()) != st.cfg.size ||
+            ranks[static_cast<std::size_t>(st.cfg.rank)] != caf::actor_cast<caf::actor>(self))
+          return caf::make_error(caf::sec::runtime_error,
+                                 label(self) + ": wiring does not match the rank and size");
+        st.ranks = std::move(ranks);
+        for (std::size_t i = 0; i < st.ranks.size(); ++i)
+          if (static_cast<int>(i) != st.cfg.rank)
+            self->monitor(st.ranks[i]);
+        return caf::unit;
+      },
+      [self](collective_msg& m) {
+        auto& st = self->state;
+        auto id = m.op;
+        auto seg = m.segment;
+        auto it = st.ops.find(id);
+        if (it != st.ops.end() && (seg < 0 || seg >= it->second.segs || m.step < 0 ||
+                                   static_cast<std::size_t>(m.step) >= it->second.plan->length())) {
+          fail_rank(self, op_text(id, "message for step " + std::to_string(m.step) + ", segment " +
+                                          std::to_string(seg) + " outside the plan (from rank " +
+                                          std::to_string(m.from) + ")"));
+          return;
+        }
+        stash_key key{id, m.step, seg};
+        if (st.stash.count(key) != 0) {
+          fail_rank(self, op_text(id, "duplicate message from rank " + std::to_string(m.from)));
+          return;
+        }
+        st.stash.emplace(key, std::move(m));
+        if (it != st.ops.end())
+          pump(self, id, seg);
+      },
+      [self](runtime::allreduce_atom, std::int64_t id, tensor t) {
+        return start(self, kind_allreduce_ring, id, 0, std::move(t));
+      },
+      [self](runtime::broadcast_atom, std::int64_t id, std::int32_t root, tensor t) {
+        return start(self, kind_broadcast, id, root, std::move(t));
+      },
+      [self](runtime::reduce_scatter_atom, std::int64_t id, tensor t) {
+        return start(self, kind_reduce_scatter, id, 0, std::move(t));
+      },
+      [self](runtime::all_gather_atom, std::int64_t id, tensor t) {
+        return start(self, kind_all_gather, id, 0, std::move(t));
+      },
+      [self](runtime::coll_stats_atom) { return self->state.stats; },
   };
 }
 
 } // namespace
+
+nlohmann::json to_json(const collective_config& c) {
+  return {{"rank", c.rank},
+          {"size", c.size},
+          {"algo", coll::to_string(c.algo)},
+          {"tree_threshold_bytes", c.tree_threshold_bytes},
+          {"segment_bytes", c.segment_bytes}};
+}
+
+collective_config collective_config_from_json(const nlohmann::json& j) {
+  try {
+    collective_config c;
+    c.rank = j.at("rank").get<int>();
+    c.size = j.at("size").get<int>();
+    c.algo = coll::parse_allreduce_algo(j.value("algo", std::string{"auto"}));
+    c.tree_threshold_bytes = j.value("tree_threshold_bytes", c.tree_threshold_bytes);
+    c.segment_bytes = j.value("segment_bytes", c.segment_bytes);
+    if (c.size < 1 || c.size > 4096 || c.rank < 0 || c.rank >= c.size)
+      throw runtime::input_error("collective config: rank " + std::to_string(c.rank) + " of " +
+                                 std::to_string(c.size));
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw runtime::input_error(std::string{"collective config: "} + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw runtime::input_error(std::string{"collective config: "} + e.what());
+  }
+}
 
 caf::actor spawn_collective_rank(caf::actor_system& sys, collective_config cfg) {
   if (cfg.size < 1 || cfg.rank < 0 || cfg.rank >= cfg.size)
@@ -572,7 +851,7 @@ std::vector<caf::actor> spawn_collective_group(caf::actor_system& sys, int n,
   for (auto& r : ranks) {
     std::string failure;
     self->request(r, caf::infinite, runtime::wire_atom::value, ranks)
-      .receive([] {}, [&](caf::error& e) { failure = sys.render(e); });
+        .receive([] {}, [&](caf::error& e) { failure = sys.render(e); });
     if (!failure.empty()) {
       for (auto& x : ranks)
         self->send_exit(x, caf::exit_reason::user_shutdown);

@@ -43,12 +43,18 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
 
 #include "actors/collective_algorithms.hpp"
+
+namespace troupe::runtime::transport {
+class courier;
+}
 
 namespace troupe::actors {
 
@@ -63,7 +69,16 @@ struct collective_config {
   /// about this size, so that a neighbour reduces and forwards segment k while
   /// segment k + 1 is still on its way (pipelining). 0: never segment.
   std::size_t segment_bytes = std::size_t{1} << 20;
+  /// How blocks reach ranks in other processes (large ones over the data
+  /// plane); null: plain CAF messages (single process). Not part of the JSON
+  /// form: the node agent that spawns the rank supplies its own.
+  std::shared_ptr<runtime::transport::courier> courier;
 };
+
+/// The JSON form a supervisor sends to a node agent (everything but the courier).
+nlohmann::json to_json(const collective_config& c);
+/// Throws runtime::input_error for a malformed config.
+collective_config collective_config_from_json(const nlohmann::json& j);
 
 /// Spawns one rank actor (not yet wired).
 caf::actor spawn_collective_rank(caf::actor_system& sys, collective_config cfg);

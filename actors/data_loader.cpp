@@ -57,11 +57,37 @@ void copy_token_rows(const dataset& data, const std::vector<std::int32_t>& order
 
 } // namespace
 
+std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<double>& shares) {
+  if (shares.empty())
+    throw std::invalid_argument("split_by_shares: no shares");
+  std::vector<std::int64_t> counts(shares.size());
+  std::vector<std::pair<double, std::size_t>> rest;
+  std::int64_t given = 0;
+  for (std::size_t i = 0; i < shares.size(); ++i) {
+    const double exact = static_cast<double>(n) * shares[i];
+    counts[i] = std::min<std::int64_t>(n - given, static_cast<std::int64_t>(exact));
+    given += counts[i];
+    rest.emplace_back(exact - static_cast<double>(counts[i]), i);
+  }
+  std::stable_sort(rest.begin(), rest.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (std::size_t k = 0; given < n; k = (k + 1) % rest.size(), ++given)
+    ++counts[rest[k].second];
+  return counts;
+}
+
 runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
                               std::int64_t epoch, std::int64_t index) {
   const auto n = cfg.data.size();
-  const auto begin = index * cfg.batch;
-  const auto size = std::min(cfg.batch, n - begin);
+  const auto global_begin = index * cfg.batch;
+  const auto global_size = std::min(cfg.batch, n - global_begin);
+  // This replica's samples: a contiguous part of the global batch.
+  const auto counts = split_by_shares(global_size, cfg.shares);
+  std::int64_t replica_offset = 0;
+  for (int r = 0; r < cfg.replica; ++r)
+    replica_offset += counts.at(static_cast<std::size_t>(r));
+  const auto begin = global_begin + replica_offset;
+  const auto size = counts.at(static_cast<std::size_t>(cfg.replica));
   const auto sample_bytes = cfg.data.samples.numel() / n;
   const auto feature = runtime::shape_numel(cfg.sample_shape);
   if (feature != sample_bytes)
@@ -72,7 +98,7 @@ runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::i
   runtime::batch_msg b;
   b.epoch = epoch;
   b.index = index;
-  b.size = size;
+  b.size = global_size;
   const std::int64_t parts = std::min<std::int64_t>(cfg.parts, size);
   std::int64_t offset = 0;
   for (std::int64_t p = 0; p < parts; ++p) {
@@ -102,7 +128,7 @@ runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::i
     }
     b.inputs.push_back(std::move(x));
     b.labels.push_back(std::move(y));
-    b.offsets.push_back(offset);
+    b.offsets.push_back(replica_offset + offset);
     offset += count;
   }
   return b;
@@ -113,7 +139,7 @@ namespace {
 struct loader_state {
   loader_config cfg;
   std::int64_t epoch = 0;
-  std::int64_t index = 0;       ///< position of the next batch to hand out
+  std::int64_t index = 0; ///< position of the next batch to hand out
   std::int64_t order_epoch = -1;
   std::vector<std::int32_t> order;
   std::deque<runtime::batch_msg> ready; ///< prepared batches, from the position on
@@ -162,40 +188,40 @@ caf::behavior data_loader(loader_actor* self, loader_config cfg) {
     return {};
   }
   return {
-    [self](runtime::next_batch_atom) -> runtime::batch_msg {
-      auto& st = self->state;
-      runtime::batch_msg b;
-      if (!st.ready.empty()) {
-        b = std::move(st.ready.front());
-        st.ready.pop_front();
-      } else {
-        b = st.build(st.epoch, st.index);
-      }
-      std::tie(st.epoch, st.index) = st.ahead(1);
-      schedule_refill(self);
-      return b;
-    },
-    [self](refill_atom) {
-      auto& st = self->state;
-      st.refill_pending = false;
-      if (st.ready.size() < static_cast<std::size_t>(st.cfg.prefetch)) {
-        auto [e, i] = st.ahead(static_cast<std::int64_t>(st.ready.size()));
-        st.ready.push_back(st.build(e, i));
+      [self](runtime::next_batch_atom) -> runtime::batch_msg {
+        auto& st = self->state;
+        runtime::batch_msg b;
+        if (!st.ready.empty()) {
+          b = std::move(st.ready.front());
+          st.ready.pop_front();
+        } else {
+          b = st.build(st.epoch, st.index);
+        }
+        std::tie(st.epoch, st.index) = st.ahead(1);
         schedule_refill(self);
-      }
-    },
-    [self](runtime::seek_atom, std::int64_t epoch, std::int64_t index) -> caf::result<bool> {
-      auto& st = self->state;
-      if (epoch < 0 || index < 0 || index >= st.per_epoch())
-        return caf::make_error(caf::sec::invalid_argument,
-                               "data_loader: position (" + std::to_string(epoch) + ", " +
-                                 std::to_string(index) + ") out of range");
-      st.epoch = epoch;
-      st.index = index;
-      st.ready.clear();
-      schedule_refill(self);
-      return true;
-    },
+        return b;
+      },
+      [self](refill_atom) {
+        auto& st = self->state;
+        st.refill_pending = false;
+        if (st.ready.size() < static_cast<std::size_t>(st.cfg.prefetch)) {
+          auto [e, i] = st.ahead(static_cast<std::int64_t>(st.ready.size()));
+          st.ready.push_back(st.build(e, i));
+          schedule_refill(self);
+        }
+      },
+      [self](runtime::seek_atom, std::int64_t epoch, std::int64_t index) -> caf::result<bool> {
+        auto& st = self->state;
+        if (epoch < 0 || index < 0 || index >= st.per_epoch())
+          return caf::make_error(caf::sec::invalid_argument,
+                                 "data_loader: position (" + std::to_string(epoch) + ", " +
+                                     std::to_string(index) + ") out of range");
+        st.epoch = epoch;
+        st.index = index;
+        st.ready.clear();
+        schedule_refill(self);
+        return true;
+      },
   };
 }
 

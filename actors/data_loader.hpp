@@ -35,13 +35,24 @@ dataset text_windows(const runtime::text_dataset& text, runtime::text_split spli
 /// are; inputs are reshaped to `sample_shape`.
 struct loader_config {
   dataset data;
-  runtime::shape_t sample_shape;   ///< per-sample model input shape, e.g. [784]
-  std::int64_t batch = 64;         ///< global batch; the last one of an epoch may be short
-  int parts = 1;                   ///< split each batch into this many parts (micro-batches)
+  runtime::shape_t sample_shape; ///< per-sample model input shape, e.g. [784]
+  std::int64_t batch = 64;       ///< global batch; the last one of an epoch may be short
+  int parts = 1;                 ///< split each batch into this many parts (micro-batches)
+  /// Data parallelism: the replicas' shares of every batch (weights summing
+  /// to 1, split_by_shares) and which replica this loader feeds: it loads
+  /// only that replica's samples. {1.0}, 0: the whole batch.
+  std::vector<double> shares{1.0};
+  int replica = 0;
   bool shuffle = true;
   std::uint64_t seed = 0;
-  int prefetch = 2;                ///< batches prepared ahead of the request
+  int prefetch = 2; ///< batches prepared ahead of the request
 };
+
+/// Cuts `n` samples into one count per share (weights summing to 1), by
+/// largest remainder: floor(n * w) each, the leftover samples one each to the
+/// largest fractional parts (ties to the lower index). Exact (the counts sum
+/// to n) and the same on every process.
+std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<double>& shares);
 
 /// Batches per epoch: ceil(N / batch).
 std::int64_t batches_per_epoch(std::int64_t samples, std::int64_t batch);
@@ -52,7 +63,10 @@ std::int64_t batches_per_epoch(std::int64_t samples, std::int64_t batch);
 std::vector<std::int32_t> epoch_permutation(std::int64_t samples, std::uint64_t seed,
                                             std::int64_t epoch);
 
-/// Builds the batch at (epoch, index) directly (also what the actor does).
+/// Builds the batch at (epoch, index) directly (also what the actor does):
+/// this replica's part of it, cut into at most cfg.parts micro-batches (none
+/// when its share of a short last batch is empty). batch_msg::size is the
+/// whole global batch, offsets are relative to it.
 runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
                               std::int64_t epoch, std::int64_t index);
 

@@ -51,10 +51,13 @@ nlohmann::json job_trace(const plan& topology, const std::vector<std::string>& s
     if (track_events.empty())
       continue; // no events, no track (and no pid to name it by)
     const auto pid = track_events.front().pid;
-    const auto& d = topology.devices.at(topology.stages[k].device);
+    const auto& slot = topology.stages[k];
+    const auto& d = topology.devices.at(slot.device);
+    const auto who = topology.replicas > 1 ? "replica " + std::to_string(slot.replica) + " stage " +
+                                                 std::to_string(slot.stage)
+                                           : "stage " + std::to_string(k);
     add(std::move(track_events), pid, static_cast<std::int64_t>(k) + 1,
-        "stage " + std::to_string(k) + " (node " + d.node + "/" + d.name + ", pid " +
-            std::to_string(pid) + ")",
+        who + " (node " + d.node + "/" + d.name + ", pid " + std::to_string(pid) + ")",
         "node " + d.node);
   }
   for (auto& t : tracks) {

@@ -12,7 +12,8 @@ namespace troupe::actors {
 
 /// The Chrome trace of a training job (`troupe train --trace`): the trainer's
 /// events on the track "trainer (pid P)" (tid 0 of its process), and stage k's
-/// on "stage k (node N/device, pid P)" (tid k + 1 of the process it ran in),
+/// on "stage k (node N/device, pid P)" (tid k + 1 of the process it ran in;
+/// with data parallelism "replica r stage k", tid r * depth + k + 1),
 /// grouped by process ("troupe supervisor, node local (pid P)").
 /// `stage_events[k]` is stage k's reply to (get_trace_atom). Metadata: `run`
 /// plus per track its event and dropped counts, the capacity per track and

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
@@ -11,12 +12,13 @@
 #include <vector>
 
 #include <caf/allowed_unsafe_message_type.hpp>
-#include <caf/send.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include "actors/device_actor.hpp"
 #include "models/grad_clip.hpp"
+#include "models/init.hpp"
 #include "models/loss.hpp"
 #include "models/optimizer.hpp"
 #include "models/sequence_loss.hpp"
@@ -39,11 +41,12 @@ struct task_done {
   std::int64_t correct = 0;
   std::int64_t samples = 0;
   double seconds = 0;
-  std::uint64_t peak_saved_bytes = 0; ///< most saved activations seen between its actions
-  std::uint64_t messages_sent = 0;    ///< activations and gradients sent to peers
-  std::uint64_t bytes_sent = 0;       ///< their tensor payload bytes
-  std::int64_t tokens = 0;            ///< predictions the loss covers
-  std::optional<double> grad_sumsq;   ///< clipping: the gradients' sum of squares
+  std::uint64_t peak_saved_bytes = 0;  ///< most saved activations seen between its actions
+  std::uint64_t messages_sent = 0;     ///< activations and gradients sent to peers
+  std::uint64_t bytes_sent = 0;        ///< their tensor payload bytes
+  std::int64_t tokens = 0;             ///< predictions the loss covers
+  std::optional<double> grad_sumsq;    ///< clipping: the gradients' sum of squares
+  std::optional<std::uint64_t> digest; ///< --check-replicas: the parameters' digest
 };
 
 /// A device task threw; the shard fails with this message.
@@ -51,21 +54,44 @@ struct task_failed {
   std::string what;
 };
 
+/// Data parallelism: the device thread flattened a gradient bucket whose
+/// backward is complete; the shard starts its all-reduce.
+struct bucket_ready {
+  std::int64_t step = 0;
+  std::size_t bucket = 0;
+  runtime::tensor data;
+};
+
 } // namespace
 } // namespace troupe::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::task_done)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::task_failed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::bucket_ready)
 
 namespace troupe::actors {
 
 namespace {
+
+/// Data parallelism: parameters whose gradients are all-reduced together,
+/// flattened in this order. Complete once the step's last backward through
+/// its chunk has passed layer `ready_layer` (the lowest layer it covers).
+struct grad_bucket {
+  std::vector<models::parameter*> params;
+  std::int64_t numel = 0;
+  std::size_t chunk = 0;
+  std::size_t ready_layer = 0; ///< local layer index within the chunk
+};
 
 /// Model and optimizer of a shard. Only the device thread touches it while a
 /// task runs; the shard touches it only when no task is running (the task's
 /// completion message orders the two).
 struct compute_state {
   std::vector<models::sequential> chunks; ///< one per shard_config::chunks entry
+  std::vector<grad_bucket> buckets;       ///< data parallelism only
+  /// buckets_at[chunk][layer]: the buckets that layer completes.
+  std::vector<std::vector<std::vector<std::size_t>>> buckets_at;
+  std::vector<bool> launched;             ///< per bucket, in the current step
   std::unique_ptr<models::optimizer> opt; ///< over the parameters of every chunk
   std::map<std::int32_t, tensor> dlogits; ///< loss stage: gradient saved by forward
   runtime::trace_recorder trace; ///< device-thread events; the shard absorbs them on task_done
@@ -95,9 +121,18 @@ struct shard_state {
   std::size_t pc = 0;
   bool busy = false;
   bool optimizer_done = false;
-  bool sequence_loss = false;           ///< a language model: per-token loss
-  bool norm_requested = false;          ///< clipping: sum of squares computed or on its way
-  std::optional<double> clip_total;     ///< clipping: the trainer's global sum of squares
+  bool sequence_loss = false;       ///< a language model: per-token loss
+  bool norm_requested = false;      ///< clipping: sum of squares computed or on its way
+  std::optional<double> clip_total; ///< clipping: the trainer's global sum of squares
+  // Data parallelism (cfg.replicas > 1).
+  caf::actor group;                         ///< this shard's collective rank
+  std::vector<std::int64_t> final_backward; ///< per chunk: index of its last backward action
+  std::vector<tensor> reduced;              ///< per bucket: the all-reduced sum, once back
+  std::size_t buckets_reduced = 0;
+  bool flush_requested = false; ///< buckets without a backward are being launched
+  std::optional<std::chrono::steady_clock::time_point> first_launch;
+  std::map<std::size_t, std::chrono::steady_clock::time_point> launched_at;
+  std::int64_t broadcasts = 0; ///< op ids of parameter broadcasts
   std::map<key, runtime::activation_msg> inputs;
   std::map<key, tensor> grads;
   std::map<key, tensor> labels;
@@ -115,6 +150,101 @@ struct shard_state {
 };
 
 using shard_actor = caf::stateful_actor<shard_state>;
+
+/// Cuts the parameters of every chunk into buckets of about `bytes` bytes,
+/// walking each chunk's layers from the last (backward's order). A bucket
+/// never spans chunks; bytes == 0 gives one bucket per chunk.
+void make_buckets(compute_state& c, std::int64_t bytes) {
+  c.buckets.clear();
+  c.buckets_at.assign(c.chunks.size(), {});
+  for (std::size_t v = 0; v < c.chunks.size(); ++v) {
+    auto& chunk = c.chunks[v];
+    c.buckets_at[v].assign(chunk.size(), {});
+    grad_bucket open;
+    open.chunk = v;
+    auto close = [&] {
+      if (open.params.empty())
+        return;
+      c.buckets_at[v][open.ready_layer].push_back(c.buckets.size());
+      c.buckets.push_back(std::move(open));
+      open = grad_bucket{};
+      open.chunk = v;
+    };
+    for (std::size_t l = chunk.size(); l-- > 0;) {
+      for (auto& p : chunk.at(l).parameters()) {
+        open.params.push_back(&p);
+        open.numel += p.value.numel();
+        open.ready_layer = l;
+      }
+      if (bytes > 0 && open.numel * 4 >= bytes)
+        close();
+    }
+    close();
+  }
+  if (c.buckets.size() > 65536)
+    throw runtime::input_error(std::to_string(c.buckets.size()) +
+                               " gradient buckets (at most 65536): raise --bucket-mb");
+  c.launched.assign(c.buckets.size(), false);
+}
+
+/// A bucket's gradients as one f32 tensor (zeros for a parameter that got no
+/// gradient this step: a replica without samples). A bucket of one
+/// parameter hands over the gradient itself (no copy).
+runtime::tensor flatten(const grad_bucket& b) {
+  auto fresh = [](const models::parameter* p) { return p->grad_fresh || !p->grad.defined(); };
+  if (b.params.size() == 1 && !fresh(b.params[0]))
+    return b.params[0]->grad;
+  auto out = runtime::tensor::empty(runtime::dtype::f32, {b.numel});
+  float* dst = out.mutable_data<float>();
+  for (const auto* p : b.params) {
+    const auto n = p->value.numel();
+    if (fresh(p))
+      std::fill_n(dst, n, 0.0f);
+    else
+      std::copy_n(p->grad.data<float>(), n, dst);
+    dst += n;
+  }
+  return out;
+}
+
+/// Puts a bucket's all-reduced sum back into its parameters' gradients.
+void unflatten(const grad_bucket& b, const runtime::tensor& sum) {
+  if (sum.numel() != b.numel)
+    throw std::logic_error("all-reduce of a gradient bucket returned " +
+                           std::to_string(sum.numel()) + " values, expected " +
+                           std::to_string(b.numel));
+  const float* src = sum.data<float>();
+  for (auto* p : b.params) {
+    const auto n = p->value.numel();
+    if (b.params.size() == 1 && sum.shape() == p->value.shape()) {
+      p->grad = sum;
+    } else {
+      models::prepare_grad(*p);
+      std::copy_n(src, n, p->grad.mutable_data<float>());
+    }
+    p->grad_fresh = false;
+    src += n;
+  }
+}
+
+/// FNV-1a over the bytes of every parameter value: equal on all replicas
+/// exactly when their parameters are bitwise identical (up to collisions).
+std::uint64_t params_digest(compute_state& c) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (auto* p : c.parameters()) {
+    const auto* bytes = static_cast<const unsigned char*>(p->value.raw_data());
+    const auto n = p->value.nbytes();
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) { // a word at a time: the digest need not be FNV's
+      std::uint64_t w;
+      std::memcpy(&w, bytes + i, 8);
+      h = (h ^ w) * 1099511628211ull;
+    }
+    for (; i < n; ++i)
+      h = (h ^ bytes[i]) * 1099511628211ull;
+  }
+  return h;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -172,8 +302,7 @@ void trace_input(shard_actor* self, const char* what, std::int64_t step, std::in
   st.last_input_at = steady_clock::now();
   st.last_input = what;
   st.last_input_mb = mb;
-  st.trace.instant(what, "input", st.last_input_at,
-                   {{"step", step}, {"mb", mb}, {"chunk", chunk}});
+  st.trace.instant(what, "input", st.last_input_at, {{"step", step}, {"mb", mb}, {"chunk", chunk}});
 }
 
 /// A step_msg arrived: the step's span begins.
@@ -234,7 +363,7 @@ void submit(shard_actor* self, std::vector<device_work> chain) {
                        if (d.grad_sumsq)
                          total.grad_sumsq = d.grad_sumsq;
                        total.peak_saved_bytes =
-                         std::max<std::uint64_t>(total.peak_saved_bytes, c->saved_bytes());
+                           std::max<std::uint64_t>(total.peak_saved_bytes, c->saved_bytes());
                      }
                      total.seconds = seconds_since(t0);
                      caf::anon_send(me, std::move(total));
@@ -251,6 +380,7 @@ void fail(shard_actor* self, const std::string& what) {
 void finish_step(shard_actor* self) {
   auto& st = self->state;
   st.report.stage = st.cfg.stage;
+  st.report.replica = st.cfg.replica;
   st.report.step = st.step->step;
   self->send(st.trainer, st.report);
   trace_step_end(self);
@@ -259,6 +389,103 @@ void finish_step(shard_actor* self) {
 }
 
 void advance(shard_actor* self);
+
+/// Data parallelism: a bucket's gradients are complete on the device; its
+/// all-reduce runs in the stage's collective group while backward goes on.
+void start_allreduce(shard_actor* self, bucket_ready& b) {
+  auto& st = self->state;
+  if (!st.step || st.step->step != b.step || !st.group || b.bucket >= st.reduced.size()) {
+    fail(self, "gradient bucket " + std::to_string(b.bucket) + " of step " +
+                   std::to_string(b.step) + " outside a data-parallel step");
+    return;
+  }
+  const auto now = steady_clock::now();
+  if (!st.first_launch)
+    st.first_launch = now;
+  st.launched_at[b.bucket] = now;
+  st.report.buckets += 1;
+  st.report.allreduce_bytes += b.data.nbytes();
+  const auto op = b.step * 65536 + static_cast<std::int64_t>(b.bucket);
+  self->request(st.group, caf::infinite, runtime::allreduce_atom::value, op, std::move(b.data))
+      .then(
+          [self, step = b.step, bucket = b.bucket](tensor& sum) {
+            auto& s = self->state;
+            if (!s.step || s.step->step != step)
+              return;
+            const auto t = steady_clock::now();
+            s.trace.complete("allreduce", "comm", s.launched_at[bucket], t,
+                             {{"step", step},
+                              {"bucket", static_cast<std::int64_t>(bucket)},
+                              {"bytes", static_cast<std::int64_t>(sum.nbytes())}});
+            s.reduced[bucket] = std::move(sum);
+            if (++s.buckets_reduced == s.reduced.size())
+              s.report.allreduce_seconds =
+                  std::chrono::duration<double>(t - *s.first_launch).count();
+            trace_input(self, "allreduce", step, -1);
+            advance(self);
+          },
+          [self](caf::error& err) {
+            fail(self, "gradient all-reduce failed: " + self->system().render(err));
+          });
+}
+
+/// Every parameter's value, flattened in parameters() order.
+tensor flatten_values(compute_state& c) {
+  std::int64_t n = 0;
+  for (auto* p : c.parameters())
+    n += p->value.numel();
+  auto out = tensor::empty(runtime::dtype::f32, {n});
+  float* dst = out.mutable_data<float>();
+  for (auto* p : c.parameters()) {
+    std::copy_n(p->value.data<float>(), p->value.numel(), dst);
+    dst += p->value.numel();
+  }
+  return out;
+}
+
+/// (sync_params_atom): replica 0 broadcasts its parameters in the stage's
+/// group, the others load them; answered once they are in place.
+caf::result<bool> sync_params(shard_actor* self) {
+  auto& st = self->state;
+  if (st.cfg.replicas == 1)
+    return true;
+  if (!st.group)
+    return caf::make_error(caf::sec::runtime_error,
+                           st.label + ": parameter broadcast before its collective group");
+  auto rp = self->make_response_promise<bool>();
+  const auto op = -(++st.broadcasts);
+  auto mine = st.cfg.replica == 0 ? flatten_values(*st.compute) : tensor{};
+  self->request(st.group, caf::infinite, runtime::broadcast_atom::value, op, std::int32_t{0},
+                std::move(mine))
+      .then(
+          [self, rp](tensor& all) mutable {
+            auto& c = *self->state.compute;
+            std::int64_t n = 0;
+            for (auto* p : c.parameters())
+              n += p->value.numel();
+            if (all.numel() != n || all.type() != runtime::dtype::f32) {
+              rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                         self->state.label + ": broadcast parameters have " +
+                                             std::to_string(all.numel()) + " values, expected " +
+                                             std::to_string(n)));
+              return;
+            }
+            const float* src = all.data<float>();
+            for (auto* p : c.parameters()) {
+              auto v = tensor::empty(runtime::dtype::f32, p->value.shape());
+              std::copy_n(src, p->value.numel(), v.mutable_data<float>());
+              p->value = std::move(v);
+              src += p->value.numel();
+            }
+            rp.deliver(true);
+          },
+          [self, rp](caf::error& err) mutable {
+            rp.deliver(caf::make_error(
+                caf::sec::runtime_error,
+                self->state.label + ": parameter broadcast failed: " + self->system().render(err)));
+          });
+  return rp;
+}
 
 device_work forward_work(shard_actor* self, const action& a) {
   auto& st = self->state;
@@ -282,21 +509,18 @@ device_work forward_work(shard_actor* self, const action& a) {
   const std::int64_t per_sample = st.sequence_loss ? st.cfg.model.input_shape.at(0) : 1;
   auto grad_scale = 1.0f / static_cast<float>(m.global_batch * per_sample);
   bool inject = m.training && m.step == st.cfg.fault_step;
-  return [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx,
-          chunk = a.chunk, next_chunk = st.cfg.next_chunk(a.chunk), next = st.next, last,
-          grad_scale, inject, courier = st.cfg.courier, slow = st.cfg.slow_factor,
-          sequence = st.sequence_loss]() {
+  return [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx, chunk = a.chunk,
+          next_chunk = st.cfg.next_chunk(a.chunk), next = st.next, last, grad_scale, inject,
+          courier = st.cfg.courier, slow = st.cfg.slow_factor, sequence = st.sequence_loss]() {
     if (inject)
-      throw std::runtime_error("injected fault in the forward of step " +
-                               std::to_string(ctx.step));
+      throw std::runtime_error("injected fault in the forward of step " + std::to_string(ctx.step));
     task_done d;
     const auto t0 = std::chrono::steady_clock::now();
     auto y = c->chunks[static_cast<std::size_t>(chunk)].forward(x, ctx);
     slow_down(slow, t0);
     if (last) {
-      auto out = sequence
-                   ? models::sequence_cross_entropy(y, labels, grad_scale, ctx.training)
-                   : models::softmax_cross_entropy(y, labels, grad_scale, ctx.training);
+      auto out = sequence ? models::sequence_cross_entropy(y, labels, grad_scale, ctx.training)
+                          : models::softmax_cross_entropy(y, labels, grad_scale, ctx.training);
       d.loss_sum = out.loss_sum;
       d.correct = out.correct;
       d.samples = y.dim(0);
@@ -314,17 +538,48 @@ device_work forward_work(shard_actor* self, const action& a) {
   };
 }
 
-device_work backward_work(shard_actor* self, const action& a) {
+/// Data parallelism, on the device thread: hands every bucket of `chunk`
+/// that layer `layer` completes (all of them with layer < 0) to the shard.
+void launch_buckets(compute_state& c, const caf::actor& shard, std::int64_t step, std::size_t chunk,
+                    std::optional<std::size_t> layer) {
+  auto launch = [&](std::size_t b) {
+    if (c.launched[b])
+      return;
+    c.launched[b] = true;
+    caf::anon_send(shard, bucket_ready{step, b, flatten(c.buckets[b])});
+    if (c.trace.enabled())
+      c.trace.instant("bucket ready", "comm", steady_clock::now(),
+                      {{"step", step}, {"bucket", static_cast<std::int64_t>(b)}});
+  };
+  if (layer) {
+    for (auto b : c.buckets_at[chunk][*layer])
+      launch(b);
+  } else {
+    for (std::size_t b = 0; b < c.buckets.size(); ++b)
+      launch(b);
+  }
+}
+
+device_work backward_work(shard_actor* self, const action& a, bool final) {
   auto& st = self->state;
   const auto& m = *st.step;
   tensor dy;
   if (!st.cfg.owns_loss(a.chunk))
     dy = std::move(st.grads.extract(key{m.step, a.mb, a.chunk}).mapped());
   --st.in_flight;
+  // The step's last backward through a chunk completes its gradients layer
+  // by layer: with data parallelism each finished bucket starts its
+  // all-reduce at once.
+  std::function<void(std::size_t)> after_layer;
+  if (final && st.cfg.replicas > 1)
+    after_layer = [c = st.compute.get(), me = caf::actor_cast<caf::actor>(self), step = m.step,
+                   chunk = static_cast<std::size_t>(a.chunk)](std::size_t layer) {
+      launch_buckets(*c, me, step, chunk, layer);
+    };
   return [c = st.compute, dy = std::move(dy), mb = a.mb, chunk = a.chunk,
           prev_chunk = st.cfg.prev_chunk(a.chunk), step = m.step, prev = st.prev,
-          first = st.cfg.takes_input(a.chunk), courier = st.cfg.courier,
-          slow = st.cfg.slow_factor]() mutable {
+          first = st.cfg.takes_input(a.chunk), courier = st.cfg.courier, slow = st.cfg.slow_factor,
+          after_layer = std::move(after_layer)]() mutable {
     if (!dy.defined()) {
       auto it = c->dlogits.find(mb);
       if (it == c->dlogits.end())
@@ -334,7 +589,7 @@ device_work backward_work(shard_actor* self, const action& a) {
       c->dlogits.erase(it);
     }
     const auto t0 = std::chrono::steady_clock::now();
-    auto dx = c->chunks[static_cast<std::size_t>(chunk)].backward(dy, mb, !first);
+    auto dx = c->chunks[static_cast<std::size_t>(chunk)].backward(dy, mb, !first, after_layer);
     slow_down(slow, t0);
     task_done d;
     if (!first) {
@@ -369,34 +624,65 @@ void advance(shard_actor* self) {
     return;
   std::vector<device_work> chain;
   while (st.pc < st.actions.size() && inputs_ready(st, st.actions[st.pc])) {
+    const auto index = static_cast<std::int64_t>(st.pc);
     const auto a = st.actions[st.pc++];
+    const bool final = a.what == action::kind::backward &&
+                       st.final_backward.at(static_cast<std::size_t>(a.chunk)) == index;
     chain.push_back(a.what == action::kind::forward ? forward_work(self, a)
-                                                    : backward_work(self, a));
+                                                    : backward_work(self, a, final));
     trace_work(self, chain, &a);
   }
+  const bool all_submitted = st.pc == st.actions.size() && st.step->training;
+  const bool data_parallel = st.cfg.replicas > 1;
+  if (all_submitted && data_parallel && !st.flush_requested) {
+    // Buckets no backward completed (a replica without samples in this
+    // step) still join the all-reduce, with zeros.
+    st.flush_requested = true;
+    chain.push_back(
+        [c = st.compute, me = caf::actor_cast<caf::actor>(self), step = st.step->step]() {
+          launch_buckets(*c, me, step, 0, std::nullopt);
+          return task_done{};
+        });
+  }
+  // The summed gradients, for the first update task to put in place.
+  const bool reduced = !data_parallel || st.buckets_reduced == st.compute->buckets.size();
+  auto take_reduced = [self] {
+    auto r = std::move(self->state.reduced);
+    self->state.reduced.clear();
+    return r;
+  };
   const bool clipping = st.cfg.clip_norm > 0;
-  if (st.pc == st.actions.size() && st.step->training && clipping && !st.norm_requested) {
+  if (all_submitted && reduced && clipping && !st.norm_requested) {
     // The gradients are complete: their sum of squares goes to the trainer
     // (task_done), and the update waits for the global total (clip_atom).
     st.norm_requested = true;
-    chain.push_back([c = st.compute]() {
+    chain.push_back([c = st.compute, sums = take_reduced()]() {
+      for (std::size_t b = 0; b < sums.size(); ++b)
+        unflatten(c->buckets[b], sums[b]);
       task_done d;
       d.grad_sumsq = models::sum_of_squares(c->parameters());
       return d;
     });
     trace_work(self, chain, nullptr, "grad norm");
-  } else if (st.pc == st.actions.size() && st.step->training && !st.optimizer_done &&
-             (!clipping || st.clip_total)) {
+  } else if (all_submitted && reduced && !st.optimizer_done && (!clipping || st.clip_total)) {
     st.optimizer_done = true;
+    const auto check = st.cfg.check_replicas;
     chain.push_back([c = st.compute, lr = st.step->lr, clip = st.cfg.clip_norm,
-                     total = st.clip_total]() {
+                     total = st.clip_total, sums = take_reduced(),
+                     digest = check > 0 && (st.step->step + 1) % check == 0]() {
+      for (std::size_t b = 0; b < sums.size(); ++b)
+        unflatten(c->buckets[b], sums[b]);
       auto params = c->parameters();
       if (total)
         models::clip_by_global_norm(params, *total, clip);
       c->opt->step(params, lr);
       for (auto& chunk : c->chunks)
         chunk.zero_grad();
-      return task_done{};
+      std::fill(c->launched.begin(), c->launched.end(), false);
+      task_done d;
+      if (digest)
+        d.digest = params_digest(*c);
+      return d;
     });
     trace_work(self, chain, nullptr);
   }
@@ -441,7 +727,7 @@ bool known_chunk(shard_actor* self, const char* what, std::int32_t chunk) {
   if (chunk >= 0 && chunk < self->state.cfg.virtual_stages())
     return true;
   fail(self, std::string{what} + " for chunk " + std::to_string(chunk) + ", but it holds " +
-               std::to_string(self->state.cfg.virtual_stages()));
+                 std::to_string(self->state.cfg.virtual_stages()));
   return false;
 }
 
@@ -453,11 +739,15 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
     st.label += (v ? ", " : "") + std::to_string(st.cfg.chunks[v].begin) + ".." +
                 std::to_string(st.cfg.chunks[v].end);
   st.label += ")";
+  if (st.cfg.replicas > 1)
+    st.label += " of replica " + std::to_string(st.cfg.replica);
   try {
     st.compute = std::make_shared<compute_state>();
     for (const auto& r : st.cfg.chunks)
       st.compute->chunks.emplace_back(
-        models::instantiate(st.cfg.model, r.begin, r.end, st.cfg.seed));
+          models::instantiate(st.cfg.model, r.begin, r.end, st.cfg.seed));
+    if (st.cfg.replicas > 1)
+      make_buckets(*st.compute, st.cfg.bucket_bytes);
     st.compute->opt = models::make_optimizer(st.cfg.optimizer);
     st.sequence_loss = models::is_sequence_model(st.cfg.model);
   } catch (const std::exception& e) {
@@ -465,7 +755,8 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
     return {};
   }
   if (st.cfg.trace) // track 0 of a process is the trainer's
-    st.trace = st.compute->trace = runtime::trace_recorder{st.cfg.stage + 1};
+    st.trace = st.compute->trace =
+        runtime::trace_recorder{st.cfg.replica * st.cfg.stages + st.cfg.stage + 1};
   // Parameters and optimizer state are only read or replaced between steps,
   // when no device task can be touching them.
   auto guard = [self](const char* what) -> caf::error {
@@ -475,144 +766,174 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
     return caf::none;
   };
   return {
-    [self](runtime::wire_atom, caf::actor device, caf::actor prev, caf::actor next) {
-      auto& s = self->state;
-      s.device = std::move(device);
-      s.prev = std::move(prev);
-      s.next = std::move(next);
-      return true;
-    },
-    [self](runtime::step_msg& m) {
-      auto& s = self->state;
-      if (s.step) {
-        fail(self, "step " + std::to_string(m.step) + " began before step " +
-                     std::to_string(s.step->step) + " ended");
-        return;
-      }
-      const int chunks = s.cfg.virtual_stages();
-      s.actions = m.training ? make_schedule(s.cfg.schedule, s.cfg.stages, s.cfg.stage,
-                                             m.microbatches, chunks)
-                             : forward_only_schedule(m.microbatches, s.cfg.stages, chunks);
-      // Whoever starts a step gets its report (the trainer).
-      s.trainer = caf::actor_cast<caf::actor>(self->current_sender());
-      s.step = m;
-      s.pc = 0;
-      s.optimizer_done = false;
-      s.norm_requested = false;
-      s.clip_total.reset();
-      s.report = {};
-      s.in_flight = 0;
-      trace_step_begin(self);
-      advance(self);
-      trace_idle(self, s.step_began);
-    },
-    [self](runtime::activation_msg& m) {
-      trace_input(self, "activation", m.step, m.mb, m.chunk);
-      if (!known_chunk(self, "activation", m.chunk))
-        return;
-      self->state.inputs.insert_or_assign(key{m.step, m.mb, m.chunk}, std::move(m));
-      advance(self);
-    },
-    [self](runtime::gradient_msg& m) {
-      trace_input(self, "gradient", m.step, m.mb, m.chunk);
-      if (!known_chunk(self, "gradient", m.chunk))
-        return;
-      self->state.grads.insert_or_assign(key{m.step, m.mb, m.chunk}, std::move(m.data));
-      advance(self);
-    },
-    [self](runtime::labels_msg& m) {
-      trace_input(self, "labels", m.step, m.mb);
-      auto& s = self->state;
-      s.labels.insert_or_assign(key{m.step, m.mb, s.cfg.virtual_stages() - 1}, std::move(m.labels));
-      advance(self);
-    },
-    [self](task_done& d) {
-      auto& s = self->state;
-      s.busy = false;
-      s.trace.absorb(s.compute->trace);
-      s.report.loss_sum += d.loss_sum;
-      s.report.correct += d.correct;
-      s.report.samples += d.samples;
-      s.report.compute_seconds += d.seconds;
-      s.report.messages_sent += d.messages_sent;
-      s.report.bytes_sent += d.bytes_sent;
-      s.report.tokens += d.tokens;
-      if (d.grad_sumsq) {
-        s.report.grad_sumsq = *d.grad_sumsq;
-        self->send(s.trainer, runtime::grad_sumsq_atom::value, s.step->step,
-                   static_cast<std::int32_t>(s.cfg.stage), *d.grad_sumsq);
-      }
-      s.report.peak_saved_bytes =
-        std::max<std::uint64_t>({s.report.peak_saved_bytes, d.peak_saved_bytes,
-                                 s.compute->saved_bytes()});
-      advance(self);
-      trace_idle(self);
-    },
-    [self](task_failed& f) { fail(self, f.what); },
-    [self](runtime::clip_atom, std::int64_t step, double total) {
-      auto& s = self->state;
-      trace_input(self, "clip", step, -1);
-      if (!s.step || s.step->step != step || !s.norm_requested || s.busy || s.clip_total) {
-        fail(self, "clip for step " + std::to_string(step) +
-                     " before this shard reported its gradients' sum of squares");
-        return;
-      }
-      s.clip_total = total;
-      advance(self);
-    },
-    [self, guard](runtime::get_params_atom) -> caf::result<runtime::named_tensors> {
-      if (auto err = guard("reading parameters"))
-        return err;
-      return collect_params(*self->state.compute);
-    },
-    [self, guard](runtime::set_params_atom, runtime::named_tensors& in) -> caf::result<bool> {
-      if (auto err = guard("loading parameters"))
-        return err;
-      try {
-        load_params(*self->state.compute, in);
-      } catch (const std::exception& e) {
-        return caf::make_error(caf::sec::invalid_argument, self->state.label + ": " + e.what());
-      }
-      return true;
-    },
-    [self, guard](runtime::get_trace_atom) -> caf::result<std::string> {
-      if (auto err = guard("reading the trace"))
-        return err;
-      return self->state.trace.to_json().dump();
-    },
-    [self, guard](runtime::get_state_atom) -> caf::result<runtime::named_tensors> {
-      if (auto err = guard("reading optimizer state"))
-        return err;
-      runtime::named_tensors r;
-      auto& opt = *self->state.compute->opt;
-      for (const auto& [name, t] : opt.state()) {
-        r.names.push_back(name);
-        r.tensors.push_back(t);
-      }
-      r.meta_keys = {"steps"};
-      r.meta_values = {std::to_string(opt.steps())};
-      return r;
-    },
-    [self, guard](runtime::set_state_atom, runtime::named_tensors& in) -> caf::result<bool> {
-      if (auto err = guard("loading optimizer state"))
-        return err;
-      try {
-        std::int64_t steps = -1;
-        for (std::size_t i = 0; i < in.meta_keys.size() && i < in.meta_values.size(); ++i)
-          if (in.meta_keys[i] == "steps")
-            steps = std::stoll(in.meta_values[i]);
-        if (steps < 0)
-          throw runtime::input_error("optimizer state without a step count");
-        models::named_tensors state;
-        for (std::size_t i = 0; i < in.names.size() && i < in.tensors.size(); ++i)
-          state.emplace_back(in.names[i], in.tensors[i]);
-        auto& c = *self->state.compute;
-        c.opt->load_state(c.parameters(), state, steps);
-      } catch (const std::exception& e) {
-        return caf::make_error(caf::sec::invalid_argument, self->state.label + ": " + e.what());
-      }
-      return true;
-    },
+      [self](runtime::wire_atom, caf::actor device, caf::actor prev, caf::actor next) {
+        auto& s = self->state;
+        s.device = std::move(device);
+        s.prev = std::move(prev);
+        s.next = std::move(next);
+        return true;
+      },
+      [self](runtime::step_msg& m) {
+        auto& s = self->state;
+        if (s.step) {
+          fail(self, "step " + std::to_string(m.step) + " began before step " +
+                         std::to_string(s.step->step) + " ended");
+          return;
+        }
+        const int chunks = s.cfg.virtual_stages();
+        // A data-parallel replica whose share of a short last batch is empty
+        // has no micro-batches: it only joins the all-reduce.
+        if (m.microbatches == 0)
+          s.actions.clear();
+        else
+          s.actions = m.training ? make_schedule(s.cfg.schedule, s.cfg.stages, s.cfg.stage,
+                                                 m.microbatches, chunks)
+                                 : forward_only_schedule(m.microbatches, s.cfg.stages, chunks);
+        s.final_backward.assign(static_cast<std::size_t>(chunks), -1);
+        for (std::size_t i = 0; i < s.actions.size(); ++i)
+          if (s.actions[i].what == action::kind::backward)
+            s.final_backward[static_cast<std::size_t>(s.actions[i].chunk)] =
+                static_cast<std::int64_t>(i);
+        s.reduced.assign(s.compute->buckets.size(), tensor{});
+        s.buckets_reduced = 0;
+        s.flush_requested = false;
+        s.first_launch.reset();
+        s.launched_at.clear();
+        // Whoever starts a step gets its report (the trainer).
+        s.trainer = caf::actor_cast<caf::actor>(self->current_sender());
+        s.step = m;
+        s.pc = 0;
+        s.optimizer_done = false;
+        s.norm_requested = false;
+        s.clip_total.reset();
+        s.report = {};
+        s.in_flight = 0;
+        trace_step_begin(self);
+        advance(self);
+        trace_idle(self, s.step_began);
+      },
+      [self](runtime::activation_msg& m) {
+        trace_input(self, "activation", m.step, m.mb, m.chunk);
+        if (!known_chunk(self, "activation", m.chunk))
+          return;
+        self->state.inputs.insert_or_assign(key{m.step, m.mb, m.chunk}, std::move(m));
+        advance(self);
+      },
+      [self](runtime::gradient_msg& m) {
+        trace_input(self, "gradient", m.step, m.mb, m.chunk);
+        if (!known_chunk(self, "gradient", m.chunk))
+          return;
+        self->state.grads.insert_or_assign(key{m.step, m.mb, m.chunk}, std::move(m.data));
+        advance(self);
+      },
+      [self](runtime::labels_msg& m) {
+        trace_input(self, "labels", m.step, m.mb);
+        auto& s = self->state;
+        s.labels.insert_or_assign(key{m.step, m.mb, s.cfg.virtual_stages() - 1},
+                                  std::move(m.labels));
+        advance(self);
+      },
+      [self](task_done& d) {
+        auto& s = self->state;
+        s.busy = false;
+        s.trace.absorb(s.compute->trace);
+        s.report.loss_sum += d.loss_sum;
+        s.report.correct += d.correct;
+        s.report.samples += d.samples;
+        s.report.compute_seconds += d.seconds;
+        s.report.messages_sent += d.messages_sent;
+        s.report.bytes_sent += d.bytes_sent;
+        s.report.tokens += d.tokens;
+        if (d.digest) {
+          s.report.has_digest = true;
+          s.report.params_digest = *d.digest;
+        }
+        if (d.grad_sumsq) {
+          s.report.grad_sumsq = *d.grad_sumsq;
+          self->send(s.trainer, runtime::grad_sumsq_atom::value, s.step->step,
+                     static_cast<std::int32_t>(s.cfg.replica * s.cfg.stages + s.cfg.stage),
+                     *d.grad_sumsq);
+        }
+        s.report.peak_saved_bytes = std::max<std::uint64_t>(
+            {s.report.peak_saved_bytes, d.peak_saved_bytes, s.compute->saved_bytes()});
+        advance(self);
+        trace_idle(self);
+      },
+      [self](task_failed& f) { fail(self, f.what); },
+      [self](bucket_ready& b) { start_allreduce(self, b); },
+      [self](runtime::dp_group_atom, caf::actor group) {
+        self->state.group = std::move(group);
+        return true;
+      },
+      [self, guard](runtime::sync_params_atom) -> caf::result<bool> {
+        if (auto err = guard("synchronising parameters"))
+          return err;
+        return sync_params(self);
+      },
+      [self](runtime::clip_atom, std::int64_t step, double total) {
+        auto& s = self->state;
+        trace_input(self, "clip", step, -1);
+        if (!s.step || s.step->step != step || !s.norm_requested || s.busy || s.clip_total) {
+          fail(self, "clip for step " + std::to_string(step) +
+                         " before this shard reported its gradients' sum of squares");
+          return;
+        }
+        s.clip_total = total;
+        advance(self);
+      },
+      [self, guard](runtime::get_params_atom) -> caf::result<runtime::named_tensors> {
+        if (auto err = guard("reading parameters"))
+          return err;
+        return collect_params(*self->state.compute);
+      },
+      [self, guard](runtime::set_params_atom, runtime::named_tensors& in) -> caf::result<bool> {
+        if (auto err = guard("loading parameters"))
+          return err;
+        try {
+          load_params(*self->state.compute, in);
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::invalid_argument, self->state.label + ": " + e.what());
+        }
+        return true;
+      },
+      [self, guard](runtime::get_trace_atom) -> caf::result<std::string> {
+        if (auto err = guard("reading the trace"))
+          return err;
+        return self->state.trace.to_json().dump();
+      },
+      [self, guard](runtime::get_state_atom) -> caf::result<runtime::named_tensors> {
+        if (auto err = guard("reading optimizer state"))
+          return err;
+        runtime::named_tensors r;
+        auto& opt = *self->state.compute->opt;
+        for (const auto& [name, t] : opt.state()) {
+          r.names.push_back(name);
+          r.tensors.push_back(t);
+        }
+        r.meta_keys = {"steps"};
+        r.meta_values = {std::to_string(opt.steps())};
+        return r;
+      },
+      [self, guard](runtime::set_state_atom, runtime::named_tensors& in) -> caf::result<bool> {
+        if (auto err = guard("loading optimizer state"))
+          return err;
+        try {
+          std::int64_t steps = -1;
+          for (std::size_t i = 0; i < in.meta_keys.size() && i < in.meta_values.size(); ++i)
+            if (in.meta_keys[i] == "steps")
+              steps = std::stoll(in.meta_values[i]);
+          if (steps < 0)
+            throw runtime::input_error("optimizer state without a step count");
+          models::named_tensors state;
+          for (std::size_t i = 0; i < in.names.size() && i < in.tensors.size(); ++i)
+            state.emplace_back(in.names[i], in.tensors[i]);
+          auto& c = *self->state.compute;
+          c.opt->load_state(c.parameters(), state, steps);
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::invalid_argument, self->state.label + ": " + e.what());
+        }
+        return true;
+      },
   };
 }
 
@@ -632,7 +953,11 @@ nlohmann::json to_json(const shard_config& c) {
           {"fault_step", c.fault_step},
           {"trace", c.trace},
           {"slow_factor", c.slow_factor},
-          {"clip_norm", c.clip_norm}};
+          {"clip_norm", c.clip_norm},
+          {"replica", c.replica},
+          {"replicas", c.replicas},
+          {"bucket_bytes", c.bucket_bytes},
+          {"check_replicas", c.check_replicas}};
 }
 
 shard_config shard_config_from_json(const nlohmann::json& j) {
@@ -656,6 +981,15 @@ shard_config shard_config_from_json(const nlohmann::json& j) {
     if (!(c.clip_norm >= 0.0))
       throw runtime::input_error("shard config: clip_norm " + std::to_string(c.clip_norm) +
                                  " is negative");
+    c.replica = j.value("replica", 0);
+    c.replicas = j.value("replicas", 1);
+    c.bucket_bytes = j.value("bucket_bytes", c.bucket_bytes);
+    c.check_replicas = j.value("check_replicas", std::int64_t{0});
+    if (c.replicas < 1 || c.replicas > 1024 || c.replica < 0 || c.replica >= c.replicas)
+      throw runtime::input_error("shard config: replica " + std::to_string(c.replica) + " of " +
+                                 std::to_string(c.replicas));
+    if (c.bucket_bytes < 0 || c.check_replicas < 0)
+      throw runtime::input_error("shard config: negative bucket_bytes or check_replicas");
     if (c.stages < 1 || c.stage < 0 || c.stage >= c.stages)
       throw runtime::input_error("shard config: stage " + std::to_string(c.stage) + " of " +
                                  std::to_string(c.stages));
@@ -664,8 +998,8 @@ shard_config shard_config_from_json(const nlohmann::json& j) {
                                  " layer chunks (1 to 64 allowed)");
     for (const auto& r : c.chunks)
       if (r.begin >= r.end || r.end > c.model.layers.size())
-        throw runtime::input_error("shard config: layer range [" + std::to_string(r.begin) +
-                                   ", " + std::to_string(r.end) + ") outside the model");
+        throw runtime::input_error("shard config: layer range [" + std::to_string(r.begin) + ", " +
+                                   std::to_string(r.end) + ") outside the model");
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw runtime::input_error(std::string{"shard config: "} + e.what());

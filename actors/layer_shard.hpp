@@ -22,17 +22,17 @@ namespace troupe::actors {
 
 /// What a layer shard holds and how it runs.
 struct shard_config {
-  int stage = 0;                 ///< position in the pipeline (its device's rank)
+  int stage = 0; ///< position in the pipeline (its device's rank)
   int stages = 1;
-  models::model_spec model;      ///< the whole model; the shard builds its chunks
+  models::model_spec model; ///< the whole model; the shard builds its chunks
   /// The layer ranges it holds: one, or with virtual stages (interleaved
   /// schedule) one per chunk, chunk v being global virtual stage v * stages + stage.
   std::vector<models::layer_range> chunks;
-  nlohmann::json optimizer;      ///< models::make_optimizer config
+  nlohmann::json optimizer; ///< models::make_optimizer config
   std::uint64_t seed = 0;
   schedule_kind schedule = schedule_kind::gpipe;
-  std::int64_t fault_step = -1;  ///< fault injection: forward of this step throws
-  bool trace = false;            ///< record a timeline for (get_trace_atom)
+  std::int64_t fault_step = -1; ///< fault injection: forward of this step throws
+  bool trace = false;           ///< record a timeline for (get_trace_atom)
   /// Benchmarks: each forward and backward takes this many times its compute
   /// time (the device sleeps the rest before sending the result), as a slower
   /// device would. 1: as fast as it is.
@@ -41,6 +41,19 @@ struct shard_config {
   /// its last backward the shard reports its gradients' sum of squares and
   /// waits for the total over all stages before clipping and its optimizer.
   double clip_norm = 0;
+  /// Data parallelism: this shard is stage `stage` of replica `replica` of
+  /// `replicas`. With replicas > 1 it all-reduces its gradients with the
+  /// same stage of the other replicas (its rank in their collective group,
+  /// given by dp_group_atom) before its optimizer step.
+  int replica = 0;
+  int replicas = 1;
+  /// Gradient buckets of about this many bytes (layers in backward order,
+  /// never split across chunks), each all-reduced as soon as the step's last
+  /// backward through its layers is done. 0: one bucket per chunk.
+  std::int64_t bucket_bytes = std::int64_t{25} << 20;
+  /// Every this many steps, report a digest of the parameters after the
+  /// update (stage_report::params_digest). 0: never.
+  std::int64_t check_replicas = 0;
   /// How activations and gradients leave this process (large tensors to other
   /// processes over the data plane); null in a single-process job. Not part of
   /// the JSON form: the node agent that spawns the shard supplies its own.
@@ -89,6 +102,20 @@ shard_config shard_config_from_json(const nlohmann::json& j);
 ///   (get_state_atom) -> named_tensors         optimizer state (checkpoints)
 ///   (set_state_atom, named_tensors)
 ///   (get_trace_atom) -> std::string           trace events (cfg.trace), between steps only
+///   (dp_group_atom, caf::actor rank) -> bool  data parallelism: its collective rank
+///   (sync_params_atom) -> bool                take replica 0's parameters (broadcast)
+///
+/// Data parallelism (cfg.replicas > 1): the gradients are cut into buckets
+/// (cfg.bucket_bytes, in the order backward produces them). During the step's
+/// last backward through a chunk, the device thread flattens each bucket the
+/// moment the layers it covers are done and hands it to the shard, which
+/// starts its all-reduce (op id step * 65536 + bucket) while backward goes on
+/// below. Gradients are scaled by 1 / global batch already, so the sum over
+/// replicas is the exact gradient of the global batch whatever each
+/// replica's share. Once every bucket's sum is back the shard clips (if
+/// asked) and steps the optimizer with the summed gradients: every replica
+/// applies bitwise-identical gradients to bitwise-identical parameters. A
+/// replica with no samples in a step contributes zeros.
 ///
 /// After the last action of a training step it applies the optimizer once and
 /// sends a stage_report to the trainer. Messages of a step may arrive before

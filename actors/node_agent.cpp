@@ -9,6 +9,7 @@
 #include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/collective_group.hpp"
 #include "actors/device_actor.hpp"
 #include "actors/layer_shard.hpp"
 #include "runtime/caf_error.hpp"
@@ -64,6 +65,10 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
             auto c = shard_config_from_json(j);
             c.courier = st.cfg.courier;
             a = spawn_layer_shard(self->system(), std::move(c));
+          } else if (kind == "collective") {
+            auto c = collective_config_from_json(j);
+            c.courier = st.cfg.courier;
+            a = spawn_collective_rank(self->system(), std::move(c));
           } else {
             return caf::make_error(caf::sec::invalid_argument,
                                    "node " + st.cfg.name + ": unknown actor kind '" + kind + "'");

@@ -11,19 +11,24 @@
 namespace troupe::actors {
 
 std::string plan::strategy() const {
-  if (stages.size() == 1)
-    return microbatches == 1 ? "single" : "gradient-accumulation";
-  return microbatches == 1 ? "layer-placement" : "pipeline";
+  std::string pipeline;
+  if (depth() == 1)
+    pipeline = microbatches == 1 ? "single" : "gradient-accumulation";
+  else
+    pipeline = microbatches == 1 ? "layer-placement" : "pipeline";
+  if (replicas == 1)
+    return pipeline;
+  return pipeline == "single" ? "data-parallel" : pipeline + "+data-parallel";
 }
 
 std::vector<device_slot> local_devices(const train_options& opts, unsigned cores) {
-  const int stages = std::max(1, opts.stages);
+  const int devices = std::max(1, opts.stages) * std::max(1, opts.dp);
   const int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, cores));
   std::vector<device_slot> r;
-  for (int s = 0; s < stages; ++s) {
+  for (int s = 0; s < devices; ++s) {
     device_slot d;
     d.name = "cpu:" + std::to_string(s);
-    d.threads = std::max(1, threads / stages);
+    d.threads = std::max(1, threads / devices);
     r.push_back(d);
   }
   return r;
@@ -64,24 +69,37 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
     throw runtime::input_error("--stages " + std::to_string(stages) + ": model " + opts.model +
                                " has only " + std::to_string(p.model.layers.size()) + " layers");
   if (static_cast<std::size_t>(stages * virtual_stages) > p.model.layers.size())
+    throw runtime::input_error(fmt::format(
+        "--stages {} --virtual-stages {} splits the model into {} chunks, but model {} "
+        "has only {} layers",
+        stages, virtual_stages, stages * virtual_stages, opts.model, p.model.layers.size()));
+  const int replicas = opts.dp;
+  const auto needed = static_cast<std::size_t>(stages) * static_cast<std::size_t>(replicas);
+  if (needed > available.size())
     throw runtime::input_error(
-      fmt::format("--stages {} --virtual-stages {} splits the model into {} chunks, but model {} "
-                  "has only {} layers",
-                  stages, virtual_stages, stages * virtual_stages, opts.model,
-                  p.model.layers.size()));
-  if (static_cast<std::size_t>(stages) > available.size())
-    throw runtime::input_error("--stages " + std::to_string(stages) + " needs " +
-                               std::to_string(stages) + " devices, the cluster has " +
-                               std::to_string(available.size()));
+        replicas == 1 ? fmt::format("--stages {} needs {} devices, the cluster has {}", stages,
+                                    stages, available.size())
+                      : fmt::format("--stages {} --dp {} needs {} devices, the cluster has {}",
+                                    stages, replicas, needed, available.size()));
   auto order = interleave_nodes(available);
-  p.devices.assign(order.begin(), order.begin() + stages);
+  p.devices.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(needed));
   auto ranges = models::partition_balanced(models::layer_flops(p.model), stages * virtual_stages);
-  for (int s = 0; s < stages; ++s) {
-    stage_slot slot{s, {}, static_cast<std::size_t>(s)};
-    for (int v = 0; v < virtual_stages; ++v)
-      slot.chunks.push_back(ranges[static_cast<std::size_t>(v * stages + s)]);
-    p.stages.push_back(std::move(slot));
-  }
+  for (int r = 0; r < replicas; ++r)
+    for (int s = 0; s < stages; ++s) {
+      stage_slot slot{s, {}, static_cast<std::size_t>(r * stages + s), r};
+      for (int v = 0; v < virtual_stages; ++v)
+        slot.chunks.push_back(ranges[static_cast<std::size_t>(v * stages + s)]);
+      p.stages.push_back(std::move(slot));
+    }
+  p.replicas = replicas;
+  p.batch_shares = opts.batch_shares.empty()
+                       ? std::vector<double>(static_cast<std::size_t>(replicas), 1.0)
+                       : opts.batch_shares;
+  double total = 0;
+  for (double w : p.batch_shares)
+    total += w;
+  for (double& w : p.batch_shares)
+    w /= total;
   p.microbatches = opts.microbatches;
   p.schedule = opts.schedule;
   p.virtual_stages = virtual_stages;
@@ -104,7 +122,11 @@ nlohmann::json to_json(const plan& p) {
     nlohmann::json chunks = nlohmann::json::array();
     for (const auto& c : s.chunks)
       chunks.push_back({c.begin, c.end});
-    nlohmann::json j{{"stage", s.stage}, {"chunks", chunks}, {"device", p.devices.at(s.device).name}};
+    nlohmann::json j{{"stage", s.stage},
+                     {"replica", s.replica},
+                     {"chunks", chunks},
+                     {"device", p.devices.at(s.device).name},
+                     {"node", p.devices.at(s.device).node}};
     if (s.chunks.size() == 1)
       j["layers"] = chunks[0];
     stages.push_back(std::move(j));
@@ -115,7 +137,9 @@ nlohmann::json to_json(const plan& p) {
           {"stages", stages},
           {"microbatches", p.microbatches},
           {"schedule", std::string{to_string(p.schedule)}},
-          {"virtual_stages", p.virtual_stages}};
+          {"virtual_stages", p.virtual_stages},
+          {"replicas", p.replicas},
+          {"batch_shares", p.batch_shares}};
 }
 
 std::string describe(const plan& p) {
@@ -123,6 +147,8 @@ std::string describe(const plan& p) {
   std::string r;
   for (const auto& s : p.stages) {
     const auto& d = p.devices.at(s.device);
+    if (p.replicas > 1)
+      r += fmt::format("replica {} ", s.replica);
     r += fmt::format("stage {}: layers", s.stage);
     for (std::size_t v = 0; v < s.chunks.size(); ++v) {
       const auto& c = s.chunks[v];
@@ -132,6 +158,12 @@ std::string describe(const plan& p) {
     }
     r += fmt::format(" on {}/{} ({} thread{})\n", d.node, d.name, d.threads,
                      d.threads == 1 ? "" : "s");
+  }
+  if (p.replicas > 1) {
+    r += fmt::format("batch shares:");
+    for (std::size_t i = 0; i < p.batch_shares.size(); ++i)
+      r += fmt::format(" {:.4g}", p.batch_shares[i]);
+    r += "\n";
   }
   return r;
 }

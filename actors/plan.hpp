@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -16,10 +17,10 @@ namespace troupe::actors {
 
 /// A compute resource the plan puts actors on.
 struct device_slot {
-  std::string name;            ///< "cpu:0", "cpu:1", ... (unique within a node)
-  std::string node = "local";  ///< the node agent hosting it
+  std::string name;           ///< "cpu:0", "cpu:1", ... (unique within a node)
+  std::string node = "local"; ///< the node agent hosting it
   runtime::device where = runtime::device::cpu();
-  int threads = 1;             ///< BLAS threads of this device
+  int threads = 1; ///< BLAS threads of this device
 };
 
 /// One pipeline stage: a layer shard actor on a device. It holds one chunk of
@@ -28,7 +29,8 @@ struct device_slot {
 struct stage_slot {
   int stage = 0;
   std::vector<models::layer_range> chunks;
-  std::size_t device = 0;      ///< index into plan::devices
+  std::size_t device = 0; ///< index into plan::devices
+  int replica = 0;        ///< data-parallel replica (pipeline) it belongs to
 };
 
 /// A topology as data: which actors, on which devices, wired how. Planning
@@ -37,27 +39,45 @@ struct stage_slot {
 struct plan {
   models::model_spec model;
   std::vector<device_slot> devices;
-  std::vector<stage_slot> stages;   ///< stage k feeds stage k + 1
-  int microbatches = 1;
+  /// Every replica's pipeline, replica-major: slot r * depth() + k is stage k
+  /// of replica r; within a replica stage k feeds stage k + 1. Stage k of
+  /// every replica holds the same layers.
+  std::vector<stage_slot> stages;
+  int microbatches = 1; ///< per replica and step
   schedule_kind schedule = schedule_kind::gpipe;
-  int virtual_stages = 1;           ///< chunks per stage
+  int virtual_stages = 1; ///< chunks per stage
+  /// Data-parallel replicas (each a whole pipeline of depth() stages).
+  int replicas = 1;
+  /// Each replica's share of the global batch (weights summing to 1).
+  std::vector<double> batch_shares{1.0};
 
-  /// "single", "layer-placement" (stages > 1, one micro-batch) or "pipeline".
+  /// Pipeline depth: stages per replica.
+  int depth() const { return static_cast<int>(stages.size()) / std::max(1, replicas); }
+  /// The slot of stage k of replica r.
+  const stage_slot& slot(int replica, int stage) const {
+    return stages.at(static_cast<std::size_t>(replica * depth() + stage));
+  }
+  /// "single", "gradient-accumulation", "layer-placement" (stages > 1, one
+  /// micro-batch) or "pipeline"; with replicas "data-parallel" or
+  /// "<pipeline strategy>+data-parallel".
   std::string strategy() const;
 };
 
 /// The devices of a single-process job on `cores` local CPU cores: one CPU
-/// device per stage on node "local", sharing the threads (opts.threads, or
-/// `cores`) evenly.
+/// device per stage of every replica on node "local", sharing the threads
+/// (opts.threads, or `cores`) evenly.
 std::vector<device_slot> local_devices(const train_options& opts, unsigned cores);
 
 /// Plans a training job on the devices of a cluster: the model from the zoo,
 /// split into opts.stages * opts.virtual_stages contiguous chunks balanced by
 /// per-layer forward cost, stage k (holding chunks k, k + stages, ...) on the
 /// k-th device of `available` taken round-robin across nodes (so consecutive
-/// stages land on different nodes when there are several). A plan needs one
-/// device per stage. Throws runtime::input_error for an unknown model, an
-/// impossible split (fewer layers than chunks) or too few devices.
+/// stages land on different nodes when there are several); with opts.dp
+/// replicas, stage k of replica r on the (r * stages + k)-th (so with one
+/// device per node, each replica of a single stage gets its own node). A
+/// plan needs one device per stage and replica. Throws runtime::input_error
+/// for an unknown model, an impossible split (fewer layers than chunks) or
+/// too few devices.
 plan make_plan(const train_options& opts, const std::vector<device_slot>& available);
 
 /// make_plan(opts, local_devices(opts, cores)).

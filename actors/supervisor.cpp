@@ -14,6 +14,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/cluster_protocol.hpp"
+#include "actors/collective_group.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/device_actor.hpp"
 #include "actors/layer_shard.hpp"
@@ -230,13 +231,18 @@ caf::actor agent_of(supervisor_actor* self, const std::string& node) {
 }
 
 /// The last phase: wiring, loaders and the trainer, all answered locally.
+/// `ranks` (data parallelism): the collective ranks of stage k's replicas at
+/// k * replicas + r.
 void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
-                   std::vector<caf::actor> shards, dataset train_set, dataset test_set,
-                   std::optional<runtime::checkpoint> resume) {
+                   std::vector<caf::actor> shards, std::vector<caf::actor> ranks, dataset train_set,
+                   dataset test_set, std::optional<runtime::checkpoint> resume) {
   const auto& topology = self->state.job.topology;
-  // Every shard acknowledges its wiring before the trainer exists, so none
-  // can see a step before it knows its peers.
-  auto left = std::make_shared<std::size_t>(shards.size());
+  const auto depth = static_cast<std::size_t>(topology.depth());
+  const auto replicas = static_cast<std::size_t>(topology.replicas);
+  // Every shard acknowledges its wiring (and every collective rank and shard
+  // its group) before the trainer exists, so none can see a step before it
+  // knows its peers.
+  auto left = std::make_shared<std::size_t>(shards.size() + 2 * ranks.size());
   auto id = self->state.job.id;
   auto go = [self, id, shards, train_set, test_set, resume]() mutable {
     auto& st = self->state;
@@ -251,11 +257,21 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
     lc.seed = opts.seed;
     lc.batch = opts.batch;
     lc.data = train_set;
-    auto train_loader =
-        track(self, spawn_data_loader(*sys, lc), "data_loader (train)", "data_loader", st.cfg.name);
-    caf::actor test_loader;
+    lc.shares = topology.batch_shares;
     trainer_config tc;
+    // One loader per replica, each preparing only its replica's samples.
+    for (int r = 0; r < topology.replicas; ++r) {
+      lc.replica = r;
+      auto label = topology.replicas == 1
+                       ? std::string{"data_loader (train)"}
+                       : "data_loader (train, replica " + std::to_string(r) + ")";
+      tc.train_loaders.push_back(
+          track(self, spawn_data_loader(*sys, lc), label, "data_loader", st.cfg.name));
+    }
+    caf::actor test_loader;
     if (opts.evaluate) {
+      lc.replica = 0;
+      lc.shares = {1.0};
       lc.data = test_set;
       lc.shuffle = false;
       lc.batch = std::min<std::int64_t>(1000, test_set.size());
@@ -266,7 +282,6 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
     tc.opts = opts;
     tc.topology = topology;
     tc.stages = shards;
-    tc.train_loader = train_loader;
     tc.test_loader = test_loader;
     tc.train_samples = train_set.size();
     tc.test_samples = test_set.size();
@@ -279,22 +294,43 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
   // With virtual stages the pipeline wraps round: the last stage's chunk v
   // feeds stage 0's chunk v + 1, so the ends are each other's neighbours.
   const bool ring = topology.virtual_stages > 1;
-  const auto n = shards.size();
-  for (std::size_t i = 0; i < n; ++i)
-    self->request(shards[i], std::chrono::seconds(30), runtime::wire_atom::value,
-                  devices[topology.stages[i].device],
-                  i > 0 || ring ? shards[(i + n - 1) % n] : caf::actor{},
-                  i + 1 < n || ring ? shards[(i + 1) % n] : caf::actor{})
-        .then(
-            [left, go](bool) mutable {
-              if (--*left == 0)
-                go();
-            },
-            [self, id, i](caf::error& err) {
-              if (self->state.job.id == id)
-                abort_job(self, "wiring stage " + std::to_string(i) + ": " +
-                                    runtime::describe(self->system(), err));
-            });
+  const auto n = depth;
+  auto one_done = [left, go]() mutable {
+    if (--*left == 0)
+      go();
+  };
+  auto failed = [self, id](std::string what) {
+    return [self, id, what](caf::error& err) {
+      if (self->state.job.id == id)
+        abort_job(self, what + ": " + runtime::describe(self->system(), err));
+    };
+  };
+  for (std::size_t j = 0; j < shards.size(); ++j) {
+    const auto base = j - j % n; // the replica's first stage
+    const auto i = j % n;
+    self->request(shards[j], std::chrono::seconds(30), runtime::wire_atom::value,
+                  devices[topology.stages[j].device],
+                  i > 0 || ring ? shards[base + (i + n - 1) % n] : caf::actor{},
+                  i + 1 < n || ring ? shards[base + (i + 1) % n] : caf::actor{})
+        .then([one_done](bool) mutable { one_done(); },
+              failed("wiring stage " + std::to_string(i) +
+                     (replicas > 1 ? " of replica " + std::to_string(j / n) : "")));
+  }
+  // Data parallelism: stage k's replicas form a collective group; each shard
+  // learns its rank.
+  for (std::size_t k = 0; k < depth && !ranks.empty(); ++k) {
+    std::vector<caf::actor> group(ranks.begin() + static_cast<std::ptrdiff_t>(k * replicas),
+                                  ranks.begin() + static_cast<std::ptrdiff_t>((k + 1) * replicas));
+    for (std::size_t r = 0; r < replicas; ++r) {
+      auto what = "wiring the all-reduce group of stage " + std::to_string(k) + ", replica " +
+                  std::to_string(r);
+      self->request(group[r], std::chrono::seconds(30), runtime::wire_atom::value, group)
+          .then([one_done]() mutable { one_done(); }, failed(what));
+      self->request(shards[r * depth + k], std::chrono::seconds(30), runtime::dp_group_atom::value,
+                    group[r])
+          .then([one_done](bool) mutable { one_done(); }, failed(what));
+    }
+  }
 }
 
 /// --trace FILE is written when the run ends: prove now that it can be (its
@@ -363,23 +399,25 @@ std::string launch(supervisor_actor* self) {
     return e.what();
   }
   const auto& topology = job.topology;
-  st.log->info("job {}: {} on {} stage(s), {} micro-batch(es)", job.id, topology.strategy(),
-               topology.stages.size(), topology.microbatches);
+  st.log->info("job {}: {} on {} stage(s) x {} replica(s), {} micro-batch(es)", job.id,
+               topology.strategy(), topology.depth(), topology.replicas, topology.microbatches);
   st.log->debug("plan:\n{}", describe(topology));
   job.phase = "starting";
   // Ask the nodes for the devices and shards, all at once.
   struct spawned {
-    std::vector<caf::actor> devices, shards;
+    std::vector<caf::actor> devices, shards, ranks;
     std::size_t left = 0;
   };
   auto acc = std::make_shared<spawned>();
   acc->devices.resize(topology.devices.size());
   acc->shards.resize(topology.stages.size());
-  acc->left = topology.devices.size() + topology.stages.size();
+  if (topology.replicas > 1)
+    acc->ranks.resize(topology.stages.size());
+  acc->left = topology.devices.size() + topology.stages.size() + acc->ranks.size();
   auto id = job.id;
   auto done = [self, acc, id, train_set, test_set, resume]() {
     if (--acc->left == 0 && self->state.job.id == id)
-      start_trainer(self, acc->devices, acc->shards, train_set, test_set, resume);
+      start_trainer(self, acc->devices, acc->shards, acc->ranks, train_set, test_set, resume);
   };
   auto on_error = [self, id](std::string what) {
     return [self, id, what](caf::error& err) {
@@ -407,25 +445,45 @@ std::string launch(supervisor_actor* self) {
     spawn_on(d.node, "device", to_json(device_config{d.name, d.where, d.threads}),
              "device " + d.node + "/" + d.name, &acc->devices[i]);
   }
-  for (const auto& s : topology.stages) {
+  const auto fault = parse_fault(job.opts.fault);
+  for (std::size_t j = 0; j < topology.stages.size(); ++j) {
+    const auto& s = topology.stages[j];
     const auto& d = topology.devices[s.device];
     shard_config c;
     c.stage = s.stage;
-    c.stages = static_cast<int>(topology.stages.size());
+    c.stages = topology.depth();
+    c.replica = s.replica;
+    c.replicas = topology.replicas;
+    c.bucket_bytes = job.opts.bucket_bytes;
+    c.check_replicas = job.opts.check_replicas;
     c.model = topology.model;
     c.chunks = s.chunks;
     c.optimizer = job.opts.optimizer_config();
     c.seed = job.opts.seed;
     c.schedule = topology.schedule;
     c.trace = !job.opts.trace_file.empty();
-    if (auto f = parse_fault(job.opts.fault); f.stage == s.stage)
-      c.fault_step = f.step;
+    if (fault.stage == s.stage && fault.replica == s.replica)
+      c.fault_step = fault.step;
     if (job.opts.slow_stage == s.stage)
       c.slow_factor = job.opts.slow_factor;
     c.clip_norm = job.opts.clip_norm;
+    const auto who = topology.replicas > 1 ? "replica " + std::to_string(s.replica) + " stage " +
+                                                 std::to_string(s.stage)
+                                           : "stage " + std::to_string(s.stage);
     spawn_on(d.node, "layer_shard", to_json(c),
-             "layer_shard stage " + std::to_string(s.stage) + " on " + d.node + "/" + d.name,
-             &acc->shards[static_cast<std::size_t>(s.stage)]);
+             "layer_shard " + who + " on " + d.node + "/" + d.name, &acc->shards[j]);
+    if (topology.replicas > 1) {
+      // Stage k of replica r is rank r of stage k's group, in the shard's process.
+      collective_config g;
+      g.rank = s.replica;
+      g.size = topology.replicas;
+      g.algo = collectives::parse_allreduce_algo(job.opts.allreduce);
+      g.tree_threshold_bytes = static_cast<std::size_t>(job.opts.tree_threshold_bytes);
+      spawn_on(d.node, "collective", to_json(g),
+               "collective rank " + std::to_string(s.replica) + " of stage " +
+                   std::to_string(s.stage) + " on " + d.node + "/" + d.name,
+               &acc->ranks[static_cast<std::size_t>(s.stage * topology.replicas + s.replica)]);
+    }
   }
   return {};
 }

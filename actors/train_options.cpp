@@ -17,10 +17,10 @@ void require(bool ok, const std::string& what) {
 } // namespace
 
 void train_options::validate() const {
-  require(epochs >= 1 && epochs <= 100000, "--epochs must be in [1, 100000], got " +
-                                              std::to_string(epochs));
-  require(batch >= 1 && batch <= (1 << 20), "--batch must be in [1, 1048576], got " +
-                                                std::to_string(batch));
+  require(epochs >= 1 && epochs <= 100000,
+          "--epochs must be in [1, 100000], got " + std::to_string(epochs));
+  require(batch >= 1 && batch <= (1 << 20),
+          "--batch must be in [1, 1048576], got " + std::to_string(batch));
   require(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
           "--optimizer must be sgd, adam or adamw, got '" + optimizer + "'");
   require(lr > 0 && lr < 100, "--lr must be in (0, 100), got " + std::to_string(lr));
@@ -32,41 +32,59 @@ void train_options::validate() const {
           "--warmup-steps must be >= 0, got " + std::to_string(warmup_steps));
   require(clip_norm >= 0 && clip_norm < 1e30,
           "--clip-norm must be >= 0 (0: off), got " + std::to_string(clip_norm));
-  require(stages >= 1 && stages <= 64, "--stages must be in [1, 64], got " +
-                                           std::to_string(stages));
+  require(stages >= 1 && stages <= 64,
+          "--stages must be in [1, 64], got " + std::to_string(stages));
   require(microbatches >= 1 && microbatches <= batch,
           "--microbatches must be in [1, batch], got " + std::to_string(microbatches));
   require(virtual_stages >= 1 && virtual_stages <= 64,
           "--virtual-stages must be in [1, 64], got " + std::to_string(virtual_stages));
   require(virtual_stages == 1 || schedule == schedule_kind::interleaved,
           "--virtual-stages " + std::to_string(virtual_stages) +
-            " needs --schedule interleaved (got " + std::string{to_string(schedule)} + ")");
+              " needs --schedule interleaved (got " + std::string{to_string(schedule)} + ")");
+  require(dp >= 1 && dp <= 1024, "--dp must be in [1, 1024], got " + std::to_string(dp));
+  require(batch_shares.empty() || static_cast<int>(batch_shares.size()) == dp,
+          "--batch-shares needs one share per replica (" + std::to_string(dp) + "), got " +
+              std::to_string(batch_shares.size()));
+  for (double w : batch_shares)
+    require(w > 0 && w < 1e9,
+            "--batch-shares: every share must be positive, got " + std::to_string(w));
+  require(bucket_bytes >= 0 && bucket_bytes <= (std::int64_t{1} << 40), "--bucket-mb must be >= 0");
+  require(allreduce == "auto" || allreduce == "ring" || allreduce == "tree",
+          "--allreduce must be auto, ring or tree, got '" + allreduce + "'");
+  require(tree_threshold_bytes >= 0, "--tree-threshold must be >= 0");
+  require(check_replicas >= 0, "--check-replicas must be >= 0 (0: never)");
+  require(batch >= dp, "--batch " + std::to_string(batch) + " is smaller than --dp " +
+                           std::to_string(dp) + ": every replica needs a sample");
   require(max_steps == -1 || max_steps >= 1, "--steps must be >= 1");
   require(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024]");
   require(timing_warmup >= 0, "timing_warmup must be >= 0");
   require(trace_file.empty() || !std::filesystem::path(trace_file).filename().empty(),
           "--trace must name a file, got '" + trace_file + "'");
   require(slow_stage >= -1 && slow_stage < stages,
-          "--slow-stage must be -1 (none) or a stage in [0, " + std::to_string(stages) +
-            "), got " + std::to_string(slow_stage));
+          "--slow-stage must be -1 (none) or a stage in [0, " + std::to_string(stages) + "), got " +
+              std::to_string(slow_stage));
   require(slow_factor >= 1.0 && slow_factor <= 100.0,
           "--slow-factor must be in [1, 100], got " + std::to_string(slow_factor));
   auto f = parse_fault(fault);
-  require(f.stage < stages, "--inject-fault: stage " + std::to_string(f.stage) +
-                              " does not exist");
+  require(f.stage < stages, "--inject-fault: stage " + std::to_string(f.stage) + " does not exist");
+  require(f.replica < dp, "--inject-fault: replica " + std::to_string(f.replica) +
+                              " does not exist (--dp " + std::to_string(dp) + ")");
 }
 
 fault_spec parse_fault(const std::string& text) {
   fault_spec f;
   if (text.empty())
     return f;
-  long long stage = -1, step = -1;
+  long long stage = -1, step = -1, replica = 0;
   char tail = 0;
-  if (std::sscanf(text.c_str(), "stage=%lld,step=%lld%c", &stage, &step, &tail) != 2 ||
-      stage < 0 || step < 0 || stage > 1000)
-    throw runtime::input_error("--inject-fault: expected stage=S,step=N, got '" + text + "'");
+  int n = std::sscanf(text.c_str(), "stage=%lld,step=%lld,replica=%lld%c", &stage, &step, &replica,
+                      &tail);
+  if ((n != 2 && n != 3) || stage < 0 || step < 0 || stage > 1000 || replica < 0 || replica > 1024)
+    throw runtime::input_error("--inject-fault: expected stage=S,step=N[,replica=R], got '" + text +
+                               "'");
   f.stage = static_cast<int>(stage);
   f.step = step;
+  f.replica = static_cast<int>(replica);
   return f;
 }
 
@@ -94,6 +112,12 @@ nlohmann::json to_json(const train_options& o) {
           {"microbatches", o.microbatches},
           {"schedule", std::string{to_string(o.schedule)}},
           {"virtual_stages", o.virtual_stages},
+          {"dp", o.dp},
+          {"batch_shares", o.batch_shares},
+          {"bucket_bytes", o.bucket_bytes},
+          {"allreduce", o.allreduce},
+          {"tree_threshold_bytes", o.tree_threshold_bytes},
+          {"check_replicas", o.check_replicas},
           {"max_steps", o.max_steps},
           {"evaluate", o.evaluate},
           {"threads", o.threads},
@@ -115,34 +139,74 @@ train_options train_options_from_json(const nlohmann::json& j) {
     const auto& k = it.key();
     const auto& v = it.value();
     try {
-      if (k == "model") o.model = v.get<std::string>();
-      else if (k == "data_dir") o.data_dir = v.get<std::string>();
-      else if (k == "epochs") o.epochs = v.get<int>();
-      else if (k == "batch") o.batch = v.get<std::int64_t>();
-      else if (k == "optimizer") o.optimizer = v.get<std::string>();
-      else if (k == "lr") o.lr = v.get<float>();
-      else if (k == "momentum") o.momentum = v.get<float>();
-      else if (k == "weight_decay") o.weight_decay = v.get<float>();
-      else if (k == "lr_schedule") o.lr_schedule = v.get<std::string>();
-      else if (k == "warmup_steps") o.warmup_steps = v.get<std::int64_t>();
-      else if (k == "clip_norm") o.clip_norm = v.get<double>();
-      else if (k == "seed") o.seed = v.get<std::uint64_t>();
-      else if (k == "stages") o.stages = v.get<int>();
-      else if (k == "microbatches") o.microbatches = v.get<int>();
-      else if (k == "schedule") o.schedule = parse_schedule_kind(v.get<std::string>());
-      else if (k == "virtual_stages") o.virtual_stages = v.get<int>();
-      else if (k == "max_steps") o.max_steps = v.get<std::int64_t>();
-      else if (k == "evaluate") o.evaluate = v.get<bool>();
-      else if (k == "threads") o.threads = v.get<int>();
-      else if (k == "checkpoint_dir") o.checkpoint_dir = v.get<std::string>();
-      else if (k == "resume_dir") o.resume_dir = v.get<std::string>();
-      else if (k == "progress") o.progress = v.get<bool>();
-      else if (k == "trace_file") o.trace_file = v.get<std::string>();
-      else if (k == "fault") o.fault = v.get<std::string>();
-      else if (k == "timing_warmup") o.timing_warmup = v.get<std::int64_t>();
-      else if (k == "slow_stage") o.slow_stage = v.get<int>();
-      else if (k == "slow_factor") o.slow_factor = v.get<double>();
-      else throw runtime::input_error("unknown training option '" + k + "'");
+      if (k == "model")
+        o.model = v.get<std::string>();
+      else if (k == "data_dir")
+        o.data_dir = v.get<std::string>();
+      else if (k == "epochs")
+        o.epochs = v.get<int>();
+      else if (k == "batch")
+        o.batch = v.get<std::int64_t>();
+      else if (k == "optimizer")
+        o.optimizer = v.get<std::string>();
+      else if (k == "lr")
+        o.lr = v.get<float>();
+      else if (k == "momentum")
+        o.momentum = v.get<float>();
+      else if (k == "weight_decay")
+        o.weight_decay = v.get<float>();
+      else if (k == "lr_schedule")
+        o.lr_schedule = v.get<std::string>();
+      else if (k == "warmup_steps")
+        o.warmup_steps = v.get<std::int64_t>();
+      else if (k == "clip_norm")
+        o.clip_norm = v.get<double>();
+      else if (k == "seed")
+        o.seed = v.get<std::uint64_t>();
+      else if (k == "stages")
+        o.stages = v.get<int>();
+      else if (k == "microbatches")
+        o.microbatches = v.get<int>();
+      else if (k == "schedule")
+        o.schedule = parse_schedule_kind(v.get<std::string>());
+      else if (k == "virtual_stages")
+        o.virtual_stages = v.get<int>();
+      else if (k == "dp")
+        o.dp = v.get<int>();
+      else if (k == "batch_shares")
+        o.batch_shares = v.get<std::vector<double>>();
+      else if (k == "bucket_bytes")
+        o.bucket_bytes = v.get<std::int64_t>();
+      else if (k == "allreduce")
+        o.allreduce = v.get<std::string>();
+      else if (k == "tree_threshold_bytes")
+        o.tree_threshold_bytes = v.get<std::int64_t>();
+      else if (k == "check_replicas")
+        o.check_replicas = v.get<std::int64_t>();
+      else if (k == "max_steps")
+        o.max_steps = v.get<std::int64_t>();
+      else if (k == "evaluate")
+        o.evaluate = v.get<bool>();
+      else if (k == "threads")
+        o.threads = v.get<int>();
+      else if (k == "checkpoint_dir")
+        o.checkpoint_dir = v.get<std::string>();
+      else if (k == "resume_dir")
+        o.resume_dir = v.get<std::string>();
+      else if (k == "progress")
+        o.progress = v.get<bool>();
+      else if (k == "trace_file")
+        o.trace_file = v.get<std::string>();
+      else if (k == "fault")
+        o.fault = v.get<std::string>();
+      else if (k == "timing_warmup")
+        o.timing_warmup = v.get<std::int64_t>();
+      else if (k == "slow_stage")
+        o.slow_stage = v.get<int>();
+      else if (k == "slow_factor")
+        o.slow_factor = v.get<double>();
+      else
+        throw runtime::input_error("unknown training option '" + k + "'");
     } catch (const nlohmann::json::exception& e) {
       throw runtime::input_error("training option '" + k + "': " + e.what());
     }

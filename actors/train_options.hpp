@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -12,37 +13,57 @@ namespace troupe::actors {
 /// Everything a user asks of a training job (the CLI's `train` flags, or JSON).
 /// A value type: the supervisor turns it into a plan, the plan into actors.
 struct train_options {
-  std::string model = "mlp";          ///< zoo name
+  std::string model = "mlp"; ///< zoo name
   std::string data_dir = "data/mnist";
   int epochs = 1;
-  std::int64_t batch = 64;            ///< the global batch, however it is split
-  std::string optimizer = "adam";     ///< sgd | adam | adamw
+  std::int64_t batch = 64;        ///< the global batch, however it is split
+  std::string optimizer = "adam"; ///< sgd | adam | adamw
   float lr = 1e-3f;
-  float momentum = 0.f;               ///< sgd only
+  float momentum = 0.f; ///< sgd only
   float weight_decay = 0.f;
   /// "constant" (lr after the warm-up) or "cosine" (after the warm-up a cosine
   /// decay to lr / 10 at the run's last step; models/lr_schedule.hpp). The
   /// trainer computes each step's rate and sends it in its step_msg.
   std::string lr_schedule = "constant";
-  std::int64_t warmup_steps = 0;      ///< linear warm-up to lr over this many steps (0: none)
+  std::int64_t warmup_steps = 0; ///< linear warm-up to lr over this many steps (0: none)
   /// Gradient clipping by the global L2 norm over the whole model, summed
   /// across all stages (models/grad_clip.hpp); 0: off.
   double clip_norm = 0;
   std::uint64_t seed = 0;
-  int stages = 1;                     ///< layer placement / pipeline depth
+  int stages = 1; ///< layer placement / pipeline depth
   int microbatches = 1;
   schedule_kind schedule = schedule_kind::gpipe;
   /// Model chunks per device (interleaved schedule only): the model is split
   /// into stages * virtual_stages parts, device d holding parts d, d + stages, ...
   int virtual_stages = 1;
-  std::int64_t max_steps = -1;        ///< stop after this many steps in all (-1: run the epochs)
+  /// Data parallelism: this many replicas of the whole pipeline (each of
+  /// `stages` stages), stage k of every replica all-reducing its gradients
+  /// with stage k of the others after backward. 1: no data parallelism.
+  int dp = 1;
+  /// Each replica's share of the global batch as relative weights (one per
+  /// replica, e.g. {3, 1}: replica 0 takes three quarters); empty: equal
+  /// shares. The gradient average stays exact whatever the shares.
+  std::vector<double> batch_shares;
+  /// Gradients are all-reduced in buckets of about this many bytes, each
+  /// launched as soon as backward has produced it (0: one bucket per step,
+  /// after backward).
+  std::int64_t bucket_bytes = std::int64_t{25} << 20;
+  /// All-reduce algorithm: "auto" (by size), "ring" or "tree".
+  std::string allreduce = "auto";
+  /// With "auto": buffers below this many bytes go through the tree.
+  std::int64_t tree_threshold_bytes = std::int64_t{256} << 10;
+  /// Check every this many steps that all replicas hold bitwise-identical
+  /// parameters (a digest per stage per replica); the job fails naming the
+  /// replica that diverged. 0: never.
+  std::int64_t check_replicas = 0;
+  std::int64_t max_steps = -1; ///< stop after this many steps in all (-1: run the epochs)
   /// Evaluate after each epoch: test accuracy, or a language model's held-out
   /// loss and bits per character.
   bool evaluate = true;
-  int threads = 0;                    ///< compute threads in all (0: one per core)
-  std::string checkpoint_dir;         ///< write a checkpoint here at each epoch end and at the end
-  std::string resume_dir;             ///< continue from this checkpoint
-  bool progress = true;               ///< progress bar on stderr
+  int threads = 0;            ///< compute threads in all (0: one per core)
+  std::string checkpoint_dir; ///< write a checkpoint here at each epoch end and at the end
+  std::string resume_dir;     ///< continue from this checkpoint
+  bool progress = true;       ///< progress bar on stderr
   /// Write a Chrome trace-event timeline of the run here when it ends
   /// (runtime/trace.hpp); empty: no tracing. On the supervisor's host.
   std::string trace_file;
@@ -69,8 +90,10 @@ struct train_options {
 struct fault_spec {
   int stage = -1;
   std::int64_t step = -1;
+  int replica = 0;
 };
-/// Parses "stage=S,step=N"; empty text gives {-1, -1}. Throws runtime::input_error.
+/// Parses "stage=S,step=N[,replica=R]"; empty text gives {-1, -1, 0}. Throws
+/// runtime::input_error.
 fault_spec parse_fault(const std::string& text);
 
 nlohmann::json to_json(const train_options& o);

@@ -120,7 +120,12 @@ struct trainer_state {
   std::int64_t epoch_samples = 0;
   std::int64_t epoch_tokens = 0;
   double last_epoch_loss = -1;
+  int depth = 1;    ///< stages per replica
+  int replicas = 1; ///< data-parallel replicas
   // The step in flight.
+  std::vector<runtime::batch_msg> batches; ///< each replica's part, as they arrive
+  std::size_t batches_pending = 0;
+  std::vector<std::optional<std::uint64_t>> digests; ///< per shard, --check-replicas
   int reports_pending = 0;
   std::int64_t current_epoch = 0;
   std::int64_t current_index = 0;
@@ -131,6 +136,7 @@ struct trainer_state {
   std::vector<std::optional<double>> grad_sumsq;
   std::size_t sumsq_pending = 0;
   double grad_norm = -1;
+  std::int64_t replica_checks = 0; ///< steps whose replicas were found identical
   // Evaluation.
   bool evaluating = false;
   std::int64_t eval_batches_left = 0;
@@ -166,6 +172,7 @@ struct trainer_state {
 using trainer_actor = caf::stateful_actor<trainer_state>;
 
 void start_step(trainer_actor* self);
+void sync_replicas(trainer_actor* self);
 void finish(trainer_actor* self);
 void send_progress(trainer_actor* self, double step_seconds, std::int64_t samples);
 
@@ -173,25 +180,34 @@ void fail(trainer_actor* self, const std::string& what) {
   self->quit(caf::make_error(caf::sec::runtime_error, "trainer: " + what));
 }
 
-/// Sends `xs` to every stage; calls `done` with the replies in stage order.
-/// The first error fails the trainer (and so the job).
+/// The shards of replica 0: its pipeline in stage order (checkpoints, the
+/// final parameters and evaluation use them; the replicas are identical).
+std::vector<caf::actor> first_replica(const trainer_state& st) {
+  return {st.cfg.stages.begin(), st.cfg.stages.begin() + st.depth};
+}
+
+/// Sends `xs` to every actor of `to`; calls `done` with the replies in that
+/// order. The first error fails the trainer (and so the job).
 template <class Reply, class... Ts>
-void gather(trainer_actor* self, std::function<void(std::vector<Reply>)> done, Ts... xs) {
-  auto n = self->state.cfg.stages.size();
+void gather(trainer_actor* self, std::vector<caf::actor> to,
+            std::function<void(std::vector<Reply>)> done, Ts... xs) {
+  auto n = to.size();
   struct pending {
     std::vector<Reply> replies;
     std::size_t left;
   };
   auto acc = std::make_shared<pending>(pending{std::vector<Reply>(n), n});
   for (std::size_t i = 0; i < n; ++i)
-    self->request(self->state.cfg.stages[i], caf::infinite, xs...)
-      .then(
-        [acc, i, done](Reply& r) {
-          acc->replies[i] = std::move(r);
-          if (--acc->left == 0)
-            done(std::move(acc->replies));
-        },
-        [self](caf::error& err) { fail(self, "stage request failed: " + self->system().render(err)); });
+    self->request(to[i], caf::infinite, xs...)
+        .then(
+            [acc, i, done](Reply& r) {
+              acc->replies[i] = std::move(r);
+              if (--acc->left == 0)
+                done(std::move(acc->replies));
+            },
+            [self](caf::error& err) {
+              fail(self, "stage request failed: " + self->system().render(err));
+            });
 }
 
 runtime::named_tensor_list merge(const std::vector<runtime::named_tensors>& parts) {
@@ -207,30 +223,42 @@ float learning_rate(const trainer_state& st, std::int64_t step) {
   return st.schedule ? st.schedule->lr_at(step) : st.cfg.opts.lr;
 }
 
-void send_step(trainer_actor* self, runtime::batch_msg& b, std::int64_t step, bool training) {
+/// Starts a step on replica `replica`'s pipeline with its part of the batch.
+void send_step(trainer_actor* self, int replica, runtime::batch_msg& b, std::int64_t step,
+               bool training) {
   auto& st = self->state;
   auto parts = static_cast<std::int32_t>(b.inputs.size());
-  runtime::step_msg m{step, parts, b.size,
-                      training ? learning_rate(st, step) : st.cfg.opts.lr, training};
-  if (training && st.cfg.opts.clip_norm > 0) {
-    st.grad_sumsq.assign(st.cfg.stages.size(), std::nullopt);
-    st.sumsq_pending = st.cfg.stages.size();
-  }
-  for (const auto& s : st.cfg.stages)
-    self->send(s, m);
+  runtime::step_msg m{step, parts, b.size, training ? learning_rate(st, step) : st.cfg.opts.lr,
+                      training};
+  const auto base = static_cast<std::size_t>(replica * st.depth);
+  for (int k = 0; k < st.depth; ++k)
+    self->send(st.cfg.stages[base + static_cast<std::size_t>(k)], m);
   // Inputs go to chunk 0 of the first stage, labels to the last stage, whose
   // last chunk is the last virtual stage (it owns the loss) with or without
   // interleaving.
-  const auto& first = st.cfg.stages.front();
-  const auto& last = st.cfg.stages.back();
+  const auto& first = st.cfg.stages[base];
+  const auto& last = st.cfg.stages[base + static_cast<std::size_t>(st.depth) - 1];
   for (std::int32_t i = 0; i < parts; ++i) {
     auto k = static_cast<std::size_t>(i);
     self->send(last, runtime::labels_msg{step, i, std::move(b.labels[k])});
     runtime::transport::deliver(
-      st.cfg.courier, first,
-      runtime::activation_msg{step, i, b.offsets[k], training, std::move(b.inputs[k])});
+        st.cfg.courier, first,
+        runtime::activation_msg{step, i, b.offsets[k], training, std::move(b.inputs[k])});
   }
-  st.reports_pending = static_cast<int>(st.cfg.stages.size());
+}
+
+/// Starts a step on every replica (evaluation: on replica 0 only).
+void send_steps(trainer_actor* self, std::vector<runtime::batch_msg>& parts, std::int64_t step,
+                bool training) {
+  auto& st = self->state;
+  if (training && st.cfg.opts.clip_norm > 0) {
+    st.grad_sumsq.assign(st.cfg.stages.size(), std::nullopt);
+    st.sumsq_pending = st.cfg.stages.size();
+  }
+  st.digests.assign(st.cfg.stages.size(), std::nullopt);
+  for (std::size_t r = 0; r < parts.size(); ++r)
+    send_step(self, static_cast<int>(r), parts[r], step, training);
+  st.reports_pending = static_cast<int>(parts.size()) * st.depth;
   st.loss_report = {};
 }
 
@@ -249,44 +277,45 @@ nlohmann::json trainer_state_json(const trainer_state& st) {
 
 void write_checkpoint(trainer_actor* self, std::function<void()> then) {
   gather<runtime::named_tensors>(
-    self,
-    [self, then](std::vector<runtime::named_tensors> params) {
-      gather<runtime::named_tensors>(
-        self,
-        [self, then, params](std::vector<runtime::named_tensors> states) {
-          auto& st = self->state;
-          runtime::checkpoint ck;
-          ck.params = merge(params);
-          ck.optimizer_state = merge(states);
-          ck.optimizer_meta["type"] = st.cfg.opts.optimizer;
-          ck.optimizer_meta["steps"] =
-            states.empty() || states[0].meta_values.empty() ? "0" : states[0].meta_values[0];
-          ck.trainer_state = trainer_state_json(st);
-          ck.rng = {{"seed", st.cfg.opts.seed},
-                    {"kind", "counter-based (seed, key, counter); no hidden state"},
-                    {"streams", {"init: hash(parameter name)", "shuffle: hash(\"shuffle\") ^ epoch",
-                                 "dropout: (layer, step, sample)"}}};
-          ck.data_loader = {{"epoch", st.step / st.steps_per_epoch},
-                            {"batch_index", st.step % st.steps_per_epoch},
-                            {"batch", st.cfg.opts.batch},
-                            {"shuffle", true},
-                            {"seed", st.cfg.opts.seed},
-                            {"samples", st.cfg.train_samples}};
-          ck.model = st.cfg.topology.model.to_json();
-          ck.config = to_json(st.cfg.opts);
-          try {
-            runtime::write_checkpoint(st.cfg.opts.checkpoint_dir, ck);
-          } catch (const std::exception& e) {
-            fail(self, e.what());
-            return;
-          }
-          st.log->debug("checkpoint at step {} written to {}", st.step,
-                        st.cfg.opts.checkpoint_dir);
-          then();
-        },
-        runtime::get_state_atom::value);
-    },
-    runtime::get_params_atom::value);
+      self, first_replica(self->state),
+      [self, then](std::vector<runtime::named_tensors> params) {
+        gather<runtime::named_tensors>(
+            self, first_replica(self->state),
+            [self, then, params](std::vector<runtime::named_tensors> states) {
+              auto& st = self->state;
+              runtime::checkpoint ck;
+              ck.params = merge(params);
+              ck.optimizer_state = merge(states);
+              ck.optimizer_meta["type"] = st.cfg.opts.optimizer;
+              ck.optimizer_meta["steps"] =
+                  states.empty() || states[0].meta_values.empty() ? "0" : states[0].meta_values[0];
+              ck.trainer_state = trainer_state_json(st);
+              ck.rng = {{"seed", st.cfg.opts.seed},
+                        {"kind", "counter-based (seed, key, counter); no hidden state"},
+                        {"streams",
+                         {"init: hash(parameter name)", "shuffle: hash(\"shuffle\") ^ epoch",
+                          "dropout: (layer, step, sample)"}}};
+              ck.data_loader = {{"epoch", st.step / st.steps_per_epoch},
+                                {"batch_index", st.step % st.steps_per_epoch},
+                                {"batch", st.cfg.opts.batch},
+                                {"shuffle", true},
+                                {"seed", st.cfg.opts.seed},
+                                {"samples", st.cfg.train_samples}};
+              ck.model = st.cfg.topology.model.to_json();
+              ck.config = to_json(st.cfg.opts);
+              try {
+                runtime::write_checkpoint(st.cfg.opts.checkpoint_dir, ck);
+              } catch (const std::exception& e) {
+                fail(self, e.what());
+                return;
+              }
+              st.log->debug("checkpoint at step {} written to {}", st.step,
+                            st.cfg.opts.checkpoint_dir);
+              then();
+            },
+            runtime::get_state_atom::value);
+      },
+      runtime::get_params_atom::value);
 }
 
 /// Loads a checkpoint into the stages and the loader, then starts training.
@@ -308,10 +337,10 @@ void resume(trainer_actor* self) {
     return;
   }
   st.run_start_step = st.step;
-  auto left = std::make_shared<std::size_t>(2 * st.cfg.stages.size() + 1);
+  auto left = std::make_shared<std::size_t>(2 * st.cfg.stages.size() + st.cfg.train_loaders.size());
   auto one_done = [self, left](bool) {
     if (--*left == 0)
-      start_step(self);
+      sync_replicas(self);
   };
   auto on_error = [self](caf::error& err) {
     fail(self, "--resume: " + self->system().render(err));
@@ -324,13 +353,27 @@ void resume(trainer_actor* self) {
     state.meta_keys = {"steps"};
     state.meta_values = {steps};
     self->request(st.cfg.stages[i], caf::infinite, runtime::set_params_atom::value, params)
-      .then(one_done, on_error);
+        .then(one_done, on_error);
     self->request(st.cfg.stages[i], caf::infinite, runtime::set_state_atom::value, state)
-      .then(one_done, on_error);
+        .then(one_done, on_error);
   }
-  self->request(st.cfg.train_loader, caf::infinite, runtime::seek_atom::value,
-                st.step / st.steps_per_epoch, st.step % st.steps_per_epoch)
-    .then(one_done, on_error);
+  for (const auto& loader : st.cfg.train_loaders)
+    self->request(loader, caf::infinite, runtime::seek_atom::value, st.step / st.steps_per_epoch,
+                  st.step % st.steps_per_epoch)
+        .then(one_done, on_error);
+}
+
+/// Data parallelism: every replica takes replica 0's parameters before the
+/// first step (a broadcast per stage), then training starts.
+void sync_replicas(trainer_actor* self) {
+  auto& st = self->state;
+  if (st.replicas == 1) {
+    start_step(self);
+    return;
+  }
+  gather<bool>(
+      self, st.cfg.stages, [self](std::vector<bool>) { start_step(self); },
+      runtime::sync_params_atom::value);
 }
 
 // -- evaluation ----------------------------------------------------------------
@@ -349,10 +392,12 @@ void eval_next(trainer_actor* self) {
     return;
   }
   self->request(st.cfg.test_loader, caf::infinite, runtime::next_batch_atom::value)
-    .then([self](runtime::batch_msg& b) {
-      // Evaluation steps use negative ids so they never collide with training steps.
-      send_step(self, b, -(++self->state.eval_counter), false);
-    });
+      .then([self](runtime::batch_msg& b) {
+        // Evaluation steps use negative ids so they never collide with training
+        // steps. Replica 0 evaluates alone (the replicas are identical).
+        std::vector<runtime::batch_msg> parts{std::move(b)};
+        send_steps(self, parts, -(++self->state.eval_counter), false);
+      });
 }
 
 void start_eval(trainer_actor* self, std::function<void()> then) {
@@ -376,18 +421,35 @@ void start_step(trainer_actor* self) {
     return;
   }
   st.t_step = clock_type::now();
-  self->request(st.cfg.train_loader, caf::infinite, runtime::next_batch_atom::value)
-    .then([self](runtime::batch_msg& b) {
-      auto& s = self->state;
-      s.trace.complete_until_now("wait batch", "wait", s.t_step, {{"step", s.step}});
-      s.current_epoch = b.epoch;
-      s.current_index = b.index;
-      if (b.index == 0 || s.epoch_run_samples == 0) {
-        s.t_epoch = clock_type::now();
-        s.progress.start(static_cast<int>(b.epoch + 1), s.cfg.opts.epochs, s.steps_per_epoch);
-      }
-      send_step(self, b, s.step, true);
-    });
+  // Each replica's loader prepares that replica's part of the batch.
+  st.batches.assign(st.cfg.train_loaders.size(), {});
+  st.batches_pending = st.cfg.train_loaders.size();
+  for (std::size_t r = 0; r < st.cfg.train_loaders.size(); ++r)
+    self->request(st.cfg.train_loaders[r], caf::infinite, runtime::next_batch_atom::value)
+        .then([self, r](runtime::batch_msg& b) {
+          auto& s = self->state;
+          s.batches[r] = std::move(b);
+          if (--s.batches_pending > 0)
+            return;
+          const auto& first = s.batches.front();
+          for (const auto& other : s.batches)
+            if (other.epoch != first.epoch || other.index != first.index) {
+              fail(self, "replica loaders out of step: batch " + std::to_string(other.index) +
+                             " of epoch " + std::to_string(other.epoch) + " next to batch " +
+                             std::to_string(first.index) + " of epoch " +
+                             std::to_string(first.epoch));
+              return;
+            }
+          s.trace.complete_until_now("wait batch", "wait", s.t_step, {{"step", s.step}});
+          s.current_epoch = first.epoch;
+          s.current_index = first.index;
+          if (first.index == 0 || s.epoch_run_samples == 0) {
+            s.t_epoch = clock_type::now();
+            s.progress.start(static_cast<int>(first.epoch + 1), s.cfg.opts.epochs,
+                             s.steps_per_epoch);
+          }
+          send_steps(self, s.batches, s.step, true);
+        });
 }
 
 void epoch_done(trainer_actor* self) {
@@ -444,16 +506,47 @@ void final_eval(trainer_actor* self) {
   });
 }
 
+/// --check-replicas: the replicas' parameter digests of a step, stage by
+/// stage, must all equal replica 0's. Returns the failure, or empty.
+std::string check_digests(const trainer_state& st, std::int64_t step) {
+  for (int k = 0; k < st.depth; ++k) {
+    const auto& ref = st.digests[static_cast<std::size_t>(k)];
+    for (int r = 1; r < st.replicas; ++r) {
+      const auto& d = st.digests[static_cast<std::size_t>(r * st.depth + k)];
+      if (d.has_value() != ref.has_value() || (d && *d != *ref))
+        return "replica " + std::to_string(r) + " diverged from replica 0: stage " +
+               std::to_string(k) + "'s parameters differ after step " + std::to_string(step);
+    }
+  }
+  return {};
+}
+
 void on_report(trainer_actor* self, runtime::stage_report& r) {
   auto& st = self->state;
-  if (r.stage == static_cast<std::int32_t>(st.cfg.stages.size()) - 1)
-    st.loss_report = r;
+  if (r.stage < 0 || r.stage >= st.depth || r.replica < 0 || r.replica >= st.replicas) {
+    fail(self, "report from an unknown stage " + std::to_string(r.stage) + " of replica " +
+                   std::to_string(r.replica));
+    return;
+  }
+  const auto index = static_cast<std::size_t>(r.replica * st.depth + r.stage);
+  if (r.stage == st.depth - 1) { // a replica's loss: add them up
+    st.loss_report.loss_sum += r.loss_sum;
+    st.loss_report.correct += r.correct;
+    st.loss_report.samples += r.samples;
+    st.loss_report.tokens += r.tokens;
+  }
+  if (r.has_digest)
+    st.digests[index] = r.params_digest;
   const bool timed = !st.evaluating && st.step - st.run_start_step >= st.cfg.opts.timing_warmup;
   st.compute_seconds += st.evaluating ? 0.0 : r.compute_seconds;
   if (!st.evaluating) {
     st.stage_totals.resize(st.cfg.stages.size());
-    auto& t = st.stage_totals.at(static_cast<std::size_t>(r.stage));
+    auto& t = st.stage_totals.at(index);
     t.stage = r.stage;
+    t.replica = r.replica;
+    t.buckets += r.buckets;
+    t.allreduce_bytes += r.allreduce_bytes;
+    t.allreduce_seconds += r.allreduce_seconds;
     t.compute_seconds += r.compute_seconds;
     t.messages_sent += r.messages_sent;
     t.bytes_sent += r.bytes_sent;
@@ -472,6 +565,14 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
     --st.eval_batches_left;
     eval_next(self);
     return;
+  }
+  if (st.replicas > 1 && st.cfg.opts.check_replicas > 0 &&
+      (st.step + 1) % st.cfg.opts.check_replicas == 0) {
+    if (auto why = check_digests(st, st.step); !why.empty()) {
+      fail(self, why);
+      return;
+    }
+    ++st.replica_checks;
   }
   st.epoch_loss_sum += loss.loss_sum;
   st.epoch_samples += loss.samples;
@@ -512,15 +613,26 @@ void on_grad_sumsq(trainer_actor* self, std::int64_t step, std::int32_t stage, d
   if (st.evaluating || step != st.step || stage < 0 || i >= st.grad_sumsq.size() ||
       st.grad_sumsq[i]) {
     fail(self, "unexpected gradient norm from stage " + std::to_string(stage) + " for step " +
-                 std::to_string(step));
+                   std::to_string(step));
     return;
   }
   st.grad_sumsq[i] = sumsq;
   if (--st.sumsq_pending > 0)
     return;
+  // Replica 0's stages hold the whole gradient (every replica holds the same
+  // all-reduced sum, which they must agree on to the bit).
   double total = 0;
-  for (const auto& part : st.grad_sumsq)
-    total += *part;
+  for (int k = 0; k < st.depth; ++k)
+    total += *st.grad_sumsq[static_cast<std::size_t>(k)];
+  for (int r = 1; r < st.replicas; ++r)
+    for (int k = 0; k < st.depth; ++k)
+      if (*st.grad_sumsq[static_cast<std::size_t>(r * st.depth + k)] !=
+          *st.grad_sumsq[static_cast<std::size_t>(k)]) {
+        fail(self, "replica " + std::to_string(r) + " diverged from replica 0: stage " +
+                       std::to_string(k) + "'s all-reduced gradient norm differs in step " +
+                       std::to_string(step));
+        return;
+      }
   st.grad_norm = std::sqrt(total);
   for (const auto& s : st.cfg.stages)
     self->send(s, runtime::clip_atom::value, step, total);
@@ -535,22 +647,21 @@ void send_progress(trainer_actor* self, double step_seconds, std::int64_t sample
                       {"messages_sent", t.messages_sent},
                       {"bytes_sent", t.bytes_sent},
                       {"compute_seconds", t.compute_seconds}});
-  nlohmann::json p{
-    {"step", st.step},
-    {"total_steps", st.total_steps},
-    {"epoch", st.current_epoch + 1},
-    {"loss", st.epoch_tokens ? st.epoch_loss_sum / double(st.epoch_tokens) : 0.0},
-    {"lr", learning_rate(st, std::max<std::int64_t>(0, st.step - 1))},
-    {"step_seconds", step_seconds},
-    {"samples_per_second", step_seconds > 0 ? double(samples) / step_seconds : 0.0},
-    {"stages", stages}};
+  nlohmann::json p{{"step", st.step},
+                   {"total_steps", st.total_steps},
+                   {"epoch", st.current_epoch + 1},
+                   {"loss", st.epoch_tokens ? st.epoch_loss_sum / double(st.epoch_tokens) : 0.0},
+                   {"lr", learning_rate(st, std::max<std::int64_t>(0, st.step - 1))},
+                   {"step_seconds", step_seconds},
+                   {"samples_per_second", step_seconds > 0 ? double(samples) / step_seconds : 0.0},
+                   {"stages", stages}};
   self->send(st.cfg.report_to, progress_atom::value, p.dump());
 }
 
 nlohmann::json make_report(const trainer_state& st) {
   const auto& o = st.cfg.opts;
-  double final_loss = st.epoch_tokens > 0 ? st.epoch_loss_sum / double(st.epoch_tokens)
-                                          : st.last_epoch_loss;
+  double final_loss =
+      st.epoch_tokens > 0 ? st.epoch_loss_sum / double(st.epoch_tokens) : st.last_epoch_loss;
   auto known = [](double v) { return v >= 0 ? nlohmann::json(v) : nlohmann::json(); };
   int threads = 0;
   for (const auto& d : st.cfg.topology.devices)
@@ -558,45 +669,57 @@ nlohmann::json make_report(const trainer_state& st) {
   // Per stage over the run's training steps: memory peaks (the schedule's
   // cost, `troupe bench pipeline`) and the totals /metrics shows.
   nlohmann::json stages = nlohmann::json::array();
-  for (const auto& t : st.stage_totals)
+  for (const auto& t : st.stage_totals) {
     stages.push_back({{"stage", t.stage},
                       {"compute_seconds", t.compute_seconds},
                       {"peak_in_flight", t.peak_in_flight},
                       {"peak_saved_bytes", t.peak_saved_bytes},
                       {"messages_sent", t.messages_sent},
                       {"bytes_sent", t.bytes_sent}});
+    if (st.replicas > 1) {
+      auto& j = stages.back();
+      j["replica"] = t.replica;
+      j["allreduce_buckets"] = t.buckets;
+      j["allreduce_bytes"] = t.allreduce_bytes;
+      j["allreduce_seconds"] = t.allreduce_seconds;
+    }
+  }
   nlohmann::json r{
-    {"model", o.model},
-    {"strategy", st.cfg.topology.strategy()},
-    {"epochs", o.epochs},
-    {"steps", st.step},
-    {"steps_this_run", st.step - st.run_start_step},
-    {"batch", o.batch},
-    {"final_loss", final_loss},
-    {"test_accuracy", known(st.test_accuracy)},
-    // Language models: the held-out text's loss per character, in bits.
-    {"bits_per_char", known(st.bits_per_char)},
-    {"test_loss", known(st.test_loss)},
-    // With --clip-norm: the last step's global gradient norm before clipping.
-    {"grad_norm", known(st.grad_norm)},
-    {"samples_per_second", st.train_seconds > 0 ? st.run_samples / st.train_seconds : 0.0},
-    {"wall_seconds", seconds_between(st.t_start, clock_type::now())},
-    {"train_seconds", st.train_seconds},
-    {"device_compute_seconds", st.compute_seconds},
-    {"timed_steps", st.timed_steps},
-    {"timed_seconds", st.timed_seconds},
-    {"timed_steps_per_second",
-     st.timed_seconds > 0 ? static_cast<double>(st.timed_steps) / st.timed_seconds : 0.0},
-    {"timed_device_compute_seconds", st.timed_compute_seconds},
-    {"stages", stages},
-    {"git_commit", std::string{runtime::git_commit()}},
-    {"threads", threads},
-    {"blas", kernels::cpu::blas_description()},
-    {"build", std::string{runtime::build_description()}},
-    {"config", to_json(o)},
-    {"plan", to_json(st.cfg.topology)},
-    {"epoch_log", st.epochs},
-    {"input_normalization", runtime::input_normalization()},
+      {"model", o.model},
+      {"strategy", st.cfg.topology.strategy()},
+      {"epochs", o.epochs},
+      {"steps", st.step},
+      {"steps_this_run", st.step - st.run_start_step},
+      {"batch", o.batch},
+      {"final_loss", final_loss},
+      {"test_accuracy", known(st.test_accuracy)},
+      // Language models: the held-out text's loss per character, in bits.
+      {"bits_per_char", known(st.bits_per_char)},
+      {"test_loss", known(st.test_loss)},
+      // With --clip-norm: the last step's global gradient norm before clipping.
+      {"grad_norm", known(st.grad_norm)},
+      {"replicas", st.replicas},
+      // --check-replicas: steps after which every replica's parameters were
+      // found bitwise identical.
+      {"replica_checks", st.replica_checks},
+      {"samples_per_second", st.train_seconds > 0 ? st.run_samples / st.train_seconds : 0.0},
+      {"wall_seconds", seconds_between(st.t_start, clock_type::now())},
+      {"train_seconds", st.train_seconds},
+      {"device_compute_seconds", st.compute_seconds},
+      {"timed_steps", st.timed_steps},
+      {"timed_seconds", st.timed_seconds},
+      {"timed_steps_per_second",
+       st.timed_seconds > 0 ? static_cast<double>(st.timed_steps) / st.timed_seconds : 0.0},
+      {"timed_device_compute_seconds", st.timed_compute_seconds},
+      {"stages", stages},
+      {"git_commit", std::string{runtime::git_commit()}},
+      {"threads", threads},
+      {"blas", kernels::cpu::blas_description()},
+      {"build", std::string{runtime::build_description()}},
+      {"config", to_json(o)},
+      {"plan", to_json(st.cfg.topology)},
+      {"epoch_log", st.epochs},
+      {"input_normalization", runtime::input_normalization()},
   };
   return r;
 }
@@ -605,31 +728,32 @@ nlohmann::json make_report(const trainer_state& st) {
 /// the file (atomically: a reader never sees half a trace), then `then`.
 void write_trace(trainer_actor* self, std::function<void()> then) {
   gather<std::string>(
-    self,
-    [self, then](std::vector<std::string> stages) {
-      auto& st = self->state;
-      st.trace_written = true;
-      const auto& o = st.cfg.opts;
-      nlohmann::json run{{"model", o.model},
-                         {"strategy", st.cfg.topology.strategy()},
-                         {"schedule", std::string{to_string(st.cfg.topology.schedule)}},
-                         {"stages", st.cfg.topology.stages.size()},
-                         {"microbatches", st.cfg.topology.microbatches},
-                         {"batch", o.batch},
-                         {"steps", st.step},
-                         {"git_commit", std::string{runtime::git_commit()}}};
-      try {
-        auto text = job_trace(st.cfg.topology, stages, st.trace, std::move(run)).dump() + "\n";
-        runtime::write_file_atomically(
-          o.trace_file, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
-      } catch (const std::exception& e) {
-        fail(self, "--trace " + o.trace_file + ": " + e.what());
-        return;
-      }
-      st.log->info("trace written to {}", o.trace_file);
-      then();
-    },
-    runtime::get_trace_atom::value);
+      self, self->state.cfg.stages,
+      [self, then](std::vector<std::string> stages) {
+        auto& st = self->state;
+        st.trace_written = true;
+        const auto& o = st.cfg.opts;
+        nlohmann::json run{{"model", o.model},
+                           {"strategy", st.cfg.topology.strategy()},
+                           {"schedule", std::string{to_string(st.cfg.topology.schedule)}},
+                           {"stages", st.depth},
+                           {"replicas", st.replicas},
+                           {"microbatches", st.cfg.topology.microbatches},
+                           {"batch", o.batch},
+                           {"steps", st.step},
+                           {"git_commit", std::string{runtime::git_commit()}}};
+        try {
+          auto text = job_trace(st.cfg.topology, stages, st.trace, std::move(run)).dump() + "\n";
+          runtime::write_file_atomically(
+              o.trace_file, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+        } catch (const std::exception& e) {
+          fail(self, "--trace " + o.trace_file + ": " + e.what());
+          return;
+        }
+        st.log->info("trace written to {}", o.trace_file);
+        then();
+      },
+      runtime::get_trace_atom::value);
 }
 
 void finish(trainer_actor* self) {
@@ -639,18 +763,18 @@ void finish(trainer_actor* self) {
   }
   auto deliver = [self] {
     gather<runtime::named_tensors>(
-      self,
-      [self](std::vector<runtime::named_tensors> params) {
-        auto& st = self->state;
-        runtime::named_tensors all;
-        for (auto& [n, t] : merge(params)) {
-          all.names.push_back(n);
-          all.tensors.push_back(t);
-        }
-        self->send(st.cfg.report_to, job_done_atom::value, make_report(st).dump(), all);
-        self->quit();
-      },
-      runtime::get_params_atom::value);
+        self, first_replica(self->state),
+        [self](std::vector<runtime::named_tensors> params) {
+          auto& st = self->state;
+          runtime::named_tensors all;
+          for (auto& [n, t] : merge(params)) {
+            all.names.push_back(n);
+            all.tensors.push_back(t);
+          }
+          self->send(st.cfg.report_to, job_done_atom::value, make_report(st).dump(), all);
+          self->quit();
+        },
+        runtime::get_params_atom::value);
   };
   if (!self->state.cfg.opts.checkpoint_dir.empty())
     write_checkpoint(self, deliver);
@@ -664,12 +788,14 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
   st.steps_per_epoch = batches_per_epoch(st.cfg.train_samples, st.cfg.opts.batch);
   st.total_steps = total_training_steps(st.cfg.opts, st.cfg.train_samples);
   st.language_model = models::is_sequence_model(st.cfg.topology.model);
+  st.replicas = st.cfg.topology.replicas;
+  st.depth = st.cfg.topology.depth();
   const auto& o = st.cfg.opts;
   if (o.lr_schedule == "cosine" || o.warmup_steps > 0) {
     // Constant after a warm-up is a "cosine" from lr down to lr.
     try {
-      st.schedule.emplace(models::lr_schedule_config{
-        o.lr, o.warmup_steps, st.total_steps, o.lr_schedule == "cosine" ? o.lr / 10 : o.lr});
+      st.schedule.emplace(models::lr_schedule_config{o.lr, o.warmup_steps, st.total_steps,
+                                                     o.lr_schedule == "cosine" ? o.lr / 10 : o.lr});
     } catch (const std::invalid_argument& e) {
       fail(self, std::string{"--lr-schedule: "} + e.what());
       return {};
@@ -680,12 +806,12 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
   if (st.cfg.resume)
     resume(self);
   else
-    start_step(self);
+    sync_replicas(self);
   return {
-    [self](runtime::stage_report& r) { on_report(self, r); },
-    [self](runtime::grad_sumsq_atom, std::int64_t step, std::int32_t stage, double sumsq) {
-      on_grad_sumsq(self, step, stage, sumsq);
-    },
+      [self](runtime::stage_report& r) { on_report(self, r); },
+      [self](runtime::grad_sumsq_atom, std::int64_t step, std::int32_t stage, double sumsq) {
+        on_grad_sumsq(self, step, stage, sumsq);
+      },
   };
 }
 
@@ -713,7 +839,8 @@ void check_resume_compatible(const runtime::checkpoint& ck, const train_options&
       throw runtime::input_error("--resume: the checkpoint was trained with --optimizer " +
                                  cfg.at("optimizer").get<std::string>());
     const auto& ts = ck.trainer_state;
-    if (ts.at("steps_per_epoch").get<std::int64_t>() != batches_per_epoch(train_samples, opts.batch))
+    if (ts.at("steps_per_epoch").get<std::int64_t>() !=
+        batches_per_epoch(train_samples, opts.batch))
       throw runtime::input_error("--resume: the checkpoint's training set has a different size");
     if (ts.at("global_step").get<std::int64_t>() < 0)
       throw runtime::input_error("--resume: the checkpoint has a negative step");

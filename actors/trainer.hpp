@@ -24,14 +24,16 @@ namespace troupe::actors {
 struct trainer_config {
   train_options opts;
   plan topology;
-  std::vector<caf::actor> stages;   ///< layer shards in pipeline order
-  caf::actor train_loader;
-  caf::actor test_loader;           ///< may be null when !opts.evaluate
+  /// Layer shards in topology.stages order: replica-major, each replica's in
+  /// pipeline order.
+  std::vector<caf::actor> stages;
+  std::vector<caf::actor> train_loaders; ///< one per replica, each loading its share
+  caf::actor test_loader;                ///< may be null when !opts.evaluate
   std::int64_t train_samples = 0;
   std::int64_t test_samples = 0;
   std::int64_t test_batch = 1000;
   std::optional<runtime::checkpoint> resume;
-  caf::actor report_to;             ///< gets progress and (job_done_atom, report, parameters)
+  caf::actor report_to; ///< gets progress and (job_done_atom, report, parameters)
   /// How inputs reach the first stage when it lives in another process; null
   /// in a single-process job.
   std::shared_ptr<runtime::transport::courier> courier;
@@ -53,12 +55,17 @@ std::int64_t total_training_steps(const train_options& opts, std::int64_t train_
 void check_resume_compatible(const runtime::checkpoint& ck, const train_options& opts,
                              const plan& topology, std::int64_t train_samples);
 
-/// The trainer actor: drives steps (a batch from the loader, a step_msg with
+/// The trainer actor: drives steps (a batch from each replica's loader, a step_msg with
 /// the step's learning rate (opts.lr_schedule) to every stage, inputs to the
 /// first stage, labels to the loss stage, then waits for every stage's
 /// report), evaluates after each epoch, writes checkpoints at epoch ends and
 /// at the end, shows progress, and finally sends (job_done_atom, report,
-/// parameters) to report_to and quits. With opts.clip_norm it adds up the
+/// parameters) to report_to and quits. With data parallelism (several
+/// replicas) it first has every shard take replica 0's parameters
+/// (sync_params_atom), gives each replica its loader's share of every batch,
+/// adds the replicas' losses, evaluates on replica 0, checkpoints replica 0,
+/// and checks that the replicas agree: equal gradient norms when clipping and,
+/// every opts.check_replicas steps, equal parameter digests. With opts.clip_norm it adds up the
 /// stages' (grad_sumsq_atom, ...) of a step and answers every stage with
 /// (clip_atom, step, total). For a language model (models::is_sequence_model)
 /// losses are per token, and the evaluation of the held-out text reports its

@@ -24,11 +24,19 @@ tensor sequential::forward(const tensor& x, const forward_context& ctx) {
 }
 
 tensor sequential::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+  return backward(dy, mb, need_input_grad, {});
+}
+
+tensor sequential::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad,
+                            const std::function<void(std::size_t)>& after_layer) {
   if (layers_.empty())
     return need_input_grad ? dy : tensor{};
   tensor g = dy;
-  for (std::size_t i = layers_.size(); i-- > 0;)
+  for (std::size_t i = layers_.size(); i-- > 0;) {
     g = layers_[i]->backward(g, mb, i == 0 ? need_input_grad : true);
+    if (after_layer)
+      after_layer(i);
+  }
   return g;
 }
 

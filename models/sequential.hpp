@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,12 @@ public:
   /// (false for a model's first stage, which needs no dL/dx). Returns dL/dx or
   /// an undefined tensor.
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad);
+  /// The same, calling `after_layer(i)` once layer i (local index) has run its
+  /// backward, i.e. once its parameters' gradients for this micro-batch are
+  /// in: data parallelism launches gradient all-reduces from there, while
+  /// the layers below are still running.
+  tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad,
+                  const std::function<void(std::size_t)>& after_layer);
 
   /// All parameters, in layer order (weight before bias).
   std::vector<parameter*> parameters();

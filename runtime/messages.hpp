@@ -25,7 +25,7 @@ struct activation_msg {
   std::int64_t sample_offset = 0;
   bool training = true;
   tensor data;
-  std::int32_t chunk = 0;  ///< the receiver's chunk (virtual stage on its device)
+  std::int32_t chunk = 0; ///< the receiver's chunk (virtual stage on its device)
 };
 
 /// The gradient of the loss w.r.t. a stage's output, flowing backward.
@@ -33,7 +33,7 @@ struct gradient_msg {
   std::int64_t step = 0;
   std::int32_t mb = 0;
   tensor data;
-  std::int32_t chunk = 0;  ///< the receiver's chunk (virtual stage on its device)
+  std::int32_t chunk = 0; ///< the receiver's chunk (virtual stage on its device)
 };
 
 /// Labels of one micro-batch, sent by the trainer to the stage owning the loss.
@@ -57,20 +57,30 @@ struct step_msg {
 struct stage_report {
   std::int32_t stage = 0;
   std::int64_t step = 0;
-  double loss_sum = 0;      ///< only the loss stage fills loss_sum and correct
+  double loss_sum = 0; ///< only the loss stage fills loss_sum and correct
   std::int64_t correct = 0;
   std::int64_t samples = 0;
-  double compute_seconds = 0;  ///< time its device spent running its kernels
-  std::int32_t peak_in_flight = 0;  ///< most micro-batches with saved activations
+  double compute_seconds = 0;      ///< time its device spent running its kernels
+  std::int32_t peak_in_flight = 0; ///< most micro-batches with saved activations
   std::uint64_t peak_saved_bytes = 0;
-  std::uint64_t messages_sent = 0;  ///< activations and gradients sent to peer stages
-  std::uint64_t bytes_sent = 0;     ///< their tensor payload bytes
+  std::uint64_t messages_sent = 0; ///< activations and gradients sent to peer stages
+  std::uint64_t bytes_sent = 0;    ///< their tensor payload bytes
   /// Predictions the loss_sum covers: samples for a classifier, samples x
   /// context for a language model (its loss is reported per token).
   std::int64_t tokens = 0;
   /// With gradient clipping: the sum of squares of this stage's gradients
   /// before clipping (its part of the global norm); 0 otherwise.
   double grad_sumsq = 0;
+  std::int32_t replica = 0; ///< data-parallel replica of the stage
+  /// Data parallelism (--check-replicas): a digest of the stage's parameters
+  /// after this step's update, which must be equal on every replica.
+  bool has_digest = false;
+  std::uint64_t params_digest = 0;
+  /// Gradient all-reduces of the step: buckets, their bytes, and the time
+  /// from the first bucket's launch to the last one's result.
+  std::int32_t buckets = 0;
+  std::uint64_t allreduce_bytes = 0;
+  double allreduce_seconds = 0;
 };
 
 /// Parameters or optimizer state by name (checkpoints, broadcast, PS pulls).
@@ -119,14 +129,14 @@ typename Inspector::result_type inspect(Inspector& f, step_msg& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
-  return f(caf::meta::type_name("stage_report"), x.stage, x.step, x.loss_sum, x.correct,
-           x.samples, x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent,
-           x.bytes_sent, x.tokens, x.grad_sumsq);
+  return f(caf::meta::type_name("stage_report"), x.stage, x.step, x.loss_sum, x.correct, x.samples,
+           x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent, x.bytes_sent,
+           x.tokens, x.grad_sumsq, x.replica, x.has_digest, x.params_digest, x.buckets,
+           x.allreduce_bytes, x.allreduce_seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, named_tensors& x) {
-  return f(caf::meta::type_name("named_tensors"), x.names, x.tensors, x.meta_keys,
-           x.meta_values);
+  return f(caf::meta::type_name("named_tensors"), x.names, x.tensors, x.meta_keys, x.meta_values);
 }
 
 // Atoms (CAF 0.17: at most 10 characters).
@@ -150,6 +160,11 @@ using abort_atom = caf::atom_constant<caf::atom("abort")>;
 /// which clips with the global total and applies its optimizer.
 using grad_sumsq_atom = caf::atom_constant<caf::atom("gradsumsq")>;
 using clip_atom = caf::atom_constant<caf::atom("clip")>;
+/// Data parallelism: (dp_group_atom, collective rank) gives a layer shard its
+/// rank in the group of its stage's replicas; (sync_params_atom) -> bool makes
+/// it take replica 0's parameters (a broadcast in that group) before training.
+using dp_group_atom = caf::atom_constant<caf::atom("dpgroup")>;
+using sync_params_atom = caf::atom_constant<caf::atom("syncparams")>;
 
 // --- Collectives (actors/collective_group.hpp) ---
 
@@ -172,20 +187,20 @@ struct collective_msg {
 struct collective_stats {
   std::int32_t rank = 0;
   std::int32_t size = 0;
-  std::uint64_t bytes_sent = 0;      ///< tensor payload bytes sent to peers
+  std::uint64_t bytes_sent = 0; ///< tensor payload bytes sent to peers
   std::uint64_t messages_sent = 0;
   std::uint64_t ops_completed = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, collective_msg& x) {
-  return f(caf::meta::type_name("collective_msg"), x.op, x.kind, x.root, x.step, x.block,
-           x.segment, x.from, x.total, x.data);
+  return f(caf::meta::type_name("collective_msg"), x.op, x.kind, x.root, x.step, x.block, x.segment,
+           x.from, x.total, x.data);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, collective_stats& x) {
-  return f(caf::meta::type_name("collective_stats"), x.rank, x.size, x.bytes_sent,
-           x.messages_sent, x.ops_completed);
+  return f(caf::meta::type_name("collective_stats"), x.rank, x.size, x.bytes_sent, x.messages_sent,
+           x.ops_completed);
 }
 
 using allreduce_atom = caf::atom_constant<caf::atom("allreduce")>;

@@ -10,62 +10,92 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   auto& o = f.opts;
   cmd->add_option("--model", o.model,
                   "zoo model: mlp | cnn (MNIST) | transformer (character language model)")
-    ->capture_default_str();
+      ->capture_default_str();
   cmd->add_option("--data", o.data_dir,
                   "directory with the MNIST IDX files (raw or .gz); for --model transformer a "
                   "text file (e.g. data/sherlock.txt), its last 10% held out for evaluation")
-    ->capture_default_str();
+      ->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "epochs to train")
-    ->check(CLI::Range(1, 100000))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   cmd->add_option("--batch", o.batch, "global batch size (split across micro-batches/replicas)")
-    ->check(CLI::Range(1, 1 << 20))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--optimizer", o.optimizer, "sgd | adam | adamw")
-    ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
-    ->capture_default_str();
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
   cmd->add_option("--lr", o.lr, "learning rate")
-    ->check(CLI::Range(1e-12, 100.0))
-    ->capture_default_str();
+      ->check(CLI::Range(1e-12, 100.0))
+      ->capture_default_str();
   cmd->add_option("--momentum", o.momentum, "SGD momentum")
-    ->check(CLI::Range(0.0, 0.999999))
-    ->capture_default_str();
-  cmd->add_option("--weight-decay", o.weight_decay, "weight decay (L2 for sgd/adam, decoupled for adamw)")
-    ->check(CLI::Range(0.0, 0.999999))
-    ->capture_default_str();
+      ->check(CLI::Range(0.0, 0.999999))
+      ->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay,
+                  "weight decay (L2 for sgd/adam, decoupled for adamw)")
+      ->check(CLI::Range(0.0, 0.999999))
+      ->capture_default_str();
   cmd->add_option("--lr-schedule", o.lr_schedule,
                   "constant | cosine (after the warm-up, cosine decay to lr/10 at the last step)")
-    ->check(CLI::IsMember({"constant", "cosine"}))
-    ->capture_default_str();
+      ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
   cmd->add_option("--warmup-steps", o.warmup_steps,
                   "linear learning-rate warm-up over this many steps (fewer than the run's)")
-    ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))
-    ->capture_default_str();
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))
+      ->capture_default_str();
   cmd->add_option("--clip-norm", o.clip_norm,
                   "clip gradients to this global L2 norm over all stages (0: off)")
-    ->check(CLI::Range(0.0, 1e30))
-    ->capture_default_str();
+      ->check(CLI::Range(0.0, 1e30))
+      ->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed of initialisation, shuffling and dropout")
-    ->capture_default_str();
+      ->capture_default_str();
   cmd->add_option("--stages,--pp", o.stages,
                   "pipeline depth: split the model's layers over this many device actors")
-    ->check(CLI::Range(1, 64))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->add_option("--microbatches", o.microbatches, "micro-batches per step")
-    ->check(CLI::Range(1, 1 << 20))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--schedule", f.schedule, "pipeline schedule: gpipe | 1f1b | interleaved")
-    ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved"}))
-    ->capture_default_str();
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved"}))
+      ->capture_default_str();
   cmd->add_option("--virtual-stages", o.virtual_stages,
                   "model chunks per device for --schedule interleaved (Megatron's virtual "
                   "pipeline stages; the model is split into stages x this many parts)")
-    ->check(CLI::Range(1, 64))
-    ->capture_default_str();
-  cmd->add_option("--steps", o.max_steps, "stop after this many steps in all (default: run the epochs)")
-    ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--dp", o.dp,
+                  "data parallelism: this many replicas of the model (of its pipeline with "
+                  "--pp), each on its own devices, gradients all-reduced every step")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--batch-shares", o.batch_shares,
+                  "each replica's share of the global batch as weights, one per replica "
+                  "(e.g. 3,1 for a device three times as fast; default: equal)")
+      ->delimiter(',');
+  cmd->add_option("--bucket-mb", f.bucket_mb,
+                  "all-reduce gradients in buckets of this many MiB, each launched as soon as "
+                  "backward has produced it (0: one all-reduce after backward)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--allreduce", o.allreduce,
+                  "all-reduce algorithm: auto (tree below --tree-threshold bytes, ring above) | "
+                  "ring | tree")
+      ->check(CLI::IsMember({"auto", "ring", "tree"}))
+      ->capture_default_str();
+  cmd->add_option("--tree-threshold", o.tree_threshold_bytes,
+                  "with --allreduce auto: buffers smaller than this many bytes use the tree")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--check-replicas", o.check_replicas,
+                  "every N steps check that all replicas hold bitwise-identical parameters "
+                  "(0: never)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--steps", o.max_steps,
+                  "stop after this many steps in all (default: run the epochs)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   cmd->add_option("--threads", o.threads, "compute threads in all (default: one per core)")
-    ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--checkpoint", o.checkpoint_dir,
                   "write a checkpoint into DIR at each epoch end and at the end");
   cmd->add_option("--resume", o.resume_dir, "continue from the checkpoint in DIR");
@@ -73,19 +103,21 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
                   "write a timeline of the run to FILE (Chrome trace-event JSON: open it in "
                   "ui.perfetto.dev or chrome://tracing): a track per stage (forward, backward, "
                   "optimizer, input arrivals, waits) and one for the trainer. Each track keeps "
-                  "its first " + std::to_string(runtime::default_trace_capacity) +
-                  " events; later ones are only counted (metadata.dropped_events). Written "
-                  "by the supervisor's process when the run ends");
+                  "its first " +
+                      std::to_string(runtime::default_trace_capacity) +
+                      " events; later ones are only counted (metadata.dropped_events). Written "
+                      "by the supervisor's process when the run ends");
   cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
   cmd->add_option("--inject-fault", o.fault,
-                  "testing: make stage S fail in training step N (stage=S,step=N)")
-    ->group("Testing");
+                  "testing: make stage S (of replica R) fail in training step N "
+                  "(stage=S,step=N[,replica=R])")
+      ->group("Testing");
   cmd->add_option("--slow-stage", o.slow_stage,
                   "benchmarks: make stage S's forwards and backwards --slow-factor times slower "
                   "(-1: none)")
-    ->group("Testing");
+      ->group("Testing");
   cmd->add_option("--slow-factor", o.slow_factor, "how much slower --slow-stage runs")
-    ->group("Testing");
+      ->group("Testing");
   cmd->add_flag("--no-progress", f.no_progress, "no progress output");
 }
 
@@ -93,6 +125,7 @@ void finish_training_flags(training_flags& f) {
   f.opts.schedule = actors::parse_schedule_kind(f.schedule);
   f.opts.evaluate = !f.no_eval;
   f.opts.progress = !f.no_progress;
+  f.opts.bucket_bytes = static_cast<std::int64_t>(f.bucket_mb * 1024.0 * 1024.0);
   f.opts.validate();
 }
 

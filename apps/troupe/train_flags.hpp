@@ -15,6 +15,7 @@ struct training_flags {
   std::string schedule = "gpipe";
   bool no_eval = false;
   bool no_progress = false;
+  double bucket_mb = 25.0; ///< --bucket-mb, into opts.bucket_bytes
 };
 
 void add_training_flags(CLI::App* cmd, training_flags& f);

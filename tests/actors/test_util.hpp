@@ -15,6 +15,18 @@
 
 namespace troupe::actors::test {
 
+/// A CI-sized MNIST job: 20 steps on one thread, no evaluation or progress.
+inline train_options quick(std::string model = "mlp") {
+  train_options o;
+  o.model = std::move(model);
+  o.data_dir = std::string{TROUPE_SOURCE_DIR} + "/data/mnist";
+  o.max_steps = 20;
+  o.evaluate = false;
+  o.progress = false;
+  o.threads = 1;
+  return o;
+}
+
 /// Runs one training job to its end, as `troupe train` does.
 inline job_result train(const train_options& o) {
   runtime::system_config cfg;

@@ -12,21 +12,11 @@
 
 using namespace troupe;
 using actors::test::max_relative_difference;
+using actors::test::quick;
 using actors::test::train;
 namespace fs = std::filesystem;
 
 namespace {
-
-actors::train_options quick(std::string model = "mlp") {
-  actors::train_options o;
-  o.model = std::move(model);
-  o.data_dir = std::string{TROUPE_SOURCE_DIR} + "/data/mnist";
-  o.max_steps = 20;
-  o.evaluate = false;
-  o.progress = false;
-  o.threads = 1;
-  return o;
-}
 
 fs::path temp_dir(const std::string& name) {
   auto p = fs::temp_directory_path() / ("troupe-test-" + name + "-" + std::to_string(::getpid()));

@@ -264,8 +264,8 @@ def case_transformer():
                        model="transformer", data="sherlock.txt")
 
 
-def long_job(d, info):
-    return submit(d, info, ["--model", "mlp", "--stages", "2", "--epochs", "50", "--no-eval"])
+def long_job(d, info, parallel=("--stages", "2")):
+    return submit(d, info, ["--model", "mlp", *parallel, "--epochs", "50", "--no-eval"])
 
 
 def wait_running(info, steps=5):
@@ -291,14 +291,17 @@ def wall_of_day(t):
     return lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + (t % 1)
 
 
-def case_failure(sig):
+def case_failure(sig, parallel=("--stages", "2")):
+    """Node b dies (kill -9) or hangs (SIGSTOP) mid-training: the job fails
+    naming it within 2 s. With --dp 2 each node holds a replica, so the death
+    comes in the middle of gradient all-reduces."""
     d = certs("supervisor", "client", "a", "b")
     sup, info = start_supervisor(d, 2, ["--jobs", "1", "--heartbeat-ms", "250", "--timeout-ms",
                                         "1500"])
     a = start_node(d, info["port"], "a")
     b = start_node(d, info["port"], "b")
     wait_for(lambda: len(ready_nodes(info)) == 2, 30, "2 ready nodes")
-    client = long_job(d, info)
+    client = long_job(d, info, parallel)
     wait_running(info)
     t0 = time.time()
     os.kill(b.pid, sig)
@@ -318,6 +321,36 @@ def case_failure(sig):
     if sig == signal.SIGSTOP:
         os.kill(b.pid, signal.SIGCONT)
     check(all_exit([b], 10), "the failed node's process is gone too")
+
+
+def case_dp():
+    """--dp 2 across two node processes (one replica each, gradients
+    all-reduced between the processes over the data plane): 20 steps equal
+    one replica in one process (per-tensor relative difference < 1e-5) with
+    the replicas bitwise identical after every step; then MNIST for 3 epochs
+    reaches single-device accuracy (>= 97.0%)."""
+    d = certs("supervisor", "client", "a", "b")
+    sup, info = start_supervisor(d, 2)
+    nodes = [start_node(d, info["port"], n) for n in "ab"]
+    wait_for(lambda: len(ready_nodes(info)) == 2, 30, "2 ready nodes")
+    ck = os.path.join(WORK, "ck-cluster")
+    client = submit(d, info, ["--model", "mlp", "--dp", "2", "--steps", "20", "--no-eval",
+                              "--check-replicas", "1", "--checkpoint", ck,
+                              "--report", os.path.join(WORK, "r.json")])
+    check(all_exit([client], 120) and client.returncode == 0, "the --dp 2 cluster job succeeded")
+    report = json.load(open(os.path.join(WORK, "r.json")))
+    nodes_of = sorted(s["node"] for s in report["plan"]["stages"])
+    check(nodes_of == ["a", "b"], f"one replica on each node {nodes_of}")
+    check(report["replica_checks"] == 20, "the replicas were bitwise identical after every step")
+    check_nodes_exchanged(info)
+    client = submit(d, info, ["--model", "mlp", "--dp", "2", "--epochs", "3",
+                              "--report", os.path.join(WORK, "r3.json")])
+    check(all_exit([client], 170) and client.returncode == 0, "the 3-epoch --dp 2 job succeeded")
+    accuracy = json.load(open(os.path.join(WORK, "r3.json")))["test_accuracy"]
+    print(f"--dp 2 across 2 processes, 3 epochs: test accuracy {100 * accuracy:.2f}%")
+    check(accuracy >= 0.970, f"3 epochs reach >= 97.0% ({100 * accuracy:.2f}%)")
+    stop_cluster(sup, nodes)
+    compare_with_local(ck, ["--threads", "1", "--steps", "20"], 1e-5)
 
 
 def case_credentials():
@@ -454,6 +487,8 @@ try:
     {"equivalence": case_equivalence,
      "spec": case_spec,
      "kill9": lambda: case_failure(signal.SIGKILL),
+     "dp": case_dp,
+     "dp_kill9": lambda: case_failure(signal.SIGKILL, ("--dp", "2")),
      "sigstop": lambda: case_failure(signal.SIGSTOP),
      "credentials": case_credentials,
      "garbage": case_garbage,
