@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "models/layer_costs.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
 
@@ -83,7 +84,42 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
                                     stages, replicas, needed, available.size()));
   auto order = interleave_nodes(available);
   p.devices.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(needed));
-  auto ranges = models::partition_balanced(models::layer_flops(p.model), stages * virtual_stages);
+  const int chunks = stages * virtual_stages;
+  std::vector<models::layer_range> ranges;
+  if (!opts.split.empty()) {
+    std::size_t begin = 0;
+    for (int n : opts.split) {
+      ranges.push_back({begin, begin + static_cast<std::size_t>(n)});
+      begin += static_cast<std::size_t>(n);
+    }
+    try {
+      models::validate_partition(ranges, p.model.layers.size());
+    } catch (const std::invalid_argument& e) {
+      throw runtime::input_error(fmt::format("--split: {} (model {} has {} layers)", e.what(),
+                                             opts.model, p.model.layers.size()));
+    }
+    p.partition = "explicit";
+    p.layer_costs = models::layer_flops(p.model);
+  } else {
+    if (opts.partition == "measured") {
+      const auto microbatch =
+          std::max<std::int64_t>(1, opts.batch / (std::int64_t{replicas} * opts.microbatches));
+      p.layer_costs = models::measure_layer_costs(p.model, microbatch, opts.seed);
+    } else {
+      p.layer_costs = models::layer_flops(p.model);
+    }
+    p.partition = opts.partition;
+    // Faster devices take more (only when every stage device was measured;
+    // with virtual stages a device holds several chunks, so speeds stay equal).
+    std::vector<double> speeds;
+    if (opts.partition == "measured" && virtual_stages == 1) {
+      for (int s = 0; s < stages; ++s)
+        speeds.push_back(p.devices[static_cast<std::size_t>(s)].gflops);
+      if (std::any_of(speeds.begin(), speeds.end(), [](double g) { return !(g > 0); }))
+        speeds.clear();
+    }
+    ranges = models::partition_balanced(p.layer_costs, chunks, speeds);
+  }
   for (int r = 0; r < replicas; ++r)
     for (int s = 0; s < stages; ++s) {
       stage_slot slot{s, {}, static_cast<std::size_t>(r * stages + s), r};
@@ -139,7 +175,9 @@ nlohmann::json to_json(const plan& p) {
           {"schedule", std::string{to_string(p.schedule)}},
           {"virtual_stages", p.virtual_stages},
           {"replicas", p.replicas},
-          {"batch_shares", p.batch_shares}};
+          {"batch_shares", p.batch_shares},
+          {"partition", p.partition},
+          {"layer_costs", p.layer_costs}};
 }
 
 std::string describe(const plan& p) {
@@ -156,7 +194,13 @@ std::string describe(const plan& p) {
       for (auto i = c.begin; i < c.end; ++i)
         r += fmt::format(" {}", p.model.layers[i].at("type").get<std::string>());
     }
-    r += fmt::format(" on {}/{} ({} thread{})\n", d.node, d.name, d.threads,
+    double cost = 0;
+    for (const auto& c : s.chunks)
+      for (auto i = c.begin; i < c.end && i < p.layer_costs.size(); ++i)
+        cost += p.layer_costs[i];
+    const auto cost_text = p.partition == "measured" ? fmt::format("{:.3f} ms", cost * 1e3)
+                                                     : fmt::format("{:.1f} MFLOP", cost / 1e6);
+    r += fmt::format(" ({}) on {}/{} ({} thread{})\n", cost_text, d.node, d.name, d.threads,
                      d.threads == 1 ? "" : "s");
   }
   if (p.replicas > 1) {

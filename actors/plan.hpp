@@ -20,7 +20,8 @@ struct device_slot {
   std::string name;           ///< "cpu:0", "cpu:1", ... (unique within a node)
   std::string node = "local"; ///< the node agent hosting it
   runtime::device where = runtime::device::cpu();
-  int threads = 1; ///< BLAS threads of this device
+  int threads = 1;   ///< BLAS threads of this device
+  double gflops = 0; ///< measured sgemm GFLOP/s (0: not measured)
 };
 
 /// One pipeline stage: a layer shard actor on a device. It holds one chunk of
@@ -50,6 +51,10 @@ struct plan {
   int replicas = 1;
   /// Each replica's share of the global batch (weights summing to 1).
   std::vector<double> batch_shares{1.0};
+  /// How the layers were split: "flops", "measured" or "explicit", and the
+  /// per-layer costs it balanced (FLOPs, or seconds per micro-batch).
+  std::string partition = "flops";
+  std::vector<double> layer_costs;
 
   /// Pipeline depth: stages per replica.
   int depth() const { return static_cast<int>(stages.size()) / std::max(1, replicas); }
@@ -69,8 +74,11 @@ struct plan {
 std::vector<device_slot> local_devices(const train_options& opts, unsigned cores);
 
 /// Plans a training job on the devices of a cluster: the model from the zoo,
-/// split into opts.stages * opts.virtual_stages contiguous chunks balanced by
-/// per-layer forward cost, stage k (holding chunks k, k + stages, ...) on the
+/// split into opts.stages * opts.virtual_stages contiguous chunks (opts.split,
+/// or balanced by per-layer cost: counted FLOPs, or with opts.partition
+/// "measured" each layer's forward + backward time on a micro-batch,
+/// measured here, and the stage devices' measured GFLOP/s when all are
+/// known), stage k (holding chunks k, k + stages, ...) on the
 /// k-th device of `available` taken round-robin across nodes (so consecutive
 /// stages land on different nodes when there are several); with opts.dp
 /// replicas, stage k of replica r on the (r * stages + k)-th (so with one

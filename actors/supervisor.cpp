@@ -216,8 +216,11 @@ std::vector<device_slot> cluster_devices(const supervisor_state& st) {
   for (const auto& [name, e] : st.nodes) {
     if (!e.ready)
       continue;
-    for (const auto& d : e.info.devices)
-      r.push_back({d.name, name, d.where, d.threads});
+    for (std::size_t i = 0; i < e.info.devices.size(); ++i) {
+      const auto& d = e.info.devices[i];
+      r.push_back(
+          {d.name, name, d.where, d.threads, i < e.info.gflops.size() ? e.info.gflops[i] : 0.0});
+    }
   }
   return r;
 }
@@ -401,7 +404,7 @@ std::string launch(supervisor_actor* self) {
   const auto& topology = job.topology;
   st.log->info("job {}: {} on {} stage(s) x {} replica(s), {} micro-batch(es)", job.id,
                topology.strategy(), topology.depth(), topology.replicas, topology.microbatches);
-  st.log->debug("plan:\n{}", describe(topology));
+  st.log->info("plan ({} partition):\n{}", topology.partition, describe(topology));
   job.phase = "starting";
   // Ask the nodes for the devices and shards, all at once.
   struct spawned {

@@ -41,6 +41,13 @@ void train_options::validate() const {
   require(virtual_stages == 1 || schedule == schedule_kind::interleaved,
           "--virtual-stages " + std::to_string(virtual_stages) +
               " needs --schedule interleaved (got " + std::string{to_string(schedule)} + ")");
+  require(partition == "flops" || partition == "measured",
+          "--partition must be flops or measured, got '" + partition + "'");
+  require(split.empty() || static_cast<int>(split.size()) == stages * virtual_stages,
+          "--split needs one layer count per chunk (" + std::to_string(stages * virtual_stages) +
+              "), got " + std::to_string(split.size()));
+  for (int n : split)
+    require(n >= 1, "--split: every chunk needs at least one layer, got " + std::to_string(n));
   require(dp >= 1 && dp <= 1024, "--dp must be in [1, 1024], got " + std::to_string(dp));
   require(batch_shares.empty() || static_cast<int>(batch_shares.size()) == dp,
           "--batch-shares needs one share per replica (" + std::to_string(dp) + "), got " +
@@ -112,6 +119,8 @@ nlohmann::json to_json(const train_options& o) {
           {"microbatches", o.microbatches},
           {"schedule", std::string{to_string(o.schedule)}},
           {"virtual_stages", o.virtual_stages},
+          {"partition", o.partition},
+          {"split", o.split},
           {"dp", o.dp},
           {"batch_shares", o.batch_shares},
           {"bucket_bytes", o.bucket_bytes},
@@ -171,6 +180,10 @@ train_options train_options_from_json(const nlohmann::json& j) {
         o.schedule = parse_schedule_kind(v.get<std::string>());
       else if (k == "virtual_stages")
         o.virtual_stages = v.get<int>();
+      else if (k == "partition")
+        o.partition = v.get<std::string>();
+      else if (k == "split")
+        o.split = v.get<std::vector<int>>();
       else if (k == "dp")
         o.dp = v.get<int>();
       else if (k == "batch_shares")

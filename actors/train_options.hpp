@@ -36,6 +36,14 @@ struct train_options {
   /// Model chunks per device (interleaved schedule only): the model is split
   /// into stages * virtual_stages parts, device d holding parts d, d + stages, ...
   int virtual_stages = 1;
+  /// How the layers are cut into stages * virtual_stages chunks: "measured"
+  /// (balanced by each layer's forward + backward time, measured when the job
+  /// is planned, and by the devices' measured speed), "flops" (by counted
+  /// forward FLOPs). Ignored when `split` is given.
+  std::string partition = "flops";
+  /// An explicit split: the number of layers of each chunk, in model order
+  /// (stages * virtual_stages entries summing to the model's layers).
+  std::vector<int> split;
   /// Data parallelism: this many replicas of the whole pipeline (each of
   /// `stages` stages), stage k of every replica all-reducing its gradients
   /// with stage k of the others after backward. 1: no data parallelism.

@@ -101,10 +101,7 @@ command_action add_train_command(CLI::App& app) {
     const auto& o = flags->opts;
     actors::job_result result;
     if (remote->supervisor.empty()) {
-      auto topology = actors::make_plan(o, std::max(1u, std::thread::hardware_concurrency()));
-      if (o.progress)
-        std::fprintf(stderr, "%s: %s\n%s", o.model.c_str(), topology.strategy().c_str(),
-                     actors::describe(topology).c_str());
+      // The supervisor logs the plan (a measured partition is only known there).
       runtime::system_config cfg;
       caf::actor_system sys{cfg};
       result = actors::run_training(sys, o);

@@ -63,6 +63,14 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
                   "pipeline stages; the model is split into stages x this many parts)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  cmd->add_option("--partition", o.partition,
+                  "how layers are cut into stages: measured (each layer's forward+backward time, "
+                  "measured at planning, and the devices' speed) | flops (counted FLOPs)")
+      ->check(CLI::IsMember({"flops", "measured"}))
+      ->capture_default_str();
+  cmd->add_option("--split", o.split,
+                  "explicit split: layers per stage (per chunk with --virtual-stages), e.g. 2,3")
+      ->delimiter(',');
   cmd->add_option("--dp", o.dp,
                   "data parallelism: this many replicas of the model (of its pipeline with "
                   "--pp), each on its own devices, gradients all-reduced every step")
