@@ -353,6 +353,35 @@ def case_dp():
     compare_with_local(ck, ["--threads", "1", "--steps", "20"], 1e-5)
 
 
+def case_pp_dp():
+    """--pp 2 --dp 2 (1F1B, 4 micro-batches per replica) across two node
+    processes of two devices each: the plan puts each replica's pipeline
+    across the two processes (activations of 32 x 1024 f32, 128 KiB, over the
+    data plane) and stage k's replicas in one process (its all-reduce stays
+    local); 20 steps equal the same pipeline without replicas in one process."""
+    d = certs("supervisor", "client", "a", "b")
+    sup, info = start_supervisor(d, 2)
+    nodes = [start_node(d, info["port"], n, devices="cpu:2") for n in "ab"]
+    wait_for(lambda: len(ready_nodes(info)) == 2, 30, "2 ready nodes")
+    ck = os.path.join(WORK, "ck-cluster")
+    common = ["--pp", "2", "--microbatches", "4", "--schedule", "1f1b", "--batch", "256",
+              "--steps", "20"]
+    client = submit(d, info, ["--model", "mlp", "--dp", "2", "--no-eval", "--check-replicas", "1",
+                              "--bucket-mb", "1", "--checkpoint", ck,
+                              "--report", os.path.join(WORK, "r.json"), *common])
+    check(all_exit([client], 120) and client.returncode == 0, "the --pp 2 --dp 2 cluster job succeeded")
+    report = json.load(open(os.path.join(WORK, "r.json")))
+    check(report["strategy"] == "pipeline+data-parallel", report["strategy"])
+    placement = [(s["replica"], s["stage"], s["node"]) for s in report["plan"]["stages"]]
+    check(all(r[2] in "ab" for r in placement) and
+          {r[2] for r in placement if r[0] == 0} == {"a", "b"},
+          f"each replica's pipeline spans both nodes {placement}")
+    check(report["replica_checks"] == 20, "the replicas were bitwise identical after every step")
+    check_nodes_exchanged(info)
+    stop_cluster(sup, nodes)
+    compare_with_local(ck, ["--threads", "2", *common], 1e-5)
+
+
 def case_credentials():
     d = certs("supervisor", "client", "a", "b")
     other = os.path.join(WORK, "other")
@@ -488,6 +517,7 @@ try:
      "spec": case_spec,
      "kill9": lambda: case_failure(signal.SIGKILL),
      "dp": case_dp,
+     "pp_dp": case_pp_dp,
      "dp_kill9": lambda: case_failure(signal.SIGKILL, ("--dp", "2")),
      "sigstop": lambda: case_failure(signal.SIGSTOP),
      "credentials": case_credentials,
