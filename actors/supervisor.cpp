@@ -643,7 +643,11 @@ std::string metrics_text(supervisor_actor* self) {
   auto current = actors_json(st);
   if (p.contains("stages"))
     for (const auto& s : p.at("stages")) {
-      std::string label = "layer_shard stage " + std::to_string(s.value("stage", 0));
+      const auto stage = "stage " + std::to_string(s.value("stage", 0));
+      std::string label =
+          "layer_shard " + (st.job.topology.replicas > 1
+                                ? "replica " + std::to_string(s.value("replica", 0)) + " " + stage
+                                : stage);
       std::string node;
       for (const auto* list : {&st.job.last_actors, &current})
         for (const auto& a : *list)
@@ -661,6 +665,15 @@ std::string metrics_text(supervisor_actor* self) {
   b.family("troupe_actor_compute_seconds_total", mt::counter, "Device time of an actor's kernels");
   for (const auto& [labels, s] : stages)
     b.sample(labels, s.value("compute_seconds", 0.0));
+  b.family("troupe_actor_allreduce_bytes_total", mt::counter,
+           "Gradient bytes an actor handed to all-reduces (data parallelism)");
+  for (const auto& [labels, s] : stages)
+    b.sample(labels, s.value("allreduce_bytes", 0.0));
+  b.family("troupe_actor_allreduce_seconds_total", mt::counter,
+           "Time from an actor's first gradient bucket launched to its last one reduced, summed "
+           "over steps");
+  for (const auto& [labels, s] : stages)
+    b.sample(labels, s.value("allreduce_seconds", 0.0));
   // Per process and transport: how tensor messages left it.
   std::vector<std::pair<std::string, nlohmann::json>> processes;
   processes.emplace_back(st.cfg.name, st.cfg.courier ? transport_status(*st.cfg.courier)

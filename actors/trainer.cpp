@@ -644,9 +644,12 @@ void send_progress(trainer_actor* self, double step_seconds, std::int64_t sample
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& t : st.stage_totals)
     stages.push_back({{"stage", t.stage},
+                      {"replica", t.replica},
                       {"messages_sent", t.messages_sent},
                       {"bytes_sent", t.bytes_sent},
-                      {"compute_seconds", t.compute_seconds}});
+                      {"compute_seconds", t.compute_seconds},
+                      {"allreduce_bytes", t.allreduce_bytes},
+                      {"allreduce_seconds", t.allreduce_seconds}});
   nlohmann::json p{{"step", st.step},
                    {"total_steps", st.total_steps},
                    {"epoch", st.current_epoch + 1},

@@ -343,6 +343,12 @@ def case_dp():
     check(nodes_of == ["a", "b"], f"one replica on each node {nodes_of}")
     check(report["replica_checks"] == 20, "the replicas were bitwise identical after every step")
     check_nodes_exchanged(info)
+    metrics = http(info["status_port"], "/metrics")
+    reduced = re.findall(r'^troupe_actor_allreduce_bytes_total\{actor="layer_shard replica (\d) '
+                         r'stage 0",node="([ab])"\} (\S+)$', metrics, re.M)
+    check(sorted((r, n) for r, n, _ in reduced) == [("0", "a"), ("1", "b")] and
+          all(float(v) > 0 for _, _, v in reduced),
+          f"/metrics shows each replica's all-reduced bytes on its node {reduced}")
     client = submit(d, info, ["--model", "mlp", "--dp", "2", "--epochs", "3",
                               "--report", os.path.join(WORK, "r3.json")])
     check(all_exit([client], 170) and client.returncode == 0, "the 3-epoch --dp 2 job succeeded")
