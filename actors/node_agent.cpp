@@ -12,7 +12,9 @@
 #include "actors/collective_group.hpp"
 #include "actors/device_actor.hpp"
 #include "actors/layer_shard.hpp"
+#include "actors/nccl_group.hpp"
 #include "runtime/caf_error.hpp"
+#include "runtime/error.hpp"
 #include "runtime/log.hpp"
 #include "runtime/transport/courier.hpp"
 
@@ -69,6 +71,22 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
             auto c = collective_config_from_json(j);
             c.courier = st.cfg.courier;
             a = spawn_collective_rank(self->system(), std::move(c));
+          } else if (kind == "nccl") {
+            // Replicas on GPUs: the same protocol, executed by NCCL.
+            nccl_rank_config c;
+            c.rank = j.at("rank").get<int>();
+            c.size = j.at("size").get<int>();
+            auto dev = runtime::parse_device(j.at("device").get<std::string>());
+            if (!dev || !dev->is_cuda())
+              throw runtime::input_error("nccl rank on '" + j.at("device").get<std::string>() +
+                                         "', not a CUDA device");
+            c.device = *dev;
+            auto r = spawn_nccl_rank(self->system(), std::move(c));
+            if (!r)
+              return caf::make_error(caf::sec::invalid_argument,
+                                     "node " + st.cfg.name + ": cannot spawn nccl: " +
+                                         runtime::describe(self->system(), r.error()));
+            a = *r;
           } else {
             return caf::make_error(caf::sec::invalid_argument,
                                    "node " + st.cfg.name + ": unknown actor kind '" + kind + "'");

@@ -38,7 +38,7 @@ struct node_agent_config {
 /// built-in types (atoms, strings, actor handles), so even a peer of a
 /// mismatched build decodes them:
 ///
-///   (spawn_atom, kind, config_json) -> caf::actor   kind "device" | "layer_shard" | "collective"
+///   (spawn_atom, kind, config_json) -> caf::actor   kind "device" | "layer_shard" | "collective" | "nccl"
 ///   (teardown_atom) -> bool                         stops every actor it spawned
 ///   (peer_atom, name, host, port, courier_endpoint) -> bool   once the data plane is up
 ///   (ping_atom) -> std::string                      JSON: pid, actors, transport counters

@@ -14,6 +14,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/cluster_protocol.hpp"
+#include "actors/collective_backend.hpp"
 #include "actors/collective_group.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/device_actor.hpp"
@@ -476,13 +477,23 @@ std::string launch(supervisor_actor* self) {
     spawn_on(d.node, "layer_shard", to_json(c),
              "layer_shard " + who + " on " + d.node + "/" + d.name, &acc->shards[j]);
     if (topology.replicas > 1) {
-      // Stage k of replica r is rank r of stage k's group, in the shard's process.
+      // Stage k of replica r is rank r of stage k's group, in the shard's
+      // process: NCCL ranks when every replica of the stage is on a GPU (and
+      // this build has NCCL), collective rank actors otherwise.
+      std::vector<runtime::device> group_devices;
+      for (int r = 0; r < topology.replicas; ++r)
+        group_devices.push_back(topology.devices[topology.slot(r, s.stage).device].where);
+      const auto backend = choose_collective_backend(
+          group_devices, group_devices.front().is_cuda() && nccl_available());
       collective_config g;
       g.rank = s.replica;
       g.size = topology.replicas;
       g.algo = collectives::parse_allreduce_algo(job.opts.allreduce);
       g.tree_threshold_bytes = static_cast<std::size_t>(job.opts.tree_threshold_bytes);
-      spawn_on(d.node, "collective", to_json(g),
+      auto config = to_json(g);
+      if (backend == collective_backend::nccl)
+        config["device"] = runtime::to_string(d.where);
+      spawn_on(d.node, backend == collective_backend::nccl ? "nccl" : "collective", config,
                "collective rank " + std::to_string(s.replica) + " of stage " +
                    std::to_string(s.stage) + " on " + d.node + "/" + d.name,
                &acc->ranks[static_cast<std::size_t>(s.stage * topology.replicas + s.replica)]);

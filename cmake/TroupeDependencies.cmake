@@ -33,3 +33,15 @@ if(TROUPE_ENABLE_CUDA)
   endif()
 endif()
 message(STATUS "troupe: CUDA kernels ${TROUPE_HAVE_CUDA}")
+
+# NCCL is optional too (some CUDA installs lack it): the NCCL collective backend
+# (kernels/cuda/nccl_communicator, actors/nccl_group) builds only with CUDA and
+# NCCL >= 2.14 (non-blocking communicators, ncclGetLastError).
+set(TROUPE_HAVE_NCCL OFF)
+if(TROUPE_HAVE_CUDA AND TROUPE_ENABLE_NCCL)
+  find_package(NCCL 2.14)
+  if(NCCL_FOUND)
+    set(TROUPE_HAVE_NCCL ON)
+  endif()
+endif()
+message(STATUS "troupe: NCCL collective backend ${TROUPE_HAVE_NCCL}")
