@@ -405,7 +405,9 @@ std::string launch(supervisor_actor* self) {
   const auto& topology = job.topology;
   st.log->info("job {}: {} on {} stage(s) x {} replica(s), {} micro-batch(es)", job.id,
                topology.strategy(), topology.depth(), topology.replicas, topology.microbatches);
-  st.log->info("plan ({} partition):\n{}", topology.partition, describe(topology));
+  // Shown with progress output; benchmarks running many jobs keep it quiet.
+  st.log->log(job.opts.progress ? spdlog::level::info : spdlog::level::debug,
+              "plan ({} partition):\n{}", topology.partition, describe(topology));
   job.phase = "starting";
   // Ask the nodes for the devices and shards, all at once.
   struct spawned {
