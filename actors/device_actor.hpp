@@ -28,7 +28,9 @@ device_config device_config_from_json(const nlohmann::json& j);
 
 /// Work for a device: a closure run on the device's thread. It sends its own
 /// results (to the submitting shard or straight to peers), so a finished task
-/// costs no extra hop. In-process only: never serialised.
+/// costs no extra hop. A layer shard's task is a whole step's action list: it
+/// returns to the mailbox only to wait for an input, and the shard sends it
+/// again once the input is here. In-process only: never serialised.
 struct device_task {
   std::function<void()> run;
 };

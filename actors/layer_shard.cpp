@@ -5,6 +5,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <tuple>
@@ -42,6 +43,7 @@ struct task_done {
   std::int64_t samples = 0;
   double seconds = 0;
   std::uint64_t peak_saved_bytes = 0;  ///< most saved activations seen between its actions
+  std::int32_t peak_in_flight = 0;     ///< most micro-batches with saved activations
   std::uint64_t messages_sent = 0;     ///< activations and gradients sent to peers
   std::uint64_t bytes_sent = 0;        ///< their tensor payload bytes
   std::int64_t tokens = 0;             ///< predictions the loss covers
@@ -83,10 +85,39 @@ struct grad_bucket {
   std::size_t ready_layer = 0; ///< local layer index within the chunk
 };
 
+/// An input as the shard stored it, and when it arrived (tracing: the wait
+/// for it ends there).
+template <class T>
+struct arrived {
+  T value;
+  std::chrono::steady_clock::time_point at;
+};
+
+/// Inputs of the shard's steps, keyed by (step, mb, chunk). The shard stores
+/// them as they arrive (on a CAF worker); the device thread takes them when
+/// their action runs. Sharing them, instead of sending the device one task
+/// per ready action and getting a task_done back, lets the device go straight
+/// on to the next action whose inputs are here: no thread hand-off between
+/// actions (each one is a futex wake-up, tens of microseconds).
+struct inbox {
+  std::mutex mutex; ///< guards everything below
+  std::map<key, arrived<runtime::activation_msg>> activations;
+  std::map<key, arrived<tensor>> grads;
+  std::map<key, arrived<tensor>> labels;
+  /// The device found `waiting_for` not ready and went back to its mailbox;
+  /// the shard resumes it (one device_task) once those inputs are here.
+  bool parked = false;
+  action waiting_for;
+};
+
 /// Model and optimizer of a shard. Only the device thread touches it while a
 /// task runs; the shard touches it only when no task is running (the task's
-/// completion message orders the two).
+/// completion message orders the two). The inbox is the exception: both
+/// threads use it, under its mutex.
 struct compute_state {
+  shard_config cfg;           ///< a copy, for the device thread (never changed)
+  bool sequence_loss = false; ///< a language model: per-token loss
+  inbox in;
   std::vector<models::sequential> chunks; ///< one per shard_config::chunks entry
   std::vector<grad_bucket> buckets;       ///< data parallelism only
   /// buckets_at[chunk][layer]: the buckets that layer completes.
@@ -111,35 +142,31 @@ struct compute_state {
   }
 };
 
+struct step_run;
+
 struct shard_state {
   shard_config cfg;
   std::string label;
   std::shared_ptr<compute_state> compute;
   caf::actor device, prev, next, trainer;
   std::optional<runtime::step_msg> step;
-  std::vector<action> actions;
-  std::size_t pc = 0;
-  bool busy = false;
+  std::shared_ptr<step_run> run; ///< the step's actions, handed to the device
+  bool busy = false;             ///< the device holds the run or a task
   bool optimizer_done = false;
-  bool sequence_loss = false;       ///< a language model: per-token loss
   bool norm_requested = false;      ///< clipping: sum of squares computed or on its way
   std::optional<double> clip_total; ///< clipping: the trainer's global sum of squares
   // Data parallelism (cfg.replicas > 1).
-  caf::actor group;                         ///< this shard's collective rank
-  std::vector<std::int64_t> final_backward; ///< per chunk: index of its last backward action
-  std::vector<tensor> reduced;              ///< per bucket: the all-reduced sum, once back
+  caf::actor group;            ///< this shard's collective rank
+  std::vector<tensor> reduced; ///< per bucket: the all-reduced sum, once back
   std::size_t buckets_reduced = 0;
   bool flush_requested = false; ///< buckets without a backward are being launched
   std::optional<std::chrono::steady_clock::time_point> first_launch;
   std::map<std::size_t, std::chrono::steady_clock::time_point> launched_at;
   std::int64_t broadcasts = 0; ///< op ids of parameter broadcasts
-  std::map<key, runtime::activation_msg> inputs;
-  std::map<key, tensor> grads;
-  std::map<key, tensor> labels;
   runtime::stage_report report;
-  int in_flight = 0;
   // Tracing (cfg.trace): this thread's events, when the step began, since when
-  // the shard has waited for an input, and the last input that arrived.
+  // the shard has waited for an input after its actions (all-reduce, clip),
+  // and the last input that arrived.
   runtime::trace_recorder trace;
   std::chrono::steady_clock::time_point step_began;
   std::optional<std::chrono::steady_clock::time_point> idle_since;
@@ -262,11 +289,32 @@ void slow_down(double factor, std::chrono::steady_clock::time_point t0) {
 /// the compute state and sending its own outputs.
 using device_work = std::function<task_done()>;
 
+/// One step's action list, walked by the device thread (run_actions): each
+/// action runs as soon as its inputs are in the inbox, in schedule order (the
+/// schedule stays the flow control), then `tail`. The shard makes it at the
+/// step_msg and hands it over; from then on only the device thread touches
+/// it (the inbox's mutex orders a park and the shard's resume).
+struct step_run {
+  runtime::step_msg step;
+  std::vector<action> actions;
+  std::vector<std::int64_t> final_backward; ///< per chunk: index of its last backward action
+  std::vector<device_work> tail; ///< after the last action: optimizer, or bucket flush / norm
+  caf::actor shard, prev, next;
+  float grad_scale = 1; ///< the loss gradient's 1 / predictions of the global batch
+  std::size_t pc = 0;   ///< the next action
+  std::int32_t in_flight = 0;
+  task_done total; ///< sent to the shard once the tail is done
+  /// Since when the device has had nothing to run (a wait, for the trace).
+  std::optional<std::chrono::steady_clock::time_point> idle_since;
+};
+
 // -- tracing (cfg.trace, runtime/trace_recorder.hpp) ---------------------------
-// The shard records step spans, input arrivals and waits on its own thread.
-// Device work records its own span into compute->trace, which the shard
-// absorbs on task_done (that message orders the two threads, as for the
-// parameters). Every helper is one branch when tracing is off.
+// The shard records step spans, input arrivals and the waits after a step's
+// actions (all-reduce, clip) on its own thread. The device records its work
+// and, while it walks the actions, its waits for inputs (run_actions) into
+// compute->trace, which the shard absorbs on task_done (that message orders
+// the two threads, as for the parameters). Every helper is one branch when
+// tracing is off.
 
 using steady_clock = std::chrono::steady_clock;
 
@@ -385,7 +433,7 @@ void finish_step(shard_actor* self) {
   self->send(st.trainer, st.report);
   trace_step_end(self);
   st.step.reset();
-  st.actions.clear();
+  st.run.reset();
 }
 
 void advance(shard_actor* self);
@@ -487,57 +535,6 @@ caf::result<bool> sync_params(shard_actor* self) {
   return rp;
 }
 
-device_work forward_work(shard_actor* self, const action& a) {
-  auto& st = self->state;
-  const auto& m = *st.step;
-  auto in = st.inputs.extract(key{m.step, a.mb, a.chunk}).mapped();
-  const bool last = st.cfg.owns_loss(a.chunk);
-  tensor labels;
-  if (last) {
-    labels = std::move(st.labels.extract(key{m.step, a.mb, a.chunk}).mapped());
-  }
-  models::forward_context ctx;
-  ctx.mb = a.mb;
-  ctx.step = m.step;
-  ctx.sample_offset = in.sample_offset;
-  ctx.training = m.training;
-  ctx.seed = st.cfg.seed;
-  if (m.training)
-    st.report.peak_in_flight = std::max(st.report.peak_in_flight, ++st.in_flight);
-  // One over the step's predictions: samples, or samples x context for a
-  // language model (models/sequence_loss.hpp).
-  const std::int64_t per_sample = st.sequence_loss ? st.cfg.model.input_shape.at(0) : 1;
-  auto grad_scale = 1.0f / static_cast<float>(m.global_batch * per_sample);
-  bool inject = m.training && m.step == st.cfg.fault_step;
-  return [c = st.compute, x = std::move(in.data), labels = std::move(labels), ctx, chunk = a.chunk,
-          next_chunk = st.cfg.next_chunk(a.chunk), next = st.next, last, grad_scale, inject,
-          courier = st.cfg.courier, slow = st.cfg.slow_factor, sequence = st.sequence_loss]() {
-    if (inject)
-      throw std::runtime_error("injected fault in the forward of step " + std::to_string(ctx.step));
-    task_done d;
-    const auto t0 = std::chrono::steady_clock::now();
-    auto y = c->chunks[static_cast<std::size_t>(chunk)].forward(x, ctx);
-    slow_down(slow, t0);
-    if (last) {
-      auto out = sequence ? models::sequence_cross_entropy(y, labels, grad_scale, ctx.training)
-                          : models::softmax_cross_entropy(y, labels, grad_scale, ctx.training);
-      d.loss_sum = out.loss_sum;
-      d.correct = out.correct;
-      d.samples = y.dim(0);
-      d.tokens = sequence ? y.dim(0) * y.dim(1) : y.dim(0);
-      if (ctx.training)
-        c->dlogits[ctx.mb] = std::move(out.dlogits);
-    } else {
-      d.messages_sent = 1;
-      d.bytes_sent = y.nbytes();
-      runtime::transport::deliver(courier, next,
-                                  runtime::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
-                                                          ctx.training, std::move(y), next_chunk});
-    }
-    return d;
-  };
-}
-
 /// Data parallelism, on the device thread: hands every bucket of `chunk`
 /// that layer `layer` completes (all of them with layer < 0) to the shard.
 void launch_buckets(compute_state& c, const caf::actor& shard, std::int64_t step, std::size_t chunk,
@@ -560,83 +557,233 @@ void launch_buckets(compute_state& c, const caf::actor& shard, std::int64_t step
   }
 }
 
-device_work backward_work(shard_actor* self, const action& a, bool final) {
-  auto& st = self->state;
-  const auto& m = *st.step;
-  tensor dy;
-  if (!st.cfg.owns_loss(a.chunk))
-    dy = std::move(st.grads.extract(key{m.step, a.mb, a.chunk}).mapped());
-  --st.in_flight;
+// -- the device side of a step (run_actions, on the device thread) -----------
+
+/// Inbox lock held: whether action `a` of `step` can run.
+bool inputs_ready(const compute_state& c, std::int64_t step, const action& a) {
+  const key k{step, a.mb, a.chunk};
+  if (a.what == action::kind::forward)
+    return c.in.activations.count(k) > 0 && (!c.cfg.owns_loss(a.chunk) || c.in.labels.count(k) > 0);
+  return c.cfg.owns_loss(a.chunk) || c.in.grads.count(k) > 0;
+}
+
+/// What an action takes out of the inbox, and when the last of it arrived.
+struct action_inputs {
+  runtime::activation_msg activation;
+  tensor labels;
+  tensor grad;
+  steady_clock::time_point arrived;
+  const char* last = ""; ///< the input that arrived last (the one a wait was for)
+};
+
+/// Inbox lock held, inputs_ready(): moves action `a`'s inputs out.
+action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) {
+  const key k{step, a.mb, a.chunk};
+  action_inputs r;
+  if (a.what == action::kind::forward) {
+    auto in = c.in.activations.extract(k);
+    r.activation = std::move(in.mapped().value);
+    r.arrived = in.mapped().at;
+    r.last = "activation";
+    if (c.cfg.owns_loss(a.chunk)) {
+      auto l = c.in.labels.extract(k);
+      r.labels = std::move(l.mapped().value);
+      if (l.mapped().at > r.arrived) {
+        r.arrived = l.mapped().at;
+        r.last = "labels";
+      }
+    }
+  } else if (!c.cfg.owns_loss(a.chunk)) {
+    auto g = c.in.grads.extract(k);
+    r.grad = std::move(g.mapped().value);
+    r.arrived = g.mapped().at;
+    r.last = "gradient";
+  }
+  return r;
+}
+
+task_done run_forward(compute_state& c, step_run& r, const action& a, action_inputs& in) {
+  const auto& m = r.step;
+  models::forward_context ctx;
+  ctx.mb = a.mb;
+  ctx.step = m.step;
+  ctx.sample_offset = in.activation.sample_offset;
+  ctx.training = m.training;
+  ctx.seed = c.cfg.seed;
+  if (m.training)
+    r.total.peak_in_flight = std::max(r.total.peak_in_flight, ++r.in_flight);
+  if (m.training && m.step == c.cfg.fault_step)
+    throw std::runtime_error("injected fault in the forward of step " + std::to_string(m.step));
+  task_done d;
+  const auto t0 = steady_clock::now();
+  auto y = c.chunks[static_cast<std::size_t>(a.chunk)].forward(in.activation.data, ctx);
+  slow_down(c.cfg.slow_factor, t0);
+  if (c.cfg.owns_loss(a.chunk)) {
+    auto out = c.sequence_loss
+                   ? models::sequence_cross_entropy(y, in.labels, r.grad_scale, ctx.training)
+                   : models::softmax_cross_entropy(y, in.labels, r.grad_scale, ctx.training);
+    d.loss_sum = out.loss_sum;
+    d.correct = out.correct;
+    d.samples = y.dim(0);
+    d.tokens = c.sequence_loss ? y.dim(0) * y.dim(1) : y.dim(0);
+    if (ctx.training)
+      c.dlogits[ctx.mb] = std::move(out.dlogits);
+  } else {
+    d.messages_sent = 1;
+    d.bytes_sent = y.nbytes();
+    runtime::transport::deliver(c.cfg.courier, r.next,
+                                runtime::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
+                                                        ctx.training, std::move(y),
+                                                        c.cfg.next_chunk(a.chunk)});
+  }
+  return d;
+}
+
+task_done run_backward(compute_state& c, step_run& r, const action& a, bool final, tensor dy) {
+  --r.in_flight;
+  const auto chunk = static_cast<std::size_t>(a.chunk);
   // The step's last backward through a chunk completes its gradients layer
   // by layer: with data parallelism each finished bucket starts its
   // all-reduce at once.
   std::function<void(std::size_t)> after_layer;
-  if (final && st.cfg.replicas > 1)
-    after_layer = [c = st.compute.get(), me = caf::actor_cast<caf::actor>(self), step = m.step,
-                   chunk = static_cast<std::size_t>(a.chunk)](std::size_t layer) {
-      launch_buckets(*c, me, step, chunk, layer);
+  if (final && c.cfg.replicas > 1)
+    after_layer = [&c, &r, chunk](std::size_t layer) {
+      launch_buckets(c, r.shard, r.step.step, chunk, layer);
     };
-  return [c = st.compute, dy = std::move(dy), mb = a.mb, chunk = a.chunk,
-          prev_chunk = st.cfg.prev_chunk(a.chunk), step = m.step, prev = st.prev,
-          first = st.cfg.takes_input(a.chunk), courier = st.cfg.courier, slow = st.cfg.slow_factor,
-          after_layer = std::move(after_layer)]() mutable {
-    if (!dy.defined()) {
-      auto it = c->dlogits.find(mb);
-      if (it == c->dlogits.end())
-        throw std::logic_error("backward of micro-batch " + std::to_string(mb) +
-                               " without its loss");
-      dy = std::move(it->second);
-      c->dlogits.erase(it);
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    auto dx = c->chunks[static_cast<std::size_t>(chunk)].backward(dy, mb, !first, after_layer);
-    slow_down(slow, t0);
-    task_done d;
-    if (!first) {
-      d.messages_sent = 1;
-      d.bytes_sent = dx.nbytes();
-      runtime::transport::deliver(courier, prev,
-                                  runtime::gradient_msg{step, mb, std::move(dx), prev_chunk});
-    }
-    return d;
-  };
-}
-
-bool inputs_ready(shard_state& st, const action& a) {
-  key k{st.step->step, a.mb, a.chunk};
-  if (a.what == action::kind::forward)
-    return st.inputs.count(k) > 0 && (!st.cfg.owns_loss(a.chunk) || st.labels.count(k) > 0);
-  return st.cfg.owns_loss(a.chunk) || st.grads.count(k) > 0;
-}
-
-/// Submits, as one device task, every action of the schedule that can run now
-/// in order: the next action if its inputs are here, then each following one
-/// whose inputs are here too (a last stage's backward always is: its input is
-/// the loss gradient the forward before it saves), then the optimizer when the
-/// chain reaches the end of a training step (with clipping: the gradients'
-/// sum of squares, and in a later task, once the trainer's global total is in,
-/// clipping and the optimizer). The device runs them in schedule order,
-/// exactly as one task per action would, and each action still sends its
-/// output the moment it finishes, so pipelining is unchanged.
-void advance(shard_actor* self) {
-  auto& st = self->state;
-  if (st.busy || !st.step)
-    return;
-  std::vector<device_work> chain;
-  while (st.pc < st.actions.size() && inputs_ready(st, st.actions[st.pc])) {
-    const auto index = static_cast<std::int64_t>(st.pc);
-    const auto a = st.actions[st.pc++];
-    const bool final = a.what == action::kind::backward &&
-                       st.final_backward.at(static_cast<std::size_t>(a.chunk)) == index;
-    chain.push_back(a.what == action::kind::forward ? forward_work(self, a)
-                                                    : backward_work(self, a, final));
-    trace_work(self, chain, &a);
+  if (!dy.defined()) {
+    auto it = c.dlogits.find(a.mb);
+    if (it == c.dlogits.end())
+      throw std::logic_error("backward of micro-batch " + std::to_string(a.mb) +
+                             " without its loss");
+    dy = std::move(it->second);
+    c.dlogits.erase(it);
   }
-  const bool all_submitted = st.pc == st.actions.size() && st.step->training;
+  const bool first = c.cfg.takes_input(a.chunk);
+  const auto t0 = steady_clock::now();
+  auto dx = c.chunks[chunk].backward(dy, a.mb, !first, after_layer);
+  slow_down(c.cfg.slow_factor, t0);
+  task_done d;
+  if (!first) {
+    d.messages_sent = 1;
+    d.bytes_sent = dx.nbytes();
+    runtime::transport::deliver(
+        c.cfg.courier, r.prev,
+        runtime::gradient_msg{r.step.step, a.mb, std::move(dx), c.cfg.prev_chunk(a.chunk)});
+  }
+  return d;
+}
+
+/// Adds one action's (or tail work's) figures to the run's.
+void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t saved_bytes) {
+  total.loss_sum += d.loss_sum;
+  total.correct += d.correct;
+  total.samples += d.samples;
+  total.messages_sent += d.messages_sent;
+  total.bytes_sent += d.bytes_sent;
+  total.tokens += d.tokens;
+  total.seconds += seconds;
+  if (d.grad_sumsq)
+    total.grad_sumsq = d.grad_sumsq;
+  if (d.digest)
+    total.digest = d.digest;
+  total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
+}
+
+/// The device thread's walk through a step: runs every action whose inputs
+/// are here, in schedule order, each sending its output the moment it is
+/// done; with nothing ready it parks (returns to its mailbox) until the
+/// shard resumes it. (A bounded spin before parking was tried: it caught few
+/// inputs, waits being a neighbour's kernels, and on the busy 2-core machine
+/// a spinning thread lost its wake-up preemption and started late by whole
+/// scheduler slices; see docs/benchmarks.md.) After the last action it runs
+/// the tail and sends the shard one task_done for the whole step (or a
+/// task_failed with the first exception's message).
+void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr<step_run>& rp) {
+  auto& c = *cp;
+  auto& r = *rp;
+  try {
+    for (;;) {
+      std::unique_lock lock{c.in.mutex};
+      if (r.pc == r.actions.size())
+        break;
+      const action a = r.actions[r.pc];
+      if (!inputs_ready(c, r.step.step, a)) {
+        if (!r.idle_since)
+          r.idle_since = steady_clock::now();
+        c.in.parked = true;
+        c.in.waiting_for = a;
+        return; // the shard resumes the run once a's inputs are here
+      }
+      auto in = take_inputs(c, r.step.step, a);
+      const auto index = static_cast<std::int64_t>(r.pc++);
+      lock.unlock();
+      if (r.idle_since && c.trace.enabled()) // the wait ended when the last input arrived
+        c.trace.complete("wait", "wait", *r.idle_since, std::max(*r.idle_since, in.arrived),
+                         {{"step", r.step.step}, {"input", in.last}, {"mb", a.mb}});
+      r.idle_since.reset();
+      const bool forward = a.what == action::kind::forward;
+      const bool final =
+          !forward && r.final_backward.at(static_cast<std::size_t>(a.chunk)) == index;
+      const auto t0 = steady_clock::now();
+      auto d =
+          forward ? run_forward(c, r, a, in) : run_backward(c, r, a, final, std::move(in.grad));
+      const auto t1 = steady_clock::now();
+      c.trace.complete(forward ? "forward" : "backward", r.step.training ? "compute" : "eval", t0,
+                       t1, {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}});
+      add_up(r.total, d, std::chrono::duration<double>(t1 - t0).count(), c.saved_bytes());
+    }
+    for (auto& work : r.tail) {
+      const auto t0 = steady_clock::now();
+      auto d = work();
+      add_up(r.total, d, seconds_since(t0), c.saved_bytes());
+    }
+    r.tail.clear();
+    caf::anon_send(r.shard, r.total);
+  } catch (const std::exception& e) {
+    caf::anon_send(r.shard, task_failed{e.what()});
+  }
+}
+
+// -- the shard side of a step --------------------------------------------------
+
+/// Hands the run to the device (again, after it parked).
+void resume_run(shard_actor* self) {
+  auto& st = self->state;
+  caf::anon_send(st.device, device_task{[c = st.compute, r = st.run]() { run_actions(c, r); }});
+}
+
+/// Stores an input that arrived (already checked), and resumes the device
+/// if it parked waiting for exactly what is now complete.
+template <class T>
+void store_input(shard_actor* self, std::map<key, arrived<T>> inbox::*slot, const key& k, T value) {
+  auto& st = self->state;
+  auto& c = *st.compute;
+  bool resume = false;
+  {
+    std::lock_guard lock{c.in.mutex};
+    (c.in.*slot).insert_or_assign(k, arrived<T>{std::move(value), st.last_input_at});
+    if (c.in.parked && st.run && inputs_ready(c, st.run->step.step, c.in.waiting_for)) {
+      c.in.parked = false;
+      resume = true;
+    }
+  }
+  if (resume)
+    resume_run(self);
+}
+
+/// The work a training step needs once all its actions are on the device,
+/// as far as it can be decided now: with data parallelism a flush of the
+/// buckets no backward completed (a replica without samples joins with
+/// zeros); once the gradients are complete (summed over replicas), their sum
+/// of squares for clipping (the update then waits for the trainer's global
+/// total, clip_atom), or the optimizer.
+std::vector<device_work> end_of_step_work(shard_actor* self) {
+  auto& st = self->state;
+  std::vector<device_work> chain;
+  if (!st.step->training)
+    return chain;
   const bool data_parallel = st.cfg.replicas > 1;
-  if (all_submitted && data_parallel && !st.flush_requested) {
-    // Buckets no backward completed (a replica without samples in this
-    // step) still join the all-reduce, with zeros.
+  if (data_parallel && !st.flush_requested) {
     st.flush_requested = true;
     chain.push_back(
         [c = st.compute, me = caf::actor_cast<caf::actor>(self), step = st.step->step]() {
@@ -652,9 +799,7 @@ void advance(shard_actor* self) {
     return r;
   };
   const bool clipping = st.cfg.clip_norm > 0;
-  if (all_submitted && reduced && clipping && !st.norm_requested) {
-    // The gradients are complete: their sum of squares goes to the trainer
-    // (task_done), and the update waits for the global total (clip_atom).
+  if (reduced && clipping && !st.norm_requested) {
     st.norm_requested = true;
     chain.push_back([c = st.compute, sums = take_reduced()]() {
       for (std::size_t b = 0; b < sums.size(); ++b)
@@ -664,7 +809,7 @@ void advance(shard_actor* self) {
       return d;
     });
     trace_work(self, chain, nullptr, "grad norm");
-  } else if (all_submitted && reduced && !st.optimizer_done && (!clipping || st.clip_total)) {
+  } else if (reduced && !st.optimizer_done && (!clipping || st.clip_total)) {
     st.optimizer_done = true;
     const auto check = st.cfg.check_replicas;
     chain.push_back([c = st.compute, lr = st.step->lr, clip = st.cfg.clip_norm,
@@ -686,11 +831,63 @@ void advance(shard_actor* self) {
     });
     trace_work(self, chain, nullptr);
   }
+  return chain;
+}
+
+/// A step begins: its whole action list, and the end-of-step work that can
+/// be decided now, go to the device as one run. It starts at once if the
+/// first action's inputs are here, else it is parked from the start and the
+/// input that completes them resumes it.
+void start_run(shard_actor* self, std::vector<action> actions) {
+  auto& st = self->state;
+  auto r = std::make_shared<step_run>();
+  r->step = *st.step;
+  r->final_backward.assign(st.cfg.chunks.size(), -1);
+  for (std::size_t i = 0; i < actions.size(); ++i)
+    if (actions[i].what == action::kind::backward)
+      r->final_backward[static_cast<std::size_t>(actions[i].chunk)] = static_cast<std::int64_t>(i);
+  r->actions = std::move(actions);
+  r->shard = caf::actor_cast<caf::actor>(self);
+  r->prev = st.prev;
+  r->next = st.next;
+  // One over the step's predictions: samples, or samples x context for a
+  // language model (models/sequence_loss.hpp).
+  const std::int64_t per_sample = st.compute->sequence_loss ? st.cfg.model.input_shape.at(0) : 1;
+  r->grad_scale = 1.0f / static_cast<float>(r->step.global_batch * per_sample);
+  r->tail = end_of_step_work(self);
+  if (r->actions.empty() && r->tail.empty()) {
+    finish_step(self);
+    return;
+  }
+  bool go = true;
+  {
+    auto& c = *st.compute;
+    std::lock_guard lock{c.in.mutex};
+    if (!r->actions.empty() && !inputs_ready(c, r->step.step, r->actions.front())) {
+      go = false;
+      r->idle_since = st.step_began; // the trace's wait starts with the step
+      c.in.waiting_for = r->actions.front();
+    }
+    c.in.parked = !go;
+  }
+  st.run = std::move(r);
+  st.busy = true;
+  if (go)
+    resume_run(self);
+}
+
+/// After the device finished the run or a task, or an all-reduce or the
+/// clipping total came back: the rest of the step's end, then its report.
+void advance(shard_actor* self) {
+  auto& st = self->state;
+  if (st.busy || !st.step)
+    return;
+  auto chain = end_of_step_work(self);
   if (!chain.empty()) {
     submit(self, std::move(chain));
     return;
   }
-  if (st.pc == st.actions.size() && (!st.step->training || st.optimizer_done))
+  if (!st.step->training || st.optimizer_done)
     finish_step(self);
 }
 
@@ -743,13 +940,14 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
     st.label += " of replica " + std::to_string(st.cfg.replica);
   try {
     st.compute = std::make_shared<compute_state>();
+    st.compute->cfg = st.cfg;
     for (const auto& r : st.cfg.chunks)
       st.compute->chunks.emplace_back(
           models::instantiate(st.cfg.model, r.begin, r.end, st.cfg.seed));
     if (st.cfg.replicas > 1)
       make_buckets(*st.compute, st.cfg.bucket_bytes);
     st.compute->opt = models::make_optimizer(st.cfg.optimizer);
-    st.sequence_loss = models::is_sequence_model(st.cfg.model);
+    st.compute->sequence_loss = models::is_sequence_model(st.cfg.model);
   } catch (const std::exception& e) {
     fail(self, e.what());
     return {};
@@ -783,17 +981,11 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         const int chunks = s.cfg.virtual_stages();
         // A data-parallel replica whose share of a short last batch is empty
         // has no micro-batches: it only joins the all-reduce.
-        if (m.microbatches == 0)
-          s.actions.clear();
-        else
-          s.actions = m.training ? make_schedule(s.cfg.schedule, s.cfg.stages, s.cfg.stage,
-                                                 m.microbatches, chunks)
-                                 : forward_only_schedule(m.microbatches, s.cfg.stages, chunks);
-        s.final_backward.assign(static_cast<std::size_t>(chunks), -1);
-        for (std::size_t i = 0; i < s.actions.size(); ++i)
-          if (s.actions[i].what == action::kind::backward)
-            s.final_backward[static_cast<std::size_t>(s.actions[i].chunk)] =
-                static_cast<std::int64_t>(i);
+        std::vector<action> actions;
+        if (m.microbatches > 0)
+          actions = m.training ? make_schedule(s.cfg.schedule, s.cfg.stages, s.cfg.stage,
+                                               m.microbatches, chunks)
+                               : forward_only_schedule(m.microbatches, s.cfg.stages, chunks);
         s.reduced.assign(s.compute->buckets.size(), tensor{});
         s.buckets_reduced = 0;
         s.flush_requested = false;
@@ -802,36 +994,31 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         // Whoever starts a step gets its report (the trainer).
         s.trainer = caf::actor_cast<caf::actor>(self->current_sender());
         s.step = m;
-        s.pc = 0;
         s.optimizer_done = false;
         s.norm_requested = false;
         s.clip_total.reset();
         s.report = {};
-        s.in_flight = 0;
         trace_step_begin(self);
-        advance(self);
+        start_run(self, std::move(actions));
         trace_idle(self, s.step_began);
       },
       [self](runtime::activation_msg& m) {
         trace_input(self, "activation", m.step, m.mb, m.chunk);
         if (!known_chunk(self, "activation", m.chunk))
           return;
-        self->state.inputs.insert_or_assign(key{m.step, m.mb, m.chunk}, std::move(m));
-        advance(self);
+        const key k{m.step, m.mb, m.chunk};
+        store_input(self, &inbox::activations, k, std::move(m));
       },
       [self](runtime::gradient_msg& m) {
         trace_input(self, "gradient", m.step, m.mb, m.chunk);
         if (!known_chunk(self, "gradient", m.chunk))
           return;
-        self->state.grads.insert_or_assign(key{m.step, m.mb, m.chunk}, std::move(m.data));
-        advance(self);
+        store_input(self, &inbox::grads, key{m.step, m.mb, m.chunk}, std::move(m.data));
       },
       [self](runtime::labels_msg& m) {
         trace_input(self, "labels", m.step, m.mb);
-        auto& s = self->state;
-        s.labels.insert_or_assign(key{m.step, m.mb, s.cfg.virtual_stages() - 1},
-                                  std::move(m.labels));
-        advance(self);
+        const key k{m.step, m.mb, self->state.cfg.virtual_stages() - 1};
+        store_input(self, &inbox::labels, k, std::move(m.labels));
       },
       [self](task_done& d) {
         auto& s = self->state;
@@ -844,6 +1031,7 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         s.report.messages_sent += d.messages_sent;
         s.report.bytes_sent += d.bytes_sent;
         s.report.tokens += d.tokens;
+        s.report.peak_in_flight = std::max(s.report.peak_in_flight, d.peak_in_flight);
         if (d.digest) {
           s.report.has_digest = true;
           s.report.params_digest = *d.digest;
