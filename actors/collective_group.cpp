@@ -12,6 +12,7 @@
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "actors/collective_failure.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/transport/courier.hpp"
@@ -60,18 +61,20 @@ constexpr std::int32_t kind_whole_input = 1 << 8;
 constexpr std::int32_t kind_mask = 0xff;
 
 /// Messages outside the plan's steps, of the in-process ring all-reduce (all
-/// ranks in one process, see rank_state::all_local): rank 0 hands every rank
-/// the one result buffer (step_result), each rank tells the others when its
-/// reduced block is in it (step_done - rank).
-constexpr std::int32_t step_result = -1;
-constexpr std::int32_t step_done = -2;
+/// ranks in one process, see op_state::direct); `segment` names the sender:
+///   step_input:  data = the sender's whole input (shared, not copied);
+///   step_result: data = the one result buffer (from rank 0);
+///   step_done:   no data; the sender's block of the result is written.
+constexpr std::int32_t step_input = -1;
+constexpr std::int32_t step_result = -2;
+constexpr std::int32_t step_done = -3;
 
 struct op_state {
   std::int32_t kind = 0;
   std::int32_t root = 0;
   caf::response_promise rp;
   const coll::collective_plan* plan = nullptr;
-  std::size_t steps = 0; ///< plan steps this op runs (shared: the reduce-scatter half)
+  std::size_t steps = 0; ///< plan steps this op runs (direct: none)
   tensor input;
   std::int64_t total = -1; ///< elements of the buffer (reducing kinds), else -1
   /// The input as a whole is piece (whole_block, 0) (no slicing needed), or -1.
@@ -83,9 +86,9 @@ struct op_state {
   std::vector<std::vector<tensor>> pieces;
   /// Piece still lives in the input (read through it, slice to send).
   std::vector<std::vector<bool>> from_input;
-  std::vector<std::size_t> cursor; ///< next plan step per segment
-  std::vector<bool> sent;          ///< the send of the cursor's step is done
-  std::vector<bool> seg_done;      ///< segment k ran all its steps
+  std::vector<std::size_t> cursor;     ///< next plan step per segment
+  std::vector<std::vector<bool>> sent; ///< [segment][step]: that step's send is done
+  std::vector<bool> seg_done;          ///< segment k ran all its steps
   int done_segs = 0;
   /// Per block of the result: the last step at which this rank receives it
   /// (its value is final afterwards), -1 if never or not part of the result.
@@ -97,14 +100,15 @@ struct op_state {
   char* result_bytes = nullptr;
   std::int64_t result_offset = 0; ///< element offset of result[0] in the buffer
   std::int64_t placed = 0;        ///< elements written into result
-  /// In-process ring all-reduce: one result buffer for all ranks, each rank
-  /// reducing its block straight into it; no all-gather.
-  bool shared = false;
-  std::vector<bool> own_final; ///< shared: own block's segment k is final but not placed
-  int own_placed = 0;          ///< shared: segments of own block placed
-  std::vector<bool> peer_done; ///< shared: rank j has placed its block
+  /// In-process ring all-reduce: every rank sees every input (shared, not
+  /// copied) and sums its block of one result buffer in one pass, in the
+  /// ring's order; no block travels, nothing is concatenated.
+  bool direct = false;
+  std::vector<tensor> inputs; ///< direct: every rank's input
+  int inputs_have = 0;
+  bool computed = false;       ///< direct: this rank's block is written
+  std::vector<bool> peer_done; ///< direct: rank j's block is written
   int peers_done = 0;
-  bool announced = false; ///< shared: this rank told the others its block is placed
 };
 
 using stash_key = std::tuple<std::int64_t, std::int32_t, std::int32_t>; // op, step, segment
@@ -137,21 +141,21 @@ const coll::collective_plan& plan_for(rank_actor* self, std::int32_t kind, std::
   int n = st.cfg.size;
   coll::collective_plan p;
   switch (kind) {
-    case kind_allreduce_ring:
-      p = coll::ring_allreduce(n);
-      break;
-    case kind_allreduce_tree:
-      p = coll::tree_allreduce(n);
-      break;
-    case kind_reduce_scatter:
-      p = coll::ring_reduce_scatter(n);
-      break;
-    case kind_all_gather:
-      p = coll::ring_all_gather(n);
-      break;
-    default:
-      p = coll::binomial_broadcast(n, root);
-      break;
+  case kind_allreduce_ring:
+    p = coll::ring_allreduce(n);
+    break;
+  case kind_allreduce_tree:
+    p = coll::tree_allreduce(n);
+    break;
+  case kind_reduce_scatter:
+    p = coll::ring_reduce_scatter(n);
+    break;
+  case kind_all_gather:
+    p = coll::ring_all_gather(n);
+    break;
+  default:
+    p = coll::binomial_broadcast(n, root);
+    break;
   }
   return st.plans.emplace(key, std::move(p)).first->second;
 }
@@ -211,11 +215,9 @@ void add(float* o, const float* a, const float* b, std::int64_t n) {
   }
 }
 
-/// piece(b, k) = received + own or own + received, as the plan says. The sum
-/// goes to `out` when given (a final block into the shared result), else in
+/// piece(b, k) = received + own or own + received, as the plan says, in
 /// place into whichever operand this rank owns alone, else a new tensor.
-void reduce_piece(op_state& op, int b, int k, tensor received, bool whole,
-                  coll::on_receive order, float* out = nullptr) {
+void reduce_piece(op_state& op, int b, int k, tensor received, bool whole, coll::on_receive order) {
   auto bi = static_cast<std::size_t>(b);
   auto ki = static_cast<std::size_t>(k);
   const auto& c = op.layout[bi][ki];
@@ -231,16 +233,13 @@ void reduce_piece(op_state& op, int b, int k, tensor received, bool whole,
   }
   const float* in = received.data<float>() + (whole ? c.offset : 0);
   tensor kept;
-  float* o = out;
-  if (o == nullptr) {
-    if (!whole && received.is_unique())
-      kept = std::move(received); // sole owner: reduce in place
-    else if (!own_is_input && op.pieces[bi][ki].is_unique())
-      kept = op.pieces[bi][ki];
-    else
-      kept = tensor::empty(runtime::dtype::f32, {n});
-    o = kept.mutable_data<float>(); // unique: never copies
-  }
+  if (!whole && received.is_unique())
+    kept = std::move(received); // sole owner: reduce in place
+  else if (!own_is_input && op.pieces[bi][ki].is_unique())
+    kept = op.pieces[bi][ki];
+  else
+    kept = tensor::empty(runtime::dtype::f32, {n});
+  float* o = kept.mutable_data<float>(); // unique: never copies
   if (order == coll::on_receive::reduce_recv_first)
     add(o, in, own, n);
   else
@@ -256,8 +255,8 @@ void place(op_state& op, int b, int k) {
   const auto& c = op.layout[bi][ki];
   const auto es = runtime::element_size(op.input.type());
   const void* src = op.from_input[bi][ki]
-                      ? static_cast<const void*>(op.input.data<float>() + c.offset)
-                      : op.pieces[bi][ki].raw_data();
+                        ? static_cast<const void*>(op.input.data<float>() + c.offset)
+                        : op.pieces[bi][ki].raw_data();
   if (c.count > 0) {
     if (src == nullptr || c.offset < op.result_offset ||
         c.offset - op.result_offset + c.count > op.result.numel())
@@ -295,64 +294,64 @@ tensor result_of(rank_actor* self, op_state& op) {
   int r = self->state.cfg.rank;
   if (op.result.defined()) {
     if (op.placed != op.result.numel())
-      throw std::logic_error("collective result incomplete: " + std::to_string(op.placed) +
-                             " of " + std::to_string(op.result.numel()) + " elements");
+      throw std::logic_error("collective result incomplete: " + std::to_string(op.placed) + " of " +
+                             std::to_string(op.result.numel()) + " elements");
     return op.result;
   }
   switch (op.kind) {
-    case kind_allreduce_ring:
-    case kind_allreduce_tree: {
-      if (op.plan->length() == 0)
-        return op.input;
-      if (op.plan->blocks == 1 && op.segs == 1)
-        return op.pieces[0][0].reshape(op.input.shape());
-      throw std::logic_error("all-reduce without a result buffer");
+  case kind_allreduce_ring:
+  case kind_allreduce_tree: {
+    if (op.plan->length() == 0)
+      return op.input;
+    if (op.plan->blocks == 1 && op.segs == 1)
+      return op.pieces[0][0].reshape(op.input.shape());
+    throw std::logic_error("all-reduce without a result buffer");
+  }
+  case kind_reduce_scatter: {
+    if (op.from_input[static_cast<std::size_t>(r)][0]) { // n == 1
+      std::int64_t count = 0;
+      for (auto& s : op.layout[static_cast<std::size_t>(r)])
+        count += s.count;
+      return slice_copy(op.input, coll::chunk{0, count});
     }
-    case kind_reduce_scatter: {
-      if (op.from_input[static_cast<std::size_t>(r)][0]) { // n == 1
-        std::int64_t count = 0;
-        for (auto& s : op.layout[static_cast<std::size_t>(r)])
-          count += s.count;
-        return slice_copy(op.input, coll::chunk{0, count});
-      }
-      if (op.segs == 1)
-        return op.pieces[static_cast<std::size_t>(r)][0];
-      throw std::logic_error("reduce-scatter without a result buffer");
+    if (op.segs == 1)
+      return op.pieces[static_cast<std::size_t>(r)][0];
+    throw std::logic_error("reduce-scatter without a result buffer");
+  }
+  case kind_all_gather: {
+    if (n == 1)
+      return op.input;
+    auto own = static_cast<std::size_t>(r);
+    if (op.from_input[own][0])
+      op.pieces[own][0] = op.input;
+    // Along dim 0 when every block has the same trailing dims, else flat.
+    const auto& first = op.pieces[0][0];
+    bool same_tail = first.rank() >= 1;
+    std::int64_t rows = 0, total = 0;
+    for (int b = 0; b < n; ++b) {
+      const auto& p = op.pieces[static_cast<std::size_t>(b)][0];
+      total += p.numel();
+      if (p.type() != first.type())
+        throw std::invalid_argument("all-gather: ranks passed different dtypes");
+      if (p.rank() != first.rank() ||
+          !std::equal(p.shape().begin() + (p.rank() ? 1 : 0), p.shape().end(),
+                      first.shape().begin() + (first.rank() ? 1 : 0)))
+        same_tail = false;
+      else if (p.rank() >= 1)
+        rows += p.dim(0);
     }
-    case kind_all_gather: {
-      if (n == 1)
-        return op.input;
-      auto own = static_cast<std::size_t>(r);
-      if (op.from_input[own][0])
-        op.pieces[own][0] = op.input;
-      // Along dim 0 when every block has the same trailing dims, else flat.
-      const auto& first = op.pieces[0][0];
-      bool same_tail = first.rank() >= 1;
-      std::int64_t rows = 0, total = 0;
-      for (int b = 0; b < n; ++b) {
-        const auto& p = op.pieces[static_cast<std::size_t>(b)][0];
-        total += p.numel();
-        if (p.type() != first.type())
-          throw std::invalid_argument("all-gather: ranks passed different dtypes");
-        if (p.rank() != first.rank() ||
-            !std::equal(p.shape().begin() + (p.rank() ? 1 : 0), p.shape().end(),
-                        first.shape().begin() + (first.rank() ? 1 : 0)))
-          same_tail = false;
-        else if (p.rank() >= 1)
-          rows += p.dim(0);
-      }
-      runtime::shape_t shape{total};
-      if (same_tail) {
-        shape = first.shape();
-        shape[0] = rows;
-      }
-      std::vector<int> all(static_cast<std::size_t>(n));
-      for (int b = 0; b < n; ++b)
-        all[static_cast<std::size_t>(b)] = b;
-      return concat(op, all, first.type(), shape);
+    runtime::shape_t shape{total};
+    if (same_tail) {
+      shape = first.shape();
+      shape[0] = rows;
     }
-    default:
-      return op.from_input[0][0] ? op.input : op.pieces[0][0];
+    std::vector<int> all(static_cast<std::size_t>(n));
+    for (int b = 0; b < n; ++b)
+      all[static_cast<std::size_t>(b)] = b;
+    return concat(op, all, first.type(), shape);
+  }
+  default:
+    return op.from_input[0][0] ? op.input : op.pieces[0][0];
   }
 }
 
@@ -363,8 +362,8 @@ tensor result_of(rank_actor* self, op_state& op) {
 caf::error fail_rank(rank_actor* self, const std::string& what) {
   auto& st = self->state;
   auto text = label(self) + ": " + what;
-  auto err = caf::make_error(caf::sec::runtime_error, text,
-                             static_cast<std::int32_t>(st.cfg.rank), text);
+  auto err =
+      caf::make_error(caf::sec::runtime_error, text, static_cast<std::int32_t>(st.cfg.rank), text);
   for (auto& [id, op] : st.ops)
     op.rp.deliver(err);
   st.ops.clear();
@@ -392,12 +391,13 @@ std::string check_message(const op_state& op, const coll::plan_step& step,
     return "buffer size mismatch: rank " + std::to_string(m.from) + " has " +
            std::to_string(m.total) + " elements, this rank " + std::to_string(op.total);
   if (m.from != step.recv_from || m.block != step.recv_block)
-    return "unexpected block " + std::to_string(m.block) + " from rank " +
-           std::to_string(m.from) + " at step " + std::to_string(m.step);
+    return "unexpected block " + std::to_string(m.block) + " from rank " + std::to_string(m.from) +
+           " at step " + std::to_string(m.step);
   if (!m.data.defined())
     return "received an undefined tensor from rank " + std::to_string(m.from);
   if (is_reducing(op.kind)) {
-    const auto& c = op.layout[static_cast<std::size_t>(m.block)][static_cast<std::size_t>(m.segment)];
+    const auto& c =
+        op.layout[static_cast<std::size_t>(m.block)][static_cast<std::size_t>(m.segment)];
     auto expect = whole ? op.total : c.count;
     if (m.data.type() != runtime::dtype::f32 || m.data.numel() != expect)
       return "received " + std::to_string(m.data.numel()) + " elements for a segment of " +
@@ -415,30 +415,16 @@ std::int64_t piece_bytes(const op_state& op, int b, int k, const tensor& sent, b
          static_cast<std::int64_t>(runtime::element_size(op.input.type()));
 }
 
-/// Shared result: once every segment of this rank's block is in the result,
-/// tell the other ranks (a message without data).
-void announce_if_placed(rank_actor* self, std::int64_t id, op_state& op) {
-  auto& st = self->state;
-  if (!op.shared || op.announced || op.own_placed < op.segs)
-    return;
-  op.announced = true;
-  std::int64_t own = 0;
-  for (const auto& c : op.layout[static_cast<std::size_t>(st.cfg.rank)])
-    own += c.count;
-  for (int j = 0; j < st.cfg.size; ++j) {
-    if (j == st.cfg.rank)
-      continue;
-    collective_msg m;
-    m.op = id;
-    m.kind = op.kind;
-    m.step = step_done - st.cfg.rank;
-    m.from = st.cfg.rank;
-    m.total = op.total;
-    // What the peer reads from this rank now, as a ring all-gather would
-    // have sent it.
-    st.stats.bytes_sent += static_cast<std::uint64_t>(own) * sizeof(float);
-    ++st.stats.messages_sent;
-    caf::anon_send(st.ranks[static_cast<std::size_t>(j)], std::move(m));
+/// out = ((src[0] + src[1]) + src[2]) + ... elementwise: the expression
+/// the ring's reduce-scatter evaluates, in one pass over memory (tiles stay
+/// in L1 while every source is added).
+void fold(float* out, const std::vector<const float*>& src, std::int64_t n) {
+  constexpr std::int64_t tile = 2048;
+  for (std::int64_t t = 0; t < n; t += tile) {
+    const auto m = std::min(tile, n - t);
+    add(out + t, src[0] + t, src[1] + t, m);
+    for (std::size_t j = 2; j < src.size(); ++j)
+      add(out + t, out + t, src[j] + t, m);
   }
 }
 
@@ -446,47 +432,110 @@ void announce_if_placed(rank_actor* self, std::int64_t id, op_state& op) {
 void finish_if_done(rank_actor* self, std::map<std::int64_t, op_state>::iterator it) {
   auto& st = self->state;
   auto& op = it->second;
-  if (op.done_segs < op.segs)
+  if (op.direct ? !op.computed || op.peers_done < st.cfg.size - 1 : op.done_segs < op.segs)
     return;
-  if (op.shared && (!op.announced || op.peers_done < st.cfg.size - 1))
-    return;
-  auto result = op.shared ? op.result : result_of(self, op);
+  auto result = op.direct ? op.result : result_of(self, op);
   ++st.stats.ops_completed;
   op.rp.deliver(std::move(result));
   st.ops.erase(it);
 }
 
-/// Takes in a message of the shared-result protocol (step < 0).
-void absorb_shared(rank_actor* self, std::int64_t id, op_state& op, collective_msg& m) {
+/// Direct mode: once every input and the result buffer are here, sums this
+/// rank's block (c = rank) in the ring's order x[c+1], ..., x[c+n-1], x[c],
+/// and tells the others.
+void compute_direct(rank_actor* self, std::int64_t id, op_state& op) {
   auto& st = self->state;
-  if (!op.shared || (m.kind & kind_mask) != op.kind || m.total != op.total)
-    throw std::runtime_error("rank " + std::to_string(m.from) +
-                             " runs another collective (or size) under this op id");
-  if (m.step == step_result) {
-    if (op.result_bytes != nullptr || !m.data.defined() || m.data.type() != runtime::dtype::f32 ||
-        m.data.numel() != op.total)
-      throw std::runtime_error("bad shared result from rank " + std::to_string(m.from));
-    op.result = m.data.reshape(op.input.shape());
-    // Written through by every rank, each its own block, before anyone
-    // hands it out: the one place where the group bypasses copy on write.
-    op.result_bytes = const_cast<char*>(static_cast<const char*>(op.result.raw_data()));
-    auto r = st.cfg.rank;
-    for (int k = 0; k < op.segs; ++k)
-      if (op.own_final[static_cast<std::size_t>(k)]) {
-        place(op, r, k);
-        op.pieces[static_cast<std::size_t>(r)][static_cast<std::size_t>(k)] = tensor{};
-        op.own_final[static_cast<std::size_t>(k)] = false;
-        ++op.own_placed;
-      }
-    announce_if_placed(self, id, op);
+  const int n = st.cfg.size;
+  const int r = st.cfg.rank;
+  if (op.computed || op.result_bytes == nullptr || op.inputs_have < n)
     return;
+  auto blocks = coll::partition(op.total, n);
+  const auto c = blocks[static_cast<std::size_t>(r)];
+  if (c.count > 0) {
+    std::vector<const float*> src;
+    for (int i = 1; i <= n; ++i)
+      src.push_back(op.inputs[static_cast<std::size_t>((r + i) % n)].data<float>() + c.offset);
+    fold(reinterpret_cast<float*>(op.result_bytes) + c.offset, src, c.count);
   }
-  int j = step_done - m.step;
-  if (j < 0 || j >= st.cfg.size || j == st.cfg.rank || j != m.from ||
-      op.peer_done[static_cast<std::size_t>(j)])
-    throw std::runtime_error("unexpected completion notice from rank " + std::to_string(m.from));
-  op.peer_done[static_cast<std::size_t>(j)] = true;
-  ++op.peers_done;
+  op.computed = true;
+  for (auto& x : op.inputs)
+    x = tensor{}; // every peer holds its own
+  // Bytes of this rank that the peers read: its input blocks and its block
+  // of the result (what a ring would send: 2(n - 1)/n of the buffer).
+  std::int64_t shared = 0;
+  for (int j = 0; j < n; ++j)
+    shared += j == r ? (n - 1) * c.count : blocks[static_cast<std::size_t>(j)].count;
+  st.stats.bytes_sent += static_cast<std::uint64_t>(shared) * sizeof(float);
+  for (int j = 0; j < n; ++j) {
+    if (j == r)
+      continue;
+    collective_msg m;
+    m.op = id;
+    m.kind = op.kind;
+    m.step = step_done;
+    m.segment = r;
+    m.from = r;
+    m.total = op.total;
+    ++st.stats.messages_sent;
+    caf::anon_send(st.ranks[static_cast<std::size_t>(j)], std::move(m));
+  }
+}
+
+/// Takes in a message of the direct protocol (step < 0).
+void absorb_direct(op_state& op, collective_msg& m) {
+  const int j = m.segment;
+  if (!op.direct || (m.kind & kind_mask) != op.kind)
+    throw std::runtime_error(std::string{"rank "} + std::to_string(m.from) + " runs " +
+                             kind_name(m.kind & kind_mask) + " but this rank runs " +
+                             kind_name(op.kind) + " under the same op id");
+  if (m.total != op.total)
+    throw std::runtime_error("buffer size mismatch: rank " + std::to_string(m.from) + " has " +
+                             std::to_string(m.total) + " elements, this rank " +
+                             std::to_string(op.total));
+  auto ji = static_cast<std::size_t>(j);
+  if (m.step == step_input) {
+    if (op.computed || op.inputs[ji].defined() || !m.data.defined() ||
+        m.data.type() != runtime::dtype::f32 || m.data.numel() != op.total)
+      throw std::runtime_error("bad input from rank " + std::to_string(j));
+    op.inputs[ji] = std::move(m.data);
+    ++op.inputs_have;
+  } else if (m.step == step_result) {
+    if (j != 0 || op.result_bytes != nullptr || !m.data.defined() ||
+        m.data.type() != runtime::dtype::f32 || m.data.numel() != op.total)
+      throw std::runtime_error("bad result buffer from rank " + std::to_string(j));
+    op.result = m.data.reshape(op.input.shape());
+    // Every rank writes its own block through this pointer before anyone
+    // hands the buffer out (each waits for every step_done): the one place
+    // where the group bypasses copy on write.
+    op.result_bytes = const_cast<char*>(static_cast<const char*>(op.result.raw_data()));
+  } else {
+    if (op.peer_done[ji])
+      throw std::runtime_error("duplicate completion notice from rank " + std::to_string(j));
+    op.peer_done[ji] = true;
+    ++op.peers_done;
+  }
+}
+
+/// Sends what step `s` of segment `seg` sends.
+void send_step(rank_actor* self, std::int64_t id, op_state& op, int seg, std::size_t s) {
+  auto& st = self->state;
+  const auto& step = op.plan->steps[static_cast<std::size_t>(st.cfg.rank)][s];
+  const auto& dest = st.ranks[static_cast<std::size_t>(step.send_to)];
+  collective_msg m;
+  m.op = id;
+  m.kind = op.kind;
+  m.root = op.root;
+  m.step = static_cast<std::int32_t>(s);
+  m.block = step.send_block;
+  m.segment = seg;
+  m.from = st.cfg.rank;
+  m.total = op.total;
+  m.data = take_piece(self, op, step.send_block, seg, step.release_after_send, dest, m.kind);
+  st.stats.bytes_sent += static_cast<std::uint64_t>(
+      piece_bytes(op, step.send_block, seg, m.data, (m.kind & kind_whole_input) != 0));
+  ++st.stats.messages_sent;
+  runtime::transport::deliver(st.cfg.courier, dest, std::move(m));
+  op.sent[static_cast<std::size_t>(seg)][s] = true;
 }
 
 /// Runs segment `seg` of op `id` as far as the messages received allow.
@@ -504,24 +553,8 @@ void pump(rank_actor* self, std::int64_t id, int seg) {
     while (op.cursor[k] < op.steps) {
       auto s = op.cursor[k];
       const auto& step = steps[s];
-      if (step.send_to >= 0 && !op.sent[k]) {
-        const auto& dest = st.ranks[static_cast<std::size_t>(step.send_to)];
-        collective_msg m;
-        m.op = id;
-        m.kind = op.kind;
-        m.root = op.root;
-        m.step = static_cast<std::int32_t>(s);
-        m.block = step.send_block;
-        m.segment = seg;
-        m.from = st.cfg.rank;
-        m.total = op.total;
-        m.data = take_piece(self, op, step.send_block, seg, step.release_after_send, dest, m.kind);
-        st.stats.bytes_sent += static_cast<std::uint64_t>(
-          piece_bytes(op, step.send_block, seg, m.data, (m.kind & kind_whole_input) != 0));
-        ++st.stats.messages_sent;
-        runtime::transport::deliver(st.cfg.courier, dest, std::move(m));
-        op.sent[k] = true;
-      }
+      if (step.send_to >= 0 && !op.sent[k][s])
+        send_step(self, id, op, seg, s);
       if (step.recv_from >= 0) {
         auto sit = st.stash.find(stash_key{id, static_cast<std::int32_t>(s), seg});
         if (sit == st.stash.end())
@@ -540,19 +573,6 @@ void pump(rank_actor* self, std::int64_t id, int seg) {
           op.from_input[b][k] = false;
           if (final && op.result_bytes != nullptr)
             place(op, m.block, seg);
-        } else if (final && op.shared) {
-          // This rank's block: summed straight into the shared result, or
-          // kept until rank 0's result buffer arrives.
-          if (op.result_bytes != nullptr) {
-            const auto& c = op.layout[b][k];
-            reduce_piece(op, m.block, seg, std::move(m.data), whole, step.action,
-                         reinterpret_cast<float*>(op.result_bytes) + c.offset);
-            op.placed += c.count;
-            ++op.own_placed;
-          } else {
-            reduce_piece(op, m.block, seg, std::move(m.data), whole, step.action);
-            op.own_final[k] = true;
-          }
         } else {
           reduce_piece(op, m.block, seg, std::move(m.data), whole, step.action);
           if (final && op.result_bytes != nullptr)
@@ -560,11 +580,9 @@ void pump(rank_actor* self, std::int64_t id, int seg) {
         }
       }
       ++op.cursor[k];
-      op.sent[k] = false;
     }
     op.seg_done[k] = true;
     ++op.done_segs;
-    announce_if_placed(self, id, op);
     finish_if_done(self, it);
   } catch (const std::exception& e) {
     fail_rank(self, op_text(id, e.what()));
@@ -583,15 +601,16 @@ std::vector<int> final_steps(const coll::collective_plan& p, int rank, int only)
 }
 
 /// Starts op `id` for the caller's request; the caller gets the result or an error.
-caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
-                          std::int32_t root, tensor input) {
+caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id, std::int32_t root,
+                          tensor input) {
   auto& st = self->state;
   int n = st.cfg.size;
   int rank = st.cfg.rank;
   if (st.ranks.empty())
     return caf::make_error(caf::sec::runtime_error, label(self) + ": " + op_text(id, "not wired"));
   if (st.ops.count(id) != 0)
-    return fail_rank(self, op_text(id, "an operation with this id is already pending on this rank"));
+    return fail_rank(self,
+                     op_text(id, "an operation with this id is already pending on this rank"));
   if (kind == kind_broadcast && (root < 0 || root >= n))
     return fail_rank(self, op_text(id, "broadcast root " + std::to_string(root) + " out of range"));
   bool has_input = kind != kind_broadcast || root == rank;
@@ -599,11 +618,11 @@ caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
     return fail_rank(self, op_text(id, std::string{kind_name(kind)} + " of an undefined tensor"));
   if (kind == kind_allreduce_ring || kind == kind_reduce_scatter) {
     if (input.type() != runtime::dtype::f32)
-      return fail_rank(self, op_text(id, std::string{kind_name(kind)} + " supports f32 tensors only"));
+      return fail_rank(self,
+                       op_text(id, std::string{kind_name(kind)} + " supports f32 tensors only"));
   }
   if (kind == kind_allreduce_ring) {
-    auto algo = coll::choose_allreduce(input.nbytes(), n, st.cfg.tree_threshold_bytes,
-                                       st.cfg.algo);
+    auto algo = coll::choose_allreduce(input.nbytes(), n, st.cfg.tree_threshold_bytes, st.cfg.algo);
     if (algo == coll::allreduce_algo::tree)
       kind = kind_allreduce_tree;
   }
@@ -645,35 +664,41 @@ caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
   op.input = std::move(input);
   op.pieces.assign(nb, std::vector<tensor>(static_cast<std::size_t>(op.segs)));
   op.cursor.assign(static_cast<std::size_t>(op.segs), 0);
-  op.sent.assign(static_cast<std::size_t>(op.segs), false);
+  op.sent.assign(static_cast<std::size_t>(op.segs), std::vector<bool>(op.steps, false));
   op.seg_done.assign(static_cast<std::size_t>(op.segs), false);
   if (kind == kind_allreduce_ring && n > 1 && st.all_local) {
-    // All ranks here: the reduce-scatter half, then each rank sums its block
-    // into rank 0's result buffer; nobody copies or concatenates.
-    op.shared = true;
-    op.steps = static_cast<std::size_t>(n - 1);
-    op.own_final.assign(static_cast<std::size_t>(op.segs), false);
+    op.direct = true;
+    op.steps = 0;
+    op.inputs.assign(static_cast<std::size_t>(n), tensor{});
+    op.inputs[static_cast<std::size_t>(rank)] = op.input;
+    op.inputs_have = 1;
     op.peer_done.assign(static_cast<std::size_t>(n), false);
-    op.result_offset = 0;
+    auto flat = op.input.reshape({op.total});
     if (rank == 0) {
       op.result = tensor::empty(op.input.type(), op.input.shape());
       op.result_bytes = static_cast<char*>(op.result.mutable_raw_data());
-      auto flat = op.result.reshape({op.total});
-      for (int j = 1; j < n; ++j) {
+    }
+    for (int j = 0; j < n; ++j) {
+      if (j == rank)
+        continue;
+      for (bool result : {false, true}) {
+        if (result && rank != 0)
+          break;
         collective_msg m;
         m.op = id;
         m.kind = kind;
-        m.step = step_result;
-        m.from = 0;
+        m.step = result ? step_result : step_input;
+        m.segment = rank;
+        m.from = rank;
         m.total = op.total;
-        m.data = flat;
+        m.data = result ? op.result.reshape({op.total}) : flat;
         ++st.stats.messages_sent;
         caf::anon_send(st.ranks[static_cast<std::size_t>(j)], std::move(m));
       }
     }
-  } else if (op.steps > 0 && ((kind == kind_allreduce_ring) ||
-                              (kind == kind_allreduce_tree && op.segs > 1) ||
-                              (kind == kind_reduce_scatter && op.segs > 1))) {
+  } else if (op.steps > 0 &&
+             ((kind == kind_allreduce_ring) || (kind == kind_allreduce_tree && op.segs > 1) ||
+              (kind == kind_reduce_scatter && op.segs > 1))) {
     if (kind == kind_reduce_scatter) {
       const auto& mine = op.layout[static_cast<std::size_t>(rank)];
       op.result_offset = mine.front().offset;
@@ -689,18 +714,21 @@ caf::result<tensor> start(rank_actor* self, std::int32_t kind, std::int64_t id,
   int segs = op.segs;
   auto [it, inserted] = st.ops.emplace(id, std::move(op));
   (void)inserted;
-  // Messages of the shared-result protocol that came before the request.
-  try {
-    for (std::int32_t step = step_result; step >= step_done - (n - 1); --step) {
-      auto sit = st.stash.find(stash_key{id, step, 0});
-      if (sit == st.stash.end())
-        continue;
-      auto m = std::move(sit->second);
-      st.stash.erase(sit);
-      absorb_shared(self, id, it->second, m);
+  if (it->second.direct) {
+    // Messages of the direct protocol that came before the request.
+    try {
+      for (auto sit = st.stash.lower_bound(stash_key{id, step_done, 0});
+           sit != st.stash.end() && std::get<0>(sit->first) == id && std::get<1>(sit->first) < 0;) {
+        auto m = std::move(sit->second);
+        sit = st.stash.erase(sit);
+        absorb_direct(it->second, m);
+      }
+      compute_direct(self, id, it->second);
+    } catch (const std::exception& e) {
+      return fail_rank(self, op_text(id, e.what()));
     }
-  } catch (const std::exception& e) {
-    return fail_rank(self, op_text(id, e.what()));
+    finish_if_done(self, it);
+    return rp;
   }
   for (int k = 0; k < segs; ++k)
     pump(self, id, k);
@@ -725,23 +753,7 @@ caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
       self->quit(dm.reason);
       return;
     }
-    // A peer that quit because another rank died carries (text, dead rank,
-    // original reason): name the rank that died first, not the messenger.
-    int dead = who;
-    std::string cause = self->system().render(dm.reason);
-    std::string via;
-    const auto& ctx = dm.reason.context();
-    if (dm.reason.category() == caf::atom("system") &&
-        ctx.match_elements<std::string, std::int32_t, std::string>()) {
-      dead = ctx.get_as<std::int32_t>(1);
-      cause = ctx.get_as<std::string>(2);
-      via = ", reported by rank " + std::to_string(who);
-    }
-    auto err = caf::make_error(caf::sec::runtime_error,
-                               label(self) + ": peer rank " + std::to_string(dead) + " died (" +
-                                   cause + ")" + via + "; " + std::to_string(st.ops.size()) +
-                                   " pending collective(s) failed",
-                               static_cast<std::int32_t>(dead), cause);
+    auto err = peer_death_error(self->system(), label(self), who, dm.reason, st.ops.size());
     for (auto& [id, op] : st.ops)
       op.rp.deliver(err);
     st.ops.clear();
@@ -758,6 +770,8 @@ caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
           return caf::make_error(caf::sec::runtime_error,
                                  label(self) + ": wiring does not match the rank and size");
         st.ranks = std::move(ranks);
+        st.all_local = std::all_of(st.ranks.begin(), st.ranks.end(),
+                                   [self](const caf::actor& a) { return same_process(self, a); });
         for (std::size_t i = 0; i < st.ranks.size(); ++i)
           if (static_cast<int>(i) != st.cfg.rank)
             self->monitor(st.ranks[i]);
@@ -768,6 +782,29 @@ caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
         auto id = m.op;
         auto seg = m.segment;
         auto it = st.ops.find(id);
+        if (m.step < 0) { // the direct protocol (in process)
+          if (m.step < step_done || seg < 0 || seg >= st.cfg.size || seg == st.cfg.rank ||
+              seg != m.from) {
+            fail_rank(self, op_text(id, "message for step " + std::to_string(m.step) +
+                                            " outside the protocol (from rank " +
+                                            std::to_string(m.from) + ")"));
+            return;
+          }
+          if (it == st.ops.end()) {
+            auto from = m.from;
+            if (!st.stash.emplace(stash_key{id, m.step, seg}, std::move(m)).second)
+              fail_rank(self, op_text(id, "duplicate message from rank " + std::to_string(from)));
+            return;
+          }
+          try {
+            absorb_direct(it->second, m);
+            compute_direct(self, id, it->second);
+            finish_if_done(self, it);
+          } catch (const std::exception& e) {
+            fail_rank(self, op_text(id, e.what()));
+          }
+          return;
+        }
         if (it != st.ops.end() && (seg < 0 || seg >= it->second.segs || m.step < 0 ||
                                    static_cast<std::size_t>(m.step) >= it->second.plan->length())) {
           fail_rank(self, op_text(id, "message for step " + std::to_string(m.step) + ", segment " +

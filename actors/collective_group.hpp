@@ -26,11 +26,22 @@
 // (op, step, segment). All ranks therefore hold bitwise-identical results, and
 // two runs give bitwise-identical results.
 //
-// In process the blocks travel as tensors sharing storage (copy on write):
-// all-gather and broadcast forward received blocks without copying; the ring
-// reduces into the received storage in place. The costs are one copy of the
-// first block a rank sends (slicing the input) and one concatenation into the
-// result (none for broadcast or a one-block tree).
+// Costs. Between processes a rank copies the first block it sends out of its
+// input (slicing) and each block of the result into the result once, as the
+// block becomes final (so the copies overlap the transfers still under way);
+// received partial sums are reduced in place. In process nothing is sliced: a
+// block for a rank in the same process travels as the sender's whole input
+// (shared storage, copy on write) and the receiver reads its range; all-gather
+// and broadcast forward received blocks without copying. A ring all-reduce
+// whose ranks all live in one process runs no plan steps at all: every rank
+// gets every input (shared) and rank 0's result buffer, sums its block of the
+// result in one pass in the ring's order (x[c+1] + ... + x[c], the same
+// expression the plan evaluates, so results are bitwise those of the ring
+// between processes), and every rank answers with that one buffer once all
+// blocks are written (the callers share it; copy on write protects them).
+// coll_stats_atom's bytes_sent then counts the bytes of this rank that its
+// peers read (its input blocks and its block of the result), which is what a
+// ring would send: 2(n - 1)/n of the buffer.
 //
 // Failure: every rank monitors all its peers. A dead peer fails every pending
 // operation on the rank at once with an error naming the dead rank, and the

@@ -1,11 +1,14 @@
 #include "runtime/transport/courier.hpp"
 
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <set>
 #include <stdexcept>
 #include <utility>
 
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/node_id.hpp>
@@ -40,6 +43,36 @@ struct route {
   caf::actor endpoint;
 };
 
+/// A data-plane frame whose transfer id has this bit carries the descriptor
+/// of transfer (id & ~descriptor_bit) instead of a payload: the descriptor
+/// travels on the payload's own connection, just before it, and the io thread
+/// that reads both hands the message over. Sending it through CAF instead
+/// took the middleman's thread on both sides and the courier actor, a
+/// thread hand-off each, per message (the CAF path still works: peers and
+/// tests may use it).
+constexpr std::uint64_t descriptor_bit = std::uint64_t{1} << 63;
+/// Descriptors are small (ids, a name, an actor handle, a shape, the
+/// message's scalar fields); anything larger is a misbehaving peer.
+constexpr std::size_t max_descriptor_bytes = 64 * 1024;
+
+/// The first byte of a descriptor frame: which message it describes.
+enum class descriptor_tag : std::uint8_t { activation = 1, gradient = 2, collective = 3 };
+
+template <class Msg>
+constexpr descriptor_tag tag_of();
+template <>
+constexpr descriptor_tag tag_of<activation_msg>() {
+  return descriptor_tag::activation;
+}
+template <>
+constexpr descriptor_tag tag_of<gradient_msg>() {
+  return descriptor_tag::gradient;
+}
+template <>
+constexpr descriptor_tag tag_of<collective_msg>() {
+  return descriptor_tag::collective;
+}
+
 } // namespace
 
 class courier::impl : public std::enable_shared_from_this<courier::impl> {
@@ -57,6 +90,10 @@ public:
   void send(const caf::actor& dest, Msg msg);
   template <class Msg>
   void on_descriptor(transfer_descriptor<Msg>& d);
+  /// A descriptor frame from the data plane (io thread).
+  void on_descriptor_frame(const std::string& peer, std::uint64_t id, const tensor& blob);
+  template <class Msg>
+  void decode_descriptor(const std::string& peer, std::uint64_t id, const tensor& blob);
   void on_payload(const std::string& peer, std::uint64_t id, tensor payload);
   void on_peer_up(const std::string& peer);
   void on_peer_down(const std::string& peer, const std::string& reason);
@@ -168,13 +205,57 @@ void courier::impl::send(const caf::actor& dest, Msg msg) {
   msg.data = tensor{};
   d.msg = std::move(msg);
   dataplane_.add(n);
-  dp_->send(r->peer, d.transfer_id, std::move(payload),
-            [this, peer = r->peer, id = d.transfer_id](std::optional<std::string> error) {
-              if (error)
-                fail(peer,
-                     "data-plane send of transfer " + std::to_string(id) + " failed: " + *error);
-            });
-  caf::anon_send(r->endpoint, std::move(d));
+  // The descriptor first, on the same connection (see descriptor_bit).
+  std::vector<char> buf{static_cast<char>(tag_of<Msg>())};
+  caf::binary_serializer sink{sys_, buf};
+  if (auto err = sink(d)) { // not expected; CAF can still carry it
+    log_->warn("courier '{}': descriptor of transfer {} goes through CAF: {}", opts_.name,
+               d.transfer_id, sys_.render(err));
+    dp_->send(r->peer, d.transfer_id, std::move(payload));
+    caf::anon_send(r->endpoint, std::move(d));
+    return;
+  }
+  auto blob = tensor::empty(dtype::u8, {static_cast<std::int64_t>(buf.size())});
+  std::memcpy(blob.mutable_raw_data(), buf.data(), buf.size());
+  // No completion callbacks: the data plane posts every callback to its io
+  // thread (a wake-up and a lock on its queue per message, contended with
+  // the io thread's own work), and a send fails only with its connection,
+  // which on_peer_down reports (fail() below).
+  dp_->send(r->peer, d.transfer_id | descriptor_bit, std::move(blob));
+  dp_->send(r->peer, d.transfer_id, std::move(payload));
+}
+
+void courier::impl::on_descriptor_frame(const std::string& peer, std::uint64_t id,
+                                        const tensor& blob) {
+  if (blob.type() != dtype::u8 || blob.nbytes() < 1 || blob.nbytes() > max_descriptor_bytes)
+    return fail(peer, "descriptor frame of transfer " + std::to_string(id) + " has " +
+                        std::to_string(blob.nbytes()) + " bytes");
+  switch (static_cast<descriptor_tag>(*blob.data<std::uint8_t>())) {
+    case descriptor_tag::activation:
+      return decode_descriptor<activation_msg>(peer, id, blob);
+    case descriptor_tag::gradient:
+      return decode_descriptor<gradient_msg>(peer, id, blob);
+    case descriptor_tag::collective:
+      return decode_descriptor<collective_msg>(peer, id, blob);
+  }
+  fail(peer, "descriptor frame of transfer " + std::to_string(id) + " has an unknown tag");
+}
+
+template <class Msg>
+void courier::impl::decode_descriptor(const std::string& peer, std::uint64_t id,
+                                      const tensor& blob) {
+  transfer_descriptor<Msg> d;
+  caf::binary_deserializer source{sys_, static_cast<const char*>(blob.raw_data()) + 1,
+                                  blob.nbytes() - 1};
+  if (auto err = source(d))
+    return fail(peer, "descriptor frame of transfer " + std::to_string(id) +
+                        " does not decode: " + sys_.render(err));
+  // The authenticated connection names the sender; the destination must
+  // live here (a handle to an actor elsewhere is never a valid target).
+  if (d.transfer_id != id || d.sender != peer || !d.dest || d.dest.node() != sys_.node())
+    return fail(peer, "descriptor frame of transfer " + std::to_string(id) +
+                        " names another transfer, sender or process");
+  on_descriptor(d);
 }
 
 template <class Msg>
@@ -199,6 +280,8 @@ void courier::impl::on_descriptor(transfer_descriptor<Msg>& d) {
 }
 
 void courier::impl::on_payload(const std::string& peer, std::uint64_t id, tensor payload) {
+  if ((id & descriptor_bit) != 0)
+    return on_descriptor_frame(peer, id & ~descriptor_bit, payload);
   transfer_table::outcome out;
   {
     std::lock_guard<std::mutex> g{table_mtx_};

@@ -3,10 +3,15 @@
 // The courier: how a tensor message reaches an actor in another process.
 // CAF's BASP serialises a message inline (slow for bulk, < 4 GiB), so a
 // message whose tensor is large travels in two halves: the tensor over the
-// data plane (zero copy, scatter/gather) and a small descriptor through CAF to
-// the destination process's courier actor, which pairs the two and sends the
-// reassembled message to its destination locally. The destination actor sees
-// an ordinary activation_msg / gradient_msg / collective_msg.
+// data plane (zero copy, scatter/gather) and a small descriptor (the message
+// without its tensor), which the destination process's courier pairs with it
+// before sending the reassembled message to its destination locally. The
+// destination actor sees an ordinary activation_msg / gradient_msg /
+// collective_msg. send() puts the descriptor on the data plane too, as a
+// frame just before the payload on the same connection (transfer id with the
+// top bit set), so the receiving io thread hands the message over without
+// CAF's middleman threads or the courier actor; descriptors that arrive
+// through CAF at the courier actor (endpoint()) are paired the same way.
 //
 // Threads: send() may be called from any thread (actors, device threads). The
 // failure handler runs on the data plane's io thread, on a CAF worker or on
@@ -102,9 +107,11 @@ public:
   /// that peer travel inline through CAF.
   void add_peer(const std::string& name, const std::string& host, std::uint16_t port,
                 caf::actor peer_endpoint, std::function<void(std::optional<std::string>)> done);
-  /// Called for a peer whose data-plane connection died, a failed data-plane
-  /// send, a payload that does not match its descriptor, or too many unmatched
-  /// payload bytes from one peer. May be called more than once per peer.
+  /// Called for a peer whose data-plane connection died (which is how a
+  /// failed data-plane send shows), a payload that does not match its
+  /// descriptor, a descriptor frame that does not decode or names another
+  /// sender or process, or too many unmatched payload bytes from one peer.
+  /// May be called more than once per peer.
   void on_failure(std::function<void(const std::string& peer, const std::string& reason)> handler);
 
   // Thread-safe; called from actor threads and device threads.
