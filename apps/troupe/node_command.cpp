@@ -4,7 +4,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 
@@ -156,6 +158,17 @@ int run_node(const node_flags& f) {
       }
     });
   }
+  // Bounded exit: a node whose supervisor is gone must not linger. Stopping
+  // the data plane and the actor system normally takes milliseconds; if it
+  // has not finished in a few seconds (seen once, after SIGSTOP + SIGCONT
+  // mid-step, not reproduced since), say so and exit anyway.
+  std::thread([status, name] {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    std::fprintf(stderr, "error: node %s: shutdown did not finish within 5 s; exiting\n",
+                 name.c_str());
+    std::fflush(stderr);
+    std::_Exit(status == exit_ok ? exit_failure : status);
+  }).detach();
   courier->stop();
   return status;
 }
