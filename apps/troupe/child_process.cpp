@@ -27,37 +27,39 @@ child_process::child_process(const std::vector<std::string>& argv, std::filesyst
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  int rc = argv.empty() ? EINVAL
-                        : posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
+  int rc = argv.empty() ? EINVAL : posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     pid_ = -1;
-    throw std::runtime_error("cannot start " + (argv.empty() ? std::string{"?"} : argv[0]) +
-                             ": " + std::strerror(rc));
+    throw std::runtime_error("cannot start " + (argv.empty() ? std::string{"?"} : argv[0]) + ": " +
+                             std::strerror(rc));
   }
 }
 
-child_process::~child_process() { stop(); }
+child_process::~child_process() {
+  stop();
+}
 
-std::optional<int> child_process::wait_for(std::chrono::milliseconds timeout) {
-  if (status_ || pid_ < 0)
-    return status_;
+std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout,
+                                 std::chrono::milliseconds poll) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     int ws = 0;
-    auto r = ::waitpid(pid_, &ws, WNOHANG);
-    if (r == pid_) {
-      status_ = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + (WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
-      return status_;
-    }
-    if (r < 0 && errno != EINTR) {
-      status_ = -1; // not our child any more: nothing to wait for
-      return status_;
-    }
+    auto r = ::waitpid(pid, &ws, WNOHANG);
+    if (r == pid)
+      return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + (WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
+    if (r < 0 && errno != EINTR)
+      return -1; // not our child any more: nothing to wait for
     if (std::chrono::steady_clock::now() >= deadline)
       return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(poll);
   }
+}
+
+std::optional<int> child_process::wait_for(std::chrono::milliseconds timeout) {
+  if (!status_ && pid_ >= 0)
+    status_ = wait_for_exit(pid_, timeout, std::chrono::milliseconds(10));
+  return status_;
 }
 
 void child_process::stop(std::chrono::milliseconds grace) {

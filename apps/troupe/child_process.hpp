@@ -10,6 +10,12 @@
 
 namespace troupe::apps {
 
+/// Waits up to `timeout` (polling waitpid every `poll`) for child `pid` to
+/// exit: its exit status (128 + signal when killed), -1 when it is not our
+/// child (nothing to wait for), nullopt when it still runs.
+std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout,
+                                 std::chrono::milliseconds poll);
+
 /// A process a benchmark starts (`troupe bench pipeline --processes`: a
 /// supervisor, nodes, clients): argv run without a shell, stdin from
 /// /dev/null, stdout and stderr into `log`. It is stopped (SIGTERM, then

@@ -1,5 +1,7 @@
 #include "apps/troupe/line_process.hpp"
 
+#include "apps/troupe/child_process.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -129,24 +131,9 @@ int line_process::finish(std::chrono::milliseconds grace) {
 }
 
 std::optional<int> line_process::reap(std::chrono::milliseconds timeout) {
-  if (status_ || pid_ < 0)
-    return status_;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    int ws = 0;
-    auto r = ::waitpid(pid_, &ws, WNOHANG);
-    if (r == pid_) {
-      status_ = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + (WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
-      return status_;
-    }
-    if (r < 0 && errno != EINTR) {
-      status_ = -1;
-      return status_;
-    }
-    if (std::chrono::steady_clock::now() >= deadline)
-      return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  if (!status_ && pid_ >= 0)
+    status_ = wait_for_exit(pid_, timeout, std::chrono::milliseconds(5));
+  return status_;
 }
 
 std::string line_process::log_tail(std::size_t bytes) const {
