@@ -123,6 +123,26 @@ struct rank_state {
   std::map<std::pair<std::int32_t, std::int32_t>, coll::collective_plan> plans; // (kind, root)
   runtime::collective_stats stats;
   static inline const char* name = "collective_rank";
+
+  rank_state() = default;
+  rank_state(const rank_state&) = delete;
+  rank_state& operator=(const rank_state&) = delete;
+  /// However the rank ends (a kill by the job's teardown included), the
+  /// operations still pending fail: nobody waits for a result that will
+  /// never come (a device thread blocked in a tensor-parallel all-reduce).
+  /// CAF destroys an actor's state in its on_exit, while the promises can
+  /// still be delivered.
+  ~rank_state() {
+    if (ops.empty())
+      return;
+    auto err = caf::make_error(caf::sec::runtime_error,
+                               "collective rank " + std::to_string(cfg.rank) + "/" +
+                                   std::to_string(cfg.size) + " ended with " +
+                                   std::to_string(ops.size()) + " operation(s) pending");
+    for (auto& [id, op] : ops)
+      if (op.rp.pending())
+        op.rp.deliver(err);
+  }
 };
 
 using rank_actor = caf::stateful_actor<rank_state>;

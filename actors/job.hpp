@@ -4,6 +4,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "actors/plan.hpp"
 #include "actors/train_options.hpp"
 #include "runtime/checkpoint.hpp"
 
@@ -11,7 +12,7 @@ namespace troupe::actors {
 
 /// What a finished training job returns.
 struct job_result {
-  nlohmann::json report;           ///< the --report object
+  nlohmann::json report;             ///< the --report object
   runtime::named_tensor_list params; ///< final parameters, by global name
 };
 
@@ -20,5 +21,13 @@ struct job_result {
 /// for bad options or input files, std::runtime_error (with the failing
 /// actor's name) when the job fails.
 job_result run_training(caf::actor_system& sys, const train_options& opts);
+
+/// Runs the topology `p` (from make_plan, edited or built by hand) instead of
+/// planning one: opts.plan becomes to_json(p) and opts.model the plan's model,
+/// and the plan's degrees (stages, replicas, tp, ps, micro-batches, schedule)
+/// replace opts' (adopt_plan_degrees). The rest of opts (data, optimizer,
+/// batch, steps, ...) is the job's. Throws as the overload above, and
+/// runtime::input_error naming what is wrong with the plan.
+job_result run_training(caf::actor_system& sys, const train_options& opts, const plan& p);
 
 } // namespace troupe::actors

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -18,12 +19,15 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/device_actor.hpp"
+#include "actors/ps_client.hpp"
+#include "actors/tp_group_client.hpp"
 #include "models/grad_clip.hpp"
 #include "models/init.hpp"
 #include "models/loss.hpp"
 #include "models/optimizer.hpp"
 #include "models/sequence_loss.hpp"
 #include "models/sequential.hpp"
+#include "models/tensor_parallel.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/trace_recorder.hpp"
@@ -49,6 +53,7 @@ struct task_done {
   std::int64_t tokens = 0;             ///< predictions the loss covers
   std::optional<double> grad_sumsq;    ///< clipping: the gradients' sum of squares
   std::optional<std::uint64_t> digest; ///< --check-replicas: the parameters' digest
+  std::int64_t forward_samples = 0;    ///< training samples through chunk 0 (ps scale)
 };
 
 /// A device task threw; the shard fails with this message.
@@ -124,6 +129,11 @@ struct compute_state {
   std::vector<std::vector<std::vector<std::size_t>>> buckets_at;
   std::vector<bool> launched;             ///< per bucket, in the current step
   std::unique_ptr<models::optimizer> opt; ///< over the parameters of every chunk
+  /// Tensor parallelism: the group the split layers all-reduce through, and
+  /// the parameters every rank holds whole (only rank 0 counts them in the
+  /// global gradient norm).
+  std::shared_ptr<tp_group_client> tp;
+  std::set<std::string> replicated;
   std::map<std::int32_t, tensor> dlogits; ///< loss stage: gradient saved by forward
   runtime::trace_recorder trace; ///< device-thread events; the shard absorbs them on task_done
 
@@ -133,6 +143,14 @@ struct compute_state {
       for (auto* p : c.parameters())
         r.push_back(p);
     return r;
+  }
+  /// This shard's part of the global gradient norm: its parameters, less the
+  /// replicated ones on tensor-parallel ranks other than 0.
+  double grad_sum_of_squares() {
+    auto params = parameters();
+    if (cfg.tp_rank > 0)
+      std::erase_if(params, [&](const models::parameter* p) { return replicated.count(p->name); });
+    return models::sum_of_squares(params);
   }
   std::size_t saved_bytes() const {
     std::size_t r = 0;
@@ -163,6 +181,14 @@ struct shard_state {
   std::optional<std::chrono::steady_clock::time_point> first_launch;
   std::map<std::size_t, std::chrono::steady_clock::time_point> launched_at;
   std::int64_t broadcasts = 0; ///< op ids of parameter broadcasts
+  // Parameter servers (cfg.uses_ps()): the worker side, whether this step's
+  // gradients went out, and when.
+  ps_client ps;
+  bool ps_wired = false; ///< ps_group_atom came
+  bool ps_pushed = false;
+  std::chrono::steady_clock::time_point ps_pushed_at;
+  std::uint64_t ps_bytes_mark = 0; ///< the client's byte counters before this step's push
+  std::int64_t step_samples = 0;   ///< this worker's training samples in the step
   runtime::stage_report report;
   // Tracing (cfg.trace): this thread's events, when the step began, since when
   // the shard has waited for an input after its actions (all-reduce, clip),
@@ -429,6 +455,7 @@ void finish_step(shard_actor* self) {
   auto& st = self->state;
   st.report.stage = st.cfg.stage;
   st.report.replica = st.cfg.replica;
+  st.report.tp_rank = st.cfg.tp_rank;
   st.report.step = st.step->step;
   self->send(st.trainer, st.report);
   trace_step_end(self);
@@ -495,7 +522,7 @@ tensor flatten_values(compute_state& c) {
 /// group, the others load them; answered once they are in place.
 caf::result<bool> sync_params(shard_actor* self) {
   auto& st = self->state;
-  if (st.cfg.replicas == 1)
+  if (!st.cfg.all_reduces()) // one replica, or parameter servers (same init everywhere)
     return true;
   if (!st.group)
     return caf::make_error(caf::sec::runtime_error,
@@ -615,6 +642,8 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
   if (m.training && m.step == c.cfg.fault_step)
     throw std::runtime_error("injected fault in the forward of step " + std::to_string(m.step));
   task_done d;
+  if (m.training && a.chunk == 0)
+    d.forward_samples = in.activation.data.dim(0);
   const auto t0 = steady_clock::now();
   auto y = c.chunks[static_cast<std::size_t>(a.chunk)].forward(in.activation.data, ctx);
   slow_down(c.cfg.slow_factor, t0);
@@ -646,7 +675,7 @@ task_done run_backward(compute_state& c, step_run& r, const action& a, bool fina
   // by layer: with data parallelism each finished bucket starts its
   // all-reduce at once.
   std::function<void(std::size_t)> after_layer;
-  if (final && c.cfg.replicas > 1)
+  if (final && c.cfg.all_reduces())
     after_layer = [&c, &r, chunk](std::size_t layer) {
       launch_buckets(c, r.shard, r.step.step, chunk, layer);
     };
@@ -686,6 +715,7 @@ void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t 
     total.grad_sumsq = d.grad_sumsq;
   if (d.digest)
     total.digest = d.digest;
+  total.forward_samples += d.forward_samples;
   total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
 }
 
@@ -780,9 +810,9 @@ void store_input(shard_actor* self, std::map<key, arrived<T>> inbox::*slot, cons
 std::vector<device_work> end_of_step_work(shard_actor* self) {
   auto& st = self->state;
   std::vector<device_work> chain;
-  if (!st.step->training)
+  if (!st.step->training || st.cfg.uses_ps()) // the ps shards update (advance())
     return chain;
-  const bool data_parallel = st.cfg.replicas > 1;
+  const bool data_parallel = st.cfg.all_reduces();
   if (data_parallel && !st.flush_requested) {
     st.flush_requested = true;
     chain.push_back(
@@ -805,7 +835,7 @@ std::vector<device_work> end_of_step_work(shard_actor* self) {
       for (std::size_t b = 0; b < sums.size(); ++b)
         unflatten(c->buckets[b], sums[b]);
       task_done d;
-      d.grad_sumsq = models::sum_of_squares(c->parameters());
+      d.grad_sumsq = c->grad_sum_of_squares();
       return d;
     });
     trace_work(self, chain, nullptr, "grad norm");
@@ -876,12 +906,24 @@ void start_run(shard_actor* self, std::vector<action> actions) {
     resume_run(self);
 }
 
+void push_to_ps(shard_actor* self);
+void apply_pulled(shard_actor* self);
+
 /// After the device finished the run or a task, or an all-reduce or the
-/// clipping total came back: the rest of the step's end, then its report.
+/// clipping total came back (or the parameter servers answered): the rest
+/// of the step's end, then its report.
 void advance(shard_actor* self) {
   auto& st = self->state;
   if (st.busy || !st.step)
     return;
+  if (st.cfg.uses_ps() && st.step->training && !st.optimizer_done) {
+    if (!st.ps_pushed)
+      push_to_ps(self);
+    else if (st.ps.ready())
+      apply_pulled(self);
+    if (!st.optimizer_done)
+      return; // the pulled parameters come as ps_msg
+  }
   auto chain = end_of_step_work(self);
   if (!chain.empty()) {
     submit(self, std::move(chain));
@@ -889,6 +931,59 @@ void advance(shard_actor* self) {
   }
   if (!st.step->training || st.optimizer_done)
     finish_step(self);
+}
+
+/// Parameter servers, at the end of a step's actions (the device is idle):
+/// push the gradients, ask for the next step's parameters. In sync mode the
+/// gradients are the global batch's share (scale 1: the ps shard sums the
+/// workers); otherwise each push is applied alone, as this worker's mean
+/// gradient (scaled from 1 / global batch to 1 / its own samples).
+void push_to_ps(shard_actor* self) {
+  auto& st = self->state;
+  st.ps_pushed = true;
+  st.ps_pushed_at = steady_clock::now();
+  const auto step = st.step->step;
+  if (!st.ps_wired) {
+    fail(self,
+         "training step " + std::to_string(step) + " before its parameter servers were given");
+    return;
+  }
+  if (!st.ps.active()) { // a stage without parameters
+    st.optimizer_done = true;
+    return;
+  }
+  float scale = 1.0f;
+  if (st.cfg.ps != ps_mode::sync && st.step_samples > 0)
+    scale = static_cast<float>(st.step->global_batch) / static_cast<float>(st.step_samples);
+  auto params = st.compute->parameters();
+  st.ps_bytes_mark = st.ps.bytes_pushed() + st.ps.bytes_pulled();
+  try {
+    st.ps.push(step, params, st.step->lr, scale);
+    st.ps.request(step + 1);
+  } catch (const std::exception& e) {
+    fail(self, std::string{"pushing to the parameter servers: "} + e.what());
+    return;
+  }
+  st.trace.instant("ps push", "comm", st.ps_pushed_at, {{"step", step}});
+}
+
+/// Every ps shard answered: the next step's parameters go in place.
+void apply_pulled(shard_actor* self) {
+  auto& st = self->state;
+  auto params = st.compute->parameters();
+  try {
+    st.ps.apply(params);
+  } catch (const std::exception& e) {
+    fail(self, std::string{"pulled parameters: "} + e.what());
+    return;
+  }
+  for (auto& chunk : st.compute->chunks)
+    chunk.zero_grad();
+  const auto now = steady_clock::now();
+  st.report.ps_bytes += st.ps.bytes_pushed() + st.ps.bytes_pulled() - st.ps_bytes_mark;
+  st.report.ps_seconds += std::chrono::duration<double>(now - st.ps_pushed_at).count();
+  st.trace.complete("ps push+pull", "comm", st.ps_pushed_at, now, {{"step", st.step->step}});
+  st.optimizer_done = true;
 }
 
 runtime::named_tensors collect_params(compute_state& c) {
@@ -938,13 +1033,25 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
   st.label += ")";
   if (st.cfg.replicas > 1)
     st.label += " of replica " + std::to_string(st.cfg.replica);
+  if (st.cfg.tp > 1)
+    st.label += ", tensor-parallel rank " + std::to_string(st.cfg.tp_rank);
   try {
     st.compute = std::make_shared<compute_state>();
     st.compute->cfg = st.cfg;
+    if (st.cfg.tp > 1) {
+      st.compute->tp = std::make_shared<tp_group_client>(self->system(), st.cfg.tp_rank, st.cfg.tp);
+      for (const auto& [name, splits] : models::tp_layout(st.cfg.model, st.cfg.tp))
+        if (splits.at(static_cast<std::size_t>(st.cfg.tp_rank)).axis < 0)
+          st.compute->replicated.insert(name);
+    }
     for (const auto& r : st.cfg.chunks)
-      st.compute->chunks.emplace_back(
-          models::instantiate(st.cfg.model, r.begin, r.end, st.cfg.seed));
-    if (st.cfg.replicas > 1)
+      if (st.compute->tp)
+        st.compute->chunks.push_back(models::instantiate_tensor_parallel(
+            st.cfg.model, r.begin, r.end, st.cfg.seed, st.compute->tp));
+      else
+        st.compute->chunks.emplace_back(
+            models::instantiate(st.cfg.model, r.begin, r.end, st.cfg.seed));
+    if (st.cfg.all_reduces())
       make_buckets(*st.compute, st.cfg.bucket_bytes);
     st.compute->opt = models::make_optimizer(st.cfg.optimizer);
     st.compute->sequence_loss = models::is_sequence_model(st.cfg.model);
@@ -953,8 +1060,8 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
     return {};
   }
   if (st.cfg.trace) // track 0 of a process is the trainer's
-    st.trace = st.compute->trace =
-        runtime::trace_recorder{st.cfg.replica * st.cfg.stages + st.cfg.stage + 1};
+    st.trace = st.compute->trace = runtime::trace_recorder{
+        (st.cfg.replica * st.cfg.stages + st.cfg.stage) * st.cfg.tp + st.cfg.tp_rank + 1};
   // Parameters and optimizer state are only read or replaced between steps,
   // when no device task can be touching them.
   auto guard = [self](const char* what) -> caf::error {
@@ -998,6 +1105,8 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         s.norm_requested = false;
         s.clip_total.reset();
         s.report = {};
+        s.ps_pushed = false;
+        s.step_samples = 0;
         trace_step_begin(self);
         start_run(self, std::move(actions));
         trace_idle(self, s.step_began);
@@ -1031,6 +1140,7 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         s.report.messages_sent += d.messages_sent;
         s.report.bytes_sent += d.bytes_sent;
         s.report.tokens += d.tokens;
+        s.step_samples += d.forward_samples;
         s.report.peak_in_flight = std::max(s.report.peak_in_flight, d.peak_in_flight);
         if (d.digest) {
           s.report.has_digest = true;
@@ -1039,7 +1149,8 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         if (d.grad_sumsq) {
           s.report.grad_sumsq = *d.grad_sumsq;
           self->send(s.trainer, runtime::grad_sumsq_atom::value, s.step->step,
-                     static_cast<std::int32_t>(s.cfg.replica * s.cfg.stages + s.cfg.stage),
+                     static_cast<std::int32_t>(
+                         (s.cfg.replica * s.cfg.stages + s.cfg.stage) * s.cfg.tp + s.cfg.tp_rank),
                      *d.grad_sumsq);
         }
         s.report.peak_saved_bytes = std::max<std::uint64_t>(
@@ -1051,6 +1162,47 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
       [self](bucket_ready& b) { start_allreduce(self, b); },
       [self](runtime::dp_group_atom, caf::actor group) {
         self->state.group = std::move(group);
+        return true;
+      },
+      [self](runtime::ps_group_atom, std::vector<caf::actor>& shards) {
+        auto& s = self->state;
+        if (!s.cfg.uses_ps()) {
+          fail(self, "given parameter servers, but it was not configured for them");
+          return false;
+        }
+        s.ps_wired = true;
+        try {
+          s.ps = ps_client{s.cfg.stage,       s.cfg.replica, s.cfg.ps_layout,
+                           std::move(shards), s.cfg.courier, caf::actor_cast<caf::actor>(self)};
+        } catch (const std::exception& e) {
+          fail(self, std::string{"parameter servers: "} + e.what());
+          return false;
+        }
+        return true;
+      },
+      [self](runtime::ps_msg& m) {
+        auto& s = self->state;
+        if (!s.step || !s.ps_pushed || s.optimizer_done) {
+          fail(self, "parameters from ps shard " + std::to_string(m.shard) + " for step " +
+                         std::to_string(m.step) + " outside a pull");
+          return;
+        }
+        try {
+          if (!s.ps.on_params(std::move(m)))
+            return;
+        } catch (const std::exception& e) {
+          fail(self, std::string{"pulled parameters: "} + e.what());
+          return;
+        }
+        advance(self);
+      },
+      [self](runtime::tp_group_atom, caf::actor rank) {
+        auto& s = self->state;
+        if (!s.compute->tp) {
+          fail(self, "given a tensor-parallel rank, but it holds no tensor-parallel layers");
+          return false;
+        }
+        s.compute->tp->set_rank_actor(std::move(rank));
         return true;
       },
       [self, guard](runtime::sync_params_atom) -> caf::result<bool> {
@@ -1145,7 +1297,11 @@ nlohmann::json to_json(const shard_config& c) {
           {"replica", c.replica},
           {"replicas", c.replicas},
           {"bucket_bytes", c.bucket_bytes},
-          {"check_replicas", c.check_replicas}};
+          {"check_replicas", c.check_replicas},
+          {"tp_rank", c.tp_rank},
+          {"tp", c.tp},
+          {"ps_layout", to_json(c.ps_layout)},
+          {"ps_mode", std::string{to_string(c.ps)}}};
 }
 
 shard_config shard_config_from_json(const nlohmann::json& j) {
@@ -1176,6 +1332,14 @@ shard_config shard_config_from_json(const nlohmann::json& j) {
     if (c.replicas < 1 || c.replicas > 1024 || c.replica < 0 || c.replica >= c.replicas)
       throw runtime::input_error("shard config: replica " + std::to_string(c.replica) + " of " +
                                  std::to_string(c.replicas));
+    c.tp_rank = j.value("tp_rank", 0);
+    c.tp = j.value("tp", 1);
+    if (c.tp < 1 || c.tp > 64 || c.tp_rank < 0 || c.tp_rank >= c.tp)
+      throw runtime::input_error("shard config: tensor-parallel rank " + std::to_string(c.tp_rank) +
+                                 " of " + std::to_string(c.tp));
+    if (j.contains("ps_layout"))
+      c.ps_layout = ps_assignment_from_json(j.at("ps_layout"));
+    c.ps = parse_ps_mode(j.value("ps_mode", std::string{"sync"}));
     if (c.bucket_bytes < 0 || c.check_replicas < 0)
       throw runtime::input_error("shard config: negative bucket_bytes or check_replicas");
     if (c.stages < 1 || c.stage < 0 || c.stage >= c.stages)

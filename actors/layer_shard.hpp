@@ -10,6 +10,8 @@
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/ps_assignment.hpp"
+#include "actors/ps_shard.hpp"
 #include "actors/schedule.hpp"
 #include "models/model_spec.hpp"
 #include "models/partitioner.hpp"
@@ -47,6 +49,18 @@ struct shard_config {
   /// given by dp_group_atom) before its optimizer step.
   int replica = 0;
   int replicas = 1;
+  /// Tensor parallelism: this shard is rank `tp_rank` of the `tp` shards of
+  /// its stage; its split layers hold 1/tp of the weights
+  /// (models::instantiate_tensor_parallel) and all-reduce through the
+  /// collective rank given by tp_group_atom.
+  int tp_rank = 0;
+  int tp = 1;
+  /// Parameter servers (non-empty assignment): after its backward the shard
+  /// pushes its gradients to the ps shards holding them (ps_group_atom gives
+  /// the shards) and pulls the parameters for the next step instead of
+  /// all-reducing and running an optimizer; this shard is worker `replica`.
+  ps_assignment ps_layout;
+  ps_mode ps = ps_mode::sync;
   /// Gradient buckets of about this many bytes (layers in backward order,
   /// never split across chunks), each all-reduced as soon as the step's last
   /// backward through its layers is done. 0: one bucket per chunk.
@@ -59,6 +73,9 @@ struct shard_config {
   /// the JSON form: the node agent that spawns the shard supplies its own.
   std::shared_ptr<runtime::transport::courier> courier;
   int virtual_stages() const { return static_cast<int>(chunks.size()); }
+  /// Gradients are all-reduced between replicas (not parameter servers).
+  bool all_reduces() const { return replicas > 1 && ps_layout.pieces.empty(); }
+  bool uses_ps() const { return !ps_layout.pieces.empty(); }
   /// Chunk v takes the trainer's inputs (global virtual stage 0).
   bool takes_input(int v) const { return stage == 0 && v == 0; }
   /// Chunk v computes the loss (the last global virtual stage) and gets the labels.
@@ -103,6 +120,10 @@ shard_config shard_config_from_json(const nlohmann::json& j);
 ///   (set_state_atom, named_tensors)
 ///   (get_trace_atom) -> std::string           trace events (cfg.trace), between steps only
 ///   (dp_group_atom, caf::actor rank) -> bool  data parallelism: its collective rank
+///   (tp_group_atom, caf::actor rank) -> bool  tensor parallelism: its rank in the
+///                   stage's tensor-parallel group
+///   (ps_group_atom, std::vector<caf::actor>) -> bool  parameter servers (by shard)
+///   ps_msg          pulled parameters from a ps shard
 ///   (sync_params_atom) -> bool                take replica 0's parameters (broadcast)
 ///
 /// Data parallelism (cfg.replicas > 1): the gradients are cut into buckets

@@ -13,6 +13,7 @@
 #include "actors/device_actor.hpp"
 #include "actors/layer_shard.hpp"
 #include "actors/nccl_group.hpp"
+#include "actors/ps_shard.hpp"
 #include "runtime/caf_error.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -71,6 +72,10 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
             auto c = collective_config_from_json(j);
             c.courier = st.cfg.courier;
             a = spawn_collective_rank(self->system(), std::move(c));
+          } else if (kind == "ps_shard") {
+            auto c = ps_shard_config_from_json(j);
+            c.courier = st.cfg.courier;
+            a = spawn_ps_shard(self->system(), std::move(c));
           } else if (kind == "nccl") {
             // Replicas on GPUs: the same protocol, executed by NCCL.
             nccl_rank_config c;

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include "models/layer_costs.hpp"
+#include "models/layer_registry.hpp"
+#include "models/tensor_parallel.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
 
@@ -17,13 +19,19 @@ std::string plan::strategy() const {
     pipeline = microbatches == 1 ? "single" : "gradient-accumulation";
   else
     pipeline = microbatches == 1 ? "layer-placement" : "pipeline";
-  if (replicas == 1)
-    return pipeline;
-  return pipeline == "single" ? "data-parallel" : pipeline + "+data-parallel";
+  std::string r = pipeline;
+  if (replicas > 1)
+    r = pipeline == "single" ? "data-parallel" : pipeline + "+data-parallel";
+  if (tp > 1)
+    r = r == "single" ? "tensor-parallel" : r + "+tensor-parallel";
+  if (!ps_shards.empty())
+    r += "+parameter-server";
+  return r;
 }
 
 std::vector<device_slot> local_devices(const train_options& opts, unsigned cores) {
-  const int devices = std::max(1, opts.stages) * std::max(1, opts.dp);
+  const int devices =
+      std::max(1, opts.stages) * std::max(1, opts.dp) * std::max(1, opts.tp) + opts.ps;
   const int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, cores));
   std::vector<device_slot> r;
   for (int s = 0; s < devices; ++s) {
@@ -55,6 +63,19 @@ std::vector<device_slot> interleave_nodes(const std::vector<device_slot>& availa
   return r;
 }
 
+/// (name, element count) of every parameter of the chunks, in model order.
+std::vector<std::pair<std::string, std::int64_t>>
+stage_parameters(const models::model_spec& spec, const std::vector<models::layer_range>& chunks) {
+  std::vector<std::pair<std::string, std::int64_t>> r;
+  for (const auto& c : chunks)
+    for (auto i = c.begin; i < c.end; ++i) {
+      auto layer = models::make_layer(spec.layers[i], i);
+      for (const auto& prm : layer->parameters())
+        r.emplace_back(prm.name, prm.value.numel());
+    }
+  return r;
+}
+
 } // namespace
 
 plan make_plan(const train_options& opts, const std::vector<device_slot>& available) {
@@ -75,15 +96,56 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
         "has only {} layers",
         stages, virtual_stages, stages * virtual_stages, opts.model, p.model.layers.size()));
   const int replicas = opts.dp;
-  const auto needed = static_cast<std::size_t>(stages) * static_cast<std::size_t>(replicas);
-  if (needed > available.size())
-    throw runtime::input_error(
-        replicas == 1 ? fmt::format("--stages {} needs {} devices, the cluster has {}", stages,
-                                    stages, available.size())
-                      : fmt::format("--stages {} --dp {} needs {} devices, the cluster has {}",
-                                    stages, replicas, needed, available.size()));
-  auto order = interleave_nodes(available);
-  p.devices.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(needed));
+  const int tp = opts.tp;
+  if (tp > 1) {
+    try {
+      (void)models::tp_layout(p.model, tp); // every split layer can be split tp ways
+    } catch (const std::invalid_argument& e) {
+      throw runtime::input_error(fmt::format("--tp {}: {}", tp, e.what()));
+    }
+  }
+  const auto workers = static_cast<std::size_t>(stages) * static_cast<std::size_t>(replicas) *
+                       static_cast<std::size_t>(tp);
+  const auto ps = static_cast<std::size_t>(opts.ps);
+  if (workers + ps > available.size()) {
+    std::string asked = fmt::format("--stages {}", stages);
+    if (replicas > 1)
+      asked += fmt::format(" --dp {}", replicas);
+    if (tp > 1)
+      asked += fmt::format(" --tp {}", tp);
+    if (ps > 0)
+      asked += fmt::format(" --ps {}", ps);
+    throw runtime::input_error(fmt::format("{} needs {} devices, the cluster has {}", asked,
+                                           workers + ps, available.size()));
+  }
+  // Parameter servers prefer the nodes of the cluster spec's "ps" job (and
+  // CPU devices); workers the others.
+  // (Nodes joined from a cluster spec are named "<job>-<index>": "ps-0".)
+  auto is_ps_node = [](const device_slot& d) {
+    return d.node.rfind("ps-", 0) == 0 || d.node.rfind("ps:", 0) == 0;
+  };
+  std::vector<device_slot> worker_pool, ps_pool;
+  for (const auto& d : available)
+    (ps > 0 && is_ps_node(d) ? ps_pool : worker_pool).push_back(d);
+  auto order = interleave_nodes(worker_pool);
+  auto ps_order = interleave_nodes(ps_pool);
+  while (order.size() < workers) { // too few worker devices: borrow ps-job ones
+    order.push_back(ps_order.front());
+    ps_order.erase(ps_order.begin());
+  }
+  // Devices left over by the workers serve the remaining parameter servers.
+  ps_order.insert(ps_order.end(), order.begin() + static_cast<std::ptrdiff_t>(workers),
+                  order.end());
+  std::stable_partition(ps_order.begin(), ps_order.end(),
+                        [](const device_slot& d) { return !d.where.is_cuda(); });
+  p.devices.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(workers));
+  for (std::size_t i = 0; i < ps; ++i) {
+    if (ps_order[i].where.is_cuda())
+      throw runtime::input_error(
+          fmt::format("--ps {}: parameter servers need CPU devices, the cluster has too few", ps));
+    p.ps_shards.push_back({static_cast<int>(i), p.devices.size()});
+    p.devices.push_back(ps_order[i]);
+  }
   const int chunks = stages * virtual_stages;
   std::vector<models::layer_range> ranges;
   if (!opts.split.empty()) {
@@ -114,20 +176,32 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
     std::vector<double> speeds;
     if (opts.partition == "measured" && virtual_stages == 1) {
       for (int s = 0; s < stages; ++s)
-        speeds.push_back(p.devices[static_cast<std::size_t>(s)].gflops);
+        speeds.push_back(p.devices[static_cast<std::size_t>(s * tp)].gflops);
       if (std::any_of(speeds.begin(), speeds.end(), [](double g) { return !(g > 0); }))
         speeds.clear();
     }
     ranges = models::partition_balanced(p.layer_costs, chunks, speeds);
   }
   for (int r = 0; r < replicas; ++r)
-    for (int s = 0; s < stages; ++s) {
-      stage_slot slot{s, {}, static_cast<std::size_t>(r * stages + s), r};
-      for (int v = 0; v < virtual_stages; ++v)
-        slot.chunks.push_back(ranges[static_cast<std::size_t>(v * stages + s)]);
-      p.stages.push_back(std::move(slot));
-    }
+    for (int s = 0; s < stages; ++s)
+      for (int t = 0; t < tp; ++t) {
+        stage_slot slot{s, {}, static_cast<std::size_t>((r * stages + s) * tp + t), r, t};
+        for (int v = 0; v < virtual_stages; ++v)
+          slot.chunks.push_back(ranges[static_cast<std::size_t>(v * stages + s)]);
+        p.stages.push_back(std::move(slot));
+      }
   p.replicas = replicas;
+  p.tp = tp;
+  if (ps > 0) {
+    // Parameters of every stage, in model order, spread over the shards.
+    std::vector<ps_param_info> params;
+    for (int s = 0; s < stages; ++s)
+      for (const auto& info : stage_parameters(p.model, p.slot(0, s).chunks))
+        params.push_back({info.first, s, info.second});
+    p.ps_layout = assign_parameters(params, static_cast<int>(ps), opts.ps_split_bytes);
+    p.ps_mode = opts.ps_mode;
+    p.staleness = opts.staleness;
+  }
   p.batch_shares = opts.batch_shares.empty()
                        ? std::vector<double>(static_cast<std::size_t>(replicas), 1.0)
                        : opts.batch_shares;
@@ -142,74 +216,49 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
   return p;
 }
 
+plan place_saved_plan(plan p, const std::vector<device_slot>& available) {
+  for (auto& d : p.devices) {
+    auto it = std::find_if(available.begin(), available.end(), [&](const device_slot& a) {
+      return a.node == d.node && a.name == d.name;
+    });
+    if (it != available.end()) {
+      d.where = it->where;
+      d.gflops = it->gflops;
+      if (d.node != "local")
+        d.threads = it->threads;
+    } else if (d.node != "local" ||
+               std::any_of(available.begin(), available.end(),
+                           [](const device_slot& a) { return a.node != "local"; })) {
+      throw runtime::input_error(
+          "--plan: device " + d.node + "/" + d.name +
+          " is not in the cluster (nodes ready: " + std::to_string(available.size()) + " devices)");
+    }
+  }
+  return p;
+}
+
+void adopt_plan_degrees(train_options& opts, const plan& p) {
+  if (opts.model != p.model.name)
+    throw runtime::input_error("--plan: the plan is for model " + p.model.name + ", not --model " +
+                               opts.model);
+  opts.stages = p.depth();
+  opts.dp = p.replicas;
+  opts.tp = p.tp;
+  opts.ps = static_cast<int>(p.ps_shards.size());
+  opts.microbatches = p.microbatches;
+  opts.schedule = p.schedule;
+  opts.virtual_stages = p.virtual_stages;
+  if (!p.ps_shards.empty()) {
+    opts.ps_mode = p.ps_mode;
+    opts.staleness = p.staleness;
+  }
+  opts.split.clear();
+  opts.batch_shares = p.batch_shares;
+  opts.validate();
+}
+
 plan make_plan(const train_options& opts, unsigned cores) {
   return make_plan(opts, local_devices(opts, cores));
-}
-
-nlohmann::json to_json(const plan& p) {
-  nlohmann::json devices = nlohmann::json::array();
-  for (const auto& d : p.devices)
-    devices.push_back({{"name", d.name},
-                       {"node", d.node},
-                       {"device", runtime::to_string(d.where)},
-                       {"threads", d.threads}});
-  nlohmann::json stages = nlohmann::json::array();
-  for (const auto& s : p.stages) {
-    nlohmann::json chunks = nlohmann::json::array();
-    for (const auto& c : s.chunks)
-      chunks.push_back({c.begin, c.end});
-    nlohmann::json j{{"stage", s.stage},
-                     {"replica", s.replica},
-                     {"chunks", chunks},
-                     {"device", p.devices.at(s.device).name},
-                     {"node", p.devices.at(s.device).node}};
-    if (s.chunks.size() == 1)
-      j["layers"] = chunks[0];
-    stages.push_back(std::move(j));
-  }
-  return {{"strategy", p.strategy()},
-          {"model", p.model.to_json()},
-          {"devices", devices},
-          {"stages", stages},
-          {"microbatches", p.microbatches},
-          {"schedule", std::string{to_string(p.schedule)}},
-          {"virtual_stages", p.virtual_stages},
-          {"replicas", p.replicas},
-          {"batch_shares", p.batch_shares},
-          {"partition", p.partition},
-          {"layer_costs", p.layer_costs}};
-}
-
-std::string describe(const plan& p) {
-  // fmt rather than operator+ chains: g++ 12 reports a bogus -Wrestrict on those.
-  std::string r;
-  for (const auto& s : p.stages) {
-    const auto& d = p.devices.at(s.device);
-    if (p.replicas > 1)
-      r += fmt::format("replica {} ", s.replica);
-    r += fmt::format("stage {}: layers", s.stage);
-    for (std::size_t v = 0; v < s.chunks.size(); ++v) {
-      const auto& c = s.chunks[v];
-      r += fmt::format("{} [{}, {})", v == 0 ? "" : " |", c.begin, c.end);
-      for (auto i = c.begin; i < c.end; ++i)
-        r += fmt::format(" {}", p.model.layers[i].at("type").get<std::string>());
-    }
-    double cost = 0;
-    for (const auto& c : s.chunks)
-      for (auto i = c.begin; i < c.end && i < p.layer_costs.size(); ++i)
-        cost += p.layer_costs[i];
-    const auto cost_text = p.partition == "measured" ? fmt::format("{:.3f} ms", cost * 1e3)
-                                                     : fmt::format("{:.1f} MFLOP", cost / 1e6);
-    r += fmt::format(" ({}) on {}/{} ({} thread{})\n", cost_text, d.node, d.name, d.threads,
-                     d.threads == 1 ? "" : "s");
-  }
-  if (p.replicas > 1) {
-    r += fmt::format("batch shares:");
-    for (std::size_t i = 0; i < p.batch_shares.size(); ++i)
-      r += fmt::format(" {:.4g}", p.batch_shares[i]);
-    r += "\n";
-  }
-  return r;
 }
 
 } // namespace troupe::actors

@@ -21,6 +21,8 @@
 #include "actors/layer_shard.hpp"
 #include "actors/node_agent.hpp"
 #include "actors/plan.hpp"
+#include "actors/plan_memory.hpp"
+#include "actors/ps_shard.hpp"
 #include "actors/trainer.hpp"
 #include "kernels/gpu.hpp"
 #include "models/sequence_loss.hpp"
@@ -234,21 +236,31 @@ caf::actor agent_of(supervisor_actor* self, const std::string& node) {
   return it == st.nodes.end() ? caf::actor{} : it->second.agent;
 }
 
+/// The actors a job's nodes spawned for it, indexed as the plan's slots:
+/// devices as plan::devices, shards and tp_ranks as plan::stages, dp_ranks
+/// (all-reduce between replicas) at (stage * tp + tp rank) * replicas +
+/// replica, ps as plan::ps_shards.
+struct job_actors {
+  std::vector<caf::actor> devices, shards, dp_ranks, tp_ranks, ps;
+  std::size_t left = 0; ///< spawn replies still missing
+};
+
 /// The last phase: wiring, loaders and the trainer, all answered locally.
-/// `ranks` (data parallelism): the collective ranks of stage k's replicas at
-/// k * replicas + r.
-void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
-                   std::vector<caf::actor> shards, std::vector<caf::actor> ranks, dataset train_set,
+void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset train_set,
                    dataset test_set, std::optional<runtime::checkpoint> resume) {
   const auto& topology = self->state.job.topology;
   const auto depth = static_cast<std::size_t>(topology.depth());
   const auto replicas = static_cast<std::size_t>(topology.replicas);
-  // Every shard acknowledges its wiring (and every collective rank and shard
-  // its group) before the trainer exists, so none can see a step before it
-  // knows its peers.
-  auto left = std::make_shared<std::size_t>(shards.size() + 2 * ranks.size());
+  const auto tp = static_cast<std::size_t>(topology.tp);
+  const auto& devices = spawned.devices;
+  const auto& shards = spawned.shards;
+  const auto& ranks = spawned.dp_ranks;
+  const auto& tp_ranks = spawned.tp_ranks;
+  const auto& ps = spawned.ps;
+  auto left = std::make_shared<std::size_t>(shards.size() + 2 * ranks.size() + 2 * tp_ranks.size() +
+                                            (ps.empty() ? 0 : shards.size()));
   auto id = self->state.job.id;
-  auto go = [self, id, shards, train_set, test_set, resume]() mutable {
+  auto go = [self, id, shards, ps, train_set, test_set, resume]() mutable {
     auto& st = self->state;
     if (st.job.id != id || st.job.phase != "starting")
       return;
@@ -286,6 +298,7 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
     tc.opts = opts;
     tc.topology = topology;
     tc.stages = shards;
+    tc.ps_shards = ps;
     tc.test_loader = test_loader;
     tc.train_samples = train_set.size();
     tc.test_samples = test_set.size();
@@ -309,31 +322,67 @@ void start_trainer(supervisor_actor* self, std::vector<caf::actor> devices,
         abort_job(self, what + ": " + runtime::describe(self->system(), err));
     };
   };
+  auto who = [&](std::size_t r, std::size_t k, std::size_t t) {
+    std::string w = "stage " + std::to_string(k);
+    if (replicas > 1)
+      w += " of replica " + std::to_string(r);
+    if (tp > 1)
+      w += ", tensor-parallel rank " + std::to_string(t);
+    return w;
+  };
+  // Rank t of stage k talks to rank t of stages k - 1 and k + 1 (tensor-
+  // parallel ranks hold identical activations at stage boundaries).
   for (std::size_t j = 0; j < shards.size(); ++j) {
-    const auto base = j - j % n; // the replica's first stage
-    const auto i = j % n;
-    self->request(shards[j], std::chrono::seconds(30), runtime::wire_atom::value,
-                  devices[topology.stages[j].device],
-                  i > 0 || ring ? shards[base + (i + n - 1) % n] : caf::actor{},
-                  i + 1 < n || ring ? shards[base + (i + 1) % n] : caf::actor{})
+    const auto& s = topology.stages[j];
+    const auto k = static_cast<std::size_t>(s.stage);
+    auto at = [&](std::size_t stage) {
+      return shards[topology.slot_index(s.replica, static_cast<int>(stage), s.tp_rank)];
+    };
+    self->request(shards[j], std::chrono::seconds(30), runtime::wire_atom::value, devices[s.device],
+                  k > 0 || ring ? at((k + n - 1) % n) : caf::actor{},
+                  k + 1 < n || ring ? at((k + 1) % n) : caf::actor{})
         .then([one_done](bool) mutable { one_done(); },
-              failed("wiring stage " + std::to_string(i) +
-                     (replicas > 1 ? " of replica " + std::to_string(j / n) : "")));
+              failed("wiring " + who(static_cast<std::size_t>(s.replica), k,
+                                     static_cast<std::size_t>(s.tp_rank))));
   }
-  // Data parallelism: stage k's replicas form a collective group; each shard
-  // learns its rank.
-  for (std::size_t k = 0; k < depth && !ranks.empty(); ++k) {
-    std::vector<caf::actor> group(ranks.begin() + static_cast<std::ptrdiff_t>(k * replicas),
-                                  ranks.begin() + static_cast<std::ptrdiff_t>((k + 1) * replicas));
+  // Data parallelism: rank t of stage k of every replica forms a collective
+  // group; each shard learns its rank.
+  for (std::size_t g = 0; g < depth * tp && !ranks.empty(); ++g) {
+    const auto k = g / tp, t = g % tp;
+    std::vector<caf::actor> group(ranks.begin() + static_cast<std::ptrdiff_t>(g * replicas),
+                                  ranks.begin() + static_cast<std::ptrdiff_t>((g + 1) * replicas));
     for (std::size_t r = 0; r < replicas; ++r) {
-      auto what = "wiring the all-reduce group of stage " + std::to_string(k) + ", replica " +
-                  std::to_string(r);
+      auto what = "wiring the all-reduce group of " + who(r, k, t);
       self->request(group[r], std::chrono::seconds(30), runtime::wire_atom::value, group)
           .then([one_done]() mutable { one_done(); }, failed(what));
-      self->request(shards[r * depth + k], std::chrono::seconds(30), runtime::dp_group_atom::value,
-                    group[r])
+      self->request(shards[topology.slot_index(static_cast<int>(r), static_cast<int>(k),
+                                               static_cast<int>(t))],
+                    std::chrono::seconds(30), runtime::dp_group_atom::value, group[r])
           .then([one_done](bool) mutable { one_done(); }, failed(what));
     }
+  }
+  // Tensor parallelism: the tp shards of one stage of one replica form a
+  // collective group their split layers all-reduce through.
+  for (std::size_t g = 0; g < replicas * depth && !tp_ranks.empty(); ++g) {
+    std::vector<caf::actor> group(tp_ranks.begin() + static_cast<std::ptrdiff_t>(g * tp),
+                                  tp_ranks.begin() + static_cast<std::ptrdiff_t>((g + 1) * tp));
+    for (std::size_t t = 0; t < tp; ++t) {
+      auto what = "wiring the tensor-parallel group of " + who(g / depth, g % depth, t);
+      self->request(group[t], std::chrono::seconds(30), runtime::wire_atom::value, group)
+          .then([one_done]() mutable { one_done(); }, failed(what));
+      self->request(shards[g * tp + t], std::chrono::seconds(30), runtime::tp_group_atom::value,
+                    group[t])
+          .then([one_done](bool) mutable { one_done(); }, failed(what));
+    }
+  }
+  // Parameter servers: every worker shard learns all ps shards.
+  for (std::size_t j = 0; j < shards.size() && !ps.empty(); ++j) {
+    const auto& s = topology.stages[j];
+    self->request(shards[j], std::chrono::seconds(30), runtime::ps_group_atom::value, ps)
+        .then([one_done](bool) mutable { one_done(); },
+              failed("giving the parameter servers to " +
+                     who(static_cast<std::size_t>(s.replica), static_cast<std::size_t>(s.stage),
+                         static_cast<std::size_t>(s.tp_rank))));
   }
 }
 
@@ -365,7 +414,13 @@ std::string launch(supervisor_actor* self) {
         st.cfg.local_node
             ? local_devices(job.opts, std::max(1u, std::thread::hardware_concurrency()))
             : cluster_devices(st);
-    job.topology = make_plan(job.opts, available);
+    if (!job.opts.plan.is_null()) {
+      // A saved plan (--plan FILE): its topology, on this cluster's devices.
+      job.topology = place_saved_plan(plan_from_json(job.opts.plan), available);
+      adopt_plan_degrees(job.opts, job.topology);
+    } else {
+      job.topology = make_plan(job.opts, available);
+    }
     const auto& model = job.topology.model;
     if (models::is_sequence_model(model)) {
       // A language model (the transformer) reads a text file.
@@ -407,23 +462,25 @@ std::string launch(supervisor_actor* self) {
                topology.strategy(), topology.depth(), topology.replicas, topology.microbatches);
   // Shown with progress output; benchmarks running many jobs keep it quiet.
   st.log->log(job.opts.progress ? spdlog::level::info : spdlog::level::debug,
-              "plan ({} partition):\n{}", topology.partition, describe(topology));
+              "plan ({} partition):\n{}", topology.partition,
+              describe(topology, memory_assumptions::of(job.opts)));
   job.phase = "starting";
   // Ask the nodes for the devices and shards, all at once.
-  struct spawned {
-    std::vector<caf::actor> devices, shards, ranks;
-    std::size_t left = 0;
-  };
-  auto acc = std::make_shared<spawned>();
+  auto acc = std::make_shared<job_actors>();
+  const bool use_ps = !topology.ps_shards.empty();
   acc->devices.resize(topology.devices.size());
   acc->shards.resize(topology.stages.size());
-  if (topology.replicas > 1)
-    acc->ranks.resize(topology.stages.size());
-  acc->left = topology.devices.size() + topology.stages.size() + acc->ranks.size();
+  if (topology.replicas > 1 && !use_ps)
+    acc->dp_ranks.resize(topology.stages.size());
+  if (topology.tp > 1)
+    acc->tp_ranks.resize(topology.stages.size());
+  acc->ps.resize(topology.ps_shards.size());
+  acc->left = topology.devices.size() + topology.stages.size() + acc->dp_ranks.size() +
+              acc->tp_ranks.size() + acc->ps.size();
   auto id = job.id;
   auto done = [self, acc, id, train_set, test_set, resume]() {
     if (--acc->left == 0 && self->state.job.id == id)
-      start_trainer(self, acc->devices, acc->shards, acc->ranks, train_set, test_set, resume);
+      start_trainer(self, *acc, train_set, test_set, resume);
   };
   auto on_error = [self, id](std::string what) {
     return [self, id, what](caf::error& err) {
@@ -452,6 +509,7 @@ std::string launch(supervisor_actor* self) {
              "device " + d.node + "/" + d.name, &acc->devices[i]);
   }
   const auto fault = parse_fault(job.opts.fault);
+  const int tp = topology.tp;
   for (std::size_t j = 0; j < topology.stages.size(); ++j) {
     const auto& s = topology.stages[j];
     const auto& d = topology.devices[s.device];
@@ -460,6 +518,8 @@ std::string launch(supervisor_actor* self) {
     c.stages = topology.depth();
     c.replica = s.replica;
     c.replicas = topology.replicas;
+    c.tp_rank = s.tp_rank;
+    c.tp = tp;
     c.bucket_bytes = job.opts.bucket_bytes;
     c.check_replicas = job.opts.check_replicas;
     c.model = topology.model;
@@ -468,23 +528,42 @@ std::string launch(supervisor_actor* self) {
     c.seed = job.opts.seed;
     c.schedule = topology.schedule;
     c.trace = !job.opts.trace_file.empty();
-    if (fault.stage == s.stage && fault.replica == s.replica)
+    if (fault.stage == s.stage && fault.replica == s.replica && s.tp_rank == 0)
       c.fault_step = fault.step;
-    if (job.opts.slow_stage == s.stage)
+    if (job.opts.slow_stage == s.stage &&
+        (job.opts.slow_replica < 0 || job.opts.slow_replica == s.replica))
       c.slow_factor = job.opts.slow_factor;
     c.clip_norm = job.opts.clip_norm;
-    const auto who = topology.replicas > 1 ? "replica " + std::to_string(s.replica) + " stage " +
-                                                 std::to_string(s.stage)
-                                           : "stage " + std::to_string(s.stage);
+    if (use_ps) {
+      c.ps_layout = topology.ps_layout;
+      c.ps = parse_ps_mode(topology.ps_mode);
+    }
+    std::string who = "stage " + std::to_string(s.stage);
+    if (topology.replicas > 1)
+      who = "replica " + std::to_string(s.replica) + " " + who;
+    if (tp > 1)
+      who += " tp rank " + std::to_string(s.tp_rank);
     spawn_on(d.node, "layer_shard", to_json(c),
              "layer_shard " + who + " on " + d.node + "/" + d.name, &acc->shards[j]);
-    if (topology.replicas > 1) {
+    if (tp > 1) {
+      // Rank t of the stage's tensor-parallel group, in the shard's process.
+      collective_config g;
+      g.rank = s.tp_rank;
+      g.size = tp;
+      g.algo = collectives::parse_allreduce_algo(job.opts.allreduce);
+      g.tree_threshold_bytes = static_cast<std::size_t>(job.opts.tree_threshold_bytes);
+      spawn_on(d.node, "collective", to_json(g),
+               "tensor-parallel rank of " + who + " on " + d.node + "/" + d.name,
+               &acc->tp_ranks[j]);
+    }
+    if (!acc->dp_ranks.empty()) {
       // Stage k of replica r is rank r of stage k's group, in the shard's
       // process: NCCL ranks when every replica of the stage is on a GPU (and
       // this build has NCCL), collective rank actors otherwise.
       std::vector<runtime::device> group_devices;
       for (int r = 0; r < topology.replicas; ++r)
-        group_devices.push_back(topology.devices[topology.slot(r, s.stage).device].where);
+        group_devices.push_back(
+            topology.devices[topology.slot(r, s.stage, s.tp_rank).device].where);
       const auto backend = choose_collective_backend(
           group_devices, group_devices.front().is_cuda() && nccl_available());
       collective_config g;
@@ -496,10 +575,30 @@ std::string launch(supervisor_actor* self) {
       if (backend == collective_backend::nccl)
         config["device"] = runtime::to_string(d.where);
       spawn_on(d.node, backend == collective_backend::nccl ? "nccl" : "collective", config,
-               "collective rank " + std::to_string(s.replica) + " of stage " +
-                   std::to_string(s.stage) + " on " + d.node + "/" + d.name,
-               &acc->ranks[static_cast<std::size_t>(s.stage * topology.replicas + s.replica)]);
+               "collective rank " + std::to_string(s.replica) + " of " + who + " on " + d.node +
+                   "/" + d.name,
+               &acc->dp_ranks[static_cast<std::size_t>(
+                   (s.stage * tp + s.tp_rank) * topology.replicas + s.replica)]);
     }
+  }
+  for (std::size_t i = 0; i < topology.ps_shards.size(); ++i) {
+    const auto& slot = topology.ps_shards[i];
+    const auto& d = topology.devices[slot.device];
+    ps_shard_config c;
+    c.shard = slot.shard;
+    c.assignment = topology.ps_layout;
+    c.workers = topology.replicas;
+    c.mode = parse_ps_mode(topology.ps_mode);
+    c.staleness = topology.staleness;
+    c.optimizer = job.opts.optimizer_config();
+    c.model = topology.model;
+    c.seed = job.opts.seed;
+    if (fault.ps == slot.shard)
+      c.fault_step = fault.step;
+    c.trace = !job.opts.trace_file.empty();
+    spawn_on(d.node, "ps_shard", to_json(c),
+             "ps_shard " + std::to_string(slot.shard) + " on " + d.node + "/" + d.name,
+             &acc->ps[i]);
   }
   return {};
 }

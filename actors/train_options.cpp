@@ -60,6 +60,28 @@ void train_options::validate() const {
           "--allreduce must be auto, ring or tree, got '" + allreduce + "'");
   require(tree_threshold_bytes >= 0, "--tree-threshold must be >= 0");
   require(check_replicas >= 0, "--check-replicas must be >= 0 (0: never)");
+  require(tp >= 1 && tp <= 64, "--tp must be in [1, 64], got " + std::to_string(tp));
+  require(ps >= 0 && ps <= 256, "--ps must be in [0, 256], got " + std::to_string(ps));
+  require(ps_mode == "sync" || ps_mode == "async" || ps_mode == "ssp",
+          "--ps-mode must be sync, async or ssp, got '" + ps_mode + "'");
+  require(staleness >= 0 && staleness <= 1000000,
+          "--staleness must be >= 0, got " + std::to_string(staleness));
+  require(staleness == 0 || ps_mode == "ssp", "--staleness needs --ps-mode ssp");
+  require(ps_split_bytes >= 4, "--ps-split-bytes must be >= 4");
+  if (ps > 0) {
+    require(tp == 1, "--ps with --tp is not supported: tensor-parallel slices would need "
+                     "per-slice parameter-server assignments");
+    require(clip_norm == 0, "--clip-norm is not supported with --ps: the parameter servers "
+                            "apply the updates and do not clip");
+    require(checkpoint_dir.empty() && resume_dir.empty(),
+            "--checkpoint-dir / --resume are not supported with --ps yet: the optimizer state "
+            "lives on the parameter servers");
+    require(check_replicas == 0 || ps_mode == "sync",
+            "--check-replicas needs --ps-mode sync (async workers differ by design)");
+  } else {
+    require(ps_mode == "sync", "--ps-mode needs --ps S");
+  }
+  require(plan.is_null() || plan.is_object(), "--plan: a plan must be a JSON object");
   require(batch >= dp, "--batch " + std::to_string(batch) + " is smaller than --dp " +
                            std::to_string(dp) + ": every replica needs a sample");
   require(max_steps == -1 || max_steps >= 1, "--steps must be >= 1");
@@ -72,7 +94,11 @@ void train_options::validate() const {
               std::to_string(slow_stage));
   require(slow_factor >= 1.0 && slow_factor <= 100.0,
           "--slow-factor must be in [1, 100], got " + std::to_string(slow_factor));
+  require(slow_replica >= -1 && slow_replica < dp,
+          "--slow-replica must be -1 (all) or a replica in [0, " + std::to_string(dp) + ")");
   auto f = parse_fault(fault);
+  require(f.ps < ps, "--inject-fault: ps shard " + std::to_string(f.ps) + " does not exist (--ps " +
+                         std::to_string(ps) + ")");
   require(f.stage < stages, "--inject-fault: stage " + std::to_string(f.stage) + " does not exist");
   require(f.replica < dp, "--inject-fault: replica " + std::to_string(f.replica) +
                               " does not exist (--dp " + std::to_string(dp) + ")");
@@ -84,6 +110,15 @@ fault_spec parse_fault(const std::string& text) {
     return f;
   long long stage = -1, step = -1, replica = 0;
   char tail = 0;
+  if (text.rfind("ps=", 0) == 0) {
+    long long shard = -1;
+    if (std::sscanf(text.c_str(), "ps=%lld,step=%lld%c", &shard, &step, &tail) != 2 || shard < 0 ||
+        shard > 256 || step < 0)
+      throw runtime::input_error("--inject-fault: expected ps=S,step=N, got '" + text + "'");
+    f.ps = static_cast<int>(shard);
+    f.step = step;
+    return f;
+  }
   int n = std::sscanf(text.c_str(), "stage=%lld,step=%lld,replica=%lld%c", &stage, &step, &replica,
                       &tail);
   if ((n != 2 && n != 3) || stage < 0 || step < 0 || stage > 1000 || replica < 0 || replica > 1024)
@@ -127,6 +162,12 @@ nlohmann::json to_json(const train_options& o) {
           {"allreduce", o.allreduce},
           {"tree_threshold_bytes", o.tree_threshold_bytes},
           {"check_replicas", o.check_replicas},
+          {"tp", o.tp},
+          {"ps", o.ps},
+          {"ps_mode", o.ps_mode},
+          {"staleness", o.staleness},
+          {"ps_split_bytes", o.ps_split_bytes},
+          {"plan", o.plan},
           {"max_steps", o.max_steps},
           {"evaluate", o.evaluate},
           {"threads", o.threads},
@@ -137,7 +178,8 @@ nlohmann::json to_json(const train_options& o) {
           {"timing_warmup", o.timing_warmup},
           {"fault", o.fault},
           {"slow_stage", o.slow_stage},
-          {"slow_factor", o.slow_factor}};
+          {"slow_factor", o.slow_factor},
+          {"slow_replica", o.slow_replica}};
 }
 
 train_options train_options_from_json(const nlohmann::json& j) {
@@ -196,6 +238,20 @@ train_options train_options_from_json(const nlohmann::json& j) {
         o.tree_threshold_bytes = v.get<std::int64_t>();
       else if (k == "check_replicas")
         o.check_replicas = v.get<std::int64_t>();
+      else if (k == "tp")
+        o.tp = v.get<int>();
+      else if (k == "ps")
+        o.ps = v.get<int>();
+      else if (k == "ps_mode")
+        o.ps_mode = v.get<std::string>();
+      else if (k == "staleness")
+        o.staleness = v.get<int>();
+      else if (k == "ps_split_bytes")
+        o.ps_split_bytes = v.get<std::int64_t>();
+      else if (k == "plan")
+        o.plan = v;
+      else if (k == "slow_replica")
+        o.slow_replica = v.get<int>();
       else if (k == "max_steps")
         o.max_steps = v.get<std::int64_t>();
       else if (k == "evaluate")

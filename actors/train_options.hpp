@@ -64,6 +64,26 @@ struct train_options {
   /// parameters (a digest per stage per replica); the job fails naming the
   /// replica that diverged. 0: never.
   std::int64_t check_replicas = 0;
+  /// Tensor (intra-layer, Megatron) parallelism: every pipeline stage of
+  /// every replica is split across this many layer shards, each holding 1/tp
+  /// of the split layers' weights (models/tensor_parallel.hpp). 1: none.
+  int tp = 1;
+  /// Parameter servers: this many ps shards hold the parameters and the
+  /// optimizer state in place of the all-reduce between the dp replicas (the
+  /// workers). 0: no parameter servers.
+  int ps = 0;
+  /// "sync" (a shard applies a step once every worker pushed it: equal to
+  /// data parallelism), "async" (each push applied on arrival) or "ssp"
+  /// (async, but no worker runs more than `staleness` steps ahead of the
+  /// slowest).
+  std::string ps_mode = "sync";
+  int staleness = 0;
+  /// Parameters larger than this many bytes are split across all ps shards;
+  /// smaller ones go whole to the least loaded shard.
+  std::int64_t ps_split_bytes = std::int64_t{1} << 20;
+  /// A saved plan (`troupe plan --save`) to run instead of planning; null:
+  /// plan the job. Its degrees and model must match these options.
+  nlohmann::json plan = nullptr;
   std::int64_t max_steps = -1; ///< stop after this many steps in all (-1: run the epochs)
   /// Evaluate after each epoch: test accuracy, or a language model's held-out
   /// loss and bits per character.
@@ -87,6 +107,9 @@ struct train_options {
   /// unbalanced pipeline's bubble moves. -1: no stage is slowed.
   int slow_stage = -1;
   double slow_factor = 1.0;
+  /// With slow_stage: slow only that stage of this replica (a slow worker);
+  /// -1: of every replica.
+  int slow_replica = -1;
 
   /// Throws runtime::input_error naming the first invalid field.
   void validate() const;
@@ -99,9 +122,10 @@ struct fault_spec {
   int stage = -1;
   std::int64_t step = -1;
   int replica = 0;
+  int ps = -1; ///< a ps shard that fails when it applies step `step`
 };
-/// Parses "stage=S,step=N[,replica=R]"; empty text gives {-1, -1, 0}. Throws
-/// runtime::input_error.
+/// Parses "stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty text gives
+/// {-1, -1, 0, -1}. Throws runtime::input_error.
 fault_spec parse_fault(const std::string& text);
 
 nlohmann::json to_json(const train_options& o);

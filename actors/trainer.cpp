@@ -17,6 +17,7 @@
 #include "kernels/cpu/gemm.hpp"
 #include "models/lr_schedule.hpp"
 #include "models/sequence_loss.hpp"
+#include "models/tensor_parallel.hpp"
 #include "runtime/build_info.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_util.hpp"
@@ -105,6 +106,19 @@ private:
   clock_type::time_point last_draw_;
 };
 
+/// Async / ssp: where one worker is.
+struct worker_progress {
+  std::int64_t next = 0; ///< the step it runs next (or now, when running)
+  bool running = false;
+  int pending = 0; ///< reports of its running step still missing
+};
+
+/// A training step some workers have finished: how many, and their losses.
+struct step_part {
+  int replicas = 0;
+  runtime::stage_report loss;
+};
+
 struct trainer_state {
   trainer_config cfg;
   std::shared_ptr<spdlog::logger> log = runtime::logger("trainer");
@@ -122,11 +136,17 @@ struct trainer_state {
   double last_epoch_loss = -1;
   int depth = 1;    ///< stages per replica
   int replicas = 1; ///< data-parallel replicas
+  int tp = 1;       ///< tensor-parallel shards per stage
+  /// tp > 1: how each parameter is split across a stage's shards.
+  std::map<std::string, std::vector<models::tp_param_split>> tp_layout;
   // The step in flight.
   std::vector<runtime::batch_msg> batches; ///< each replica's part, as they arrive
   std::size_t batches_pending = 0;
   std::vector<std::optional<std::uint64_t>> digests; ///< per shard, --check-replicas
   int reports_pending = 0;
+  /// Async / ssp parameter servers: each worker (replica) runs its own steps.
+  std::vector<worker_progress> workers;
+  std::map<std::int64_t, step_part> step_parts; ///< steps some workers have done
   std::int64_t current_epoch = 0;
   std::int64_t current_index = 0;
   runtime::stage_report loss_report;
@@ -164,6 +184,10 @@ struct trainer_state {
   nlohmann::json epochs = nlohmann::json::array();
   std::vector<runtime::stage_report> stage_totals; ///< per stage, training steps summed
   progress_bar progress;
+  // Parameter servers, gathered at the end: their counters and parameters.
+  bool ps_gathered = false;
+  nlohmann::json ps_report = nlohmann::json::array();
+  std::optional<runtime::named_tensors> ps_params;
   runtime::trace_recorder trace; ///< its own track (--trace)
   bool trace_written = false;
   static inline const char* name = "trainer";
@@ -172,6 +196,9 @@ struct trainer_state {
 using trainer_actor = caf::stateful_actor<trainer_state>;
 
 void start_step(trainer_actor* self);
+void step_completed(trainer_actor* self);
+void worker_step_done(trainer_actor* self, int replica, std::int64_t step);
+void run_worker(trainer_actor* self, int replica);
 void sync_replicas(trainer_actor* self);
 void finish(trainer_actor* self);
 void send_progress(trainer_actor* self, double step_seconds, std::int64_t samples);
@@ -180,10 +207,23 @@ void fail(trainer_actor* self, const std::string& what) {
   self->quit(caf::make_error(caf::sec::runtime_error, "trainer: " + what));
 }
 
-/// The shards of replica 0: its pipeline in stage order (checkpoints, the
-/// final parameters and evaluation use them; the replicas are identical).
+/// Async and ssp parameter servers: the workers run on their own, a fast one
+/// ahead of a slow one as far as the ps shards let it; the trainer only holds
+/// them at the epoch's end.
+bool independent_workers(const trainer_state& st) {
+  return !st.cfg.ps_shards.empty() && st.cfg.topology.ps_mode != "sync";
+}
+
+/// Index into cfg.stages of tensor-parallel rank t of stage k of replica r.
+std::size_t shard_index(const trainer_state& st, int r, int k, int t = 0) {
+  return static_cast<std::size_t>((r * st.depth + k) * st.tp + t);
+}
+
+/// The shards of replica 0: its pipeline in stage order, each stage's
+/// tensor-parallel ranks in order (checkpoints, the final parameters and
+/// evaluation use them; the replicas are identical).
 std::vector<caf::actor> first_replica(const trainer_state& st) {
-  return {st.cfg.stages.begin(), st.cfg.stages.begin() + st.depth};
+  return {st.cfg.stages.begin(), st.cfg.stages.begin() + st.depth * st.tp};
 }
 
 /// Sends `xs` to every actor of `to`; calls `done` with the replies in that
@@ -218,6 +258,15 @@ runtime::named_tensor_list merge(const std::vector<runtime::named_tensors>& part
   return r;
 }
 
+runtime::named_tensors to_named(const runtime::named_tensor_list& list) {
+  runtime::named_tensors r;
+  for (const auto& [n, t] : list) {
+    r.names.push_back(n);
+    r.tensors.push_back(t);
+  }
+  return r;
+}
+
 /// The learning rate of training step `step`.
 float learning_rate(const trainer_state& st, std::int64_t step) {
   return st.schedule ? st.schedule->lr_at(step) : st.cfg.opts.lr;
@@ -230,20 +279,25 @@ void send_step(trainer_actor* self, int replica, runtime::batch_msg& b, std::int
   auto parts = static_cast<std::int32_t>(b.inputs.size());
   runtime::step_msg m{step, parts, b.size, training ? learning_rate(st, step) : st.cfg.opts.lr,
                       training};
-  const auto base = static_cast<std::size_t>(replica * st.depth);
   for (int k = 0; k < st.depth; ++k)
-    self->send(st.cfg.stages[base + static_cast<std::size_t>(k)], m);
+    for (int t = 0; t < st.tp; ++t)
+      self->send(st.cfg.stages[shard_index(st, replica, k, t)], m);
   // Inputs go to chunk 0 of the first stage, labels to the last stage, whose
   // last chunk is the last virtual stage (it owns the loss) with or without
-  // interleaving.
-  const auto& first = st.cfg.stages[base];
-  const auto& last = st.cfg.stages[base + static_cast<std::size_t>(st.depth) - 1];
-  for (std::int32_t i = 0; i < parts; ++i) {
-    auto k = static_cast<std::size_t>(i);
-    self->send(last, runtime::labels_msg{step, i, std::move(b.labels[k])});
-    runtime::transport::deliver(
-        st.cfg.courier, first,
-        runtime::activation_msg{step, i, b.offsets[k], training, std::move(b.inputs[k])});
+  // interleaving; every tensor-parallel rank of those stages gets them (the
+  // tensors are shared, not copied, in process).
+  for (int t = 0; t < st.tp; ++t) {
+    const auto& first = st.cfg.stages[shard_index(st, replica, 0, t)];
+    const auto& last = st.cfg.stages[shard_index(st, replica, st.depth - 1, t)];
+    const bool final = t + 1 == st.tp;
+    for (std::int32_t i = 0; i < parts; ++i) {
+      auto k = static_cast<std::size_t>(i);
+      self->send(last, runtime::labels_msg{step, i, final ? std::move(b.labels[k]) : b.labels[k]});
+      runtime::transport::deliver(
+          st.cfg.courier, first,
+          runtime::activation_msg{step, i, b.offsets[k], training,
+                                  final ? std::move(b.inputs[k]) : b.inputs[k]});
+    }
   }
 }
 
@@ -258,7 +312,7 @@ void send_steps(trainer_actor* self, std::vector<runtime::batch_msg>& parts, std
   st.digests.assign(st.cfg.stages.size(), std::nullopt);
   for (std::size_t r = 0; r < parts.size(); ++r)
     send_step(self, static_cast<int>(r), parts[r], step, training);
-  st.reports_pending = static_cast<int>(parts.size()) * st.depth;
+  st.reports_pending = static_cast<int>(parts.size()) * st.depth * st.tp;
   st.loss_report = {};
 }
 
@@ -275,6 +329,23 @@ nlohmann::json trainer_state_json(const trainer_state& st) {
           {"last_epoch_loss", st.last_epoch_loss}};
 }
 
+/// Replica 0's parameters (or optimizer state) as whole tensors, in stage
+/// order: each stage's tensor-parallel slices merged (models::tp_merge).
+runtime::named_tensor_list whole_tensors(const trainer_state& st,
+                                         const std::vector<runtime::named_tensors>& replies) {
+  if (st.tp == 1)
+    return merge(replies);
+  runtime::named_tensor_list r;
+  for (int k = 0; k < st.depth; ++k) {
+    std::vector<models::named_tensors> parts;
+    for (int t = 0; t < st.tp; ++t)
+      parts.push_back(merge({replies.at(static_cast<std::size_t>(k * st.tp + t))}));
+    for (auto& nt : models::tp_merge(st.tp_layout, parts))
+      r.push_back(std::move(nt));
+  }
+  return r;
+}
+
 void write_checkpoint(trainer_actor* self, std::function<void()> then) {
   gather<runtime::named_tensors>(
       self, first_replica(self->state),
@@ -284,8 +355,13 @@ void write_checkpoint(trainer_actor* self, std::function<void()> then) {
             [self, then, params](std::vector<runtime::named_tensors> states) {
               auto& st = self->state;
               runtime::checkpoint ck;
-              ck.params = merge(params);
-              ck.optimizer_state = merge(states);
+              try {
+                ck.params = whole_tensors(st, params);
+                ck.optimizer_state = whole_tensors(st, states);
+              } catch (const std::exception& e) {
+                fail(self, std::string{"checkpoint: "} + e.what());
+                return;
+              }
               ck.optimizer_meta["type"] = st.cfg.opts.optimizer;
               ck.optimizer_meta["steps"] =
                   states.empty() || states[0].meta_values.empty() ? "0" : states[0].meta_values[0];
@@ -349,6 +425,16 @@ void resume(trainer_actor* self) {
     const auto& chunks = st.cfg.topology.stages[i].chunks;
     auto params = select_layers(ck.params, chunks);
     auto state = select_layers(ck.optimizer_state, chunks);
+    if (st.tp > 1) { // this shard's slices
+      const int t = st.cfg.topology.stages[i].tp_rank;
+      try {
+        params = to_named(models::tp_slice(st.tp_layout, t, merge({params})));
+        state = to_named(models::tp_slice(st.tp_layout, t, merge({state})));
+      } catch (const std::exception& e) {
+        fail(self, std::string{"--resume: "} + e.what());
+        return;
+      }
+    }
     auto steps = ck.optimizer_meta.count("steps") ? ck.optimizer_meta.at("steps") : "0";
     state.meta_keys = {"steps"};
     state.meta_values = {steps};
@@ -420,6 +506,22 @@ void start_step(trainer_actor* self) {
     finish(self);
     return;
   }
+  if (independent_workers(st)) {
+    // The workers drive themselves up to the epoch's end.
+    const bool idle = std::none_of(st.workers.begin(), st.workers.end(),
+                                   [](const worker_progress& w) { return w.running; });
+    if (idle) {
+      st.t_step = clock_type::now();
+      if (st.step % st.steps_per_epoch == 0 || st.epoch_run_samples == 0) {
+        st.t_epoch = clock_type::now();
+        st.progress.start(static_cast<int>(st.step / st.steps_per_epoch + 1), st.cfg.opts.epochs,
+                          st.steps_per_epoch);
+      }
+    }
+    for (int r = 0; r < st.replicas; ++r)
+      run_worker(self, r);
+    return;
+  }
   st.t_step = clock_type::now();
   // Each replica's loader prepares that replica's part of the batch.
   st.batches.assign(st.cfg.train_loaders.size(), {});
@@ -450,6 +552,33 @@ void start_step(trainer_actor* self) {
           }
           send_steps(self, s.batches, s.step, true);
         });
+}
+
+/// Async / ssp: worker `replica` starts its next step unless it is running
+/// one or has reached the end of the current epoch (a barrier: evaluation
+/// and checkpoints see every worker's updates of the epoch).
+void run_worker(trainer_actor* self, int replica) {
+  auto& st = self->state;
+  auto& w = st.workers[static_cast<std::size_t>(replica)];
+  const auto barrier =
+      std::min(st.total_steps, (st.step / st.steps_per_epoch + 1) * st.steps_per_epoch);
+  if (w.running || w.next >= barrier)
+    return;
+  w.running = true;
+  self->request(st.cfg.train_loaders[static_cast<std::size_t>(replica)], caf::infinite,
+                runtime::next_batch_atom::value)
+      .then([self, replica](runtime::batch_msg& b) {
+        auto& s = self->state;
+        auto& wk = s.workers[static_cast<std::size_t>(replica)];
+        if (b.epoch * s.steps_per_epoch + b.index != wk.next) {
+          fail(self, "worker " + std::to_string(replica) + "'s loader is out of step: batch " +
+                         std::to_string(b.index) + " of epoch " + std::to_string(b.epoch) +
+                         " for step " + std::to_string(wk.next));
+          return;
+        }
+        wk.pending = s.depth * s.tp;
+        send_step(self, replica, b, wk.next, true);
+      });
 }
 
 void epoch_done(trainer_actor* self) {
@@ -509,10 +638,11 @@ void final_eval(trainer_actor* self) {
 /// --check-replicas: the replicas' parameter digests of a step, stage by
 /// stage, must all equal replica 0's. Returns the failure, or empty.
 std::string check_digests(const trainer_state& st, std::int64_t step) {
-  for (int k = 0; k < st.depth; ++k) {
-    const auto& ref = st.digests[static_cast<std::size_t>(k)];
+  for (int i = 0; i < st.depth * st.tp; ++i) {
+    const int k = i / st.tp, t = i % st.tp;
+    const auto& ref = st.digests[shard_index(st, 0, k, t)];
     for (int r = 1; r < st.replicas; ++r) {
-      const auto& d = st.digests[static_cast<std::size_t>(r * st.depth + k)];
+      const auto& d = st.digests[shard_index(st, r, k, t)];
       if (d.has_value() != ref.has_value() || (d && *d != *ref))
         return "replica " + std::to_string(r) + " diverged from replica 0: stage " +
                std::to_string(k) + "'s parameters differ after step " + std::to_string(step);
@@ -523,17 +653,23 @@ std::string check_digests(const trainer_state& st, std::int64_t step) {
 
 void on_report(trainer_actor* self, runtime::stage_report& r) {
   auto& st = self->state;
-  if (r.stage < 0 || r.stage >= st.depth || r.replica < 0 || r.replica >= st.replicas) {
+  if (r.stage < 0 || r.stage >= st.depth || r.replica < 0 || r.replica >= st.replicas ||
+      r.tp_rank < 0 || r.tp_rank >= st.tp) {
     fail(self, "report from an unknown stage " + std::to_string(r.stage) + " of replica " +
-                   std::to_string(r.replica));
+                   std::to_string(r.replica) + " (tensor-parallel rank " +
+                   std::to_string(r.tp_rank) + ")");
     return;
   }
-  const auto index = static_cast<std::size_t>(r.replica * st.depth + r.stage);
-  if (r.stage == st.depth - 1) { // a replica's loss: add them up
-    st.loss_report.loss_sum += r.loss_sum;
-    st.loss_report.correct += r.correct;
-    st.loss_report.samples += r.samples;
-    st.loss_report.tokens += r.tokens;
+  const auto index = shard_index(st, r.replica, r.stage, r.tp_rank);
+  const bool independent = independent_workers(st) && !st.evaluating;
+  // A replica's loss: add them up (its tensor-parallel ranks all computed
+  // the same one).
+  if (r.stage == st.depth - 1 && r.tp_rank == 0) {
+    auto& sum = independent ? st.step_parts[r.step].loss : st.loss_report;
+    sum.loss_sum += r.loss_sum;
+    sum.correct += r.correct;
+    sum.samples += r.samples;
+    sum.tokens += r.tokens;
   }
   if (r.has_digest)
     st.digests[index] = r.params_digest;
@@ -544,6 +680,9 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
     auto& t = st.stage_totals.at(index);
     t.stage = r.stage;
     t.replica = r.replica;
+    t.tp_rank = r.tp_rank;
+    t.ps_bytes += r.ps_bytes;
+    t.ps_seconds += r.ps_seconds;
     t.buckets += r.buckets;
     t.allreduce_bytes += r.allreduce_bytes;
     t.allreduce_seconds += r.allreduce_seconds;
@@ -554,10 +693,14 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
     t.peak_saved_bytes = std::max(t.peak_saved_bytes, r.peak_saved_bytes);
   }
   st.timed_compute_seconds += timed ? r.compute_seconds : 0.0;
+  if (independent) {
+    worker_step_done(self, r.replica, r.step);
+    return;
+  }
   if (--st.reports_pending > 0)
     return;
-  const auto& loss = st.loss_report;
   if (st.evaluating) {
+    const auto& loss = st.loss_report;
     st.eval_loss_sum += loss.loss_sum;
     st.eval_correct += loss.correct;
     st.eval_samples += loss.samples;
@@ -566,6 +709,45 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
     eval_next(self);
     return;
   }
+  step_completed(self);
+}
+
+/// Async / ssp workers: replica `replica` finished training step `step`
+/// (every shard reported). It goes on to its next step at once; the step
+/// counts as done for the run once every replica has done it.
+void worker_step_done(trainer_actor* self, int replica, std::int64_t step) {
+  auto& st = self->state;
+  auto& w = st.workers[static_cast<std::size_t>(replica)];
+  if (--w.pending > 0)
+    return;
+  w.running = false;
+  ++w.next;
+  auto& part = st.step_parts[step];
+  if (++part.replicas < st.replicas) {
+    run_worker(self, replica);
+    return;
+  }
+  // Every replica has done `step`: they finish steps in order, so it is the
+  // oldest one still open.
+  if (step != st.step) {
+    fail(self, "async workers completed step " + std::to_string(step) + " before step " +
+                   std::to_string(st.step));
+    return;
+  }
+  st.loss_report = part.loss;
+  st.step_parts.erase(step);
+  st.current_epoch = step / st.steps_per_epoch;
+  st.current_index = step % st.steps_per_epoch;
+  step_completed(self);
+}
+
+/// The run's bookkeeping once training step st.step is done everywhere:
+/// losses, replica checks, timing, progress, then the next step, the epoch's
+/// end or the end.
+void step_completed(trainer_actor* self) {
+  auto& st = self->state;
+  const auto& loss = st.loss_report;
+  const bool timed = st.step - st.run_start_step >= st.cfg.opts.timing_warmup;
   if (st.replicas > 1 && st.cfg.opts.check_replicas > 0 &&
       (st.step + 1) % st.cfg.opts.check_replicas == 0) {
     if (auto why = check_digests(st, st.step); !why.empty()) {
@@ -582,6 +764,8 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
   const double step_seconds = seconds_between(st.t_step, clock_type::now());
   st.trace.complete_until_now("step", "step", st.t_step,
                               {{"step", st.step}, {"epoch", st.current_epoch}});
+  if (independent_workers(st)) // the next step's time runs from here
+    st.t_step = clock_type::now();
   st.train_seconds += step_seconds;
   if (timed) {
     st.timed_seconds += step_seconds;
@@ -619,18 +803,20 @@ void on_grad_sumsq(trainer_actor* self, std::int64_t step, std::int32_t stage, d
   st.grad_sumsq[i] = sumsq;
   if (--st.sumsq_pending > 0)
     return;
-  // Replica 0's stages hold the whole gradient (every replica holds the same
-  // all-reduced sum, which they must agree on to the bit).
+  // Replica 0's shards hold the whole gradient (every replica holds the same
+  // all-reduced sum, which they must agree on to the bit); a stage's
+  // tensor-parallel ranks each counted their slices (rank 0 the replicated
+  // parameters too).
+  const auto per_replica = static_cast<std::size_t>(st.depth * st.tp);
   double total = 0;
-  for (int k = 0; k < st.depth; ++k)
-    total += *st.grad_sumsq[static_cast<std::size_t>(k)];
+  for (std::size_t i = 0; i < per_replica; ++i)
+    total += *st.grad_sumsq[i];
   for (int r = 1; r < st.replicas; ++r)
-    for (int k = 0; k < st.depth; ++k)
-      if (*st.grad_sumsq[static_cast<std::size_t>(r * st.depth + k)] !=
-          *st.grad_sumsq[static_cast<std::size_t>(k)]) {
+    for (std::size_t i = 0; i < per_replica; ++i)
+      if (*st.grad_sumsq[static_cast<std::size_t>(r) * per_replica + i] != *st.grad_sumsq[i]) {
         fail(self, "replica " + std::to_string(r) + " diverged from replica 0: stage " +
-                       std::to_string(k) + "'s all-reduced gradient norm differs in step " +
-                       std::to_string(step));
+                       std::to_string(i / static_cast<std::size_t>(st.tp)) +
+                       "'s all-reduced gradient norm differs in step " + std::to_string(step));
         return;
       }
   st.grad_norm = std::sqrt(total);
@@ -649,7 +835,9 @@ void send_progress(trainer_actor* self, double step_seconds, std::int64_t sample
                       {"bytes_sent", t.bytes_sent},
                       {"compute_seconds", t.compute_seconds},
                       {"allreduce_bytes", t.allreduce_bytes},
-                      {"allreduce_seconds", t.allreduce_seconds}});
+                      {"allreduce_seconds", t.allreduce_seconds},
+                      {"tp_rank", t.tp_rank},
+                      {"ps_bytes", t.ps_bytes}});
   nlohmann::json p{{"step", st.step},
                    {"total_steps", st.total_steps},
                    {"epoch", st.current_epoch + 1},
@@ -679,12 +867,18 @@ nlohmann::json make_report(const trainer_state& st) {
                       {"peak_saved_bytes", t.peak_saved_bytes},
                       {"messages_sent", t.messages_sent},
                       {"bytes_sent", t.bytes_sent}});
+    auto& j = stages.back();
     if (st.replicas > 1) {
-      auto& j = stages.back();
       j["replica"] = t.replica;
       j["allreduce_buckets"] = t.buckets;
       j["allreduce_bytes"] = t.allreduce_bytes;
       j["allreduce_seconds"] = t.allreduce_seconds;
+    }
+    if (st.tp > 1)
+      j["tp_rank"] = t.tp_rank;
+    if (!st.cfg.ps_shards.empty()) {
+      j["ps_bytes"] = t.ps_bytes;
+      j["ps_seconds"] = t.ps_seconds;
     }
   }
   nlohmann::json r{
@@ -702,6 +896,11 @@ nlohmann::json make_report(const trainer_state& st) {
       // With --clip-norm: the last step's global gradient norm before clipping.
       {"grad_norm", known(st.grad_norm)},
       {"replicas", st.replicas},
+      {"tp", st.tp},
+      // Parameter servers: per shard its counters (max_gap: the largest
+      // staleness it saw serving a pull; ssp keeps it <= staleness).
+      {"ps", st.ps_report},
+      {"ps_mode", st.cfg.ps_shards.empty() ? "" : st.cfg.topology.ps_mode},
       // --check-replicas: steps after which every replica's parameters were
       // found bitwise identical.
       {"replica_checks", st.replica_checks},
@@ -759,9 +958,60 @@ void write_trace(trainer_actor* self, std::function<void()> then) {
       runtime::get_trace_atom::value);
 }
 
+/// Parameter servers: their counters (for the report) and their parameters,
+/// which are the model's (with async workers, replica 0's last pull may
+/// predate other workers' later pushes).
+void gather_ps(trainer_actor* self, std::function<void()> then) {
+  gather<runtime::ps_stats>(
+      self, self->state.cfg.ps_shards,
+      [self, then](std::vector<runtime::ps_stats> stats) {
+        auto& st = self->state;
+        st.ps_report = nlohmann::json::array();
+        for (const auto& x : stats)
+          st.ps_report.push_back({{"shard", x.shard},
+                                  {"version", x.version},
+                                  {"pushes", x.pushes},
+                                  {"pulls", x.pulls},
+                                  {"bytes_in", x.bytes_in},
+                                  {"bytes_out", x.bytes_out},
+                                  {"updates", x.updates},
+                                  {"max_gap", x.max_gap},
+                                  {"apply_seconds", x.apply_seconds}});
+        gather<runtime::named_tensors>(
+            self, first_replica(st),
+            [self, then](std::vector<runtime::named_tensors> worker_params) {
+              std::map<std::string, runtime::shape_t> shapes;
+              for (const auto& part : worker_params)
+                for (std::size_t i = 0; i < part.names.size(); ++i)
+                  shapes[part.names[i]] = part.tensors[i].shape();
+              gather<runtime::named_tensors>(
+                  self, self->state.cfg.ps_shards,
+                  [self, then, shapes](std::vector<runtime::named_tensors> parts) {
+                    auto& s = self->state;
+                    try {
+                      s.ps_params = merge_pieces(s.cfg.topology.ps_layout, parts, shapes);
+                    } catch (const std::exception& e) {
+                      fail(self,
+                           std::string{"gathering the parameter servers' parameters: "} + e.what());
+                      return;
+                    }
+                    s.ps_gathered = true;
+                    then();
+                  },
+                  runtime::get_params_atom::value);
+            },
+            runtime::get_params_atom::value);
+      },
+      runtime::ps_stats_atom::value);
+}
+
 void finish(trainer_actor* self) {
   if (!self->state.cfg.opts.trace_file.empty() && !self->state.trace_written) {
     write_trace(self, [self] { finish(self); });
+    return;
+  }
+  if (!self->state.cfg.ps_shards.empty() && !self->state.ps_gathered) {
+    gather_ps(self, [self] { finish(self); });
     return;
   }
   auto deliver = [self] {
@@ -770,7 +1020,14 @@ void finish(trainer_actor* self) {
         [self](std::vector<runtime::named_tensors> params) {
           auto& st = self->state;
           runtime::named_tensors all;
-          for (auto& [n, t] : merge(params)) {
+          runtime::named_tensor_list whole;
+          try {
+            whole = st.ps_params ? merge({*st.ps_params}) : whole_tensors(st, params);
+          } catch (const std::exception& e) {
+            fail(self, std::string{"gathering the parameters: "} + e.what());
+            return;
+          }
+          for (auto& [n, t] : whole) {
             all.names.push_back(n);
             all.tensors.push_back(t);
           }
@@ -793,6 +1050,10 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
   st.language_model = models::is_sequence_model(st.cfg.topology.model);
   st.replicas = st.cfg.topology.replicas;
   st.depth = st.cfg.topology.depth();
+  st.tp = st.cfg.topology.tp;
+  st.workers.assign(static_cast<std::size_t>(st.replicas), {});
+  if (st.tp > 1)
+    st.tp_layout = models::tp_layout(st.cfg.topology.model, st.tp);
   const auto& o = st.cfg.opts;
   if (o.lr_schedule == "cosine" || o.warmup_steps > 0) {
     // Constant after a warm-up is a "cosine" from lr down to lr.

@@ -27,6 +27,8 @@ struct trainer_config {
   /// Layer shards in topology.stages order: replica-major, each replica's in
   /// pipeline order.
   std::vector<caf::actor> stages;
+  /// Parameter-server shards (topology.ps_shards order); empty without.
+  std::vector<caf::actor> ps_shards;
   std::vector<caf::actor> train_loaders; ///< one per replica, each loading its share
   caf::actor test_loader;                ///< may be null when !opts.evaluate
   std::int64_t train_samples = 0;

@@ -3,12 +3,14 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "models/causal_self_attention.hpp"
-#include "models/dense.hpp"
 #include "models/gelu.hpp"
 #include "models/layer.hpp"
 #include "models/layer_norm.hpp"
+#include "models/tp_group.hpp"
+#include "models/tp_range.hpp"
 
 namespace troupe::models {
 
@@ -29,11 +31,21 @@ namespace troupe::models {
 ///   <index>.ln1.weight, .ln1.bias, .attn.qkv.weight, .attn.qkv.bias,
 ///   .attn.proj.weight, .attn.proj.bias, .ln2.weight, .ln2.bias,
 ///   .mlp.fc1.weight, .mlp.fc1.bias, .mlp.fc2.weight, .mlp.fc2.bias
-/// Head and hidden sizes stay explicit so a tensor-parallel variant can split
-/// heads (attn) and hidden units (fc1 columns, fc2 rows) across shards.
+///
+/// Tensor parallelism (Megatron): a rank of a tp_group owns a range of heads
+/// (see causal_self_attention) and a range of hidden units: fc1's rows and
+/// bias entries (column-parallel) and fc2's columns (row-parallel; fc2.bias
+/// replicated). The layer norms, residual adds and block input and output
+/// stay replicated. Forward all-reduces twice (after attn.proj and after
+/// fc2), backward twice (the input gradients of fc1 and attn.qkv).
 class transformer_block final : public layer {
 public:
   transformer_block(std::size_t index, std::int64_t dim, std::int64_t heads, std::int64_t hidden);
+  /// Tensor-parallel rank group->rank() of group->size(): owns the heads and
+  /// hidden units tp_split_units() gives it. Throws std::invalid_argument
+  /// naming the layer when a rank would get no head or no hidden unit.
+  transformer_block(std::size_t index, std::int64_t dim, std::int64_t heads, std::int64_t hidden,
+                    std::shared_ptr<tp_group> group);
   transformer_block(const transformer_block&) = delete;
   transformer_block& operator=(const transformer_block&) = delete;
 
@@ -44,7 +56,8 @@ public:
   tensor forward(const tensor& x, const forward_context& ctx) override;
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
   std::span<parameter> parameters() override { return params_; }
-  /// Each sub-layer's own (PyTorch default) init, keyed by the global names.
+  /// Each sub-layer's own (PyTorch default) init, keyed by the global names
+  /// (a tensor-parallel rank keeps its slice of the unsplit values).
   void init(std::uint64_t seed) override;
   std::size_t saved_bytes() const override;
   double forward_flops(const shape_t& input) const override;
@@ -54,21 +67,26 @@ public:
   std::int64_t dim() const noexcept { return dim_; }
   std::int64_t heads() const noexcept { return heads_; }
   std::int64_t hidden() const noexcept { return hidden_; }
+  /// The hidden units this layer computes: all of them unless tensor-parallel.
+  const tp_range& local_hidden() const noexcept { return local_hidden_; }
 
 private:
   std::span<parameter> slice(std::size_t begin, std::size_t n) {
     return std::span<parameter>(params_).subspan(begin, n);
   }
+  /// Moves the sub-layers' parameters into params_ under the block's names.
+  void adopt_sub_layers();
 
   std::size_t index_;
   std::string who_;
   std::int64_t dim_, heads_, hidden_;
+  tp_range local_hidden_;
   layer_norm ln1_;
   causal_self_attention attn_;
   layer_norm ln2_;
-  dense fc1_;
+  std::unique_ptr<layer> fc1_; // dense, or tp_dense column
   gelu act_;
-  dense fc2_;
+  std::unique_ptr<layer> fc2_; // dense, or tp_dense row
   std::array<parameter, 12> params_;
 };
 

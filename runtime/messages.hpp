@@ -81,6 +81,11 @@ struct stage_report {
   std::int32_t buckets = 0;
   std::uint64_t allreduce_bytes = 0;
   double allreduce_seconds = 0;
+  std::int32_t tp_rank = 0; ///< tensor-parallel rank of the shard within its stage
+  /// Parameter servers: gradient bytes pushed and parameter bytes pulled this
+  /// step, and the time from the push to the last pulled parameters.
+  std::uint64_t ps_bytes = 0;
+  double ps_seconds = 0;
 };
 
 /// Parameters or optimizer state by name (checkpoints, broadcast, PS pulls).
@@ -132,7 +137,7 @@ typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
   return f(caf::meta::type_name("stage_report"), x.stage, x.step, x.loss_sum, x.correct, x.samples,
            x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent, x.bytes_sent,
            x.tokens, x.grad_sumsq, x.replica, x.has_digest, x.params_digest, x.buckets,
-           x.allreduce_bytes, x.allreduce_seconds);
+           x.allreduce_bytes, x.allreduce_seconds, x.tp_rank, x.ps_bytes, x.ps_seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, named_tensors& x) {
@@ -165,6 +170,12 @@ using clip_atom = caf::atom_constant<caf::atom("clip")>;
 /// it take replica 0's parameters (a broadcast in that group) before training.
 using dp_group_atom = caf::atom_constant<caf::atom("dpgroup")>;
 using sync_params_atom = caf::atom_constant<caf::atom("syncparams")>;
+/// Tensor parallelism: (tp_group_atom, collective rank) gives a layer shard
+/// its rank in the group of the shards that split its layers' tensors.
+using tp_group_atom = caf::atom_constant<caf::atom("tpgroup")>;
+/// Parameter servers: gives a layer shard the ps shards that hold its
+/// stage's parameters (actors/ps_client.hpp).
+using ps_group_atom = caf::atom_constant<caf::atom("psgroup")>;
 
 // --- Collectives (actors/collective_group.hpp) ---
 
@@ -208,5 +219,60 @@ using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
 using reduce_scatter_atom = caf::atom_constant<caf::atom("redscatter")>;
 using all_gather_atom = caf::atom_constant<caf::atom("allgather")>;
 using coll_stats_atom = caf::atom_constant<caf::atom("collstats")>;
+
+// --- Parameter servers (actors/ps_shard.hpp) ---
+
+/// ps_msg::kind values.
+inline constexpr std::int32_t ps_push = 0;   ///< gradients, worker -> ps shard
+inline constexpr std::int32_t ps_params = 1; ///< parameters, ps shard -> worker
+
+/// Between a worker (a layer shard's ps_client) and a parameter-server shard:
+/// a push carries worker `worker`'s gradients of stage `stage`'s pieces on
+/// shard `shard` for step `step`, a params reply the pieces' values after
+/// `version` updates. `data` is f32 and flat, the pieces in assignment order.
+struct ps_msg {
+  std::int32_t kind = ps_push;
+  std::int64_t step = 0;
+  std::int32_t worker = 0;
+  std::int32_t stage = 0;
+  std::int32_t shard = 0;
+  std::int64_t version = 0; ///< params: updates of the stage applied in `data`
+  float lr = 0;             ///< push: learning rate of the update
+  float scale = 1;          ///< push: factor applied to the gradient (e.g. 1/W)
+  tensor data;
+};
+
+/// Counters of one parameter-server shard.
+struct ps_stats {
+  std::int32_t shard = 0;
+  std::int64_t version = 0; ///< the lowest version among its stages (0: holds none)
+  std::uint64_t pushes = 0;
+  std::uint64_t pulls = 0; ///< pulls served
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t updates = 0; ///< optimizer steps applied
+  /// Largest staleness seen when serving a pull: its step minus the slowest
+  /// worker's pushed steps (SSP keeps it <= K).
+  std::int64_t max_gap = 0;
+  double apply_seconds = 0; ///< time spent summing and applying updates
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ps_msg& x) {
+  return f(caf::meta::type_name("ps_msg"), x.kind, x.step, x.worker, x.stage, x.shard, x.version,
+           x.lr, x.scale, x.data);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ps_stats& x) {
+  return f(caf::meta::type_name("ps_stats"), x.shard, x.version, x.pushes, x.pulls, x.bytes_in,
+           x.bytes_out, x.updates, x.max_gap, x.apply_seconds);
+}
+
+/// (ps_pull_atom, int32 stage, int32 worker, int64 step, caf::actor reply_to):
+/// worker asks a ps shard for its stage's pieces to run `step`; the answer is
+/// a ps_msg of kind ps_params delivered to reply_to (not a response).
+using ps_pull_atom = caf::atom_constant<caf::atom("pspull")>;
+/// (ps_stats_atom) -> ps_stats.
+using ps_stats_atom = caf::atom_constant<caf::atom("psstats")>;
 
 } // namespace troupe::runtime

@@ -2,16 +2,16 @@
 
 #include <array>
 #include <stdexcept>
-#include <vector>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <caf/binary_serializer.hpp>
 #include <caf/config_option_adder.hpp>
 
 #include "runtime/messages.hpp"
-#include "runtime/tensor_codec.hpp"
 #include "runtime/rng.hpp"
+#include "runtime/tensor_codec.hpp"
 #include "runtime/transport/courier.hpp"
 
 namespace troupe::runtime {
@@ -19,12 +19,23 @@ namespace troupe::runtime {
 namespace {
 
 // Registration order and names are part of the wire protocol: append only.
-constexpr std::array<std::string_view, 13> type_names = {
-  "troupe::tensor",       "troupe::activation_msg", "troupe::gradient_msg",
-  "troupe::labels_msg",   "troupe::step_msg",       "troupe::stage_report",
-  "troupe::named_tensors", "troupe::batch_msg",     "troupe::collective_msg",
-  "troupe::collective_stats", "troupe::activation_descriptor",
-  "troupe::gradient_descriptor", "troupe::collective_descriptor",
+constexpr std::array<std::string_view, 16> type_names = {
+    "troupe::tensor",
+    "troupe::activation_msg",
+    "troupe::gradient_msg",
+    "troupe::labels_msg",
+    "troupe::step_msg",
+    "troupe::stage_report",
+    "troupe::named_tensors",
+    "troupe::batch_msg",
+    "troupe::collective_msg",
+    "troupe::collective_stats",
+    "troupe::activation_descriptor",
+    "troupe::gradient_descriptor",
+    "troupe::collective_descriptor",
+    "troupe::ps_msg",
+    "troupe::ps_stats",
+    "troupe::ps_descriptor",
 };
 
 } // namespace
@@ -43,6 +54,9 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<transport::activation_descriptor>(std::string{type_names[10]});
   cfg.add_message_type<transport::gradient_descriptor>(std::string{type_names[11]});
   cfg.add_message_type<transport::collective_descriptor>(std::string{type_names[12]});
+  cfg.add_message_type<ps_msg>(std::string{type_names[13]});
+  cfg.add_message_type<ps_stats>(std::string{type_names[14]});
+  cfg.add_message_type<transport::ps_descriptor>(std::string{type_names[15]});
 }
 
 namespace {
@@ -76,7 +90,7 @@ std::uint64_t message_types_hash() {
          {layout_hash<tensor>(), layout_hash<activation_msg>(), layout_hash<gradient_msg>(),
           layout_hash<labels_msg>(), layout_hash<step_msg>(), layout_hash<stage_report>(),
           layout_hash<named_tensors>(), layout_hash<batch_msg>(), layout_hash<collective_msg>(),
-          layout_hash<collective_stats>()})
+          layout_hash<collective_stats>(), layout_hash<ps_msg>(), layout_hash<ps_stats>()})
       h = mix64(h ^ layout);
     return h;
   }();
@@ -86,7 +100,7 @@ std::uint64_t message_types_hash() {
 system_config::system_config(unsigned scheduler_threads) {
   register_message_types(*this);
   opt_group{custom_options_, "troupe"}.add<std::uint64_t>(
-    "max-tensor-bytes", "largest tensor payload accepted from a peer (bytes)");
+      "max-tensor-bytes", "largest tensor payload accepted from a peer (bytes)");
   set("troupe.max-tensor-bytes", default_max_tensor_bytes);
   if (scheduler_threads == 0)
     scheduler_threads = std::max(1u, std::thread::hardware_concurrency());

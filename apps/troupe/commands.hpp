@@ -11,6 +11,7 @@ namespace troupe::apps {
 using command_action = std::function<int()>;
 
 command_action add_train_command(CLI::App& app);
+command_action add_plan_command(CLI::App& app);
 command_action add_bench_command(CLI::App& app);
 command_action add_certs_command(CLI::App& app);
 command_action add_supervisor_command(CLI::App& app);

@@ -1,4 +1,4 @@
-// The troupe CLI: `troupe train`, `troupe bench`, ... (`troupe --help`).
+// The troupe CLI: `troupe train`, `troupe plan`, `troupe bench`, ... (`troupe --help`).
 
 #include <cstdio>
 #include <exception>
@@ -14,8 +14,10 @@ int main(int argc, char** argv) {
   CLI::App app{"troupe: an actor runtime for distributed deep-learning training"};
   app.require_subcommand(1);
   std::string log_level;
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (env TROUPE_LOG_LEVEL)");
+  app.add_option("--log-level", log_level,
+                 "trace|debug|info|warn|error|off (env TROUPE_LOG_LEVEL)");
   auto train = add_train_command(app);
+  auto plan = add_plan_command(app);
   auto bench = add_bench_command(app);
   auto supervisor = add_supervisor_command(app);
   auto node = add_node_command(app);
@@ -34,6 +36,8 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("train"))
       return train();
+    if (app.got_subcommand("plan"))
+      return plan();
     if (app.got_subcommand("bench"))
       return bench();
     if (app.got_subcommand("supervisor"))

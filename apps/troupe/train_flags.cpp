@@ -1,7 +1,13 @@
 #include "apps/troupe/train_flags.hpp"
 
+#include <algorithm>
+#include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "actors/plan.hpp"
+#include "runtime/error.hpp"
 #include "runtime/trace.hpp"
 
 namespace troupe::apps {
@@ -99,6 +105,36 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
                   "(0: never)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))
       ->capture_default_str();
+  cmd->add_option("--tp", o.tp,
+                  "tensor (intra-layer, Megatron) parallelism: split every stage's dense pairs, "
+                  "attention heads and MLP blocks across this many layer shards")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--ps", o.ps,
+                  "parameter servers: this many ps shards hold the parameters and optimizer "
+                  "state; the --dp replicas (--workers) push gradients and pull parameters "
+                  "instead of all-reducing (0: none)")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  cmd->add_option("--workers", f.workers, "with --ps: the number of workers (the same as --dp)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--ps-mode", o.ps_mode,
+                  "sync (every step waits for all workers: equals data parallelism) | async "
+                  "(each push applied on arrival) | ssp (async, at most --staleness steps ahead "
+                  "of the slowest worker)")
+      ->check(CLI::IsMember({"sync", "async", "ssp"}))
+      ->capture_default_str();
+  cmd->add_option("--staleness", o.staleness,
+                  "with --ps-mode ssp: how many steps a worker may run ahead of the slowest")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--ps-split-mb", f.ps_split_mb,
+                  "with --ps: parameters larger than this many MiB are split across all ps shards")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--plan", f.plan_file,
+                  "run the topology saved in FILE (`troupe plan ... --save FILE`) instead of "
+                  "planning one");
   cmd->add_option("--steps", o.max_steps,
                   "stop after this many steps in all (default: run the epochs)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
@@ -126,14 +162,51 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
       ->group("Testing");
   cmd->add_option("--slow-factor", o.slow_factor, "how much slower --slow-stage runs")
       ->group("Testing");
+  cmd->add_option("--slow-replica", o.slow_replica,
+                  "with --slow-stage: slow only this replica's (worker's) stage (-1: all)")
+      ->group("Testing");
   cmd->add_flag("--no-progress", f.no_progress, "no progress output");
 }
+
+namespace {
+
+nlohmann::json read_plan_file(const std::string& file) {
+  std::ifstream in{file};
+  if (!in)
+    throw runtime::input_error("--plan " + file + ": cannot open");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw runtime::input_error("--plan " + file + ": not JSON: " + e.what());
+  }
+}
+
+} // namespace
 
 void finish_training_flags(training_flags& f) {
   f.opts.schedule = actors::parse_schedule_kind(f.schedule);
   f.opts.evaluate = !f.no_eval;
   f.opts.progress = !f.no_progress;
   f.opts.bucket_bytes = static_cast<std::int64_t>(f.bucket_mb * 1024.0 * 1024.0);
+  f.opts.ps_split_bytes =
+      std::max<std::int64_t>(4, static_cast<std::int64_t>(f.ps_split_mb * 1024.0 * 1024.0));
+  if (f.workers > 0) {
+    if (f.opts.ps == 0)
+      throw runtime::input_error("--workers needs --ps S (without parameter servers use --dp)");
+    if (f.opts.dp != 1 && f.opts.dp != f.workers)
+      throw runtime::input_error("--workers " + std::to_string(f.workers) + " and --dp " +
+                                 std::to_string(f.opts.dp) + " disagree (they are the same)");
+    f.opts.dp = f.workers;
+  }
+  if (!f.plan_file.empty()) {
+    f.opts.plan = read_plan_file(f.plan_file);
+    // Checked here too (the supervisor checks it again), so that the error names the file.
+    try {
+      (void)actors::plan_from_json(f.opts.plan);
+    } catch (const runtime::input_error& e) {
+      throw runtime::input_error("--plan " + f.plan_file + ": " + e.what());
+    }
+  }
   f.opts.validate();
 }
 

@@ -15,7 +15,10 @@ struct training_flags {
   std::string schedule = "gpipe";
   bool no_eval = false;
   bool no_progress = false;
-  double bucket_mb = 25.0; ///< --bucket-mb, into opts.bucket_bytes
+  double bucket_mb = 25.0;  ///< --bucket-mb, into opts.bucket_bytes
+  double ps_split_mb = 1.0; ///< --ps-split-mb, into opts.ps_split_bytes
+  int workers = 0;          ///< --workers: with --ps, the same as --dp
+  std::string plan_file;    ///< --plan FILE: read into opts.plan
 };
 
 void add_training_flags(CLI::App* cmd, training_flags& f);

@@ -56,7 +56,7 @@ constexpr std::uint64_t descriptor_bit = std::uint64_t{1} << 63;
 constexpr std::size_t max_descriptor_bytes = 64 * 1024;
 
 /// The first byte of a descriptor frame: which message it describes.
-enum class descriptor_tag : std::uint8_t { activation = 1, gradient = 2, collective = 3 };
+enum class descriptor_tag : std::uint8_t { activation = 1, gradient = 2, collective = 3, ps = 4 };
 
 template <class Msg>
 constexpr descriptor_tag tag_of();
@@ -71,6 +71,10 @@ constexpr descriptor_tag tag_of<gradient_msg>() {
 template <>
 constexpr descriptor_tag tag_of<collective_msg>() {
   return descriptor_tag::collective;
+}
+template <>
+constexpr descriptor_tag tag_of<ps_msg>() {
+  return descriptor_tag::ps;
 }
 
 } // namespace
@@ -137,6 +141,7 @@ caf::behavior courier_actor(caf::event_based_actor*, std::weak_ptr<courier::impl
       [on](activation_descriptor& d) { on(d); },
       [on](gradient_descriptor& d) { on(d); },
       [on](collective_descriptor& d) { on(d); },
+      [on](ps_descriptor& d) { on(d); },
   };
 }
 
@@ -229,14 +234,16 @@ void courier::impl::on_descriptor_frame(const std::string& peer, std::uint64_t i
                                         const tensor& blob) {
   if (blob.type() != dtype::u8 || blob.nbytes() < 1 || blob.nbytes() > max_descriptor_bytes)
     return fail(peer, "descriptor frame of transfer " + std::to_string(id) + " has " +
-                        std::to_string(blob.nbytes()) + " bytes");
+                          std::to_string(blob.nbytes()) + " bytes");
   switch (static_cast<descriptor_tag>(*blob.data<std::uint8_t>())) {
-    case descriptor_tag::activation:
-      return decode_descriptor<activation_msg>(peer, id, blob);
-    case descriptor_tag::gradient:
-      return decode_descriptor<gradient_msg>(peer, id, blob);
-    case descriptor_tag::collective:
-      return decode_descriptor<collective_msg>(peer, id, blob);
+  case descriptor_tag::activation:
+    return decode_descriptor<activation_msg>(peer, id, blob);
+  case descriptor_tag::gradient:
+    return decode_descriptor<gradient_msg>(peer, id, blob);
+  case descriptor_tag::collective:
+    return decode_descriptor<collective_msg>(peer, id, blob);
+  case descriptor_tag::ps:
+    return decode_descriptor<ps_msg>(peer, id, blob);
   }
   fail(peer, "descriptor frame of transfer " + std::to_string(id) + " has an unknown tag");
 }
@@ -249,12 +256,12 @@ void courier::impl::decode_descriptor(const std::string& peer, std::uint64_t id,
                                   blob.nbytes() - 1};
   if (auto err = source(d))
     return fail(peer, "descriptor frame of transfer " + std::to_string(id) +
-                        " does not decode: " + sys_.render(err));
+                          " does not decode: " + sys_.render(err));
   // The authenticated connection names the sender; the destination must
   // live here (a handle to an actor elsewhere is never a valid target).
   if (d.transfer_id != id || d.sender != peer || !d.dest || d.dest.node() != sys_.node())
     return fail(peer, "descriptor frame of transfer " + std::to_string(id) +
-                        " names another transfer, sender or process");
+                          " names another transfer, sender or process");
   on_descriptor(d);
 }
 
@@ -401,6 +408,10 @@ void courier::send(const caf::actor& dest, runtime::gradient_msg msg) {
 }
 
 void courier::send(const caf::actor& dest, runtime::collective_msg msg) {
+  impl_->send(dest, std::move(msg));
+}
+
+void courier::send(const caf::actor& dest, runtime::ps_msg msg) {
   impl_->send(dest, std::move(msg));
 }
 

@@ -7,7 +7,7 @@
 // without its tensor), which the destination process's courier pairs with it
 // before sending the reassembled message to its destination locally. The
 // destination actor sees an ordinary activation_msg / gradient_msg /
-// collective_msg. send() puts the descriptor on the data plane too, as a
+// collective_msg / ps_msg. send() puts the descriptor on the data plane too, as a
 // frame just before the payload on the same connection (transfer id with the
 // top bit set), so the receiving io thread hands the message over without
 // CAF's middleman threads or the courier actor; descriptors that arrive
@@ -60,6 +60,7 @@ struct transfer_descriptor {
 using activation_descriptor = transfer_descriptor<runtime::activation_msg>;
 using gradient_descriptor = transfer_descriptor<runtime::gradient_msg>;
 using collective_descriptor = transfer_descriptor<runtime::collective_msg>;
+using ps_descriptor = transfer_descriptor<runtime::ps_msg>;
 
 template <class Inspector, class Msg>
 typename Inspector::result_type inspect(Inspector& f, transfer_descriptor<Msg>& x) {
@@ -118,6 +119,7 @@ public:
   void send(const caf::actor& dest, runtime::activation_msg msg);
   void send(const caf::actor& dest, runtime::gradient_msg msg);
   void send(const caf::actor& dest, runtime::collective_msg msg);
+  void send(const caf::actor& dest, runtime::ps_msg msg);
 
   /// Messages/bytes sent inline through CAF (every message send() did not
   /// route over the data plane, local ones included).

@@ -214,5 +214,73 @@ then
   failures=$((failures + 1))
 fi
 
+# troupe plan: the topology of the training flags, without running anything
+# or reading data; --save writes it for `troupe train --plan`, which then runs
+# exactly that topology.
+expect 0 "memory per device" -- plan --pp 2 --tp 2 --dp 2
+out=$(timeout 120 "$troupe" plan --pp 2 --tp 2 --dp 2 --data /nonexistent 2>&1)
+if [[ $(grep -cE '^replica [01] stage [01] tp [01]: layers' <<<"$out") -ne 8 ]] ||
+  ! grep -q '^data-parallel groups' <<<"$out" || ! grep -q '^tensor-parallel groups' <<<"$out" ||
+  ! grep -q '^  stage 1 tp 1: local/cpu:3 local/cpu:7$' <<<"$out" ||
+  ! grep -q '^  replica 1 stage 0: local/cpu:4 local/cpu:5$' <<<"$out"; then
+  echo "FAIL: troupe plan --pp 2 --tp 2 --dp 2 does not show 8 layer shards and their groups:"
+  echo "$out" | sed 's/^/    /'
+  failures=$((failures + 1))
+fi
+expect 0 '"tp": 2' -- plan --pp 2 --tp 2 --json
+expect 0 "ps 1 on local/cpu:3" -- plan --ps 2 --workers 2 --ps-mode ssp --staleness 1
+expect 0 "replica 1 stage 2: layers .* on local/cpu:5" -- plan --pp 3 --dp 2 --devices 8
+expect 2 "needs 8 devices, the cluster has 4" -- plan --pp 2 --tp 2 --dp 2 --devices 4
+expect 2 "--devices excludes --cluster-spec|--cluster-spec excludes --devices" -- plan --devices 2 \
+  --cluster-spec "$tmp/none.json"
+cat >"$tmp/tf_config.json" <<'EOF_SPEC'
+{"cluster": {"chief": ["127.0.0.1:7000"], "worker": ["127.0.0.1:7001", "127.0.0.1:7002"],
+             "ps": ["127.0.0.1:7003"]},
+ "task": {"type": "chief", "index": 0}}
+EOF_SPEC
+expect 0 "replica 1 stage 0: layers .* on worker-1/cpu:0" -- plan --dp 2 --ps 1 \
+  --cluster-spec "$tmp/tf_config.json"
+expect 2 "no-such-spec.json" -- plan --cluster-spec "$tmp/no-such-spec.json"
+bare=(--steps 3 --batch 32 --no-eval --no-progress --threads 1)
+topologies=("--pp 2 --microbatches 2 --schedule 1f1b --dp 2"
+  "--pp 2 --tp 2 --dp 2 --microbatches 2"
+  "--ps 2 --workers 2 --ps-split-mb 0.5")
+for i in "${!topologies[@]}"; do
+  read -ra topology <<<"${topologies[$i]}"
+  expect 0 "saved to $tmp/plan$i.json" -- plan "${topology[@]}" "${bare[@]}" --save "$tmp/plan$i.json"
+  expect 0 "final loss" -- train "${topology[@]}" "${bare[@]}" --report "$tmp/direct$i.json"
+  expect 0 "final loss" -- train "${topology[@]}" "${bare[@]}" --plan "$tmp/plan$i.json" \
+    --report "$tmp/planned$i.json"
+  # The plan alone fixes the topology: no topology flags needed.
+  expect 0 "final loss" -- train "${bare[@]}" --plan "$tmp/plan$i.json" \
+    --report "$tmp/planned-bare$i.json"
+  if ! python3 - "$tmp/direct$i.json" "$tmp/planned$i.json" "$tmp/planned-bare$i.json" <<'EOF_PY'
+import json, sys
+direct, *planned = [json.load(open(f)) for f in sys.argv[1:]]
+for p in planned:
+    assert p["strategy"] == direct["strategy"], (p["strategy"], direct["strategy"])
+    assert p["final_loss"] == direct["final_loss"], (p["final_loss"], direct["final_loss"])
+EOF_PY
+  then
+    echo "FAIL: troupe train --plan (saved by troupe plan ${topology[*]}) differs from troupe train"
+    failures=$((failures + 1))
+  fi
+done
+cp "$tmp/plan0.json" "$tmp/plan.json"
+expect 0 "replica 1 stage 1: layers" -- plan --plan "$tmp/plan.json"
+echo '{"model": 1}' >"$tmp/broken-plan.json"
+expect 2 "--plan .*broken-plan.json: plan: " -- train "${quick[@]}" --plan "$tmp/broken-plan.json"
+expect 2 "--plan .*broken-plan.json: plan: " -- plan --plan "$tmp/broken-plan.json"
+echo '{"model": ' >"$tmp/cut-plan.json"
+expect 2 "--plan .*cut-plan.json: not JSON" -- train "${quick[@]}" --plan "$tmp/cut-plan.json"
+python3 - "$tmp/plan.json" "$tmp/bad-device-plan.json" <<'EOF_PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["stages"][3]["device"] = "cpu:42"
+json.dump(p, open(sys.argv[2], "w"))
+EOF_PY
+expect 2 "bad-device-plan.json: plan: stages\[3\]: device local/cpu:42 is not one of" -- \
+  train "${quick[@]}" --plan "$tmp/bad-device-plan.json"
+
 echo "$passed passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# usage: run_install_test.sh CMAKE BINARY_DIR EXAMPLES_SOURCE_DIR WORK_DIR CXX_COMPILER
+# usage: run_install_test.sh CMAKE BINARY_DIR EXAMPLES_SOURCE_DIR WORK_DIR CXX_COMPILER MNIST_DIR
 # Installs BINARY_DIR into WORK_DIR/prefix, configures and builds the examples
-# against it (CMAKE_PREFIX_PATH only, as a user would) and runs mlp_step.
+# against it (CMAKE_PREFIX_PATH only, as a user would) and runs them:
+# mlp_step, and custom_topology (3 steps of a hand-edited plan on MNIST_DIR).
 set -euo pipefail
-cmake=$1 binary_dir=$2 examples=$3 work=$4 cxx=$5
+cmake=$1 binary_dir=$2 examples=$3 work=$4 cxx=$5 mnist=$6
 
 # A fresh directory per run, private to this test (under the build tree).
 rm -rf "$work"
@@ -26,3 +27,6 @@ echo "--- build examples"
 
 echo "--- run mlp_step"
 "$work/examples/mlp_step"
+
+echo "--- run custom_topology"
+"$work/examples/custom_topology" "$mnist"
