@@ -5,12 +5,18 @@
 
 #include <unistd.h>
 
+#include "actors/ps_shard.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe::actors {
 
 nlohmann::json job_trace(const plan& topology, const std::vector<std::string>& stage_events,
+                         const std::vector<std::string>& ps_events,
                          const runtime::trace_recorder& trainer, nlohmann::json run) {
+  if (ps_events.size() != topology.ps_shards.size())
+    throw runtime::input_error("trace: " + std::to_string(ps_events.size()) +
+                               " ps shard replies for " +
+                               std::to_string(topology.ps_shards.size()) + " ps shards");
   if (stage_events.size() != topology.stages.size())
     throw runtime::input_error("trace: " + std::to_string(stage_events.size()) +
                                " stage replies for " + std::to_string(topology.stages.size()) +
@@ -53,11 +59,25 @@ nlohmann::json job_trace(const plan& topology, const std::vector<std::string>& s
     const auto pid = track_events.front().pid;
     const auto& slot = topology.stages[k];
     const auto& d = topology.devices.at(slot.device);
-    const auto who = topology.replicas > 1 ? "replica " + std::to_string(slot.replica) + " stage " +
-                                                 std::to_string(slot.stage)
-                                           : "stage " + std::to_string(k);
+    auto who = topology.replicas > 1 ? "replica " + std::to_string(slot.replica) + " stage " +
+                                           std::to_string(slot.stage)
+                                     : "stage " + std::to_string(slot.stage);
+    if (topology.tp > 1)
+      who += " tp " + std::to_string(slot.tp_rank);
     add(std::move(track_events), pid, static_cast<std::int64_t>(k) + 1,
         who + " (node " + d.node + "/" + d.name + ", pid " + std::to_string(pid) + ")",
+        "node " + d.node);
+  }
+  for (std::size_t i = 0; i < ps_events.size(); ++i) {
+    auto track_events = runtime::trace_events_from_json_text(ps_events[i]);
+    if (track_events.empty())
+      continue;
+    const auto pid = track_events.front().pid;
+    const auto& slot = topology.ps_shards[i];
+    const auto& d = topology.devices.at(slot.device);
+    add(std::move(track_events), pid, ps_trace_tid(slot.shard),
+        "ps shard " + std::to_string(slot.shard) + " (node " + d.node + "/" + d.name + ", pid " +
+            std::to_string(pid) + ")",
         "node " + d.node);
   }
   for (auto& t : tracks) {

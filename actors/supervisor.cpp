@@ -760,6 +760,8 @@ std::string metrics_text(supervisor_actor* self) {
           "layer_shard " + (st.job.topology.replicas > 1
                                 ? "replica " + std::to_string(s.value("replica", 0)) + " " + stage
                                 : stage);
+      if (st.job.topology.tp > 1) // as launch() labels the shards
+        label += " tp rank " + std::to_string(s.value("tp_rank", 0));
       std::string node;
       for (const auto* list : {&st.job.last_actors, &current})
         for (const auto& a : *list)
@@ -786,6 +788,11 @@ std::string metrics_text(supervisor_actor* self) {
            "over steps");
   for (const auto& [labels, s] : stages)
     b.sample(labels, s.value("allreduce_seconds", 0.0));
+  b.family("troupe_actor_ps_bytes_total", mt::counter,
+           "Gradient bytes an actor pushed to and parameter bytes it pulled from the parameter "
+           "servers");
+  for (const auto& [labels, s] : stages)
+    b.sample(labels, s.value("ps_bytes", 0.0));
   // Per process and transport: how tensor messages left it.
   std::vector<std::pair<std::string, nlohmann::json>> processes;
   processes.emplace_back(st.cfg.name, st.cfg.courier ? transport_status(*st.cfg.courier)

@@ -929,9 +929,17 @@ nlohmann::json make_report(const trainer_state& st) {
 /// --trace: gathers every stage's events, adds the trainer's own and writes
 /// the file (atomically: a reader never sees half a trace), then `then`.
 void write_trace(trainer_actor* self, std::function<void()> then) {
+  // Layer shards and ps shards alike answer get_trace_atom.
+  auto all = self->state.cfg.stages;
+  all.insert(all.end(), self->state.cfg.ps_shards.begin(), self->state.cfg.ps_shards.end());
   gather<std::string>(
-      self, self->state.cfg.stages,
-      [self, then](std::vector<std::string> stages) {
+      self, all,
+      [self, then](std::vector<std::string> replies) {
+        const auto n = self->state.cfg.stages.size();
+        std::vector<std::string> stages(replies.begin(),
+                                        replies.begin() + static_cast<std::ptrdiff_t>(n));
+        std::vector<std::string> ps(replies.begin() + static_cast<std::ptrdiff_t>(n),
+                                    replies.end());
         auto& st = self->state;
         st.trace_written = true;
         const auto& o = st.cfg.opts;
@@ -945,7 +953,8 @@ void write_trace(trainer_actor* self, std::function<void()> then) {
                            {"steps", st.step},
                            {"git_commit", std::string{runtime::git_commit()}}};
         try {
-          auto text = job_trace(st.cfg.topology, stages, st.trace, std::move(run)).dump() + "\n";
+          auto text =
+              job_trace(st.cfg.topology, stages, ps, st.trace, std::move(run)).dump() + "\n";
           runtime::write_file_atomically(
               o.trace_file, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
         } catch (const std::exception& e) {

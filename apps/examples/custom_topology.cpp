@@ -1,6 +1,7 @@
-// A custom topology through the library: plan a 2-stage pipeline on two local
-// devices, move its layer boundary by hand, show the plan and train it for a
-// few steps on MNIST. A plan is plain data: anything make_plan gives can be
+// A custom topology through the library: plan a 2-stage pipeline whose
+// stages are each split over 2 tensor-parallel shards (4 layer shards on 4
+// local devices), move its layer boundary by hand, show the plan and train it
+// for a few steps on MNIST. A plan is plain data: anything make_plan gives can be
 // edited (or built from scratch) and run. Usage: custom_topology [MNIST_DIR]
 
 #include <cmath>
@@ -23,6 +24,7 @@ int main(int argc, char** argv) try {
   opts.model = "mlp"; // dense relu dense relu dense
   opts.data_dir = argc > 1 ? argv[1] : "data/mnist";
   opts.stages = 2;
+  opts.tp = 2;
   opts.microbatches = 2;
   opts.schedule = actors::schedule_kind::one_f_one_b;
   opts.max_steps = 3;
@@ -33,8 +35,8 @@ int main(int argc, char** argv) try {
   // The planner's split (by FLOPs: the first dense layer alone), then ours:
   // stage 0 takes the first dense layer and its relu, stage 1 the rest.
   actors::plan p = actors::make_plan(opts, 2);
-  p.stages[0].chunks[0].end = 2;
-  p.stages[1].chunks[0].begin = 2;
+  for (auto& slot : p.stages) // every replica and tensor-parallel rank of a stage
+    (slot.stage == 0 ? slot.chunks[0].end : slot.chunks[0].begin) = 2;
   p.partition = "explicit";
   std::printf("%s", actors::describe(p, actors::memory_assumptions::of(opts)).c_str());
   std::fflush(stdout);
