@@ -590,6 +590,8 @@ std::string launch(supervisor_actor* self) {
     c.workers = topology.replicas;
     c.mode = parse_ps_mode(topology.ps_mode);
     c.staleness = topology.staleness;
+    if (resume) // the workers' first push is of the step the checkpoint stopped at
+      c.first_step = resume->trainer_state.value("global_step", std::int64_t{0});
     c.optimizer = job.opts.optimizer_config();
     c.model = topology.model;
     c.seed = job.opts.seed;

@@ -73,9 +73,6 @@ void train_options::validate() const {
                      "per-slice parameter-server assignments");
     require(clip_norm == 0, "--clip-norm is not supported with --ps: the parameter servers "
                             "apply the updates and do not clip");
-    require(checkpoint_dir.empty() && resume_dir.empty(),
-            "--checkpoint-dir / --resume are not supported with --ps yet: the optimizer state "
-            "lives on the parameter servers");
     require(check_replicas == 0 || ps_mode == "sync",
             "--check-replicas needs --ps-mode sync (async workers differ by design)");
   } else {

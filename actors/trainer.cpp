@@ -346,52 +346,119 @@ runtime::named_tensor_list whole_tensors(const trainer_state& st,
   return r;
 }
 
-void write_checkpoint(trainer_actor* self, std::function<void()> then) {
+/// What a checkpoint holds of the model: whole parameters, optimizer state
+/// and the optimizer's step count.
+struct model_state {
+  runtime::named_tensor_list params, state;
+  std::string steps = "0";
+};
+
+/// The value of metadata `key` in `t`, or empty.
+std::string meta_value(const runtime::named_tensors& t, const std::string& key) {
+  for (std::size_t i = 0; i < t.meta_keys.size() && i < t.meta_values.size(); ++i)
+    if (t.meta_keys[i] == key)
+      return t.meta_values[i];
+  return {};
+}
+
+/// The model's parameters and optimizer state as whole tensors: from replica
+/// 0's layer shards (tensor-parallel slices merged), or with parameter
+/// servers from the ps shards, which hold both (the workers only tell the
+/// shapes).
+void collect_model(trainer_actor* self, std::function<void(model_state)> done) {
   gather<runtime::named_tensors>(
       self, first_replica(self->state),
-      [self, then](std::vector<runtime::named_tensors> params) {
+      [self, done](std::vector<runtime::named_tensors> params) {
+        auto& st = self->state;
+        if (st.cfg.ps_shards.empty()) {
+          gather<runtime::named_tensors>(
+              self, first_replica(st),
+              [self, done, params](std::vector<runtime::named_tensors> states) {
+                model_state m;
+                try {
+                  m.params = whole_tensors(self->state, params);
+                  m.state = whole_tensors(self->state, states);
+                } catch (const std::exception& e) {
+                  fail(self, std::string{"checkpoint: "} + e.what());
+                  return;
+                }
+                if (!states.empty())
+                  if (auto v = meta_value(states[0], "steps"); !v.empty())
+                    m.steps = v;
+                done(std::move(m));
+              },
+              runtime::get_state_atom::value);
+          return;
+        }
+        std::map<std::string, runtime::shape_t> shapes;
+        for (const auto& part : params)
+          for (std::size_t i = 0; i < part.names.size(); ++i)
+            shapes[part.names[i]] = part.tensors[i].shape();
         gather<runtime::named_tensors>(
-            self, first_replica(self->state),
-            [self, then, params](std::vector<runtime::named_tensors> states) {
-              auto& st = self->state;
-              runtime::checkpoint ck;
-              try {
-                ck.params = whole_tensors(st, params);
-                ck.optimizer_state = whole_tensors(st, states);
-              } catch (const std::exception& e) {
-                fail(self, std::string{"checkpoint: "} + e.what());
-                return;
-              }
-              ck.optimizer_meta["type"] = st.cfg.opts.optimizer;
-              ck.optimizer_meta["steps"] =
-                  states.empty() || states[0].meta_values.empty() ? "0" : states[0].meta_values[0];
-              ck.trainer_state = trainer_state_json(st);
-              ck.rng = {{"seed", st.cfg.opts.seed},
-                        {"kind", "counter-based (seed, key, counter); no hidden state"},
-                        {"streams",
-                         {"init: hash(parameter name)", "shuffle: hash(\"shuffle\") ^ epoch",
-                          "dropout: (layer, step, sample)"}}};
-              ck.data_loader = {{"epoch", st.step / st.steps_per_epoch},
-                                {"batch_index", st.step % st.steps_per_epoch},
-                                {"batch", st.cfg.opts.batch},
-                                {"shuffle", true},
-                                {"seed", st.cfg.opts.seed},
-                                {"samples", st.cfg.train_samples}};
-              ck.model = st.cfg.topology.model.to_json();
-              ck.config = to_json(st.cfg.opts);
-              try {
-                runtime::write_checkpoint(st.cfg.opts.checkpoint_dir, ck);
-              } catch (const std::exception& e) {
-                fail(self, e.what());
-                return;
-              }
-              st.log->debug("checkpoint at step {} written to {}", st.step,
-                            st.cfg.opts.checkpoint_dir);
-              then();
+            self, st.cfg.ps_shards,
+            [self, done, shapes](std::vector<runtime::named_tensors> ps_params) {
+              gather<runtime::named_tensors>(
+                  self, self->state.cfg.ps_shards,
+                  [self, done, shapes, ps_params](std::vector<runtime::named_tensors> ps_states) {
+                    const auto& layout = self->state.cfg.topology.ps_layout;
+                    model_state m;
+                    try {
+                      m.params = merge({merge_pieces(layout, ps_params, shapes)});
+                      m.state = merge({merge_pieces(layout, ps_states, shapes)});
+                    } catch (const std::exception& e) {
+                      fail(self, std::string{"checkpoint: "} + e.what());
+                      return;
+                    }
+                    // Every stage of every shard has taken as many optimizer
+                    // steps (one per step in sync mode, one per push otherwise).
+                    auto steps = meta_value(ps_states.front(), "steps");
+                    for (const auto& s : ps_states)
+                      if (meta_value(s, "steps") != steps || steps.empty()) {
+                        fail(self, "checkpoint: the parameter servers' optimizers disagree on "
+                                   "their step count");
+                        return;
+                      }
+                    m.steps = steps;
+                    done(std::move(m));
+                  },
+                  runtime::get_state_atom::value);
             },
-            runtime::get_state_atom::value);
+            runtime::get_params_atom::value);
       },
       runtime::get_params_atom::value);
+}
+
+void write_checkpoint(trainer_actor* self, std::function<void()> then) {
+  collect_model(self, [self, then](model_state m) {
+    auto& st = self->state;
+    runtime::checkpoint ck;
+    ck.params = std::move(m.params);
+    ck.optimizer_state = std::move(m.state);
+    ck.optimizer_meta["type"] = st.cfg.opts.optimizer;
+    ck.optimizer_meta["steps"] = m.steps;
+    ck.trainer_state = trainer_state_json(st);
+    ck.rng = {{"seed", st.cfg.opts.seed},
+              {"kind", "counter-based (seed, key, counter); no hidden state"},
+              {"streams",
+               {"init: hash(parameter name)", "shuffle: hash(\"shuffle\") ^ epoch",
+                "dropout: (layer, step, sample)"}}};
+    ck.data_loader = {{"epoch", st.step / st.steps_per_epoch},
+                      {"batch_index", st.step % st.steps_per_epoch},
+                      {"batch", st.cfg.opts.batch},
+                      {"shuffle", true},
+                      {"seed", st.cfg.opts.seed},
+                      {"samples", st.cfg.train_samples}};
+    ck.model = st.cfg.topology.model.to_json();
+    ck.config = to_json(st.cfg.opts);
+    try {
+      runtime::write_checkpoint(st.cfg.opts.checkpoint_dir, ck);
+    } catch (const std::exception& e) {
+      fail(self, e.what());
+      return;
+    }
+    st.log->debug("checkpoint at step {} written to {}", st.step, st.cfg.opts.checkpoint_dir);
+    then();
+  });
 }
 
 /// Loads a checkpoint into the stages and the loader, then starts training.
@@ -413,7 +480,14 @@ void resume(trainer_actor* self) {
     return;
   }
   st.run_start_step = st.step;
-  auto left = std::make_shared<std::size_t>(2 * st.cfg.stages.size() + st.cfg.train_loaders.size());
+  for (auto& w : st.workers) // async / ssp workers go on from here
+    w.next = st.step;
+  const bool ps = !st.cfg.ps_shards.empty();
+  // With parameter servers the workers take the parameters only; the ps
+  // shards take their pieces of the parameters and the optimizer state.
+  auto left =
+      std::make_shared<std::size_t>((ps ? 1 : 2) * st.cfg.stages.size() +
+                                    2 * st.cfg.ps_shards.size() + st.cfg.train_loaders.size());
   auto one_done = [self, left](bool) {
     if (--*left == 0)
       sync_replicas(self);
@@ -440,7 +514,27 @@ void resume(trainer_actor* self) {
     state.meta_values = {steps};
     self->request(st.cfg.stages[i], caf::infinite, runtime::set_params_atom::value, params)
         .then(one_done, on_error);
-    self->request(st.cfg.stages[i], caf::infinite, runtime::set_state_atom::value, state)
+    if (!ps)
+      self->request(st.cfg.stages[i], caf::infinite, runtime::set_state_atom::value, state)
+          .then(one_done, on_error);
+  }
+  for (std::size_t i = 0; i < st.cfg.ps_shards.size(); ++i) {
+    runtime::named_tensors params, state;
+    try {
+      const auto& layout = st.cfg.topology.ps_layout;
+      params = split_pieces(layout, static_cast<int>(i), to_named(ck.params));
+      auto full_state = to_named(ck.optimizer_state);
+      full_state.meta_keys = {"steps"};
+      full_state.meta_values = {ck.optimizer_meta.count("steps") ? ck.optimizer_meta.at("steps")
+                                                                 : "0"};
+      state = split_pieces(layout, static_cast<int>(i), full_state);
+    } catch (const std::exception& e) {
+      fail(self, std::string{"--resume: "} + e.what());
+      return;
+    }
+    self->request(st.cfg.ps_shards[i], caf::infinite, runtime::set_params_atom::value, params)
+        .then(one_done, on_error);
+    self->request(st.cfg.ps_shards[i], caf::infinite, runtime::set_state_atom::value, state)
         .then(one_done, on_error);
   }
   for (const auto& loader : st.cfg.train_loaders)

@@ -9,6 +9,9 @@
 // or worker failing the job at once.
 
 #include <chrono>
+#include <filesystem>
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -154,6 +157,48 @@ BOOST_AUTO_TEST_CASE(dying_shard_or_worker_fails_the_job_quickly) {
       BOOST_TEST(seconds < 5.0); // 4 steps and the failure, not a hang
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(checkpoints_round_trip_through_the_parameter_servers) {
+  // The ps shards hold the parameters and the optimizer state: a checkpoint
+  // gathers their pieces into whole tensors, so it resumes under parameter
+  // servers and without them alike, and both continue as an uninterrupted
+  // run (sync: equal to one device).
+  namespace fs = std::filesystem;
+  auto dir = fs::temp_directory_path() / ("troupe-ps-ckpt-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  auto o = quick();
+  o.batch = 64;
+  auto reference = train(o); // 20 steps on one device
+  auto first = o;
+  first.max_steps = 10;
+  first.ps = 2;
+  first.dp = 2;
+  first.checkpoint_dir = dir.string();
+  train(first);
+  for (int ps : {2, 0}) {
+    auto second = o;
+    second.ps = ps;
+    second.dp = ps > 0 ? 2 : 1;
+    second.resume_dir = dir.string();
+    auto run = train(second);
+    const auto diff = max_relative_difference(run.params, reference.params);
+    BOOST_TEST_MESSAGE("resumed with --ps " << ps << ": max relative difference " << diff);
+    BOOST_TEST(diff < 1e-5);
+  }
+  // An async run checkpoints and resumes too (its result is not
+  // deterministic, only that it carries on).
+  auto async = first;
+  async.ps_mode = "async";
+  fs::remove_all(dir);
+  train(async);
+  async.max_steps = 20;
+  async.checkpoint_dir.clear();
+  async.resume_dir = dir.string();
+  auto run = train(async);
+  BOOST_TEST(run.report.at("steps") == 20);
+  BOOST_TEST(run.report.at("steps_this_run") == 10);
+  fs::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_CASE(unsupported_combinations_are_refused) {
