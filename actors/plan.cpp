@@ -76,6 +76,37 @@ stage_parameters(const models::model_spec& spec, const std::vector<models::layer
   return r;
 }
 
+/// Tensor parallelism: the balanced split, but never between the layers of
+/// a column / row pair (models::tp_dense_pairs), whose cut would turn the
+/// split activation into two extra all-reduces per micro-batch. Pairs are
+/// kept whole as long as there are enough cut points left; otherwise the
+/// plain split (a cut pair still computes correctly).
+std::vector<models::layer_range> partition_keeping_pairs(const models::model_spec& spec,
+                                                         const std::vector<double>& costs,
+                                                         int chunks,
+                                                         const std::vector<double>& speeds) {
+  std::vector<bool> may_cut(costs.size() + 1, true); // may_cut[i]: a chunk may begin at layer i
+  for (const auto& [first, second] : models::tp_dense_pairs(spec))
+    for (auto i = first + 1; i <= second && i < may_cut.size(); ++i)
+      may_cut[i] = false;
+  std::vector<double> unit_costs;
+  std::vector<std::size_t> unit_begin;
+  for (std::size_t i = 0; i < costs.size(); ++i) {
+    if (i == 0 || may_cut[i]) {
+      unit_begin.push_back(i);
+      unit_costs.push_back(0);
+    }
+    unit_costs.back() += costs[i];
+  }
+  if (static_cast<int>(unit_costs.size()) < chunks)
+    return models::partition_balanced(costs, chunks, speeds);
+  unit_begin.push_back(costs.size());
+  auto units = models::partition_balanced(unit_costs, chunks, speeds);
+  for (auto& r : units)
+    r = {unit_begin[r.begin], unit_begin[r.end]};
+  return units;
+}
+
 } // namespace
 
 plan make_plan(const train_options& opts, const std::vector<device_slot>& available) {
@@ -180,7 +211,8 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
       if (std::any_of(speeds.begin(), speeds.end(), [](double g) { return !(g > 0); }))
         speeds.clear();
     }
-    ranges = models::partition_balanced(p.layer_costs, chunks, speeds);
+    ranges = tp > 1 ? partition_keeping_pairs(p.model, p.layer_costs, chunks, speeds)
+                    : models::partition_balanced(p.layer_costs, chunks, speeds);
   }
   for (int r = 0; r < replicas; ++r)
     for (int s = 0; s < stages; ++s)

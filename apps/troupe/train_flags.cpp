@@ -154,7 +154,8 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
   cmd->add_option("--inject-fault", o.fault,
                   "testing: make stage S (of replica R) fail in training step N "
-                  "(stage=S,step=N[,replica=R])")
+                  "(stage=S,step=N[,replica=R]), or parameter-server shard S when it applies "
+                  "step N (ps=S,step=N)")
       ->group("Testing");
   cmd->add_option("--slow-stage", o.slow_stage,
                   "benchmarks: make stage S's forwards and backwards --slow-factor times slower "

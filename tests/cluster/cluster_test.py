@@ -6,13 +6,14 @@ with `troupe certs`).
   cluster_test.py TROUPE DATA_DIR CASE
 
 CASE is one of: equivalence, interleaved, transformer, kill9, sigstop,
-credentials, garbage, spec.
+credentials, garbage, spec, dp, dp_kill9, pp_dp, tp_pp, ps, ps_kill9.
 Each case starts its own processes and makes sure none is left behind.
 """
 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -22,7 +23,7 @@ import tempfile
 import time
 import urllib.request
 
-TROUPE, DATA, CASE = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3]
+TROUPE, DATA, CASE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
 WORK = tempfile.mkdtemp(prefix="troupe-cluster-")
 PROCS = []
 
@@ -184,10 +185,10 @@ def stop_cluster(sup, nodes):
         check(p.returncode == 0, f"{p.name} exited 0")
 
 
-def compare_with_local(ck, args, tolerance, model="mlp", data="mnist"):
+def compare_with_local(ck, args, tolerance, model="mlp", data="mnist", name="ck-local"):
     """Runs `model` in this process with `args` and compares its final
     parameters with the checkpoint `ck` of a cluster run."""
-    ck_local = os.path.join(WORK, "ck-local")
+    ck_local = os.path.join(WORK, name)
     r = run(["train", "--model", model, "--no-eval", "--no-progress", "--data",
              os.path.join(DATA, data), "--checkpoint", ck_local, *args])
     check(r.returncode == 0,
@@ -364,7 +365,8 @@ def case_pp_dp():
     processes of two devices each: the plan puts each replica's pipeline
     across the two processes (activations of 32 x 1024 f32, 128 KiB, over the
     data plane) and stage k's replicas in one process (its all-reduce stays
-    local); 20 steps equal the same pipeline without replicas in one process."""
+    local); 20 steps equal the same pipeline without replicas in one process,
+    and one device in one process (the whole batch of 256 at once)."""
     d = certs("supervisor", "client", "a", "b")
     sup, info = start_supervisor(d, 2)
     nodes = [start_node(d, info["port"], n, devices="cpu:2") for n in "ab"]
@@ -386,6 +388,224 @@ def case_pp_dp():
     check_nodes_exchanged(info)
     stop_cluster(sup, nodes)
     compare_with_local(ck, ["--threads", "2", *common], 1e-5)
+    # And the same global batch on one device in one process, in one piece.
+    compare_with_local(ck, ["--stages", "1", "--threads", "1", "--batch", "256", "--steps", "20"],
+                       1e-5, name="ck-local-1")
+
+
+def job_actors(info):
+    """The actors of the job that ran last (or is running), from /status."""
+    job = status(info)["job"]
+    return job["actors"] or job["previous_actors"]
+
+
+def data_plane_bytes(info, node, peer, direction="sent"):
+    """node's data-plane byte counter towards (from) peer in /metrics."""
+    metrics = http(info["status_port"], "/metrics")
+    v = re.findall(rf'^troupe_dataplane_peer_bytes_{direction}_total\{{node="{re.escape(node)}",'
+                   rf'peer="{re.escape(peer)}"\}} (\S+)$', metrics, re.M)
+    return float(v[0]) if v else 0.0
+
+
+def case_tp_pp():
+    """--pp 2 --tp 2 across two node processes of two devices each: the plan
+    takes devices round-robin across the nodes, so each stage's two
+    tensor-parallel ranks sit in different processes (and stage k -> k + 1
+    stays in one) and their collectives take the data plane: the flops split
+    cuts the MLP's column/row dense pair (layers 0 | 2), so the column layer
+    all-gathers its 64 x 1024 f32 output, and the row layer all-reduces its
+    64 x 512 one (128 KiB). 20 steps of the MLP (Adam) and of the transformer
+    (SGD) equal one device in one process (--stages 1, one BLAS thread)."""
+    d = certs("supervisor", "client", "a", "b")
+    sup, info = start_supervisor(d, 2)
+    nodes = [start_node(d, info["port"], n, devices="cpu:2") for n in "ab"]
+    wait_for(lambda: len(ready_nodes(info)) == 2, 30, "2 ready nodes")
+    pid_of = {"a": nodes[0].pid, "b": nodes[1].pid}
+
+    def check_tp_placement(what):
+        report = json.load(open(os.path.join(WORK, "r.json")))
+        check(report["strategy"] == "layer-placement+tensor-parallel" and report["tp"] == 2,
+              f"{what}: strategy {report['strategy']}, tp {report['tp']}")
+        by_stage = {}
+        for s in report["plan"]["stages"]:
+            by_stage.setdefault(s["stage"], {})[s["tp_rank"]] = s["node"]
+        check(sorted(by_stage) == [0, 1] and
+              all(sorted(r.values()) == ["a", "b"] for r in by_stage.values()),
+              f"{what}: each stage's 2 tp ranks on different nodes {by_stage}")
+        # /status: each stage's layer shards and tensor-parallel collective
+        # ranks run in the two node processes.
+        acts = job_actors(info)
+        for stage in (0, 1):
+            for kind, prefix in (("layer_shard", "layer_shard stage"),
+                                 ("collective", "tensor-parallel rank of stage")):
+                mine = [a for a in acts if a["kind"] == kind and
+                        a["label"].startswith(f"{prefix} {stage} tp rank ")]
+                pids = sorted(a["pid"] for a in mine)
+                check(pids == sorted(pid_of.values()),
+                      f"{what}: /status shows stage {stage}'s {kind} actors in the node pids {pids}")
+
+    ck = os.path.join(WORK, "ck-cluster")
+    client = submit(d, info, ["--model", "mlp", "--pp", "2", "--tp", "2", "--steps", "20",
+                              "--no-eval", "--checkpoint", ck,
+                              "--report", os.path.join(WORK, "r.json")])
+    check(all_exit([client], 120) and client.returncode == 0, "the --pp 2 --tp 2 MLP job succeeded")
+    check_tp_placement("mlp")
+    check_nodes_exchanged(info)
+    ck_t = os.path.join(WORK, "ck-cluster-t")
+    common_t = ["--steps", "20", "--optimizer", "sgd", "--lr", "0.1"]
+    client = submit(d, info, ["--model", "transformer", "--pp", "2", "--tp", "2", "--no-eval",
+                              "--checkpoint", ck_t, "--report", os.path.join(WORK, "r.json"),
+                              *common_t], data="sherlock.txt")
+    check(all_exit([client], 120) and client.returncode == 0,
+          "the --pp 2 --tp 2 transformer job succeeded")
+    check_tp_placement("transformer")
+    stop_cluster(sup, nodes)
+    compare_with_local(ck, ["--stages", "1", "--threads", "1", "--steps", "20"], 1e-5)
+    compare_with_local(ck_t, ["--stages", "1", "--threads", "1", *common_t], 1e-5,
+                       model="transformer", data="sherlock.txt", name="ck-local-t")
+
+
+def start_ps_cluster(d, ps_devices="cpu:1", extra=()):
+    """A supervisor, node ps-0 (the cluster spec's ps job: the planner puts
+    parameter servers there) and two worker nodes. ps-0 joins first and sorts
+    first, so without that preference it would get a replica."""
+    sup, info = start_supervisor(d, 3, extra)
+    ps = start_node(d, info["port"], "ps-0", devices=ps_devices)
+    wait_for(lambda: len(ready_nodes(info)) == 1, 30, "node ps-0 ready")
+    workers = [start_node(d, info["port"], f"worker-{i}") for i in range(2)]
+    wait_for(lambda: len(ready_nodes(info)) == 3, 30, "3 ready nodes")
+    return sup, info, ps, workers
+
+
+def case_ps():
+    """Parameter servers across processes: node ps-0 holds 2 ps shards (the
+    MLP's two big weights split across both), worker-0 and worker-1 one
+    replica each; gradients are pushed and parameters pulled (5.3 MB per
+    worker and step) over the data plane. Sync mode for 20 steps equals one
+    device in one process (the checkpoint's parameters, gathered from the ps
+    shards) with the workers bitwise identical after every step.
+    Injected faults of a ps shard and of a worker fail their jobs naming them.
+    Then a topology saved by `troupe plan` from a TF_CONFIG spec (1 ps shard,
+    ssp with staleness 1) runs with `troupe train --plan` on the same cluster."""
+    d = certs("supervisor", "client", "worker-0", "worker-1", "ps-0")
+    sup, info, ps, workers = start_ps_cluster(d, ps_devices="cpu:2")
+    pid_of = {"ps-0": ps.pid, "worker-0": workers[0].pid, "worker-1": workers[1].pid}
+    ck = os.path.join(WORK, "ck-cluster")
+    client = submit(d, info, ["--model", "mlp", "--ps", "2", "--workers", "2", "--ps-mode", "sync",
+                              "--steps", "20", "--no-eval", "--check-replicas", "1",
+                              "--checkpoint", ck, "--report", os.path.join(WORK, "r.json")])
+    check(all_exit([client], 120) and client.returncode == 0, "the --ps 2 --workers 2 sync job succeeded")
+    report = json.load(open(os.path.join(WORK, "r.json")))
+    check(report["strategy"] == "data-parallel+parameter-server" and report["ps_mode"] == "sync",
+          f"strategy {report['strategy']}, mode {report['ps_mode']}")
+    check(report["replica_checks"] == 20, "the workers were bitwise identical after every step")
+    stats = {s["shard"]: s for s in report["ps"]}
+    check(sorted(stats) == [0, 1] and
+          all(s["pushes"] == 40 and s["pulls"] >= 40 and s["updates"] == 20 and s["bytes_in"] > 0
+              for s in stats.values()),
+          "each ps shard got 2 x 20 pushes and pulls and applied 20 updates " +
+          str([(s["pushes"], s["pulls"], s["updates"]) for s in stats.values()]))
+    acts = job_actors(info)
+    ps_actors = sorted((a["label"].split(" on ")[0], a["node"], a["pid"]) for a in acts
+                       if a["kind"] == "ps_shard")
+    check(ps_actors == [("ps_shard 0", "ps-0", ps.pid), ("ps_shard 1", "ps-0", ps.pid)],
+          f"/status shows both ps_shard actors on node ps-0 (pid {ps.pid}): {ps_actors}")
+    shard_nodes = sorted((a["node"], a["pid"]) for a in acts if a["kind"] == "layer_shard")
+    check(shard_nodes == [("worker-0", pid_of["worker-0"]), ("worker-1", pid_of["worker-1"])],
+          f"/status shows one replica on each worker node {shard_nodes}")
+    # 20 pushes and 20 pulls of the 5.3 MB of parameters per worker; the
+    # nodes' counters arrive with the supervisor's next pings.
+    moved = {}
+
+    def counted():
+        moved.update({(w, direction): data_plane_bytes(info, "ps-0", w, direction)
+                      for w in ("worker-0", "worker-1") for direction in ("sent", "received")})
+        return all(v > 20 * 5e6 for v in moved.values())
+
+    deadline = time.time() + 5
+    while not counted() and time.time() < deadline:
+        time.sleep(0.2)
+    check(counted(), f"ps-0's data plane carried the pushes (received) and pulls (sent) {moved}")
+    compare_with_local(ck, ["--stages", "1", "--threads", "1", "--steps", "20"], 1e-5)
+    # An injected fault of ps shard 1 (in ps-0's process) and one of worker
+    # replica 1 fail their jobs naming the actor and its node; the cluster stays.
+    for fault, who in (("ps=1,step=3", "ps_shard 1 on ps-0/cpu:1"),
+                       ("stage=0,step=3,replica=1", "layer_shard replica 1 stage 0 on worker-1/")):
+        client = submit(d, info, ["--model", "mlp", "--ps", "2", "--workers", "2", "--steps", "20",
+                                  "--no-eval", "--inject-fault", fault])
+        check(all_exit([client], 60) and client.returncode == 1, f"--inject-fault {fault}: exit 1")
+        out = open(client.log_path).read()
+        check(who in out and "injected fault" in out, f"the error names {who}: " + out.strip()[-200:])
+    check(len(ready_nodes(info)) == 3, "the 3 nodes stay")
+    # troupe plan on a TF_CONFIG spec (chief, 2 workers, 1 ps): saved, then run.
+    spec = os.path.join(WORK, "tf_config.json")
+    json.dump({"cluster": {"chief": ["127.0.0.1:7000"],
+                           "worker": ["127.0.0.1:7001", "127.0.0.1:7002"],
+                           "ps": ["127.0.0.1:7003"]},
+               "task": {"type": "chief", "index": 0}}, open(spec, "w"))
+    plan = os.path.join(WORK, "plan.json")
+    r = run(["plan", "--model", "mlp", "--ps", "1", "--workers", "2", "--ps-mode", "ssp",
+             "--staleness", "1", "--cluster-spec", spec, "--save", plan])
+    line = re.search(r"^.*ps 0 on \S+.*$", r.stdout, re.M)
+    check(r.returncode == 0 and line is not None and "ps 0 on ps-0/cpu:0" in line.group(0),
+          "troupe plan puts the ps shard on ps-0: " +
+          (line.group(0).strip() if line else (r.stdout + r.stderr).strip()[-300:]))
+    client = submit(d, info, ["--model", "mlp", "--plan", plan, "--steps", "20", "--no-eval",
+                              "--report", os.path.join(WORK, "r-ssp.json")])
+    check(all_exit([client], 120) and client.returncode == 0,
+          "the saved ssp plan (--plan) ran on the cluster")
+    report = json.load(open(os.path.join(WORK, "r-ssp.json")))
+    check(report["ps_mode"] == "ssp" and len(report["ps"]) == 1 and
+          report["ps"][0]["max_gap"] <= 1 and report["ps"][0]["pushes"] == 40,
+          f"ssp with staleness 1: {report['ps_mode']}, {report['ps']}")
+    ps_nodes = [a["node"] for a in job_actors(info) if a["kind"] == "ps_shard"]
+    check(ps_nodes == ["ps-0"], f"the planned ps shard ran on ps-0 {ps_nodes}")
+    stop_cluster(sup, [ps] + workers)
+
+
+def case_ps_kill9():
+    """kill -9 of the ps node, then (on the same supervisor, after a new ps-0
+    joined) of a worker node, in the middle of a --ps 1 --workers 2 job:
+    each time the client exits 1 within 2 s of the signal naming the node."""
+    d = certs("supervisor", "client", "worker-0", "worker-1", "ps-0")
+    sup, info, ps, workers = start_ps_cluster(d, extra=["--heartbeat-ms", "250", "--timeout-ms",
+                                                        "1500"])
+
+    def kill_mid_job(victim, name):
+        client = long_job(d, info, ("--ps", "1", "--workers", "2"))
+        wait_running(info)
+        acts = status(info)["job"]["actors"]
+        on = sorted((a["kind"], a["node"]) for a in acts if a["kind"] in ("ps_shard", "layer_shard"))
+        check(on == [("layer_shard", "worker-0"), ("layer_shard", "worker-1"), ("ps_shard", "ps-0")],
+              f"the ps shard runs on ps-0, a replica on each worker {on}")
+        t0 = time.time()
+        os.kill(victim.pid, signal.SIGKILL)
+        try:
+            client.wait(10)
+        except subprocess.TimeoutExpired:
+            fail(f"the client did not fail within 10 s of killing {name}")
+        t_client = time.time() - t0
+        out = open(client.log_path).read()
+        print(f"kill -9 {name}: client exit after {t_client:.3f} s")
+        check(client.returncode == 1, f"the client's job failed (exit {client.returncode})")
+        check(f"node {name}" in out or f"on {name}/" in out,
+              f"the error names node {name}: " + out.strip()[-240:])
+        check(t_client < 2.0, f"the client exited within 2 s of the signal ({t_client:.3f} s)")
+        check(all_exit([victim], 5), f"{name}'s process is gone")
+        wait_for(lambda: status(info)["job"]["phase"] == "idle", 5, "the supervisor to be idle")
+        check(name in status(info)["job"]["last_error"], "the job was aborted for " + name)
+        wait_for(lambda: all(n["transport"].get("actors", 1) == 0 for n in ready_nodes(info)), 5,
+                 "the surviving nodes to drop the job's actors")
+        check(name not in [n["name"] for n in ready_nodes(info)], f"{name} was dropped")
+
+    kill_mid_job(ps, "ps-0")
+    ps = start_node(d, info["port"], "ps-0")
+    wait_for(lambda: sorted(n["name"] for n in ready_nodes(info)) ==
+             ["ps-0", "worker-0", "worker-1"], 30, "a new ps-0 to join")
+    kill_mid_job(workers[1], "worker-1")
+    sup.send_signal(signal.SIGTERM)
+    check(all_exit([sup, ps, workers[0]], 10), "SIGTERM stops the supervisor and the nodes left")
+    check(all(p.returncode == 0 for p in (sup, ps, workers[0])), "all exit 0")
 
 
 def case_credentials():
@@ -524,6 +744,9 @@ try:
      "kill9": lambda: case_failure(signal.SIGKILL),
      "dp": case_dp,
      "pp_dp": case_pp_dp,
+     "tp_pp": case_tp_pp,
+     "ps": case_ps,
+     "ps_kill9": case_ps_kill9,
      "dp_kill9": lambda: case_failure(signal.SIGKILL, ("--dp", "2")),
      "sigstop": lambda: case_failure(signal.SIGSTOP),
      "credentials": case_credentials,
@@ -532,4 +755,5 @@ try:
      "transformer": case_transformer}[CASE]()
 finally:
     cleanup()
+shutil.rmtree(WORK, ignore_errors=True)  # kept (with the logs) when a case fails
 print("PASS", CASE)
