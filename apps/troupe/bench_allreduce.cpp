@@ -420,24 +420,6 @@ int run_rank(const rank_flags& f) {
   std::_Exit(exit_ok); // a benchmark rank needs no orderly CAF teardown
 }
 
-fs::path self_exe() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  if (ec)
-    throw std::runtime_error("cannot find this executable: " + ec.message());
-  return p;
-}
-
-/// Splits "TOKEN a b c" into words.
-std::vector<std::string> words(const std::string& line) {
-  std::istringstream in{line};
-  std::vector<std::string> out;
-  std::string w;
-  while (in >> w)
-    out.push_back(w);
-  return out;
-}
-
 struct process_result {
   std::vector<double> per_op;     ///< seconds per op of each repetition (slowest rank)
   double bytes_sent_per_rank = 0; ///< per op, averaged over ranks

@@ -32,6 +32,7 @@
 #include "actors/job.hpp"
 #include "apps/troupe/bench_allreduce.hpp"
 #include "apps/troupe/bench_pipeline.hpp"
+#include "apps/troupe/bench_ps.hpp"
 #include "apps/troupe/bench_transport.hpp"
 #include "apps/troupe/bench_util.hpp"
 #include "apps/troupe/child_process.hpp"
@@ -77,27 +78,6 @@ struct bench_flags {
   std::string data_dir = "data/mnist";
   std::string json;
   std::string peer;
-};
-
-/// Median, min and max of a sample (empty: all zero).
-struct summary {
-  double median = 0, min = 0, max = 0;
-  static summary of(std::vector<double> v) {
-    summary s;
-    if (v.empty())
-      return s;
-    std::sort(v.begin(), v.end());
-    auto n = v.size();
-    s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    s.min = v.front();
-    s.max = v.back();
-    return s;
-  }
-  /// (max - min) / median, in percent.
-  double spread_percent() const { return median > 0 ? 100.0 * (max - min) / median : 0.0; }
-  nlohmann::json to_json() const {
-    return {{"median", median}, {"min", min}, {"max", max}, {"spread_percent", spread_percent()}};
-  }
 };
 
 std::string env_or_unset(const char* name) {
@@ -813,7 +793,8 @@ int bench_train(bench_flags f) {
 } // namespace
 
 command_action add_bench_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "benchmarks (train, transport, pipeline, allreduce)");
+  auto* cmd =
+      app.add_subcommand("bench", "benchmarks (train, transport, pipeline, allreduce, ps)");
   cmd->require_subcommand(1);
   auto* train = cmd->add_subcommand(
     "train", "training steps/s of troupe vs libtorch (same model, init, optimizer, batch, threads)");
@@ -879,13 +860,16 @@ command_action add_bench_command(CLI::App& app) {
   auto transport = add_bench_transport_command(*cmd);
   auto pipeline = add_bench_pipeline_command(*cmd);
   auto allreduce = add_bench_allreduce_command(*cmd);
-  return [cmd, train, f, transport, pipeline, allreduce] {
+  auto ps = add_bench_ps_command(*cmd);
+  return [cmd, train, f, transport, pipeline, allreduce, ps] {
     if (train->parsed())
       return bench_train(*f);
     if (cmd->got_subcommand("pipeline"))
       return pipeline();
     if (cmd->got_subcommand("allreduce") || cmd->got_subcommand("allreduce-rank"))
       return allreduce();
+    if (cmd->got_subcommand("ps") || cmd->got_subcommand("ps-rank"))
+      return ps();
     return transport(); // bench transport (or its receiver), else exit_bad_input
   };
 }

@@ -214,6 +214,31 @@ then
   failures=$((failures + 1))
 fi
 
+# troupe bench ps: bad flags, then a tiny run of every part (1 MiB of synthetic
+# parameters on 1 and 2 shards, in process and across processes; 3-step
+# training runs) whose JSON parses and has positive figures. No timing thresholds.
+expect 2 "--shards: '0'" -- bench ps --shards 0
+expect 2 "--parts: unknown 'frobnicate'" -- bench ps --parts frobnicate
+expect 0 "ratio to all-reduce" -- bench ps --mb 1 --shards 1,2 --rounds 3 --round-warmup 1 \
+  --steps 3 --warmup 1 --batch 32 --repeats 1 --json "$tmp/ps.json"
+if ! python3 - "$tmp/ps.json" <<'EOF_PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+rows = doc["pushpull"]["rows"]
+assert [(r["where"], r["shards"]) for r in rows] == [("in process", 1), ("in process", 2),
+                                                      ("processes", 1), ("processes", 2)], rows
+for r in rows:
+    assert r["gbps"]["median"] > 0 and r["runs"][0]["shard_bytes_in_per_round"] > 0, r
+train = doc["training"]
+assert len(train["modes"]["rows"]) == 6 and len(train["vs_allreduce"]["rows"]) == 3, train
+for r in train["modes"]["rows"] + train["vs_allreduce"]["rows"]:
+    assert r["samples_per_second"]["median"] > 0, r
+EOF_PY
+then
+  echo "FAIL: bench ps JSON lacks its push+pull and training rows"
+  failures=$((failures + 1))
+fi
+
 # troupe plan: the topology of the training flags, without running anything
 # or reading data; --save writes it for `troupe train --plan`, which then runs
 # exactly that topology.
