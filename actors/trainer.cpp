@@ -106,16 +106,19 @@ private:
   clock_type::time_point last_draw_;
 };
 
-/// Async / ssp: where one worker is.
+/// Async / ssp: where one worker is. Its steps are its own (consecutive ids
+/// for its pushes); each runs one part of a global batch.
 struct worker_progress {
   std::int64_t next = 0; ///< the step it runs next (or now, when running)
   bool running = false;
-  int pending = 0; ///< reports of its running step still missing
+  int pending = 0;       ///< reports of its running step still missing
+  std::int64_t part = 0; ///< the part it runs: share part % W of global batch part / W
 };
 
-/// A training step some workers have finished: how many, and their losses.
+/// A global batch whose parts (one per replica's share) are being trained:
+/// how many are done, and their losses.
 struct step_part {
-  int replicas = 0;
+  int done = 0;
   runtime::stage_report loss;
 };
 
@@ -146,7 +149,8 @@ struct trainer_state {
   int reports_pending = 0;
   /// Async / ssp parameter servers: each worker (replica) runs its own steps.
   std::vector<worker_progress> workers;
-  std::map<std::int64_t, step_part> step_parts; ///< steps some workers have done
+  std::int64_t next_part = 0;                   ///< parts handed out so far
+  std::map<std::int64_t, step_part> step_parts; ///< global steps some parts are done of
   std::int64_t current_epoch = 0;
   std::int64_t current_index = 0;
   runtime::stage_report loss_report;
@@ -197,7 +201,7 @@ using trainer_actor = caf::stateful_actor<trainer_state>;
 
 void start_step(trainer_actor* self);
 void step_completed(trainer_actor* self);
-void worker_step_done(trainer_actor* self, int replica, std::int64_t step);
+void worker_step_done(trainer_actor* self, int replica);
 void run_worker(trainer_actor* self, int replica);
 void sync_replicas(trainer_actor* self);
 void finish(trainer_actor* self);
@@ -274,10 +278,13 @@ float learning_rate(const trainer_state& st, std::int64_t step) {
 
 /// Starts a step on replica `replica`'s pipeline with its part of the batch.
 void send_step(trainer_actor* self, int replica, runtime::batch_msg& b, std::int64_t step,
-               bool training) {
+               bool training, std::int64_t schedule_step = -1) {
   auto& st = self->state;
   auto parts = static_cast<std::int32_t>(b.inputs.size());
-  runtime::step_msg m{step, parts, b.size, training ? learning_rate(st, step) : st.cfg.opts.lr,
+  // The learning rate follows the run's global steps (an async worker's own
+  // step ids run ahead of them or behind).
+  const auto lr_step = schedule_step >= 0 ? schedule_step : step;
+  runtime::step_msg m{step, parts, b.size, training ? learning_rate(st, lr_step) : st.cfg.opts.lr,
                       training};
   for (int k = 0; k < st.depth; ++k)
     for (int t = 0; t < st.tp; ++t)
@@ -482,6 +489,7 @@ void resume(trainer_actor* self) {
   st.run_start_step = st.step;
   for (auto& w : st.workers) // async / ssp workers go on from here
     w.next = st.step;
+  st.next_part = st.step * st.replicas;
   const bool ps = !st.cfg.ps_shards.empty();
   // With parameter servers the workers take the parameters only; the ps
   // shards take their pieces of the parameters and the optimizer state.
@@ -601,7 +609,17 @@ void start_step(trainer_actor* self) {
     return;
   }
   if (independent_workers(st)) {
-    // The workers drive themselves up to the epoch's end.
+    // The workers drive themselves up to the epoch's end; a global step is
+    // done once all its parts are, whichever workers ran them.
+    if (auto it = st.step_parts.find(st.step);
+        it != st.step_parts.end() && it->second.done == st.replicas) {
+      st.loss_report = it->second.loss;
+      st.step_parts.erase(it);
+      st.current_epoch = st.step / st.steps_per_epoch;
+      st.current_index = st.step % st.steps_per_epoch;
+      step_completed(self);
+      return;
+    }
     const bool idle = std::none_of(st.workers.begin(), st.workers.end(),
                                    [](const worker_progress& w) { return w.running; });
     if (idle) {
@@ -648,30 +666,49 @@ void start_step(trainer_actor* self) {
         });
 }
 
-/// Async / ssp: worker `replica` starts its next step unless it is running
-/// one or has reached the end of the current epoch (a barrier: evaluation
-/// and checkpoints see every worker's updates of the epoch).
+/// Async / ssp: worker `replica`, unless it is running a step, takes the
+/// next part of the epoch's batches, part p being share p % W of global
+/// batch p / W (from that share's loader). Async workers take whichever part
+/// is next: a fast worker trains more parts than a slow one, as with
+/// TensorFlow's asynchronous workers, while every sample is still trained
+/// once per epoch. Ssp workers keep their own share of every global batch:
+/// a worker whose pull the staleness bound holds back must be able to count
+/// on the slower workers' pushes, which with a shared queue could run out at
+/// an epoch's end (the fast one holding more than K parts more than a slow
+/// one would wait forever); with fixed shares every worker runs every global
+/// step, so the bound always clears. The epoch's end is a barrier:
+/// evaluation and checkpoints see every worker's updates of the epoch.
 void run_worker(trainer_actor* self, int replica) {
   auto& st = self->state;
   auto& w = st.workers[static_cast<std::size_t>(replica)];
-  const auto barrier =
+  const auto epoch_end =
       std::min(st.total_steps, (st.step / st.steps_per_epoch + 1) * st.steps_per_epoch);
-  if (w.running || w.next >= barrier)
+  if (w.running)
     return;
+  if (st.cfg.topology.ps_mode == "ssp") {
+    if (w.next >= epoch_end)
+      return;
+    w.part = w.next * st.replicas + replica;
+  } else {
+    if (st.next_part >= epoch_end * st.replicas)
+      return;
+    w.part = st.next_part++;
+  }
   w.running = true;
-  self->request(st.cfg.train_loaders[static_cast<std::size_t>(replica)], caf::infinite,
-                runtime::next_batch_atom::value)
+  const auto loader = static_cast<std::size_t>(w.part % st.replicas);
+  self->request(st.cfg.train_loaders[loader], caf::infinite, runtime::next_batch_atom::value)
       .then([self, replica](runtime::batch_msg& b) {
         auto& s = self->state;
         auto& wk = s.workers[static_cast<std::size_t>(replica)];
-        if (b.epoch * s.steps_per_epoch + b.index != wk.next) {
-          fail(self, "worker " + std::to_string(replica) + "'s loader is out of step: batch " +
+        const auto global_step = wk.part / s.replicas;
+        if (b.epoch * s.steps_per_epoch + b.index != global_step) {
+          fail(self, "loader " + std::to_string(wk.part % s.replicas) + " is out of step: batch " +
                          std::to_string(b.index) + " of epoch " + std::to_string(b.epoch) +
-                         " for step " + std::to_string(wk.next));
+                         " for step " + std::to_string(global_step));
           return;
         }
         wk.pending = s.depth * s.tp;
-        send_step(self, replica, b, wk.next, true);
+        send_step(self, replica, b, wk.next, true, global_step);
       });
 }
 
@@ -759,7 +796,10 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
   // A replica's loss: add them up (its tensor-parallel ranks all computed
   // the same one).
   if (r.stage == st.depth - 1 && r.tp_rank == 0) {
-    auto& sum = independent ? st.step_parts[r.step].loss : st.loss_report;
+    auto& sum =
+        independent
+            ? st.step_parts[st.workers[static_cast<std::size_t>(r.replica)].part / st.replicas].loss
+            : st.loss_report;
     sum.loss_sum += r.loss_sum;
     sum.correct += r.correct;
     sum.samples += r.samples;
@@ -788,7 +828,7 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
   }
   st.timed_compute_seconds += timed ? r.compute_seconds : 0.0;
   if (independent) {
-    worker_step_done(self, r.replica, r.step);
+    worker_step_done(self, r.replica);
     return;
   }
   if (--st.reports_pending > 0)
@@ -806,33 +846,18 @@ void on_report(trainer_actor* self, runtime::stage_report& r) {
   step_completed(self);
 }
 
-/// Async / ssp workers: replica `replica` finished training step `step`
-/// (every shard reported). It goes on to its next step at once; the step
-/// counts as done for the run once every replica has done it.
-void worker_step_done(trainer_actor* self, int replica, std::int64_t step) {
+/// Async / ssp workers: replica `replica` reported its running step (every
+/// shard). It takes its next part at once; the global step of its part is
+/// done once every part of it is (start_step completes the steps in order).
+void worker_step_done(trainer_actor* self, int replica) {
   auto& st = self->state;
   auto& w = st.workers[static_cast<std::size_t>(replica)];
   if (--w.pending > 0)
     return;
   w.running = false;
   ++w.next;
-  auto& part = st.step_parts[step];
-  if (++part.replicas < st.replicas) {
-    run_worker(self, replica);
-    return;
-  }
-  // Every replica has done `step`: they finish steps in order, so it is the
-  // oldest one still open.
-  if (step != st.step) {
-    fail(self, "async workers completed step " + std::to_string(step) + " before step " +
-                   std::to_string(st.step));
-    return;
-  }
-  st.loss_report = part.loss;
-  st.step_parts.erase(step);
-  st.current_epoch = step / st.steps_per_epoch;
-  st.current_index = step % st.steps_per_epoch;
-  step_completed(self);
+  ++st.step_parts[w.part / st.replicas].done;
+  start_step(self);
 }
 
 /// The run's bookkeeping once training step st.step is done everywhere:

@@ -57,13 +57,17 @@ BOOST_AUTO_TEST_CASE(an_explicit_split_is_taken_as_given) {
 BOOST_AUTO_TEST_CASE(a_measured_partition_weighs_device_speed) {
   auto o = options(2);
   o.partition = "measured";
-  // A device 1000x slower gets as little as a contiguous split allows.
+  // A device 1000x slower gets as little as a contiguous split allows: one
+  // dense layer, plus at most the relu next to it (a relu's measured time is
+  // next to nothing, so under load it can tie, and either split is optimal).
   auto slow_first = actors::make_plan(o, devices({1, 1000}));
   BOOST_TEST(slow_first.partition == "measured");
   BOOST_TEST(slow_first.layer_costs.size() == 5u);
-  BOOST_TEST((slow_first.stages[0].chunks[0] == models::layer_range{0, 1}));
+  BOOST_TEST(slow_first.stages[0].chunks[0].begin == 0u);
+  BOOST_TEST(slow_first.stages[0].chunks[0].end <= 2u); // dense [, relu]
   auto slow_last = actors::make_plan(o, devices({1000, 1}));
-  BOOST_TEST((slow_last.stages[1].chunks[0] == models::layer_range{4, 5}));
+  BOOST_TEST(slow_last.stages[1].chunks[0].begin >= 3u); // [relu,] dense
+  BOOST_TEST(slow_last.stages[1].chunks[0].end == 5u);
   // Unmeasured devices (0): speeds are ignored, the split balances cost alone.
   auto unknown = actors::make_plan(o, devices({0, 1000}));
   BOOST_TEST(unknown.stages[0].chunks[0].end >= 1u);
