@@ -188,10 +188,9 @@ struct trainer_state {
   nlohmann::json epochs = nlohmann::json::array();
   std::vector<runtime::stage_report> stage_totals; ///< per stage, training steps summed
   progress_bar progress;
-  // Parameter servers, gathered at the end: their counters and parameters.
-  bool ps_gathered = false;
+  // Parameter servers: their counters, gathered at the end.
+  bool ps_stats_gathered = false;
   nlohmann::json ps_report = nlohmann::json::array();
-  std::optional<runtime::named_tensors> ps_params;
   runtime::trace_recorder trace; ///< its own track (--trace)
   bool trace_written = false;
   static inline const char* name = "trainer";
@@ -368,15 +367,27 @@ std::string meta_value(const runtime::named_tensors& t, const std::string& key) 
   return {};
 }
 
-/// The model's parameters and optimizer state as whole tensors: from replica
-/// 0's layer shards (tensor-parallel slices merged), or with parameter
-/// servers from the ps shards, which hold both (the workers only tell the
-/// shapes).
-void collect_model(trainer_actor* self, std::function<void(model_state)> done) {
+/// The model's parameters (and with `with_state` the optimizer state) as
+/// whole tensors: from replica 0's layer shards (tensor-parallel slices
+/// merged), or with parameter servers from the ps shards, which hold both
+/// (the workers only tell the shapes; with async workers replica 0's last
+/// pull may predate other workers' later pushes).
+void collect_model(trainer_actor* self, bool with_state, std::function<void(model_state)> done) {
   gather<runtime::named_tensors>(
       self, first_replica(self->state),
-      [self, done](std::vector<runtime::named_tensors> params) {
+      [self, with_state, done](std::vector<runtime::named_tensors> params) {
         auto& st = self->state;
+        if (st.cfg.ps_shards.empty() && !with_state) {
+          model_state m;
+          try {
+            m.params = whole_tensors(st, params);
+          } catch (const std::exception& e) {
+            fail(self, std::string{"gathering the parameters: "} + e.what());
+            return;
+          }
+          done(std::move(m));
+          return;
+        }
         if (st.cfg.ps_shards.empty()) {
           gather<runtime::named_tensors>(
               self, first_replica(st),
@@ -403,7 +414,20 @@ void collect_model(trainer_actor* self, std::function<void(model_state)> done) {
             shapes[part.names[i]] = part.tensors[i].shape();
         gather<runtime::named_tensors>(
             self, st.cfg.ps_shards,
-            [self, done, shapes](std::vector<runtime::named_tensors> ps_params) {
+            [self, with_state, done, shapes](std::vector<runtime::named_tensors> ps_params) {
+              if (!with_state) {
+                model_state m;
+                try {
+                  m.params =
+                      merge({merge_pieces(self->state.cfg.topology.ps_layout, ps_params, shapes)});
+                } catch (const std::exception& e) {
+                  fail(self,
+                       std::string{"gathering the parameter servers' parameters: "} + e.what());
+                  return;
+                }
+                done(std::move(m));
+                return;
+              }
               gather<runtime::named_tensors>(
                   self, self->state.cfg.ps_shards,
                   [self, done, shapes, ps_params](std::vector<runtime::named_tensors> ps_states) {
@@ -436,7 +460,7 @@ void collect_model(trainer_actor* self, std::function<void(model_state)> done) {
 }
 
 void write_checkpoint(trainer_actor* self, std::function<void()> then) {
-  collect_model(self, [self, then](model_state m) {
+  collect_model(self, true, [self, then](model_state m) {
     auto& st = self->state;
     runtime::checkpoint ck;
     ck.params = std::move(m.params);
@@ -1086,10 +1110,8 @@ void write_trace(trainer_actor* self, std::function<void()> then) {
       runtime::get_trace_atom::value);
 }
 
-/// Parameter servers: their counters (for the report) and their parameters,
-/// which are the model's (with async workers, replica 0's last pull may
-/// predate other workers' later pushes).
-void gather_ps(trainer_actor* self, std::function<void()> then) {
+/// Parameter servers: their counters, for the report.
+void gather_ps_stats(trainer_actor* self, std::function<void()> then) {
   gather<runtime::ps_stats>(
       self, self->state.cfg.ps_shards,
       [self, then](std::vector<runtime::ps_stats> stats) {
@@ -1105,30 +1127,8 @@ void gather_ps(trainer_actor* self, std::function<void()> then) {
                                   {"updates", x.updates},
                                   {"max_gap", x.max_gap},
                                   {"apply_seconds", x.apply_seconds}});
-        gather<runtime::named_tensors>(
-            self, first_replica(st),
-            [self, then](std::vector<runtime::named_tensors> worker_params) {
-              std::map<std::string, runtime::shape_t> shapes;
-              for (const auto& part : worker_params)
-                for (std::size_t i = 0; i < part.names.size(); ++i)
-                  shapes[part.names[i]] = part.tensors[i].shape();
-              gather<runtime::named_tensors>(
-                  self, self->state.cfg.ps_shards,
-                  [self, then, shapes](std::vector<runtime::named_tensors> parts) {
-                    auto& s = self->state;
-                    try {
-                      s.ps_params = merge_pieces(s.cfg.topology.ps_layout, parts, shapes);
-                    } catch (const std::exception& e) {
-                      fail(self,
-                           std::string{"gathering the parameter servers' parameters: "} + e.what());
-                      return;
-                    }
-                    s.ps_gathered = true;
-                    then();
-                  },
-                  runtime::get_params_atom::value);
-            },
-            runtime::get_params_atom::value);
+        st.ps_stats_gathered = true;
+        then();
       },
       runtime::ps_stats_atom::value);
 }
@@ -1138,31 +1138,17 @@ void finish(trainer_actor* self) {
     write_trace(self, [self] { finish(self); });
     return;
   }
-  if (!self->state.cfg.ps_shards.empty() && !self->state.ps_gathered) {
-    gather_ps(self, [self] { finish(self); });
+  if (!self->state.cfg.ps_shards.empty() && !self->state.ps_stats_gathered) {
+    gather_ps_stats(self, [self] { finish(self); });
     return;
   }
   auto deliver = [self] {
-    gather<runtime::named_tensors>(
-        self, first_replica(self->state),
-        [self](std::vector<runtime::named_tensors> params) {
-          auto& st = self->state;
-          runtime::named_tensors all;
-          runtime::named_tensor_list whole;
-          try {
-            whole = st.ps_params ? merge({*st.ps_params}) : whole_tensors(st, params);
-          } catch (const std::exception& e) {
-            fail(self, std::string{"gathering the parameters: "} + e.what());
-            return;
-          }
-          for (auto& [n, t] : whole) {
-            all.names.push_back(n);
-            all.tensors.push_back(t);
-          }
-          self->send(st.cfg.report_to, job_done_atom::value, make_report(st).dump(), all);
-          self->quit();
-        },
-        runtime::get_params_atom::value);
+    collect_model(self, false, [self](model_state m) {
+      auto& st = self->state;
+      self->send(st.cfg.report_to, job_done_atom::value, make_report(st).dump(),
+                 to_named(m.params));
+      self->quit();
+    });
   };
   if (!self->state.cfg.opts.checkpoint_dir.empty())
     write_checkpoint(self, deliver);
