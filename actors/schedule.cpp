@@ -110,7 +110,11 @@ std::vector<action> make_schedule(schedule_kind k, int stages, int stage, int mi
     r.reserve(static_cast<std::size_t>(2 * microbatches));
     for (int m = 0; m < microbatches; ++m)
       r.push_back({action::kind::forward, m});
-    for (int m = microbatches - 1; m >= 0; --m)
+    // Backwards in micro-batch order, as in every other schedule (and
+    // PyTorch's ScheduleGPipe): each layer then adds its micro-batch
+    // gradients in the same order whatever the schedule, so results do not
+    // depend on it, bit for bit.
+    for (int m = 0; m < microbatches; ++m)
       r.push_back({action::kind::backward, m});
     return r;
   }

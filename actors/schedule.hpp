@@ -34,7 +34,7 @@ schedule_kind parse_schedule_kind(std::string_view s);
 /// The action list of device `stage` (0-based) of a `stages`-deep pipeline
 /// over `microbatches` micro-batches of one training step, each device
 /// holding `virtual_stages` chunks.
-///  gpipe:       all forwards, then all backwards in reverse order.
+///  gpipe:       all forwards, then all backwards in micro-batch order.
 ///  1f1b:        (stages - stage - 1) warm-up forwards, then alternate one
 ///               forward and one backward, then the remaining backwards
 ///               (PipeDream-flush); a stage never holds more than
@@ -49,6 +49,8 @@ schedule_kind parse_schedule_kind(std::string_view s);
 ///               missing micro-batches left out (still deadlock-free; the last
 ///               group's bubble is that of a full group). With
 ///               virtual_stages == 1 it is exactly 1f1b.
+/// Every schedule runs each chunk's backwards in micro-batch order, so a
+/// layer's gradient is the same sum, bit for bit, under every schedule.
 /// gpipe and 1f1b take virtual_stages == 1 only. Throws std::invalid_argument
 /// for impossible arguments (train_options::validate reports user errors).
 std::vector<action> make_schedule(schedule_kind k, int stages, int stage, int microbatches,

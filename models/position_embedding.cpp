@@ -1,7 +1,9 @@
 #include "models/position_embedding.hpp"
 
 #include <algorithm>
+#include <vector>
 
+#include "kernels/cpu/elementwise.hpp"
 #include "models/checks.hpp"
 #include "models/init.hpp"
 
@@ -55,10 +57,13 @@ tensor position_embedding::backward(const tensor& dy, micro_batch_id mb, bool ne
   float* g = w.grad.mutable_data<float>();
   if (!acc) // rows >= T get no gradient from this micro-batch
     std::fill(g, g + w.grad.numel(), 0.f);
+  // The micro-batch's sum over its sequences, formed whole, then added.
+  std::vector<float> sum(static_cast<std::size_t>(n), 0.f);
   const float* d = dy.data<float>();
   for (std::int64_t b = 0; b < batch; ++b)
     for (std::int64_t i = 0; i < n; ++i)
-      g[i] += d[b * n + i];
+      sum[static_cast<std::size_t>(i)] += d[b * n + i];
+  kernels::cpu::accumulate_whole(g, sum.data(), n, true);
   w.grad_fresh = false;
   return need_input_grad ? dy : tensor{};
 }

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <vector>
 
+#include "kernels/cpu/elementwise.hpp"
 #include "kernels/cpu/gemm.hpp"
 
 namespace troupe::kernels::cpu {
@@ -131,12 +133,19 @@ void conv2d_backward(const float* x, const float* w, const float* dy, std::int64
   const std::int64_t plane = g.out_h() * g.out_w();
   const std::int64_t in_size = g.channels * g.height * g.width;
   const bool identity = im2col_is_identity(g);
-  if (!accumulate) {
-    if (dw != nullptr)
-      std::fill(dw, dw + filters * ckk, 0.f);
-    if (db != nullptr)
-      std::fill(db, db + filters, 0.f);
+  // The call's dw and db are summed over its samples whole, then added to
+  // the micro-batches' running sums (accumulate_whole).
+  std::vector<float> sums(static_cast<std::size_t>(accumulate ? filters * ckk + filters : 0));
+  float* const final_dw = dw;
+  float* const final_db = db;
+  if (accumulate) {
+    dw = dw != nullptr ? sums.data() : nullptr;
+    db = db != nullptr ? sums.data() + filters * ckk : nullptr;
   }
+  if (dw != nullptr)
+    std::fill(dw, dw + filters * ckk, 0.f);
+  if (db != nullptr)
+    std::fill(db, db + filters, 0.f);
   for (std::int64_t n = 0; n < batch; ++n) {
     const float* dyn = dy + n * filters * plane;
     if (dw != nullptr) {
@@ -167,6 +176,12 @@ void conv2d_backward(const float* x, const float* w, const float* dy, std::int64
         col2im(col, g, dxn, false);
       }
     }
+  }
+  if (accumulate) {
+    if (final_dw != nullptr)
+      accumulate_whole(final_dw, dw, filters * ckk, true);
+    if (final_db != nullptr)
+      accumulate_whole(final_db, db, filters, true);
   }
 }
 

@@ -1,5 +1,8 @@
 #include "kernels/cpu/elementwise.hpp"
 
+#include <algorithm>
+#include <vector>
+
 #include "kernels/math.hpp"
 
 // Plain loops over __restrict pointers: g++ -O3 -mavx2 -mfma vectorizes them.
@@ -28,10 +31,9 @@ void add_bias_relu_rows(float* y, const float* bias, std::int64_t rows, std::int
 
 void bias_grad_rows(const float* dy, float* db, std::int64_t rows, std::int64_t cols,
                     bool accumulate) {
-  float* __restrict out = db;
-  if (!accumulate)
-    for (std::int64_t c = 0; c < cols; ++c)
-      out[c] = 0.f;
+  std::vector<float> sum(static_cast<std::size_t>(accumulate ? cols : 0));
+  float* __restrict out = accumulate ? sum.data() : db;
+  std::fill(out, out + cols, 0.f);
   // Row-wise accumulation keeps the inner loop contiguous (column sums of a
   // row-major matrix), which vectorizes; a column-wise loop would stride.
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -39,6 +41,18 @@ void bias_grad_rows(const float* dy, float* db, std::int64_t rows, std::int64_t 
     for (std::int64_t c = 0; c < cols; ++c)
       out[c] += d[c];
   }
+  if (accumulate)
+    accumulate_whole(db, out, cols, true);
+}
+
+void accumulate_whole(float* out, const float* sum, std::int64_t n, bool accumulate) {
+  float* __restrict o = out;
+  const float* __restrict s = sum;
+  if (accumulate)
+    for (std::int64_t i = 0; i < n; ++i)
+      o[i] += s[i];
+  else if (o != s)
+    std::copy(s, s + n, o);
 }
 
 void relu_forward(const float* x, float* y, std::int64_t n) {

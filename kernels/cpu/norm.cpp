@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "kernels/cpu/elementwise.hpp"
 
 namespace troupe::kernels::cpu {
 
@@ -45,12 +48,18 @@ void layernorm_forward(const float* x, const float* gamma, const float* beta, st
 void layernorm_backward(const float* x, const float* gamma, const float* dy, const float* mean,
                         const float* rstd, std::int64_t rows, std::int64_t cols, float* dx,
                         float* dgamma, float* dbeta, bool accumulate) {
-  if (!accumulate) {
-    if (dgamma != nullptr)
-      std::fill(dgamma, dgamma + cols, 0.f);
-    if (dbeta != nullptr)
-      std::fill(dbeta, dbeta + cols, 0.f);
+  // This call's sums are formed whole, then added (accumulate_whole).
+  std::vector<float> sums(static_cast<std::size_t>(accumulate ? 2 * cols : 0));
+  float* const final_gamma = dgamma;
+  float* const final_beta = dbeta;
+  if (accumulate) {
+    dgamma = dgamma != nullptr ? sums.data() : nullptr;
+    dbeta = dbeta != nullptr ? sums.data() + cols : nullptr;
   }
+  if (dgamma != nullptr)
+    std::fill(dgamma, dgamma + cols, 0.f);
+  if (dbeta != nullptr)
+    std::fill(dbeta, dbeta + cols, 0.f);
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* __restrict xr = x + r * cols;
     const float* __restrict dr = dy + r * cols;
@@ -82,6 +91,12 @@ void layernorm_backward(const float* x, const float* gamma, const float* dy, con
       const float xhat = (xr[c] - mu) * rs;
       out[c] = rs * (g - mg - xhat * mgx);
     }
+  }
+  if (accumulate) {
+    if (final_gamma != nullptr)
+      accumulate_whole(final_gamma, dgamma, cols, true);
+    if (final_beta != nullptr)
+      accumulate_whole(final_beta, dbeta, cols, true);
   }
 }
 

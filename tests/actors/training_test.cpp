@@ -11,7 +11,9 @@
 #include "test_util.hpp"
 
 using namespace troupe;
+using actors::test::bitwise_equal;
 using actors::test::max_relative_difference;
+using actors::test::order_insensitive;
 using actors::test::quick;
 using actors::test::train;
 namespace fs = std::filesystem;
@@ -62,16 +64,17 @@ BOOST_AUTO_TEST_CASE(pipelines_equal_gradient_accumulation) {
     o.stages = 2;
     auto piped = train(o);
     BOOST_TEST(piped.report.at("strategy") == "pipeline");
-    BOOST_TEST(max_relative_difference(piped.params, accumulated.params) < 1e-6);
+    BOOST_TEST(bitwise_equal(piped.params, accumulated.params));
   }
 }
 
 BOOST_AUTO_TEST_CASE(every_schedule_equals_one_stage_with_the_same_micro_batches) {
   // The check: GPipe, 1F1B and interleaved 1F1B (2 chunks per device,
   // the mlp's 5 layers in 4 chunks) against --stages 1 with the same
-  // micro-batches after 20 steps, same seed, per-tensor relative difference
-  // below 1e-5. Each layer sums its micro-batch gradients in the same order
-  // under every schedule, so in practice they are bitwise equal.
+  // micro-batches after 20 steps, same seed. Every schedule runs a chunk's
+  // backwards in micro-batch order, so each layer adds its micro-batch
+  // gradients in the same order as one stage does: bitwise equal, on every
+  // CPU and BLAS kernel (the one-stage reference runs gpipe).
   struct pipeline {
     actors::schedule_kind kind;
     int stages, virtual_stages, microbatches;
@@ -95,7 +98,7 @@ BOOST_AUTO_TEST_CASE(every_schedule_equals_one_stage_with_the_same_micro_batches
                 " V=" + std::to_string(p.virtual_stages) + " M=" + std::to_string(p.microbatches);
     BOOST_TEST(piped.report.at("steps") == 20, what);
     BOOST_TEST(piped.report.at("plan").at("virtual_stages") == p.virtual_stages, what);
-    BOOST_TEST(max_relative_difference(piped.params, reference.params) < 1e-5, what);
+    BOOST_TEST(bitwise_equal(piped.params, reference.params), what);
   }
 }
 
@@ -137,12 +140,13 @@ BOOST_AUTO_TEST_CASE(interleaved_evaluates_and_resumes_like_one_stage) {
 }
 
 BOOST_AUTO_TEST_CASE(micro_batches_approximate_the_full_batch) {
-  // Same mean gradient summed in a different order: equal up to float rounding.
-  auto whole = train(quick());
-  auto o = quick();
+  // Same mean gradient summed in a different order: equal up to float
+  // rounding (order_insensitive says why not under Adam).
+  auto whole = train(order_insensitive(quick()));
+  auto o = order_insensitive(quick());
   o.microbatches = 4;
   auto parts = train(o);
-  BOOST_TEST(max_relative_difference(parts.params, whole.params) < 1e-4);
+  BOOST_TEST(max_relative_difference(parts.params, whole.params) < 1e-5);
 }
 
 BOOST_AUTO_TEST_CASE(report_has_the_documented_fields) {
