@@ -282,6 +282,24 @@ void unflatten(const grad_bucket& b, const runtime::tensor& sum) {
 
 /// FNV-1a over the bytes of every parameter value: equal on all replicas
 /// exactly when their parameters are bitwise identical (up to collisions).
+std::uint64_t params_digest(compute_state& c);
+
+/// After step `step`'s update, with the parameters in place: the injected
+/// perturbation (cfg.perturb_step), then the digest when --check-replicas
+/// asks for one at this step.
+std::optional<std::uint64_t> after_update(compute_state& c, std::int64_t step) {
+  if (step == c.cfg.perturb_step)
+    for (auto* p : c.parameters())
+      if (p->value.numel() > 0) {
+        p->value.mutable_data<float>()[0] += 1e-3f;
+        break;
+      }
+  const auto every = c.cfg.check_replicas;
+  if (every > 0 && (step + 1) % every == 0)
+    return params_digest(c);
+  return std::nullopt;
+}
+
 std::uint64_t params_digest(compute_state& c) {
   std::uint64_t h = 1469598103934665603ull;
   for (auto* p : c.parameters()) {
@@ -417,6 +435,8 @@ void trace_step_end(shard_actor* self) {
 /// exception's message (the rest of the chain is skipped). One task per chain
 /// instead of per action saves a shard -> device -> shard round trip (two
 /// thread wake-ups) for every action but the first.
+void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t saved_bytes);
+
 void submit(shard_actor* self, std::vector<device_work> chain) {
   auto& st = self->state;
   st.busy = true;
@@ -426,19 +446,8 @@ void submit(shard_actor* self, std::vector<device_work> chain) {
                    auto t0 = std::chrono::steady_clock::now();
                    try {
                      task_done total;
-                     for (auto& work : chain) {
-                       task_done d = work();
-                       total.loss_sum += d.loss_sum;
-                       total.correct += d.correct;
-                       total.samples += d.samples;
-                       total.messages_sent += d.messages_sent;
-                       total.bytes_sent += d.bytes_sent;
-                       total.tokens += d.tokens;
-                       if (d.grad_sumsq)
-                         total.grad_sumsq = d.grad_sumsq;
-                       total.peak_saved_bytes =
-                           std::max<std::uint64_t>(total.peak_saved_bytes, c->saved_bytes());
-                     }
+                     for (auto& work : chain)
+                       add_up(total, work(), 0.0, c->saved_bytes());
                      total.seconds = seconds_since(t0);
                      caf::anon_send(me, std::move(total));
                    } catch (const std::exception& e) {
@@ -841,10 +850,8 @@ std::vector<device_work> end_of_step_work(shard_actor* self) {
     trace_work(self, chain, nullptr, "grad norm");
   } else if (reduced && !st.optimizer_done && (!clipping || st.clip_total)) {
     st.optimizer_done = true;
-    const auto check = st.cfg.check_replicas;
     chain.push_back([c = st.compute, lr = st.step->lr, clip = st.cfg.clip_norm,
-                     total = st.clip_total, sums = take_reduced(),
-                     digest = check > 0 && (st.step->step + 1) % check == 0]() {
+                     total = st.clip_total, sums = take_reduced(), step = st.step->step]() {
       for (std::size_t b = 0; b < sums.size(); ++b)
         unflatten(c->buckets[b], sums[b]);
       auto params = c->parameters();
@@ -855,8 +862,7 @@ std::vector<device_work> end_of_step_work(shard_actor* self) {
         chunk.zero_grad();
       std::fill(c->launched.begin(), c->launched.end(), false);
       task_done d;
-      if (digest)
-        d.digest = params_digest(*c);
+      d.digest = after_update(*c, step);
       return d;
     });
     trace_work(self, chain, nullptr);
@@ -909,6 +915,14 @@ void start_run(shard_actor* self, std::vector<action> actions) {
 void push_to_ps(shard_actor* self);
 void apply_pulled(shard_actor* self);
 
+/// The step's parameter digest (--check-replicas) goes into its report.
+void note_digest(shard_state& st, std::optional<std::uint64_t> digest) {
+  if (!digest)
+    return;
+  st.report.has_digest = true;
+  st.report.params_digest = *digest;
+}
+
 /// After the device finished the run or a task, or an all-reduce or the
 /// clipping total came back (or the parameter servers answered): the rest
 /// of the step's end, then its report.
@@ -949,6 +963,7 @@ void push_to_ps(shard_actor* self) {
     return;
   }
   if (!st.ps.active()) { // a stage without parameters
+    note_digest(st, after_update(*st.compute, step));
     st.optimizer_done = true;
     return;
   }
@@ -979,6 +994,7 @@ void apply_pulled(shard_actor* self) {
   }
   for (auto& chunk : st.compute->chunks)
     chunk.zero_grad();
+  note_digest(st, after_update(*st.compute, st.step->step));
   const auto now = steady_clock::now();
   st.report.ps_bytes += st.ps.bytes_pushed() + st.ps.bytes_pulled() - st.ps_bytes_mark;
   st.report.ps_seconds += std::chrono::duration<double>(now - st.ps_pushed_at).count();
@@ -1142,10 +1158,7 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
         s.report.tokens += d.tokens;
         s.step_samples += d.forward_samples;
         s.report.peak_in_flight = std::max(s.report.peak_in_flight, d.peak_in_flight);
-        if (d.digest) {
-          s.report.has_digest = true;
-          s.report.params_digest = *d.digest;
-        }
+        note_digest(s, d.digest);
         if (d.grad_sumsq) {
           s.report.grad_sumsq = *d.grad_sumsq;
           self->send(s.trainer, runtime::grad_sumsq_atom::value, s.step->step,
@@ -1291,6 +1304,7 @@ nlohmann::json to_json(const shard_config& c) {
           {"seed", c.seed},
           {"schedule", std::string{to_string(c.schedule)}},
           {"fault_step", c.fault_step},
+          {"perturb_step", c.perturb_step},
           {"trace", c.trace},
           {"slow_factor", c.slow_factor},
           {"clip_norm", c.clip_norm},
@@ -1316,6 +1330,7 @@ shard_config shard_config_from_json(const nlohmann::json& j) {
     c.seed = j.at("seed").get<std::uint64_t>();
     c.schedule = parse_schedule_kind(j.at("schedule").get<std::string>());
     c.fault_step = j.at("fault_step").get<std::int64_t>();
+    c.perturb_step = j.value("perturb_step", std::int64_t{-1});
     c.trace = j.value("trace", false); // optional: off unless asked for
     c.slow_factor = j.value("slow_factor", 1.0);
     if (!(c.slow_factor >= 1.0 && c.slow_factor <= 100.0))

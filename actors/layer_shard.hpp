@@ -34,6 +34,9 @@ struct shard_config {
   std::uint64_t seed = 0;
   schedule_kind schedule = schedule_kind::gpipe;
   std::int64_t fault_step = -1; ///< fault injection: forward of this step throws
+  /// Fault injection: the parameters are perturbed after this step's update
+  /// (a replica that silently diverged; --check-replicas must catch it).
+  std::int64_t perturb_step = -1;
   bool trace = false;           ///< record a timeline for (get_trace_atom)
   /// Benchmarks: each forward and backward takes this many times its compute
   /// time (the device sleeps the rest before sending the result), as a slower

@@ -529,7 +529,7 @@ std::string launch(supervisor_actor* self) {
     c.schedule = topology.schedule;
     c.trace = !job.opts.trace_file.empty();
     if (fault.stage == s.stage && fault.replica == s.replica && s.tp_rank == 0)
-      c.fault_step = fault.step;
+      (fault.kind == fault_kind::perturb ? c.perturb_step : c.fault_step) = fault.step;
     if (job.opts.slow_stage == s.stage &&
         (job.opts.slow_replica < 0 || job.opts.slow_replica == s.replica))
       c.slow_factor = job.opts.slow_factor;

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <string_view>
 
 #include "runtime/error.hpp"
 
@@ -101,10 +102,18 @@ void train_options::validate() const {
                               " does not exist (--dp " + std::to_string(dp) + ")");
 }
 
-fault_spec parse_fault(const std::string& text) {
+fault_spec parse_fault(const std::string& full) {
   fault_spec f;
-  if (text.empty())
+  if (full.empty())
     return f;
+  std::string text = full;
+  if (constexpr std::string_view perturb = "perturb:"; text.rfind(perturb, 0) == 0) {
+    f.kind = fault_kind::perturb;
+    text = text.substr(perturb.size());
+    if (text.rfind("ps=", 0) == 0)
+      throw runtime::input_error("--inject-fault: perturb applies to layer shards "
+                                 "(perturb:stage=S,step=N[,replica=R]), got '" + full + "'");
+  }
   long long stage = -1, step = -1, replica = 0;
   char tail = 0;
   if (text.rfind("ps=", 0) == 0) {
@@ -119,8 +128,9 @@ fault_spec parse_fault(const std::string& text) {
   int n = std::sscanf(text.c_str(), "stage=%lld,step=%lld,replica=%lld%c", &stage, &step, &replica,
                       &tail);
   if ((n != 2 && n != 3) || stage < 0 || step < 0 || stage > 1000 || replica < 0 || replica > 1024)
-    throw runtime::input_error("--inject-fault: expected stage=S,step=N[,replica=R], got '" + text +
-                               "'");
+    throw runtime::input_error(
+        "--inject-fault: expected [perturb:]stage=S,step=N[,replica=R] or ps=S,step=N, got '" +
+        full + "'");
   f.stage = static_cast<int>(stage);
   f.step = step;
   f.replica = static_cast<int>(replica);

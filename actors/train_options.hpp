@@ -117,15 +117,22 @@ struct train_options {
   nlohmann::json optimizer_config() const;
 };
 
+/// What an injected fault does (tests of the failure paths and self-checks).
+enum class fault_kind : std::uint8_t {
+  fail,    ///< the layer shard's forward throws (the default)
+  perturb, ///< the layer shard perturbs its parameters after the step's update
+};
+
 /// A parsed fault-injection request.
 struct fault_spec {
+  fault_kind kind = fault_kind::fail;
   int stage = -1;
   std::int64_t step = -1;
   int replica = 0;
   int ps = -1; ///< a ps shard that fails when it applies step `step`
 };
-/// Parses "stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty text gives
-/// {-1, -1, 0, -1}. Throws runtime::input_error.
+/// Parses "[perturb:]stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty
+/// text gives no fault. Throws runtime::input_error.
 fault_spec parse_fault(const std::string& text);
 
 nlohmann::json to_json(const train_options& o);

@@ -7,6 +7,8 @@
 #include <map>
 #include <memory>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -161,6 +163,7 @@ struct trainer_state {
   std::size_t sumsq_pending = 0;
   double grad_norm = -1;
   std::int64_t replica_checks = 0; ///< steps whose replicas were found identical
+  std::int64_t digest_comparisons = 0; ///< digest pairs compared (replica r vs 0, per shard)
   // Evaluation.
   bool evaluating = false;
   std::int64_t eval_batches_left = 0;
@@ -791,16 +794,30 @@ void final_eval(trainer_actor* self) {
 }
 
 /// --check-replicas: the replicas' parameter digests of a step, stage by
-/// stage, must all equal replica 0's. Returns the failure, or empty.
-std::string check_digests(const trainer_state& st, std::int64_t step) {
+/// stage, must all equal replica 0's. Every shard must have sent one for
+/// this step: a missing digest fails the check, it never passes it. The
+/// digests are used up (cleared) by the check. Returns the failure, or
+/// empty; counts the comparisons made in st.digest_comparisons.
+std::string check_digests(trainer_state& st, std::int64_t step) {
+  auto digests = std::exchange(st.digests, {});
+  st.digests.assign(digests.size(), std::nullopt);
+  auto where = [&](int r, int k, int t) {
+    return "replica " + std::to_string(r) + " stage " + std::to_string(k) +
+           (st.tp > 1 ? " tensor-parallel rank " + std::to_string(t) : std::string{});
+  };
   for (int i = 0; i < st.depth * st.tp; ++i) {
     const int k = i / st.tp, t = i % st.tp;
-    const auto& ref = st.digests[shard_index(st, 0, k, t)];
+    for (int r = 0; r < st.replicas; ++r)
+      if (!digests[shard_index(st, r, k, t)])
+        return "--check-replicas: " + where(r, k, t) + " sent no parameter digest for step " +
+               std::to_string(step);
+    const auto ref = *digests[shard_index(st, 0, k, t)];
     for (int r = 1; r < st.replicas; ++r) {
-      const auto& d = st.digests[shard_index(st, r, k, t)];
-      if (d.has_value() != ref.has_value() || (d && *d != *ref))
-        return "replica " + std::to_string(r) + " diverged from replica 0: stage " +
-               std::to_string(k) + "'s parameters differ after step " + std::to_string(step);
+      ++st.digest_comparisons;
+      if (*digests[shard_index(st, r, k, t)] != ref)
+        return "--check-replicas: " + where(r, k, t) +
+               " diverged from replica 0: its parameters differ after step " +
+               std::to_string(step);
     }
   }
   return {};
@@ -1047,6 +1064,7 @@ nlohmann::json make_report(const trainer_state& st) {
       // --check-replicas: steps after which every replica's parameters were
       // found bitwise identical.
       {"replica_checks", st.replica_checks},
+      {"replica_digest_comparisons", st.digest_comparisons},
       {"samples_per_second", st.train_seconds > 0 ? st.run_samples / st.train_seconds : 0.0},
       {"wall_seconds", seconds_between(st.t_start, clock_type::now())},
       {"train_seconds", st.train_seconds},

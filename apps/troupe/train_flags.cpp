@@ -154,8 +154,9 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
   cmd->add_option("--inject-fault", o.fault,
                   "testing: make stage S (of replica R) fail in training step N "
-                  "(stage=S,step=N[,replica=R]), or parameter-server shard S when it applies "
-                  "step N (ps=S,step=N)")
+                  "(stage=S,step=N[,replica=R]), or perturb its parameters after step N's "
+                  "update (perturb:stage=S,step=N[,replica=R]; --check-replicas must catch "
+                  "it), or parameter-server shard S fail when it applies step N (ps=S,step=N)")
       ->group("Testing");
   cmd->add_option("--slow-stage", o.slow_stage,
                   "benchmarks: make stage S's forwards and backwards --slow-factor times slower "

@@ -144,6 +144,44 @@ BOOST_AUTO_TEST_CASE(dp2_and_dp4_equal_one_replica) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(check_replicas_compares_every_shard_every_step) {
+  // --check-replicas 1 over dp 3 x pp 2: each step compares replicas 1 and
+  // 2 with replica 0 on both stages, 20 steps: 80 comparisons of digests
+  // that were really sent (a missing digest fails the job).
+  auto o = quick();
+  o.dp = 3;
+  o.stages = 2;
+  o.microbatches = 2;
+  auto run = train(o);
+  BOOST_TEST(run.report.at("replica_checks") == 20);
+  BOOST_TEST(run.report.at("replica_digest_comparisons") == 20 * 2 * 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_perturbed_replica_fails_the_check_naming_it) {
+  // The test-only fault hook nudges one parameter of replica 1's stage 1
+  // after step 4's update: --check-replicas 1 fails the job at that step,
+  // naming the replica and the stage; with checks every 3 steps, at step 5.
+  for (int every : {1, 3}) {
+    auto o = quick();
+    o.dp = 3;
+    o.stages = 2;
+    o.microbatches = 2;
+    o.check_replicas = every;
+    o.fault = "perturb:stage=1,step=4,replica=1";
+    try {
+      train(o);
+      BOOST_FAIL("the perturbed replica went unnoticed");
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      BOOST_TEST_MESSAGE(what);
+      BOOST_TEST(what.find("replica 1 stage 1 diverged from replica 0") != std::string::npos,
+                 what);
+      BOOST_TEST(what.find(every == 1 ? "after step 4" : "after step 5") != std::string::npos,
+                 what);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(two_identical_runs_are_bitwise_identical) {
   auto o = quick();
   o.dp = 3;                  // 64 samples: 22, 21, 21
