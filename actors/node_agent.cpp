@@ -23,19 +23,27 @@ namespace troupe::actors {
 
 namespace {
 
+/// The actors a node spawned for its jobs. Shared with the agent's cleanup
+/// functor, which runs after the agent's state is destroyed.
+using spawned_list = std::shared_ptr<std::vector<caf::actor>>;
+
 struct agent_state {
   node_agent_config cfg;
   std::shared_ptr<spdlog::logger> log = runtime::logger("node");
-  std::vector<caf::actor> spawned;
+  spawned_list spawned = std::make_shared<std::vector<caf::actor>>();
   static inline const char* name = "node_agent";
 };
 
 using agent_actor = caf::stateful_actor<agent_state>;
 
-void teardown(agent_actor* self) {
-  for (auto& a : self->state.spawned)
+void teardown(const spawned_list& spawned) {
+  for (auto& a : *spawned)
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  self->state.spawned.clear();
+  spawned->clear();
+}
+
+void teardown(agent_actor* self) {
+  teardown(self->state.spawned);
 }
 
 caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
@@ -43,7 +51,7 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
   if (self->state.cfg.supervisor)
     self->monitor(self->state.cfg.supervisor);
   self->set_down_handler([self](caf::down_msg& dm) {
-    auto& spawned = self->state.spawned;
+    auto& spawned = *self->state.spawned;
     if (dm.source != self->state.cfg.supervisor.address()) {
       std::erase_if(spawned, [&](const caf::actor& a) { return a.address() == dm.source; });
       return;
@@ -54,7 +62,10 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
     teardown(self);
     self->quit(caf::make_error(caf::sec::runtime_error, "the supervisor went away: " + why));
   });
-  self->attach_functor([self] { teardown(self); });
+  // However the agent ends (an exit message from the supervisor included),
+  // its job actors end with it. The functor runs after the state is gone:
+  // it holds the list itself, never `self`.
+  self->attach_functor([spawned = self->state.spawned] { teardown(spawned); });
   return {
       [self](spawn_atom, const std::string& kind,
              const std::string& config_json) -> caf::result<caf::actor> {
@@ -97,7 +108,7 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
                                    "node " + st.cfg.name + ": unknown actor kind '" + kind + "'");
           }
           self->monitor(a);
-          st.spawned.push_back(a);
+          st.spawned->push_back(a);
           st.log->debug("{}: spawned {}", st.cfg.name, kind);
           return a;
         } catch (const std::exception& e) {
@@ -132,7 +143,7 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
         auto& st = self->state;
         nlohmann::json j{{"name", st.cfg.name},
                          {"pid", static_cast<long>(::getpid())},
-                         {"actors", st.spawned.size()}};
+                         {"actors", st.spawned->size()}};
         if (st.cfg.courier)
           j.update(transport_status(*st.cfg.courier));
         return j.dump();

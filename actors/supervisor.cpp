@@ -633,8 +633,11 @@ void node_lost(supervisor_actor* self, const std::string& name, const std::strin
   st.nodes.erase(it);
   st.log->error("node {} lost: {}", name, why);
   if (agent) {
+    // A node that comes back (SIGCONT, a healed network) reads why it was
+    // dropped in its exit reason and stops its job actors.
     self->demonitor(agent);
-    self->send_exit(agent, caf::exit_reason::kill);
+    self->send_exit(agent, caf::make_error(caf::sec::runtime_error,
+                                           "dropped by the supervisor: " + why));
   }
   if (st.job.nodes.count(name))
     abort_job(self, "node " + name + " lost: " + why);

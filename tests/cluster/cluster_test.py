@@ -5,7 +5,7 @@ with `troupe certs`).
 
   cluster_test.py TROUPE DATA_DIR CASE
 
-CASE is one of: equivalence, interleaved, transformer, kill9, sigstop,
+CASE is one of: equivalence, interleaved, transformer, kill9, sigstop, sigstop_resume,
 credentials, garbage, spec, dp, dp_kill9, pp_dp, tp_pp, ps, ps_kill9.
 Each case starts its own processes and makes sure none is left behind.
 """
@@ -322,6 +322,42 @@ def case_failure(sig, parallel=("--stages", "2")):
     if sig == signal.SIGSTOP:
         os.kill(b.pid, signal.SIGCONT)
     check(all_exit([b], 10), "the failed node's process is gone too")
+    if sig == signal.SIGSTOP:
+        check(b.returncode >= 0, f"the resumed node ends by exit status, not a signal ({b.returncode})")
+
+
+def case_sigstop_resume():
+    """A node stopped mid-job (SIGSTOP) is dropped; the job fails naming it.
+    SIGCONT 4 s later, while the supervisor still runs: the resumed node
+    ends with a log line saying why, by exit status, never by a signal (it
+    crashed with SIGSEGV once: its cleanup read freed state). Then every
+    process ends within 5 s of the supervisor being stopped."""
+    d = certs("supervisor", "client", "a", "b", "c")
+    sup, info = start_supervisor(d, 3)
+    nodes = [start_node(d, info["port"], n) for n in "abc"]
+    wait_for(lambda: len(ready_nodes(info)) == 3, 30, "3 ready nodes")
+    client = submit(d, info, ["--model", "mlp", "--dp", "3", "--batch", "192", "--epochs", "50",
+                              "--no-eval"])
+    wait_running(info)
+    victim = nodes[2]
+    os.kill(victim.pid, signal.SIGSTOP)
+    check(all_exit([client], 15) and client.returncode == 1, "the job failed (exit 1)")
+    out = open(client.log_path).read()
+    check("node c" in out or "on c/" in out, "the error names node c: " + out.strip()[-200:])
+    time.sleep(4)
+    os.kill(victim.pid, signal.SIGCONT)
+    check(all_exit([victim], 10), "the resumed node ends")
+    check(victim.returncode > 0,
+          f"the resumed node exits with a status, not a signal ({victim.returncode})")
+    log = open(victim.log_path).read()
+    check(re.search(r"(dropped by the supervisor|supervisor went away)", log) is not None,
+          "the resumed node logs why it stops: " + log.strip()[-300:])
+    check(sup.poll() is None and all(p.poll() is None for p in nodes[:2]),
+          "the supervisor and the other nodes keep running")
+    sup.send_signal(signal.SIGTERM)
+    check(all_exit([sup] + nodes[:2], 5), "every process ends within 5 s of the supervisor's stop")
+    for p in [sup] + nodes[:2]:
+        check(p.returncode == 0, f"{p.name} exited 0")
 
 
 def case_dp():
@@ -749,6 +785,7 @@ try:
      "ps_kill9": case_ps_kill9,
      "dp_kill9": lambda: case_failure(signal.SIGKILL, ("--dp", "2")),
      "sigstop": lambda: case_failure(signal.SIGSTOP),
+     "sigstop_resume": case_sigstop_resume,
      "credentials": case_credentials,
      "garbage": case_garbage,
      "interleaved": case_interleaved,
