@@ -67,9 +67,11 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
   // it holds the list itself, never `self`.
   self->attach_functor([spawned = self->state.spawned] { teardown(spawned); });
   return {
-      [self](spawn_atom, const std::string& kind,
+      [self](spawn_atom, std::uint64_t job, const std::string& kind,
              const std::string& config_json) -> caf::result<caf::actor> {
         auto& st = self->state;
+        // The job's actors send through a view that stamps the job.
+        auto courier = st.cfg.courier ? st.cfg.courier->for_job(job) : nullptr;
         try {
           auto j = nlohmann::json::parse(config_json);
           caf::actor a;
@@ -77,15 +79,15 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
             a = spawn_device(self->system(), device_config_from_json(j));
           } else if (kind == "layer_shard") {
             auto c = shard_config_from_json(j);
-            c.courier = st.cfg.courier;
+            c.courier = courier;
             a = spawn_layer_shard(self->system(), std::move(c));
           } else if (kind == "collective") {
             auto c = collective_config_from_json(j);
-            c.courier = st.cfg.courier;
+            c.courier = courier;
             a = spawn_collective_rank(self->system(), std::move(c));
           } else if (kind == "ps_shard") {
             auto c = ps_shard_config_from_json(j);
-            c.courier = st.cfg.courier;
+            c.courier = courier;
             a = spawn_ps_shard(self->system(), std::move(c));
           } else if (kind == "nccl") {
             // Replicas on GPUs: the same protocol, executed by NCCL.
@@ -117,8 +119,10 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
                                                                  e.what());
         }
       },
-      [self](teardown_atom) {
+      [self](teardown_atom, std::uint64_t job) {
         teardown(self);
+        if (self->state.cfg.courier)
+          self->state.cfg.courier->end_job(job);
         return true;
       },
       [self](peer_atom, const std::string& name, const std::string& host, std::uint16_t port,
@@ -170,7 +174,8 @@ nlohmann::json transport_status(const runtime::transport::courier& c) {
                    {"frames_received", pc.frames_received}};
   return {{"caf", counters(c.caf_counters())},
           {"dataplane", counters(c.dataplane_counters())},
-          {"dataplane_peers", peers}};
+          {"dataplane_peers", peers},
+          {"late_transfers", c.late_transfers()}};
 }
 
 caf::actor spawn_node_agent(caf::actor_system& sys, node_agent_config cfg) {

@@ -38,8 +38,11 @@ struct node_agent_config {
 /// built-in types (atoms, strings, actor handles), so even a peer of a
 /// mismatched build decodes them:
 ///
-///   (spawn_atom, kind, config_json) -> caf::actor   kind "device" | "layer_shard" | "collective" | "nccl"
-///   (teardown_atom) -> bool                         stops every actor it spawned
+///   (spawn_atom, job, kind, config_json) -> caf::actor
+///                           kind "device" | "layer_shard" | "collective" | "ps_shard" | "nccl";
+///                           the actor's courier stamps `job` on its transfers
+///   (teardown_atom, job) -> bool   stops every actor it spawned; late transfers of `job`
+///                                  are dropped from then on (courier::end_job)
 ///   (peer_atom, name, host, port, courier_endpoint) -> bool   once the data plane is up
 ///   (ping_atom) -> std::string                      JSON: pid, actors, transport counters
 ///   (stop_atom)                                     tears down and quits normally
@@ -50,7 +53,8 @@ caf::actor spawn_node_agent(caf::actor_system& sys, node_agent_config cfg);
 /// How a process's tensor messages left it, as /status and /metrics show it
 /// for every node (in its ping reply) and for the supervisor itself:
 /// {"caf": {messages, bytes}, "dataplane": {messages, bytes},
-///  "dataplane_peers": {peer: {bytes_sent, bytes_received, frames_sent, frames_received}}}.
+///  "dataplane_peers": {peer: {bytes_sent, bytes_received, frames_sent, frames_received}},
+///  "late_transfers": transfers of ended jobs or gone actors, dropped}.
 nlohmann::json transport_status(const runtime::transport::courier& c);
 
 } // namespace troupe::actors

@@ -169,10 +169,12 @@ void teardown(supervisor_actor* self) {
   }
   for (const auto& node : st.job.nodes) {
     if (node == "local" && st.local_agent)
-      self->send(st.local_agent, teardown_atom::value);
+      self->send(st.local_agent, teardown_atom::value, st.job.id);
     else if (auto it = st.nodes.find(node); it != st.nodes.end() && it->second.agent)
-      self->send(it->second.agent, teardown_atom::value);
+      self->send(it->second.agent, teardown_atom::value, st.job.id);
   }
+  if (st.cfg.courier)
+    st.cfg.courier->end_job(st.job.id);
   st.job.actors.clear();
   st.job.nodes.clear();
   if (st.job.client) {
@@ -304,7 +306,7 @@ void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset tr
     tc.test_samples = test_set.size();
     tc.resume = std::move(resume);
     tc.report_to = caf::actor_cast<caf::actor>(self);
-    tc.courier = st.cfg.courier;
+    tc.courier = st.cfg.courier ? st.cfg.courier->for_job(st.job.id) : nullptr;
     track(self, spawn_trainer(*sys, std::move(tc)), "trainer", "trainer", st.cfg.name);
     st.job.phase = "running";
   };
@@ -492,7 +494,7 @@ std::string launch(supervisor_actor* self) {
   auto spawn_on = [&](const std::string& node, const std::string& kind,
                       const nlohmann::json& config, const std::string& label, caf::actor* slot) {
     job.nodes.insert(node);
-    self->request(agent_of(self, node), std::chrono::seconds(30), spawn_atom::value, kind,
+    self->request(agent_of(self, node), std::chrono::seconds(30), spawn_atom::value, id, kind,
                   config.dump())
         .then(
             [self, acc, slot, label, kind, node, done](caf::actor& a) mutable {

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -91,7 +92,7 @@ public:
   void stop();
 
   template <class Msg>
-  void send(const caf::actor& dest, Msg msg);
+  void send(const caf::actor& dest, Msg msg, std::uint64_t job);
   template <class Msg>
   void on_descriptor(transfer_descriptor<Msg>& d);
   /// A descriptor frame from the data plane (io thread).
@@ -100,7 +101,9 @@ public:
   void decode_descriptor(const std::string& peer, std::uint64_t id, const tensor& blob);
   void on_payload(const std::string& peer, std::uint64_t id, tensor payload);
   void on_peer_up(const std::string& peer);
-  void on_peer_down(const std::string& peer, const std::string& reason);
+  void on_peer_down(const std::string& peer, const std::string& reason, bool orderly);
+  /// Whether `job` ended here (end_job); guarded by table_mtx_.
+  bool ended(std::uint64_t job) const { return job != 0 && ended_jobs_.count(job) > 0; }
   /// Delivers a completed pair or reports what went wrong.
   void finish(const std::string& peer, transfer_table::outcome out);
   void fail(const std::string& peer, const std::string& reason);
@@ -122,8 +125,11 @@ public:
   std::map<caf::node_id, route> routes_; ///< by the node of the peer's endpoint
   std::set<std::string> up_;             ///< data-plane peers connected now
 
-  mutable std::mutex table_mtx_; // guards table_
+  mutable std::mutex table_mtx_; // guards table_, ended_jobs_, ended_order_
   transfer_table table_;
+  std::set<std::uint64_t> ended_jobs_;
+  std::deque<std::uint64_t> ended_order_; ///< oldest first, to forget beyond a bound
+  std::atomic<std::uint64_t> late_{0};
 
   std::mutex handler_mtx_; // guards handler_
   failure_handler handler_;
@@ -159,8 +165,8 @@ void courier::impl::start(const std::string& host, std::uint16_t port) {
     on_payload(peer, id, std::move(value));
   };
   cb.on_peer_up = [this](const std::string& peer) { on_peer_up(peer); };
-  cb.on_peer_down = [this](const std::string& peer, const std::string& reason) {
-    on_peer_down(peer, reason);
+  cb.on_peer_down = [this](const std::string& peer, const std::string& reason, bool orderly) {
+    on_peer_down(peer, reason, orderly);
   };
   dp_ = std::make_unique<data_plane>(std::move(o), std::move(cb));
   port_ = dp_->listen(host, port);
@@ -190,7 +196,7 @@ void courier::impl::stop() {
 }
 
 template <class Msg>
-void courier::impl::send(const caf::actor& dest, Msg msg) {
+void courier::impl::send(const caf::actor& dest, Msg msg, std::uint64_t job) {
   const auto n = msg.data.defined() ? msg.data.nbytes() : 0;
   std::optional<route> r;
   if (n > opts_.threshold_bytes && dest && msg.data.where().is_cpu() && dest.node() != sys_.node())
@@ -203,6 +209,7 @@ void courier::impl::send(const caf::actor& dest, Msg msg) {
   transfer_descriptor<Msg> d;
   d.transfer_id = ++last_id_;
   d.sender = opts_.name;
+  d.job = job;
   d.dest = dest;
   d.type = static_cast<std::uint8_t>(msg.data.type());
   d.shape = msg.data.shape();
@@ -258,8 +265,10 @@ void courier::impl::decode_descriptor(const std::string& peer, std::uint64_t id,
     return fail(peer, "descriptor frame of transfer " + std::to_string(id) +
                           " does not decode: " + sys_.render(err));
   // The authenticated connection names the sender; the destination must
-  // live here (a handle to an actor elsewhere is never a valid target).
-  if (d.transfer_id != id || d.sender != peer || !d.dest || d.dest.node() != sys_.node())
+  // live here (a handle to an actor elsewhere is never a valid target). A
+  // handle to a local actor that has exited decodes as null: a late message
+  // of an ended job, which on_descriptor drops.
+  if (d.transfer_id != id || d.sender != peer || (d.dest && d.dest.node() != sys_.node()))
     return fail(peer, "descriptor frame of transfer " + std::to_string(id) +
                           " names another transfer, sender or process");
   on_descriptor(d);
@@ -273,13 +282,24 @@ void courier::impl::on_descriptor(transfer_descriptor<Msg>& d) {
   if (!type || d.shape.size() > max_wire_rank)
     return fail(d.sender, "descriptor of transfer " + std::to_string(d.transfer_id) +
                               " has a bad dtype or rank");
-  auto deliver = [dest = std::move(d.dest), msg = std::move(d.msg)](tensor payload) mutable {
-    msg.data = std::move(payload);
-    caf::anon_send(dest, std::move(msg));
-  };
+  transfer_table::deliver_fn deliver;
   transfer_table::outcome out;
   {
     std::lock_guard<std::mutex> g{table_mtx_};
+    if (!d.dest || ended(d.job)) {
+      // Late: its job ended here or its actor is gone. The payload is still
+      // paired (by this transfer's own id, unique per sender) and dropped.
+      deliver = [this, id = d.transfer_id, sender = d.sender, job = d.job](tensor) {
+        late_.fetch_add(1, std::memory_order_relaxed);
+        log_->debug("courier '{}': dropped late transfer {} from '{}' (job {})", opts_.name, id,
+                    sender, job);
+      };
+    } else {
+      deliver = [dest = std::move(d.dest), msg = std::move(d.msg)](tensor payload) mutable {
+        msg.data = std::move(payload);
+        caf::anon_send(dest, std::move(msg));
+      };
+    }
     out = table_.add_descriptor(d.sender, d.transfer_id, *type, std::move(d.shape),
                                 std::move(deliver));
   }
@@ -316,7 +336,8 @@ void courier::impl::on_peer_up(const std::string& peer) {
   up_.insert(peer);
 }
 
-void courier::impl::on_peer_down(const std::string& peer, const std::string& reason) {
+void courier::impl::on_peer_down(const std::string& peer, const std::string& reason,
+                                 bool orderly) {
   {
     std::lock_guard<std::mutex> g{routes_mtx_};
     up_.erase(peer);
@@ -325,6 +346,11 @@ void courier::impl::on_peer_down(const std::string& peer, const std::string& rea
   {
     std::lock_guard<std::mutex> g{table_mtx_};
     dropped = table_.drop_peer(peer);
+  }
+  if (orderly && dropped == 0) { // a process shutting down: nothing was lost
+    log_->info("courier '{}': peer '{}' closed its data-plane connection ({})", opts_.name, peer,
+               reason);
+    return;
   }
   fail(peer, "data-plane connection lost: " + reason + " (" + std::to_string(dropped) +
                  " unmatched transfer(s) dropped)");
@@ -351,9 +377,12 @@ std::optional<route> courier::impl::route_to(const caf::node_id& node) const {
 
 // ------------------------------------------------------------------ courier
 
-courier::courier(std::shared_ptr<impl> p) : impl_(std::move(p)) {}
+courier::courier(std::shared_ptr<impl> p, std::uint64_t job, bool owner)
+    : impl_(std::move(p)), job_(job), owner_(owner) {}
 
 courier::~courier() {
+  if (!owner_)
+    return;
   try {
     stop();
   } catch (const std::exception& e) {
@@ -365,7 +394,27 @@ std::shared_ptr<courier> courier::start(caf::actor_system& sys, courier_options 
                                         const std::string& listen_host, std::uint16_t port) {
   auto p = std::make_shared<impl>(sys, std::move(opts));
   p->start(listen_host, port);
-  return std::shared_ptr<courier>(new courier(std::move(p)));
+  return std::shared_ptr<courier>(new courier(std::move(p), 0, true));
+}
+
+std::shared_ptr<courier> courier::for_job(std::uint64_t job) const {
+  return std::shared_ptr<courier>(new courier(impl_, job, false));
+}
+
+void courier::end_job(std::uint64_t job) {
+  constexpr std::size_t remembered = 1024;
+  std::lock_guard<std::mutex> g{impl_->table_mtx_};
+  if (job == 0 || !impl_->ended_jobs_.insert(job).second)
+    return;
+  impl_->ended_order_.push_back(job);
+  if (impl_->ended_order_.size() > remembered) {
+    impl_->ended_jobs_.erase(impl_->ended_order_.front());
+    impl_->ended_order_.pop_front();
+  }
+}
+
+std::uint64_t courier::late_transfers() const {
+  return impl_->late_.load(std::memory_order_relaxed);
 }
 
 std::uint16_t courier::port() const {
@@ -400,19 +449,19 @@ void courier::on_failure(
 }
 
 void courier::send(const caf::actor& dest, runtime::activation_msg msg) {
-  impl_->send(dest, std::move(msg));
+  impl_->send(dest, std::move(msg), job_);
 }
 
 void courier::send(const caf::actor& dest, runtime::gradient_msg msg) {
-  impl_->send(dest, std::move(msg));
+  impl_->send(dest, std::move(msg), job_);
 }
 
 void courier::send(const caf::actor& dest, runtime::collective_msg msg) {
-  impl_->send(dest, std::move(msg));
+  impl_->send(dest, std::move(msg), job_);
 }
 
 void courier::send(const caf::actor& dest, runtime::ps_msg msg) {
-  impl_->send(dest, std::move(msg));
+  impl_->send(dest, std::move(msg), job_);
 }
 
 transport_counters courier::caf_counters() const {
@@ -433,7 +482,8 @@ std::size_t courier::unmatched_transfers() const {
 }
 
 void courier::stop() {
-  impl_->stop();
+  if (owner_)
+    impl_->stop();
 }
 
 } // namespace troupe::runtime::transport

@@ -46,11 +46,13 @@ namespace troupe::runtime::transport {
 
 /// The CAF half of a message whose tensor travels over the data plane: the
 /// message with its tensor undefined, the transfer id and sender that pair it
-/// with its payload, and the payload's dtype and shape to check it against.
+/// with its payload, the job it belongs to, and the payload's dtype and
+/// shape to check it against.
 template <class Msg>
 struct transfer_descriptor {
   std::uint64_t transfer_id = 0;
   std::string sender;              ///< the sending courier's data-plane name
+  std::uint64_t job = 0;           ///< the sender's job (0: none); see end_job
   caf::actor dest;                 ///< lives in the receiving process
   std::uint8_t type = 0;           ///< the payload's dtype (wire code)
   std::vector<std::int64_t> shape; ///< the payload's shape
@@ -64,8 +66,8 @@ using ps_descriptor = transfer_descriptor<runtime::ps_msg>;
 
 template <class Inspector, class Msg>
 typename Inspector::result_type inspect(Inspector& f, transfer_descriptor<Msg>& x) {
-  return f(caf::meta::type_name("transfer_descriptor"), x.transfer_id, x.sender, x.dest, x.type,
-           x.shape, x.msg);
+  return f(caf::meta::type_name("transfer_descriptor"), x.transfer_id, x.sender, x.job, x.dest,
+           x.type, x.shape, x.msg);
 }
 
 struct courier_options {
@@ -112,7 +114,9 @@ public:
   /// failed data-plane send shows), a payload that does not match its
   /// descriptor, a descriptor frame that does not decode or names another
   /// sender or process, or too many unmatched payload bytes from one peer.
-  /// May be called more than once per peer.
+  /// May be called more than once per peer. Not called when the peer closed
+  /// the connection between frames with nothing lost (a process shutting
+  /// down: logged at info), nor for late transfers (late_transfers).
   void on_failure(std::function<void(const std::string& peer, const std::string& reason)> handler);
 
   // Thread-safe; called from actor threads and device threads.
@@ -130,18 +134,33 @@ public:
   std::map<std::string, transport::peer_counters> peer_counters() const;
   /// Transfers received of which one half still waits for the other.
   std::size_t unmatched_transfers() const;
+  /// Transfers that arrived for a job that had ended here, or for an actor
+  /// that no longer exists (a job's late messages after it was aborted):
+  /// both halves dropped, never delivered and never paired with another.
+  std::uint64_t late_transfers() const;
+
+  /// The same courier, stamping `job` on every transfer it sends (the node
+  /// agent gives each job actor such a view). Views share everything with
+  /// the courier, and destroying one stops nothing.
+  std::shared_ptr<courier> for_job(std::uint64_t job) const;
+  /// Job `job` ended in this process: transfers of it that arrive from now
+  /// on are dropped and counted (late_transfers). Remembers the last 1024
+  /// ended jobs.
+  void end_job(std::uint64_t job);
 
   /// Idempotent; fails nothing silently: pending data-plane sends fail through
   /// the failure handler, the io thread is joined, the actor exits. Later
   /// sends travel inline through CAF. Must not be called from the failure
-  /// handler or a data-plane callback.
+  /// handler or a data-plane callback. A for_job view's stop() does nothing.
   void stop();
 
   class impl;
 
 private:
-  explicit courier(std::shared_ptr<impl> p);
+  courier(std::shared_ptr<impl> p, std::uint64_t job, bool owner);
   std::shared_ptr<impl> impl_;
+  std::uint64_t job_ = 0; ///< stamped on what this handle sends
+  bool owner_ = true;     ///< false for for_job views: they stop nothing
 };
 
 /// `c` null means single-process: plain anon_send. Callers use this everywhere.

@@ -144,7 +144,7 @@ public:
   void connect_impl(const std::string& peer, const std::string& host, std::uint16_t port,
                     std::function<void(std::optional<std::string>)> done);
   void on_established(const std::shared_ptr<connection>& c);
-  void on_closed(const std::shared_ptr<connection>& c, const std::string& reason);
+  void on_closed(const std::shared_ptr<connection>& c, const std::string& reason, bool orderly);
   void count(const std::string& peer, std::uint64_t bytes, bool sent) {
     std::lock_guard<std::mutex> g{mtx_};
     auto& pc = counters_[peer];
@@ -415,7 +415,9 @@ public:
     if (closed_)
       return;
     if (ec)
-      return close(ec == asio::error::eof ? "connection closed by peer" : "read: " + ec.message());
+      return ec == asio::error::eof // between frames: nothing was cut short
+                 ? close("connection closed by peer", true)
+                 : close("read: " + ec.message());
     try {
       rx_frame_ = decode_frame_header(rx_header_, {dp_.options_.max_payload_bytes});
     } catch (const input_error& e) {
@@ -424,7 +426,7 @@ public:
       return close(e.what());
     }
     if (rx_frame_.kind == frame_kind::close)
-      return close("peer said goodbye");
+      return close("peer said goodbye", true);
     // Only now, with the header validated, is anything allocated.
     auto n = rx_frame_.payload_bytes();
     dp_.allocated_ += n;
@@ -454,7 +456,9 @@ public:
       dp_.callbacks_.on_receive(peer_, rx_frame_.transfer_id, std::move(value));
   }
 
-  void close(const std::string& reason) {
+  /// `orderly`: the peer closed between frames (or said goodbye), so no
+  /// frame was cut short.
+  void close(const std::string& reason, bool orderly = false) {
     if (closed_)
       return;
     std::deque<pending_send> failed;
@@ -481,7 +485,7 @@ public:
       complete(s.done, "connection to " + (peer_.empty() ? remote_ : peer_) + " lost: " + reason);
     if (on_connected_)
       std::exchange(on_connected_, nullptr)(reason);
-    dp_.on_closed(shared_from_this(), reason);
+    dp_.on_closed(shared_from_this(), reason, orderly && failed.empty());
   }
 
 private:
@@ -586,7 +590,8 @@ void data_plane::impl::on_established(const std::shared_ptr<connection>& c) {
     callbacks_.on_peer_up(c->peer());
 }
 
-void data_plane::impl::on_closed(const std::shared_ptr<connection>& c, const std::string& reason) {
+void data_plane::impl::on_closed(const std::shared_ptr<connection>& c, const std::string& reason,
+                                 bool orderly) {
   connections_.erase(c);
   auto it = peers_.find(c->peer());
   if (!c->established() || it == peers_.end() || it->second != c)
@@ -603,9 +608,10 @@ void data_plane::impl::on_closed(const std::shared_ptr<connection>& c, const std
   }
   if (stopping_)
     return;
-  log_->warn("data plane '{}': peer '{}' down: {}", options_.name, c->peer(), reason);
+  log_->log(orderly ? spdlog::level::info : spdlog::level::warn, "data plane '{}': peer '{}' {}: {}",
+            options_.name, c->peer(), orderly ? "closed the connection" : "down", reason);
   if (callbacks_.on_peer_down)
-    callbacks_.on_peer_down(c->peer(), reason);
+    callbacks_.on_peer_down(c->peer(), reason, orderly);
 }
 
 data_plane::data_plane(data_plane_options options, data_plane_callbacks callbacks)

@@ -75,7 +75,10 @@ struct data_plane_callbacks {
   /// An authenticated connection to `peer` is up.
   std::function<void(const std::string& peer)> on_peer_up;
   /// The last connection to `peer` died (not called for our own stop()).
-  std::function<void(const std::string& peer, const std::string& reason)> on_peer_down;
+  /// `orderly`: the peer closed it between frames with nothing of ours
+  /// unsent (a process shutting down), not an error.
+  std::function<void(const std::string& peer, const std::string& reason, bool orderly)>
+      on_peer_down;
 };
 
 class data_plane {

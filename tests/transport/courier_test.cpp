@@ -489,6 +489,59 @@ BOOST_FIXTURE_TEST_CASE(courier_stopped_reports_peer_down_and_drops_unmatched, p
   BOOST_CHECK_EQUAL(a.c->dataplane_counters().messages, 0u);
 }
 
+BOOST_FIXTURE_TEST_CASE(transfers_of_an_ended_job_are_dropped_and_counted, pair_fixture) {
+  // Job 5 ended on node-b (its agent tore the job down): node-a's late
+  // transfers stamped job 5 are paired by their own ids, dropped and
+  // counted, never delivered; job 6's arrive. No failure either way.
+  b.c->end_job(5);
+  auto job5 = a.c->for_job(5);
+  auto job6 = a.c->for_job(6);
+  job5->send(a.peer_sink, activation(1, pattern(1 << 20, 1)));
+  job5->send(a.peer_sink, activation(2, pattern(1 << 20, 2)));
+  BOOST_REQUIRE(wait_until([&] { return b.c->late_transfers() == 2; }));
+  auto sent = pattern(1 << 20, 3);
+  job6->send(a.peer_sink, activation(3, sent));
+  expect_activation(*b.in, 3, sent);
+  std::this_thread::sleep_for(100ms);
+  BOOST_CHECK_EQUAL(b.in->total(), 1u);
+  BOOST_CHECK_EQUAL(a.c->dataplane_counters().messages, 3u); // all three took the data plane
+  BOOST_CHECK_EQUAL(b.c->late_transfers(), 2u);
+  BOOST_CHECK_EQUAL(b.c->unmatched_transfers(), 0u);
+  BOOST_CHECK_EQUAL(a.fails.count() + b.fails.count(), 0u);
+  job5.reset(); // a view stops nothing
+  a.c->send(a.peer_sink, activation(4, pattern(1 << 20, 4)));
+  BOOST_CHECK(b.in->wait_total(2));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_transfer_to_an_actor_that_is_gone_is_dropped_and_counted,
+                        pair_fixture) {
+  // A job's actor on node-b exited (the job was aborted) while node-a still
+  // sends to it: the descriptor's handle decodes as null; the transfer is a
+  // late one, not a peer that "names another transfer, sender or process".
+  auto gone = b.sys.spawn(sink_actor, b.in);
+  auto proxy = a.remote(b.publish(gone));
+  caf::anon_send_exit(gone, caf::exit_reason::user_shutdown);
+  gone = nullptr;
+  std::this_thread::sleep_for(100ms);
+  a.c->send(proxy, activation(1, pattern(1 << 20, 1)));
+  BOOST_REQUIRE(wait_until([&] { return b.c->late_transfers() == 1; }));
+  BOOST_CHECK_EQUAL(b.c->unmatched_transfers(), 0u);
+  BOOST_CHECK_EQUAL(b.in->total(), 0u);
+  BOOST_CHECK_EQUAL(a.fails.count() + b.fails.count(), 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_orderly_stop_is_not_a_failure, pair_fixture) {
+  // node-a shuts down with nothing in flight: node-b logs it at info and
+  // calls no failure handler (a failure is a connection lost mid-frame or
+  // with transfers unmatched, as in the case above).
+  auto sent = pattern(1 << 20, 7);
+  a.c->send(a.peer_sink, activation(1, sent));
+  expect_activation(*b.in, 1, sent);
+  a.c->stop();
+  std::this_thread::sleep_for(300ms);
+  BOOST_CHECK_EQUAL(b.fails.count(), 0u);
+}
+
 /// node-b plus a third party holding the cluster key that drives each half
 /// of a transfer by hand: payloads from a raw data plane named "forger",
 /// descriptors (claiming sender "forger") through node-a's CAF connection.

@@ -51,7 +51,7 @@ struct inbox {
       from.push_back(peer);
       cv.notify_all();
     };
-    cb.on_peer_down = [this](const std::string& peer, const std::string&) {
+    cb.on_peer_down = [this](const std::string& peer, const std::string&, bool) {
       std::lock_guard<std::mutex> g{mtx};
       down.push_back(peer);
       cv.notify_all();
