@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "apps/troupe/commands.hpp"
+#include "runtime/crash_report.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 
@@ -33,6 +34,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: --log-level: unknown level '%s'\n", log_level.c_str());
     return exit_bad_input;
   }
+  // Every way out that is not a clean shutdown leaves a line on stderr.
+  troupe::runtime::install_crash_report("troupe " + app.get_subcommands().front()->get_name());
   try {
     if (app.got_subcommand("train"))
       return train();
