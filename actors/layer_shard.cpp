@@ -725,6 +725,7 @@ void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t 
   if (d.digest)
     total.digest = d.digest;
   total.forward_samples += d.forward_samples;
+  total.peak_in_flight = std::max(total.peak_in_flight, d.peak_in_flight);
   total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
 }
 

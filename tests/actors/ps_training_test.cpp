@@ -30,6 +30,7 @@ namespace {
 
 /// The largest staleness any ps shard saw when serving a pull.
 std::int64_t max_gap(const nlohmann::json& report) {
+  BOOST_REQUIRE(!report.at("ps").empty()); // no shard figures: nothing was measured
   std::int64_t gap = 0;
   for (const auto& s : report.at("ps"))
     gap = std::max(gap, s.at("max_gap").get<std::int64_t>());

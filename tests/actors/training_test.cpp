@@ -7,6 +7,7 @@
 #include <map>
 
 #include "actors/job.hpp"
+#include "actors/schedule.hpp"
 #include "runtime/error.hpp"
 #include "test_util.hpp"
 
@@ -99,6 +100,31 @@ BOOST_AUTO_TEST_CASE(every_schedule_equals_one_stage_with_the_same_micro_batches
     BOOST_TEST(piped.report.at("steps") == 20, what);
     BOOST_TEST(piped.report.at("plan").at("virtual_stages") == p.virtual_stages, what);
     BOOST_TEST(bitwise_equal(piped.params, reference.params), what);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(reported_peaks_in_flight_are_the_schedules) {
+  // The report's per-stage peak of micro-batches holding activations is
+  // measured by the shards: it must be the schedule's (GPipe holds all M,
+  // 1F1B at most P - stage), so a schedule that ran out of order, or a
+  // figure that was never measured (0), fails here.
+  for (auto kind : {actors::schedule_kind::gpipe, actors::schedule_kind::one_f_one_b}) {
+    auto o = quick();
+    o.max_steps = 3;
+    o.stages = 2;
+    o.microbatches = 4;
+    o.schedule = kind;
+    auto r = train(o).report;
+    const auto& stages = r.at("stages");
+    BOOST_REQUIRE_EQUAL(stages.size(), 2u);
+    for (const auto& s : stages) {
+      const int stage = s.at("stage").get<int>();
+      const int expected =
+          actors::peak_in_flight(actors::make_schedule(kind, o.stages, stage, o.microbatches));
+      BOOST_TEST(expected >= 1);
+      BOOST_TEST(s.at("peak_in_flight").get<int>() == expected,
+                 actors::to_string(kind) << " stage " << stage);
+    }
   }
 }
 
