@@ -42,6 +42,8 @@ struct atomic_counters {
 struct route {
   std::string peer;
   caf::actor endpoint;
+  std::string host;       ///< where its data plane listens (to connect again)
+  std::uint16_t port = 0;
 };
 
 /// A data-plane frame whose transfer id has this bit carries the descriptor
@@ -102,6 +104,9 @@ public:
   void on_payload(const std::string& peer, std::uint64_t id, tensor payload);
   void on_peer_up(const std::string& peer);
   void on_peer_down(const std::string& peer, const std::string& reason, bool orderly);
+  /// One attempt to connect again to a registered peer whose connection was
+  /// lost (not after an orderly close: that process is shutting down).
+  void reconnect(const std::string& peer);
   /// Whether `job` ended here (end_job); guarded by table_mtx_.
   bool ended(std::uint64_t job) const { return job != 0 && ended_jobs_.count(job) > 0; }
   /// Delivers a completed pair or reports what went wrong.
@@ -354,6 +359,28 @@ void courier::impl::on_peer_down(const std::string& peer, const std::string& rea
   }
   fail(peer, "data-plane connection lost: " + reason + " (" + std::to_string(dropped) +
                  " unmatched transfer(s) dropped)");
+  reconnect(peer);
+}
+
+void courier::impl::reconnect(const std::string& peer) {
+  std::optional<route> r;
+  {
+    std::lock_guard<std::mutex> g{routes_mtx_};
+    for (const auto& [node, candidate] : routes_)
+      if (candidate.peer == peer && candidate.port != 0)
+        r = candidate;
+  }
+  if (!r || stopped_)
+    return;
+  dp_->connect_async(peer, r->host, r->port,
+                     [log = log_, me = opts_.name, peer](std::optional<std::string> err) {
+                       if (err)
+                         log->info("courier '{}': peer '{}' not reconnected ({}); its messages "
+                                   "travel through CAF",
+                                   me, peer, *err);
+                       else
+                         log->info("courier '{}': data plane to '{}' rebuilt", me, peer);
+                     });
 }
 
 void courier::impl::fail(const std::string& peer, const std::string& reason) {
@@ -437,7 +464,7 @@ void courier::add_peer(const std::string& name, const std::string& host, std::ui
   auto node = peer_endpoint.node();
   {
     std::lock_guard<std::mutex> g{impl_->routes_mtx_};
-    impl_->routes_[node] = route{name, std::move(peer_endpoint)};
+    impl_->routes_[node] = route{name, std::move(peer_endpoint), host, port};
   }
   impl_->dp_->connect_async(name, host, port, std::move(done));
 }
@@ -479,6 +506,10 @@ std::map<std::string, transport::peer_counters> courier::peer_counters() const {
 std::size_t courier::unmatched_transfers() const {
   std::lock_guard<std::mutex> g{impl_->table_mtx_};
   return impl_->table_.unmatched();
+}
+
+void courier::cut_peer(const std::string& peer) {
+  impl_->dp_->cut(peer);
 }
 
 void courier::stop() {

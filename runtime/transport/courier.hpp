@@ -107,7 +107,10 @@ public:
   /// there). Connects the data plane asynchronously (either side may connect
   /// first; connecting twice is fine); `done` runs once the connection is up
   /// or failed, on the io thread. Until the connection is up, messages to
-  /// that peer travel inline through CAF.
+  /// that peer travel inline through CAF. When a registered peer's
+  /// connection is lost (mid-frame, a cut), the courier connects again
+  /// once; meanwhile, and if that fails (the peer is gone), messages travel
+  /// inline.
   void add_peer(const std::string& name, const std::string& host, std::uint16_t port,
                 caf::actor peer_endpoint, std::function<void(std::optional<std::string>)> done);
   /// Called for a peer whose data-plane connection died (which is how a
@@ -134,6 +137,9 @@ public:
   std::map<std::string, transport::peer_counters> peer_counters() const;
   /// Transfers received of which one half still waits for the other.
   std::size_t unmatched_transfers() const;
+  /// Fault injection: cuts the data-plane connection to `peer` (see
+  /// data_plane::cut). Like any lost connection it is reported, and rebuilt.
+  void cut_peer(const std::string& peer);
   /// Transfers that arrived for a job that had ended here, or for an actor
   /// that no longer exists (a job's late messages after it was aborted):
   /// both halves dropped, never delivered and never paired with another.

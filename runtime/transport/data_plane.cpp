@@ -749,6 +749,15 @@ data_plane_stats data_plane::stats() const {
 
 const std::string& data_plane::name() const noexcept { return impl_->options_.name; }
 
+void data_plane::cut(const std::string& peer) {
+  asio::post(impl_->io_, [p = impl_, peer] {
+    auto all = p->connections_;
+    for (auto& c : all)
+      if (c->peer() == peer)
+        c->close("cut");
+  });
+}
+
 void data_plane::stop() {
   if (impl_->on_io_thread())
     throw std::logic_error("data_plane::stop called from a data-plane callback");

@@ -109,6 +109,11 @@ public:
   void send(const std::string& peer, std::uint64_t transfer_id, tensor value,
             send_callback done = {});
 
+  /// Fault injection (tests, `--inject-fault`): aborts every connection to
+  /// `peer` as a network cut would, mid-frame for whatever is in flight; the
+  /// peer is reported down with reason "cut". Thread-safe.
+  void cut(const std::string& peer);
+
   /// Names of the peers with an established connection.
   std::vector<std::string> peers() const;
   std::map<std::string, peer_counters> counters() const;

@@ -542,6 +542,29 @@ BOOST_FIXTURE_TEST_CASE(an_orderly_stop_is_not_a_failure, pair_fixture) {
   BOOST_CHECK_EQUAL(b.fails.count(), 0u);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_cut_connection_is_reported_and_rebuilt, pair_fixture) {
+  // The connection is cut with a 16 MiB transfer in flight: node-a's side
+  // fails its pending send (a failure, not an orderly close), both couriers
+  // connect again, and large messages take the data plane again.
+  a.c->send(a.peer_sink, activation(1, pattern(16 << 20, 1)));
+  a.c->cut_peer("node-b");
+  BOOST_CHECK(a.fails.wait_for("node-b", "connection lost"));
+  BOOST_REQUIRE(wait_until(
+      [&] {
+        auto before = a.c->dataplane_counters().messages;
+        a.c->send(a.peer_sink, activation(2, pattern(1 << 20, 2)));
+        return a.c->dataplane_counters().messages > before;
+      },
+      10s));
+  BOOST_REQUIRE(wait_until([&] {
+    std::lock_guard<std::mutex> g{b.in->mtx};
+    for (const auto& m : b.in->activations)
+      if (m.step == 2 && m.data.nbytes() == (1u << 20))
+        return true;
+    return false;
+  }));
+}
+
 /// node-b plus a third party holding the cluster key that drives each half
 /// of a transfer by hand: payloads from a raw data plane named "forger",
 /// descriptors (claiming sender "forger") through node-a's CAF connection.
