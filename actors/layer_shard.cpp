@@ -282,24 +282,6 @@ void unflatten(const grad_bucket& b, const runtime::tensor& sum) {
 
 /// FNV-1a over the bytes of every parameter value: equal on all replicas
 /// exactly when their parameters are bitwise identical (up to collisions).
-std::uint64_t params_digest(compute_state& c);
-
-/// After step `step`'s update, with the parameters in place: the injected
-/// perturbation (cfg.perturb_step), then the digest when --check-replicas
-/// asks for one at this step.
-std::optional<std::uint64_t> after_update(compute_state& c, std::int64_t step) {
-  if (step == c.cfg.perturb_step)
-    for (auto* p : c.parameters())
-      if (p->value.numel() > 0) {
-        p->value.mutable_data<float>()[0] += 1e-3f;
-        break;
-      }
-  const auto every = c.cfg.check_replicas;
-  if (every > 0 && (step + 1) % every == 0)
-    return params_digest(c);
-  return std::nullopt;
-}
-
 std::uint64_t params_digest(compute_state& c) {
   std::uint64_t h = 1469598103934665603ull;
   for (auto* p : c.parameters()) {
@@ -315,6 +297,22 @@ std::uint64_t params_digest(compute_state& c) {
       h = (h ^ bytes[i]) * 1099511628211ull;
   }
   return h;
+}
+
+/// After step `step`'s update, with the parameters in place: the injected
+/// perturbation (cfg.perturb_step), then the digest when --check-replicas
+/// asks for one at this step.
+std::optional<std::uint64_t> after_update(compute_state& c, std::int64_t step) {
+  if (step == c.cfg.perturb_step)
+    for (auto* p : c.parameters())
+      if (p->value.numel() > 0) {
+        p->value.mutable_data<float>()[0] += 1e-3f;
+        break;
+      }
+  const auto every = c.cfg.check_replicas;
+  if (every > 0 && (step + 1) % every == 0)
+    return params_digest(c);
+  return std::nullopt;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -430,13 +428,29 @@ void trace_step_end(shard_actor* self) {
                               {{"step", st.step->step}, {"microbatches", st.step->microbatches}});
 }
 
+/// Adds one action's (or tail work's) figures to the run's.
+void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t saved_bytes) {
+  total.loss_sum += d.loss_sum;
+  total.correct += d.correct;
+  total.samples += d.samples;
+  total.messages_sent += d.messages_sent;
+  total.bytes_sent += d.bytes_sent;
+  total.tokens += d.tokens;
+  total.seconds += seconds;
+  if (d.grad_sumsq)
+    total.grad_sumsq = d.grad_sumsq;
+  if (d.digest)
+    total.digest = d.digest;
+  total.forward_samples += d.forward_samples;
+  total.peak_in_flight = std::max(total.peak_in_flight, d.peak_in_flight);
+  total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
+}
+
 /// Runs `chain` on the device as one task, in order; the shard gets one
 /// task_done with the summed figures, or a task_failed with the first
 /// exception's message (the rest of the chain is skipped). One task per chain
 /// instead of per action saves a shard -> device -> shard round trip (two
 /// thread wake-ups) for every action but the first.
-void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t saved_bytes);
-
 void submit(shard_actor* self, std::vector<device_work> chain) {
   auto& st = self->state;
   st.busy = true;
@@ -709,24 +723,6 @@ task_done run_backward(compute_state& c, step_run& r, const action& a, bool fina
         runtime::gradient_msg{r.step.step, a.mb, std::move(dx), c.cfg.prev_chunk(a.chunk)});
   }
   return d;
-}
-
-/// Adds one action's (or tail work's) figures to the run's.
-void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t saved_bytes) {
-  total.loss_sum += d.loss_sum;
-  total.correct += d.correct;
-  total.samples += d.samples;
-  total.messages_sent += d.messages_sent;
-  total.bytes_sent += d.bytes_sent;
-  total.tokens += d.tokens;
-  total.seconds += seconds;
-  if (d.grad_sumsq)
-    total.grad_sumsq = d.grad_sumsq;
-  if (d.digest)
-    total.digest = d.digest;
-  total.forward_samples += d.forward_samples;
-  total.peak_in_flight = std::max(total.peak_in_flight, d.peak_in_flight);
-  total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
 }
 
 /// The device thread's walk through a step: runs every action whose inputs

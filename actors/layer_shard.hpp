@@ -37,7 +37,7 @@ struct shard_config {
   /// Fault injection: the parameters are perturbed after this step's update
   /// (a replica that silently diverged; --check-replicas must catch it).
   std::int64_t perturb_step = -1;
-  bool trace = false;           ///< record a timeline for (get_trace_atom)
+  bool trace = false; ///< record a timeline for (get_trace_atom)
   /// Benchmarks: each forward and backward takes this many times its compute
   /// time (the device sleeps the rest before sending the result), as a slower
   /// device would. 1: as fast as it is.

@@ -638,8 +638,8 @@ void node_lost(supervisor_actor* self, const std::string& name, const std::strin
     // A node that comes back (SIGCONT, a healed network) reads why it was
     // dropped in its exit reason and stops its job actors.
     self->demonitor(agent);
-    self->send_exit(agent, caf::make_error(caf::sec::runtime_error,
-                                           "dropped by the supervisor: " + why));
+    self->send_exit(agent,
+                    caf::make_error(caf::sec::runtime_error, "dropped by the supervisor: " + why));
   }
   if (st.job.nodes.count(name))
     abort_job(self, "node " + name + " lost: " + why);

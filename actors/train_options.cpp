@@ -112,7 +112,8 @@ fault_spec parse_fault(const std::string& full) {
     text = text.substr(perturb.size());
     if (text.rfind("ps=", 0) == 0)
       throw runtime::input_error("--inject-fault: perturb applies to layer shards "
-                                 "(perturb:stage=S,step=N[,replica=R]), got '" + full + "'");
+                                 "(perturb:stage=S,step=N[,replica=R]), got '" +
+                                 full + "'");
   }
   long long stage = -1, step = -1, replica = 0;
   char tail = 0;

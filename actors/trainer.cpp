@@ -162,7 +162,7 @@ struct trainer_state {
   std::vector<std::optional<double>> grad_sumsq;
   std::size_t sumsq_pending = 0;
   double grad_norm = -1;
-  std::int64_t replica_checks = 0; ///< steps whose replicas were found identical
+  std::int64_t replica_checks = 0;     ///< steps whose replicas were found identical
   std::int64_t digest_comparisons = 0; ///< digest pairs compared (replica r vs 0, per shard)
   // Evaluation.
   bool evaluating = false;
@@ -816,8 +816,7 @@ std::string check_digests(trainer_state& st, std::int64_t step) {
       ++st.digest_comparisons;
       if (*digests[shard_index(st, r, k, t)] != ref)
         return "--check-replicas: " + where(r, k, t) +
-               " diverged from replica 0: its parameters differ after step " +
-               std::to_string(step);
+               " diverged from replica 0: its parameters differ after step " + std::to_string(step);
     }
   }
   return {};

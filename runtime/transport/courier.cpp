@@ -42,7 +42,7 @@ struct atomic_counters {
 struct route {
   std::string peer;
   caf::actor endpoint;
-  std::string host;       ///< where its data plane listens (to connect again)
+  std::string host; ///< where its data plane listens (to connect again)
   std::uint16_t port = 0;
 };
 
@@ -341,8 +341,7 @@ void courier::impl::on_peer_up(const std::string& peer) {
   up_.insert(peer);
 }
 
-void courier::impl::on_peer_down(const std::string& peer, const std::string& reason,
-                                 bool orderly) {
+void courier::impl::on_peer_down(const std::string& peer, const std::string& reason, bool orderly) {
   {
     std::lock_guard<std::mutex> g{routes_mtx_};
     up_.erase(peer);

@@ -174,8 +174,7 @@ BOOST_AUTO_TEST_CASE(a_perturbed_replica_fails_the_check_naming_it) {
     } catch (const std::exception& e) {
       const std::string what = e.what();
       BOOST_TEST_MESSAGE(what);
-      BOOST_TEST(what.find("replica 1 stage 1 diverged from replica 0") != std::string::npos,
-                 what);
+      BOOST_TEST(what.find("replica 1 stage 1 diverged from replica 0") != std::string::npos, what);
       BOOST_TEST(what.find(every == 1 ? "after step 4" : "after step 5") != std::string::npos,
                  what);
     }

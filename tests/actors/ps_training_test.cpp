@@ -178,7 +178,7 @@ BOOST_AUTO_TEST_CASE(checkpoints_round_trip_through_the_parameter_servers) {
   auto o = quick();
   o.batch = 64;
   auto single = o;
-  single.microbatches = 2; // like with like (sync_ps_equals_single_device)
+  single.microbatches = 2;        // like with like (sync_ps_equals_single_device)
   auto reference = train(single); // 20 steps on one device
   auto first = o;
   first.max_steps = 10;

@@ -513,8 +513,7 @@ BOOST_FIXTURE_TEST_CASE(transfers_of_an_ended_job_are_dropped_and_counted, pair_
   BOOST_CHECK(b.in->wait_total(2));
 }
 
-BOOST_FIXTURE_TEST_CASE(a_transfer_to_an_actor_that_is_gone_is_dropped_and_counted,
-                        pair_fixture) {
+BOOST_FIXTURE_TEST_CASE(a_transfer_to_an_actor_that_is_gone_is_dropped_and_counted, pair_fixture) {
   // A job's actor on node-b exited (the job was aborted) while node-a still
   // sends to it: the descriptor's handle decodes as null; the transfer is a
   // late one, not a peer that "names another transfer, sender or process".
