@@ -626,7 +626,8 @@ void maybe_start(supervisor_actor* self) {
 }
 
 /// A node is gone (its agent died, or it stopped answering pings).
-void node_lost(supervisor_actor* self, const std::string& name, const std::string& why) {
+/// `name` by value: callers pass the key of the entry this erases.
+void node_lost(supervisor_actor* self, std::string name, const std::string& why) {
   auto& st = self->state;
   auto it = st.nodes.find(name);
   if (it == st.nodes.end())
