@@ -63,7 +63,7 @@ tensor position_embedding::backward(const tensor& dy, micro_batch_id mb, bool ne
   for (std::int64_t b = 0; b < batch; ++b)
     for (std::int64_t i = 0; i < n; ++i)
       sum[static_cast<std::size_t>(i)] += d[b * n + i];
-  kernels::cpu::accumulate_whole(g, sum.data(), n, true);
+  kernels::cpu::add_inplace(g, sum.data(), n);
   w.grad_fresh = false;
   return need_input_grad ? dy : tensor{};
 }

@@ -134,7 +134,7 @@ void conv2d_backward(const float* x, const float* w, const float* dy, std::int64
   const std::int64_t in_size = g.channels * g.height * g.width;
   const bool identity = im2col_is_identity(g);
   // The call's dw and db are summed over its samples whole, then added to
-  // the micro-batches' running sums (accumulate_whole).
+  // the micro-batches' running sums (add_inplace).
   std::vector<float> sums(static_cast<std::size_t>(accumulate ? filters * ckk + filters : 0));
   float* const final_dw = dw;
   float* const final_db = db;
@@ -179,9 +179,9 @@ void conv2d_backward(const float* x, const float* w, const float* dy, std::int64
   }
   if (accumulate) {
     if (final_dw != nullptr)
-      accumulate_whole(final_dw, dw, filters * ckk, true);
+      add_inplace(final_dw, dw, filters * ckk);
     if (final_db != nullptr)
-      accumulate_whole(final_db, db, filters, true);
+      add_inplace(final_db, db, filters);
   }
 }
 

@@ -24,7 +24,7 @@ void col2im(const float* col, const conv_geometry& g, float* dx, bool accumulate
 void conv2d_forward(const float* x, const float* w, const float* b, std::int64_t batch,
                     std::int64_t filters, const conv_geometry& g, float* y, float* col);
 /// Conv2D backward. dw, db accumulate when accumulate is true (micro-batches;
-/// the call's sums are added whole, see accumulate_whole), otherwise overwrite. dx may be null
+/// the call's sums are added whole, see add_inplace), otherwise overwrite. dx may be null
 /// (first layer). Needs the same scratch.
 void conv2d_backward(const float* x, const float* w, const float* dy, std::int64_t batch,
                      std::int64_t filters, const conv_geometry& g, float* dx, float* dw, float* db,

@@ -42,17 +42,7 @@ void bias_grad_rows(const float* dy, float* db, std::int64_t rows, std::int64_t 
       out[c] += d[c];
   }
   if (accumulate)
-    accumulate_whole(db, out, cols, true);
-}
-
-void accumulate_whole(float* out, const float* sum, std::int64_t n, bool accumulate) {
-  float* __restrict o = out;
-  const float* __restrict s = sum;
-  if (accumulate)
-    for (std::int64_t i = 0; i < n; ++i)
-      o[i] += s[i];
-  else if (o != s)
-    std::copy(s, s + n, o);
+    add_inplace(db, out, cols);
 }
 
 void relu_forward(const float* x, float* y, std::int64_t n) {

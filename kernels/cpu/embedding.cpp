@@ -41,7 +41,7 @@ void embedding_backward(const float* dy, const std::int32_t* ids, std::int64_t n
     return;
   }
   // Accumulating: each touched row's sum over this call is formed whole,
-  // then added (accumulate_whole); only touched rows get scratch.
+  // then added (add_inplace); only touched rows get scratch.
   std::vector<std::int64_t> slot(static_cast<std::size_t>(vocab), -1);
   std::vector<std::int32_t> rows;
   for (std::int64_t i = 0; i < n; ++i)
@@ -57,8 +57,8 @@ void embedding_backward(const float* dy, const std::int32_t* ids, std::int64_t n
       out[c] += in[c];
   }
   for (std::size_t k = 0; k < rows.size(); ++k)
-    accumulate_whole(dtable + static_cast<std::int64_t>(rows[k]) * dim,
-                     sums.data() + static_cast<std::int64_t>(k) * dim, dim, true);
+    add_inplace(dtable + static_cast<std::int64_t>(rows[k]) * dim,
+                sums.data() + static_cast<std::int64_t>(k) * dim, dim);
 }
 
 } // namespace troupe::kernels::cpu

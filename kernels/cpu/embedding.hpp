@@ -9,7 +9,7 @@ void embedding_forward(const float* table, std::int64_t vocab, std::int64_t dim,
                        const std::int32_t* ids, std::int64_t n, float* y);
 /// dtable[ids[i], :] += dy[i, :] (dtable zeroed first unless accumulate; when
 /// accumulating, each row's sum over the call is added whole, see
-/// accumulate_whole).
+/// add_inplace).
 void embedding_backward(const float* dy, const std::int32_t* ids, std::int64_t n,
                         std::int64_t vocab, std::int64_t dim, float* dtable, bool accumulate);
 

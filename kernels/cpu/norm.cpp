@@ -48,7 +48,7 @@ void layernorm_forward(const float* x, const float* gamma, const float* beta, st
 void layernorm_backward(const float* x, const float* gamma, const float* dy, const float* mean,
                         const float* rstd, std::int64_t rows, std::int64_t cols, float* dx,
                         float* dgamma, float* dbeta, bool accumulate) {
-  // This call's sums are formed whole, then added (accumulate_whole).
+  // This call's sums are formed whole, then added (add_inplace).
   std::vector<float> sums(static_cast<std::size_t>(accumulate ? 2 * cols : 0));
   float* const final_gamma = dgamma;
   float* const final_beta = dbeta;
@@ -94,9 +94,9 @@ void layernorm_backward(const float* x, const float* gamma, const float* dy, con
   }
   if (accumulate) {
     if (final_gamma != nullptr)
-      accumulate_whole(final_gamma, dgamma, cols, true);
+      add_inplace(final_gamma, dgamma, cols);
     if (final_beta != nullptr)
-      accumulate_whole(final_beta, dbeta, cols, true);
+      add_inplace(final_beta, dbeta, cols);
   }
 }
 

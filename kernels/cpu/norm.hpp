@@ -9,7 +9,7 @@ namespace troupe::kernels::cpu {
 void layernorm_forward(const float* x, const float* gamma, const float* beta, std::int64_t rows,
                        std::int64_t cols, float eps, float* y, float* mean, float* rstd);
 /// dx (overwritten), dgamma and dbeta (accumulate or overwrite; the call's
-/// sums are added whole, see accumulate_whole).
+/// sums are added whole, see add_inplace).
 void layernorm_backward(const float* x, const float* gamma, const float* dy, const float* mean,
                         const float* rstd, std::int64_t rows, std::int64_t cols, float* dx,
                         float* dgamma, float* dbeta, bool accumulate);
