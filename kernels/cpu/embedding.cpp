@@ -30,28 +30,22 @@ void embedding_forward(const float* table, std::int64_t vocab, std::int64_t dim,
 void embedding_backward(const float* dy, const std::int32_t* ids, std::int64_t n,
                         std::int64_t vocab, std::int64_t dim, float* dtable, bool accumulate) {
   check_ids(ids, n, vocab);
-  if (!accumulate) {
+  if (!accumulate)
     std::fill(dtable, dtable + vocab * dim, 0.f);
-    for (std::int64_t i = 0; i < n; ++i) {
-      float* __restrict out = dtable + static_cast<std::int64_t>(ids[i]) * dim;
-      const float* __restrict in = dy + i * dim;
-      for (std::int64_t c = 0; c < dim; ++c)
-        out[c] += in[c];
-    }
-    return;
-  }
-  // Accumulating: each touched row's sum over this call is formed whole,
-  // then added (add_inplace); only touched rows get scratch.
-  std::vector<std::int64_t> slot(static_cast<std::size_t>(vocab), -1);
+  // Accumulating, each touched row's sum over this call is formed whole in
+  // scratch, then added (add_inplace); only touched rows get scratch.
+  std::vector<std::int64_t> slot(static_cast<std::size_t>(accumulate ? vocab : 0), -1);
   std::vector<std::int32_t> rows;
-  for (std::int64_t i = 0; i < n; ++i)
-    if (slot[static_cast<std::size_t>(ids[i])] < 0) {
-      slot[static_cast<std::size_t>(ids[i])] = static_cast<std::int64_t>(rows.size());
-      rows.push_back(ids[i]);
-    }
+  if (accumulate)
+    for (std::int64_t i = 0; i < n; ++i)
+      if (slot[static_cast<std::size_t>(ids[i])] < 0) {
+        slot[static_cast<std::size_t>(ids[i])] = static_cast<std::int64_t>(rows.size());
+        rows.push_back(ids[i]);
+      }
   std::vector<float> sums(rows.size() * static_cast<std::size_t>(dim), 0.f);
   for (std::int64_t i = 0; i < n; ++i) {
-    float* __restrict out = sums.data() + slot[static_cast<std::size_t>(ids[i])] * dim;
+    float* __restrict out = accumulate ? sums.data() + slot[static_cast<std::size_t>(ids[i])] * dim
+                                       : dtable + static_cast<std::int64_t>(ids[i]) * dim;
     const float* __restrict in = dy + i * dim;
     for (std::int64_t c = 0; c < dim; ++c)
       out[c] += in[c];
