@@ -1,6 +1,6 @@
 #pragma once
 
-// What the NCCL rank actors (actors/nccl_group.hpp) need of a communicator,
+// What the NCCL rank actors (actors/collectives/nccl_group.hpp) need of a communicator,
 // with NCCL's semantics. kernels/cuda/nccl_communicator is the real one; a
 // CPU implementation with the same semantics lets the actors' logic (wiring,
 // op ordering, checks, padding, failure) run in tests on machines without a

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <stdexcept>
 
-#include "models/init.hpp"
+#include "models/layers/init.hpp"
 #include "runtime/rng.hpp"
 
 namespace troupe::models {

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "models/model_spec.hpp"
+#include "models/layers/model_spec.hpp"
 
 namespace troupe::models {
 

@@ -2,10 +2,10 @@
 
 #include <stdexcept>
 
-#include "models/causal_self_attention.hpp"
-#include "models/layer_registry.hpp"
-#include "models/tp_dense.hpp"
-#include "models/transformer_block.hpp"
+#include "models/layers/causal_self_attention.hpp"
+#include "models/layers/layer_registry.hpp"
+#include "models/layers/tp_dense.hpp"
+#include "models/layers/transformer_block.hpp"
 
 namespace troupe::models {
 

@@ -42,12 +42,12 @@
 #include <utility>
 #include <vector>
 
-#include "models/model_spec.hpp"
-#include "models/optimizer.hpp"
-#include "models/sequential.hpp"
-#include "models/tp_group.hpp"
-#include "models/tp_param_split.hpp"
-#include "models/tp_range.hpp"
+#include "models/layers/model_spec.hpp"
+#include "models/train/optimizer.hpp"
+#include "models/layers/sequential.hpp"
+#include "models/layers/tp_group.hpp"
+#include "models/layers/tp_param_split.hpp"
+#include "models/layers/tp_range.hpp"
 
 namespace troupe::models {
 

@@ -4,7 +4,7 @@
 #include <string_view>
 #include <vector>
 
-#include "models/model_spec.hpp"
+#include "models/layers/model_spec.hpp"
 
 namespace troupe::models {
 

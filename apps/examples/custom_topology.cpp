@@ -12,10 +12,10 @@
 
 #include <caf/actor_system.hpp>
 
-#include "actors/job.hpp"
-#include "actors/plan.hpp"
-#include "actors/plan_memory.hpp"
-#include "runtime/system_config.hpp"
+#include "actors/cluster/job.hpp"
+#include "actors/plan/plan.hpp"
+#include "actors/plan/plan_memory.hpp"
+#include "runtime/net/system_config.hpp"
 
 using namespace troupe;
 

@@ -8,10 +8,10 @@
 #include <random>
 #include <vector>
 
-#include "models/loss.hpp"
-#include "models/model_spec.hpp"
-#include "models/optimizer.hpp"
-#include "models/sequential.hpp"
+#include "models/train/loss.hpp"
+#include "models/layers/model_spec.hpp"
+#include "models/train/optimizer.hpp"
+#include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
 
 using namespace troupe;

@@ -45,18 +45,18 @@
 #include <caf/io/all.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/collective_algorithms.hpp"
-#include "actors/collective_group.hpp"
-#include "actors/collective_mesh.hpp"
+#include "actors/plan/collective_algorithms.hpp"
+#include "actors/collectives/collective_group.hpp"
+#include "actors/collectives/collective_mesh.hpp"
 #include "apps/troupe/bench_util.hpp"
 #include "apps/troupe/line_process.hpp"
 #include "runtime/error.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/temp_dir.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/io/temp_dir.hpp"
 #include "runtime/tensor.hpp"
-#include "runtime/transport/auth.hpp"
-#include "runtime/transport/courier.hpp"
+#include "runtime/net/transport/auth.hpp"
+#include "runtime/net/transport/courier.hpp"
 
 namespace troupe::apps {
 

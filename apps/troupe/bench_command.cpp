@@ -28,8 +28,8 @@
 #include <caf/scoped_actor.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/device_actor.hpp"
-#include "actors/job.hpp"
+#include "actors/pipeline/device_actor.hpp"
+#include "actors/cluster/job.hpp"
 #include "apps/troupe/bench_allreduce.hpp"
 #include "apps/troupe/bench_pipeline.hpp"
 #include "apps/troupe/bench_ps.hpp"
@@ -38,13 +38,13 @@
 #include "apps/troupe/child_process.hpp"
 #include "apps/troupe/commands.hpp"
 #include "kernels/cpu/gemm.hpp"
-#include "models/sequential.hpp"
+#include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/safetensors.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/temp_dir.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/io/safetensors.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/io/temp_dir.hpp"
 
 namespace troupe::apps {
 

@@ -40,17 +40,17 @@
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/job.hpp"
-#include "actors/plan.hpp"
-#include "actors/schedule.hpp"
-#include "actors/schedule_simulation.hpp"
-#include "actors/step_timeline.hpp"
-#include "actors/train_options.hpp"
+#include "actors/cluster/job.hpp"
+#include "actors/plan/plan.hpp"
+#include "actors/plan/schedule.hpp"
+#include "actors/plan/schedule_simulation.hpp"
+#include "actors/plan/step_timeline.hpp"
+#include "actors/plan/train_options.hpp"
 #include "apps/troupe/bench_util.hpp"
 #include "apps/troupe/child_process.hpp"
 #include "runtime/error.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/temp_dir.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/io/temp_dir.hpp"
 
 namespace troupe::apps {
 

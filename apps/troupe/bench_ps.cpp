@@ -55,22 +55,22 @@
 #include <caf/io/all.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/job.hpp"
-#include "actors/ps_assignment.hpp"
-#include "actors/ps_client.hpp"
-#include "actors/ps_shard.hpp"
-#include "actors/train_options.hpp"
+#include "actors/cluster/job.hpp"
+#include "actors/plan/ps_assignment.hpp"
+#include "actors/ps/ps_client.hpp"
+#include "actors/ps/ps_shard.hpp"
+#include "actors/plan/train_options.hpp"
 #include "apps/troupe/bench_util.hpp"
 #include "apps/troupe/line_process.hpp"
-#include "models/model_spec.hpp"
+#include "models/layers/model_spec.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/temp_dir.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/io/temp_dir.hpp"
 #include "runtime/tensor.hpp"
-#include "runtime/transport/auth.hpp"
-#include "runtime/transport/courier.hpp"
+#include "runtime/net/transport/auth.hpp"
+#include "runtime/net/transport/courier.hpp"
 
 namespace troupe::apps {
 

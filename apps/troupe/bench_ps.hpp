@@ -1,6 +1,6 @@
 #pragma once
 
-// `troupe bench ps`: the parameter servers (actors/ps_shard.hpp) measured
+// `troupe bench ps`: the parameter servers (actors/ps/ps_shard.hpp) measured
 // three ways (see bench_ps.cpp): push+pull throughput of W workers against S
 // ps shards, in process and across processes over the data plane; training
 // samples/s of sync, async and ssp workers with and without a slowed worker;

@@ -54,11 +54,11 @@
 #include "apps/troupe/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/storage.hpp"
-#include "runtime/system_config.hpp"
+#include "runtime/net/system_config.hpp"
 #include "runtime/tensor.hpp"
-#include "runtime/tensor_inspect.hpp"
-#include "runtime/transport/data_plane.hpp"
-#include "runtime/temp_dir.hpp"
+#include "runtime/net/tensor_inspect.hpp"
+#include "runtime/net/transport/data_plane.hpp"
+#include "runtime/io/temp_dir.hpp"
 
 extern char** environ;
 

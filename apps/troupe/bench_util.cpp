@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "runtime/file_util.hpp"
+#include "runtime/io/file_util.hpp"
 
 namespace troupe::apps {
 

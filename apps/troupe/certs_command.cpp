@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "apps/troupe/commands.hpp"
-#include "runtime/certs.hpp"
+#include "runtime/net/security/certs.hpp"
 #include "runtime/error.hpp"
-#include "runtime/node_identity.hpp"
-#include "runtime/tls_config.hpp"
+#include "runtime/net/security/node_identity.hpp"
+#include "runtime/net/security/tls_config.hpp"
 
 namespace troupe::apps {
 

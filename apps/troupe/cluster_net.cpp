@@ -8,7 +8,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/all.hpp>
 
-#include "runtime/caf_error.hpp"
+#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe::apps {

@@ -13,9 +13,9 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
-#include "runtime/cluster_spec.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/tls_config.hpp"
+#include "runtime/net/cluster_spec.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/net/security/tls_config.hpp"
 
 namespace troupe::apps {
 

@@ -6,7 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "apps/troupe/commands.hpp"
-#include "runtime/crash_report.hpp"
+#include "runtime/telemetry/crash_report.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 

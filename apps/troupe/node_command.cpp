@@ -12,18 +12,18 @@
 
 #include <caf/scoped_actor.hpp>
 
-#include "actors/cluster_protocol.hpp"
-#include "actors/node_agent.hpp"
+#include "actors/cluster/cluster_protocol.hpp"
+#include "actors/cluster/node_agent.hpp"
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/shutdown_signal.hpp"
 #include "kernels/cpu/gemm.hpp"
-#include "runtime/caf_error.hpp"
-#include "runtime/certs.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/net/security/certs.hpp"
 #include "runtime/error.hpp"
-#include "runtime/file_util.hpp"
+#include "runtime/io/file_util.hpp"
 #include "runtime/log.hpp"
-#include "runtime/transport/courier.hpp"
+#include "runtime/net/transport/courier.hpp"
 
 namespace troupe::apps {
 

@@ -10,14 +10,14 @@
 #include <thread>
 #include <vector>
 
-#include "actors/plan.hpp"
-#include "actors/plan_memory.hpp"
+#include "actors/plan/plan.hpp"
+#include "actors/plan/plan_memory.hpp"
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/train_flags.hpp"
-#include "runtime/cluster_spec.hpp"
+#include "runtime/net/cluster_spec.hpp"
 #include "runtime/error.hpp"
-#include "runtime/file_util.hpp"
+#include "runtime/io/file_util.hpp"
 
 namespace troupe::apps {
 

@@ -8,19 +8,19 @@
 #include <caf/scoped_actor.hpp>
 #include <unistd.h>
 
-#include "actors/cluster_protocol.hpp"
-#include "actors/node_agent.hpp"
-#include "actors/supervisor.hpp"
+#include "actors/cluster/cluster_protocol.hpp"
+#include "actors/cluster/node_agent.hpp"
+#include "actors/cluster/supervisor.hpp"
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/shutdown_signal.hpp"
-#include "runtime/caf_error.hpp"
+#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
-#include "runtime/file_util.hpp"
+#include "runtime/io/file_util.hpp"
 #include "runtime/log.hpp"
-#include "runtime/prometheus.hpp"
-#include "runtime/status_server.hpp"
-#include "runtime/transport/courier.hpp"
+#include "runtime/telemetry/prometheus.hpp"
+#include "runtime/telemetry/status_server.hpp"
+#include "runtime/net/transport/courier.hpp"
 
 namespace troupe::apps {
 

@@ -5,17 +5,17 @@
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "actors/job.hpp"
-#include "actors/plan.hpp"
+#include "actors/cluster/job.hpp"
+#include "actors/plan/plan.hpp"
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/shutdown_signal.hpp"
 #include "apps/troupe/train_flags.hpp"
-#include "runtime/caf_error.hpp"
+#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
-#include "runtime/file_util.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
+#include "runtime/io/file_util.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
 
 namespace troupe::apps {
 

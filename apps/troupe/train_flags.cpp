@@ -6,9 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/plan.hpp"
+#include "actors/plan/plan.hpp"
 #include "runtime/error.hpp"
-#include "runtime/trace.hpp"
+#include "runtime/telemetry/trace.hpp"
 
 namespace troupe::apps {
 

@@ -4,7 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "actors/train_options.hpp"
+#include "actors/plan/train_options.hpp"
 
 namespace troupe::apps {
 

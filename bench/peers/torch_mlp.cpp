@@ -35,7 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/io/safetensors.hpp"
 
 namespace {
 

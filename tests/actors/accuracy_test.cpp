@@ -6,8 +6,8 @@
 
 #include <caf/actor_system.hpp>
 
-#include "actors/job.hpp"
-#include "runtime/system_config.hpp"
+#include "actors/cluster/job.hpp"
+#include "runtime/net/system_config.hpp"
 
 // Full MNIST runs with the CLI defaults (adam, lr 1e-3, batch 64, seed 0).
 // PyTorch with the same model, init, optimizer and batch reaches 97.3-97.4%

@@ -17,8 +17,8 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-#include "actors/data_loader.hpp"
-#include "actors/job.hpp"
+#include "actors/pipeline/data_loader.hpp"
+#include "actors/cluster/job.hpp"
 #include "runtime/error.hpp"
 #include "test_util.hpp"
 

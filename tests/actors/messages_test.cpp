@@ -9,8 +9,8 @@
 #include <caf/message.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
 
 using namespace troupe::runtime;
 

@@ -8,8 +8,8 @@
 #include <functional>
 #include <string>
 
-#include "actors/plan.hpp"
-#include "actors/plan_memory.hpp"
+#include "actors/plan/plan.hpp"
+#include "actors/plan/plan_memory.hpp"
 #include "runtime/error.hpp"
 
 using namespace troupe;

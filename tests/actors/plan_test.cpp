@@ -5,7 +5,7 @@
 // Planning: explicit splits, partitions by measured per-layer cost and by
 // device speed, and data-parallel placement.
 
-#include "actors/plan.hpp"
+#include "actors/plan/plan.hpp"
 #include "models/layer_costs.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"

@@ -25,18 +25,18 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
-#include "actors/ps_assignment.hpp"
-#include "actors/ps_client.hpp"
-#include "actors/ps_shard.hpp"
-#include "models/model_spec.hpp"
-#include "models/optimizer.hpp"
-#include "runtime/caf_error.hpp"
+#include "actors/plan/ps_assignment.hpp"
+#include "actors/ps/ps_client.hpp"
+#include "actors/ps/ps_shard.hpp"
+#include "models/layers/model_spec.hpp"
+#include "models/train/optimizer.hpp"
+#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/trace.hpp"
-#include "runtime/transport/auth.hpp"
-#include "runtime/transport/courier.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/telemetry/trace.hpp"
+#include "runtime/net/transport/auth.hpp"
+#include "runtime/net/transport/courier.hpp"
 
 using namespace troupe;
 using namespace troupe::actors;

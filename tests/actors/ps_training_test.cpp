@@ -15,8 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/job.hpp"
-#include "actors/plan.hpp"
+#include "actors/cluster/job.hpp"
+#include "actors/plan/plan.hpp"
 #include "runtime/error.hpp"
 #include "test_util.hpp"
 

@@ -4,10 +4,10 @@
 
 #include <set>
 
-#include "actors/plan.hpp"
-#include "actors/schedule.hpp"
-#include "actors/schedule_simulation.hpp"
-#include "actors/train_options.hpp"
+#include "actors/plan/plan.hpp"
+#include "actors/plan/schedule.hpp"
+#include "actors/plan/schedule_simulation.hpp"
+#include "actors/plan/train_options.hpp"
 #include "models/partitioner.hpp"
 #include "runtime/error.hpp"
 

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/step_timeline.hpp"
+#include "actors/plan/step_timeline.hpp"
 #include "runtime/error.hpp"
 
 using namespace troupe;

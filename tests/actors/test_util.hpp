@@ -10,8 +10,8 @@
 #include <boost/test/unit_test.hpp>
 #include <caf/actor_system.hpp>
 
-#include "actors/job.hpp"
-#include "runtime/system_config.hpp"
+#include "actors/cluster/job.hpp"
+#include "runtime/net/system_config.hpp"
 
 namespace troupe::actors::test {
 

@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-#include "actors/job.hpp"
-#include "actors/plan.hpp"
+#include "actors/cluster/job.hpp"
+#include "actors/plan/plan.hpp"
 #include "runtime/error.hpp"
 #include "test_util.hpp"
 

@@ -13,11 +13,11 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-#include "actors/job.hpp"
-#include "actors/layer_shard.hpp"
+#include "actors/cluster/job.hpp"
+#include "actors/pipeline/layer_shard.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
-#include "runtime/system_config.hpp"
+#include "runtime/net/system_config.hpp"
 
 using namespace troupe;
 namespace fs = std::filesystem;

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <map>
 
-#include "actors/job.hpp"
-#include "actors/schedule.hpp"
+#include "actors/cluster/job.hpp"
+#include "actors/plan/schedule.hpp"
 #include "runtime/error.hpp"
 #include "test_util.hpp"
 

@@ -1,5 +1,5 @@
-// Node identity proof at join (runtime/node_identity.hpp), with certificates
-// from runtime/certs.hpp in a temporary directory:
+// Node identity proof at join (runtime/net/security/node_identity.hpp), with certificates
+// from runtime/net/security/certs.hpp in a temporary directory:
 //  - the right certificate with its key's signature of the join message
 //    verifies;
 //  - node-b's certificate presented by a node claiming node-a, a certificate
@@ -30,9 +30,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "runtime/certs.hpp"
+#include "runtime/net/security/certs.hpp"
 #include "runtime/error.hpp"
-#include "runtime/node_identity.hpp"
+#include "runtime/net/security/node_identity.hpp"
 #include "tests/io/temp_dir.hpp"
 
 namespace rt = troupe::runtime;

@@ -10,16 +10,16 @@
 #include <caf/scoped_actor.hpp>
 
 #include "../io/temp_dir.hpp"
-#include "actors/cluster_protocol.hpp"
-#include "actors/layer_shard.hpp"
-#include "actors/plan.hpp"
-#include "actors/supervisor.hpp"
+#include "actors/cluster/cluster_protocol.hpp"
+#include "actors/pipeline/layer_shard.hpp"
+#include "actors/plan/plan.hpp"
+#include "actors/cluster/supervisor.hpp"
 #include "models/zoo.hpp"
-#include "runtime/caf_error.hpp"
-#include "runtime/certs.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/net/security/certs.hpp"
 #include "runtime/error.hpp"
-#include "runtime/node_identity.hpp"
-#include "runtime/system_config.hpp"
+#include "runtime/net/security/node_identity.hpp"
+#include "runtime/net/system_config.hpp"
 
 namespace a = troupe::actors;
 namespace rt = troupe::runtime;

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "runtime/error.hpp"
-#include "runtime/prometheus.hpp"
-#include "runtime/status_server.hpp"
+#include "runtime/telemetry/prometheus.hpp"
+#include "runtime/telemetry/status_server.hpp"
 #include "../loopback.hpp"
 
 using namespace troupe::runtime;

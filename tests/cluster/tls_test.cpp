@@ -1,5 +1,5 @@
 // Mutual TLS between CAF 0.17 nodes through caf_openssl, with certificates
-// from runtime/certs.hpp and options from runtime/tls_config.hpp:
+// from runtime/net/security/certs.hpp and options from runtime/net/security/tls_config.hpp:
 //  - two nodes with certificates of the same CA exchange a troupe message;
 //  - a node whose certificate comes from another CA is rejected (whether it
 //    trusts the cluster CA or its own), and a node refuses a server with a
@@ -45,11 +45,11 @@
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
 
-#include "runtime/certs.hpp"
+#include "runtime/net/security/certs.hpp"
 #include "runtime/error.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/tls_config.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/net/security/tls_config.hpp"
 #include "../loopback.hpp"
 
 extern char** environ;

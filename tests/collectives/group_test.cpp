@@ -16,9 +16,9 @@
 #include <caf/message.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "actors/collective_group.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
+#include "actors/collectives/collective_group.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
 
 using namespace troupe;
 using runtime::tensor;

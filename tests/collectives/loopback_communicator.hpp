@@ -1,7 +1,7 @@
 #pragma once
 
 // A CPU communicator with NCCL's semantics, for testing the NCCL rank actors
-// (actors/nccl_group.hpp) without a GPU: the ranks' worker threads meet at
+// (actors/collectives/nccl_group.hpp) without a GPU: the ranks' worker threads meet at
 // every call (in call order, as NCCL's ranks do), each brings its bytes, and
 // each computes its result from everyone's. A call blocks until all ranks
 // arrive, as a NCCL kernel does, and gives up only on the abort flag or the

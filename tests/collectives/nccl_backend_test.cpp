@@ -16,13 +16,13 @@
 
 #include <caf/actor_system.hpp>
 
-#include "actors/collective_algorithms.hpp"
-#include "actors/collective_backend.hpp"
-#include "actors/nccl_group.hpp"
-#include "actors/nccl_op_header.hpp"
-#include "actors/nccl_padding.hpp"
-#include "runtime/caf_error.hpp"
-#include "runtime/system_config.hpp"
+#include "actors/plan/collective_algorithms.hpp"
+#include "actors/plan/collective_backend.hpp"
+#include "actors/collectives/nccl_group.hpp"
+#include "actors/collectives/nccl_op_header.hpp"
+#include "actors/collectives/nccl_padding.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/net/system_config.hpp"
 #include "runtime/tensor.hpp"
 
 // How Boost.Test prints the values it compares.

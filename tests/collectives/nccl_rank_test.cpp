@@ -1,4 +1,4 @@
-// The NCCL rank actors (actors/nccl_group.hpp) on a CPU communicator with
+// The NCCL rank actors (actors/collectives/nccl_group.hpp) on a CPU communicator with
 // NCCL's semantics (loopback_communicator.hpp): wiring, rank 0's op order,
 // header checks, padding, results against the actor backend, failure
 // propagation and stats, in every build and without a GPU. The same cases run
@@ -14,7 +14,7 @@
 
 #include <caf/actor_system.hpp>
 
-#include "actors/nccl_group.hpp"
+#include "actors/collectives/nccl_group.hpp"
 #include "tests/collectives/loopback_communicator.hpp"
 
 /// Rank actors whose communicator is the loopback one (devices are not used).

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/collective_algorithms.hpp"
+#include "actors/plan/collective_algorithms.hpp"
 
 using namespace troupe::actors::collectives;
 

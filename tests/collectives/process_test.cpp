@@ -40,14 +40,14 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
-#include "actors/collective_algorithms.hpp"
-#include "actors/collective_group.hpp"
-#include "actors/collective_mesh.hpp"
+#include "actors/plan/collective_algorithms.hpp"
+#include "actors/collectives/collective_group.hpp"
+#include "actors/collectives/collective_mesh.hpp"
 #include "apps/troupe/line_process.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/temp_dir.hpp"
-#include "runtime/transport/auth.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/io/temp_dir.hpp"
+#include "runtime/net/transport/auth.hpp"
 
 using namespace troupe;
 using namespace std::chrono_literals;

@@ -1,6 +1,6 @@
 #pragma once
 
-// The NCCL rank actors (actors/nccl_group.hpp) against the actor backend
+// The NCCL rank actors (actors/collectives/nccl_group.hpp) against the actor backend
 // (collective_group.hpp) on the same inputs, for any communicator: included
 // by tests/cuda/nccl_group_test.cpp (NCCL on real GPUs) and by
 // tests/collectives/nccl_rank_test.cpp (a CPU communicator with NCCL's
@@ -24,11 +24,11 @@
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "actors/collective_group.hpp"
-#include "actors/nccl_group.hpp"
-#include "runtime/caf_error.hpp"
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
+#include "actors/collectives/collective_group.hpp"
+#include "actors/collectives/nccl_group.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
 
 using namespace troupe;
 using runtime::tensor;

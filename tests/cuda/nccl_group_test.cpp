@@ -16,8 +16,8 @@
 
 #include <caf/actor_system.hpp>
 
-#include "actors/collective_backend.hpp"
-#include "actors/nccl_group.hpp"
+#include "actors/plan/collective_backend.hpp"
+#include "actors/collectives/nccl_group.hpp"
 #include "kernels/gpu.hpp"
 
 /// NCCL on cuda:0 .. cuda:n-1, as the backend selection would pick it.

@@ -7,8 +7,8 @@
 #include <span>
 
 #include "runtime/error.hpp"
-#include "runtime/transport/auth.hpp"
-#include "runtime/transport/frame.hpp"
+#include "runtime/net/transport/auth.hpp"
+#include "runtime/net/transport/frame.hpp"
 
 using namespace troupe::runtime;
 using namespace troupe::runtime::transport;

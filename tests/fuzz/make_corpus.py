@@ -2,7 +2,7 @@
 """Writes tests/fuzz/corpus: data-plane frame headers and handshake messages,
 named frame_ok_* / frame_bad_* / hs_ok_* / hs_bad_* by the verdict the decoder
 must reach (payload cap 64 MiB, as in corpus_test.cpp and the fuzzer).
-Layouts: runtime/transport/frame.cpp and auth.cpp."""
+Layouts: runtime/net/transport/frame.cpp and auth.cpp."""
 import os
 import random
 import struct

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "runtime/error.hpp"
-#include "runtime/file_util.hpp"
+#include "runtime/io/file_util.hpp"
 #include "temp_dir.hpp"
 
 using namespace troupe::runtime;

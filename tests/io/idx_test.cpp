@@ -11,7 +11,7 @@
 #include <zlib.h>
 
 #include "runtime/error.hpp"
-#include "runtime/idx.hpp"
+#include "runtime/io/idx.hpp"
 #include "temp_dir.hpp"
 
 using namespace troupe::runtime;

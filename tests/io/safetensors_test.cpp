@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "runtime/error.hpp"
-#include "runtime/file_util.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/io/file_util.hpp"
+#include "runtime/io/safetensors.hpp"
 #include "temp_dir.hpp"
 
 using namespace troupe::runtime;

@@ -10,7 +10,7 @@
 #include <system_error>
 #include <vector>
 
-#include "runtime/temp_dir.hpp"
+#include "runtime/io/temp_dir.hpp"
 
 namespace troupe::test {
 

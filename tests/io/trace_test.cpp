@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "runtime/error.hpp"
-#include "runtime/trace.hpp"
-#include "runtime/trace_recorder.hpp"
+#include "runtime/telemetry/trace.hpp"
+#include "runtime/telemetry/trace_recorder.hpp"
 
 using namespace troupe::runtime;
 using namespace std::chrono_literals;

@@ -26,10 +26,10 @@
 #include "../models/gradcheck_util.hpp"
 #include "../models/test_util.hpp"
 #include "kernels/cpu/gemm.hpp"
-#include "models/causal_self_attention.hpp"
-#include "models/position_embedding.hpp"
-#include "models/sequence_loss.hpp"
-#include "models/transformer_block.hpp"
+#include "models/layers/causal_self_attention.hpp"
+#include "models/layers/position_embedding.hpp"
+#include "models/train/sequence_loss.hpp"
+#include "models/layers/transformer_block.hpp"
 
 using namespace troupe;
 using namespace troupe::models;

@@ -14,10 +14,10 @@
 #include <set>
 #include <unistd.h>
 
-#include "models/model_spec.hpp"
+#include "models/layers/model_spec.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
-#include "runtime/text_dataset.hpp"
+#include "runtime/io/text_dataset.hpp"
 
 using namespace troupe;
 using runtime::text_dataset;

@@ -15,13 +15,13 @@
 #include <filesystem>
 
 #include "kernels/cpu/gemm.hpp"
-#include "models/grad_clip.hpp"
-#include "models/lr_schedule.hpp"
-#include "models/optimizer.hpp"
-#include "models/sequence_loss.hpp"
-#include "models/sequential.hpp"
+#include "models/train/grad_clip.hpp"
+#include "models/train/lr_schedule.hpp"
+#include "models/train/optimizer.hpp"
+#include "models/train/sequence_loss.hpp"
+#include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
-#include "runtime/text_dataset.hpp"
+#include "runtime/io/text_dataset.hpp"
 
 using namespace troupe;
 using namespace troupe::models;

@@ -15,13 +15,13 @@
 
 #include "../models/test_util.hpp"
 #include "kernels/cpu/gemm.hpp"
-#include "models/grad_clip.hpp"
-#include "models/layer_registry.hpp"
-#include "models/lr_schedule.hpp"
-#include "models/model_spec.hpp"
-#include "models/optimizer.hpp"
-#include "models/sequence_loss.hpp"
-#include "models/sequential.hpp"
+#include "models/train/grad_clip.hpp"
+#include "models/layers/layer_registry.hpp"
+#include "models/train/lr_schedule.hpp"
+#include "models/layers/model_spec.hpp"
+#include "models/train/optimizer.hpp"
+#include "models/train/sequence_loss.hpp"
+#include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
 
 using namespace troupe;

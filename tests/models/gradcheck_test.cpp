@@ -25,16 +25,16 @@
 #include <functional>
 #include <numeric>
 
-#include "models/conv2d.hpp"
-#include "models/dense.hpp"
-#include "models/dropout.hpp"
-#include "models/embedding.hpp"
-#include "models/flatten.hpp"
-#include "models/gelu.hpp"
-#include "models/layer_norm.hpp"
-#include "models/loss.hpp"
-#include "models/maxpool2d.hpp"
-#include "models/relu.hpp"
+#include "models/layers/conv2d.hpp"
+#include "models/layers/dense.hpp"
+#include "models/layers/dropout.hpp"
+#include "models/layers/embedding.hpp"
+#include "models/layers/flatten.hpp"
+#include "models/layers/gelu.hpp"
+#include "models/layers/layer_norm.hpp"
+#include "models/train/loss.hpp"
+#include "models/layers/maxpool2d.hpp"
+#include "models/layers/relu.hpp"
 #include "gradcheck_util.hpp"
 #include "test_util.hpp"
 

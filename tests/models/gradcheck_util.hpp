@@ -11,7 +11,7 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include "models/layer.hpp"
+#include "models/layers/layer.hpp"
 #include "test_util.hpp"
 
 namespace troupe::models::test {

@@ -8,8 +8,8 @@
 
 #include <map>
 
-#include "models/model_spec.hpp"
-#include "models/sequential.hpp"
+#include "models/layers/model_spec.hpp"
+#include "models/layers/sequential.hpp"
 #include "test_util.hpp"
 
 using namespace troupe;

@@ -5,7 +5,7 @@
 #define BOOST_TEST_MODULE models_optimizer
 #include <boost/test/unit_test.hpp>
 
-#include "models/optimizer.hpp"
+#include "models/train/optimizer.hpp"
 #include "test_util.hpp"
 
 using namespace troupe;

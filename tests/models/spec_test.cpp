@@ -8,9 +8,9 @@
 
 #include <cmath>
 
-#include "models/layer_registry.hpp"
-#include "models/model_spec.hpp"
-#include "models/sequential.hpp"
+#include "models/layers/layer_registry.hpp"
+#include "models/layers/model_spec.hpp"
+#include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
 
 using namespace troupe;

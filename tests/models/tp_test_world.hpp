@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm.hpp"
-#include "models/tp_group.hpp"
+#include "models/layers/tp_group.hpp"
 #include "runtime/tensor.hpp"
 
 namespace troupe::models::test {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "runtime/error.hpp"
-#include "runtime/transport/auth.hpp"
+#include "runtime/net/transport/auth.hpp"
 
 using namespace troupe::runtime;
 using namespace troupe::runtime::transport;

@@ -5,7 +5,7 @@
 #include <map>
 #include <string>
 
-#include "runtime/cluster_spec.hpp"
+#include "runtime/net/cluster_spec.hpp"
 #include "runtime/error.hpp"
 
 using namespace troupe::runtime;

@@ -32,12 +32,12 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
-#include "runtime/messages.hpp"
-#include "runtime/system_config.hpp"
-#include "runtime/transport/auth.hpp"
-#include "runtime/transport/courier.hpp"
-#include "runtime/transport/data_plane.hpp"
-#include "runtime/transport/transfer_table.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/system_config.hpp"
+#include "runtime/net/transport/auth.hpp"
+#include "runtime/net/transport/courier.hpp"
+#include "runtime/net/transport/data_plane.hpp"
+#include "runtime/net/transport/transfer_table.hpp"
 
 namespace rt = troupe::runtime;
 using namespace troupe::runtime::transport;

@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "runtime/error.hpp"
-#include "runtime/transport/data_plane.hpp"
-#include "runtime/transport/frame.hpp"
+#include "runtime/net/transport/data_plane.hpp"
+#include "runtime/net/transport/frame.hpp"
 #include "../loopback.hpp"
 
 using namespace troupe::runtime;

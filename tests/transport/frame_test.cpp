@@ -7,7 +7,7 @@
 #include <string>
 
 #include "runtime/error.hpp"
-#include "runtime/transport/frame.hpp"
+#include "runtime/net/transport/frame.hpp"
 
 using namespace troupe::runtime;
 using namespace troupe::runtime::transport;

@@ -1,0 +1,49 @@
+#include "actors/cluster/job.hpp"
+
+#include <utility>
+
+#include <caf/scoped_actor.hpp>
+
+#include "actors/cluster/supervisor.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/error.hpp"
+#include "runtime/net/messages.hpp"
+
+namespace troupe::actors {
+
+job_result run_training(caf::actor_system& sys, const train_options& opts) {
+  opts.validate();
+  auto sup = spawn_supervisor(sys);
+  caf::scoped_actor self{sys};
+  job_result result;
+  std::optional<caf::error> failure;
+  self->request(sup, caf::infinite, runtime::run_atom::value, to_json(opts).dump())
+      .receive(
+          [&](std::string& report, runtime::named_tensors& params) {
+            result.report = nlohmann::json::parse(report);
+            for (std::size_t i = 0; i < params.names.size(); ++i)
+              result.params.emplace_back(params.names[i], params.tensors[i]);
+          },
+          [&](caf::error& err) { failure = err; });
+  self->send_exit(sup, caf::exit_reason::user_shutdown);
+  if (failure) {
+    auto msg = runtime::describe(sys, *failure);
+    if (failure->code() == static_cast<std::uint8_t>(caf::sec::invalid_argument))
+      throw runtime::input_error(msg);
+    throw std::runtime_error(msg);
+  }
+  return result;
+}
+
+job_result run_training(caf::actor_system& sys, const train_options& opts, const plan& p) {
+  // Checked here, so a bad plan fails with its own message before a supervisor starts.
+  auto saved = to_json(p);
+  (void)plan_from_json(saved);
+  auto o = opts;
+  o.model = p.model.name;
+  o.plan = std::move(saved);
+  adopt_plan_degrees(o, p);
+  return run_training(sys, o);
+}
+
+} // namespace troupe::actors

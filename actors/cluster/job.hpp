@@ -1,0 +1,33 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <caf/actor_system.hpp>
+
+#include "actors/plan/plan.hpp"
+#include "actors/plan/train_options.hpp"
+#include "runtime/io/checkpoint.hpp"
+
+namespace troupe::actors {
+
+/// What a finished training job returns.
+struct job_result {
+  nlohmann::json report;             ///< the --report object
+  runtime::named_tensor_list params; ///< final parameters, by global name
+};
+
+/// Runs one training job to completion through a supervisor in `sys` (the
+/// library entry point behind `troupe train`). Throws runtime::input_error
+/// for bad options or input files, std::runtime_error (with the failing
+/// actor's name) when the job fails.
+job_result run_training(caf::actor_system& sys, const train_options& opts);
+
+/// Runs the topology `p` (from make_plan, edited or built by hand) instead of
+/// planning one: opts.plan becomes to_json(p) and opts.model the plan's model,
+/// and the plan's degrees (stages, replicas, tp, ps, micro-batches, schedule)
+/// replace opts' (adopt_plan_degrees). The rest of opts (data, optimizer,
+/// batch, steps, ...) is the job's. Throws as the overload above, and
+/// runtime::input_error naming what is wrong with the plan.
+job_result run_training(caf::actor_system& sys, const train_options& opts, const plan& p);
+
+} // namespace troupe::actors

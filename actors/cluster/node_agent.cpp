@@ -1,0 +1,185 @@
+#include "actors/cluster/node_agent.hpp"
+
+#include <unistd.h>
+
+#include <vector>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/collectives/collective_group.hpp"
+#include "actors/pipeline/device_actor.hpp"
+#include "actors/pipeline/layer_shard.hpp"
+#include "actors/collectives/nccl_group.hpp"
+#include "actors/ps/ps_shard.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+#include "runtime/net/transport/courier.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+/// The actors a node spawned for its jobs. Shared with the agent's cleanup
+/// functor, which runs after the agent's state is destroyed.
+using spawned_list = std::shared_ptr<std::vector<caf::actor>>;
+
+struct agent_state {
+  node_agent_config cfg;
+  std::shared_ptr<spdlog::logger> log = runtime::logger("node");
+  spawned_list spawned = std::make_shared<std::vector<caf::actor>>();
+  static inline const char* name = "node_agent";
+};
+
+using agent_actor = caf::stateful_actor<agent_state>;
+
+void teardown(const spawned_list& spawned) {
+  for (auto& a : *spawned)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  spawned->clear();
+}
+
+void teardown(agent_actor* self) {
+  teardown(self->state.spawned);
+}
+
+caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
+  self->state.cfg = std::move(cfg);
+  if (self->state.cfg.supervisor)
+    self->monitor(self->state.cfg.supervisor);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& spawned = *self->state.spawned;
+    if (dm.source != self->state.cfg.supervisor.address()) {
+      std::erase_if(spawned, [&](const caf::actor& a) { return a.address() == dm.source; });
+      return;
+    }
+    auto why = runtime::describe(self->system(), dm.reason);
+    self->state.log->error("{}: the supervisor went away ({}); stopping", self->state.cfg.name,
+                           why);
+    teardown(self);
+    self->quit(caf::make_error(caf::sec::runtime_error, "the supervisor went away: " + why));
+  });
+  // However the agent ends (an exit message from the supervisor included),
+  // its job actors end with it. The functor runs after the state is gone:
+  // it holds the list itself, never `self`.
+  self->attach_functor([spawned = self->state.spawned] { teardown(spawned); });
+  return {
+      [self](spawn_atom, std::uint64_t job, const std::string& kind,
+             const std::string& config_json) -> caf::result<caf::actor> {
+        auto& st = self->state;
+        // The job's actors send through a view that stamps the job.
+        auto courier = st.cfg.courier ? st.cfg.courier->for_job(job) : nullptr;
+        try {
+          auto j = nlohmann::json::parse(config_json);
+          caf::actor a;
+          if (kind == "device") {
+            a = spawn_device(self->system(), device_config_from_json(j));
+          } else if (kind == "layer_shard") {
+            auto c = shard_config_from_json(j);
+            c.courier = courier;
+            a = spawn_layer_shard(self->system(), std::move(c));
+          } else if (kind == "collective") {
+            auto c = collective_config_from_json(j);
+            c.courier = courier;
+            a = spawn_collective_rank(self->system(), std::move(c));
+          } else if (kind == "ps_shard") {
+            auto c = ps_shard_config_from_json(j);
+            c.courier = courier;
+            a = spawn_ps_shard(self->system(), std::move(c));
+          } else if (kind == "nccl") {
+            // Replicas on GPUs: the same protocol, executed by NCCL.
+            nccl_rank_config c;
+            c.rank = j.at("rank").get<int>();
+            c.size = j.at("size").get<int>();
+            auto dev = runtime::parse_device(j.at("device").get<std::string>());
+            if (!dev || !dev->is_cuda())
+              throw runtime::input_error("nccl rank on '" + j.at("device").get<std::string>() +
+                                         "', not a CUDA device");
+            c.device = *dev;
+            auto r = spawn_nccl_rank(self->system(), std::move(c));
+            if (!r)
+              return caf::make_error(caf::sec::invalid_argument,
+                                     "node " + st.cfg.name + ": cannot spawn nccl: " +
+                                         runtime::describe(self->system(), r.error()));
+            a = *r;
+          } else {
+            return caf::make_error(caf::sec::invalid_argument,
+                                   "node " + st.cfg.name + ": unknown actor kind '" + kind + "'");
+          }
+          self->monitor(a);
+          st.spawned->push_back(a);
+          st.log->debug("{}: spawned {}", st.cfg.name, kind);
+          return a;
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::invalid_argument, "node " + st.cfg.name +
+                                                                 ": cannot spawn " + kind + ": " +
+                                                                 e.what());
+        }
+      },
+      [self](teardown_atom, std::uint64_t job) {
+        teardown(self);
+        if (self->state.cfg.courier)
+          self->state.cfg.courier->end_job(job);
+        return true;
+      },
+      [self](peer_atom, const std::string& name, const std::string& host, std::uint16_t port,
+             const caf::actor& endpoint) -> caf::result<bool> {
+        auto& st = self->state;
+        if (!st.cfg.courier)
+          return caf::make_error(caf::sec::invalid_argument,
+                                 "node " + st.cfg.name + " has no data plane");
+        auto rp = self->make_response_promise<bool>();
+        st.cfg.courier->add_peer(
+            name, host, port, endpoint,
+            [rp, me = st.cfg.name, name](std::optional<std::string> err) mutable {
+              if (err)
+                rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                           "node " + me + ": data plane to " + name + ": " + *err));
+              else
+                rp.deliver(true);
+            });
+        return rp;
+      },
+      [self](ping_atom) {
+        auto& st = self->state;
+        nlohmann::json j{{"name", st.cfg.name},
+                         {"pid", static_cast<long>(::getpid())},
+                         {"actors", st.spawned->size()}};
+        if (st.cfg.courier)
+          j.update(transport_status(*st.cfg.courier));
+        return j.dump();
+      },
+      [self](stop_atom) {
+        self->state.log->info("{}: stopped by the supervisor", self->state.cfg.name);
+        teardown(self);
+        self->quit();
+      },
+  };
+}
+
+} // namespace
+
+nlohmann::json transport_status(const runtime::transport::courier& c) {
+  auto counters = [](const runtime::transport::transport_counters& t) {
+    return nlohmann::json{{"messages", t.messages}, {"bytes", t.bytes}};
+  };
+  nlohmann::json peers = nlohmann::json::object();
+  for (const auto& [peer, pc] : c.peer_counters())
+    peers[peer] = {{"bytes_sent", pc.bytes_sent},
+                   {"bytes_received", pc.bytes_received},
+                   {"frames_sent", pc.frames_sent},
+                   {"frames_received", pc.frames_received}};
+  return {{"caf", counters(c.caf_counters())},
+          {"dataplane", counters(c.dataplane_counters())},
+          {"dataplane_peers", peers},
+          {"late_transfers", c.late_transfers()}};
+}
+
+caf::actor spawn_node_agent(caf::actor_system& sys, node_agent_config cfg) {
+  return sys.spawn(node_agent, std::move(cfg));
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,234 @@
+#include "actors/pipeline/data_loader.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <numeric>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "kernels/cpu/elementwise.hpp"
+#include "runtime/rng.hpp"
+
+namespace troupe::actors {
+
+std::int64_t batches_per_epoch(std::int64_t samples, std::int64_t batch) {
+  return (samples + batch - 1) / batch;
+}
+
+std::vector<std::int32_t> epoch_permutation(std::int64_t samples, std::uint64_t seed,
+                                            std::int64_t epoch) {
+  std::vector<std::int32_t> order(static_cast<std::size_t>(samples));
+  std::iota(order.begin(), order.end(), 0);
+  runtime::rng_stream rng{seed, runtime::hash_name("shuffle") ^ static_cast<std::uint64_t>(epoch)};
+  for (std::int64_t i = samples - 1; i > 0; --i) {
+    auto j = static_cast<std::int64_t>(rng.next_below(static_cast<std::uint64_t>(i + 1)));
+    std::swap(order[i], order[j]);
+  }
+  return order;
+}
+
+dataset text_windows(const runtime::text_dataset& text, runtime::text_split split,
+                     std::string name) {
+  auto batch = text.make_batch(split, text.window_starts(split));
+  return {std::move(name), std::move(batch.input), std::move(batch.target)};
+}
+
+namespace {
+
+/// Rows `order[first, first + count)` of a token data set: ids and targets
+/// copied as they are.
+void copy_token_rows(const dataset& data, const std::vector<std::int32_t>& order,
+                     std::int64_t first, std::int64_t count, runtime::tensor& x,
+                     runtime::tensor& y) {
+  const auto n = data.size();
+  const auto in_row = data.samples.numel() / n;
+  const auto out_row = data.labels.numel() / n;
+  const auto* src = data.samples.data<std::int32_t>();
+  const auto* lab = data.labels.data<std::int32_t>();
+  auto* xd = x.mutable_data<std::int32_t>();
+  auto* yd = y.mutable_data<std::int32_t>();
+  for (std::int64_t i = 0; i < count; ++i) {
+    const std::int64_t s = order[static_cast<std::size_t>(first + i)];
+    std::copy_n(src + s * in_row, in_row, xd + i * in_row);
+    std::copy_n(lab + s * out_row, out_row, yd + i * out_row);
+  }
+}
+
+} // namespace
+
+std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<double>& shares) {
+  if (shares.empty())
+    throw std::invalid_argument("split_by_shares: no shares");
+  std::vector<std::int64_t> counts(shares.size());
+  std::vector<std::pair<double, std::size_t>> rest;
+  std::int64_t given = 0;
+  for (std::size_t i = 0; i < shares.size(); ++i) {
+    const double exact = static_cast<double>(n) * shares[i];
+    counts[i] = std::min<std::int64_t>(n - given, static_cast<std::int64_t>(exact));
+    given += counts[i];
+    rest.emplace_back(exact - static_cast<double>(counts[i]), i);
+  }
+  std::stable_sort(rest.begin(), rest.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (std::size_t k = 0; given < n; k = (k + 1) % rest.size(), ++given)
+    ++counts[rest[k].second];
+  return counts;
+}
+
+runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
+                              std::int64_t epoch, std::int64_t index) {
+  const auto n = cfg.data.size();
+  const auto global_begin = index * cfg.batch;
+  const auto global_size = std::min(cfg.batch, n - global_begin);
+  // This replica's samples: a contiguous part of the global batch.
+  const auto counts = split_by_shares(global_size, cfg.shares);
+  std::int64_t replica_offset = 0;
+  for (int r = 0; r < cfg.replica; ++r)
+    replica_offset += counts.at(static_cast<std::size_t>(r));
+  const auto begin = global_begin + replica_offset;
+  const auto size = counts.at(static_cast<std::size_t>(cfg.replica));
+  const auto sample_bytes = cfg.data.samples.numel() / n;
+  const auto feature = runtime::shape_numel(cfg.sample_shape);
+  if (feature != sample_bytes)
+    throw std::invalid_argument("data set " + cfg.data.name + " has samples of " +
+                                std::to_string(sample_bytes) + " values, the model wants " +
+                                runtime::to_string(cfg.sample_shape));
+  const bool tokens = cfg.data.samples.type() == runtime::dtype::i32;
+  runtime::batch_msg b;
+  b.epoch = epoch;
+  b.index = index;
+  b.size = global_size;
+  const std::int64_t parts = std::min<std::int64_t>(cfg.parts, size);
+  std::int64_t offset = 0;
+  for (std::int64_t p = 0; p < parts; ++p) {
+    // Even split; the first (size % parts) parts get one sample more.
+    auto count = size / parts + (p < size % parts ? 1 : 0);
+    runtime::shape_t shape{count};
+    shape.insert(shape.end(), cfg.sample_shape.begin(), cfg.sample_shape.end());
+    runtime::tensor x, y;
+    if (tokens) {
+      runtime::shape_t target_shape = cfg.data.labels.shape();
+      target_shape[0] = count;
+      x = runtime::tensor::empty(runtime::dtype::i32, shape);
+      y = runtime::tensor::empty(runtime::dtype::i32, target_shape);
+      copy_token_rows(cfg.data, order, begin + offset, count, x, y);
+    } else {
+      x = runtime::tensor::empty(runtime::dtype::f32, shape);
+      y = runtime::tensor::empty(runtime::dtype::i32, {count});
+      const auto* src = cfg.data.samples.data<std::uint8_t>();
+      const auto* lab = cfg.data.labels.data<std::uint8_t>();
+      auto* xd = x.mutable_data<float>();
+      auto* yd = y.mutable_data<std::int32_t>();
+      for (std::int64_t i = 0; i < count; ++i) {
+        auto s = order[static_cast<std::size_t>(begin + offset + i)];
+        kernels::cpu::u8_to_f32(src + s * sample_bytes, xd + i * feature, 1.0f / 255.0f, feature);
+        yd[i] = lab[s];
+      }
+    }
+    b.inputs.push_back(std::move(x));
+    b.labels.push_back(std::move(y));
+    b.offsets.push_back(replica_offset + offset);
+    offset += count;
+  }
+  return b;
+}
+
+namespace {
+
+struct loader_state {
+  loader_config cfg;
+  std::int64_t epoch = 0;
+  std::int64_t index = 0; ///< position of the next batch to hand out
+  std::int64_t order_epoch = -1;
+  std::vector<std::int32_t> order;
+  std::deque<runtime::batch_msg> ready; ///< prepared batches, from the position on
+  bool refill_pending = false;
+  static inline const char* name = "data_loader";
+
+  std::int64_t per_epoch() const { return batches_per_epoch(cfg.data.size(), cfg.batch); }
+
+  runtime::batch_msg build(std::int64_t e, std::int64_t i) {
+    if (!cfg.shuffle) {
+      if (order.empty()) {
+        order.resize(static_cast<std::size_t>(cfg.data.size()));
+        std::iota(order.begin(), order.end(), 0);
+      }
+    } else if (order_epoch != e) {
+      order = epoch_permutation(cfg.data.size(), cfg.seed, e);
+      order_epoch = e;
+    }
+    return make_batch(cfg, order, e, i);
+  }
+
+  /// The position `k` batches after the current one.
+  std::pair<std::int64_t, std::int64_t> ahead(std::int64_t k) const {
+    auto flat = index + k;
+    return {epoch + flat / per_epoch(), flat % per_epoch()};
+  }
+};
+
+using loader_actor = caf::stateful_actor<loader_state>;
+
+using refill_atom = caf::atom_constant<caf::atom("refill")>;
+
+void schedule_refill(loader_actor* self) {
+  auto& st = self->state;
+  if (!st.refill_pending && st.ready.size() < static_cast<std::size_t>(st.cfg.prefetch)) {
+    st.refill_pending = true;
+    self->send(self, refill_atom::value);
+  }
+}
+
+caf::behavior data_loader(loader_actor* self, loader_config cfg) {
+  self->state.cfg = std::move(cfg);
+  if (self->state.cfg.data.size() == 0) {
+    self->quit(caf::make_error(caf::sec::invalid_argument,
+                               "data_loader: data set " + self->state.cfg.data.name + " is empty"));
+    return {};
+  }
+  return {
+      [self](runtime::next_batch_atom) -> runtime::batch_msg {
+        auto& st = self->state;
+        runtime::batch_msg b;
+        if (!st.ready.empty()) {
+          b = std::move(st.ready.front());
+          st.ready.pop_front();
+        } else {
+          b = st.build(st.epoch, st.index);
+        }
+        std::tie(st.epoch, st.index) = st.ahead(1);
+        schedule_refill(self);
+        return b;
+      },
+      [self](refill_atom) {
+        auto& st = self->state;
+        st.refill_pending = false;
+        if (st.ready.size() < static_cast<std::size_t>(st.cfg.prefetch)) {
+          auto [e, i] = st.ahead(static_cast<std::int64_t>(st.ready.size()));
+          st.ready.push_back(st.build(e, i));
+          schedule_refill(self);
+        }
+      },
+      [self](runtime::seek_atom, std::int64_t epoch, std::int64_t index) -> caf::result<bool> {
+        auto& st = self->state;
+        if (epoch < 0 || index < 0 || index >= st.per_epoch())
+          return caf::make_error(caf::sec::invalid_argument,
+                                 "data_loader: position (" + std::to_string(epoch) + ", " +
+                                     std::to_string(index) + ") out of range");
+        st.epoch = epoch;
+        st.index = index;
+        st.ready.clear();
+        schedule_refill(self);
+        return true;
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_data_loader(caf::actor_system& sys, loader_config cfg) {
+  return sys.spawn(data_loader, std::move(cfg));
+}
+
+} // namespace troupe::actors

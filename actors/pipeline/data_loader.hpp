@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "runtime/net/messages.hpp"
+#include "runtime/tensor.hpp"
+#include "runtime/io/text_dataset.hpp"
+
+namespace troupe::actors {
+
+/// A data set held in memory, loaded once per process and shared (zero-copy)
+/// by every loader over it. Either images: u8 samples [N, ...] and u8 labels
+/// [N]; or token windows of a text: i32 ids [N, T] and i32 next-token targets
+/// [N, T] (text_windows).
+struct dataset {
+  std::string name;
+  runtime::tensor samples;
+  runtime::tensor labels;
+  std::int64_t size() const { return samples.defined() ? samples.dim(0) : 0; }
+};
+
+/// The non-overlapping windows (starts 0, T, 2T, ...) of a split of `text` as
+/// a data set: every byte of the split after the first is a target once per
+/// epoch, and the loader's shuffle and resume work on windows as on images.
+dataset text_windows(const runtime::text_dataset& text, runtime::text_split split,
+                     std::string name);
+
+/// How a loader cuts the data set into batches. Image inputs are normalised as
+/// x / 255 (stated in checkpoint manifests), token ids are passed on as they
+/// are; inputs are reshaped to `sample_shape`.
+struct loader_config {
+  dataset data;
+  runtime::shape_t sample_shape; ///< per-sample model input shape, e.g. [784]
+  std::int64_t batch = 64;       ///< global batch; the last one of an epoch may be short
+  int parts = 1;                 ///< split each batch into this many parts (micro-batches)
+  /// Data parallelism: the replicas' shares of every batch (weights summing
+  /// to 1, split_by_shares) and which replica this loader feeds: it loads
+  /// only that replica's samples. {1.0}, 0: the whole batch.
+  std::vector<double> shares{1.0};
+  int replica = 0;
+  bool shuffle = true;
+  std::uint64_t seed = 0;
+  int prefetch = 2; ///< batches prepared ahead of the request
+};
+
+/// Cuts `n` samples into one count per share (weights summing to 1), by
+/// largest remainder: floor(n * w) each, the leftover samples one each to the
+/// largest fractional parts (ties to the lower index). Exact (the counts sum
+/// to n) and the same on every process.
+std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<double>& shares);
+
+/// Batches per epoch: ceil(N / batch).
+std::int64_t batches_per_epoch(std::int64_t samples, std::int64_t batch);
+
+/// The order of the samples in `epoch`: a Fisher-Yates shuffle driven by the
+/// counter-based stream (seed, epoch), so any position can be resumed exactly
+/// from (epoch, batch index) alone.
+std::vector<std::int32_t> epoch_permutation(std::int64_t samples, std::uint64_t seed,
+                                            std::int64_t epoch);
+
+/// Builds the batch at (epoch, index) directly (also what the actor does):
+/// this replica's part of it, cut into at most cfg.parts micro-batches (none
+/// when its share of a short last batch is empty). batch_msg::size is the
+/// whole global batch, offsets are relative to it.
+runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
+                              std::int64_t epoch, std::int64_t index);
+
+/// A data-loader actor:
+///   (next_batch_atom) -> batch_msg   the batch at the current position, then advances
+///   (seek_atom, epoch, index) -> bool
+/// It prepares up to `prefetch` batches ahead, between requests.
+caf::actor spawn_data_loader(caf::actor_system& sys, loader_config cfg);
+
+} // namespace troupe::actors

@@ -1,0 +1,62 @@
+#include "actors/pipeline/device_actor.hpp"
+
+#include <optional>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/spawn_options.hpp>
+
+#include "kernels/cpu/gemm.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+#include "runtime/net/messages.hpp"
+
+namespace troupe::actors {
+
+nlohmann::json to_json(const device_config& c) {
+  return {{"name", c.name}, {"device", runtime::to_string(c.where)}, {"threads", c.threads}};
+}
+
+device_config device_config_from_json(const nlohmann::json& j) {
+  try {
+    device_config c;
+    c.name = j.at("name").get<std::string>();
+    auto where = runtime::parse_device(j.at("device").get<std::string>());
+    if (!where || where->kind() != runtime::device_kind::cpu)
+      throw runtime::input_error("device config: device '" + j.at("device").get<std::string>() +
+                                 "' is not a CPU device");
+    c.where = *where;
+    c.threads = j.at("threads").get<int>();
+    if (c.threads < 1 || c.threads > 1024)
+      throw runtime::input_error("device config: threads " + std::to_string(c.threads) +
+                                 " outside 1..1024");
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw runtime::input_error(std::string{"device config: "} + e.what());
+  }
+}
+
+namespace {
+
+caf::behavior device_actor(caf::event_based_actor* self, device_config cfg) {
+  // The init body runs on the detached actor's own thread: pin BLAS here.
+  kernels::cpu::set_blas_threads_for_this_thread(cfg.threads);
+  auto gflops = std::make_shared<std::optional<double>>();
+  runtime::logger("device")->debug("{} up with {} BLAS thread(s)", cfg.name, cfg.threads);
+  return {
+    [](device_task& task) { task.run(); },
+    [gflops](runtime::measure_atom) -> double {
+      if (!*gflops)
+        *gflops = kernels::cpu::measure_gemm_gflops(256, 1024, 1024, 3);
+      return **gflops;
+    },
+  };
+  (void)self;
+}
+
+} // namespace
+
+caf::actor spawn_device(caf::actor_system& sys, device_config cfg) {
+  return sys.spawn<caf::detached>(device_actor, std::move(cfg));
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,296 @@
+#include "actors/plan/plan.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "models/layer_costs.hpp"
+#include "models/layers/layer_registry.hpp"
+#include "models/tensor_parallel.hpp"
+#include "models/zoo.hpp"
+#include "runtime/error.hpp"
+
+namespace troupe::actors {
+
+std::string plan::strategy() const {
+  std::string pipeline;
+  if (depth() == 1)
+    pipeline = microbatches == 1 ? "single" : "gradient-accumulation";
+  else
+    pipeline = microbatches == 1 ? "layer-placement" : "pipeline";
+  std::string r = pipeline;
+  if (replicas > 1)
+    r = pipeline == "single" ? "data-parallel" : pipeline + "+data-parallel";
+  if (tp > 1)
+    r = r == "single" ? "tensor-parallel" : r + "+tensor-parallel";
+  if (!ps_shards.empty())
+    r += "+parameter-server";
+  return r;
+}
+
+std::vector<device_slot> local_devices(const train_options& opts, unsigned cores) {
+  const int devices =
+      std::max(1, opts.stages) * std::max(1, opts.dp) * std::max(1, opts.tp) + opts.ps;
+  const int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::max(1u, cores));
+  std::vector<device_slot> r;
+  for (int s = 0; s < devices; ++s) {
+    device_slot d;
+    d.name = "cpu:" + std::to_string(s);
+    d.threads = std::max(1, threads / devices);
+    r.push_back(d);
+  }
+  return r;
+}
+
+namespace {
+
+/// `available` reordered round-robin across nodes, keeping each node's own
+/// device order: nodes a(0, 1), b(0) give a/0, b/0, a/1.
+std::vector<device_slot> interleave_nodes(const std::vector<device_slot>& available) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<device_slot>> by_node;
+  for (const auto& d : available) {
+    if (!by_node.count(d.node))
+      order.push_back(d.node);
+    by_node[d.node].push_back(d);
+  }
+  std::vector<device_slot> r;
+  for (std::size_t i = 0; r.size() < available.size(); ++i)
+    for (const auto& node : order)
+      if (i < by_node[node].size())
+        r.push_back(by_node[node][i]);
+  return r;
+}
+
+/// (name, element count) of every parameter of the chunks, in model order.
+std::vector<std::pair<std::string, std::int64_t>>
+stage_parameters(const models::model_spec& spec, const std::vector<models::layer_range>& chunks) {
+  std::vector<std::pair<std::string, std::int64_t>> r;
+  for (const auto& c : chunks)
+    for (auto i = c.begin; i < c.end; ++i) {
+      auto layer = models::make_layer(spec.layers[i], i);
+      for (const auto& prm : layer->parameters())
+        r.emplace_back(prm.name, prm.value.numel());
+    }
+  return r;
+}
+
+/// Tensor parallelism: the balanced split, but never between the layers of
+/// a column / row pair (models::tp_dense_pairs), whose cut would turn the
+/// split activation into two extra all-reduces per micro-batch. Pairs are
+/// kept whole as long as there are enough cut points left; otherwise the
+/// plain split (a cut pair still computes correctly).
+std::vector<models::layer_range> partition_keeping_pairs(const models::model_spec& spec,
+                                                         const std::vector<double>& costs,
+                                                         int chunks,
+                                                         const std::vector<double>& speeds) {
+  std::vector<bool> may_cut(costs.size() + 1, true); // may_cut[i]: a chunk may begin at layer i
+  for (const auto& [first, second] : models::tp_dense_pairs(spec))
+    for (auto i = first + 1; i <= second && i < may_cut.size(); ++i)
+      may_cut[i] = false;
+  std::vector<double> unit_costs;
+  std::vector<std::size_t> unit_begin;
+  for (std::size_t i = 0; i < costs.size(); ++i) {
+    if (i == 0 || may_cut[i]) {
+      unit_begin.push_back(i);
+      unit_costs.push_back(0);
+    }
+    unit_costs.back() += costs[i];
+  }
+  if (static_cast<int>(unit_costs.size()) < chunks)
+    return models::partition_balanced(costs, chunks, speeds);
+  unit_begin.push_back(costs.size());
+  auto units = models::partition_balanced(unit_costs, chunks, speeds);
+  for (auto& r : units)
+    r = {unit_begin[r.begin], unit_begin[r.end]};
+  return units;
+}
+
+} // namespace
+
+plan make_plan(const train_options& opts, const std::vector<device_slot>& available) {
+  plan p;
+  try {
+    p.model = models::zoo_model(opts.model);
+  } catch (const std::invalid_argument& e) {
+    throw runtime::input_error(std::string{"--model: "} + e.what());
+  }
+  const int stages = opts.stages;
+  const int virtual_stages = opts.virtual_stages;
+  if (static_cast<std::size_t>(stages) > p.model.layers.size())
+    throw runtime::input_error("--stages " + std::to_string(stages) + ": model " + opts.model +
+                               " has only " + std::to_string(p.model.layers.size()) + " layers");
+  if (static_cast<std::size_t>(stages * virtual_stages) > p.model.layers.size())
+    throw runtime::input_error(fmt::format(
+        "--stages {} --virtual-stages {} splits the model into {} chunks, but model {} "
+        "has only {} layers",
+        stages, virtual_stages, stages * virtual_stages, opts.model, p.model.layers.size()));
+  const int replicas = opts.dp;
+  const int tp = opts.tp;
+  if (tp > 1) {
+    try {
+      (void)models::tp_layout(p.model, tp); // every split layer can be split tp ways
+    } catch (const std::invalid_argument& e) {
+      throw runtime::input_error(fmt::format("--tp {}: {}", tp, e.what()));
+    }
+  }
+  const auto workers = static_cast<std::size_t>(stages) * static_cast<std::size_t>(replicas) *
+                       static_cast<std::size_t>(tp);
+  const auto ps = static_cast<std::size_t>(opts.ps);
+  if (workers + ps > available.size()) {
+    std::string asked = fmt::format("--stages {}", stages);
+    if (replicas > 1)
+      asked += fmt::format(" --dp {}", replicas);
+    if (tp > 1)
+      asked += fmt::format(" --tp {}", tp);
+    if (ps > 0)
+      asked += fmt::format(" --ps {}", ps);
+    throw runtime::input_error(fmt::format("{} needs {} devices, the cluster has {}", asked,
+                                           workers + ps, available.size()));
+  }
+  // Parameter servers prefer the nodes of the cluster spec's "ps" job (and
+  // CPU devices); workers the others.
+  // (Nodes joined from a cluster spec are named "<job>-<index>": "ps-0".)
+  auto is_ps_node = [](const device_slot& d) {
+    return d.node.rfind("ps-", 0) == 0 || d.node.rfind("ps:", 0) == 0;
+  };
+  std::vector<device_slot> worker_pool, ps_pool;
+  for (const auto& d : available)
+    (ps > 0 && is_ps_node(d) ? ps_pool : worker_pool).push_back(d);
+  auto order = interleave_nodes(worker_pool);
+  auto ps_order = interleave_nodes(ps_pool);
+  while (order.size() < workers) { // too few worker devices: borrow ps-job ones
+    order.push_back(ps_order.front());
+    ps_order.erase(ps_order.begin());
+  }
+  // Devices left over by the workers serve the remaining parameter servers.
+  ps_order.insert(ps_order.end(), order.begin() + static_cast<std::ptrdiff_t>(workers),
+                  order.end());
+  std::stable_partition(ps_order.begin(), ps_order.end(),
+                        [](const device_slot& d) { return !d.where.is_cuda(); });
+  p.devices.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(workers));
+  for (std::size_t i = 0; i < ps; ++i) {
+    if (ps_order[i].where.is_cuda())
+      throw runtime::input_error(
+          fmt::format("--ps {}: parameter servers need CPU devices, the cluster has too few", ps));
+    p.ps_shards.push_back({static_cast<int>(i), p.devices.size()});
+    p.devices.push_back(ps_order[i]);
+  }
+  const int chunks = stages * virtual_stages;
+  std::vector<models::layer_range> ranges;
+  if (!opts.split.empty()) {
+    std::size_t begin = 0;
+    for (int n : opts.split) {
+      ranges.push_back({begin, begin + static_cast<std::size_t>(n)});
+      begin += static_cast<std::size_t>(n);
+    }
+    try {
+      models::validate_partition(ranges, p.model.layers.size());
+    } catch (const std::invalid_argument& e) {
+      throw runtime::input_error(fmt::format("--split: {} (model {} has {} layers)", e.what(),
+                                             opts.model, p.model.layers.size()));
+    }
+    p.partition = "explicit";
+    p.layer_costs = models::layer_flops(p.model);
+  } else {
+    if (opts.partition == "measured") {
+      const auto microbatch =
+          std::max<std::int64_t>(1, opts.batch / (std::int64_t{replicas} * opts.microbatches));
+      p.layer_costs = models::measure_layer_costs(p.model, microbatch, opts.seed);
+    } else {
+      p.layer_costs = models::layer_flops(p.model);
+    }
+    p.partition = opts.partition;
+    // Faster devices take more (only when every stage device was measured;
+    // with virtual stages a device holds several chunks, so speeds stay equal).
+    std::vector<double> speeds;
+    if (opts.partition == "measured" && virtual_stages == 1) {
+      for (int s = 0; s < stages; ++s)
+        speeds.push_back(p.devices[static_cast<std::size_t>(s * tp)].gflops);
+      if (std::any_of(speeds.begin(), speeds.end(), [](double g) { return !(g > 0); }))
+        speeds.clear();
+    }
+    ranges = tp > 1 ? partition_keeping_pairs(p.model, p.layer_costs, chunks, speeds)
+                    : models::partition_balanced(p.layer_costs, chunks, speeds);
+  }
+  for (int r = 0; r < replicas; ++r)
+    for (int s = 0; s < stages; ++s)
+      for (int t = 0; t < tp; ++t) {
+        stage_slot slot{s, {}, static_cast<std::size_t>((r * stages + s) * tp + t), r, t};
+        for (int v = 0; v < virtual_stages; ++v)
+          slot.chunks.push_back(ranges[static_cast<std::size_t>(v * stages + s)]);
+        p.stages.push_back(std::move(slot));
+      }
+  p.replicas = replicas;
+  p.tp = tp;
+  if (ps > 0) {
+    // Parameters of every stage, in model order, spread over the shards.
+    std::vector<ps_param_info> params;
+    for (int s = 0; s < stages; ++s)
+      for (const auto& info : stage_parameters(p.model, p.slot(0, s).chunks))
+        params.push_back({info.first, s, info.second});
+    p.ps_layout = assign_parameters(params, static_cast<int>(ps), opts.ps_split_bytes);
+    p.ps_mode = opts.ps_mode;
+    p.staleness = opts.staleness;
+  }
+  p.batch_shares = opts.batch_shares.empty()
+                       ? std::vector<double>(static_cast<std::size_t>(replicas), 1.0)
+                       : opts.batch_shares;
+  double total = 0;
+  for (double w : p.batch_shares)
+    total += w;
+  for (double& w : p.batch_shares)
+    w /= total;
+  p.microbatches = opts.microbatches;
+  p.schedule = opts.schedule;
+  p.virtual_stages = virtual_stages;
+  return p;
+}
+
+plan place_saved_plan(plan p, const std::vector<device_slot>& available) {
+  for (auto& d : p.devices) {
+    auto it = std::find_if(available.begin(), available.end(), [&](const device_slot& a) {
+      return a.node == d.node && a.name == d.name;
+    });
+    if (it != available.end()) {
+      d.where = it->where;
+      d.gflops = it->gflops;
+      if (d.node != "local")
+        d.threads = it->threads;
+    } else if (d.node != "local" ||
+               std::any_of(available.begin(), available.end(),
+                           [](const device_slot& a) { return a.node != "local"; })) {
+      throw runtime::input_error(
+          "--plan: device " + d.node + "/" + d.name +
+          " is not in the cluster (nodes ready: " + std::to_string(available.size()) + " devices)");
+    }
+  }
+  return p;
+}
+
+void adopt_plan_degrees(train_options& opts, const plan& p) {
+  if (opts.model != p.model.name)
+    throw runtime::input_error("--plan: the plan is for model " + p.model.name + ", not --model " +
+                               opts.model);
+  opts.stages = p.depth();
+  opts.dp = p.replicas;
+  opts.tp = p.tp;
+  opts.ps = static_cast<int>(p.ps_shards.size());
+  opts.microbatches = p.microbatches;
+  opts.schedule = p.schedule;
+  opts.virtual_stages = p.virtual_stages;
+  if (!p.ps_shards.empty()) {
+    opts.ps_mode = p.ps_mode;
+    opts.staleness = p.staleness;
+  }
+  opts.split.clear();
+  opts.batch_shares = p.batch_shares;
+  opts.validate();
+}
+
+plan make_plan(const train_options& opts, unsigned cores) {
+  return make_plan(opts, local_devices(opts, cores));
+}
+
+} // namespace troupe::actors

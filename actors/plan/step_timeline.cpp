@@ -1,0 +1,161 @@
+#include "actors/plan/step_timeline.hpp"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "runtime/error.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+using track_id = std::pair<std::int64_t, std::int64_t>; // (pid, tid)
+constexpr int trainer_track = -1;
+
+/// "stage 3 (node ...)" -> 3, "trainer (pid ...)" -> trainer_track, else nothing.
+std::optional<int> role_of(const std::string& name) {
+  if (name.rfind("trainer (", 0) == 0)
+    return trainer_track;
+  if (name.rfind("stage ", 0) != 0)
+    return std::nullopt;
+  std::size_t used = 0;
+  try {
+    int k = std::stoi(name.substr(6), &used);
+    if (k >= 0 && name.compare(6 + used, 2, " (") == 0)
+      return k;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+std::int64_t int_arg(const nlohmann::json& e, const char* key, std::int64_t fallback) {
+  auto a = e.find("args");
+  if (a == e.end() || !a->is_object())
+    return fallback;
+  auto v = a->find(key);
+  return v != a->end() && v->is_number_integer() ? v->get<std::int64_t>() : fallback;
+}
+
+void add_to_chunk(std::vector<double>& by_chunk, std::int64_t chunk, double seconds) {
+  if (chunk < 0 || chunk > 1024)
+    throw runtime::input_error("trace: compute event of chunk " + std::to_string(chunk));
+  auto c = static_cast<std::size_t>(chunk);
+  if (by_chunk.size() <= c)
+    by_chunk.resize(c + 1, 0.0);
+  by_chunk[c] += seconds;
+}
+
+} // namespace
+
+double step_timeline::begin() const {
+  double b = stages.empty() ? 0 : stages.front().begin;
+  for (const auto& s : stages)
+    b = std::min(b, s.begin);
+  return b;
+}
+
+double step_timeline::end() const {
+  double e = stages.empty() ? 0 : stages.front().end;
+  for (const auto& s : stages)
+    e = std::max(e, s.end);
+  return e;
+}
+
+double step_timeline::bubble() const {
+  const double t = seconds();
+  if (stages.empty() || t <= 0)
+    return 0;
+  double idle = 0;
+  for (const auto& s : stages)
+    idle += t - s.busy();
+  return idle / (static_cast<double>(stages.size()) * t);
+}
+
+std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
+  try {
+    const auto& events = chrome_trace.at("traceEvents");
+    std::map<track_id, int> roles;
+    int stage_count = 0;
+    for (const auto& e : events)
+      if (e.at("ph") == "M" && e.at("name") == "thread_name")
+        if (auto r = role_of(e.at("args").at("name").get<std::string>())) {
+          roles[{e.at("pid").get<std::int64_t>(), e.at("tid").get<std::int64_t>()}] = *r;
+          stage_count = std::max(stage_count, *r + 1);
+        }
+    if (stage_count == 0)
+      throw runtime::input_error("trace: no stage tracks");
+
+    struct partial {
+      std::vector<step_timeline::stage> stages;
+      std::vector<char> has_span;
+      int microbatches = 0;
+      double trainer_seconds = 0;
+    };
+    std::map<std::int64_t, partial> steps;
+    auto step_of = [&](std::int64_t id) -> partial& {
+      auto& p = steps[id];
+      if (p.stages.empty()) {
+        p.stages.resize(static_cast<std::size_t>(stage_count));
+        p.has_span.assign(static_cast<std::size_t>(stage_count), 0);
+        for (int k = 0; k < stage_count; ++k)
+          p.stages[static_cast<std::size_t>(k)].index = k;
+      }
+      return p;
+    };
+    for (const auto& e : events) {
+      if (e.at("ph") != "X")
+        continue;
+      auto role = roles.find({e.at("pid").get<std::int64_t>(), e.at("tid").get<std::int64_t>()});
+      const auto step = int_arg(e, "step", -1);
+      if (role == roles.end() || step < 0)
+        continue; // another track, or evaluation (negative ids)
+      const auto name = e.at("name").get<std::string>();
+      const auto cat = e.at("cat").get<std::string>();
+      const double ts = e.at("ts").get<double>() * 1e-6; // microseconds in the file
+      const double dur = e.at("dur").get<double>() * 1e-6;
+      auto& p = step_of(step);
+      if (role->second == trainer_track) {
+        if (name == "step" && cat == "step")
+          p.trainer_seconds = dur;
+        continue;
+      }
+      auto k = static_cast<std::size_t>(role->second);
+      auto& s = p.stages[k];
+      if (name == "step" && cat == "step") {
+        s.begin = ts;
+        s.end = ts + dur;
+        p.has_span[k] = 1;
+        p.microbatches = static_cast<int>(int_arg(e, "microbatches", 0));
+      } else if (cat == "compute" && name == "forward") {
+        s.forward += dur;
+        add_to_chunk(s.forward_by_chunk, int_arg(e, "chunk", 0), dur);
+      } else if (cat == "compute" && name == "backward") {
+        s.backward += dur;
+        add_to_chunk(s.backward_by_chunk, int_arg(e, "chunk", 0), dur);
+      } else if (cat == "compute" && name == "optimizer") {
+        s.optimizer += dur;
+      } else if (cat == "wait" && name == "wait") {
+        s.wait += dur;
+      }
+    }
+    std::vector<step_timeline> r;
+    for (auto& [id, p] : steps) {
+      if (std::count(p.has_span.begin(), p.has_span.end(), 1) != stage_count)
+        continue; // a step the trace holds only part of (dropped events)
+      step_timeline t;
+      t.step = id;
+      t.microbatches = p.microbatches;
+      t.trainer_seconds = p.trainer_seconds;
+      t.stages = std::move(p.stages);
+      r.push_back(std::move(t));
+    }
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    throw runtime::input_error(std::string{"trace: not a troupe job trace: "} + e.what());
+  }
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,295 @@
+#include "actors/plan/train_options.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <string_view>
+
+#include "runtime/error.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+void require(bool ok, const std::string& what) {
+  if (!ok)
+    throw runtime::input_error(what);
+}
+
+} // namespace
+
+void train_options::validate() const {
+  require(epochs >= 1 && epochs <= 100000,
+          "--epochs must be in [1, 100000], got " + std::to_string(epochs));
+  require(batch >= 1 && batch <= (1 << 20),
+          "--batch must be in [1, 1048576], got " + std::to_string(batch));
+  require(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
+          "--optimizer must be sgd, adam or adamw, got '" + optimizer + "'");
+  require(lr > 0 && lr < 100, "--lr must be in (0, 100), got " + std::to_string(lr));
+  require(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1)");
+  require(weight_decay >= 0 && weight_decay < 1, "--weight-decay must be in [0, 1)");
+  require(lr_schedule == "constant" || lr_schedule == "cosine",
+          "--lr-schedule must be constant or cosine, got '" + lr_schedule + "'");
+  require(warmup_steps >= 0 && warmup_steps <= (std::int64_t{1} << 40),
+          "--warmup-steps must be >= 0, got " + std::to_string(warmup_steps));
+  require(clip_norm >= 0 && clip_norm < 1e30,
+          "--clip-norm must be >= 0 (0: off), got " + std::to_string(clip_norm));
+  require(stages >= 1 && stages <= 64,
+          "--stages must be in [1, 64], got " + std::to_string(stages));
+  require(microbatches >= 1 && microbatches <= batch,
+          "--microbatches must be in [1, batch], got " + std::to_string(microbatches));
+  require(virtual_stages >= 1 && virtual_stages <= 64,
+          "--virtual-stages must be in [1, 64], got " + std::to_string(virtual_stages));
+  require(virtual_stages == 1 || schedule == schedule_kind::interleaved,
+          "--virtual-stages " + std::to_string(virtual_stages) +
+              " needs --schedule interleaved (got " + std::string{to_string(schedule)} + ")");
+  require(partition == "flops" || partition == "measured",
+          "--partition must be flops or measured, got '" + partition + "'");
+  require(split.empty() || static_cast<int>(split.size()) == stages * virtual_stages,
+          "--split needs one layer count per chunk (" + std::to_string(stages * virtual_stages) +
+              "), got " + std::to_string(split.size()));
+  for (int n : split)
+    require(n >= 1, "--split: every chunk needs at least one layer, got " + std::to_string(n));
+  require(dp >= 1 && dp <= 1024, "--dp must be in [1, 1024], got " + std::to_string(dp));
+  require(batch_shares.empty() || static_cast<int>(batch_shares.size()) == dp,
+          "--batch-shares needs one share per replica (" + std::to_string(dp) + "), got " +
+              std::to_string(batch_shares.size()));
+  for (double w : batch_shares)
+    require(w > 0 && w < 1e9,
+            "--batch-shares: every share must be positive, got " + std::to_string(w));
+  require(bucket_bytes >= 0 && bucket_bytes <= (std::int64_t{1} << 40), "--bucket-mb must be >= 0");
+  require(allreduce == "auto" || allreduce == "ring" || allreduce == "tree",
+          "--allreduce must be auto, ring or tree, got '" + allreduce + "'");
+  require(tree_threshold_bytes >= 0, "--tree-threshold must be >= 0");
+  require(check_replicas >= 0, "--check-replicas must be >= 0 (0: never)");
+  require(tp >= 1 && tp <= 64, "--tp must be in [1, 64], got " + std::to_string(tp));
+  require(ps >= 0 && ps <= 256, "--ps must be in [0, 256], got " + std::to_string(ps));
+  require(ps_mode == "sync" || ps_mode == "async" || ps_mode == "ssp",
+          "--ps-mode must be sync, async or ssp, got '" + ps_mode + "'");
+  require(staleness >= 0 && staleness <= 1000000,
+          "--staleness must be >= 0, got " + std::to_string(staleness));
+  require(staleness == 0 || ps_mode == "ssp", "--staleness needs --ps-mode ssp");
+  require(ps_split_bytes >= 4, "--ps-split-bytes must be >= 4");
+  if (ps > 0) {
+    require(tp == 1, "--ps with --tp is not supported: tensor-parallel slices would need "
+                     "per-slice parameter-server assignments");
+    require(clip_norm == 0, "--clip-norm is not supported with --ps: the parameter servers "
+                            "apply the updates and do not clip");
+    require(check_replicas == 0 || ps_mode == "sync",
+            "--check-replicas needs --ps-mode sync (async workers differ by design)");
+  } else {
+    require(ps_mode == "sync", "--ps-mode needs --ps S");
+  }
+  require(plan.is_null() || plan.is_object(), "--plan: a plan must be a JSON object");
+  require(batch >= dp, "--batch " + std::to_string(batch) + " is smaller than --dp " +
+                           std::to_string(dp) + ": every replica needs a sample");
+  require(max_steps == -1 || max_steps >= 1, "--steps must be >= 1");
+  require(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024]");
+  require(timing_warmup >= 0, "timing_warmup must be >= 0");
+  require(trace_file.empty() || !std::filesystem::path(trace_file).filename().empty(),
+          "--trace must name a file, got '" + trace_file + "'");
+  require(slow_stage >= -1 && slow_stage < stages,
+          "--slow-stage must be -1 (none) or a stage in [0, " + std::to_string(stages) + "), got " +
+              std::to_string(slow_stage));
+  require(slow_factor >= 1.0 && slow_factor <= 100.0,
+          "--slow-factor must be in [1, 100], got " + std::to_string(slow_factor));
+  require(slow_replica >= -1 && slow_replica < dp,
+          "--slow-replica must be -1 (all) or a replica in [0, " + std::to_string(dp) + ")");
+  auto f = parse_fault(fault);
+  require(f.ps < ps, "--inject-fault: ps shard " + std::to_string(f.ps) + " does not exist (--ps " +
+                         std::to_string(ps) + ")");
+  require(f.stage < stages, "--inject-fault: stage " + std::to_string(f.stage) + " does not exist");
+  require(f.replica < dp, "--inject-fault: replica " + std::to_string(f.replica) +
+                              " does not exist (--dp " + std::to_string(dp) + ")");
+}
+
+fault_spec parse_fault(const std::string& full) {
+  fault_spec f;
+  if (full.empty())
+    return f;
+  std::string text = full;
+  if (constexpr std::string_view perturb = "perturb:"; text.rfind(perturb, 0) == 0) {
+    f.kind = fault_kind::perturb;
+    text = text.substr(perturb.size());
+    if (text.rfind("ps=", 0) == 0)
+      throw runtime::input_error("--inject-fault: perturb applies to layer shards "
+                                 "(perturb:stage=S,step=N[,replica=R]), got '" +
+                                 full + "'");
+  }
+  long long stage = -1, step = -1, replica = 0;
+  char tail = 0;
+  if (text.rfind("ps=", 0) == 0) {
+    long long shard = -1;
+    if (std::sscanf(text.c_str(), "ps=%lld,step=%lld%c", &shard, &step, &tail) != 2 || shard < 0 ||
+        shard > 256 || step < 0)
+      throw runtime::input_error("--inject-fault: expected ps=S,step=N, got '" + text + "'");
+    f.ps = static_cast<int>(shard);
+    f.step = step;
+    return f;
+  }
+  int n = std::sscanf(text.c_str(), "stage=%lld,step=%lld,replica=%lld%c", &stage, &step, &replica,
+                      &tail);
+  if ((n != 2 && n != 3) || stage < 0 || step < 0 || stage > 1000 || replica < 0 || replica > 1024)
+    throw runtime::input_error(
+        "--inject-fault: expected [perturb:]stage=S,step=N[,replica=R] or ps=S,step=N, got '" +
+        full + "'");
+  f.stage = static_cast<int>(stage);
+  f.step = step;
+  f.replica = static_cast<int>(replica);
+  return f;
+}
+
+nlohmann::json train_options::optimizer_config() const {
+  nlohmann::json j{{"type", optimizer}, {"lr", lr}, {"weight_decay", weight_decay}};
+  if (optimizer == "sgd")
+    j["momentum"] = momentum;
+  return j;
+}
+
+nlohmann::json to_json(const train_options& o) {
+  return {{"model", o.model},
+          {"data_dir", o.data_dir},
+          {"epochs", o.epochs},
+          {"batch", o.batch},
+          {"optimizer", o.optimizer},
+          {"lr", o.lr},
+          {"momentum", o.momentum},
+          {"weight_decay", o.weight_decay},
+          {"lr_schedule", o.lr_schedule},
+          {"warmup_steps", o.warmup_steps},
+          {"clip_norm", o.clip_norm},
+          {"seed", o.seed},
+          {"stages", o.stages},
+          {"microbatches", o.microbatches},
+          {"schedule", std::string{to_string(o.schedule)}},
+          {"virtual_stages", o.virtual_stages},
+          {"partition", o.partition},
+          {"split", o.split},
+          {"dp", o.dp},
+          {"batch_shares", o.batch_shares},
+          {"bucket_bytes", o.bucket_bytes},
+          {"allreduce", o.allreduce},
+          {"tree_threshold_bytes", o.tree_threshold_bytes},
+          {"check_replicas", o.check_replicas},
+          {"tp", o.tp},
+          {"ps", o.ps},
+          {"ps_mode", o.ps_mode},
+          {"staleness", o.staleness},
+          {"ps_split_bytes", o.ps_split_bytes},
+          {"plan", o.plan},
+          {"max_steps", o.max_steps},
+          {"evaluate", o.evaluate},
+          {"threads", o.threads},
+          {"checkpoint_dir", o.checkpoint_dir},
+          {"resume_dir", o.resume_dir},
+          {"progress", o.progress},
+          {"trace_file", o.trace_file},
+          {"timing_warmup", o.timing_warmup},
+          {"fault", o.fault},
+          {"slow_stage", o.slow_stage},
+          {"slow_factor", o.slow_factor},
+          {"slow_replica", o.slow_replica}};
+}
+
+train_options train_options_from_json(const nlohmann::json& j) {
+  if (!j.is_object())
+    throw runtime::input_error("training options must be a JSON object");
+  train_options o;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const auto& k = it.key();
+    const auto& v = it.value();
+    try {
+      if (k == "model")
+        o.model = v.get<std::string>();
+      else if (k == "data_dir")
+        o.data_dir = v.get<std::string>();
+      else if (k == "epochs")
+        o.epochs = v.get<int>();
+      else if (k == "batch")
+        o.batch = v.get<std::int64_t>();
+      else if (k == "optimizer")
+        o.optimizer = v.get<std::string>();
+      else if (k == "lr")
+        o.lr = v.get<float>();
+      else if (k == "momentum")
+        o.momentum = v.get<float>();
+      else if (k == "weight_decay")
+        o.weight_decay = v.get<float>();
+      else if (k == "lr_schedule")
+        o.lr_schedule = v.get<std::string>();
+      else if (k == "warmup_steps")
+        o.warmup_steps = v.get<std::int64_t>();
+      else if (k == "clip_norm")
+        o.clip_norm = v.get<double>();
+      else if (k == "seed")
+        o.seed = v.get<std::uint64_t>();
+      else if (k == "stages")
+        o.stages = v.get<int>();
+      else if (k == "microbatches")
+        o.microbatches = v.get<int>();
+      else if (k == "schedule")
+        o.schedule = parse_schedule_kind(v.get<std::string>());
+      else if (k == "virtual_stages")
+        o.virtual_stages = v.get<int>();
+      else if (k == "partition")
+        o.partition = v.get<std::string>();
+      else if (k == "split")
+        o.split = v.get<std::vector<int>>();
+      else if (k == "dp")
+        o.dp = v.get<int>();
+      else if (k == "batch_shares")
+        o.batch_shares = v.get<std::vector<double>>();
+      else if (k == "bucket_bytes")
+        o.bucket_bytes = v.get<std::int64_t>();
+      else if (k == "allreduce")
+        o.allreduce = v.get<std::string>();
+      else if (k == "tree_threshold_bytes")
+        o.tree_threshold_bytes = v.get<std::int64_t>();
+      else if (k == "check_replicas")
+        o.check_replicas = v.get<std::int64_t>();
+      else if (k == "tp")
+        o.tp = v.get<int>();
+      else if (k == "ps")
+        o.ps = v.get<int>();
+      else if (k == "ps_mode")
+        o.ps_mode = v.get<std::string>();
+      else if (k == "staleness")
+        o.staleness = v.get<int>();
+      else if (k == "ps_split_bytes")
+        o.ps_split_bytes = v.get<std::int64_t>();
+      else if (k == "plan")
+        o.plan = v;
+      else if (k == "slow_replica")
+        o.slow_replica = v.get<int>();
+      else if (k == "max_steps")
+        o.max_steps = v.get<std::int64_t>();
+      else if (k == "evaluate")
+        o.evaluate = v.get<bool>();
+      else if (k == "threads")
+        o.threads = v.get<int>();
+      else if (k == "checkpoint_dir")
+        o.checkpoint_dir = v.get<std::string>();
+      else if (k == "resume_dir")
+        o.resume_dir = v.get<std::string>();
+      else if (k == "progress")
+        o.progress = v.get<bool>();
+      else if (k == "trace_file")
+        o.trace_file = v.get<std::string>();
+      else if (k == "fault")
+        o.fault = v.get<std::string>();
+      else if (k == "timing_warmup")
+        o.timing_warmup = v.get<std::int64_t>();
+      else if (k == "slow_stage")
+        o.slow_stage = v.get<int>();
+      else if (k == "slow_factor")
+        o.slow_factor = v.get<double>();
+      else
+        throw runtime::input_error("unknown training option '" + k + "'");
+    } catch (const nlohmann::json::exception& e) {
+      throw runtime::input_error("training option '" + k + "': " + e.what());
+    }
+  }
+  o.validate();
+  return o;
+}
+
+} // namespace troupe::actors

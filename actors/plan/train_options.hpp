@@ -1,0 +1,142 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/plan/schedule.hpp"
+
+namespace troupe::actors {
+
+/// Everything a user asks of a training job (the CLI's `train` flags, or JSON).
+/// A value type: the supervisor turns it into a plan, the plan into actors.
+struct train_options {
+  std::string model = "mlp"; ///< zoo name
+  std::string data_dir = "data/mnist";
+  int epochs = 1;
+  std::int64_t batch = 64;        ///< the global batch, however it is split
+  std::string optimizer = "adam"; ///< sgd | adam | adamw
+  float lr = 1e-3f;
+  float momentum = 0.f; ///< sgd only
+  float weight_decay = 0.f;
+  /// "constant" (lr after the warm-up) or "cosine" (after the warm-up a cosine
+  /// decay to lr / 10 at the run's last step; models/train/lr_schedule.hpp). The
+  /// trainer computes each step's rate and sends it in its step_msg.
+  std::string lr_schedule = "constant";
+  std::int64_t warmup_steps = 0; ///< linear warm-up to lr over this many steps (0: none)
+  /// Gradient clipping by the global L2 norm over the whole model, summed
+  /// across all stages (models/train/grad_clip.hpp); 0: off.
+  double clip_norm = 0;
+  std::uint64_t seed = 0;
+  int stages = 1; ///< layer placement / pipeline depth
+  int microbatches = 1;
+  schedule_kind schedule = schedule_kind::gpipe;
+  /// Model chunks per device (interleaved schedule only): the model is split
+  /// into stages * virtual_stages parts, device d holding parts d, d + stages, ...
+  int virtual_stages = 1;
+  /// How the layers are cut into stages * virtual_stages chunks: "measured"
+  /// (balanced by each layer's forward + backward time, measured when the job
+  /// is planned, and by the devices' measured speed), "flops" (by counted
+  /// forward FLOPs). Ignored when `split` is given.
+  std::string partition = "flops";
+  /// An explicit split: the number of layers of each chunk, in model order
+  /// (stages * virtual_stages entries summing to the model's layers).
+  std::vector<int> split;
+  /// Data parallelism: this many replicas of the whole pipeline (each of
+  /// `stages` stages), stage k of every replica all-reducing its gradients
+  /// with stage k of the others after backward. 1: no data parallelism.
+  int dp = 1;
+  /// Each replica's share of the global batch as relative weights (one per
+  /// replica, e.g. {3, 1}: replica 0 takes three quarters); empty: equal
+  /// shares. The gradient average stays exact whatever the shares.
+  std::vector<double> batch_shares;
+  /// Gradients are all-reduced in buckets of about this many bytes, each
+  /// launched as soon as backward has produced it (0: one bucket per step,
+  /// after backward).
+  std::int64_t bucket_bytes = std::int64_t{25} << 20;
+  /// All-reduce algorithm: "auto" (by size), "ring" or "tree".
+  std::string allreduce = "auto";
+  /// With "auto": buffers below this many bytes go through the tree.
+  std::int64_t tree_threshold_bytes = std::int64_t{256} << 10;
+  /// Check every this many steps that all replicas hold bitwise-identical
+  /// parameters (a digest per stage per replica); the job fails naming the
+  /// replica that diverged. 0: never.
+  std::int64_t check_replicas = 0;
+  /// Tensor (intra-layer, Megatron) parallelism: every pipeline stage of
+  /// every replica is split across this many layer shards, each holding 1/tp
+  /// of the split layers' weights (models/tensor_parallel.hpp). 1: none.
+  int tp = 1;
+  /// Parameter servers: this many ps shards hold the parameters and the
+  /// optimizer state in place of the all-reduce between the dp replicas (the
+  /// workers). 0: no parameter servers.
+  int ps = 0;
+  /// "sync" (a shard applies a step once every worker pushed it: equal to
+  /// data parallelism), "async" (each push applied on arrival) or "ssp"
+  /// (async, but no worker runs more than `staleness` steps ahead of the
+  /// slowest).
+  std::string ps_mode = "sync";
+  int staleness = 0;
+  /// Parameters larger than this many bytes are split across all ps shards;
+  /// smaller ones go whole to the least loaded shard.
+  std::int64_t ps_split_bytes = std::int64_t{1} << 20;
+  /// A saved plan (`troupe plan --save`) to run instead of planning; null:
+  /// plan the job. Its degrees and model must match these options.
+  nlohmann::json plan = nullptr;
+  std::int64_t max_steps = -1; ///< stop after this many steps in all (-1: run the epochs)
+  /// Evaluate after each epoch: test accuracy, or a language model's held-out
+  /// loss and bits per character.
+  bool evaluate = true;
+  int threads = 0;            ///< compute threads in all (0: one per core)
+  std::string checkpoint_dir; ///< write a checkpoint here at each epoch end and at the end
+  std::string resume_dir;     ///< continue from this checkpoint
+  bool progress = true;       ///< progress bar on stderr
+  /// Write a Chrome trace-event timeline of the run here when it ends
+  /// (runtime/telemetry/trace.hpp); empty: no tracing. On the supervisor's host.
+  std::string trace_file;
+  /// Benchmarks: the first this many steps of the run are left out of the
+  /// report's timed_* figures (warm-up: page faults, thread pools, caches).
+  std::int64_t timing_warmup = 0;
+  /// Fault injection for failure tests: "stage=S,step=N" makes stage S's
+  /// forward of training step N throw. Empty: none.
+  std::string fault;
+  /// Benchmarks (`troupe bench pipeline`): stage `slow_stage` runs its
+  /// forwards and backwards `slow_factor` times slower (it sleeps (factor - 1)
+  /// x each one's compute time before sending the result), to show how an
+  /// unbalanced pipeline's bubble moves. -1: no stage is slowed.
+  int slow_stage = -1;
+  double slow_factor = 1.0;
+  /// With slow_stage: slow only that stage of this replica (a slow worker);
+  /// -1: of every replica.
+  int slow_replica = -1;
+
+  /// Throws runtime::input_error naming the first invalid field.
+  void validate() const;
+  /// The optimizer config for models::make_optimizer.
+  nlohmann::json optimizer_config() const;
+};
+
+/// What an injected fault does (tests of the failure paths and self-checks).
+enum class fault_kind : std::uint8_t {
+  fail,    ///< the layer shard's forward throws (the default)
+  perturb, ///< the layer shard perturbs its parameters after the step's update
+};
+
+/// A parsed fault-injection request.
+struct fault_spec {
+  fault_kind kind = fault_kind::fail;
+  int stage = -1;
+  std::int64_t step = -1;
+  int replica = 0;
+  int ps = -1; ///< a ps shard that fails when it applies step `step`
+};
+/// Parses "[perturb:]stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty
+/// text gives no fault. Throws runtime::input_error.
+fault_spec parse_fault(const std::string& text);
+
+nlohmann::json to_json(const train_options& o);
+/// Parses and validates; unknown keys and ill-typed values are input errors.
+train_options train_options_from_json(const nlohmann::json& j);
+
+} // namespace troupe::actors

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/plan/plan.hpp"
+#include "actors/plan/train_options.hpp"
+#include "runtime/io/checkpoint.hpp"
+
+namespace troupe::runtime::transport {
+class courier;
+}
+
+namespace troupe::actors {
+
+/// What a trainer drives.
+struct trainer_config {
+  train_options opts;
+  plan topology;
+  /// Layer shards in topology.stages order: replica-major, each replica's in
+  /// pipeline order.
+  std::vector<caf::actor> stages;
+  /// Parameter-server shards (topology.ps_shards order); empty without.
+  std::vector<caf::actor> ps_shards;
+  std::vector<caf::actor> train_loaders; ///< one per replica, each loading its share
+  caf::actor test_loader;                ///< may be null when !opts.evaluate
+  std::int64_t train_samples = 0;
+  std::int64_t test_samples = 0;
+  std::int64_t test_batch = 1000;
+  std::optional<runtime::checkpoint> resume;
+  caf::actor report_to; ///< gets progress and (job_done_atom, report, parameters)
+  /// How inputs reach the first stage when it lives in another process; null
+  /// in a single-process job.
+  std::shared_ptr<runtime::transport::courier> courier;
+};
+
+using job_done_atom = caf::atom_constant<caf::atom("jobdone")>;
+/// (progress_atom, JSON) after every training step: step, total_steps, epoch,
+/// loss (epoch mean so far), step_seconds, samples_per_second, and per stage
+/// the cumulative messages_sent, bytes_sent and compute_seconds.
+using progress_atom = caf::atom_constant<caf::atom("progress")>;
+
+/// The training steps of a run over `train_samples` samples: ceil(samples /
+/// batch) per epoch times the epochs, or opts.max_steps when that is fewer.
+/// A cosine learning-rate schedule decays over exactly these steps.
+std::int64_t total_training_steps(const train_options& opts, std::int64_t train_samples);
+
+/// Throws runtime::input_error when `ck` cannot continue the job `opts` plans
+/// (another model, batch, seed, optimizer or data set size).
+void check_resume_compatible(const runtime::checkpoint& ck, const train_options& opts,
+                             const plan& topology, std::int64_t train_samples);
+
+/// The trainer actor: drives steps (a batch from each replica's loader, a step_msg with
+/// the step's learning rate (opts.lr_schedule) to every stage, inputs to the
+/// first stage, labels to the loss stage, then waits for every stage's
+/// report), evaluates after each epoch, writes checkpoints at epoch ends and
+/// at the end, shows progress, and finally sends (job_done_atom, report,
+/// parameters) to report_to and quits. With data parallelism (several
+/// replicas) it first has every shard take replica 0's parameters
+/// (sync_params_atom), gives each replica its loader's share of every batch,
+/// adds the replicas' losses, evaluates on replica 0, checkpoints replica 0,
+/// and checks that the replicas agree: equal gradient norms when clipping and,
+/// every opts.check_replicas steps, equal parameter digests. With opts.clip_norm it adds up the
+/// stages' (grad_sumsq_atom, ...) of a step and answers every stage with
+/// (clip_atom, step, total). For a language model (models::is_sequence_model)
+/// losses are per token, and the evaluation of the held-out text reports its
+/// loss and bits per character instead of an accuracy.
+caf::actor spawn_trainer(caf::actor_system& sys, trainer_config cfg);
+
+} // namespace troupe::actors

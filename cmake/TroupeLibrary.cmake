@@ -1,0 +1,80 @@
+# troupe_add_library(NAME DIR <folder> [SOURCE_DIRS dirs...] [EXTRA_SOURCES files...]
+#                    [PUBLIC libs...] [PRIVATE libs...] [FORBID libs...])
+# One folder, one library: compiles <folder>/*.cpp (and SOURCE_DIRS' *.cpp),
+# installs <folder>'s headers under include/troupe/<folder>, exports the
+# target. FORBID names targets this library must never reach, directly or
+# through what it links: troupe_check_layers() turns such a link into a
+# configure error, so the layering is enforced by the build.
+function(troupe_add_library name)
+  cmake_parse_arguments(L "" "DIR;ALIAS" "SOURCE_DIRS;EXTRA_SOURCES;PUBLIC;PRIVATE;FORBID" ${ARGN})
+  set(sources)
+  foreach(dir ${L_DIR} ${L_SOURCE_DIRS})
+    file(GLOB found CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/${dir}/*.cpp)
+    list(APPEND sources ${found})
+  endforeach()
+  add_library(${name} ${sources} ${L_EXTRA_SOURCES})
+  if(L_ALIAS)
+    add_library(${L_ALIAS} ALIAS ${name})
+  endif()
+  target_include_directories(${name} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/troupe>)
+  target_link_libraries(${name} PUBLIC ${L_PUBLIC} PRIVATE troupe_warnings ${L_PRIVATE})
+  install(TARGETS ${name} EXPORT troupeTargets)
+  foreach(dir ${L_DIR} ${L_SOURCE_DIRS})
+    install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/troupe/${dir}
+      FILES_MATCHING PATTERN "*.hpp" PATTERN "CMakeLists.txt" EXCLUDE)
+  endforeach()
+  set_property(GLOBAL APPEND PROPERTY TROUPE_LAYERED_TARGETS ${name})
+  set_property(TARGET ${name} PROPERTY TROUPE_FORBID "${L_FORBID}")
+endfunction()
+
+# Every target that `target` reaches through its link libraries, transitively.
+function(troupe_link_closure target out)
+  set(seen)
+  set(todo ${target})
+  while(todo)
+    list(POP_FRONT todo t)
+    if(NOT TARGET ${t} OR t IN_LIST seen)
+      continue()
+    endif()
+    list(APPEND seen ${t})
+    get_target_property(aliased ${t} ALIASED_TARGET)
+    if(aliased)
+      list(APPEND todo ${aliased})
+      continue()
+    endif()
+    foreach(prop LINK_LIBRARIES INTERFACE_LINK_LIBRARIES)
+      get_target_property(deps ${t} ${prop})
+      if(deps)
+        foreach(d ${deps})
+          # $<LINK_ONLY:x> and other generator expressions: take the target name.
+          string(REGEX REPLACE "^\\$<LINK_ONLY:(.*)>$" "\\1" d "${d}")
+          if(NOT d MATCHES "^\\$<")
+            list(APPEND todo ${d})
+          endif()
+        endforeach()
+      endif()
+    endforeach()
+  endwhile()
+  list(REMOVE_ITEM seen ${target})
+  set(${out} ${seen} PARENT_SCOPE)
+endfunction()
+
+# Fails the configure step when a library links (directly or transitively) a
+# target its FORBID list names.
+function(troupe_check_layers)
+  get_property(targets GLOBAL PROPERTY TROUPE_LAYERED_TARGETS)
+  foreach(t ${targets})
+    get_target_property(forbid ${t} TROUPE_FORBID)
+    if(NOT forbid)
+      continue()
+    endif()
+    troupe_link_closure(${t} closure)
+    foreach(f ${forbid})
+      if(f IN_LIST closure)
+        message(FATAL_ERROR "layering: ${t} must not depend on ${f} (it reaches it through: ${closure}); "
+                            "see docs/architecture.md, \"Layers and targets\"")
+      endif()
+    endforeach()
+  endforeach()
+endfunction()

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "models/layers/layer.hpp"
+#include "models/layers/saved_map.hpp"
+
+namespace troupe::models {
+
+/// Fully connected layer, torch.nn.Linear layout: weight [out, in], bias [out],
+/// y = x W^T + b over the last dimension. Saves its input (shared, not copied)
+/// for backward. Activations stay separate layers (no fused bias+ReLU) so
+/// every layer keeps one job and the partitioner can cut anywhere.
+class dense final : public layer {
+public:
+  /// `index` is the layer's global position in the model; it names the
+  /// parameters "<index>.weight" and "<index>.bias".
+  dense(std::size_t index, std::int64_t in, std::int64_t out);
+
+  std::string kind() const override { return "dense"; }
+  nlohmann::json spec() const override;
+  shape_t output_shape(const shape_t& input) const override;
+  tensor forward(const tensor& x, const forward_context& ctx) override;
+  tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
+  std::span<parameter> parameters() override { return params_; }
+  /// PyTorch's default: weight and bias from U(-1/sqrt(in), 1/sqrt(in)).
+  void init(std::uint64_t seed) override;
+  std::size_t saved_bytes() const override;
+  double forward_flops(const shape_t& input) const override;
+  void clear_saved() override { saved_.clear(); }
+
+  std::size_t index() const noexcept { return index_; }
+  std::int64_t in_features() const noexcept { return in_; }
+  std::int64_t out_features() const noexcept { return out_; }
+
+private:
+  std::size_t index_;
+  std::string who_; // "dense layer <index>", for error messages
+  std::int64_t in_, out_;
+  std::array<parameter, 2> params_; // weight, bias
+  saved_map<tensor> saved_;         // the input
+};
+
+} // namespace troupe::models

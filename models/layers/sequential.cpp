@@ -1,0 +1,93 @@
+#include "models/layers/sequential.hpp"
+
+#include <stdexcept>
+
+namespace troupe::models {
+
+sequential::sequential(std::vector<std::unique_ptr<layer>> layers) : layers_(std::move(layers)) {
+  for (const auto& l : layers_)
+    if (!l)
+      throw std::invalid_argument("sequential: null layer");
+}
+
+sequential::sequential(const model_spec& spec, std::size_t begin, std::size_t end,
+                       std::uint64_t seed)
+    : layers_(instantiate(spec, begin, end, seed)) {}
+
+tensor sequential::forward(const tensor& x, const forward_context& ctx) {
+  if (layers_.empty())
+    return x;
+  tensor h = layers_.front()->forward(x, ctx);
+  for (std::size_t i = 1; i < layers_.size(); ++i)
+    h = layers_[i]->forward(h, ctx);
+  return h;
+}
+
+tensor sequential::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+  return backward(dy, mb, need_input_grad, {});
+}
+
+tensor sequential::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad,
+                            const std::function<void(std::size_t)>& after_layer) {
+  if (layers_.empty())
+    return need_input_grad ? dy : tensor{};
+  tensor g = dy;
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    g = layers_[i]->backward(g, mb, i == 0 ? need_input_grad : true);
+    if (after_layer)
+      after_layer(i);
+  }
+  return g;
+}
+
+std::vector<parameter*> sequential::parameters() {
+  std::vector<parameter*> ps;
+  for (auto& l : layers_)
+    for (auto& p : l->parameters())
+      ps.push_back(&p);
+  return ps;
+}
+
+std::map<std::string, parameter*> sequential::named_parameters() {
+  std::map<std::string, parameter*> m;
+  for (auto& l : layers_)
+    for (auto& p : l->parameters())
+      m.emplace(p.name, &p);
+  return m;
+}
+
+parameter* sequential::find_parameter(std::string_view name) {
+  for (auto& l : layers_)
+    for (auto& p : l->parameters())
+      if (p.name == name)
+        return &p;
+  return nullptr;
+}
+
+void sequential::zero_grad() {
+  for (auto& l : layers_)
+    for (auto& p : l->parameters())
+      p.grad_fresh = true;
+}
+
+std::size_t sequential::saved_bytes() const {
+  std::size_t n = 0;
+  for (const auto& l : layers_)
+    n += l->saved_bytes();
+  return n;
+}
+
+void sequential::clear_saved() {
+  for (auto& l : layers_)
+    l->clear_saved();
+}
+
+std::int64_t sequential::parameter_count() const {
+  std::int64_t n = 0;
+  for (const auto& l : layers_)
+    for (const auto& p : l->parameters())
+      n += p.value.numel();
+  return n;
+}
+
+} // namespace troupe::models
