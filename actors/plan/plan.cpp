@@ -107,51 +107,53 @@ std::vector<models::layer_range> partition_keeping_pairs(const models::model_spe
   return units;
 }
 
-} // namespace
-
-plan make_plan(const train_options& opts, const std::vector<device_slot>& available) {
-  plan p;
+/// The zoo model of opts, checked against the degrees asked for. Throws
+/// runtime::input_error naming the flag.
+models::model_spec checked_model(const train_options& opts) {
+  models::model_spec model;
   try {
-    p.model = models::zoo_model(opts.model);
+    model = models::zoo_model(opts.model);
   } catch (const std::invalid_argument& e) {
     throw runtime::input_error(std::string{"--model: "} + e.what());
   }
-  const int stages = opts.stages;
-  const int virtual_stages = opts.virtual_stages;
-  if (static_cast<std::size_t>(stages) > p.model.layers.size())
-    throw runtime::input_error("--stages " + std::to_string(stages) + ": model " + opts.model +
-                               " has only " + std::to_string(p.model.layers.size()) + " layers");
-  if (static_cast<std::size_t>(stages * virtual_stages) > p.model.layers.size())
+  const auto layers = model.layers.size();
+  if (static_cast<std::size_t>(opts.stages) > layers)
+    throw runtime::input_error("--stages " + std::to_string(opts.stages) + ": model " +
+                               opts.model + " has only " + std::to_string(layers) + " layers");
+  if (static_cast<std::size_t>(opts.stages * opts.virtual_stages) > layers)
     throw runtime::input_error(fmt::format(
         "--stages {} --virtual-stages {} splits the model into {} chunks, but model {} "
         "has only {} layers",
-        stages, virtual_stages, stages * virtual_stages, opts.model, p.model.layers.size()));
-  const int replicas = opts.dp;
-  const int tp = opts.tp;
-  if (tp > 1) {
+        opts.stages, opts.virtual_stages, opts.stages * opts.virtual_stages, opts.model, layers));
+  if (opts.tp > 1) {
     try {
-      (void)models::tp_layout(p.model, tp); // every split layer can be split tp ways
+      (void)models::tp_layout(model, opts.tp); // every split layer can be split tp ways
     } catch (const std::invalid_argument& e) {
-      throw runtime::input_error(fmt::format("--tp {}: {}", tp, e.what()));
+      throw runtime::input_error(fmt::format("--tp {}: {}", opts.tp, e.what()));
     }
   }
-  const auto workers = static_cast<std::size_t>(stages) * static_cast<std::size_t>(replicas) *
-                       static_cast<std::size_t>(tp);
+  return model;
+}
+
+/// Puts the workers (`workers` devices, in slot order) and then the
+/// parameter servers on `available` into p.devices and p.ps_shards.
+/// Parameter servers prefer the nodes of the cluster spec's "ps" job (nodes
+/// joined from a cluster spec are named "<job>-<index>": "ps-0") and CPU
+/// devices; workers the others, round-robin across nodes.
+void place_devices(plan& p, const train_options& opts, std::size_t workers,
+                   const std::vector<device_slot>& available) {
   const auto ps = static_cast<std::size_t>(opts.ps);
   if (workers + ps > available.size()) {
-    std::string asked = fmt::format("--stages {}", stages);
-    if (replicas > 1)
-      asked += fmt::format(" --dp {}", replicas);
-    if (tp > 1)
-      asked += fmt::format(" --tp {}", tp);
+    std::string asked = fmt::format("--stages {}", opts.stages);
+    if (opts.dp > 1)
+      asked += fmt::format(" --dp {}", opts.dp);
+    if (opts.tp > 1)
+      asked += fmt::format(" --tp {}", opts.tp);
     if (ps > 0)
       asked += fmt::format(" --ps {}", ps);
     throw runtime::input_error(fmt::format("{} needs {} devices, the cluster has {}", asked,
                                            workers + ps, available.size()));
   }
-  // Parameter servers prefer the nodes of the cluster spec's "ps" job (and
-  // CPU devices); workers the others.
-  // (Nodes joined from a cluster spec are named "<job>-<index>": "ps-0".)
   auto is_ps_node = [](const device_slot& d) {
     return d.node.rfind("ps-", 0) == 0 || d.node.rfind("ps:", 0) == 0;
   };
@@ -177,9 +179,16 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
     p.ps_shards.push_back({static_cast<int>(i), p.devices.size()});
     p.devices.push_back(ps_order[i]);
   }
-  const int chunks = stages * virtual_stages;
-  std::vector<models::layer_range> ranges;
+}
+
+/// The layer ranges of the stages x virtual stages chunks (global virtual
+/// stage order): --split as given, or balanced by FLOPs or measured cost,
+/// faster devices taking more when every stage device was measured. Sets
+/// p.partition and p.layer_costs.
+std::vector<models::layer_range> chunk_ranges(plan& p, const train_options& opts) {
+  const int chunks = opts.stages * opts.virtual_stages;
   if (!opts.split.empty()) {
+    std::vector<models::layer_range> ranges;
     std::size_t begin = 0;
     for (int n : opts.split) {
       ranges.push_back({begin, begin + static_cast<std::size_t>(n)});
@@ -193,49 +202,58 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
     }
     p.partition = "explicit";
     p.layer_costs = models::layer_flops(p.model);
-  } else {
-    if (opts.partition == "measured") {
-      const auto microbatch =
-          std::max<std::int64_t>(1, opts.batch / (std::int64_t{replicas} * opts.microbatches));
-      p.layer_costs = models::measure_layer_costs(p.model, microbatch, opts.seed);
-    } else {
-      p.layer_costs = models::layer_flops(p.model);
-    }
-    p.partition = opts.partition;
-    // Faster devices take more (only when every stage device was measured;
-    // with virtual stages a device holds several chunks, so speeds stay equal).
-    std::vector<double> speeds;
-    if (opts.partition == "measured" && virtual_stages == 1) {
-      for (int s = 0; s < stages; ++s)
-        speeds.push_back(p.devices[static_cast<std::size_t>(s * tp)].gflops);
-      if (std::any_of(speeds.begin(), speeds.end(), [](double g) { return !(g > 0); }))
-        speeds.clear();
-    }
-    ranges = tp > 1 ? partition_keeping_pairs(p.model, p.layer_costs, chunks, speeds)
-                    : models::partition_balanced(p.layer_costs, chunks, speeds);
+    return ranges;
   }
-  for (int r = 0; r < replicas; ++r)
-    for (int s = 0; s < stages; ++s)
-      for (int t = 0; t < tp; ++t) {
-        stage_slot slot{s, {}, static_cast<std::size_t>((r * stages + s) * tp + t), r, t};
-        for (int v = 0; v < virtual_stages; ++v)
-          slot.chunks.push_back(ranges[static_cast<std::size_t>(v * stages + s)]);
-        p.stages.push_back(std::move(slot));
-      }
-  p.replicas = replicas;
-  p.tp = tp;
-  if (ps > 0) {
+  if (opts.partition == "measured") {
+    const auto microbatch =
+        std::max<std::int64_t>(1, opts.batch / (std::int64_t{opts.dp} * opts.microbatches));
+    p.layer_costs = models::measure_layer_costs(p.model, microbatch, opts.seed);
+  } else {
+    p.layer_costs = models::layer_flops(p.model);
+  }
+  p.partition = opts.partition;
+  // With virtual stages a device holds several chunks, so speeds stay equal.
+  std::vector<double> speeds;
+  if (opts.partition == "measured" && opts.virtual_stages == 1) {
+    for (int s = 0; s < opts.stages; ++s)
+      speeds.push_back(p.devices[p.grid().index({0, s, 0})].gflops);
+    if (std::any_of(speeds.begin(), speeds.end(), [](double g) { return !(g > 0); }))
+      speeds.clear();
+  }
+  return opts.tp > 1 ? partition_keeping_pairs(p.model, p.layer_costs, chunks, speeds)
+                     : models::partition_balanced(p.layer_costs, chunks, speeds);
+}
+
+} // namespace
+
+plan make_plan(const train_options& opts, const std::vector<device_slot>& available) {
+  plan p;
+  p.model = checked_model(opts);
+  p.replicas = opts.dp;
+  p.tp = opts.tp;
+  const slot_grid grid{opts.dp, opts.stages, opts.tp};
+  place_devices(p, opts, grid.size(), available);
+  p.stages.resize(grid.size()); // depth() and grid() hold from here on
+  const auto ranges = chunk_ranges(p, opts);
+  for (std::size_t i = 0; i < grid.size(); ++i) {
+    const auto id = grid.at(i);
+    stage_slot slot{id.stage, {}, i, id.replica, id.tp_rank};
+    for (int v = 0; v < opts.virtual_stages; ++v)
+      slot.chunks.push_back(ranges[static_cast<std::size_t>(v * opts.stages + id.stage)]);
+    p.stages[i] = std::move(slot);
+  }
+  if (opts.ps > 0) {
     // Parameters of every stage, in model order, spread over the shards.
     std::vector<ps_param_info> params;
-    for (int s = 0; s < stages; ++s)
+    for (int s = 0; s < opts.stages; ++s)
       for (const auto& info : stage_parameters(p.model, p.slot(0, s).chunks))
         params.push_back({info.first, s, info.second});
-    p.ps_layout = assign_parameters(params, static_cast<int>(ps), opts.ps_split_bytes);
+    p.ps_layout = assign_parameters(params, opts.ps, opts.ps_split_bytes);
     p.ps_mode = opts.ps_mode;
     p.staleness = opts.staleness;
   }
   p.batch_shares = opts.batch_shares.empty()
-                       ? std::vector<double>(static_cast<std::size_t>(replicas), 1.0)
+                       ? std::vector<double>(static_cast<std::size_t>(opts.dp), 1.0)
                        : opts.batch_shares;
   double total = 0;
   for (double w : p.batch_shares)
@@ -244,7 +262,7 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
     w /= total;
   p.microbatches = opts.microbatches;
   p.schedule = opts.schedule;
-  p.virtual_stages = virtual_stages;
+  p.virtual_stages = opts.virtual_stages;
   return p;
 }
 

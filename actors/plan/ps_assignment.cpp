@@ -341,72 +341,85 @@ void scatter_pieces(std::span<const ps_piece> pieces, const tensor& flat,
 
 // ------------------------------------------------------- gather and resume
 
+namespace {
+
+/// A full tensor being merged from pieces ("<param>" or "<param>.<kind>"),
+/// with the elements its pieces filled so far.
+struct merged_tensor {
+  const ps_param_info* param = nullptr;
+  std::string kind;
+  tensor value;
+  std::int64_t filled = 0;
+};
+
+/// Copies shard s's answer into the full tensors of `out`, checking that
+/// every name is a piece of that shard (or a piece's state kind), sent once,
+/// with the piece's length.
+void merge_shard_part(std::map<std::string, merged_tensor>& out, const ps_assignment& a,
+                      const std::map<std::string, std::size_t>& order, int s,
+                      const runtime::named_tensors& part,
+                      const std::map<std::string, runtime::shape_t>& shapes) {
+  if (part.names.size() != part.tensors.size())
+    throw input_error("merging ps pieces: shard " + std::to_string(s) + " sent " +
+                      std::to_string(part.names.size()) + " names for " +
+                      std::to_string(part.tensors.size()) + " tensors");
+  std::map<std::string, const ps_piece*> by_name;
+  for (const auto& p : a.pieces)
+    if (p.shard == s)
+      by_name.emplace(p.name(), &p);
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < part.names.size(); ++i) {
+    const auto& name = part.names[i];
+    const auto& t = part.tensors[i];
+    auto what = "merging ps pieces: '" + name + "' from shard " + std::to_string(s);
+    std::string kind;
+    const ps_piece* piece = find_piece(by_name, name);
+    if (piece == nullptr) {
+      auto [prefix, k] = split_kind(name);
+      piece = k.empty() ? nullptr : find_piece(by_name, prefix);
+      kind = k;
+    }
+    if (piece == nullptr)
+      throw input_error(what + " names no piece of that shard");
+    if (!seen.insert(name).second)
+      throw input_error(what + " appears twice");
+    if (!t.defined() || t.type() != runtime::dtype::f32 || t.numel() != piece->length)
+      throw input_error(what + " must be f32 with " + std::to_string(piece->length) +
+                        " elements");
+    const auto& info = a.params[order.at(piece->param)];
+    auto key = kind.empty() ? info.name : info.name + "." + kind;
+    auto& f = out[key];
+    if (!f.value.defined()) {
+      auto shape =
+          shapes.count(info.name) != 0 ? shapes.at(info.name) : runtime::shape_t{info.numel};
+      if (runtime::shape_numel(shape) != info.numel)
+        throw input_error("merging ps pieces: shape " + runtime::to_string(shape) + " of '" +
+                          info.name + "' does not hold its " + std::to_string(info.numel) +
+                          " elements");
+      f.param = &info;
+      f.kind = kind;
+      f.value = tensor::empty(runtime::dtype::f32, std::move(shape));
+    }
+    if (piece->length > 0)
+      copy_elements(f.value.mutable_data<float>() + piece->offset, t, 0, piece->length);
+    f.filled += piece->length;
+  }
+}
+
+} // namespace
+
 runtime::named_tensors merge_pieces(const ps_assignment& a,
                                     std::span<const runtime::named_tensors> parts,
                                     const std::map<std::string, runtime::shape_t>& shapes) {
   if (static_cast<int>(parts.size()) != a.shards)
     throw input_error("merging ps pieces: " + std::to_string(parts.size()) + " answers from " +
                       std::to_string(a.shards) + " shards");
-  // Full tensors by output name ("<param>" or "<param>.<kind>"), each with
-  // the elements its pieces filled so far.
-  struct full {
-    const ps_param_info* param = nullptr;
-    std::string kind;
-    tensor value;
-    std::int64_t filled = 0;
-  };
-  std::map<std::string, full> out;
+  std::map<std::string, merged_tensor> out;
   auto order = param_order(a);
-  for (int s = 0; s < a.shards; ++s) {
-    const auto& part = parts[static_cast<std::size_t>(s)];
-    if (part.names.size() != part.tensors.size())
-      throw input_error("merging ps pieces: shard " + std::to_string(s) + " sent " +
-                        std::to_string(part.names.size()) + " names for " +
-                        std::to_string(part.tensors.size()) + " tensors");
-    std::map<std::string, const ps_piece*> by_name;
-    for (const auto& p : a.pieces)
-      if (p.shard == s)
-        by_name.emplace(p.name(), &p);
-    std::set<std::string> seen;
-    for (std::size_t i = 0; i < part.names.size(); ++i) {
-      const auto& name = part.names[i];
-      const auto& t = part.tensors[i];
-      auto what = "merging ps pieces: '" + name + "' from shard " + std::to_string(s);
-      std::string kind;
-      const ps_piece* piece = find_piece(by_name, name);
-      if (piece == nullptr) {
-        auto [prefix, k] = split_kind(name);
-        piece = k.empty() ? nullptr : find_piece(by_name, prefix);
-        kind = k;
-      }
-      if (piece == nullptr)
-        throw input_error(what + " names no piece of that shard");
-      if (!seen.insert(name).second)
-        throw input_error(what + " appears twice");
-      if (!t.defined() || t.type() != runtime::dtype::f32 || t.numel() != piece->length)
-        throw input_error(what + " must be f32 with " + std::to_string(piece->length) +
-                          " elements");
-      const auto& info = a.params[order.at(piece->param)];
-      auto key = kind.empty() ? info.name : info.name + "." + kind;
-      auto& f = out[key];
-      if (!f.value.defined()) {
-        auto shape =
-            shapes.count(info.name) != 0 ? shapes.at(info.name) : runtime::shape_t{info.numel};
-        if (runtime::shape_numel(shape) != info.numel)
-          throw input_error("merging ps pieces: shape " + runtime::to_string(shape) + " of '" +
-                            info.name + "' does not hold its " + std::to_string(info.numel) +
-                            " elements");
-        f.param = &info;
-        f.kind = kind;
-        f.value = tensor::empty(runtime::dtype::f32, std::move(shape));
-      }
-      if (piece->length > 0)
-        copy_elements(f.value.mutable_data<float>() + piece->offset, t, 0, piece->length);
-      f.filled += piece->length;
-    }
-  }
+  for (int s = 0; s < a.shards; ++s)
+    merge_shard_part(out, a, order, s, parts[static_cast<std::size_t>(s)], shapes);
   // Complete tensors only, in model order (then by state kind).
-  std::vector<const full*> done;
+  std::vector<const merged_tensor*> done;
   for (const auto& [key, f] : out) {
     if (f.filled != f.param->numel)
       throw input_error("merging ps pieces: '" + key + "' has " + std::to_string(f.filled) +
@@ -416,12 +429,12 @@ runtime::named_tensors merge_pieces(const ps_assignment& a,
   }
   // Parameter values are complete only with every parameter; optimizer state
   // may lack parameters that have none (SGD without momentum, no update yet).
-  const bool values =
-      std::any_of(done.begin(), done.end(), [](const full* f) { return f->kind.empty(); });
+  const bool values = std::any_of(done.begin(), done.end(),
+                                  [](const merged_tensor* f) { return f->kind.empty(); });
   for (const auto& info : a.params)
     if (values && out.count(info.name) == 0)
       throw input_error("merging ps pieces: no piece of parameter '" + info.name + "'");
-  std::sort(done.begin(), done.end(), [&](const full* x, const full* y) {
+  std::sort(done.begin(), done.end(), [&](const merged_tensor* x, const merged_tensor* y) {
     return std::make_pair(order.at(x->param->name), x->kind) <
            std::make_pair(order.at(y->param->name), y->kind);
   });
