@@ -538,7 +538,7 @@ std::string launch(supervisor_actor* self) {
     c.clip_norm = job.opts.clip_norm;
     if (use_ps) {
       c.ps_layout = topology.ps_layout;
-      c.ps = parse_ps_mode(topology.ps_mode);
+      c.ps = topology.ps_mode;
     }
     std::string who = "stage " + std::to_string(s.stage);
     if (topology.replicas > 1)
@@ -590,7 +590,7 @@ std::string launch(supervisor_actor* self) {
     c.shard = slot.shard;
     c.assignment = topology.ps_layout;
     c.workers = topology.replicas;
-    c.mode = parse_ps_mode(topology.ps_mode);
+    c.mode = topology.ps_mode;
     c.staleness = topology.staleness;
     if (resume) // the workers' first push is of the step the checkpoint stopped at
       c.first_step = resume->trainer_state.value("global_step", std::int64_t{0});

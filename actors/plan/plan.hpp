@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/plan/ps_assignment.hpp"
+#include "actors/plan/ps_mode.hpp"
 #include "actors/plan/schedule.hpp"
 #include "actors/plan/slot.hpp"
 #include "actors/plan/train_options.hpp"
@@ -67,7 +68,7 @@ struct plan {
   /// the shards, how the parameters are spread over them, and the mode.
   std::vector<ps_slot> ps_shards;
   ps_assignment ps_layout;
-  std::string ps_mode = "sync";
+  actors::ps_mode ps_mode = actors::ps_mode::sync;
   int staleness = 0;
   /// Each replica's share of the global batch (weights summing to 1).
   std::vector<double> batch_shares{1.0};

@@ -149,12 +149,15 @@ void parse_ps(const json& j, plan& p,
                      runtime::to_string(p.devices[d].where));
     p.ps_shards.push_back({static_cast<int>(i), d});
   }
-  p.ps_mode = get_string(j, "mode", "ps");
-  if (p.ps_mode != "sync" && p.ps_mode != "async" && p.ps_mode != "ssp")
-    bad("ps.mode", "must be sync, async or ssp, got '" + p.ps_mode + "'");
+  const auto mode = get_string(j, "mode", "ps");
+  if (auto m = try_parse_ps_mode(mode))
+    p.ps_mode = *m;
+  else
+    bad("ps.mode", "must be sync, async or ssp, got '" + mode + "'");
   p.staleness = static_cast<int>(get_int(j, "staleness", "ps", 0, 1000000));
-  if (p.staleness != 0 && p.ps_mode != "ssp")
-    bad("ps.staleness", fmt::format("{} needs mode ssp, not {}", p.staleness, p.ps_mode));
+  if (p.staleness != 0 && p.ps_mode != ps_mode::ssp)
+    bad("ps.staleness",
+        fmt::format("{} needs mode ssp, not {}", p.staleness, to_string(p.ps_mode)));
   if (p.tp > 1)
     bad("ps", "parameter servers with tp > 1 are not supported");
   try {
@@ -244,7 +247,7 @@ json to_json(const plan& p, const memory_assumptions& a) {
                         {"device", p.devices.at(s.device).name},
                         {"node", p.devices.at(s.device).node}});
     ps = {{"shards", shards},
-          {"mode", p.ps_mode},
+          {"mode", std::string{to_string(p.ps_mode)}},
           {"staleness", p.staleness},
           {"layout", to_json(p.ps_layout)}};
   }
@@ -509,8 +512,8 @@ std::string describe(const plan& p, const memory_assumptions& a) {
       }
   }
   if (!p.ps_shards.empty()) {
-    r += fmt::format("parameter servers ({}", p.ps_mode);
-    if (p.ps_mode == "ssp")
+    r += fmt::format("parameter servers ({}", to_string(p.ps_mode));
+    if (p.ps_mode == ps_mode::ssp)
       r += fmt::format(", staleness {}", p.staleness);
     r += fmt::format("; the {} replica(s) push gradients and pull parameters):\n", p.replicas);
     const auto bytes = p.ps_layout.bytes_per_shard();

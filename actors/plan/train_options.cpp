@@ -63,21 +63,19 @@ void train_options::validate() const {
   require(check_replicas >= 0, "--check-replicas must be >= 0 (0: never)");
   require(tp >= 1 && tp <= 64, "--tp must be in [1, 64], got " + std::to_string(tp));
   require(ps >= 0 && ps <= 256, "--ps must be in [0, 256], got " + std::to_string(ps));
-  require(ps_mode == "sync" || ps_mode == "async" || ps_mode == "ssp",
-          "--ps-mode must be sync, async or ssp, got '" + ps_mode + "'");
   require(staleness >= 0 && staleness <= 1000000,
           "--staleness must be >= 0, got " + std::to_string(staleness));
-  require(staleness == 0 || ps_mode == "ssp", "--staleness needs --ps-mode ssp");
+  require(staleness == 0 || ps_mode == ps_mode::ssp, "--staleness needs --ps-mode ssp");
   require(ps_split_bytes >= 4, "--ps-split-bytes must be >= 4");
   if (ps > 0) {
     require(tp == 1, "--ps with --tp is not supported: tensor-parallel slices would need "
                      "per-slice parameter-server assignments");
     require(clip_norm == 0, "--clip-norm is not supported with --ps: the parameter servers "
                             "apply the updates and do not clip");
-    require(check_replicas == 0 || ps_mode == "sync",
+    require(check_replicas == 0 || ps_mode == ps_mode::sync,
             "--check-replicas needs --ps-mode sync (async workers differ by design)");
   } else {
-    require(ps_mode == "sync", "--ps-mode needs --ps S");
+    require(ps_mode == ps_mode::sync, "--ps-mode needs --ps S");
   }
   require(plan.is_null() || plan.is_object(), "--plan: a plan must be a JSON object");
   require(batch >= dp, "--batch " + std::to_string(batch) + " is smaller than --dp " +
@@ -172,7 +170,7 @@ nlohmann::json to_json(const train_options& o) {
           {"check_replicas", o.check_replicas},
           {"tp", o.tp},
           {"ps", o.ps},
-          {"ps_mode", o.ps_mode},
+          {"ps_mode", std::string{to_string(o.ps_mode)}},
           {"staleness", o.staleness},
           {"ps_split_bytes", o.ps_split_bytes},
           {"plan", o.plan},
@@ -251,7 +249,7 @@ train_options train_options_from_json(const nlohmann::json& j) {
       else if (k == "ps")
         o.ps = v.get<int>();
       else if (k == "ps_mode")
-        o.ps_mode = v.get<std::string>();
+        o.ps_mode = parse_ps_mode(v.get<std::string>());
       else if (k == "staleness")
         o.staleness = v.get<int>();
       else if (k == "ps_split_bytes")

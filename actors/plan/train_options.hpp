@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/plan/ps_mode.hpp"
 #include "actors/plan/schedule.hpp"
 
 namespace troupe::actors {
@@ -76,7 +77,7 @@ struct train_options {
   /// data parallelism), "async" (each push applied on arrival) or "ssp"
   /// (async, but no worker runs more than `staleness` steps ahead of the
   /// slowest).
-  std::string ps_mode = "sync";
+  actors::ps_mode ps_mode = actors::ps_mode::sync;
   int staleness = 0;
   /// Parameters larger than this many bytes are split across all ps shards;
   /// smaller ones go whole to the least loaded shard.

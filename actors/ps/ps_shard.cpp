@@ -17,8 +17,8 @@
 #include "models/train/optimizer.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/messages.hpp"
-#include "runtime/telemetry/trace_recorder.hpp"
 #include "runtime/net/transport/courier.hpp"
+#include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors {
 
@@ -614,28 +614,6 @@ std::vector<stage_data> build_stages(const ps_shard_config& c) {
 }
 
 } // namespace
-
-std::string_view to_string(ps_mode m) {
-  switch (m) {
-  case ps_mode::sync:
-    return "sync";
-  case ps_mode::async:
-    return "async";
-  case ps_mode::ssp:
-    return "ssp";
-  }
-  return "unknown";
-}
-
-ps_mode parse_ps_mode(std::string_view s) {
-  if (s == "sync")
-    return ps_mode::sync;
-  if (s == "async")
-    return ps_mode::async;
-  if (s == "ssp")
-    return ps_mode::ssp;
-  throw input_error("ps mode must be sync, async or ssp, got '" + std::string{s} + "'");
-}
 
 std::int64_t ps_trace_tid(int shard) {
   return 1'000'000 + shard;

@@ -61,6 +61,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/plan/ps_assignment.hpp"
+#include "actors/plan/ps_mode.hpp"
 #include "models/layers/model_spec.hpp"
 
 namespace troupe::runtime::transport {
@@ -68,16 +69,6 @@ class courier;
 }
 
 namespace troupe::actors {
-
-/// sync: one update per step from all workers' summed gradients (BSP).
-/// async: one update per push, nobody waits for anyone (Hogwild-style).
-/// ssp: async, but no worker runs more than K steps ahead of the slowest
-/// (stale synchronous parallel).
-enum class ps_mode { sync, async, ssp };
-
-std::string_view to_string(ps_mode m);
-/// "sync", "async" or "ssp"; throws runtime::input_error otherwise.
-ps_mode parse_ps_mode(std::string_view s);
 
 struct ps_shard_config {
   int shard = 0;

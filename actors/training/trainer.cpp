@@ -217,7 +217,7 @@ void fail(trainer_actor* self, const std::string& what) {
 /// ahead of a slow one as far as the ps shards let it; the trainer only holds
 /// them at the epoch's end.
 bool independent_workers(const trainer_state& st) {
-  return !st.cfg.ps_shards.empty() && st.cfg.topology.ps_mode != "sync";
+  return !st.cfg.ps_shards.empty() && st.cfg.topology.ps_mode != ps_mode::sync;
 }
 
 /// Index into cfg.stages of tensor-parallel rank t of stage k of replica r.
@@ -712,7 +712,7 @@ void run_worker(trainer_actor* self, int replica) {
       std::min(st.total_steps, (st.step / st.steps_per_epoch + 1) * st.steps_per_epoch);
   if (w.running)
     return;
-  if (st.cfg.topology.ps_mode == "ssp") {
+  if (st.cfg.topology.ps_mode == ps_mode::ssp) {
     if (w.next >= epoch_end)
       return;
     w.part = w.next * st.replicas + replica;
@@ -1059,7 +1059,7 @@ nlohmann::json make_report(const trainer_state& st) {
       // Parameter servers: per shard its counters (max_gap: the largest
       // staleness it saw serving a pull; ssp keeps it <= staleness).
       {"ps", st.ps_report},
-      {"ps_mode", st.cfg.ps_shards.empty() ? "" : st.cfg.topology.ps_mode},
+      {"ps_mode", st.cfg.ps_shards.empty() ? "" : std::string{to_string(st.cfg.topology.ps_mode)}},
       // --check-replicas: steps after which every replica's parameters were
       // found bitwise identical.
       {"replica_checks", st.replica_checks},

@@ -798,7 +798,7 @@ void run_train(caf::actor_system& sys, const ps_flags& f, train_config& c) {
   o.dp = f.workers;
   o.ps = c.ps;
   if (c.ps > 0) {
-    o.ps_mode = c.mode;
+    o.ps_mode = actors::parse_ps_mode(c.mode);
     o.staleness = c.staleness;
   }
   if (c.slow) {

@@ -118,7 +118,7 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
       ->capture_default_str();
   cmd->add_option("--workers", f.workers, "with --ps: the number of workers (the same as --dp)")
       ->check(CLI::Range(1, 1024));
-  cmd->add_option("--ps-mode", o.ps_mode,
+  cmd->add_option("--ps-mode", f.ps_mode,
                   "sync (every step waits for all workers: equals data parallelism) | async "
                   "(each push applied on arrival) | ssp (async, at most --staleness steps ahead "
                   "of the slowest worker)")
@@ -187,6 +187,7 @@ nlohmann::json read_plan_file(const std::string& file) {
 
 void finish_training_flags(training_flags& f) {
   f.opts.schedule = actors::parse_schedule_kind(f.schedule);
+  f.opts.ps_mode = actors::parse_ps_mode(f.ps_mode);
   f.opts.evaluate = !f.no_eval;
   f.opts.progress = !f.no_progress;
   f.opts.bucket_bytes = static_cast<std::int64_t>(f.bucket_mb * 1024.0 * 1024.0);

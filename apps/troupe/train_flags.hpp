@@ -8,11 +8,12 @@
 
 namespace troupe::apps {
 
-/// Flags of `troupe train`, also used by `troupe bench train`. `schedule` is
-/// filled as text and parsed by finish_training_flags.
+/// Flags of `troupe train`, also used by `troupe bench train`. `schedule` and
+/// `ps_mode` are filled as text and parsed by finish_training_flags.
 struct training_flags {
   actors::train_options opts;
   std::string schedule = "gpipe";
+  std::string ps_mode = "sync";
   bool no_eval = false;
   bool no_progress = false;
   double bucket_mb = 25.0;  ///< --bucket-mb, into opts.bucket_bytes

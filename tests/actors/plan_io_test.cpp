@@ -47,7 +47,7 @@ std::vector<actors::train_options> topologies() {
   r.push_back(all);
   auto ps = options(1, 2, 1, 2);
   ps.ps_split_bytes = 4096; // split the big weights across both shards
-  ps.ps_mode = "ssp";
+  ps.ps_mode = actors::ps_mode::ssp;
   ps.staleness = 2;
   r.push_back(ps);
   auto interleaved = options(2);
@@ -114,7 +114,7 @@ BOOST_AUTO_TEST_CASE(plans_round_trip_exactly) {
       BOOST_TEST(back.batch_shares == p.batch_shares);
       BOOST_TEST(back.partition == p.partition);
       BOOST_TEST((back.ps_layout == p.ps_layout));
-      BOOST_TEST(back.ps_mode == p.ps_mode);
+      BOOST_TEST((back.ps_mode == p.ps_mode));
       BOOST_TEST(back.staleness == p.staleness);
       BOOST_TEST_REQUIRE(back.stages.size() == p.stages.size());
       for (std::size_t i = 0; i < p.stages.size(); ++i) {
@@ -271,7 +271,7 @@ BOOST_AUTO_TEST_CASE(describe_lists_slots_groups_and_memory) {
   BOOST_TEST(single.find("groups") == std::string::npos, single);
 
   auto ps = options(1, 2, 1, 2);
-  ps.ps_mode = "ssp";
+  ps.ps_mode = actors::ps_mode::ssp;
   ps.staleness = 1;
   auto ps_text = actors::describe(make(ps));
   BOOST_TEST(ps_text.find("parameter servers (ssp, staleness 1") != std::string::npos, ps_text);

@@ -101,8 +101,8 @@ BOOST_AUTO_TEST_CASE(async_and_ssp_learn_mnist) {
   o.threads = 2;
   for (const char* mode : {"async", "ssp"}) {
     auto p = o;
-    p.ps_mode = mode;
-    p.staleness = p.ps_mode == "ssp" ? 2 : 0;
+    p.ps_mode = actors::parse_ps_mode(mode);
+    p.staleness = p.ps_mode == actors::ps_mode::ssp ? 2 : 0;
     const auto t0 = std::chrono::steady_clock::now();
     auto run = train(p);
     const double accuracy = run.report.at("test_accuracy").get<double>();
@@ -111,7 +111,7 @@ BOOST_AUTO_TEST_CASE(async_and_ssp_learn_mnist) {
              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
              << " s");
     BOOST_TEST(accuracy >= 0.97);
-    if (p.ps_mode == "ssp")
+    if (p.ps_mode == actors::ps_mode::ssp)
       BOOST_TEST(max_gap(run.report) <= 2);
   }
 }
@@ -129,12 +129,12 @@ BOOST_AUTO_TEST_CASE(ssp_bound_holds_with_a_slow_worker) {
   o.slow_stage = 0;
   o.slow_replica = 1;
   o.slow_factor = 4.0;
-  o.ps_mode = "ssp";
+  o.ps_mode = actors::ps_mode::ssp;
   o.staleness = 2;
   auto ssp = train(o);
   BOOST_TEST_MESSAGE("ssp K=2: largest observed gap " << max_gap(ssp.report));
   BOOST_TEST(max_gap(ssp.report) == 2);
-  o.ps_mode = "async";
+  o.ps_mode = actors::ps_mode::async;
   o.staleness = 0;
   auto async = train(o);
   BOOST_TEST_MESSAGE("async: largest observed gap " << max_gap(async.report));
@@ -149,8 +149,8 @@ BOOST_AUTO_TEST_CASE(dying_shard_or_worker_fails_the_job_quickly) {
     for (const char* mode : {"sync", "ssp"}) {
       auto p = o;
       p.fault = fault;
-      p.ps_mode = mode;
-      p.staleness = p.ps_mode == "ssp" ? 1 : 0;
+      p.ps_mode = actors::parse_ps_mode(mode);
+      p.staleness = p.ps_mode == actors::ps_mode::ssp ? 1 : 0;
       const auto t0 = std::chrono::steady_clock::now();
       try {
         train(p);
@@ -199,7 +199,7 @@ BOOST_AUTO_TEST_CASE(checkpoints_round_trip_through_the_parameter_servers) {
   // An async run checkpoints and resumes too (its result is not
   // deterministic, only that it carries on).
   auto async = first;
-  async.ps_mode = "async";
+  async.ps_mode = actors::ps_mode::async;
   fs::remove_all(dir);
   train(async);
   async.max_steps = 20;
@@ -218,13 +218,17 @@ BOOST_AUTO_TEST_CASE(unsupported_combinations_are_refused) {
   o.clip_norm = 1.0;
   BOOST_CHECK_THROW(o.validate(), runtime::input_error);
   o.clip_norm = 0;
-  o.ps_mode = "bogus";
-  BOOST_CHECK_THROW(o.validate(), runtime::input_error);
-  o.ps_mode = "sync";
+  // A mode is parsed where text comes in (flags, JSON): an unknown one is an
+  // input error there.
+  BOOST_CHECK_THROW(actors::parse_ps_mode("bogus"), runtime::input_error);
+  auto j = actors::to_json(o);
+  j["ps_mode"] = "bogus";
+  BOOST_CHECK_THROW(actors::train_options_from_json(j), runtime::input_error);
+  o.ps_mode = actors::ps_mode::sync;
   o.staleness = 2; // needs ssp
   BOOST_CHECK_THROW(o.validate(), runtime::input_error);
   o.staleness = 0;
   o.ps = 0;
-  o.ps_mode = "async"; // needs --ps
+  o.ps_mode = actors::ps_mode::async; // needs --ps
   BOOST_CHECK_THROW(o.validate(), runtime::input_error);
 }

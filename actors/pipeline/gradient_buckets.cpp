@@ -1,0 +1,146 @@
+#include "actors/pipeline/gradient_buckets.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include <caf/send.hpp>
+
+#include "models/layers/init.hpp"
+#include "runtime/error.hpp"
+
+namespace troupe::actors {
+
+std::int64_t allreduce_op_id(std::int64_t step, std::size_t bucket) {
+  return step * static_cast<std::int64_t>(max_gradient_buckets) + static_cast<std::int64_t>(bucket);
+}
+
+std::int64_t broadcast_op_id(std::int64_t n) {
+  return -n;
+}
+
+runtime::tensor flatten(const grad_bucket& b) {
+  auto fresh = [](const models::parameter* p) { return p->grad_fresh || !p->grad.defined(); };
+  if (b.params.size() == 1 && !fresh(b.params[0]))
+    return b.params[0]->grad;
+  auto out = runtime::tensor::empty(runtime::dtype::f32, {b.numel});
+  float* dst = out.mutable_data<float>();
+  for (const auto* p : b.params) {
+    const auto n = p->value.numel();
+    if (fresh(p))
+      std::fill_n(dst, n, 0.0f);
+    else
+      std::copy_n(p->grad.data<float>(), n, dst);
+    dst += n;
+  }
+  return out;
+}
+
+void unflatten(const grad_bucket& b, const runtime::tensor& sum) {
+  if (sum.numel() != b.numel)
+    throw std::logic_error("all-reduce of a gradient bucket returned " +
+                           std::to_string(sum.numel()) + " values, expected " +
+                           std::to_string(b.numel));
+  const float* src = sum.data<float>();
+  for (auto* p : b.params) {
+    const auto n = p->value.numel();
+    if (b.params.size() == 1 && sum.shape() == p->value.shape()) {
+      p->grad = sum;
+    } else {
+      models::prepare_grad(*p);
+      std::copy_n(src, n, p->grad.mutable_data<float>());
+    }
+    p->grad_fresh = false;
+    src += n;
+  }
+}
+
+void gradient_buckets::cut(std::vector<models::sequential>& chunks, std::int64_t bytes) {
+  buckets.clear();
+  at.assign(chunks.size(), {});
+  for (std::size_t v = 0; v < chunks.size(); ++v) {
+    auto& chunk = chunks[v];
+    at[v].assign(chunk.size(), {});
+    grad_bucket open;
+    open.chunk = v;
+    auto close = [&] {
+      if (open.params.empty())
+        return;
+      at[v][open.ready_layer].push_back(buckets.size());
+      buckets.push_back(std::move(open));
+      open = grad_bucket{};
+      open.chunk = v;
+    };
+    for (std::size_t l = chunk.size(); l-- > 0;) {
+      for (auto& p : chunk.at(l).parameters()) {
+        open.params.push_back(&p);
+        open.numel += p.value.numel();
+        open.ready_layer = l;
+      }
+      if (bytes > 0 && open.numel * 4 >= bytes)
+        close();
+    }
+    close();
+  }
+  if (buckets.size() > max_gradient_buckets)
+    throw runtime::input_error(std::to_string(buckets.size()) +
+                               " gradient buckets (at most 65536): raise --bucket-mb");
+  launched.assign(buckets.size(), false);
+}
+
+void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, std::size_t chunk,
+                              std::optional<std::size_t> layer, runtime::trace_recorder& trace) {
+  auto send = [&](std::size_t b) {
+    if (launched[b])
+      return;
+    launched[b] = true;
+    caf::anon_send(shard, bucket_ready{step, b, flatten(buckets[b])});
+    if (trace.enabled())
+      trace.instant("bucket ready", "comm", std::chrono::steady_clock::now(),
+                    {{"step", step}, {"bucket", static_cast<std::int64_t>(b)}});
+  };
+  if (layer) {
+    for (auto b : at[chunk][*layer])
+      send(b);
+  } else {
+    for (std::size_t b = 0; b < buckets.size(); ++b)
+      send(b);
+  }
+}
+
+void gradient_buckets::put_back(const std::vector<runtime::tensor>& sums) const {
+  for (std::size_t b = 0; b < sums.size(); ++b)
+    unflatten(buckets[b], sums[b]);
+}
+
+void allreduce_progress::begin_step(std::size_t buckets) {
+  reduced.assign(buckets, runtime::tensor{});
+  expected = buckets;
+  done = 0;
+  flush_requested = false;
+  first_launch.reset();
+  launched_at.clear();
+}
+
+void allreduce_progress::launched(std::size_t bucket, std::chrono::steady_clock::time_point now) {
+  if (!first_launch)
+    first_launch = now;
+  launched_at[bucket] = now;
+}
+
+std::optional<double> allreduce_progress::arrived(std::size_t bucket, runtime::tensor sum,
+                                                  std::chrono::steady_clock::time_point now) {
+  reduced[bucket] = std::move(sum);
+  if (++done != expected)
+    return std::nullopt;
+  return std::chrono::duration<double>(now - *first_launch).count();
+}
+
+std::vector<runtime::tensor> allreduce_progress::take() {
+  auto r = std::move(reduced);
+  reduced.clear();
+  return r;
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,109 @@
+#pragma once
+
+// Data parallelism's gradient buckets: cutting a shard's parameters into
+// buckets, handing each to the shard once backward completed it, the op ids
+// its collectives run under, and the shard's count of returned sums.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "models/layers/sequential.hpp"
+#include "runtime/telemetry/trace_recorder.hpp"
+#include "runtime/tensor.hpp"
+
+namespace troupe::actors {
+
+/// At most this many buckets per shard: allreduce_op_id packs the bucket
+/// into the low 16 bits.
+inline constexpr std::size_t max_gradient_buckets = 65536;
+
+/// The collective op id of bucket `bucket`'s all-reduce in step `step`:
+/// step * 65536 + bucket. Every replica of a stage derives the same id for
+/// the same bucket, which is how the collective group pairs their requests;
+/// ids stay positive and grow with the step.
+std::int64_t allreduce_op_id(std::int64_t step, std::size_t bucket);
+
+/// The op id of a shard's n-th parameter broadcast (n >= 1): -n, clear of
+/// every all-reduce id.
+std::int64_t broadcast_op_id(std::int64_t n);
+
+/// Parameters whose gradients are all-reduced together, flattened in this
+/// order. Complete once the step's last backward through its chunk has
+/// passed layer `ready_layer` (the lowest layer it covers).
+struct grad_bucket {
+  std::vector<models::parameter*> params;
+  std::int64_t numel = 0;
+  std::size_t chunk = 0;
+  std::size_t ready_layer = 0; ///< local layer index within the chunk
+};
+
+/// The device thread flattened a bucket whose backward is complete; the
+/// shard starts its all-reduce.
+struct bucket_ready {
+  std::int64_t step = 0;
+  std::size_t bucket = 0;
+  runtime::tensor data;
+};
+
+/// A bucket's gradients as one f32 tensor (zeros for a parameter that got no
+/// gradient this step: a replica without samples). A bucket of one
+/// parameter hands over the gradient itself (no copy).
+runtime::tensor flatten(const grad_bucket& b);
+
+/// Puts a bucket's all-reduced sum back into its parameters' gradients.
+void unflatten(const grad_bucket& b, const runtime::tensor& sum);
+
+/// A shard's buckets, on the device side (the compute state holds them).
+struct gradient_buckets {
+  std::vector<grad_bucket> buckets;
+  /// at[chunk][layer]: the buckets that layer completes.
+  std::vector<std::vector<std::vector<std::size_t>>> at;
+  std::vector<bool> launched; ///< per bucket, in the current step
+
+  /// Cuts the parameters of every chunk into buckets of about `bytes` bytes,
+  /// walking each chunk's layers from the last (backward's order). A bucket
+  /// never spans chunks; bytes == 0 gives one bucket per chunk. Throws
+  /// runtime::input_error for more than max_gradient_buckets.
+  void cut(std::vector<models::sequential>& chunks, std::int64_t bytes);
+
+  /// On the device thread: sends `shard` a bucket_ready for every bucket of
+  /// `chunk` that layer `layer` completes (every bucket not yet sent when
+  /// `layer` is empty).
+  void launch(const caf::actor& shard, std::int64_t step, std::size_t chunk,
+              std::optional<std::size_t> layer, runtime::trace_recorder& trace);
+
+  /// The all-reduced sums, bucket by bucket, into the gradients.
+  void put_back(const std::vector<runtime::tensor>& sums) const;
+};
+
+/// The shard's side of a step's all-reduces: which sums are back, and when
+/// each bucket went out (the report's and the trace's timings).
+struct allreduce_progress {
+  std::vector<runtime::tensor> reduced; ///< per bucket: the sum, once back
+  std::size_t expected = 0;
+  std::size_t done = 0;
+  bool flush_requested = false; ///< buckets without a backward are being launched
+  std::optional<std::chrono::steady_clock::time_point> first_launch;
+  std::map<std::size_t, std::chrono::steady_clock::time_point> launched_at;
+
+  void begin_step(std::size_t buckets);
+  bool complete() const { return done == expected; }
+  void launched(std::size_t bucket, std::chrono::steady_clock::time_point now);
+  /// Stores a returned sum; the seconds since the first launch when it was
+  /// the step's last.
+  std::optional<double> arrived(std::size_t bucket, runtime::tensor sum,
+                                std::chrono::steady_clock::time_point now);
+  /// The sums, for the update to put in place (empty afterwards).
+  std::vector<runtime::tensor> take();
+};
+
+} // namespace troupe::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::bucket_ready)

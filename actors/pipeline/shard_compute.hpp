@@ -1,0 +1,138 @@
+#pragma once
+
+// What a layer shard's device thread works on: the model chunks, their
+// optimizer, the inbox of step inputs, and reading or replacing parameters
+// and optimizer state. Change it when the shard's model-side state changes.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "actors/collectives/tp_group_client.hpp"
+#include "actors/pipeline/gradient_buckets.hpp"
+#include "actors/pipeline/shard_config.hpp"
+#include "models/layers/sequential.hpp"
+#include "models/train/optimizer.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/telemetry/trace_recorder.hpp"
+
+namespace troupe::actors {
+
+/// (step, micro-batch, chunk): what a step input belongs to.
+using input_key = std::tuple<std::int64_t, std::int32_t, std::int32_t>;
+
+/// An input as the shard stored it, and when it arrived (tracing: the wait
+/// for it ends there).
+template <class T>
+struct arrived {
+  T value;
+  std::chrono::steady_clock::time_point at;
+};
+
+/// Inputs of the shard's steps. The shard stores them as they arrive (on a
+/// CAF worker); the device thread takes them when their action runs. Sharing
+/// them, instead of sending the device one task per ready action and getting
+/// a task_done back, lets the device go straight on to the next action whose
+/// inputs are here: no thread hand-off between actions (each one is a futex
+/// wake-up, tens of microseconds).
+struct inbox {
+  std::mutex mutex; ///< guards everything below
+  std::map<input_key, arrived<runtime::activation_msg>> activations;
+  std::map<input_key, arrived<runtime::tensor>> grads;
+  std::map<input_key, arrived<runtime::tensor>> labels;
+  /// The device found `waiting_for` not ready and went back to its mailbox;
+  /// the shard resumes it (one device_task) once those inputs are here.
+  bool parked = false;
+  action waiting_for;
+};
+
+/// A device task finished (sent from the device thread to the shard).
+struct task_done {
+  double loss_sum = 0;
+  std::int64_t correct = 0;
+  std::int64_t samples = 0;
+  double seconds = 0;
+  std::uint64_t peak_saved_bytes = 0;  ///< most saved activations seen between its actions
+  std::int32_t peak_in_flight = 0;     ///< most micro-batches with saved activations
+  std::uint64_t messages_sent = 0;     ///< activations and gradients sent to peers
+  std::uint64_t bytes_sent = 0;        ///< their tensor payload bytes
+  std::int64_t tokens = 0;             ///< predictions the loss covers
+  std::optional<double> grad_sumsq;    ///< clipping: the gradients' sum of squares
+  std::optional<std::uint64_t> digest; ///< --check-replicas: the parameters' digest
+  std::int64_t forward_samples = 0;    ///< training samples through chunk 0 (ps scale)
+};
+
+/// One piece of work on the device thread (an action, the optimizer, ...),
+/// touching only the compute state and sending its own outputs.
+using device_work = std::function<task_done()>;
+
+/// A device task threw; the shard fails with this message.
+struct task_failed {
+  std::string what;
+};
+
+/// Model and optimizer of a shard. Only the device thread touches it while a
+/// task runs; the shard touches it only when no task is running (the task's
+/// completion message orders the two). The inbox is the exception: both
+/// threads use it, under its mutex.
+struct compute_state {
+  shard_config cfg;           ///< a copy, for the device thread (never changed)
+  bool sequence_loss = false; ///< a language model: per-token loss
+  inbox in;
+  std::vector<models::sequential> chunks; ///< one per shard_config::chunks entry
+  gradient_buckets buckets;               ///< data parallelism only
+  std::unique_ptr<models::optimizer> opt; ///< over the parameters of every chunk
+  /// Tensor parallelism: the group the split layers all-reduce through, and
+  /// the parameters every rank holds whole (only rank 0 counts them in the
+  /// global gradient norm).
+  std::shared_ptr<tp_group_client> tp;
+  std::set<std::string> replicated;
+  std::map<std::int32_t, runtime::tensor> dlogits; ///< loss stage: gradient saved by forward
+  runtime::trace_recorder trace; ///< device-thread events; the shard absorbs them on task_done
+
+  std::vector<models::parameter*> parameters();
+  /// This shard's part of the global gradient norm: its parameters, less the
+  /// replicated ones on tensor-parallel ranks other than 0.
+  double grad_sum_of_squares();
+  std::size_t saved_bytes() const;
+};
+
+/// Builds the chunks (tensor-parallel ones with cfg.tp > 1), the buckets
+/// and the optimizer; throws what building them throws.
+std::shared_ptr<compute_state> make_compute_state(caf::actor_system& sys, const shard_config& cfg);
+
+/// After step `step`'s update, with the parameters in place: the injected
+/// perturbation (cfg.perturb_step), then the parameters' digest when
+/// --check-replicas asks for one at this step.
+std::optional<std::uint64_t> after_update(compute_state& c, std::int64_t step);
+
+runtime::named_tensors collect_params(compute_state& c);
+/// Throws runtime::input_error for a missing parameter or a wrong shape.
+void load_params(compute_state& c, const runtime::named_tensors& in);
+
+/// Every parameter's value, flattened in parameters() order (broadcasts).
+runtime::tensor flatten_values(compute_state& c);
+/// The inverse of flatten_values; throws runtime::input_error for a tensor
+/// of the wrong size or type.
+void load_flat_values(compute_state& c, const runtime::tensor& all);
+
+/// Optimizer state with its step count (meta "steps"), for checkpoints.
+runtime::named_tensors collect_optimizer_state(compute_state& c);
+/// Throws runtime::input_error for state without a step count.
+void load_optimizer_state(compute_state& c, const runtime::named_tensors& in);
+
+} // namespace troupe::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::task_done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::task_failed)

@@ -1,0 +1,258 @@
+#include "actors/pipeline/step_runner.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include <caf/send.hpp>
+
+#include "models/train/loss.hpp"
+#include "models/train/sequence_loss.hpp"
+#include "runtime/net/transport/courier.hpp"
+
+namespace troupe::actors {
+
+using runtime::tensor;
+using steady_clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// shard_config::slow_factor: the kernels since `t0` took `factor` times as
+/// long, on a slower device; called before the result is sent, so that its
+/// consumer sees the delay too.
+void slow_down(double factor, std::chrono::steady_clock::time_point t0) {
+  if (factor > 1.0)
+    std::this_thread::sleep_for((factor - 1.0) * (std::chrono::steady_clock::now() - t0));
+}
+
+/// Adds one action's (or tail work's) figures to the run's.
+void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t saved_bytes) {
+  total.loss_sum += d.loss_sum;
+  total.correct += d.correct;
+  total.samples += d.samples;
+  total.messages_sent += d.messages_sent;
+  total.bytes_sent += d.bytes_sent;
+  total.tokens += d.tokens;
+  total.seconds += seconds;
+  if (d.grad_sumsq)
+    total.grad_sumsq = d.grad_sumsq;
+  if (d.digest)
+    total.digest = d.digest;
+  total.forward_samples += d.forward_samples;
+  total.peak_in_flight = std::max(total.peak_in_flight, d.peak_in_flight);
+  total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
+}
+
+} // namespace
+
+std::shared_ptr<step_run> make_step_run(const compute_state& c, const runtime::step_msg& m,
+                                        std::vector<action> actions, caf::actor shard,
+                                        caf::actor prev, caf::actor next) {
+  auto r = std::make_shared<step_run>();
+  r->step = m;
+  r->final_backward.assign(c.chunks.size(), -1);
+  for (std::size_t i = 0; i < actions.size(); ++i)
+    if (actions[i].what == action::kind::backward)
+      r->final_backward[static_cast<std::size_t>(actions[i].chunk)] = static_cast<std::int64_t>(i);
+  r->actions = std::move(actions);
+  r->shard = std::move(shard);
+  r->prev = std::move(prev);
+  r->next = std::move(next);
+  // One over the step's predictions: samples, or samples x context for a
+  // language model (models/train/sequence_loss.hpp).
+  const std::int64_t per_sample = c.sequence_loss ? c.cfg.model.input_shape.at(0) : 1;
+  r->grad_scale = 1.0f / static_cast<float>(m.global_batch * per_sample);
+  return r;
+}
+
+/// Inbox lock held: whether action `a` of `step` can run.
+bool inputs_ready(const compute_state& c, std::int64_t step, const action& a) {
+  const input_key k{step, a.mb, a.chunk};
+  if (a.what == action::kind::forward)
+    return c.in.activations.count(k) > 0 && (!c.cfg.owns_loss(a.chunk) || c.in.labels.count(k) > 0);
+  return c.cfg.owns_loss(a.chunk) || c.in.grads.count(k) > 0;
+}
+
+namespace {
+
+/// What an action takes out of the inbox, and when the last of it arrived.
+struct action_inputs {
+  runtime::activation_msg activation;
+  tensor labels;
+  tensor grad;
+  steady_clock::time_point arrived;
+  const char* last = ""; ///< the input that arrived last (the one a wait was for)
+};
+
+/// Inbox lock held, inputs_ready(): moves action `a`'s inputs out.
+action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) {
+  const input_key k{step, a.mb, a.chunk};
+  action_inputs r;
+  if (a.what == action::kind::forward) {
+    auto in = c.in.activations.extract(k);
+    r.activation = std::move(in.mapped().value);
+    r.arrived = in.mapped().at;
+    r.last = "activation";
+    if (c.cfg.owns_loss(a.chunk)) {
+      auto l = c.in.labels.extract(k);
+      r.labels = std::move(l.mapped().value);
+      if (l.mapped().at > r.arrived) {
+        r.arrived = l.mapped().at;
+        r.last = "labels";
+      }
+    }
+  } else if (!c.cfg.owns_loss(a.chunk)) {
+    auto g = c.in.grads.extract(k);
+    r.grad = std::move(g.mapped().value);
+    r.arrived = g.mapped().at;
+    r.last = "gradient";
+  }
+  return r;
+}
+
+task_done run_forward(compute_state& c, step_run& r, const action& a, action_inputs& in) {
+  const auto& m = r.step;
+  models::forward_context ctx;
+  ctx.mb = a.mb;
+  ctx.step = m.step;
+  ctx.sample_offset = in.activation.sample_offset;
+  ctx.training = m.training;
+  ctx.seed = c.cfg.seed;
+  if (m.training)
+    r.total.peak_in_flight = std::max(r.total.peak_in_flight, ++r.in_flight);
+  if (m.training && m.step == c.cfg.fault_step)
+    throw std::runtime_error("injected fault in the forward of step " + std::to_string(m.step));
+  task_done d;
+  if (m.training && a.chunk == 0)
+    d.forward_samples = in.activation.data.dim(0);
+  const auto t0 = steady_clock::now();
+  auto y = c.chunks[static_cast<std::size_t>(a.chunk)].forward(in.activation.data, ctx);
+  slow_down(c.cfg.slow_factor, t0);
+  if (c.cfg.owns_loss(a.chunk)) {
+    auto out = c.sequence_loss
+                   ? models::sequence_cross_entropy(y, in.labels, r.grad_scale, ctx.training)
+                   : models::softmax_cross_entropy(y, in.labels, r.grad_scale, ctx.training);
+    d.loss_sum = out.loss_sum;
+    d.correct = out.correct;
+    d.samples = y.dim(0);
+    d.tokens = c.sequence_loss ? y.dim(0) * y.dim(1) : y.dim(0);
+    if (ctx.training)
+      c.dlogits[ctx.mb] = std::move(out.dlogits);
+  } else {
+    d.messages_sent = 1;
+    d.bytes_sent = y.nbytes();
+    runtime::transport::deliver(c.cfg.courier, r.next,
+                                runtime::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
+                                                        ctx.training, std::move(y),
+                                                        c.cfg.next_chunk(a.chunk)});
+  }
+  return d;
+}
+
+task_done run_backward(compute_state& c, step_run& r, const action& a, bool final, tensor dy) {
+  --r.in_flight;
+  const auto chunk = static_cast<std::size_t>(a.chunk);
+  // The step's last backward through a chunk completes its gradients layer
+  // by layer: with data parallelism each finished bucket starts its
+  // all-reduce at once.
+  std::function<void(std::size_t)> after_layer;
+  if (final && c.cfg.all_reduces())
+    after_layer = [&c, &r, chunk](std::size_t layer) {
+      c.buckets.launch(r.shard, r.step.step, chunk, layer, c.trace);
+    };
+  if (!dy.defined()) {
+    auto it = c.dlogits.find(a.mb);
+    if (it == c.dlogits.end())
+      throw std::logic_error("backward of micro-batch " + std::to_string(a.mb) +
+                             " without its loss");
+    dy = std::move(it->second);
+    c.dlogits.erase(it);
+  }
+  const bool first = c.cfg.takes_input(a.chunk);
+  const auto t0 = steady_clock::now();
+  auto dx = c.chunks[chunk].backward(dy, a.mb, !first, after_layer);
+  slow_down(c.cfg.slow_factor, t0);
+  task_done d;
+  if (!first) {
+    d.messages_sent = 1;
+    d.bytes_sent = dx.nbytes();
+    runtime::transport::deliver(
+        c.cfg.courier, r.prev,
+        runtime::gradient_msg{r.step.step, a.mb, std::move(dx), c.cfg.prev_chunk(a.chunk)});
+  }
+  return d;
+}
+
+} // namespace
+
+// Parking rather than spinning: a bounded spin before parking was tried; it
+// caught few inputs, waits being a neighbour's kernels, and on the busy
+// 2-core machine a spinning thread lost its wake-up preemption and started
+// late by whole scheduler slices (docs/benchmarks.md).
+void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr<step_run>& rp) {
+  auto& c = *cp;
+  auto& r = *rp;
+  try {
+    for (;;) {
+      std::unique_lock lock{c.in.mutex};
+      if (r.pc == r.actions.size())
+        break;
+      const action a = r.actions[r.pc];
+      if (!inputs_ready(c, r.step.step, a)) {
+        if (!r.idle_since)
+          r.idle_since = steady_clock::now();
+        c.in.parked = true;
+        c.in.waiting_for = a;
+        return; // the shard resumes the run once a's inputs are here
+      }
+      auto in = take_inputs(c, r.step.step, a);
+      const auto index = static_cast<std::int64_t>(r.pc++);
+      lock.unlock();
+      if (r.idle_since && c.trace.enabled()) // the wait ended when the last input arrived
+        c.trace.complete("wait", "wait", *r.idle_since, std::max(*r.idle_since, in.arrived),
+                         {{"step", r.step.step}, {"input", in.last}, {"mb", a.mb}});
+      r.idle_since.reset();
+      const bool forward = a.what == action::kind::forward;
+      const bool final =
+          !forward && r.final_backward.at(static_cast<std::size_t>(a.chunk)) == index;
+      const auto t0 = steady_clock::now();
+      auto d =
+          forward ? run_forward(c, r, a, in) : run_backward(c, r, a, final, std::move(in.grad));
+      const auto t1 = steady_clock::now();
+      c.trace.complete(forward ? "forward" : "backward", r.step.training ? "compute" : "eval", t0,
+                       t1, {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}});
+      add_up(r.total, d, std::chrono::duration<double>(t1 - t0).count(), c.saved_bytes());
+    }
+    for (auto& work : r.tail) {
+      const auto t0 = steady_clock::now();
+      auto d = work();
+      add_up(r.total, d, seconds_since(t0), c.saved_bytes());
+    }
+    r.tail.clear();
+    caf::anon_send(r.shard, r.total);
+  } catch (const std::exception& e) {
+    caf::anon_send(r.shard, task_failed{e.what()});
+  }
+}
+
+void run_chain(compute_state& c, std::vector<device_work>& chain, const caf::actor& shard) {
+  auto t0 = steady_clock::now();
+  try {
+    task_done total;
+    for (auto& work : chain)
+      add_up(total, work(), 0.0, c.saved_bytes());
+    total.seconds = seconds_since(t0);
+    caf::anon_send(shard, std::move(total));
+  } catch (const std::exception& e) {
+    caf::anon_send(shard, task_failed{e.what()});
+  }
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,45 @@
+#include "actors/pipeline/update_work.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include "models/train/grad_clip.hpp"
+
+namespace troupe::actors {
+
+device_work flush_buckets_work(std::shared_ptr<compute_state> c, caf::actor shard,
+                               std::int64_t step) {
+  return [c = std::move(c), shard = std::move(shard), step]() {
+    c->buckets.launch(shard, step, 0, std::nullopt, c->trace);
+    return task_done{};
+  };
+}
+
+device_work grad_norm_work(std::shared_ptr<compute_state> c, std::vector<runtime::tensor> sums) {
+  return [c = std::move(c), sums = std::move(sums)]() {
+    c->buckets.put_back(sums);
+    task_done d;
+    d.grad_sumsq = c->grad_sum_of_squares();
+    return d;
+  };
+}
+
+device_work optimizer_work(std::shared_ptr<compute_state> c, std::vector<runtime::tensor> sums,
+                           float lr, double clip_norm, std::optional<double> total,
+                           std::int64_t step) {
+  return [c = std::move(c), sums = std::move(sums), lr, clip_norm, total, step]() {
+    c->buckets.put_back(sums);
+    auto params = c->parameters();
+    if (total)
+      models::clip_by_global_norm(params, *total, clip_norm);
+    c->opt->step(params, lr);
+    for (auto& chunk : c->chunks)
+      chunk.zero_grad();
+    std::fill(c->buckets.launched.begin(), c->buckets.launched.end(), false);
+    task_done d;
+    d.digest = after_update(*c, step);
+    return d;
+  };
+}
+
+} // namespace troupe::actors

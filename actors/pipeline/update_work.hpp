@@ -1,0 +1,36 @@
+#pragma once
+
+// The device work that ends a training step without parameter servers: the
+// flush of data-parallel buckets no backward completed, the gradients' sum
+// of squares for global-norm clipping, and the optimizer update. The shard
+// decides which is due (layer_shard.cpp); these say what each one does.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <caf/actor.hpp>
+
+#include "actors/pipeline/shard_compute.hpp"
+#include "runtime/tensor.hpp"
+
+namespace troupe::actors {
+
+/// Hands every bucket not yet launched in `step` to `shard` (a replica
+/// without samples joins the all-reduce with zeros).
+device_work flush_buckets_work(std::shared_ptr<compute_state> c, caf::actor shard,
+                               std::int64_t step);
+
+/// Puts the all-reduced sums in place and reports the gradients' sum of
+/// squares (task_done::grad_sumsq), for the trainer's global total.
+device_work grad_norm_work(std::shared_ptr<compute_state> c, std::vector<runtime::tensor> sums);
+
+/// Puts the all-reduced sums in place, clips to `clip_norm` with the global
+/// sum of squares `total` (when clipping), steps the optimizer with `lr`,
+/// clears the gradients and reports the digest after_update() gives.
+device_work optimizer_work(std::shared_ptr<compute_state> c, std::vector<runtime::tensor> sums,
+                           float lr, double clip_norm, std::optional<double> total,
+                           std::int64_t step);
+
+} // namespace troupe::actors
