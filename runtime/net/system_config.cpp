@@ -10,9 +10,8 @@
 #include <caf/config_option_adder.hpp>
 
 #include "runtime/net/messages.hpp"
-#include "runtime/rng.hpp"
 #include "runtime/net/tensor_codec.hpp"
-#include "runtime/net/transport/courier.hpp"
+#include "runtime/rng.hpp"
 
 namespace troupe::runtime {
 
@@ -40,23 +39,27 @@ constexpr std::array<std::string_view, 16> type_names = {
 
 } // namespace
 
-void register_message_types(caf::actor_system_config& cfg) {
-  cfg.add_message_type<tensor>(std::string{type_names[0]});
-  cfg.add_message_type<activation_msg>(std::string{type_names[1]});
-  cfg.add_message_type<gradient_msg>(std::string{type_names[2]});
-  cfg.add_message_type<labels_msg>(std::string{type_names[3]});
-  cfg.add_message_type<step_msg>(std::string{type_names[4]});
-  cfg.add_message_type<stage_report>(std::string{type_names[5]});
-  cfg.add_message_type<named_tensors>(std::string{type_names[6]});
-  cfg.add_message_type<batch_msg>(std::string{type_names[7]});
-  cfg.add_message_type<collective_msg>(std::string{type_names[8]});
-  cfg.add_message_type<collective_stats>(std::string{type_names[9]});
-  cfg.add_message_type<transport::activation_descriptor>(std::string{type_names[10]});
-  cfg.add_message_type<transport::gradient_descriptor>(std::string{type_names[11]});
-  cfg.add_message_type<transport::collective_descriptor>(std::string{type_names[12]});
-  cfg.add_message_type<ps_msg>(std::string{type_names[13]});
-  cfg.add_message_type<ps_stats>(std::string{type_names[14]});
-  cfg.add_message_type<transport::ps_descriptor>(std::string{type_names[15]});
+void register_message_types(caf::actor_system_config& cfg,
+                            transport::tensor_message_registry& registry) {
+  auto name = [](std::size_t i) { return std::string{type_names[i]}; };
+  cfg.add_message_type<tensor>(name(0));
+  cfg.add_message_type<activation_msg>(name(1));
+  cfg.add_message_type<gradient_msg>(name(2));
+  cfg.add_message_type<labels_msg>(name(3));
+  cfg.add_message_type<step_msg>(name(4));
+  cfg.add_message_type<stage_report>(name(5));
+  cfg.add_message_type<named_tensors>(name(6));
+  cfg.add_message_type<batch_msg>(name(7));
+  cfg.add_message_type<collective_msg>(name(8));
+  cfg.add_message_type<collective_stats>(name(9));
+  // Tensor messages, in the order of their descriptor-frame tags (1, 2, ...):
+  // wire protocol, append only.
+  registry.add<&activation_msg::data>(cfg, name(10));
+  registry.add<&gradient_msg::data>(cfg, name(11));
+  registry.add<&collective_msg::data>(cfg, name(12));
+  cfg.add_message_type<ps_msg>(name(13));
+  cfg.add_message_type<ps_stats>(name(14));
+  registry.add<&ps_msg::data>(cfg, name(15));
 }
 
 namespace {
@@ -97,8 +100,9 @@ std::uint64_t message_types_hash() {
   return value;
 }
 
-system_config::system_config(unsigned scheduler_threads) {
-  register_message_types(*this);
+system_config::system_config(unsigned scheduler_threads)
+    : tensor_messages_(std::make_shared<transport::tensor_message_registry>()) {
+  register_message_types(*this, *tensor_messages_);
   opt_group{custom_options_, "troupe"}.add<std::uint64_t>(
       "max-tensor-bytes", "largest tensor payload accepted from a peer (bytes)");
   set("troupe.max-tensor-bytes", default_max_tensor_bytes);
@@ -113,6 +117,15 @@ system_config::system_config(unsigned scheduler_threads) {
   // Keep the default logger quiet; troupe logs through spdlog.
   set("logger.verbosity", caf::atom("quiet"));
   set("logger.console", caf::atom("none"));
+}
+
+std::shared_ptr<const transport::tensor_message_registry>
+tensor_messages(const caf::actor_system& sys) {
+  const auto* cfg = dynamic_cast<const system_config*>(&sys.config());
+  if (!cfg)
+    throw std::invalid_argument(
+        "this actor system was not configured by troupe's system_config: no tensor messages");
+  return cfg->tensor_messages();
 }
 
 } // namespace troupe::runtime

@@ -9,7 +9,10 @@
 //    by hand: descriptor first, payload first, a payload whose shape
 //    disagrees, more unmatched bytes than the cap;
 //  - stopping a courier reports it down at its peer and drops its unmatched
-//    transfers; deliver(nullptr, ...) is a plain send.
+//    transfers; deliver(nullptr, ...) is a plain send;
+//  - the tensor message registry: the built-in types keep their wire tags, a
+//    message type only this test registers crosses the data plane, an
+//    unregistered one is refused.
 
 #define BOOST_TEST_DYN_LINK
 #define BOOST_TEST_MODULE transport_courier
@@ -34,9 +37,11 @@
 
 #include "runtime/net/messages.hpp"
 #include "runtime/net/system_config.hpp"
+#include "runtime/net/tensor_inspect.hpp"
 #include "runtime/net/transport/auth.hpp"
 #include "runtime/net/transport/courier.hpp"
 #include "runtime/net/transport/data_plane.hpp"
+#include "runtime/net/transport/tensor_message_registry.hpp"
 #include "runtime/net/transport/transfer_table.hpp"
 
 namespace rt = troupe::runtime;
@@ -183,6 +188,18 @@ BOOST_AUTO_TEST_CASE(table_drop_peer_forgets_and_discards_late_halves) {
 
 // ------------------------------------------------------------ two nodes
 
+/// A tensor message the transport has never heard of: only this test's
+/// config registers it.
+struct probe_msg {
+  std::string label;
+  rt::tensor data;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, probe_msg& x) {
+  return f(caf::meta::type_name("probe_msg"), x.label, x.data);
+}
+
 /// What a sink actor received, by message kind.
 struct inbox {
   std::mutex mtx;
@@ -190,10 +207,14 @@ struct inbox {
   std::vector<rt::activation_msg> activations;
   std::vector<rt::gradient_msg> gradients;
   std::vector<rt::collective_msg> collectives;
+  std::vector<probe_msg> probes;
 
   std::size_t total() {
     std::lock_guard<std::mutex> g{mtx};
-    return activations.size() + gradients.size() + collectives.size();
+    return count();
+  }
+  std::size_t count() const {
+    return activations.size() + gradients.size() + collectives.size() + probes.size();
   }
   template <class Msg>
   void add(std::vector<Msg>& v, Msg m) {
@@ -203,8 +224,7 @@ struct inbox {
   }
   bool wait_total(std::size_t n, std::chrono::milliseconds limit = 10s) {
     std::unique_lock<std::mutex> g{mtx};
-    return cv.wait_for(
-        g, limit, [&] { return activations.size() + gradients.size() + collectives.size() >= n; });
+    return cv.wait_for(g, limit, [&] { return count() >= n; });
   }
 };
 
@@ -222,6 +242,7 @@ caf::behavior sink_actor(caf::event_based_actor*, std::shared_ptr<inbox> in) {
       [in](rt::activation_msg& m) { in->add(in->activations, std::move(m)); },
       [in](rt::gradient_msg& m) { in->add(in->gradients, std::move(m)); },
       [in](rt::collective_msg& m) { in->add(in->collectives, std::move(m)); },
+      [in](probe_msg& m) { in->add(in->probes, std::move(m)); },
   };
 }
 
@@ -257,7 +278,11 @@ struct failures {
 
 class node_config : public rt::system_config {
 public:
-  node_config() : rt::system_config(2) { load<caf::io::middleman>(); }
+  node_config() : rt::system_config(2) {
+    load<caf::io::middleman>();
+    add_message_type<probe_msg>("test::probe_msg");
+    add_tensor_message<&probe_msg::data>("test::probe_descriptor");
+  }
 };
 
 /// One "process": an actor system with middleman, a courier, a sink actor,
@@ -458,7 +483,7 @@ BOOST_FIXTURE_TEST_CASE(many_mixed_messages_both_directions_arrive_once, pair_fi
 
 BOOST_FIXTURE_TEST_CASE(courier_stopped_reports_peer_down_and_drops_unmatched, pair_fixture) {
   // A descriptor from node-a whose payload never comes: unmatched on node-b.
-  activation_descriptor d;
+  transfer_descriptor<rt::activation_msg> d;
   d.transfer_id = 1u << 30;
   d.sender = "node-a";
   d.dest = a.peer_sink;
@@ -585,7 +610,7 @@ struct forger_fixture {
   ~forger_fixture() { forger.stop(); }
 
   void descriptor(std::uint64_t id, rt::shape_t shape, std::int64_t step) {
-    activation_descriptor d;
+    transfer_descriptor<rt::activation_msg> d;
     d.transfer_id = id;
     d.sender = "forger";
     d.dest = a.peer_sink;
@@ -663,6 +688,53 @@ BOOST_AUTO_TEST_CASE(deliver_without_courier_or_locally_is_a_plain_send) {
   BOOST_CHECK_EQUAL(n.c->caf_counters().messages, 1u);
   BOOST_CHECK_EQUAL(n.c->caf_counters().bytes, 1u << 20);
   BOOST_CHECK_EQUAL(n.c->dataplane_counters().messages, 0u);
+}
+
+// ------------------------------------------------------------ registry
+
+BOOST_AUTO_TEST_CASE(builtin_tensor_messages_keep_their_wire_tags) {
+  rt::system_config cfg{1};
+  auto reg = cfg.tensor_messages();
+  BOOST_REQUIRE_EQUAL(reg->size(), 4u);
+  BOOST_CHECK_EQUAL(reg->at<rt::activation_msg>().tag, 1);
+  BOOST_CHECK_EQUAL(reg->at<rt::gradient_msg>().tag, 2);
+  BOOST_CHECK_EQUAL(reg->at<rt::collective_msg>().tag, 3);
+  BOOST_CHECK_EQUAL(reg->at<rt::ps_msg>().tag, 4);
+  BOOST_CHECK_EQUAL(reg->at<rt::ps_msg>().descriptor_name, "troupe::ps_descriptor");
+  BOOST_CHECK(reg->by_tag(0) == nullptr);
+  BOOST_CHECK(reg->by_tag(5) == nullptr);
+  BOOST_CHECK_THROW(reg->at<rt::labels_msg>(), std::logic_error);
+}
+
+BOOST_AUTO_TEST_CASE(a_tensor_message_registered_twice_is_refused) {
+  caf::actor_system_config cfg;
+  tensor_message_registry reg;
+  reg.add<&probe_msg::data>(cfg, "test::probe_descriptor");
+  BOOST_CHECK_THROW(reg.add<&probe_msg::data>(cfg, "test::other_descriptor"), std::logic_error);
+  BOOST_CHECK_THROW(reg.add<&rt::ps_msg::data>(cfg, "test::probe_descriptor"), std::logic_error);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_message_type_the_transport_does_not_know_crosses_both_ways,
+                        pair_fixture) {
+  auto large = pattern(1 << 20, 21);
+  auto small = pattern(1 << 10, 22);
+  a.c->send(a.peer_sink, probe_msg{"large", large});
+  a.c->send(a.peer_sink, probe_msg{"small", small});
+  BOOST_REQUIRE(b.in->wait_total(2));
+  {
+    std::lock_guard<std::mutex> g{b.in->mtx};
+    BOOST_REQUIRE_EQUAL(b.in->probes.size(), 2u);
+    for (const auto& m : b.in->probes)
+      BOOST_CHECK(rt::bitwise_equal(m.data, m.label == "large" ? large : small));
+  }
+  BOOST_CHECK_EQUAL(a.c->dataplane_counters().messages, 1u);
+  BOOST_CHECK_EQUAL(a.c->caf_counters().messages, 1u);
+  BOOST_CHECK_EQUAL(a.fails.count() + b.fails.count(), 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_unregistered_message_type_is_refused, pair_fixture) {
+  BOOST_CHECK_THROW(a.c->send(a.peer_sink, rt::labels_msg{}), std::logic_error);
+  BOOST_CHECK_EQUAL(a.c->caf_counters().messages, 0u);
 }
 
 } // namespace

@@ -8,13 +8,12 @@
 #include <stdexcept>
 #include <utility>
 
-#include <caf/binary_deserializer.hpp>
-#include <caf/binary_serializer.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/node_id.hpp>
 
 #include "runtime/log.hpp"
+#include "runtime/net/system_config.hpp"
 #include "runtime/net/transport/transfer_table.hpp"
 
 namespace troupe::runtime::transport {
@@ -58,34 +57,12 @@ constexpr std::uint64_t descriptor_bit = std::uint64_t{1} << 63;
 /// message's scalar fields); anything larger is a misbehaving peer.
 constexpr std::size_t max_descriptor_bytes = 64 * 1024;
 
-/// The first byte of a descriptor frame: which message it describes.
-enum class descriptor_tag : std::uint8_t { activation = 1, gradient = 2, collective = 3, ps = 4 };
-
-template <class Msg>
-constexpr descriptor_tag tag_of();
-template <>
-constexpr descriptor_tag tag_of<activation_msg>() {
-  return descriptor_tag::activation;
-}
-template <>
-constexpr descriptor_tag tag_of<gradient_msg>() {
-  return descriptor_tag::gradient;
-}
-template <>
-constexpr descriptor_tag tag_of<collective_msg>() {
-  return descriptor_tag::collective;
-}
-template <>
-constexpr descriptor_tag tag_of<ps_msg>() {
-  return descriptor_tag::ps;
-}
-
 } // namespace
 
 class courier::impl : public std::enable_shared_from_this<courier::impl> {
 public:
   impl(caf::actor_system& sys, courier_options opts)
-      : sys_(sys), opts_(std::move(opts)), log_(logger("courier")),
+      : sys_(sys), opts_(std::move(opts)), messages_(tensor_messages(sys)), log_(logger("courier")),
         table_(opts_.max_unmatched_bytes) {}
 
   ~impl() { stop(); }
@@ -93,14 +70,12 @@ public:
   void start(const std::string& host, std::uint16_t port);
   void stop();
 
-  template <class Msg>
-  void send(const caf::actor& dest, Msg msg, std::uint64_t job);
-  template <class Msg>
-  void on_descriptor(transfer_descriptor<Msg>& d);
+  std::optional<data_route> route_for(const caf::actor& dest, const tensor& data);
+  bool ship(const tensor_message_type& type, const data_route& r, const caf::actor& dest,
+            transfer_header& d, tensor payload, std::uint64_t job);
+  void on_descriptor(incoming_transfer& t);
   /// A descriptor frame from the data plane (io thread).
   void on_descriptor_frame(const std::string& peer, std::uint64_t id, const tensor& blob);
-  template <class Msg>
-  void decode_descriptor(const std::string& peer, std::uint64_t id, const tensor& blob);
   void on_payload(const std::string& peer, std::uint64_t id, tensor payload);
   void on_peer_up(const std::string& peer);
   void on_peer_down(const std::string& peer, const std::string& reason, bool orderly);
@@ -117,6 +92,7 @@ public:
 
   caf::actor_system& sys_;
   const courier_options opts_;
+  const std::shared_ptr<const tensor_message_registry> messages_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<data_plane> dp_;
   std::uint16_t port_ = 0;
@@ -142,18 +118,14 @@ public:
 
 namespace {
 
-/// The courier actor: hands each descriptor to the courier, while it lives.
-caf::behavior courier_actor(caf::event_based_actor*, std::weak_ptr<courier::impl> c) {
-  auto on = [c](auto& d) {
+/// The courier actor: hands each descriptor of a registered tensor message
+/// to the courier, while it lives.
+caf::behavior courier_actor(caf::event_based_actor*, std::weak_ptr<courier::impl> c,
+                            std::shared_ptr<const tensor_message_registry> messages) {
+  return messages->descriptor_handler([c](incoming_transfer& t) {
     if (auto p = c.lock())
-      p->on_descriptor(d);
-  };
-  return {
-      [on](activation_descriptor& d) { on(d); },
-      [on](gradient_descriptor& d) { on(d); },
-      [on](collective_descriptor& d) { on(d); },
-      [on](ps_descriptor& d) { on(d); },
-  };
+      p->on_descriptor(t);
+  });
 }
 
 } // namespace
@@ -175,7 +147,7 @@ void courier::impl::start(const std::string& host, std::uint16_t port) {
   };
   dp_ = std::make_unique<data_plane>(std::move(o), std::move(cb));
   port_ = dp_->listen(host, port);
-  endpoint_ = sys_.spawn(courier_actor, weak_from_this());
+  endpoint_ = sys_.spawn(courier_actor, weak_from_this(), messages_);
 }
 
 void courier::impl::stop() {
@@ -200,37 +172,33 @@ void courier::impl::stop() {
                    " unmatched transfer(s) from this peer");
 }
 
-template <class Msg>
-void courier::impl::send(const caf::actor& dest, Msg msg, std::uint64_t job) {
-  const auto n = msg.data.defined() ? msg.data.nbytes() : 0;
-  std::optional<route> r;
-  if (n > opts_.threshold_bytes && dest && msg.data.where().is_cpu() && dest.node() != sys_.node())
-    r = route_to(dest.node());
-  if (!r) {
-    caf_.add(n);
-    caf::anon_send(dest, std::move(msg));
-    return;
-  }
-  transfer_descriptor<Msg> d;
+std::optional<courier::data_route> courier::impl::route_for(const caf::actor& dest,
+                                                            const tensor& data) {
+  const auto n = data.defined() ? data.nbytes() : 0;
+  std::optional<data_route> out;
+  if (n > opts_.threshold_bytes && dest && data.where().is_cpu() && dest.node() != sys_.node())
+    if (auto r = route_to(dest.node()))
+      out = data_route{std::move(r->peer), std::move(r->endpoint)};
+  (out ? dataplane_ : caf_).add(n);
+  return out;
+}
+
+bool courier::impl::ship(const tensor_message_type& type, const data_route& r,
+                         const caf::actor& dest, transfer_header& d, tensor payload,
+                         std::uint64_t job) {
   d.transfer_id = ++last_id_;
   d.sender = opts_.name;
   d.job = job;
   d.dest = dest;
-  d.type = static_cast<std::uint8_t>(msg.data.type());
-  d.shape = msg.data.shape();
-  auto payload = std::move(msg.data);
-  msg.data = tensor{};
-  d.msg = std::move(msg);
-  dataplane_.add(n);
+  d.type = static_cast<std::uint8_t>(payload.type());
+  d.shape = payload.shape();
   // The descriptor first, on the same connection (see descriptor_bit).
-  std::vector<char> buf{static_cast<char>(tag_of<Msg>())};
-  caf::binary_serializer sink{sys_, buf};
-  if (auto err = sink(d)) { // not expected; CAF can still carry it
+  std::vector<char> buf{static_cast<char>(type.tag)};
+  if (auto err = type.encode(sys_, d, buf)) { // not expected; CAF can still carry it
     log_->warn("courier '{}': descriptor of transfer {} goes through CAF: {}", opts_.name,
                d.transfer_id, sys_.render(err));
-    dp_->send(r->peer, d.transfer_id, std::move(payload));
-    caf::anon_send(r->endpoint, std::move(d));
-    return;
+    dp_->send(r.peer, d.transfer_id, std::move(payload));
+    return false;
   }
   auto blob = tensor::empty(dtype::u8, {static_cast<std::int64_t>(buf.size())});
   std::memcpy(blob.mutable_raw_data(), buf.data(), buf.size());
@@ -238,8 +206,9 @@ void courier::impl::send(const caf::actor& dest, Msg msg, std::uint64_t job) {
   // thread (a wake-up and a lock on its queue per message, contended with
   // the io thread's own work), and a send fails only with its connection,
   // which on_peer_down reports (fail() below).
-  dp_->send(r->peer, d.transfer_id | descriptor_bit, std::move(blob));
-  dp_->send(r->peer, d.transfer_id, std::move(payload));
+  dp_->send(r.peer, d.transfer_id | descriptor_bit, std::move(blob));
+  dp_->send(r.peer, d.transfer_id, std::move(payload));
+  return true;
 }
 
 void courier::impl::on_descriptor_frame(const std::string& peer, std::uint64_t id,
@@ -247,66 +216,47 @@ void courier::impl::on_descriptor_frame(const std::string& peer, std::uint64_t i
   if (blob.type() != dtype::u8 || blob.nbytes() < 1 || blob.nbytes() > max_descriptor_bytes)
     return fail(peer, "descriptor frame of transfer " + std::to_string(id) + " has " +
                           std::to_string(blob.nbytes()) + " bytes");
-  switch (static_cast<descriptor_tag>(*blob.data<std::uint8_t>())) {
-  case descriptor_tag::activation:
-    return decode_descriptor<activation_msg>(peer, id, blob);
-  case descriptor_tag::gradient:
-    return decode_descriptor<gradient_msg>(peer, id, blob);
-  case descriptor_tag::collective:
-    return decode_descriptor<collective_msg>(peer, id, blob);
-  case descriptor_tag::ps:
-    return decode_descriptor<ps_msg>(peer, id, blob);
-  }
-  fail(peer, "descriptor frame of transfer " + std::to_string(id) + " has an unknown tag");
-}
-
-template <class Msg>
-void courier::impl::decode_descriptor(const std::string& peer, std::uint64_t id,
-                                      const tensor& blob) {
-  transfer_descriptor<Msg> d;
-  caf::binary_deserializer source{sys_, static_cast<const char*>(blob.raw_data()) + 1,
-                                  blob.nbytes() - 1};
-  if (auto err = source(d))
+  const auto* type = messages_->by_tag(*blob.data<std::uint8_t>());
+  if (!type)
+    return fail(peer, "descriptor frame of transfer " + std::to_string(id) + " has an unknown tag");
+  incoming_transfer t;
+  if (auto err =
+          type->decode(sys_, static_cast<const char*>(blob.raw_data()) + 1, blob.nbytes() - 1, t))
     return fail(peer, "descriptor frame of transfer " + std::to_string(id) +
                           " does not decode: " + sys_.render(err));
   // The authenticated connection names the sender; the destination must
   // live here (a handle to an actor elsewhere is never a valid target). A
   // handle to a local actor that has exited decodes as null: a late message
   // of an ended job, which on_descriptor drops.
+  const auto& d = t.head;
   if (d.transfer_id != id || d.sender != peer || (d.dest && d.dest.node() != sys_.node()))
     return fail(peer, "descriptor frame of transfer " + std::to_string(id) +
                           " names another transfer, sender or process");
-  on_descriptor(d);
+  on_descriptor(t);
 }
 
-template <class Msg>
-void courier::impl::on_descriptor(transfer_descriptor<Msg>& d) {
+void courier::impl::on_descriptor(incoming_transfer& t) {
   if (stopped_)
     return; // its payload cannot come any more; stop() reported what was pending
+  auto& d = t.head;
   auto type = dtype_from_wire(d.type);
   if (!type || d.shape.size() > max_wire_rank)
     return fail(d.sender, "descriptor of transfer " + std::to_string(d.transfer_id) +
                               " has a bad dtype or rank");
-  transfer_table::deliver_fn deliver;
   transfer_table::outcome out;
   {
     std::lock_guard<std::mutex> g{table_mtx_};
     if (!d.dest || ended(d.job)) {
       // Late: its job ended here or its actor is gone. The payload is still
       // paired (by this transfer's own id, unique per sender) and dropped.
-      deliver = [this, id = d.transfer_id, sender = d.sender, job = d.job](tensor) {
+      t.deliver = [this, id = d.transfer_id, sender = d.sender, job = d.job](tensor) {
         late_.fetch_add(1, std::memory_order_relaxed);
         log_->debug("courier '{}': dropped late transfer {} from '{}' (job {})", opts_.name, id,
                     sender, job);
       };
-    } else {
-      deliver = [dest = std::move(d.dest), msg = std::move(d.msg)](tensor payload) mutable {
-        msg.data = std::move(payload);
-        caf::anon_send(dest, std::move(msg));
-      };
     }
     out = table_.add_descriptor(d.sender, d.transfer_id, *type, std::move(d.shape),
-                                std::move(deliver));
+                                std::move(t.deliver));
   }
   finish(d.sender, std::move(out));
 }
@@ -474,20 +424,17 @@ void courier::on_failure(
   impl_->handler_ = std::move(handler);
 }
 
-void courier::send(const caf::actor& dest, runtime::activation_msg msg) {
-  impl_->send(dest, std::move(msg), job_);
+const tensor_message_registry& courier::messages() const {
+  return *impl_->messages_;
 }
 
-void courier::send(const caf::actor& dest, runtime::gradient_msg msg) {
-  impl_->send(dest, std::move(msg), job_);
+std::optional<courier::data_route> courier::route_for(const caf::actor& dest, const tensor& data) {
+  return impl_->route_for(dest, data);
 }
 
-void courier::send(const caf::actor& dest, runtime::collective_msg msg) {
-  impl_->send(dest, std::move(msg), job_);
-}
-
-void courier::send(const caf::actor& dest, runtime::ps_msg msg) {
-  impl_->send(dest, std::move(msg), job_);
+bool courier::ship(const tensor_message_type& type, const data_route& r, const caf::actor& dest,
+                   transfer_header& d, tensor payload) {
+  return impl_->ship(type, r, dest, d, std::move(payload), job_);
 }
 
 transport_counters courier::caf_counters() const {

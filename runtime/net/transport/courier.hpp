@@ -6,12 +6,14 @@
 // data plane (zero copy, scatter/gather) and a small descriptor (the message
 // without its tensor), which the destination process's courier pairs with it
 // before sending the reassembled message to its destination locally. The
-// destination actor sees an ordinary activation_msg / gradient_msg /
-// collective_msg / ps_msg. send() puts the descriptor on the data plane too, as a
-// frame just before the payload on the same connection (transfer id with the
-// top bit set), so the receiving io thread hands the message over without
-// CAF's middleman threads or the courier actor; descriptors that arrive
-// through CAF at the courier actor (endpoint()) are paired the same way.
+// destination actor sees the ordinary message. Which messages may travel so,
+// and where their tensor is, is the actor system's tensor_message_registry
+// (system_config): the courier itself knows no message type. send() puts the
+// descriptor on the data plane too, as a frame just before the payload on the
+// same connection (transfer id with the top bit set), so the receiving io
+// thread hands the message over without CAF's middleman threads or the
+// courier actor; descriptors that arrive through CAF at the courier actor
+// (endpoint()) are paired the same way.
 //
 // Threads: send() may be called from any thread (actors, device threads). The
 // failure handler runs on the data plane's io thread, on a CAF worker or on
@@ -30,45 +32,20 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/meta/type_name.hpp>
 #include <caf/send.hpp>
 
-#include "runtime/net/messages.hpp"
 #include "runtime/net/tensor_codec.hpp"
 #include "runtime/net/transport/auth.hpp"
 #include "runtime/net/transport/data_plane.hpp"
+#include "runtime/net/transport/tensor_message_registry.hpp"
+#include "runtime/net/transport/transfer_descriptor.hpp"
 
 namespace troupe::runtime::transport {
-
-/// The CAF half of a message whose tensor travels over the data plane: the
-/// message with its tensor undefined, the transfer id and sender that pair it
-/// with its payload, the job it belongs to, and the payload's dtype and
-/// shape to check it against.
-template <class Msg>
-struct transfer_descriptor {
-  std::uint64_t transfer_id = 0;
-  std::string sender;              ///< the sending courier's data-plane name
-  std::uint64_t job = 0;           ///< the sender's job (0: none); see end_job
-  caf::actor dest;                 ///< lives in the receiving process
-  std::uint8_t type = 0;           ///< the payload's dtype (wire code)
-  std::vector<std::int64_t> shape; ///< the payload's shape
-  Msg msg;                         ///< the original message, tensor undefined
-};
-
-using activation_descriptor = transfer_descriptor<runtime::activation_msg>;
-using gradient_descriptor = transfer_descriptor<runtime::gradient_msg>;
-using collective_descriptor = transfer_descriptor<runtime::collective_msg>;
-using ps_descriptor = transfer_descriptor<runtime::ps_msg>;
-
-template <class Inspector, class Msg>
-typename Inspector::result_type inspect(Inspector& f, transfer_descriptor<Msg>& x) {
-  return f(caf::meta::type_name("transfer_descriptor"), x.transfer_id, x.sender, x.job, x.dest,
-           x.type, x.shape, x.msg);
-}
 
 struct courier_options {
   std::string name;  // this process's data-plane name (node name)
@@ -87,8 +64,10 @@ struct transport_counters {
 class courier {
 public:
   /// Starts the data plane and spawns the courier actor in `sys`; listens on
-  /// host:port (0 = ephemeral). Throws input_error for a bad address and
-  /// std::invalid_argument for an invalid name. `sys` must outlive the
+  /// host:port (0 = ephemeral). Routes the tensor messages registered in
+  /// `sys`'s system_config (tensor_messages). Throws input_error for a bad
+  /// address and std::invalid_argument for an invalid name or a system not
+  /// configured by system_config. `sys` must outlive the
   /// courier, and the courier must be stopped before `sys` is destroyed (its
   /// actor keeps the actor system's destructor waiting).
   static std::shared_ptr<courier> start(caf::actor_system& sys, courier_options opts,
@@ -122,11 +101,12 @@ public:
   /// down: logged at info), nor for late transfers (late_transfers).
   void on_failure(std::function<void(const std::string& peer, const std::string& reason)> handler);
 
-  // Thread-safe; called from actor threads and device threads.
-  void send(const caf::actor& dest, runtime::activation_msg msg);
-  void send(const caf::actor& dest, runtime::gradient_msg msg);
-  void send(const caf::actor& dest, runtime::collective_msg msg);
-  void send(const caf::actor& dest, runtime::ps_msg msg);
+  /// Sends `msg`, a registered tensor message (std::logic_error if not):
+  /// over the data plane when its tensor is large, on the CPU and bound for
+  /// a peer whose data plane is up; inline through CAF otherwise.
+  /// Thread-safe; called from actor threads and device threads.
+  template <class Msg>
+  void send(const caf::actor& dest, Msg msg);
 
   /// Messages/bytes sent inline through CAF (every message send() did not
   /// route over the data plane, local ones included).
@@ -163,11 +143,43 @@ public:
   class impl;
 
 private:
+  /// Where a transfer over the data plane goes: the peer's data-plane name
+  /// and its courier actor (for a descriptor that cannot be encoded).
+  struct data_route {
+    std::string peer;
+    caf::actor endpoint;
+  };
+
   courier(std::shared_ptr<impl> p, std::uint64_t job, bool owner);
+  const tensor_message_registry& messages() const;
+  /// The data-plane route for `data` to `dest`, if it takes one; counts the
+  /// message either way (caf_counters / dataplane_counters).
+  std::optional<data_route> route_for(const caf::actor& dest, const tensor& data);
+  /// Fills `d`'s header and sends it, then `payload`, over `r`. False when
+  /// the descriptor did not encode: the payload went, `d` must follow
+  /// through CAF to r.endpoint.
+  bool ship(const tensor_message_type& type, const data_route& r, const caf::actor& dest,
+            transfer_header& d, tensor payload);
   std::shared_ptr<impl> impl_;
   std::uint64_t job_ = 0; ///< stamped on what this handle sends
   bool owner_ = true;     ///< false for for_job views: they stop nothing
 };
+
+template <class Msg>
+void courier::send(const caf::actor& dest, Msg msg) {
+  const auto& type = messages().at<Msg>();
+  tensor& data = type.payload(&msg);
+  auto r = route_for(dest, data);
+  if (!r) {
+    caf::anon_send(dest, std::move(msg));
+    return;
+  }
+  transfer_descriptor<Msg> d;
+  auto payload = std::exchange(data, tensor{});
+  d.msg = std::move(msg);
+  if (!ship(type, *r, dest, d, std::move(payload)))
+    caf::anon_send(r->endpoint, std::move(d));
+}
 
 /// `c` null means single-process: plain anon_send. Callers use this everywhere.
 template <class Msg>
