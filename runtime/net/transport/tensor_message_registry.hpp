@@ -112,10 +112,9 @@ template <auto Payload>
 void tensor_message_registry::add(caf::actor_system_config& cfg, std::string descriptor_name) {
   using Msg = typename member_of<decltype(Payload)>::type;
   using descriptor = transfer_descriptor<Msg>;
-  cfg.add_message_type<descriptor>(descriptor_name);
   append(tensor_message_type{
       typeid(Msg),
-      std::move(descriptor_name),
+      descriptor_name,
       0,
       [](void* msg) -> tensor& { return static_cast<Msg*>(msg)->*Payload; },
       [](caf::actor_system& sys, transfer_header& d, std::vector<char>& out) {
@@ -137,6 +136,8 @@ void tensor_message_registry::add(caf::actor_system_config& cfg, std::string des
         }};
       },
   });
+  // After append's duplicate check: a refused type leaves CAF's config untouched.
+  cfg.add_message_type<descriptor>(std::move(descriptor_name));
 }
 
 } // namespace troupe::runtime::transport
