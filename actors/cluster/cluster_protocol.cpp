@@ -2,8 +2,8 @@
 
 #include <caf/scoped_actor.hpp>
 
-#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
+#include "runtime/net/caf_error.hpp"
 #include "runtime/net/security/node_identity.hpp"
 #include "runtime/net/system_config.hpp"
 

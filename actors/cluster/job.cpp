@@ -5,8 +5,8 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/cluster/supervisor.hpp"
-#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
+#include "runtime/net/caf_error.hpp"
 #include "runtime/net/messages.hpp"
 
 namespace troupe::actors {

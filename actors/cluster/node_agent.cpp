@@ -9,14 +9,10 @@
 #include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/collectives/collective_group.hpp"
-#include "actors/pipeline/device_actor.hpp"
-#include "actors/pipeline/layer_shard.hpp"
-#include "actors/collectives/nccl_group.hpp"
-#include "actors/ps/ps_shard.hpp"
-#include "runtime/net/caf_error.hpp"
+#include "actors/cluster/actor_registry.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/net/caf_error.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -46,6 +42,31 @@ void teardown(agent_actor* self) {
   teardown(self->state.spawned);
 }
 
+/// Spawns an actor of `kind` for `job` from its factory (actor_registry.hpp).
+caf::result<caf::actor> spawn_actor(agent_actor* self, std::uint64_t job, const std::string& kind,
+                                    const std::string& config_json) {
+  auto& st = self->state;
+  // The job's actors send through a view that stamps the job.
+  auto courier = st.cfg.courier ? st.cfg.courier->for_job(job) : nullptr;
+  const auto& factories = actor_factories();
+  auto factory = factories.find(kind);
+  if (factory == factories.end())
+    return caf::make_error(caf::sec::invalid_argument,
+                           "node " + st.cfg.name + ": unknown actor kind '" + kind +
+                               "' (known: " + known_actor_kinds() + ")");
+  try {
+    auto a = factory->second(nlohmann::json::parse(config_json),
+                             node_context{self->system(), std::move(courier)});
+    self->monitor(a);
+    st.spawned->push_back(a);
+    st.log->debug("{}: spawned {}", st.cfg.name, kind);
+    return a;
+  } catch (const std::exception& e) {
+    return caf::make_error(caf::sec::invalid_argument,
+                           "node " + st.cfg.name + ": cannot spawn " + kind + ": " + e.what());
+  }
+}
+
 caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
   self->state.cfg = std::move(cfg);
   if (self->state.cfg.supervisor)
@@ -68,57 +89,7 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
   self->attach_functor([spawned = self->state.spawned] { teardown(spawned); });
   return {
       [self](spawn_atom, std::uint64_t job, const std::string& kind,
-             const std::string& config_json) -> caf::result<caf::actor> {
-        auto& st = self->state;
-        // The job's actors send through a view that stamps the job.
-        auto courier = st.cfg.courier ? st.cfg.courier->for_job(job) : nullptr;
-        try {
-          auto j = nlohmann::json::parse(config_json);
-          caf::actor a;
-          if (kind == "device") {
-            a = spawn_device(self->system(), device_config_from_json(j));
-          } else if (kind == "layer_shard") {
-            auto c = shard_config_from_json(j);
-            c.courier = courier;
-            a = spawn_layer_shard(self->system(), std::move(c));
-          } else if (kind == "collective") {
-            auto c = collective_config_from_json(j);
-            c.courier = courier;
-            a = spawn_collective_rank(self->system(), std::move(c));
-          } else if (kind == "ps_shard") {
-            auto c = ps_shard_config_from_json(j);
-            c.courier = courier;
-            a = spawn_ps_shard(self->system(), std::move(c));
-          } else if (kind == "nccl") {
-            // Replicas on GPUs: the same protocol, executed by NCCL.
-            nccl_rank_config c;
-            c.rank = j.at("rank").get<int>();
-            c.size = j.at("size").get<int>();
-            auto dev = runtime::parse_device(j.at("device").get<std::string>());
-            if (!dev || !dev->is_cuda())
-              throw runtime::input_error("nccl rank on '" + j.at("device").get<std::string>() +
-                                         "', not a CUDA device");
-            c.device = *dev;
-            auto r = spawn_nccl_rank(self->system(), std::move(c));
-            if (!r)
-              return caf::make_error(caf::sec::invalid_argument,
-                                     "node " + st.cfg.name + ": cannot spawn nccl: " +
-                                         runtime::describe(self->system(), r.error()));
-            a = *r;
-          } else {
-            return caf::make_error(caf::sec::invalid_argument,
-                                   "node " + st.cfg.name + ": unknown actor kind '" + kind + "'");
-          }
-          self->monitor(a);
-          st.spawned->push_back(a);
-          st.log->debug("{}: spawned {}", st.cfg.name, kind);
-          return a;
-        } catch (const std::exception& e) {
-          return caf::make_error(caf::sec::invalid_argument, "node " + st.cfg.name +
-                                                                 ": cannot spawn " + kind + ": " +
-                                                                 e.what());
-        }
-      },
+             const std::string& config_json) { return spawn_actor(self, job, kind, config_json); },
       [self](teardown_atom, std::uint64_t job) {
         teardown(self);
         if (self->state.cfg.courier)

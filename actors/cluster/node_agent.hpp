@@ -39,7 +39,7 @@ struct node_agent_config {
 /// mismatched build decodes them:
 ///
 ///   (spawn_atom, job, kind, config_json) -> caf::actor
-///                           kind "device" | "layer_shard" | "collective" | "ps_shard" | "nccl";
+///                           kind: a factory of actor_registry.hpp ("device", "layer_shard", ...);
 ///                           the actor's courier stamps `job` on its transfers
 ///   (teardown_atom, job) -> bool   stops every actor it spawned; late transfers of `job`
 ///                                  are dropped from then on (courier::end_job)

@@ -1,0 +1,113 @@
+#include "actors/cluster/job_inputs.hpp"
+
+#include <filesystem>
+#include <string>
+#include <utility>
+
+#include "actors/training/trainer.hpp"
+#include "models/train/sequence_loss.hpp"
+#include "runtime/error.hpp"
+#include "runtime/io/file_util.hpp"
+#include "runtime/io/idx.hpp"
+#include "runtime/io/text_dataset.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+/// MNIST's training (`train`) or test split in `dir`.
+dataset load_split(const std::string& dir, bool train) {
+  auto split = runtime::load_mnist(dir, train);
+  return {train ? "mnist/train" : "mnist/test", std::move(split.images), std::move(split.labels)};
+}
+
+/// The part of a language model's text held out for evaluation: its last 10%.
+constexpr double text_heldout_fraction = 0.1;
+
+/// A language model's data: the text file `file` cut into the training part
+/// and the held-out tail, each as non-overlapping windows of the model's
+/// context with next-byte targets.
+std::pair<dataset, dataset> load_text(const std::string& file, const train_options& opts,
+                                      const models::model_spec& model) {
+  if (std::filesystem::is_directory(file))
+    throw runtime::input_error("--model " + opts.model +
+                               " reads a text file (--data FILE, e.g. "
+                               "data/sherlock.txt), but '" +
+                               file + "' is a directory");
+  auto text = runtime::text_dataset::load(file, model.input_shape.at(0), text_heldout_fraction);
+  const auto vocab = models::output_shape(model).back();
+  if (text.vocab_size() > vocab)
+    throw runtime::input_error("--data " + file + ": the text has " +
+                               std::to_string(text.vocab_size()) + " distinct bytes, more than " +
+                               "the " + std::to_string(vocab) + " of model " + opts.model +
+                               "'s vocabulary");
+  auto name = std::filesystem::path(file).filename().string();
+  return {text_windows(text, runtime::text_split::train, name + "/train"),
+          text_windows(text, runtime::text_split::heldout, name + "/heldout")};
+}
+
+/// MNIST for any model but a language model; one that wants other input is
+/// refused here rather than failing in the loader.
+void load_images(job_inputs& job) {
+  const auto& model = job.topology.model;
+  job.train_set = load_split(job.opts.data_dir, true);
+  if (job.opts.evaluate)
+    job.test_set = load_split(job.opts.data_dir, false);
+  auto per_sample = job.train_set.samples.numel() / std::max<std::int64_t>(1, job.train_set.size());
+  if (model.input_dtype != runtime::dtype::f32 ||
+      runtime::shape_numel(model.input_shape) != per_sample)
+    throw runtime::input_error("--model " + job.opts.model + " takes " +
+                               std::string{runtime::to_string(model.input_dtype)} + " input " +
+                               runtime::to_string(model.input_shape) + ", not the " +
+                               std::to_string(per_sample) + " pixels of an MNIST image");
+}
+
+/// --trace FILE is written when the run ends: prove now that it can be (its
+/// directory exists or can be made, and is writable), so a job never trains
+/// for hours and then fails to write its timeline.
+void check_trace_file(const std::string& file) {
+  std::filesystem::path p{file};
+  if (std::filesystem::is_directory(p))
+    throw runtime::input_error("--trace " + file + ": is a directory, not a file");
+  try {
+    runtime::ensure_writable_directory(p.has_parent_path() ? p.parent_path()
+                                                           : std::filesystem::path{"."});
+  } catch (const runtime::input_error& e) {
+    throw runtime::input_error("--trace " + file + ": " + e.what());
+  }
+}
+
+} // namespace
+
+job_inputs prepare_job(train_options opts, const std::vector<device_slot>& available) {
+  job_inputs job;
+  job.opts = std::move(opts);
+  if (!job.opts.plan.is_null()) {
+    // A saved plan (--plan FILE): its topology, on this cluster's devices.
+    job.topology = place_saved_plan(plan_from_json(job.opts.plan), available);
+    adopt_plan_degrees(job.opts, job.topology);
+  } else {
+    job.topology = make_plan(job.opts, available);
+  }
+  if (models::is_sequence_model(job.topology.model))
+    std::tie(job.train_set, job.test_set) =
+        load_text(job.opts.data_dir, job.opts, job.topology.model);
+  else
+    load_images(job);
+  const auto steps = total_training_steps(job.opts, job.train_set.size());
+  if (job.opts.warmup_steps > 0 && job.opts.warmup_steps >= steps)
+    throw runtime::input_error("--warmup-steps " + std::to_string(job.opts.warmup_steps) +
+                               " must be fewer than the run's " + std::to_string(steps) +
+                               " training steps");
+  if (!job.opts.resume_dir.empty()) {
+    job.resume = runtime::read_checkpoint(job.opts.resume_dir);
+    check_resume_compatible(*job.resume, job.opts, job.topology, job.train_set.size());
+  }
+  if (!job.opts.checkpoint_dir.empty())
+    runtime::ensure_writable_directory(job.opts.checkpoint_dir);
+  if (!job.opts.trace_file.empty())
+    check_trace_file(job.opts.trace_file);
+  return job;
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,33 @@
+#pragma once
+
+// Where the supervisor's one job is in its life: change it with the
+// supervisor's job handling (supervisor.cpp).
+
+#include <cstdint>
+#include <string_view>
+
+namespace troupe::actors {
+
+enum class job_phase : std::uint8_t {
+  idle,     ///< no job
+  waiting,  ///< accepted, waiting for enough nodes
+  starting, ///< planned; its actors are being spawned and wired
+  running,  ///< the trainer runs
+};
+
+/// The name /status shows.
+constexpr std::string_view to_string(job_phase p) {
+  switch (p) {
+  case job_phase::idle:
+    return "idle";
+  case job_phase::waiting:
+    return "waiting";
+  case job_phase::starting:
+    return "starting";
+  case job_phase::running:
+    return "running";
+  }
+  return "?";
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,181 @@
+#include "actors/cluster/job_wiring.hpp"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "actors/training/trainer.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/net/transport/courier.hpp"
+
+namespace troupe::actors {
+
+namespace {
+
+constexpr std::chrono::seconds wire_timeout{30};
+
+/// Counts the wiring replies of one job and aborts it on the first failure.
+struct wiring {
+  supervisor_actor* self;
+  std::uint64_t job;
+  std::shared_ptr<std::size_t> left = std::make_shared<std::size_t>(0);
+  std::function<void()> wired;
+
+  /// Sends `xs` to `to`, which answers a `Reply` (void: nothing); `what`
+  /// names the step if it fails.
+  template <class Reply, class... Ts>
+  void ask(const caf::actor& to, const std::string& what, Ts&&... xs) {
+    ++*left;
+    auto ok = [left = left, wired = wired] {
+      if (--*left == 0)
+        wired();
+    };
+    auto failed = [self = self, id = job, what](caf::error& err) {
+      if (self->state.job.id == id)
+        abort_job(self, what + ": " + runtime::describe(self->system(), err));
+    };
+    auto req = self->request(to, wire_timeout, std::forward<Ts>(xs)...);
+    if constexpr (std::is_void_v<Reply>)
+      req.then([ok]() { ok(); }, failed);
+    else
+      req.then([ok](Reply) { ok(); }, failed);
+  }
+};
+
+/// A collective group: `size` consecutive actors of `ranks` from `first`.
+std::vector<caf::actor> group_of(const std::vector<caf::actor>& ranks, std::size_t first,
+                                 std::size_t size) {
+  return {ranks.begin() + static_cast<std::ptrdiff_t>(first),
+          ranks.begin() + static_cast<std::ptrdiff_t>(first + size)};
+}
+
+} // namespace
+
+job_actors::job_actors(const std::vector<spawn_order>& orders) {
+  devices.resize(count_role(orders, spawn_role::device));
+  shards.resize(count_role(orders, spawn_role::shard));
+  dp_ranks.resize(count_role(orders, spawn_role::dp_rank));
+  tp_ranks.resize(count_role(orders, spawn_role::tp_rank));
+  ps.resize(count_role(orders, spawn_role::ps));
+  left = orders.size();
+}
+
+caf::actor& job_actors::at(const spawn_order& o) {
+  switch (o.role) {
+  case spawn_role::device:
+    return devices.at(o.index);
+  case spawn_role::shard:
+    return shards.at(o.index);
+  case spawn_role::tp_rank:
+    return tp_ranks.at(o.index);
+  case spawn_role::dp_rank:
+    return dp_ranks.at(o.index);
+  case spawn_role::ps:
+    break;
+  }
+  return ps.at(o.index);
+}
+
+void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<void()> wired) {
+  const auto& topology = self->state.job.topology;
+  const auto grid = topology.grid();
+  const auto n = static_cast<std::size_t>(topology.depth());
+  const auto replicas = static_cast<std::size_t>(grid.replicas);
+  const auto tp = static_cast<std::size_t>(grid.tp);
+  const auto& shards = spawned.shards;
+  wiring w{self, self->state.job.id, std::make_shared<std::size_t>(1), std::move(wired)};
+  // With virtual stages the pipeline wraps round: the last stage's chunk v
+  // feeds stage 0's chunk v + 1, so the ends are each other's neighbours.
+  const bool ring = topology.virtual_stages > 1;
+  // Rank t of stage k talks to rank t of stages k - 1 and k + 1 (tensor-
+  // parallel ranks hold identical activations at stage boundaries).
+  for (std::size_t j = 0; j < shards.size(); ++j) {
+    const auto& s = topology.stages[j];
+    const auto k = static_cast<std::size_t>(s.stage);
+    auto at = [&](std::size_t stage) {
+      return shards[grid.index({s.replica, static_cast<int>(stage), s.tp_rank})];
+    };
+    w.ask<bool>(shards[j], "wiring " + grid.name(s.id()), runtime::wire_atom::value,
+                spawned.devices[s.device], k > 0 || ring ? at((k + n - 1) % n) : caf::actor{},
+                k + 1 < n || ring ? at((k + 1) % n) : caf::actor{});
+  }
+  // Data parallelism: rank t of stage k of every replica forms a collective
+  // group (contiguous in dp_ranks); each shard learns its rank.
+  for (std::size_t g = 0; g < n * tp && !spawned.dp_ranks.empty(); ++g) {
+    auto group = group_of(spawned.dp_ranks, g * replicas, replicas);
+    for (std::size_t r = 0; r < replicas; ++r) {
+      const slot_id slot{static_cast<int>(r), static_cast<int>(g / tp), static_cast<int>(g % tp)};
+      auto what = "wiring the all-reduce group of " + grid.name(slot);
+      w.ask<void>(group[r], what, runtime::wire_atom::value, group);
+      w.ask<bool>(shards[grid.index(slot)], what, runtime::dp_group_atom::value, group[r]);
+    }
+  }
+  // Tensor parallelism: the tp shards of one stage of one replica form a
+  // collective group their split layers all-reduce through.
+  for (std::size_t g = 0; g < replicas * n && !spawned.tp_ranks.empty(); ++g) {
+    auto group = group_of(spawned.tp_ranks, g * tp, tp);
+    for (std::size_t t = 0; t < tp; ++t) {
+      const auto slot = grid.at(g * tp + t);
+      auto what = "wiring the tensor-parallel group of " + grid.name(slot);
+      w.ask<void>(group[t], what, runtime::wire_atom::value, group);
+      w.ask<bool>(shards[g * tp + t], what, runtime::tp_group_atom::value, group[t]);
+    }
+  }
+  // Parameter servers: every worker shard learns all ps shards.
+  for (std::size_t j = 0; j < shards.size() && !spawned.ps.empty(); ++j)
+    w.ask<bool>(shards[j], "giving the parameter servers to " + grid.name(topology.stages[j].id()),
+                runtime::ps_group_atom::value, spawned.ps);
+  // Released once every request is out, so replies cannot finish it early.
+  if (--*w.left == 0)
+    w.wired();
+}
+
+void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset train_set,
+                   dataset test_set, std::optional<runtime::checkpoint> resume) {
+  auto& st = self->state;
+  const auto& topology = st.job.topology;
+  const auto& opts = st.job.opts;
+  auto& sys = self->system();
+  loader_config lc;
+  lc.sample_shape = topology.model.input_shape;
+  lc.parts = topology.microbatches;
+  lc.seed = opts.seed;
+  lc.batch = opts.batch;
+  lc.data = train_set;
+  lc.shares = topology.batch_shares;
+  trainer_config tc;
+  // One loader per replica, each preparing only its replica's samples.
+  for (int r = 0; r < topology.replicas; ++r) {
+    lc.replica = r;
+    auto label = topology.replicas == 1 ? std::string{"data_loader (train)"}
+                                        : "data_loader (train, replica " + std::to_string(r) + ")";
+    tc.train_loaders.push_back(
+        track(self, spawn_data_loader(sys, lc), label, "data_loader", st.cfg.name));
+  }
+  if (opts.evaluate) {
+    lc.replica = 0;
+    lc.shares = {1.0};
+    lc.data = test_set;
+    lc.shuffle = false;
+    lc.batch = std::min<std::int64_t>(1000, test_set.size());
+    tc.test_batch = lc.batch;
+    tc.test_loader =
+        track(self, spawn_data_loader(sys, lc), "data_loader (test)", "data_loader", st.cfg.name);
+  }
+  tc.opts = opts;
+  tc.topology = topology;
+  tc.stages = spawned.shards;
+  tc.ps_shards = spawned.ps;
+  tc.train_samples = train_set.size();
+  tc.test_samples = test_set.size();
+  tc.resume = std::move(resume);
+  tc.report_to = caf::actor_cast<caf::actor>(self);
+  tc.courier = st.cfg.courier ? st.cfg.courier->for_job(st.job.id) : nullptr;
+  track(self, spawn_trainer(sys, std::move(tc)), "trainer", "trainer", st.cfg.name);
+  st.job.phase = job_phase::running;
+}
+
+} // namespace troupe::actors

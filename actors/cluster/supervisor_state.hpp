@@ -1,0 +1,104 @@
+#pragma once
+
+// The supervisor actor's state, shared by its parts (supervisor.cpp,
+// job_wiring.cpp, supervisor_status.cpp): change it when the supervisor
+// learns to keep something new about its nodes or its job.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/sec.hpp>
+#include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/cluster/cluster_protocol.hpp"
+#include "actors/cluster/job_phase.hpp"
+#include "actors/cluster/supervisor.hpp"
+#include "actors/plan/plan.hpp"
+#include "actors/plan/slot.hpp"
+#include "actors/plan/train_options.hpp"
+#include "runtime/log.hpp"
+#include "runtime/net/security/node_identity.hpp"
+
+namespace troupe::actors {
+
+using clock_type = std::chrono::steady_clock;
+
+/// A node that proved its identity and (once ready) offers its devices.
+struct node_entry {
+  node_description info;
+  caf::actor agent;   ///< set by ready
+  caf::actor courier; ///< its data plane's descriptor endpoint
+  std::string data_host;
+  std::uint16_t data_port = 0;
+  bool ready = false;
+  bool ping_outstanding = false;
+  clock_type::time_point last_seen = clock_type::now();
+  nlohmann::json last_ping = nlohmann::json::object();
+};
+
+/// One job actor: what /status shows, what a failure names, and which layer
+/// shard slot it serves (how /metrics finds a stage's node).
+struct job_actor {
+  std::string label;
+  std::string kind;
+  std::string node;
+  long pid = 0; ///< of its node's process
+  caf::actor_id id = 0;
+  std::optional<slot_id> slot;
+  caf::actor handle; ///< null once the job ended
+};
+
+struct job_state {
+  std::uint64_t id = 0;
+  job_phase phase = job_phase::idle;
+  caf::response_promise reply;
+  caf::actor client; ///< who submitted it: the job is aborted if it goes away
+  std::string options_json;
+  train_options opts;
+  plan topology;
+  std::map<caf::actor_addr, job_actor> actors;
+  std::set<std::string> nodes;
+  nlohmann::json progress = nlohmann::json::object();
+  std::vector<job_actor> last_actors; ///< of the previous job, for /status and /metrics
+  std::string last_error;
+};
+
+struct supervisor_state {
+  supervisor_config cfg;
+  std::shared_ptr<spdlog::logger> log = runtime::logger("supervisor");
+  std::map<std::string, node_entry> nodes; ///< joined (and maybe ready) nodes
+  runtime::challenge_book challenges;
+  caf::actor local_agent; ///< single-process mode
+  job_state job;
+  std::uint64_t next_job_id = 1;
+  int jobs_finished = 0;
+  int jobs_failed = 0;
+  bool stopping = false;
+  static inline const char* name = "supervisor";
+};
+
+using supervisor_actor = caf::stateful_actor<supervisor_state>;
+
+/// Nodes that joined and are ready for jobs.
+int ready_nodes(const supervisor_state& st);
+
+/// Monitors `a` as an actor of the running job, on `node`.
+caf::actor track(supervisor_actor* self, caf::actor a, std::string label, std::string kind,
+                 std::string node, std::optional<slot_id> slot = std::nullopt);
+
+/// Fails the running job with `why` (which names the actor or node). The one
+/// place failures end up: recovery would start here.
+void abort_job(supervisor_actor* self, const std::string& why,
+               caf::sec code = caf::sec::runtime_error);
+
+} // namespace troupe::actors

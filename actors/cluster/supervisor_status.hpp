@@ -1,0 +1,27 @@
+#pragma once
+
+// What the supervisor reports about itself: the /status JSON and the
+// /metrics Prometheus text. Change it when a reported field or metric changes.
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/cluster/supervisor_state.hpp"
+
+namespace troupe::actors {
+
+/// /status's list of job actors: label, kind, node, pid, id.
+nlohmann::json actors_json(const std::vector<job_actor>& actors);
+
+/// The running job's actors, in the order /status lists them.
+std::vector<job_actor> current_actors(const job_state& job);
+
+/// Nodes, devices, actors and job progress (spawn_supervisor's status_atom).
+nlohmann::json status_json(const supervisor_state& st);
+
+/// Prometheus text (spawn_supervisor's metrics_atom).
+std::string metrics_text(const supervisor_state& st);
+
+} // namespace troupe::actors

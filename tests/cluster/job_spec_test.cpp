@@ -1,0 +1,102 @@
+#define BOOST_TEST_DYN_LINK
+#define BOOST_TEST_MODULE cluster_job_spec
+#include <boost/test/unit_test.hpp>
+
+// A job's plan and options turned into what its nodes spawn (job_spec.hpp):
+// the orders, their labels, slots and configs, without any actor.
+
+#include "actors/cluster/job_spec.hpp"
+#include "actors/collectives/collective_group.hpp"
+#include "actors/pipeline/layer_shard.hpp"
+#include "actors/plan/plan.hpp"
+
+using namespace troupe;
+using actors::spawn_role;
+
+namespace {
+
+std::vector<actors::device_slot> devices(int nodes) {
+  std::vector<actors::device_slot> r;
+  for (int i = 0; i < nodes; ++i)
+    r.push_back({"cpu:0", "node-" + std::to_string(i), runtime::device::cpu(), 1, 0});
+  return r;
+}
+
+std::vector<actors::spawn_order> of_role(const std::vector<actors::spawn_order>& orders,
+                                         spawn_role role) {
+  std::vector<actors::spawn_order> r;
+  for (const auto& o : orders)
+    if (o.role == role)
+      r.push_back(o);
+  return r;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_2x2_pipeline_of_replicas_spawns_a_shard_and_a_dp_rank_per_slot) {
+  actors::train_options o;
+  o.model = "mlp";
+  o.stages = 2;
+  o.dp = 2;
+  o.fault = "stage=1,step=3,replica=1";
+  auto p = actors::make_plan(o, devices(4));
+  auto orders = actors::job_spawns(p, o);
+  BOOST_TEST(orders.size() == 4u + 4u + 4u);
+  BOOST_TEST(actors::count_role(orders, spawn_role::device) == 4u);
+  BOOST_TEST(actors::count_role(orders, spawn_role::tp_rank) == 0u);
+  BOOST_TEST(actors::count_role(orders, spawn_role::ps) == 0u);
+  const auto grid = p.grid();
+  auto shards = of_role(orders, spawn_role::shard);
+  BOOST_TEST_REQUIRE(shards.size() == 4u);
+  for (std::size_t j = 0; j < shards.size(); ++j) {
+    const auto& s = shards[j];
+    BOOST_TEST(s.index == j);
+    BOOST_TEST(s.kind == "layer_shard");
+    BOOST_TEST_REQUIRE(s.slot.has_value());
+    BOOST_TEST((*s.slot == grid.at(j)));
+    const auto& d = p.devices[p.stages[j].device];
+    BOOST_TEST(s.node == d.node);
+    BOOST_TEST(s.label == "layer_shard " + grid.name(*s.slot) + " on " + d.node + "/cpu:0");
+    auto c = actors::shard_config_from_json(s.config);
+    BOOST_TEST(c.stage == s.slot->stage);
+    BOOST_TEST(c.replica == s.slot->replica);
+    BOOST_TEST(c.stages == 2);
+    BOOST_TEST(c.replicas == 2);
+    // Only the named slot carries the injected fault.
+    BOOST_TEST((c.fault_step == 3) == (s.slot->stage == 1 && s.slot->replica == 1));
+  }
+  BOOST_TEST(shards[3].label.rfind("layer_shard replica 1 stage 1 on ", 0) == 0);
+  // Stage k of every replica is one all-reduce group, contiguous by index.
+  auto ranks = of_role(orders, spawn_role::dp_rank);
+  BOOST_TEST_REQUIRE(ranks.size() == 4u);
+  for (const auto& r : ranks) {
+    BOOST_TEST(r.kind == "collective");
+    BOOST_TEST(r.index == static_cast<std::size_t>(r.slot->stage * 2 + r.slot->replica));
+    auto g = actors::collective_config_from_json(r.config);
+    BOOST_TEST(g.rank == r.slot->replica);
+    BOOST_TEST(g.size == 2);
+    BOOST_TEST(r.label.rfind("collective rank " + std::to_string(r.slot->replica) + " of " +
+                                 grid.name(*r.slot) + " on ",
+                             0) == 0);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(tensor_parallel_stages_get_a_tp_rank_beside_each_shard) {
+  actors::train_options o;
+  o.model = "mlp";
+  o.stages = 2;
+  o.tp = 2;
+  auto p = actors::make_plan(o, devices(4));
+  auto orders = actors::job_spawns(p, o);
+  auto tp = of_role(orders, spawn_role::tp_rank);
+  BOOST_TEST_REQUIRE(tp.size() == 4u);
+  BOOST_TEST(actors::count_role(orders, spawn_role::dp_rank) == 0u);
+  for (std::size_t j = 0; j < tp.size(); ++j) {
+    BOOST_TEST(tp[j].index == j);
+    BOOST_TEST((*tp[j].slot == p.stages[j].id()));
+    BOOST_TEST(tp[j].label.rfind("tensor-parallel rank of stage " +
+                                     std::to_string(p.stages[j].stage) + " tp rank ",
+                                 0) == 0);
+    BOOST_TEST(actors::collective_config_from_json(tp[j].config).rank == p.stages[j].tp_rank);
+  }
+}
