@@ -1,0 +1,188 @@
+#pragma once
+
+// The trainer actor's state, grouped by concern (the step in flight, the
+// epoch, evaluation, async workers, the run's totals), and the helpers every
+// part of the trainer uses. Change it when the trainer keeps something new.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/plan/slot.hpp"
+#include "actors/training/progress_bar.hpp"
+#include "actors/training/trainer.hpp"
+#include "models/tensor_parallel.hpp"
+#include "models/train/lr_schedule.hpp"
+#include "runtime/log.hpp"
+#include "runtime/net/messages.hpp"
+#include "runtime/telemetry/trace_recorder.hpp"
+
+namespace troupe::actors::training {
+
+using clock_type = std::chrono::steady_clock;
+
+inline double seconds_between(clock_type::time_point a, clock_type::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+/// The training (or evaluation) step in flight: its batches, the reports and
+/// digests still to come and, with clipping, the stages' gradient sums.
+struct step_in_flight {
+  std::vector<runtime::batch_msg> batches; ///< each replica's part, as they arrive
+  std::size_t batches_pending = 0;
+  int reports_pending = 0;
+  runtime::stage_report loss;                        ///< the replicas' losses added up
+  std::vector<std::optional<std::uint64_t>> digests; ///< per shard, --check-replicas
+  std::vector<std::optional<double>> grad_sumsq;     ///< per shard, --clip-norm
+  std::size_t sumsq_pending = 0;
+  clock_type::time_point started;
+};
+
+/// Where the run is in the current epoch. The loss sums are carried across a
+/// resume; mean losses are per prediction (tokens equal samples for a
+/// classifier).
+struct epoch_state {
+  std::int64_t index = 0; ///< the epoch of the last step started
+  std::int64_t batch = 0; ///< its batch in that epoch
+  double loss_sum = 0;
+  std::int64_t samples = 0;
+  std::int64_t tokens = 0;
+  std::int64_t run_samples = 0; ///< samples of this epoch trained in this run
+  double last_loss = -1;        ///< the mean loss of the last finished epoch
+  clock_type::time_point started;
+
+  double mean_loss() const { return tokens ? loss_sum / double(tokens) : 0; }
+};
+
+/// Evaluation on the held-out set (replica 0 alone) and its last results.
+struct eval_state {
+  bool running = false;
+  std::int64_t batches_left = 0;
+  std::int64_t counter = 0; ///< evaluation steps so far (their ids are negative)
+  double loss_sum = 0;
+  std::int64_t correct = 0;
+  std::int64_t samples = 0;
+  std::int64_t tokens = 0;
+  double test_accuracy = -1;
+  double test_loss = -1;
+  double bits_per_char = -1;
+  std::function<void()> then; ///< runs when the evaluation is done
+};
+
+/// Async / ssp: where one worker is. Its steps are its own (consecutive ids
+/// for its pushes); each runs one part of a global batch.
+struct worker_progress {
+  std::int64_t next = 0; ///< the step it runs next (or now, when running)
+  bool running = false;
+  int pending = 0;       ///< reports of its running step still missing
+  std::int64_t part = 0; ///< the part it runs: share part % W of global batch part / W
+};
+
+/// A global batch whose parts (one per replica's share) are being trained:
+/// how many are done, and their losses.
+struct step_part {
+  int done = 0;
+  runtime::stage_report loss;
+};
+
+/// Async and ssp parameter servers: the workers (replicas) run their own steps.
+struct async_state {
+  std::vector<worker_progress> workers;
+  std::int64_t next_part = 0;              ///< parts handed out so far
+  std::map<std::int64_t, step_part> parts; ///< global steps some parts are done of
+};
+
+/// The whole run's totals, for progress messages and the report.
+struct run_totals {
+  clock_type::time_point started = clock_type::now();
+  double train_seconds = 0;
+  std::int64_t samples = 0;
+  double compute_seconds = 0;
+  // Steps of this run after opts.timing_warmup (benchmarks): their summed
+  // durations and the device compute time the stages reported for them.
+  std::int64_t timed_steps = 0;
+  double timed_seconds = 0;
+  double timed_compute_seconds = 0;
+  double grad_norm = -1;               ///< the last step's, before clipping
+  std::int64_t replica_checks = 0;     ///< steps whose replicas were found identical
+  std::int64_t digest_comparisons = 0; ///< digest pairs compared (replica r vs 0, per shard)
+  nlohmann::json epoch_log = nlohmann::json::array();
+  std::vector<runtime::stage_report> stages; ///< per shard, training steps summed
+  std::optional<nlohmann::json> ps_stats;    ///< the ps shards' counters, once gathered
+  runtime::trace_recorder trace;             ///< the trainer's own track (--trace)
+  bool trace_written = false;
+};
+
+struct trainer_state {
+  trainer_config cfg;
+  std::shared_ptr<spdlog::logger> log = runtime::logger("trainer");
+  slot_grid grid;
+  std::int64_t steps_per_epoch = 0;
+  std::int64_t total_steps = 0;
+  std::int64_t step = 0; ///< global index of the next training step
+  std::int64_t run_start_step = 0;
+  bool language_model = false; ///< losses per token, evaluation in bits per character
+  std::optional<models::lr_schedule> schedule; ///< none: every step at opts.lr
+  /// tp > 1: how each parameter is split across a stage's shards.
+  std::map<std::string, std::vector<models::tp_param_split>> tp_layout;
+  step_in_flight current;
+  epoch_state epoch;
+  eval_state eval;
+  async_state async;
+  run_totals totals;
+  progress_bar progress;
+  static inline const char* name = "trainer";
+};
+
+using trainer_actor = caf::stateful_actor<trainer_state>;
+
+/// Fails the trainer, and so the job, with "trainer: `what`".
+void fail(trainer_actor* self, const std::string& what);
+
+/// Async and ssp parameter servers: the workers run on their own, a fast one
+/// ahead of a slow one as far as the ps shards let it; the trainer only holds
+/// them at the epoch's end.
+bool independent_workers(const trainer_state& st);
+
+/// The shards of replica 0: its pipeline in stage order, each stage's
+/// tensor-parallel ranks in order (checkpoints, the final parameters and
+/// evaluation use them; the replicas are identical).
+std::vector<caf::actor> first_replica(const trainer_state& st);
+
+/// The learning rate of training step `step`.
+float learning_rate(const trainer_state& st, std::int64_t step);
+
+/// Sends `xs` to every actor of `to`; calls `done` with the replies in that
+/// order. The first error fails the trainer (and so the job).
+template <class Reply, class... Ts>
+void gather(trainer_actor* self, std::vector<caf::actor> to,
+            std::function<void(std::vector<Reply>)> done, Ts... xs) {
+  auto n = to.size();
+  struct pending {
+    std::vector<Reply> replies;
+    std::size_t left;
+  };
+  auto acc = std::make_shared<pending>(pending{std::vector<Reply>(n), n});
+  for (std::size_t i = 0; i < n; ++i)
+    self->request(to[i], caf::infinite, xs...)
+        .then(
+            [acc, i, done](Reply& r) {
+              acc->replies[i] = std::move(r);
+              if (--acc->left == 0)
+                done(std::move(acc->replies));
+            },
+            [self](caf::error& err) {
+              fail(self, "stage request failed: " + self->system().render(err));
+            });
+}
+
+} // namespace troupe::actors::training
