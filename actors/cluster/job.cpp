@@ -4,6 +4,7 @@
 
 #include <caf/scoped_actor.hpp>
 
+#include "actors/cluster/job_request.hpp"
 #include "actors/cluster/supervisor.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/caf_error.hpp"
@@ -11,13 +12,16 @@
 
 namespace troupe::actors {
 
-job_result run_training(caf::actor_system& sys, const train_options& opts) {
-  opts.validate();
+namespace {
+
+/// Runs `request` through a supervisor of its own in `sys`; the request
+/// travels as it is (same process: no JSON).
+job_result run_job(caf::actor_system& sys, job_request request) {
   auto sup = spawn_supervisor(sys);
   caf::scoped_actor self{sys};
   job_result result;
   std::optional<caf::error> failure;
-  self->request(sup, caf::infinite, runtime::run_atom::value, to_json(opts).dump())
+  self->request(sup, caf::infinite, runtime::run_atom::value, std::move(request))
       .receive(
           [&](std::string& report, runtime::named_tensors& params) {
             result.report = nlohmann::json::parse(report);
@@ -35,15 +39,23 @@ job_result run_training(caf::actor_system& sys, const train_options& opts) {
   return result;
 }
 
+} // namespace
+
+job_result run_training(caf::actor_system& sys, const train_options& opts) {
+  opts.validate();
+  return run_job(sys, job_request_from_options(opts));
+}
+
 job_result run_training(caf::actor_system& sys, const train_options& opts, const plan& p) {
-  // Checked here, so a bad plan fails with its own message before a supervisor starts.
-  auto saved = to_json(p);
-  (void)plan_from_json(saved);
+  // Checked here, so a bad plan fails with its own message (naming the field
+  // as a saved plan's would) before a supervisor starts. The plan's JSON
+  // reader is its validator; the job gets the plan itself.
+  (void)plan_from_json(to_json(p));
   auto o = opts;
   o.model = p.model.name;
-  o.plan = std::move(saved);
+  o.plan = nullptr;
   adopt_plan_degrees(o, p);
-  return run_training(sys, o);
+  return run_job(sys, job_request{std::move(o), p});
 }
 
 } // namespace troupe::actors

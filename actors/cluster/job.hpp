@@ -23,7 +23,7 @@ struct job_result {
 job_result run_training(caf::actor_system& sys, const train_options& opts);
 
 /// Runs the topology `p` (from make_plan, edited or built by hand) instead of
-/// planning one: opts.plan becomes to_json(p) and opts.model the plan's model,
+/// planning one: the supervisor gets `p` itself (no JSON) and opts.model the plan's model,
 /// and the plan's degrees (stages, replicas, tp, ps, micro-batches, schedule)
 /// replace opts' (adopt_plan_degrees). The rest of opts (data, optimizer,
 /// batch, steps, ...) is the job's. Throws as the overload above, and

@@ -79,12 +79,12 @@ void check_trace_file(const std::string& file) {
 
 } // namespace
 
-job_inputs prepare_job(train_options opts, const std::vector<device_slot>& available) {
+job_inputs prepare_job(job_request request, const std::vector<device_slot>& available) {
   job_inputs job;
-  job.opts = std::move(opts);
-  if (!job.opts.plan.is_null()) {
-    // A saved plan (--plan FILE): its topology, on this cluster's devices.
-    job.topology = place_saved_plan(plan_from_json(job.opts.plan), available);
+  job.opts = std::move(request.opts);
+  if (request.saved_plan) {
+    // A saved plan (--plan FILE, or run_training's): its topology, on this cluster's devices.
+    job.topology = place_saved_plan(std::move(*request.saved_plan), available);
     adopt_plan_degrees(job.opts, job.topology);
   } else {
     job.topology = make_plan(job.opts, available);

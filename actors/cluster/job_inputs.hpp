@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "actors/cluster/job_request.hpp"
 #include "actors/pipeline/data_loader.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/train_options.hpp"
@@ -24,9 +25,9 @@ struct job_inputs {
   std::optional<runtime::checkpoint> resume;
 };
 
-/// Plans `opts` on `available` (or places its saved plan there), loads its
-/// data and checkpoint and checks they fit. Throws runtime::input_error
-/// naming the bad option or file.
-job_inputs prepare_job(train_options opts, const std::vector<device_slot>& available);
+/// Plans the request's options on `available` (or places its saved plan
+/// there), loads its data and checkpoint and checks they fit. Throws
+/// runtime::input_error naming the bad option or file.
+job_inputs prepare_job(job_request request, const std::vector<device_slot>& available);
 
 } // namespace troupe::actors

@@ -200,11 +200,12 @@ std::string launch(supervisor_actor* self) {
   auto& job = st.job;
   auto in = std::make_shared<job_inputs>();
   try {
-    auto opts = train_options_from_json(nlohmann::json::parse(job.options_json));
-    auto available = st.cfg.local_node
-                         ? local_devices(opts, std::max(1u, std::thread::hardware_concurrency()))
-                         : cluster_devices(st);
-    *in = prepare_job(std::move(opts), available);
+    auto request = job.request ? std::move(*job.request) : job_request_from_json(job.options_json);
+    auto available =
+        st.cfg.local_node
+            ? local_devices(request.opts, std::max(1u, std::thread::hardware_concurrency()))
+            : cluster_devices(st);
+    *in = prepare_job(std::move(request), available);
   } catch (const nlohmann::json::exception& e) {
     return std::string{"job options: "} + e.what();
   } catch (const std::exception& e) {
@@ -340,8 +341,9 @@ void connect_mesh(supervisor_actor* self, const std::string& name,
   one(std::nullopt);
 }
 
-caf::result<std::string, runtime::named_tensors> on_run(supervisor_actor* self,
-                                                        std::string& options_json) {
+/// Takes a job: `request` typed (in process) or `options_json` (a client's).
+caf::result<std::string, runtime::named_tensors>
+on_run(supervisor_actor* self, std::optional<job_request> request, std::string options_json) {
   auto& st = self->state;
   if (st.job.phase != job_phase::idle)
     return refuse("supervisor: a job is already running");
@@ -355,6 +357,7 @@ caf::result<std::string, runtime::named_tensors> on_run(supervisor_actor* self,
   if (job.client)
     self->monitor(job.client);
   job.reply = self->make_response_promise();
+  job.request = std::move(request);
   job.options_json = std::move(options_json);
   job.last_error.clear();
   job.progress = nlohmann::json::object();
@@ -535,7 +538,12 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
   }
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   return {
-      [self](runtime::run_atom, std::string& options_json) { return on_run(self, options_json); },
+      [self](runtime::run_atom, std::string& options_json) {
+        return on_run(self, std::nullopt, std::move(options_json));
+      },
+      [self](runtime::run_atom, job_request& request) {
+        return on_run(self, std::move(request), {});
+      },
       [self](join_timeout_atom, std::uint64_t id) {
         auto& st = self->state;
         if (st.job.id != id || st.job.phase != job_phase::waiting)

@@ -53,6 +53,8 @@ struct supervisor_config {
 /// trainer itself, monitors every actor and node, and answers
 ///
 ///   (run_atom, std::string options_json) -> (std::string report_json, named_tensors params)
+///   (run_atom, job_request) -> the same, from a client in the same process
+///                   (run_training): options and plan as they are, no JSON
 ///
 /// A job actor or node that fails aborts the job at once: the reply is an
 /// error naming the actor or node and its reason, and every other actor of

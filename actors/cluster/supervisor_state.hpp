@@ -22,6 +22,7 @@
 
 #include "actors/cluster/cluster_protocol.hpp"
 #include "actors/cluster/job_phase.hpp"
+#include "actors/cluster/job_request.hpp"
 #include "actors/cluster/supervisor.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/slot.hpp"
@@ -63,6 +64,9 @@ struct job_state {
   job_phase phase = job_phase::idle;
   caf::response_promise reply;
   caf::actor client; ///< who submitted it: the job is aborted if it goes away
+  /// What was submitted: the typed request (in process), or the client's
+  /// options JSON, read once when the job starts.
+  std::optional<job_request> request;
   std::string options_json;
   train_options opts;
   plan topology;

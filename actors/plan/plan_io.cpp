@@ -280,21 +280,10 @@ json to_json(const plan& p, const memory_assumptions& a) {
           {"memory", {{"assumptions", assumptions_json(a)}, {"devices", memory}}}};
 }
 
-plan plan_from_json(const json& j) {
-  if (!j.is_object())
-    throw runtime::input_error("plan: must be a JSON object, got " + std::string{j.type_name()});
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!plan_keys.count(it.key()))
-      bad(it.key(), "unknown field");
-  plan p;
-  try {
-    p.model = models::model_spec::from_json(need(j, "model", ""));
-  } catch (const std::invalid_argument& e) {
-    bad("model", e.what());
-  }
-  const auto layers = p.model.layers.size();
+namespace {
 
-  // Devices, unique by (node, name).
+/// plan.devices, unique by (node, name); returns each one's index by (node, name).
+std::map<std::pair<std::string, std::string>, std::size_t> parse_devices(const json& j, plan& p) {
   std::map<std::pair<std::string, std::string>, std::size_t> index;
   const auto& devices = get_array(j, "devices", "");
   if (devices.empty())
@@ -327,7 +316,12 @@ plan plan_from_json(const json& j) {
     p.devices.push_back(std::move(slot));
   }
 
-  // Degrees and the schedule.
+  return index;
+}
+
+/// Degrees and the schedule; returns the depth (stages per replica).
+int parse_degrees(const json& j, plan& p) {
+  const auto layers = p.model.layers.size();
   const auto depth = static_cast<int>(get_int(j, "depth", "", 1, 64));
   p.replicas = static_cast<int>(get_int(j, "replicas", "", 1, 1024));
   p.tp = static_cast<int>(get_int(j, "tp", "", 1, 64));
@@ -353,7 +347,14 @@ plan plan_from_json(const json& j) {
     }
   }
 
-  // Stage slots: (replica, stage, tp rank) at (r * depth + k) * tp + t.
+  return depth;
+}
+
+/// Stage slots, at slot_grid order ((r * depth + k) * tp + t), every
+/// replica and tp rank of a stage holding the same chunks.
+void parse_stages(const json& j, plan& p, int depth,
+                  const std::map<std::pair<std::string, std::string>, std::size_t>& index) {
+  const auto layers = p.model.layers.size();
   const auto& stages = get_array(j, "stages", "");
   const auto want = static_cast<std::size_t>(p.replicas) * static_cast<std::size_t>(depth) *
                     static_cast<std::size_t>(p.tp);
@@ -401,8 +402,12 @@ plan plan_from_json(const json& j) {
     }
     p.stages.push_back(std::move(slot));
   }
-  // Chunk v of stage k is global virtual stage v * depth + k; in that order
-  // the chunks cover the layers contiguously.
+}
+
+/// Chunk v of stage k is global virtual stage v * depth + k; in that order
+/// the chunks cover the layers contiguously.
+void check_chunk_order(const plan& p, int depth) {
+  const auto layers = p.model.layers.size();
   std::vector<models::layer_range> order;
   for (int v = 0; v < p.virtual_stages; ++v)
     for (int k = 0; k < depth; ++k)
@@ -415,8 +420,11 @@ plan plan_from_json(const json& j) {
                               "contiguously: {}",
                               chunks_text(order), p.model.name, layers, e.what()));
   }
+}
 
-  // Batch shares and partition.
+/// Batch shares, the partition and its layer costs.
+void parse_shares_and_costs(const json& j, plan& p) {
+  const auto layers = p.model.layers.size();
   const auto& shares = get_array(j, "batch_shares", "");
   if (shares.size() != static_cast<std::size_t>(p.replicas))
     bad("batch_shares",
@@ -439,7 +447,27 @@ plan plan_from_json(const json& j) {
       bad("layer_costs", "every cost must be a number >= 0, got " + c.dump());
     p.layer_costs.push_back(c.get<double>());
   }
+}
 
+} // namespace
+
+plan plan_from_json(const json& j) {
+  if (!j.is_object())
+    throw runtime::input_error("plan: must be a JSON object, got " + std::string{j.type_name()});
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!plan_keys.count(it.key()))
+      bad(it.key(), "unknown field");
+  plan p;
+  try {
+    p.model = models::model_spec::from_json(need(j, "model", ""));
+  } catch (const std::invalid_argument& e) {
+    bad("model", e.what());
+  }
+  const auto index = parse_devices(j, p);
+  const int depth = parse_degrees(j, p);
+  parse_stages(j, p, depth, index);
+  check_chunk_order(p, depth);
+  parse_shares_and_costs(j, p);
   // Parameter servers.
   if (auto ps = j.find("ps"); ps != j.end() && !ps->is_null())
     parse_ps(*ps, p, index);

@@ -1,0 +1,34 @@
+#pragma once
+
+// A job as submitted to the supervisor: change it when a job gains an input
+// that is not a training option.
+
+#include <optional>
+#include <string>
+
+#include "actors/plan/plan.hpp"
+#include "actors/plan/train_options.hpp"
+
+namespace troupe::actors {
+
+/// Validated options and, when the caller brought one, the topology to run
+/// (a saved or hand-built plan) instead of planning one. In one process
+/// (run_training) it reaches the supervisor as it is; a client in another
+/// process sends the options' JSON (with the plan in its "plan" field), which
+/// job_request_from_json reads once.
+struct job_request {
+  train_options opts;
+  std::optional<plan> saved_plan;
+};
+
+/// The request for `opts`, whose saved plan, if any, is still JSON
+/// (opts.plan: a client's, or --plan FILE's): reads and validates it once
+/// into saved_plan. Throws runtime::input_error naming the bad field.
+job_request job_request_from_options(train_options opts);
+
+/// Parses and validates a client's JSON (train_options JSON). Throws
+/// runtime::input_error naming the bad field, nlohmann::json::exception for
+/// text that is not JSON.
+job_request job_request_from_json(const std::string& text);
+
+} // namespace troupe::actors
