@@ -19,7 +19,7 @@
 // The machine's memcpy bandwidth (64 MiB buffers, one thread) is measured in
 // the same run; in-process busbw is reported as a fraction of it.
 
-#include "apps/troupe/bench_allreduce.hpp"
+#include "apps/troupe/bench/bench_allreduce.hpp"
 
 #include <unistd.h>
 
@@ -48,7 +48,7 @@
 #include "actors/plan/collective_algorithms.hpp"
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/collective_mesh.hpp"
-#include "apps/troupe/bench_util.hpp"
+#include "apps/troupe/bench/bench_util.hpp"
 #include "apps/troupe/line_process.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/messages.hpp"

@@ -50,8 +50,8 @@
 #include <caf/io/all.hpp>
 #include <nlohmann/json.hpp>
 
-#include "apps/troupe/bench_transport.hpp"
-#include "apps/troupe/bench_util.hpp"
+#include "apps/troupe/bench/bench_transport.hpp"
+#include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/storage.hpp"
 #include "runtime/net/system_config.hpp"

@@ -1,4 +1,4 @@
-#include "apps/troupe/bench_util.hpp"
+#include "apps/troupe/bench/bench_util.hpp"
 
 #include <algorithm>
 #include <fstream>

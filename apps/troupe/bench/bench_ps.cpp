@@ -30,7 +30,7 @@
 // Every part alternates its configurations (A B C A B C ..., the order
 // rotated per repeat) over --repeats and reports medians, min and max.
 
-#include "apps/troupe/bench_ps.hpp"
+#include "apps/troupe/bench/bench_ps.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -60,7 +60,7 @@
 #include "actors/ps/ps_client.hpp"
 #include "actors/ps/ps_shard.hpp"
 #include "actors/plan/train_options.hpp"
-#include "apps/troupe/bench_util.hpp"
+#include "apps/troupe/bench/bench_util.hpp"
 #include "apps/troupe/line_process.hpp"
 #include "models/layers/model_spec.hpp"
 #include "models/zoo.hpp"

@@ -21,7 +21,7 @@
 // Throughput: batch x timed steps / the trainer's summed step times. Peak
 // activation memory: the report's per-stage peak_saved_bytes.
 
-#include "apps/troupe/bench_pipeline.hpp"
+#include "apps/troupe/bench/bench_pipeline.hpp"
 
 #include <sched.h>
 
@@ -46,7 +46,7 @@
 #include "actors/plan/schedule_simulation.hpp"
 #include "actors/plan/step_timeline.hpp"
 #include "actors/plan/train_options.hpp"
-#include "apps/troupe/bench_util.hpp"
+#include "apps/troupe/bench/bench_util.hpp"
 #include "apps/troupe/child_process.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/system_config.hpp"
