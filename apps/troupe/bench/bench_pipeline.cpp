@@ -49,8 +49,8 @@
 #include "apps/troupe/bench/bench_util.hpp"
 #include "apps/troupe/child_process.hpp"
 #include "runtime/error.hpp"
-#include "runtime/net/system_config.hpp"
 #include "runtime/io/temp_dir.hpp"
+#include "runtime/net/system_config.hpp"
 
 namespace troupe::apps {
 
@@ -60,12 +60,12 @@ namespace fs = std::filesystem;
 using actors::schedule_kind;
 
 constexpr const char* bubble_definition =
-  "per timed step: T = first stage's step_msg .. last stage's report (union of the stages' step "
-  "spans); busy_s = stage s's forward + backward + optimizer events of the step; bubble = "
-  "sum_s (T - busy_s) / (P x T); median over the timed steps";
+    "per timed step: T = first stage's step_msg .. last stage's report (union of the stages' step "
+    "spans); busy_s = stage s's forward + backward + optimizer events of the step; bubble = "
+    "sum_s (T - busy_s) / (P x T); median over the timed steps";
 constexpr const char* overhead_definition =
-  "(stage's step span - its compute events - its wait-for-input events) / micro-batches, mean "
-  "over the timed steps";
+    "(stage's step span - its compute events - its wait-for-input events) / micro-batches, mean "
+    "over the timed steps";
 
 struct pipeline_flags {
   std::string model = "mlp";
@@ -85,12 +85,6 @@ struct pipeline_flags {
   std::string json;
   std::string keep_traces;
 };
-
-std::string number(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
 
 /// The cores this process may run on (taskset narrows them), else all.
 unsigned usable_cores() {
@@ -113,7 +107,8 @@ struct run_spec {
     return schedule == schedule_kind::interleaved ? n + " V=" + std::to_string(virtual_stages) : n;
   }
   std::string slowed() const {
-    return slow_stage < 0 ? "-" : "stage " + std::to_string(slow_stage) + " x" + number(slow_factor);
+    return slow_stage < 0 ? "-"
+                          : "stage " + std::to_string(slow_stage) + " x" + number(slow_factor);
   }
   std::string file_name() const {
     auto n = "pipeline-" + std::string{actors::to_string(schedule)};
@@ -287,19 +282,15 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
 /// jobs are submitted as `troupe train --supervisor`.
 class local_cluster {
 public:
-  local_cluster(const fs::path& dir, int nodes, int threads_per_device, int jobs)
-      : dir_(dir) {
-    std::error_code ec;
-    exe_ = fs::read_symlink("/proc/self/exe", ec).string();
-    if (ec)
-      throw std::runtime_error("cannot find this executable: " + ec.message());
+  local_cluster(const fs::path& dir, int nodes, int threads_per_device, int jobs) : dir_(dir) {
+    exe_ = self_exe().string();
     const auto info = dir_ / "supervisor.json";
     supervisor_ = std::make_unique<child_process>(
-      std::vector<std::string>{exe_, "--log-level", "warn", "supervisor", "--listen",
-                               "127.0.0.1:0", "--expect-nodes", std::to_string(nodes),
-                               "--insecure-plain", "--info-file", info.string(), "--jobs",
-                               std::to_string(jobs)},
-      dir_ / "supervisor.log");
+        std::vector<std::string>{exe_, "--log-level", "warn", "supervisor", "--listen",
+                                 "127.0.0.1:0", "--expect-nodes", std::to_string(nodes),
+                                 "--insecure-plain", "--info-file", info.string(), "--jobs",
+                                 std::to_string(jobs)},
+        dir_ / "supervisor.log");
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (!fs::exists(info)) {
       if (supervisor_->wait_for(std::chrono::milliseconds(20)))
@@ -312,25 +303,47 @@ public:
     port_ = nlohmann::json::parse(in).at("port").get<int>();
     for (int k = 0; k < nodes; ++k)
       nodes_.push_back(std::make_unique<child_process>(
-        std::vector<std::string>{exe_, "--log-level", "warn", "node", "--supervisor", address(),
-                                 "--insecure-plain", "--name", "node-" + std::to_string(k),
-                                 "--devices", "cpu:1x" + std::to_string(threads_per_device),
-                                 "--no-measure"},
-        dir_ / ("node-" + std::to_string(k) + ".log")));
+          std::vector<std::string>{exe_, "--log-level", "warn", "node", "--supervisor", address(),
+                                   "--insecure-plain", "--name", "node-" + std::to_string(k),
+                                   "--devices", "cpu:1x" + std::to_string(threads_per_device),
+                                   "--no-measure"},
+          dir_ / ("node-" + std::to_string(k) + ".log")));
   }
 
   /// Runs the job as a client process; its report.
   nlohmann::json train(const actors::train_options& o, int index) {
     const auto report = dir_ / ("report-" + std::to_string(index) + ".json");
-    std::vector<std::string> a{exe_, "--log-level", "warn", "train", "--supervisor", address(),
-                               "--insecure-plain", "--report", report.string(), "--model",
-                               o.model, "--data", fs::absolute(o.data_dir).string(), "--batch",
-                               std::to_string(o.batch), "--optimizer", o.optimizer, "--lr",
-                               number(o.lr), "--pp", std::to_string(o.stages), "--microbatches",
-                               std::to_string(o.microbatches), "--schedule",
-                               std::string{actors::to_string(o.schedule)}, "--steps",
-                               std::to_string(o.max_steps), "--trace", o.trace_file,
-                               "--no-eval", "--no-progress"};
+    std::vector<std::string> a{exe_,
+                               "--log-level",
+                               "warn",
+                               "train",
+                               "--supervisor",
+                               address(),
+                               "--insecure-plain",
+                               "--report",
+                               report.string(),
+                               "--model",
+                               o.model,
+                               "--data",
+                               fs::absolute(o.data_dir).string(),
+                               "--batch",
+                               std::to_string(o.batch),
+                               "--optimizer",
+                               o.optimizer,
+                               "--lr",
+                               number(o.lr),
+                               "--pp",
+                               std::to_string(o.stages),
+                               "--microbatches",
+                               std::to_string(o.microbatches),
+                               "--schedule",
+                               std::string{actors::to_string(o.schedule)},
+                               "--steps",
+                               std::to_string(o.max_steps),
+                               "--trace",
+                               o.trace_file,
+                               "--no-eval",
+                               "--no-progress"};
     if (o.schedule == schedule_kind::interleaved)
       a.insert(a.end(), {"--virtual-stages", std::to_string(o.virtual_stages)});
     if (o.slow_stage >= 0)
@@ -340,8 +353,8 @@ public:
     auto status = client.wait_for(std::chrono::minutes(10));
     if (status != 0)
       throw std::runtime_error(
-        "the job " + (status ? "failed (exit " + std::to_string(*status) + ")" : "timed out") +
-        ":\n" + client.log_tail() + "\nsupervisor log:\n" + supervisor_->log_tail());
+          "the job " + (status ? "failed (exit " + std::to_string(*status) + ")" : "timed out") +
+          ":\n" + client.log_tail() + "\nsupervisor log:\n" + supervisor_->log_tail());
     std::ifstream in(report);
     return nlohmann::json::parse(in);
   }
@@ -352,7 +365,7 @@ private:
   fs::path dir_;
   std::string exe_;
   int port_ = 0;
-  std::unique_ptr<child_process> supervisor_;          // stopped last
+  std::unique_ptr<child_process> supervisor_; // stopped last
   std::vector<std::unique_ptr<child_process>> nodes_;
 };
 
@@ -376,9 +389,9 @@ void print_row(const row& w) {
   std::snprintf(bubble, sizeof bubble, "%5.1f%% (%.1f-%.1f)", 100 * w.bubble, 100 * w.bubble_min,
                 100 * w.bubble_max);
   auto mib = per_stage(
-    w.stages, [](const stage_figures& s) { return s.peak_activation_bytes / 1048576.0; }, "%.3f");
+      w.stages, [](const stage_figures& s) { return s.peak_activation_bytes / 1048576.0; }, "%.3f");
   auto over = per_stage(
-    w.stages, [](const stage_figures& s) { return s.overhead_us_per_microbatch; }, "%.1f");
+      w.stages, [](const stage_figures& s) { return s.overhead_us_per_microbatch; }, "%.1f");
   std::printf("%-16s %-11s %10.1f %8.2f  %-20s %6.1f%% %6.1f%%  %-20s %s\n", w.spec.name().c_str(),
               w.spec.slowed().c_str(), w.samples_per_second, w.step_ms, bubble,
               100 * w.bubble_theory, 100 * w.bubble_simulated, mib.c_str(), over.c_str());
@@ -465,8 +478,8 @@ int bench_pipeline(pipeline_flags f) {
     const auto& r = runs[i];
     const auto trace_file = fs::absolute(trace_dir / r.file_name());
     auto o = options_for(f, r, trace_file);
-    auto report = cluster ? cluster->train(o, static_cast<int>(i))
-                          : actors::run_training(*sys, o).report;
+    auto report =
+        cluster ? cluster->train(o, static_cast<int>(i)) : actors::run_training(*sys, o).report;
     std::ifstream in(trace_file);
     if (!in)
       throw std::runtime_error("no trace at " + trace_file.string());
@@ -492,8 +505,7 @@ int bench_pipeline(pipeline_flags f) {
                 100 * (b.bubble - a.bubble), 100 * a.bubble_simulated, 100 * b.bubble_simulated,
                 100 * (b.bubble_simulated - a.bubble_simulated));
   }
-  std::printf("load average after: %s%s\n", load_after.c_str(),
-              std::atof(load_after.c_str()) >= cores ? " (busy machine: figures are noisy)" : "");
+  std::printf("load average after: %s%s\n", load_after.c_str(), busy_note(load_after, cores));
   if (!f.json.empty()) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& w : rows)
@@ -525,50 +537,51 @@ int bench_pipeline(pipeline_flags f) {
 
 command_action add_bench_pipeline_command(CLI::App& bench) {
   auto* cmd = bench.add_subcommand(
-    "pipeline", "pipeline schedules: throughput, bubble (measured vs theory), peak activation "
-                "memory and runtime overhead per stage, from a traced training run");
+      "pipeline", "pipeline schedules: throughput, bubble (measured vs theory), peak activation "
+                  "memory and runtime overhead per stage, from a traced training run");
   auto f = std::make_shared<pipeline_flags>();
   cmd->add_option("--model", f->model, "zoo model")
-    ->check(CLI::IsMember({"mlp", "cnn", "transformer"}))
-    ->capture_default_str();
+      ->check(CLI::IsMember({"mlp", "cnn", "transformer"}))
+      ->capture_default_str();
   cmd->add_option("--data", f->data_dir,
                   "data (default: data/mnist, data/sherlock.txt for the transformer)");
   cmd->add_option("--stages", f->stages, "pipeline depth P")
-    ->check(CLI::Range(1, 64))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->add_option("--microbatches", f->microbatches, "micro-batches per step M")
-    ->check(CLI::Range(1, 1 << 20))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--schedule", f->schedule, "gpipe | 1f1b | interleaved | all")
-    ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "all"}))
-    ->capture_default_str();
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "all"}))
+      ->capture_default_str();
   cmd->add_option("--virtual-stages", f->virtual_stages, "chunks per stage V of interleaved")
-    ->check(CLI::Range(1, 64))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->add_option("--steps", f->steps, "timed steps per schedule")
-    ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}))
-    ->capture_default_str();
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}))
+      ->capture_default_str();
   cmd->add_option("--warmup", f->warmup, "steps before them, left out")
-    ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000}))
-    ->capture_default_str();
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000}))
+      ->capture_default_str();
   cmd->add_option("--batch", f->batch, "global batch")
-    ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
-    ->capture_default_str();
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
+      ->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "sgd | adam | adamw")
-    ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
-    ->capture_default_str();
-  cmd->add_option("--threads", f->threads, "BLAS threads in all, split over the stages "
-                                           "(default: one per core)")
-    ->check(CLI::Range(1, 1024));
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", f->threads,
+                  "BLAS threads in all, split over the stages "
+                  "(default: one per core)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_flag("--processes", f->processes,
                 "run a supervisor and one node process per stage on 127.0.0.1 (plain TCP) and "
                 "submit the jobs to them");
   cmd->add_option("--slow-stage", f->slow_stage,
                   "also run each schedule with this stage's kernels --slow-factor times slower")
-    ->check(CLI::Range(0, 63));
+      ->check(CLI::Range(0, 63));
   cmd->add_option("--slow-factor", f->slow_factor, "how much slower --slow-stage runs")
-    ->check(CLI::Range(1.0, 100.0))
-    ->capture_default_str();
+      ->check(CLI::Range(1.0, 100.0))
+      ->capture_default_str();
   cmd->add_option("--json", f->json, "also write the rows as JSON to FILE");
   cmd->add_option("--keep-traces", f->keep_traces,
                   "write each run's trace into DIR (pipeline-SCHEDULE.json) and keep it");

@@ -53,12 +53,12 @@
 #include "apps/troupe/bench/bench_transport.hpp"
 #include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
-#include "runtime/storage.hpp"
+#include "runtime/io/temp_dir.hpp"
 #include "runtime/net/system_config.hpp"
-#include "runtime/tensor.hpp"
 #include "runtime/net/tensor_inspect.hpp"
 #include "runtime/net/transport/data_plane.hpp"
-#include "runtime/io/temp_dir.hpp"
+#include "runtime/storage.hpp"
+#include "runtime/tensor.hpp"
 
 extern char** environ;
 
@@ -175,8 +175,7 @@ int listen_loopback(std::uint16_t& port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(fd, 4) != 0)
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4) != 0)
     fail(std::string{"tcp listen: "} + std::strerror(errno));
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
@@ -252,9 +251,8 @@ struct receiver_process {
     std::error_code ec;
     auto exe = fs::read_symlink("/proc/self/exe", ec).string();
     // Its own log at "error": the sender's hang-up at the end is expected.
-    std::vector<std::string> args{exe,         "--log-level",    "error",
-                                  "bench",     "transport-peer", "--key-file",
-                                  key_file.string()};
+    std::vector<std::string> args{
+        exe, "--log-level", "error", "bench", "transport-peer", "--key-file", key_file.string()};
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
@@ -409,23 +407,23 @@ int run_sender(const transport_flags& f) {
         fail("tcp acknowledgement failed: " + std::string{std::strerror(errno)});
     };
     std::array<bench_path, 4> paths{{
-      {"dataplane", iters,
-       [&] {
-         auto id = ++next_id;
-         dp.send(receiver_name, id, t);
-         std::unique_lock<std::mutex> g{mtx};
-         if (!cv.wait_for(g, ack_timeout, [&] { return acked == id; }))
-           fail("no data-plane acknowledgement within " + std::to_string(ack_timeout.count()) +
-                " s");
-       }},
-      {"caf", caf_iters,
-       [&] {
-         self->request(*remote, ack_timeout, t)
-           .receive([](std::uint64_t) {},
-                    [&](caf::error& e) { fail("CAF request: " + sys.render(e)); });
-       }},
-      {"tcp", iters, [&] { tcp_round(false); }},
-      {"tcp_reuse", iters, [&] { tcp_round(true); }},
+        {"dataplane", iters,
+         [&] {
+           auto id = ++next_id;
+           dp.send(receiver_name, id, t);
+           std::unique_lock<std::mutex> g{mtx};
+           if (!cv.wait_for(g, ack_timeout, [&] { return acked == id; }))
+             fail("no data-plane acknowledgement within " + std::to_string(ack_timeout.count()) +
+                  " s");
+         }},
+        {"caf", caf_iters,
+         [&] {
+           self->request(*remote, ack_timeout, t)
+               .receive([](std::uint64_t) {},
+                        [&](caf::error& e) { fail("CAF request: " + sys.render(e)); });
+         }},
+        {"tcp", iters, [&] { tcp_round(false); }},
+        {"tcp_reuse", iters, [&] { tcp_round(true); }},
     }};
     for (auto& p : paths)
       for (int i = 0; i < std::min(p.iters, 3); ++i)
@@ -441,8 +439,8 @@ int run_sender(const transport_flags& f) {
     double dp_gbps = paths[0].best_gbps, caf_gbps = paths[1].best_gbps;
     double tcp_gbps = paths[2].best_gbps, reuse_gbps = paths[3].best_gbps;
     double ratio = tcp_gbps > 0 ? dp_gbps / tcp_gbps : 0;
-    std::printf("%10s %8d %10.3f %10.3f %10.3f %11.3f %8.2f\n", human(size).c_str(), iters,
-                dp_gbps, caf_gbps, tcp_gbps, reuse_gbps, ratio);
+    std::printf("%10s %8d %10.3f %10.3f %10.3f %11.3f %8.2f\n", human(size).c_str(), iters, dp_gbps,
+                caf_gbps, tcp_gbps, reuse_gbps, ratio);
     std::fflush(stdout);
     rows.push_back({{"size_bytes", size},
                     {"dataplane_gbps", dp_gbps},
@@ -454,8 +452,7 @@ int run_sender(const transport_flags& f) {
                     {"caf_iterations", caf_iters}});
   }
   auto load_after = load_average();
-  std::printf("load average after: %s%s\n", load_after.c_str(),
-              std::atof(load_after.c_str()) >= cores ? " (busy machine: figures are noisy)" : "");
+  std::printf("load average after: %s%s\n", load_after.c_str(), busy_note(load_after, cores));
 
   ::close(std::exchange(tcp_guard.fd, -1));
   dp.stop();
@@ -482,19 +479,19 @@ int run_sender(const transport_flags& f) {
 
 command_action add_bench_transport_command(CLI::App& bench) {
   auto* cmd = bench.add_subcommand(
-    "transport", "tensor GB/s between two processes on 127.0.0.1: data plane, CAF, plain TCP");
+      "transport", "tensor GB/s between two processes on 127.0.0.1: data plane, CAF, plain TCP");
   auto f = std::make_shared<transport_flags>();
   cmd->add_option("--json", f->json, "also write the rows as JSON to FILE");
   cmd->add_option("--reps", f->reps, "timed rounds per path and size (best is reported)")
-    ->check(CLI::Range(1, 1000))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   const auto largest = static_cast<std::size_t>(rt::default_max_tensor_bytes);
   cmd->add_option("--max-size", f->max_size, "largest tensor in bytes")
-    ->check(CLI::Range(smallest_size, largest))
-    ->capture_default_str();
+      ->check(CLI::Range(smallest_size, largest))
+      ->capture_default_str();
   cmd->add_option("--min-size", f->min_size, "smallest tensor in bytes (sizes min-size x 4^k)")
-    ->check(CLI::Range(smallest_size, largest))
-    ->capture_default_str();
+      ->check(CLI::Range(smallest_size, largest))
+      ->capture_default_str();
 
   auto* peer = bench.add_subcommand("transport-peer", "the receiver of `bench transport`");
   peer->group(""); // hidden: only `bench transport` starts it
