@@ -46,6 +46,7 @@
 #include "actors/plan/schedule_simulation.hpp"
 #include "actors/plan/step_timeline.hpp"
 #include "actors/plan/train_options.hpp"
+#include "apps/troupe/bench/bench_job.hpp"
 #include "apps/troupe/bench/bench_util.hpp"
 #include "apps/troupe/child_process.hpp"
 #include "runtime/error.hpp"
@@ -179,7 +180,7 @@ struct row {
 
 actors::train_options options_for(const pipeline_flags& f, const run_spec& r,
                                   const fs::path& trace) {
-  actors::train_options o;
+  auto o = timed_job_options(f.warmup, f.steps);
   o.model = f.model;
   o.data_dir = f.data_dir;
   o.batch = f.batch;
@@ -188,10 +189,6 @@ actors::train_options options_for(const pipeline_flags& f, const run_spec& r,
   o.microbatches = f.microbatches;
   o.schedule = r.schedule;
   o.virtual_stages = r.virtual_stages;
-  o.max_steps = f.warmup + f.steps;
-  o.timing_warmup = f.warmup;
-  o.evaluate = false;
-  o.progress = false;
   o.threads = f.threads;
   o.trace_file = trace.string();
   o.slow_stage = r.slow_stage;

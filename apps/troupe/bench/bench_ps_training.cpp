@@ -12,6 +12,7 @@
 
 #include "actors/cluster/job.hpp"
 #include "actors/plan/train_options.hpp"
+#include "apps/troupe/bench/bench_job.hpp"
 #include "apps/troupe/bench/bench_util.hpp"
 
 namespace troupe::apps::ps_bench {
@@ -30,7 +31,7 @@ struct train_config {
 };
 
 void run_train(caf::actor_system& sys, const ps_flags& f, train_config& c) {
-  actors::train_options o;
+  auto o = timed_job_options(f.warmup, f.steps);
   o.model = "mlp";
   o.data_dir = f.data_dir;
   o.batch = f.batch;
@@ -50,15 +51,8 @@ void run_train(caf::actor_system& sys, const ps_flags& f, train_config& c) {
     o.slow_replica = f.slow_replica;
     o.slow_factor = f.slow_factor;
   }
-  o.max_steps = f.warmup + f.steps;
-  o.timing_warmup = f.warmup;
-  o.evaluate = false;
-  o.progress = false;
   auto r = actors::run_training(sys, o).report;
-  auto steps = r.at("timed_steps").get<double>();
-  auto secs = r.at("timed_seconds").get<double>();
-  if (steps < 1 || secs <= 0)
-    throw std::runtime_error(c.label + ": the job ran no timed steps");
+  const auto [steps, secs] = timed_figures_of(r, c.label + ": the job ran no timed steps");
   const double sps = static_cast<double>(f.batch) * steps / secs;
   const double loss = r.at("final_loss").get<double>();
   nlohmann::json run{{"samples_per_second", sps},

@@ -227,10 +227,7 @@ void print_machine(const bench_flags& f, double gflops, const std::string& our_b
   std::printf("BLAS libtorch: %s", their_blas.c_str());
   if (peer_last.is_object() && peer_last.contains("openblas"))
     std::printf("  %s", peer_last.at("openblas").dump().c_str());
-  std::printf("\nenv: OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s OMP_NUM_THREADS=%s; load average "
-              "%s\n",
-              env_or_unset("OPENBLAS_CORETYPE").c_str(), env_or_unset("OPENBLAS_L2_SIZE").c_str(),
-              env_or_unset("OMP_NUM_THREADS").c_str(), load_average().c_str());
+  std::printf("\nenv: %s; load average %s\n", blas_env_text().c_str(), load_average().c_str());
   std::printf("data: troupe reads MNIST through its data-loader actor; the peer trains on "
               "synthetic batches held in memory\n");
 }

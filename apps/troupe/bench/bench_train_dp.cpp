@@ -400,10 +400,8 @@ int bench_train_dp(bench_flags f) {
     std::printf("BLAS DDP:    %s  %s (torch %s)\n", ddp_last.value("blas", "?").c_str(),
                 ddp_last.value("openblas", nlohmann::json()).dump().c_str(),
                 ddp_last.value("torch_version", "?").c_str());
-  std::printf("env: OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s OMP_NUM_THREADS=%s; load average "
-              "%s before, %s after\n",
-              env_or_unset("OPENBLAS_CORETYPE").c_str(), env_or_unset("OPENBLAS_L2_SIZE").c_str(),
-              env_or_unset("OMP_NUM_THREADS").c_str(), load_before.c_str(), load_average().c_str());
+  std::printf("env: %s; load average %s before, %s after\n", blas_env_text().c_str(),
+              load_before.c_str(), load_average().c_str());
   std::printf("data: both read MNIST from %s (troupe through its data-loader actor, DDP slicing "
               "an in-memory copy per step)\n",
               f.data_dir.c_str());

@@ -8,6 +8,7 @@
 
 #include "actors/cluster/job.hpp"
 #include "actors/pipeline/device_actor.hpp"
+#include "apps/troupe/bench/bench_job.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
@@ -44,7 +45,7 @@ double device_gemm_gflops(caf::actor_system& sys, int threads) {
 }
 
 troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int threads) {
-  actors::train_options o;
+  auto o = timed_job_options(f.warmup, f.steps);
   o.model = f.model;
   o.data_dir = f.data_dir;
   o.batch = f.batch;
@@ -56,10 +57,6 @@ troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int 
   o.dp = dp;
   o.bucket_bytes = static_cast<std::int64_t>(f.bucket_mb * 1024.0 * 1024.0);
   o.allreduce = f.allreduce;
-  o.max_steps = f.warmup + f.steps;
-  o.timing_warmup = f.warmup;
-  o.evaluate = false;
-  o.progress = false;
   auto r = actors::run_training(sys, o).report;
   // A build that accepts --dp but plans fewer replicas would be measured as
   // something it is not.
@@ -69,10 +66,7 @@ troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int 
                              std::to_string(dp) +
                              " (data parallelism not available in this build?)");
   troupe_run t;
-  auto steps = r.at("timed_steps").get<double>();
-  auto secs = r.at("timed_seconds").get<double>();
-  if (steps < 1 || secs <= 0)
-    throw std::runtime_error("troupe job ran no timed steps");
+  const auto [steps, secs] = timed_figures_of(r, "troupe job ran no timed steps");
   t.steps_per_second = steps / secs;
   t.step_ms = 1e3 * secs / steps;
   t.compute_ms = 1e3 * r.at("timed_device_compute_seconds").get<double>() / steps;

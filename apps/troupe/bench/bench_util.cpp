@@ -40,6 +40,12 @@ nlohmann::json blas_env_json() {
           {"OMP_NUM_THREADS", env_or_unset("OMP_NUM_THREADS")}};
 }
 
+std::string blas_env_text() {
+  return "OPENBLAS_CORETYPE=" + env_or_unset("OPENBLAS_CORETYPE") +
+         " OPENBLAS_L2_SIZE=" + env_or_unset("OPENBLAS_L2_SIZE") +
+         " OMP_NUM_THREADS=" + env_or_unset("OMP_NUM_THREADS");
+}
+
 void write_json_file(const std::string& file, const nlohmann::json& doc) {
   auto text = doc.dump(2) + "\n";
   runtime::write_file_atomically(file,

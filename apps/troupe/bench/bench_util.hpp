@@ -30,6 +30,10 @@ std::string env_or_unset(const char* name);
 /// gives them, for a report's "env" field.
 nlohmann::json blas_env_json();
 
+/// The same as "OPENBLAS_CORETYPE=.. OPENBLAS_L2_SIZE=.. OMP_NUM_THREADS=..",
+/// for the printed report.
+std::string blas_env_text();
+
 /// Writes `doc` indented to `file`, atomically (a reader never sees half).
 void write_json_file(const std::string& file, const nlohmann::json& doc);
 
