@@ -395,23 +395,18 @@ void print_row(const row& w) {
   std::fflush(stdout);
 }
 
-int bench_pipeline(pipeline_flags f) {
-  if (f.data_dir.empty())
-    f.data_dir = f.model == "transformer" ? "data/sherlock.txt" : "data/mnist";
-  if (!fs::exists(f.data_dir))
-    throw runtime::input_error("--data: no '" + f.data_dir + "'");
-  const unsigned cores = usable_cores();
-  if (f.threads == 0)
-    f.threads = static_cast<int>(cores); // as `troupe train`, but of the cores we may use
-
-  // Every run's options are checked (and planned) before any runs.
+/// The runs --schedule asks for (each also slowed with --slow-stage), every
+/// one validated and planned before any runs; an interleaved run the model
+/// has too few layers for is skipped (with --schedule all) and named in
+/// `skipped`.
+std::vector<run_spec> planned_runs(const pipeline_flags& f, unsigned cores,
+                                   std::vector<std::string>& skipped) {
   std::vector<schedule_kind> kinds;
   if (f.schedule == "all")
     kinds = {schedule_kind::gpipe, schedule_kind::one_f_one_b, schedule_kind::interleaved};
   else
     kinds = {actors::parse_schedule_kind(f.schedule)};
   std::vector<run_spec> runs;
-  std::vector<std::string> skipped;
   for (auto kind : kinds) {
     const int v = kind == schedule_kind::interleaved ? f.virtual_stages : 1;
     std::vector<run_spec> variants{{kind, v, -1, 1.0}};
@@ -431,16 +426,88 @@ int bench_pipeline(pipeline_flags f) {
       runs.push_back(r);
     }
   }
+  return runs;
+}
+
+/// --keep-traces' directory, created.
+fs::path keep_traces_dir(const pipeline_flags& f) {
+  fs::path dir = f.keep_traces;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw runtime::input_error("--keep-traces " + f.keep_traces + ": " + ec.message());
+  return dir;
+}
+
+/// The definitions under the table, and what slowing a stage did to each
+/// schedule's bubble.
+void print_notes(const std::vector<row>& rows) {
+  std::printf("\nbubble: %s\ntheory: (P-1)/(M+P-1), interleaved (P-1)/(V*M+P-1); sim: the "
+              "schedule simulator with each stage's measured mean forward/backward (per chunk) "
+              "and optimizer times\noverhead: %s\n",
+              bubble_definition, overhead_definition);
+  for (std::size_t i = 0; i + 1 < rows.size(); ++i) {
+    const auto& a = rows[i];
+    const auto& b = rows[i + 1];
+    if (a.spec.slow_stage >= 0 || b.spec.slow_stage < 0 || a.spec.schedule != b.spec.schedule)
+      continue;
+    std::printf("%s, %s: measured bubble %.1f%% -> %.1f%% (%+.1f pp), simulator %.1f%% -> "
+                "%.1f%% (%+.1f pp)\n",
+                a.spec.name().c_str(), b.spec.slowed().c_str(), 100 * a.bubble, 100 * b.bubble,
+                100 * (b.bubble - a.bubble), 100 * a.bubble_simulated, 100 * b.bubble_simulated,
+                100 * (b.bubble_simulated - a.bubble_simulated));
+  }
+}
+
+/// What the JSON report holds besides the flags.
+struct pipeline_report {
+  const std::vector<row>& rows;
+  const std::vector<std::string>& skipped;
+  int per_device = 1;
+  unsigned cores = 1;
+  std::string load_before, load_after;
+};
+
+void write_report(const pipeline_flags& f, const pipeline_report& r) {
+  const auto& [rows, skipped, per_device, cores, load_before, load_after] = r;
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& w : rows)
+    out.push_back(w.to_json());
+  write_json_file(f.json, {{"benchmark", "pipeline"},
+                           {"model", f.model},
+                           {"stages", f.stages},
+                           {"microbatches", f.microbatches},
+                           {"virtual_stages", f.virtual_stages},
+                           {"batch", f.batch},
+                           {"optimizer", f.optimizer},
+                           {"steps", f.steps},
+                           {"warmup", f.warmup},
+                           {"threads_per_stage", per_device},
+                           {"processes", f.processes},
+                           {"cores", cores},
+                           {"load_average_before", load_before},
+                           {"load_average_after", load_after},
+                           {"bubble_definition", bubble_definition},
+                           {"overhead_definition", overhead_definition},
+                           {"skipped", skipped},
+                           {"rows", out}});
+}
+
+int bench_pipeline(pipeline_flags f) {
+  if (f.data_dir.empty())
+    f.data_dir = f.model == "transformer" ? "data/sherlock.txt" : "data/mnist";
+  if (!fs::exists(f.data_dir))
+    throw runtime::input_error("--data: no '" + f.data_dir + "'");
+  const unsigned cores = usable_cores();
+  if (f.threads == 0)
+    f.threads = static_cast<int>(cores); // as `troupe train`, but of the cores we may use
+
+  // Every run's options are checked (and planned) before any runs.
+  std::vector<std::string> skipped;
+  const auto runs = planned_runs(f, cores, skipped);
 
   runtime::temp_dir tmp{"troupe-bench-"};
-  fs::path trace_dir = tmp.path();
-  if (!f.keep_traces.empty()) {
-    trace_dir = f.keep_traces;
-    std::error_code ec;
-    fs::create_directories(trace_dir, ec);
-    if (ec)
-      throw runtime::input_error("--keep-traces " + f.keep_traces + ": " + ec.message());
-  }
+  const fs::path trace_dir = f.keep_traces.empty() ? tmp.path() : keep_traces_dir(f);
 
   const auto load_before = load_average();
   const int per_device = std::max(1, f.threads / f.stages);
@@ -487,44 +554,10 @@ int bench_pipeline(pipeline_flags f) {
   }
   const auto load_after = load_average();
 
-  std::printf("\nbubble: %s\ntheory: (P-1)/(M+P-1), interleaved (P-1)/(V*M+P-1); sim: the "
-              "schedule simulator with each stage's measured mean forward/backward (per chunk) "
-              "and optimizer times\noverhead: %s\n",
-              bubble_definition, overhead_definition);
-  for (std::size_t i = 0; i + 1 < rows.size(); ++i) {
-    const auto& a = rows[i];
-    const auto& b = rows[i + 1];
-    if (a.spec.slow_stage >= 0 || b.spec.slow_stage < 0 || a.spec.schedule != b.spec.schedule)
-      continue;
-    std::printf("%s, %s: measured bubble %.1f%% -> %.1f%% (%+.1f pp), simulator %.1f%% -> "
-                "%.1f%% (%+.1f pp)\n",
-                a.spec.name().c_str(), b.spec.slowed().c_str(), 100 * a.bubble, 100 * b.bubble,
-                100 * (b.bubble - a.bubble), 100 * a.bubble_simulated, 100 * b.bubble_simulated,
-                100 * (b.bubble_simulated - a.bubble_simulated));
-  }
+  print_notes(rows);
   std::printf("load average after: %s%s\n", load_after.c_str(), busy_note(load_after, cores));
   if (!f.json.empty()) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& w : rows)
-      out.push_back(w.to_json());
-    write_json_file(f.json, {{"benchmark", "pipeline"},
-                             {"model", f.model},
-                             {"stages", f.stages},
-                             {"microbatches", f.microbatches},
-                             {"virtual_stages", f.virtual_stages},
-                             {"batch", f.batch},
-                             {"optimizer", f.optimizer},
-                             {"steps", f.steps},
-                             {"warmup", f.warmup},
-                             {"threads_per_stage", per_device},
-                             {"processes", f.processes},
-                             {"cores", cores},
-                             {"load_average_before", load_before},
-                             {"load_average_after", load_after},
-                             {"bubble_definition", bubble_definition},
-                             {"overhead_definition", overhead_definition},
-                             {"skipped", skipped},
-                             {"rows", out}});
+    write_report(f, {rows, skipped, per_device, cores, load_before, load_after});
     std::printf("wrote %s\n", f.json.c_str());
   }
   return exit_ok;

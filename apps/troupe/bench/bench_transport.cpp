@@ -330,6 +330,77 @@ void time_paths(Paths& paths, int reps, std::size_t size) {
     }
 }
 
+/// The run's first lines: the pattern, the machine, the table header.
+void print_header(const transport_flags& f, unsigned cores, const std::string& load_before) {
+  std::printf("troupe bench transport: 1 tensor in flight, send/ack over 127.0.0.1, best of %d "
+              "interleaved rounds\n%u cores, load average %s, tcp congestion control %s\n",
+              f.reps, cores, load_before.c_str(), congestion_control().c_str());
+  std::printf("%10s %8s %10s %10s %10s %11s %8s\n", "size", "iters", "dataplane", "caf", "tcp",
+              "tcp_reuse", "dp/tcp");
+  std::printf("%10s %8s %10s %10s %10s %11s %8s\n", "", "", "GB/s", "GB/s", "GB/s", "GB/s", "");
+}
+
+/// Prints one size's row; returns it as JSON.
+template <class Paths>
+nlohmann::json report_row(std::size_t size, int iters, int caf_iters, const Paths& paths) {
+  double dp_gbps = paths[0].best_gbps, caf_gbps = paths[1].best_gbps;
+  double tcp_gbps = paths[2].best_gbps, reuse_gbps = paths[3].best_gbps;
+  double ratio = tcp_gbps > 0 ? dp_gbps / tcp_gbps : 0;
+  std::printf("%10s %8d %10.3f %10.3f %10.3f %11.3f %8.2f\n", human(size).c_str(), iters, dp_gbps,
+              caf_gbps, tcp_gbps, reuse_gbps, ratio);
+  std::fflush(stdout);
+  return nlohmann::json({{"size_bytes", size},
+                         {"dataplane_gbps", dp_gbps},
+                         {"caf_gbps", caf_gbps},
+                         {"tcp_gbps", tcp_gbps},
+                         {"tcp_reuse_gbps", reuse_gbps},
+                         {"dataplane_over_tcp", ratio},
+                         {"iterations", iters},
+                         {"caf_iterations", caf_iters}});
+}
+
+/// The data plane's sending side: one tensor in flight, its acknowledgement
+/// (the receiver sends the id back) awaited.
+struct dp_sender {
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::uint64_t acked = 0;
+  std::uint64_t next_id = 0;
+  tp::data_plane plane;
+
+  dp_sender(const tp::cluster_key& key, std::uint16_t port) : plane{options(key), callbacks()} {
+    plane.connect(receiver_name, "127.0.0.1", port);
+  }
+
+  static tp::data_plane_options options(const tp::cluster_key& key) {
+    tp::data_plane_options o;
+    o.name = sender_name;
+    o.key = key;
+    return o;
+  }
+
+  /// The ack arrives on the data plane's io thread.
+  tp::data_plane_callbacks callbacks() {
+    tp::data_plane_callbacks cb;
+    cb.on_receive = [this](const std::string&, std::uint64_t id, rt::tensor) {
+      {
+        std::lock_guard<std::mutex> g{mtx};
+        acked = id;
+      }
+      cv.notify_one(); // after unlocking: the woken sender must not block on mtx
+    };
+    return cb;
+  }
+
+  void round_trip(const rt::tensor& t) {
+    auto id = ++next_id;
+    plane.send(receiver_name, id, t);
+    std::unique_lock<std::mutex> g{mtx};
+    if (!cv.wait_for(g, ack_timeout, [&] { return acked == id; }))
+      fail("no data-plane acknowledgement within " + std::to_string(ack_timeout.count()) + " s");
+  }
+};
+
 int run_sender(const transport_flags& f) {
   rt::temp_dir keys{"troupe-bench-"}; // private: the cluster key
   auto key_file = keys.path() / "cluster.key";
@@ -338,23 +409,7 @@ int run_sender(const transport_flags& f) {
   receiver_ports ports;
   auto child = start_receiver(key_file, keys.path() / "receiver.log", ports);
 
-  // Data plane client; the ack arrives on the data plane's io thread.
-  std::mutex mtx;
-  std::condition_variable cv;
-  std::uint64_t acked = 0;
-  tp::data_plane_callbacks cb;
-  cb.on_receive = [&](const std::string&, std::uint64_t id, rt::tensor) {
-    {
-      std::lock_guard<std::mutex> g{mtx};
-      acked = id;
-    }
-    cv.notify_one(); // after unlocking: the woken sender must not block on mtx
-  };
-  tp::data_plane_options o;
-  o.name = sender_name;
-  o.key = key;
-  tp::data_plane dp{o, cb};
-  dp.connect(receiver_name, "127.0.0.1", ports.dp);
+  dp_sender dp{key, ports.dp};
 
   // CAF client.
   rt::system_config cfg{1};
@@ -374,16 +429,10 @@ int run_sender(const transport_flags& f) {
 
   auto load_before = load_average();
   const auto cores = std::thread::hardware_concurrency();
-  std::printf("troupe bench transport: 1 tensor in flight, send/ack over 127.0.0.1, best of %d "
-              "interleaved rounds\n%u cores, load average %s, tcp congestion control %s\n",
-              f.reps, cores, load_before.c_str(), congestion_control().c_str());
-  std::printf("%10s %8s %10s %10s %10s %11s %8s\n", "size", "iters", "dataplane", "caf", "tcp",
-              "tcp_reuse", "dp/tcp");
-  std::printf("%10s %8s %10s %10s %10s %11s %8s\n", "", "", "GB/s", "GB/s", "GB/s", "GB/s", "");
+  print_header(f, cores, load_before);
   std::fflush(stdout);
 
   nlohmann::json rows = nlohmann::json::array();
-  std::uint64_t next_id = 0;
   for (std::size_t size = f.min_size; size <= f.max_size; size *= 4) {
     auto t = rt::tensor::empty(rt::dtype::u8, {static_cast<std::int64_t>(size)});
     std::memset(t.mutable_raw_data(), 0x5a, size);
@@ -391,15 +440,7 @@ int run_sender(const transport_flags& f) {
     int caf_iters = std::max(5, iters / 4); // CAF is far slower on small messages
 
     std::array<bench_path, 4> paths{{
-        {"dataplane", iters,
-         [&] {
-           auto id = ++next_id;
-           dp.send(receiver_name, id, t);
-           std::unique_lock<std::mutex> g{mtx};
-           if (!cv.wait_for(g, ack_timeout, [&] { return acked == id; }))
-             fail("no data-plane acknowledgement within " + std::to_string(ack_timeout.count()) +
-                  " s");
-         }},
+        {"dataplane", iters, [&] { dp.round_trip(t); }},
         {"caf", caf_iters,
          [&] {
            self->request(*remote, ack_timeout, t)
@@ -410,26 +451,13 @@ int run_sender(const transport_flags& f) {
         {"tcp_reuse", iters, [&] { tcp_round_trip(tfd, t, true); }},
     }};
     time_paths(paths, f.reps, size);
-    double dp_gbps = paths[0].best_gbps, caf_gbps = paths[1].best_gbps;
-    double tcp_gbps = paths[2].best_gbps, reuse_gbps = paths[3].best_gbps;
-    double ratio = tcp_gbps > 0 ? dp_gbps / tcp_gbps : 0;
-    std::printf("%10s %8d %10.3f %10.3f %10.3f %11.3f %8.2f\n", human(size).c_str(), iters, dp_gbps,
-                caf_gbps, tcp_gbps, reuse_gbps, ratio);
-    std::fflush(stdout);
-    rows.push_back({{"size_bytes", size},
-                    {"dataplane_gbps", dp_gbps},
-                    {"caf_gbps", caf_gbps},
-                    {"tcp_gbps", tcp_gbps},
-                    {"tcp_reuse_gbps", reuse_gbps},
-                    {"dataplane_over_tcp", ratio},
-                    {"iterations", iters},
-                    {"caf_iterations", caf_iters}});
+    rows.push_back(report_row(size, iters, caf_iters, paths));
   }
   auto load_after = load_average();
   std::printf("load average after: %s%s\n", load_after.c_str(), busy_note(load_after, cores));
 
   ::close(std::exchange(tcp_guard.fd, -1));
-  dp.stop();
+  dp.plane.stop();
   child->finish();
   if (!f.json.empty()) {
     nlohmann::json doc{{"benchmark", "transport"},
