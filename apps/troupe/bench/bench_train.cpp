@@ -260,17 +260,10 @@ nlohmann::json report_json(const bench_flags& f, const train_report& r) {
                      i < theirs_sps.size() ? nlohmann::json(theirs_sps[i]) : nlohmann::json()},
                     {"troupe_step_ms", ours[i].step_ms},
                     {"troupe_device_compute_ms", ours[i].compute_ms}});
-  return {
+  auto j = run_json(f);
+  j.update({
       {"benchmark", "train"},
-      {"model", f.model},
-      {"batch", f.batch},
       {"threads", f.threads},
-      {"optimizer", f.optimizer},
-      {"lr", f.lr},
-      {"seed", f.seed},
-      {"steps", f.steps},
-      {"warmup", f.warmup},
-      {"repeats", f.repeats},
       {"troupe_steps_per_second", ts.median},
       {"libtorch_steps_per_second", peer ? nlohmann::json(ls.median) : nlohmann::json()},
       {"ratio", r.ratio ? nlohmann::json(*r.ratio) : nlohmann::json()},
@@ -294,7 +287,8 @@ nlohmann::json report_json(const bench_flags& f, const train_report& r) {
       {"peer_note", r.peer_note},
       {"env", blas_env_json()},
       {"load_average", load_average()},
-  };
+  });
+  return j;
 }
 
 int bench_train(bench_flags f) {

@@ -407,18 +407,11 @@ int bench_train_dp(bench_flags f) {
               f.data_dir.c_str());
 
   if (!f.json.empty()) {
-    nlohmann::json j{
+    auto j = run_json(f);
+    j.update({
         {"benchmark", "train-dp"},
         {"dp", n},
-        {"model", f.model},
-        {"batch", f.batch},
         {"threads_per_replica", t},
-        {"optimizer", f.optimizer},
-        {"lr", f.lr},
-        {"seed", f.seed},
-        {"steps", f.steps},
-        {"warmup", f.warmup},
-        {"repeats", f.repeats},
         {"bucket_mb", f.bucket_mb},
         {"allreduce", f.allreduce},
         {"configs", configs_json(cfgs)},
@@ -431,7 +424,7 @@ int bench_train_dp(bench_flags f) {
         {"env", blas_env_json()},
         {"load_average_before", load_before},
         {"load_average", load_average()},
-    };
+    });
     write_json_file(f.json, j);
   }
   return exit_ok;

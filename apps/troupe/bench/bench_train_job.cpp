@@ -73,6 +73,12 @@ troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int 
   return t;
 }
 
+nlohmann::json run_json(const bench_flags& f) {
+  return {{"model", f.model},   {"batch", f.batch},    {"optimizer", f.optimizer},
+          {"lr", f.lr},         {"seed", f.seed},      {"steps", f.steps},
+          {"warmup", f.warmup}, {"repeats", f.repeats}};
+}
+
 std::string troupe_blas(int threads) {
   // Described with this thread's BLAS thread count set as a device actor sets its own.
   kernels::cpu::set_blas_threads_for_this_thread(threads);

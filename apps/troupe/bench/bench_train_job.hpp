@@ -9,6 +9,7 @@
 #include <string>
 
 #include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
 
 namespace troupe::apps::train_bench {
 
@@ -59,6 +60,10 @@ struct troupe_run {
 
 /// One `troupe train` job of the bench: `dp` replicas sharing `threads` in all.
 troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int threads);
+
+/// The flags both reports carry: model, batch, optimizer, lr, seed, steps,
+/// warmup, repeats.
+nlohmann::json run_json(const bench_flags& f);
 
 /// troupe's BLAS as a device actor with `threads` threads describes it.
 std::string troupe_blas(int threads);
