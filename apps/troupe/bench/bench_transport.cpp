@@ -20,7 +20,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -50,17 +49,16 @@
 #include <caf/io/all.hpp>
 #include <nlohmann/json.hpp>
 
-#include "apps/troupe/bench_transport.hpp"
-#include "apps/troupe/bench_util.hpp"
+#include "apps/troupe/bench/bench_transport.hpp"
+#include "apps/troupe/bench/bench_util.hpp"
+#include "apps/troupe/line_process.hpp"
 #include "runtime/error.hpp"
-#include "runtime/storage.hpp"
+#include "runtime/io/temp_dir.hpp"
 #include "runtime/net/system_config.hpp"
-#include "runtime/tensor.hpp"
 #include "runtime/net/tensor_inspect.hpp"
 #include "runtime/net/transport/data_plane.hpp"
-#include "runtime/io/temp_dir.hpp"
-
-extern char** environ;
+#include "runtime/storage.hpp"
+#include "runtime/tensor.hpp"
 
 namespace troupe::apps {
 
@@ -175,8 +173,7 @@ int listen_loopback(std::uint16_t& port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(fd, 4) != 0)
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4) != 0)
     fail(std::string{"tcp listen: "} + std::strerror(errno));
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
@@ -229,73 +226,29 @@ int run_receiver(const std::string& key_file) {
 
 // ------------------------------------------------------------------ sender
 
-/// The receiver: this executable as `bench transport-peer`, its stdin a pipe
-/// whose closing tells it to exit.
-struct receiver_process {
-  pid_t pid = -1;
-  int to_child = -1;
-  std::uint16_t dp_port = 0, caf_port = 0, tcp_port = 0;
-
-  explicit receiver_process(const fs::path& key_file) {
-    int in[2], out[2];
-    if (::pipe2(in, O_CLOEXEC) != 0)
-      fail(std::string{"pipe: "} + std::strerror(errno));
-    if (::pipe2(out, O_CLOEXEC) != 0) {
-      ::close(in[0]);
-      ::close(in[1]);
-      fail(std::string{"pipe: "} + std::strerror(errno));
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0); // dup2 clears close-on-exec
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    std::error_code ec;
-    auto exe = fs::read_symlink("/proc/self/exe", ec).string();
-    // Its own log at "error": the sender's hang-up at the end is expected.
-    std::vector<std::string> args{exe,         "--log-level",    "error",
-                                  "bench",     "transport-peer", "--key-file",
-                                  key_file.string()};
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int rc = ec ? ENOENT : posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(in[0]);
-    ::close(out[1]);
-    to_child = in[1];
-    if (rc != 0) {
-      ::close(out[0]);
-      pid = -1;
-      fail("cannot start the receiver process: " + std::string{std::strerror(rc)});
-    }
-    std::string line;
-    char c;
-    while (::read(out[0], &c, 1) == 1 && c != '\n')
-      line.push_back(c);
-    ::close(out[0]);
-    unsigned a = 0, b = 0, d = 0;
-    if (std::sscanf(line.c_str(), "PORTS %u %u %u", &a, &b, &d) != 3)
-      fail("the receiver did not report its ports (got '" + line + "')");
-    dp_port = static_cast<std::uint16_t>(a);
-    caf_port = static_cast<std::uint16_t>(b);
-    tcp_port = static_cast<std::uint16_t>(d);
-  }
-  /// Closes the receiver's stdin (its signal to exit) and reaps it.
-  void finish() {
-    if (to_child >= 0)
-      ::close(std::exchange(to_child, -1));
-    if (pid < 0)
-      return;
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid = -1;
-  }
-  ~receiver_process() { finish(); }
-  receiver_process(const receiver_process&) = delete;
-  receiver_process& operator=(const receiver_process&) = delete;
+/// The receiver's ports, as its first line reports them.
+struct receiver_ports {
+  std::uint16_t dp = 0, caf = 0, tcp = 0;
 };
+
+/// Starts the receiver: this executable as `bench transport-peer`, its stdin
+/// a pipe whose closing tells it to exit, its stderr into `log`; waits for
+/// its ports.
+std::unique_ptr<line_process> start_receiver(const fs::path& key_file, const fs::path& log,
+                                             receiver_ports& ports) {
+  // Its own log at "error": the sender's hang-up at the end is expected.
+  auto p = std::make_unique<line_process>(
+      std::vector<std::string>{self_exe().string(), "--log-level", "error", "bench",
+                               "transport-peer", "--key-file", key_file.string()},
+      log);
+  auto line = p->read_line(std::chrono::seconds(60));
+  unsigned a = 0, b = 0, d = 0;
+  if (std::sscanf(line.c_str(), "PORTS %u %u %u", &a, &b, &d) != 3)
+    fail("the receiver did not report its ports (got '" + line + "')");
+  ports = {static_cast<std::uint16_t>(a), static_cast<std::uint16_t>(b),
+           static_cast<std::uint16_t>(d)};
+  return p;
+}
 
 std::string human(std::size_t b) {
   if (b >= (std::size_t{1} << 20))
@@ -311,51 +264,164 @@ struct bench_path {
   double best_gbps = 0;
 };
 
-int run_sender(const transport_flags& f) {
-  rt::temp_dir keys{"troupe-bench-"}; // private: the cluster key
-  auto key_file = keys.path() / "cluster.key";
-  auto key = tp::generate_key();
-  tp::save_key(key_file, key);
-  receiver_process child{key_file};
-
-  // Data plane client; the ack arrives on the data plane's io thread.
-  std::mutex mtx;
-  std::condition_variable cv;
-  std::uint64_t acked = 0;
-  tp::data_plane_callbacks cb;
-  cb.on_receive = [&](const std::string&, std::uint64_t id, rt::tensor) {
-    {
-      std::lock_guard<std::mutex> g{mtx};
-      acked = id;
-    }
-    cv.notify_one(); // after unlocking: the woken sender must not block on mtx
-  };
-  tp::data_plane_options o;
-  o.name = sender_name;
-  o.key = key;
-  tp::data_plane dp{o, cb};
-  dp.connect(receiver_name, "127.0.0.1", child.dp_port);
-
-  // CAF client.
-  rt::system_config cfg{1};
-  cfg.load<caf::io::middleman>();
-  caf::actor_system sys{cfg};
-  auto remote = sys.middleman().remote_actor("127.0.0.1", child.caf_port);
-  if (!remote)
-    fail("CAF remote_actor: " + sys.render(remote.error()));
-  caf::scoped_actor self{sys};
-
-  // TCP client.
+/// A TCP connection to the receiver's plain socket (no delay, acks awaited
+/// up to ack_timeout).
+int connect_tcp(std::uint16_t port) {
   int tfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_port = htons(child.tcp_port);
+  a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (tfd < 0 || ::connect(tfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
     fail(std::string{"tcp connect: "} + std::strerror(errno));
   no_delay(tfd);
   timeval tv{static_cast<time_t>(ack_timeout.count()), 0};
   ::setsockopt(tfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return tfd;
+}
+
+/// Sends `t` with its size header (`reuse`: the receiver keeps one buffer)
+/// and waits for the one-byte acknowledgement.
+void tcp_round_trip(int tfd, const rt::tensor& t, bool reuse) {
+  const auto size = t.nbytes();
+  std::uint64_t hdr = size | (reuse ? reuse_bit : 0);
+  iovec iov[2] = {{&hdr, sizeof hdr}, {const_cast<void*>(t.raw_data()), size}};
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = 2;
+  while (m.msg_iovlen > 0) {
+    auto k = ::sendmsg(tfd, &m, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      fail("tcp send failed");
+    auto done = static_cast<std::size_t>(k);
+    while (done > 0 && m.msg_iovlen > 0) {
+      if (done >= m.msg_iov[0].iov_len) {
+        done -= m.msg_iov[0].iov_len;
+        ++m.msg_iov;
+        --m.msg_iovlen;
+      } else {
+        m.msg_iov[0].iov_base = static_cast<char*>(m.msg_iov[0].iov_base) + done;
+        m.msg_iov[0].iov_len -= done;
+        done = 0;
+      }
+    }
+  }
+  char ack = 0;
+  if (!recv_all(tfd, &ack, 1))
+    fail("tcp acknowledgement failed: " + std::string{std::strerror(errno)});
+}
+
+/// Warms every path up, then times `reps` interleaved rounds of each; keeps
+/// each path's best GB/s.
+template <class Paths>
+void time_paths(Paths& paths, int reps, std::size_t size) {
+  for (auto& p : paths)
+    for (int i = 0; i < std::min(p.iters, 3); ++i)
+      p.round_trip(); // warm up (connections, buffers, page cache)
+  for (int r = 0; r < reps; ++r)
+    for (auto& p : paths) {
+      auto t0 = clock_type::now();
+      for (int i = 0; i < p.iters; ++i)
+        p.round_trip();
+      double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+      p.best_gbps = std::max(p.best_gbps, static_cast<double>(size) * p.iters / s / 1e9);
+    }
+}
+
+/// The run's first lines: the pattern, the machine, the table header.
+void print_header(const transport_flags& f, unsigned cores, const std::string& load_before) {
+  std::printf("troupe bench transport: 1 tensor in flight, send/ack over 127.0.0.1, best of %d "
+              "interleaved rounds\n%u cores, load average %s, tcp congestion control %s\n",
+              f.reps, cores, load_before.c_str(), congestion_control().c_str());
+  std::printf("%10s %8s %10s %10s %10s %11s %8s\n", "size", "iters", "dataplane", "caf", "tcp",
+              "tcp_reuse", "dp/tcp");
+  std::printf("%10s %8s %10s %10s %10s %11s %8s\n", "", "", "GB/s", "GB/s", "GB/s", "GB/s", "");
+}
+
+/// Prints one size's row; returns it as JSON.
+template <class Paths>
+nlohmann::json report_row(std::size_t size, int iters, int caf_iters, const Paths& paths) {
+  double dp_gbps = paths[0].best_gbps, caf_gbps = paths[1].best_gbps;
+  double tcp_gbps = paths[2].best_gbps, reuse_gbps = paths[3].best_gbps;
+  double ratio = tcp_gbps > 0 ? dp_gbps / tcp_gbps : 0;
+  std::printf("%10s %8d %10.3f %10.3f %10.3f %11.3f %8.2f\n", human(size).c_str(), iters, dp_gbps,
+              caf_gbps, tcp_gbps, reuse_gbps, ratio);
+  std::fflush(stdout);
+  return nlohmann::json({{"size_bytes", size},
+                         {"dataplane_gbps", dp_gbps},
+                         {"caf_gbps", caf_gbps},
+                         {"tcp_gbps", tcp_gbps},
+                         {"tcp_reuse_gbps", reuse_gbps},
+                         {"dataplane_over_tcp", ratio},
+                         {"iterations", iters},
+                         {"caf_iterations", caf_iters}});
+}
+
+/// The data plane's sending side: one tensor in flight, its acknowledgement
+/// (the receiver sends the id back) awaited.
+struct dp_sender {
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::uint64_t acked = 0;
+  std::uint64_t next_id = 0;
+  tp::data_plane plane;
+
+  dp_sender(const tp::cluster_key& key, std::uint16_t port) : plane{options(key), callbacks()} {
+    plane.connect(receiver_name, "127.0.0.1", port);
+  }
+
+  static tp::data_plane_options options(const tp::cluster_key& key) {
+    tp::data_plane_options o;
+    o.name = sender_name;
+    o.key = key;
+    return o;
+  }
+
+  /// The ack arrives on the data plane's io thread.
+  tp::data_plane_callbacks callbacks() {
+    tp::data_plane_callbacks cb;
+    cb.on_receive = [this](const std::string&, std::uint64_t id, rt::tensor) {
+      {
+        std::lock_guard<std::mutex> g{mtx};
+        acked = id;
+      }
+      cv.notify_one(); // after unlocking: the woken sender must not block on mtx
+    };
+    return cb;
+  }
+
+  void round_trip(const rt::tensor& t) {
+    auto id = ++next_id;
+    plane.send(receiver_name, id, t);
+    std::unique_lock<std::mutex> g{mtx};
+    if (!cv.wait_for(g, ack_timeout, [&] { return acked == id; }))
+      fail("no data-plane acknowledgement within " + std::to_string(ack_timeout.count()) + " s");
+  }
+};
+
+int run_sender(const transport_flags& f) {
+  rt::temp_dir keys{"troupe-bench-"}; // private: the cluster key
+  auto key_file = keys.path() / "cluster.key";
+  auto key = tp::generate_key();
+  tp::save_key(key_file, key);
+  receiver_ports ports;
+  auto child = start_receiver(key_file, keys.path() / "receiver.log", ports);
+
+  dp_sender dp{key, ports.dp};
+
+  // CAF client.
+  rt::system_config cfg{1};
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto remote = sys.middleman().remote_actor("127.0.0.1", ports.caf);
+  if (!remote)
+    fail("CAF remote_actor: " + sys.render(remote.error()));
+  caf::scoped_actor self{sys};
+
+  // TCP client.
+  int tfd = connect_tcp(ports.tcp);
   struct fd_closer {
     int fd;
     ~fd_closer() { ::close(fd); }
@@ -363,103 +429,36 @@ int run_sender(const transport_flags& f) {
 
   auto load_before = load_average();
   const auto cores = std::thread::hardware_concurrency();
-  std::printf("troupe bench transport: 1 tensor in flight, send/ack over 127.0.0.1, best of %d "
-              "interleaved rounds\n%u cores, load average %s, tcp congestion control %s\n",
-              f.reps, cores, load_before.c_str(), congestion_control().c_str());
-  std::printf("%10s %8s %10s %10s %10s %11s %8s\n", "size", "iters", "dataplane", "caf", "tcp",
-              "tcp_reuse", "dp/tcp");
-  std::printf("%10s %8s %10s %10s %10s %11s %8s\n", "", "", "GB/s", "GB/s", "GB/s", "GB/s", "");
+  print_header(f, cores, load_before);
   std::fflush(stdout);
 
   nlohmann::json rows = nlohmann::json::array();
-  std::uint64_t next_id = 0;
   for (std::size_t size = f.min_size; size <= f.max_size; size *= 4) {
     auto t = rt::tensor::empty(rt::dtype::u8, {static_cast<std::int64_t>(size)});
     std::memset(t.mutable_raw_data(), 0x5a, size);
     int iters = static_cast<int>(std::clamp<std::size_t>((std::size_t{256} << 20) / size, 5, 2000));
     int caf_iters = std::max(5, iters / 4); // CAF is far slower on small messages
 
-    auto tcp_round = [&](bool reuse) {
-      std::uint64_t hdr = size | (reuse ? reuse_bit : 0);
-      iovec iov[2] = {{&hdr, sizeof hdr}, {const_cast<void*>(t.raw_data()), size}};
-      msghdr m{};
-      m.msg_iov = iov;
-      m.msg_iovlen = 2;
-      while (m.msg_iovlen > 0) {
-        auto k = ::sendmsg(tfd, &m, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-          continue;
-        if (k <= 0)
-          fail("tcp send failed");
-        auto done = static_cast<std::size_t>(k);
-        while (done > 0 && m.msg_iovlen > 0) {
-          if (done >= m.msg_iov[0].iov_len) {
-            done -= m.msg_iov[0].iov_len;
-            ++m.msg_iov;
-            --m.msg_iovlen;
-          } else {
-            m.msg_iov[0].iov_base = static_cast<char*>(m.msg_iov[0].iov_base) + done;
-            m.msg_iov[0].iov_len -= done;
-            done = 0;
-          }
-        }
-      }
-      char ack = 0;
-      if (!recv_all(tfd, &ack, 1))
-        fail("tcp acknowledgement failed: " + std::string{std::strerror(errno)});
-    };
     std::array<bench_path, 4> paths{{
-      {"dataplane", iters,
-       [&] {
-         auto id = ++next_id;
-         dp.send(receiver_name, id, t);
-         std::unique_lock<std::mutex> g{mtx};
-         if (!cv.wait_for(g, ack_timeout, [&] { return acked == id; }))
-           fail("no data-plane acknowledgement within " + std::to_string(ack_timeout.count()) +
-                " s");
-       }},
-      {"caf", caf_iters,
-       [&] {
-         self->request(*remote, ack_timeout, t)
-           .receive([](std::uint64_t) {},
-                    [&](caf::error& e) { fail("CAF request: " + sys.render(e)); });
-       }},
-      {"tcp", iters, [&] { tcp_round(false); }},
-      {"tcp_reuse", iters, [&] { tcp_round(true); }},
+        {"dataplane", iters, [&] { dp.round_trip(t); }},
+        {"caf", caf_iters,
+         [&] {
+           self->request(*remote, ack_timeout, t)
+               .receive([](std::uint64_t) {},
+                        [&](caf::error& e) { fail("CAF request: " + sys.render(e)); });
+         }},
+        {"tcp", iters, [&] { tcp_round_trip(tfd, t, false); }},
+        {"tcp_reuse", iters, [&] { tcp_round_trip(tfd, t, true); }},
     }};
-    for (auto& p : paths)
-      for (int i = 0; i < std::min(p.iters, 3); ++i)
-        p.round_trip(); // warm up (connections, buffers, page cache)
-    for (int r = 0; r < f.reps; ++r)
-      for (auto& p : paths) {
-        auto t0 = clock_type::now();
-        for (int i = 0; i < p.iters; ++i)
-          p.round_trip();
-        double s = std::chrono::duration<double>(clock_type::now() - t0).count();
-        p.best_gbps = std::max(p.best_gbps, static_cast<double>(size) * p.iters / s / 1e9);
-      }
-    double dp_gbps = paths[0].best_gbps, caf_gbps = paths[1].best_gbps;
-    double tcp_gbps = paths[2].best_gbps, reuse_gbps = paths[3].best_gbps;
-    double ratio = tcp_gbps > 0 ? dp_gbps / tcp_gbps : 0;
-    std::printf("%10s %8d %10.3f %10.3f %10.3f %11.3f %8.2f\n", human(size).c_str(), iters,
-                dp_gbps, caf_gbps, tcp_gbps, reuse_gbps, ratio);
-    std::fflush(stdout);
-    rows.push_back({{"size_bytes", size},
-                    {"dataplane_gbps", dp_gbps},
-                    {"caf_gbps", caf_gbps},
-                    {"tcp_gbps", tcp_gbps},
-                    {"tcp_reuse_gbps", reuse_gbps},
-                    {"dataplane_over_tcp", ratio},
-                    {"iterations", iters},
-                    {"caf_iterations", caf_iters}});
+    time_paths(paths, f.reps, size);
+    rows.push_back(report_row(size, iters, caf_iters, paths));
   }
   auto load_after = load_average();
-  std::printf("load average after: %s%s\n", load_after.c_str(),
-              std::atof(load_after.c_str()) >= cores ? " (busy machine: figures are noisy)" : "");
+  std::printf("load average after: %s%s\n", load_after.c_str(), busy_note(load_after, cores));
 
   ::close(std::exchange(tcp_guard.fd, -1));
-  dp.stop();
-  child.finish();
+  dp.plane.stop();
+  child->finish();
   if (!f.json.empty()) {
     nlohmann::json doc{{"benchmark", "transport"},
                        {"pattern", "send/ack, one tensor in flight, 127.0.0.1, best of reps"},
@@ -482,19 +481,19 @@ int run_sender(const transport_flags& f) {
 
 command_action add_bench_transport_command(CLI::App& bench) {
   auto* cmd = bench.add_subcommand(
-    "transport", "tensor GB/s between two processes on 127.0.0.1: data plane, CAF, plain TCP");
+      "transport", "tensor GB/s between two processes on 127.0.0.1: data plane, CAF, plain TCP");
   auto f = std::make_shared<transport_flags>();
   cmd->add_option("--json", f->json, "also write the rows as JSON to FILE");
   cmd->add_option("--reps", f->reps, "timed rounds per path and size (best is reported)")
-    ->check(CLI::Range(1, 1000))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   const auto largest = static_cast<std::size_t>(rt::default_max_tensor_bytes);
   cmd->add_option("--max-size", f->max_size, "largest tensor in bytes")
-    ->check(CLI::Range(smallest_size, largest))
-    ->capture_default_str();
+      ->check(CLI::Range(smallest_size, largest))
+      ->capture_default_str();
   cmd->add_option("--min-size", f->min_size, "smallest tensor in bytes (sizes min-size x 4^k)")
-    ->check(CLI::Range(smallest_size, largest))
-    ->capture_default_str();
+      ->check(CLI::Range(smallest_size, largest))
+      ->capture_default_str();
 
   auto* peer = bench.add_subcommand("transport-peer", "the receiver of `bench transport`");
   peer->group(""); // hidden: only `bench transport` starts it

@@ -21,7 +21,7 @@
 // Throughput: batch x timed steps / the trainer's summed step times. Peak
 // activation memory: the report's per-stage peak_saved_bytes.
 
-#include "apps/troupe/bench_pipeline.hpp"
+#include "apps/troupe/bench/bench_pipeline.hpp"
 
 #include <sched.h>
 
@@ -46,11 +46,12 @@
 #include "actors/plan/schedule_simulation.hpp"
 #include "actors/plan/step_timeline.hpp"
 #include "actors/plan/train_options.hpp"
-#include "apps/troupe/bench_util.hpp"
-#include "apps/troupe/child_process.hpp"
+#include "apps/troupe/bench/bench_job.hpp"
+#include "apps/troupe/bench/bench_local_cluster.hpp"
+#include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
-#include "runtime/net/system_config.hpp"
 #include "runtime/io/temp_dir.hpp"
+#include "runtime/net/system_config.hpp"
 
 namespace troupe::apps {
 
@@ -60,12 +61,12 @@ namespace fs = std::filesystem;
 using actors::schedule_kind;
 
 constexpr const char* bubble_definition =
-  "per timed step: T = first stage's step_msg .. last stage's report (union of the stages' step "
-  "spans); busy_s = stage s's forward + backward + optimizer events of the step; bubble = "
-  "sum_s (T - busy_s) / (P x T); median over the timed steps";
+    "per timed step: T = first stage's step_msg .. last stage's report (union of the stages' step "
+    "spans); busy_s = stage s's forward + backward + optimizer events of the step; bubble = "
+    "sum_s (T - busy_s) / (P x T); median over the timed steps";
 constexpr const char* overhead_definition =
-  "(stage's step span - its compute events - its wait-for-input events) / micro-batches, mean "
-  "over the timed steps";
+    "(stage's step span - its compute events - its wait-for-input events) / micro-batches, mean "
+    "over the timed steps";
 
 struct pipeline_flags {
   std::string model = "mlp";
@@ -85,12 +86,6 @@ struct pipeline_flags {
   std::string json;
   std::string keep_traces;
 };
-
-std::string number(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
 
 /// The cores this process may run on (taskset narrows them), else all.
 unsigned usable_cores() {
@@ -113,7 +108,8 @@ struct run_spec {
     return schedule == schedule_kind::interleaved ? n + " V=" + std::to_string(virtual_stages) : n;
   }
   std::string slowed() const {
-    return slow_stage < 0 ? "-" : "stage " + std::to_string(slow_stage) + " x" + number(slow_factor);
+    return slow_stage < 0 ? "-"
+                          : "stage " + std::to_string(slow_stage) + " x" + number(slow_factor);
   }
   std::string file_name() const {
     auto n = "pipeline-" + std::string{actors::to_string(schedule)};
@@ -184,7 +180,7 @@ struct row {
 
 actors::train_options options_for(const pipeline_flags& f, const run_spec& r,
                                   const fs::path& trace) {
-  actors::train_options o;
+  auto o = timed_job_options(f.warmup, f.steps);
   o.model = f.model;
   o.data_dir = f.data_dir;
   o.batch = f.batch;
@@ -193,10 +189,6 @@ actors::train_options options_for(const pipeline_flags& f, const run_spec& r,
   o.microbatches = f.microbatches;
   o.schedule = r.schedule;
   o.virtual_stages = r.virtual_stages;
-  o.max_steps = f.warmup + f.steps;
-  o.timing_warmup = f.warmup;
-  o.evaluate = false;
-  o.progress = false;
   o.threads = f.threads;
   o.trace_file = trace.string();
   o.slow_stage = r.slow_stage;
@@ -282,80 +274,6 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
   return w;
 }
 
-/// --processes: a supervisor and one node process per stage on 127.0.0.1
-/// (plain TCP, which troupe allows on loopback only), all this executable;
-/// jobs are submitted as `troupe train --supervisor`.
-class local_cluster {
-public:
-  local_cluster(const fs::path& dir, int nodes, int threads_per_device, int jobs)
-      : dir_(dir) {
-    std::error_code ec;
-    exe_ = fs::read_symlink("/proc/self/exe", ec).string();
-    if (ec)
-      throw std::runtime_error("cannot find this executable: " + ec.message());
-    const auto info = dir_ / "supervisor.json";
-    supervisor_ = std::make_unique<child_process>(
-      std::vector<std::string>{exe_, "--log-level", "warn", "supervisor", "--listen",
-                               "127.0.0.1:0", "--expect-nodes", std::to_string(nodes),
-                               "--insecure-plain", "--info-file", info.string(), "--jobs",
-                               std::to_string(jobs)},
-      dir_ / "supervisor.log");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!fs::exists(info)) {
-      if (supervisor_->wait_for(std::chrono::milliseconds(20)))
-        throw std::runtime_error("the supervisor exited:\n" + supervisor_->log_tail());
-      if (std::chrono::steady_clock::now() > deadline)
-        throw std::runtime_error("the supervisor did not start within 30 s:\n" +
-                                 supervisor_->log_tail());
-    }
-    std::ifstream in(info);
-    port_ = nlohmann::json::parse(in).at("port").get<int>();
-    for (int k = 0; k < nodes; ++k)
-      nodes_.push_back(std::make_unique<child_process>(
-        std::vector<std::string>{exe_, "--log-level", "warn", "node", "--supervisor", address(),
-                                 "--insecure-plain", "--name", "node-" + std::to_string(k),
-                                 "--devices", "cpu:1x" + std::to_string(threads_per_device),
-                                 "--no-measure"},
-        dir_ / ("node-" + std::to_string(k) + ".log")));
-  }
-
-  /// Runs the job as a client process; its report.
-  nlohmann::json train(const actors::train_options& o, int index) {
-    const auto report = dir_ / ("report-" + std::to_string(index) + ".json");
-    std::vector<std::string> a{exe_, "--log-level", "warn", "train", "--supervisor", address(),
-                               "--insecure-plain", "--report", report.string(), "--model",
-                               o.model, "--data", fs::absolute(o.data_dir).string(), "--batch",
-                               std::to_string(o.batch), "--optimizer", o.optimizer, "--lr",
-                               number(o.lr), "--pp", std::to_string(o.stages), "--microbatches",
-                               std::to_string(o.microbatches), "--schedule",
-                               std::string{actors::to_string(o.schedule)}, "--steps",
-                               std::to_string(o.max_steps), "--trace", o.trace_file,
-                               "--no-eval", "--no-progress"};
-    if (o.schedule == schedule_kind::interleaved)
-      a.insert(a.end(), {"--virtual-stages", std::to_string(o.virtual_stages)});
-    if (o.slow_stage >= 0)
-      a.insert(a.end(), {"--slow-stage", std::to_string(o.slow_stage), "--slow-factor",
-                         number(o.slow_factor)});
-    child_process client{a, dir_ / ("client-" + std::to_string(index) + ".log")};
-    auto status = client.wait_for(std::chrono::minutes(10));
-    if (status != 0)
-      throw std::runtime_error(
-        "the job " + (status ? "failed (exit " + std::to_string(*status) + ")" : "timed out") +
-        ":\n" + client.log_tail() + "\nsupervisor log:\n" + supervisor_->log_tail());
-    std::ifstream in(report);
-    return nlohmann::json::parse(in);
-  }
-
-private:
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
-  fs::path dir_;
-  std::string exe_;
-  int port_ = 0;
-  std::unique_ptr<child_process> supervisor_;          // stopped last
-  std::vector<std::unique_ptr<child_process>> nodes_;
-};
-
 /// "a/b/c" of one stage figure per stage.
 std::string per_stage(const std::vector<stage_figures>& stages,
                       const std::function<double(const stage_figures&)>& figure,
@@ -376,32 +294,27 @@ void print_row(const row& w) {
   std::snprintf(bubble, sizeof bubble, "%5.1f%% (%.1f-%.1f)", 100 * w.bubble, 100 * w.bubble_min,
                 100 * w.bubble_max);
   auto mib = per_stage(
-    w.stages, [](const stage_figures& s) { return s.peak_activation_bytes / 1048576.0; }, "%.3f");
+      w.stages, [](const stage_figures& s) { return s.peak_activation_bytes / 1048576.0; }, "%.3f");
   auto over = per_stage(
-    w.stages, [](const stage_figures& s) { return s.overhead_us_per_microbatch; }, "%.1f");
+      w.stages, [](const stage_figures& s) { return s.overhead_us_per_microbatch; }, "%.1f");
   std::printf("%-16s %-11s %10.1f %8.2f  %-20s %6.1f%% %6.1f%%  %-20s %s\n", w.spec.name().c_str(),
               w.spec.slowed().c_str(), w.samples_per_second, w.step_ms, bubble,
               100 * w.bubble_theory, 100 * w.bubble_simulated, mib.c_str(), over.c_str());
   std::fflush(stdout);
 }
 
-int bench_pipeline(pipeline_flags f) {
-  if (f.data_dir.empty())
-    f.data_dir = f.model == "transformer" ? "data/sherlock.txt" : "data/mnist";
-  if (!fs::exists(f.data_dir))
-    throw runtime::input_error("--data: no '" + f.data_dir + "'");
-  const unsigned cores = usable_cores();
-  if (f.threads == 0)
-    f.threads = static_cast<int>(cores); // as `troupe train`, but of the cores we may use
-
-  // Every run's options are checked (and planned) before any runs.
+/// The runs --schedule asks for (each also slowed with --slow-stage), every
+/// one validated and planned before any runs; an interleaved run the model
+/// has too few layers for is skipped (with --schedule all) and named in
+/// `skipped`.
+std::vector<run_spec> planned_runs(const pipeline_flags& f, unsigned cores,
+                                   std::vector<std::string>& skipped) {
   std::vector<schedule_kind> kinds;
   if (f.schedule == "all")
     kinds = {schedule_kind::gpipe, schedule_kind::one_f_one_b, schedule_kind::interleaved};
   else
     kinds = {actors::parse_schedule_kind(f.schedule)};
   std::vector<run_spec> runs;
-  std::vector<std::string> skipped;
   for (auto kind : kinds) {
     const int v = kind == schedule_kind::interleaved ? f.virtual_stages : 1;
     std::vector<run_spec> variants{{kind, v, -1, 1.0}};
@@ -421,16 +334,88 @@ int bench_pipeline(pipeline_flags f) {
       runs.push_back(r);
     }
   }
+  return runs;
+}
+
+/// --keep-traces' directory, created.
+fs::path keep_traces_dir(const pipeline_flags& f) {
+  fs::path dir = f.keep_traces;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw runtime::input_error("--keep-traces " + f.keep_traces + ": " + ec.message());
+  return dir;
+}
+
+/// The definitions under the table, and what slowing a stage did to each
+/// schedule's bubble.
+void print_notes(const std::vector<row>& rows) {
+  std::printf("\nbubble: %s\ntheory: (P-1)/(M+P-1), interleaved (P-1)/(V*M+P-1); sim: the "
+              "schedule simulator with each stage's measured mean forward/backward (per chunk) "
+              "and optimizer times\noverhead: %s\n",
+              bubble_definition, overhead_definition);
+  for (std::size_t i = 0; i + 1 < rows.size(); ++i) {
+    const auto& a = rows[i];
+    const auto& b = rows[i + 1];
+    if (a.spec.slow_stage >= 0 || b.spec.slow_stage < 0 || a.spec.schedule != b.spec.schedule)
+      continue;
+    std::printf("%s, %s: measured bubble %.1f%% -> %.1f%% (%+.1f pp), simulator %.1f%% -> "
+                "%.1f%% (%+.1f pp)\n",
+                a.spec.name().c_str(), b.spec.slowed().c_str(), 100 * a.bubble, 100 * b.bubble,
+                100 * (b.bubble - a.bubble), 100 * a.bubble_simulated, 100 * b.bubble_simulated,
+                100 * (b.bubble_simulated - a.bubble_simulated));
+  }
+}
+
+/// What the JSON report holds besides the flags.
+struct pipeline_report {
+  const std::vector<row>& rows;
+  const std::vector<std::string>& skipped;
+  int per_device = 1;
+  unsigned cores = 1;
+  std::string load_before, load_after;
+};
+
+void write_report(const pipeline_flags& f, const pipeline_report& r) {
+  const auto& [rows, skipped, per_device, cores, load_before, load_after] = r;
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& w : rows)
+    out.push_back(w.to_json());
+  write_json_file(f.json, {{"benchmark", "pipeline"},
+                           {"model", f.model},
+                           {"stages", f.stages},
+                           {"microbatches", f.microbatches},
+                           {"virtual_stages", f.virtual_stages},
+                           {"batch", f.batch},
+                           {"optimizer", f.optimizer},
+                           {"steps", f.steps},
+                           {"warmup", f.warmup},
+                           {"threads_per_stage", per_device},
+                           {"processes", f.processes},
+                           {"cores", cores},
+                           {"load_average_before", load_before},
+                           {"load_average_after", load_after},
+                           {"bubble_definition", bubble_definition},
+                           {"overhead_definition", overhead_definition},
+                           {"skipped", skipped},
+                           {"rows", out}});
+}
+
+int bench_pipeline(pipeline_flags f) {
+  if (f.data_dir.empty())
+    f.data_dir = f.model == "transformer" ? "data/sherlock.txt" : "data/mnist";
+  if (!fs::exists(f.data_dir))
+    throw runtime::input_error("--data: no '" + f.data_dir + "'");
+  const unsigned cores = usable_cores();
+  if (f.threads == 0)
+    f.threads = static_cast<int>(cores); // as `troupe train`, but of the cores we may use
+
+  // Every run's options are checked (and planned) before any runs.
+  std::vector<std::string> skipped;
+  const auto runs = planned_runs(f, cores, skipped);
 
   runtime::temp_dir tmp{"troupe-bench-"};
-  fs::path trace_dir = tmp.path();
-  if (!f.keep_traces.empty()) {
-    trace_dir = f.keep_traces;
-    std::error_code ec;
-    fs::create_directories(trace_dir, ec);
-    if (ec)
-      throw runtime::input_error("--keep-traces " + f.keep_traces + ": " + ec.message());
-  }
+  const fs::path trace_dir = f.keep_traces.empty() ? tmp.path() : keep_traces_dir(f);
 
   const auto load_before = load_average();
   const int per_device = std::max(1, f.threads / f.stages);
@@ -465,8 +450,8 @@ int bench_pipeline(pipeline_flags f) {
     const auto& r = runs[i];
     const auto trace_file = fs::absolute(trace_dir / r.file_name());
     auto o = options_for(f, r, trace_file);
-    auto report = cluster ? cluster->train(o, static_cast<int>(i))
-                          : actors::run_training(*sys, o).report;
+    auto report =
+        cluster ? cluster->train(o, static_cast<int>(i)) : actors::run_training(*sys, o).report;
     std::ifstream in(trace_file);
     if (!in)
       throw std::runtime_error("no trace at " + trace_file.string());
@@ -477,45 +462,10 @@ int bench_pipeline(pipeline_flags f) {
   }
   const auto load_after = load_average();
 
-  std::printf("\nbubble: %s\ntheory: (P-1)/(M+P-1), interleaved (P-1)/(V*M+P-1); sim: the "
-              "schedule simulator with each stage's measured mean forward/backward (per chunk) "
-              "and optimizer times\noverhead: %s\n",
-              bubble_definition, overhead_definition);
-  for (std::size_t i = 0; i + 1 < rows.size(); ++i) {
-    const auto& a = rows[i];
-    const auto& b = rows[i + 1];
-    if (a.spec.slow_stage >= 0 || b.spec.slow_stage < 0 || a.spec.schedule != b.spec.schedule)
-      continue;
-    std::printf("%s, %s: measured bubble %.1f%% -> %.1f%% (%+.1f pp), simulator %.1f%% -> "
-                "%.1f%% (%+.1f pp)\n",
-                a.spec.name().c_str(), b.spec.slowed().c_str(), 100 * a.bubble, 100 * b.bubble,
-                100 * (b.bubble - a.bubble), 100 * a.bubble_simulated, 100 * b.bubble_simulated,
-                100 * (b.bubble_simulated - a.bubble_simulated));
-  }
-  std::printf("load average after: %s%s\n", load_after.c_str(),
-              std::atof(load_after.c_str()) >= cores ? " (busy machine: figures are noisy)" : "");
+  print_notes(rows);
+  std::printf("load average after: %s%s\n", load_after.c_str(), busy_note(load_after, cores));
   if (!f.json.empty()) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& w : rows)
-      out.push_back(w.to_json());
-    write_json_file(f.json, {{"benchmark", "pipeline"},
-                             {"model", f.model},
-                             {"stages", f.stages},
-                             {"microbatches", f.microbatches},
-                             {"virtual_stages", f.virtual_stages},
-                             {"batch", f.batch},
-                             {"optimizer", f.optimizer},
-                             {"steps", f.steps},
-                             {"warmup", f.warmup},
-                             {"threads_per_stage", per_device},
-                             {"processes", f.processes},
-                             {"cores", cores},
-                             {"load_average_before", load_before},
-                             {"load_average_after", load_after},
-                             {"bubble_definition", bubble_definition},
-                             {"overhead_definition", overhead_definition},
-                             {"skipped", skipped},
-                             {"rows", out}});
+    write_report(f, {rows, skipped, per_device, cores, load_before, load_after});
     std::printf("wrote %s\n", f.json.c_str());
   }
   return exit_ok;
@@ -525,50 +475,51 @@ int bench_pipeline(pipeline_flags f) {
 
 command_action add_bench_pipeline_command(CLI::App& bench) {
   auto* cmd = bench.add_subcommand(
-    "pipeline", "pipeline schedules: throughput, bubble (measured vs theory), peak activation "
-                "memory and runtime overhead per stage, from a traced training run");
+      "pipeline", "pipeline schedules: throughput, bubble (measured vs theory), peak activation "
+                  "memory and runtime overhead per stage, from a traced training run");
   auto f = std::make_shared<pipeline_flags>();
   cmd->add_option("--model", f->model, "zoo model")
-    ->check(CLI::IsMember({"mlp", "cnn", "transformer"}))
-    ->capture_default_str();
+      ->check(CLI::IsMember({"mlp", "cnn", "transformer"}))
+      ->capture_default_str();
   cmd->add_option("--data", f->data_dir,
                   "data (default: data/mnist, data/sherlock.txt for the transformer)");
   cmd->add_option("--stages", f->stages, "pipeline depth P")
-    ->check(CLI::Range(1, 64))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->add_option("--microbatches", f->microbatches, "micro-batches per step M")
-    ->check(CLI::Range(1, 1 << 20))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--schedule", f->schedule, "gpipe | 1f1b | interleaved | all")
-    ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "all"}))
-    ->capture_default_str();
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "all"}))
+      ->capture_default_str();
   cmd->add_option("--virtual-stages", f->virtual_stages, "chunks per stage V of interleaved")
-    ->check(CLI::Range(1, 64))
-    ->capture_default_str();
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->add_option("--steps", f->steps, "timed steps per schedule")
-    ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}))
-    ->capture_default_str();
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}))
+      ->capture_default_str();
   cmd->add_option("--warmup", f->warmup, "steps before them, left out")
-    ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000}))
-    ->capture_default_str();
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000}))
+      ->capture_default_str();
   cmd->add_option("--batch", f->batch, "global batch")
-    ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
-    ->capture_default_str();
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
+      ->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "sgd | adam | adamw")
-    ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
-    ->capture_default_str();
-  cmd->add_option("--threads", f->threads, "BLAS threads in all, split over the stages "
-                                           "(default: one per core)")
-    ->check(CLI::Range(1, 1024));
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", f->threads,
+                  "BLAS threads in all, split over the stages "
+                  "(default: one per core)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_flag("--processes", f->processes,
                 "run a supervisor and one node process per stage on 127.0.0.1 (plain TCP) and "
                 "submit the jobs to them");
   cmd->add_option("--slow-stage", f->slow_stage,
                   "also run each schedule with this stage's kernels --slow-factor times slower")
-    ->check(CLI::Range(0, 63));
+      ->check(CLI::Range(0, 63));
   cmd->add_option("--slow-factor", f->slow_factor, "how much slower --slow-stage runs")
-    ->check(CLI::Range(1.0, 100.0))
-    ->capture_default_str();
+      ->check(CLI::Range(1.0, 100.0))
+      ->capture_default_str();
   cmd->add_option("--json", f->json, "also write the rows as JSON to FILE");
   cmd->add_option("--keep-traces", f->keep_traces,
                   "write each run's trace into DIR (pipeline-SCHEDULE.json) and keep it");

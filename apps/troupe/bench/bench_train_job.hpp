@@ -1,0 +1,74 @@
+#pragma once
+
+// `troupe bench train`'s flags and the troupe side both of its comparisons
+// share: one timed `troupe train` job, the initial weights every side starts
+// from, and the GEMM rate of a device actor. Change here when the job changes.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
+
+namespace troupe::apps::train_bench {
+
+/// The PyTorch DDP peer (bench/peers/ddp_mlp.py), copied next to this
+/// executable by bench/peers/CMakeLists.txt.
+inline constexpr const char* ddp_peer_name = "troupe_peer_ddp.py";
+inline constexpr const char* ddp_peer_source = "bench/peers/ddp_mlp.py";
+
+/// Every flag of `bench train`; defaults as --help shows them.
+struct bench_flags {
+  std::string model = "mlp";
+  std::int64_t batch = 0; ///< 0: 64, or 256 with --dp
+  int threads = 1;        ///< with --dp: per replica (troupe) and per process (DDP)
+  int dp = 1;             ///< > 1: the data-parallel comparison (bench_train_dp)
+  double bucket_mb = 25;  ///< --dp: gradient bucket size, troupe and DDP alike
+  std::string allreduce = "auto";
+  std::string ddp_peer; ///< empty: next to this executable, else ddp_peer_source
+  std::string python = "/usr/bin/python3";
+  double peer_timeout = 300; ///< seconds one DDP run may take before it is killed
+  std::string optimizer = "sgd";
+  float lr = 0.f; ///< 0: the optimizer's usual default (sgd 0.01, adam 1e-3)
+  std::int64_t steps = 200;
+  std::int64_t warmup = 20;
+  int repeats = 5;
+  std::uint64_t seed = 0;
+  std::string data_dir = "data/mnist";
+  std::string json;
+  std::string peer;
+};
+
+/// The optimizer's usual learning rate (sgd 0.01, adam 1e-3): --lr's default.
+float default_lr(const std::string& optimizer);
+
+/// Writes the parameters troupe's layer shards start from (same spec, seed and
+/// global names) so the peer starts from identical weights.
+void write_initial_params(const std::string& model, std::uint64_t seed,
+                          const std::filesystem::path& file);
+
+/// sgemm GFLOP/s as a device actor with `threads` BLAS threads measures it.
+double device_gemm_gflops(caf::actor_system& sys, int threads);
+
+/// One troupe repeat's figures.
+struct troupe_run {
+  double steps_per_second = 0;
+  double step_ms = 0;
+  double compute_ms = 0; ///< device compute per step, as the stage reports
+};
+
+/// One `troupe train` job of the bench: `dp` replicas sharing `threads` in all.
+troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int threads);
+
+/// The flags both reports carry: model, batch, optimizer, lr, seed, steps,
+/// warmup, repeats.
+nlohmann::json run_json(const bench_flags& f);
+
+/// troupe's BLAS as a device actor with `threads` threads describes it.
+std::string troupe_blas(int threads);
+
+/// troupe --dp N against one replica and PyTorch DDP (bench_train_dp.cpp).
+int bench_train_dp(bench_flags f);
+
+} // namespace troupe::apps::train_bench
