@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include <caf/allowed_unsafe_message_type.hpp>
+
 #include "actors/plan/plan.hpp"
 #include "actors/plan/train_options.hpp"
 
@@ -32,3 +34,7 @@ job_request job_request_from_options(train_options opts);
 job_request job_request_from_json(const std::string& text);
 
 } // namespace troupe::actors
+
+// In-process only (run_training and its supervisor): it never crosses a
+// process, so it has no wire form; a remote client sends job options JSON.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::job_request)
