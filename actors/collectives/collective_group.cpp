@@ -37,10 +37,6 @@ std::string label(rank_actor* self) {
          std::to_string(self->state.cfg.size);
 }
 
-std::string op_text(std::int64_t op, const std::string& what) {
-  return "op " + std::to_string(op) + ": " + what;
-}
-
 bool same_process(rank_actor* self, const caf::actor& a) {
   return a.node() == self->node();
 }
@@ -55,12 +51,8 @@ void fail_all(rank_actor* self, const caf::error& err) {
   self->quit(err);
 }
 
-// The error's context is (text, int32 rank where the failure began, cause).
 caf::error fail_rank(rank_actor* self, const std::string& what) {
-  auto& st = self->state;
-  auto text = label(self) + ": " + what;
-  auto err =
-      caf::make_error(caf::sec::runtime_error, text, static_cast<std::int32_t>(st.cfg.rank), text);
+  auto err = rank_failure(label(self) + ": " + what, self->state.cfg.rank);
   fail_all(self, err);
   return err;
 }
@@ -172,15 +164,10 @@ caf::result<tensor> start(rank_actor* self, collective_kind kind, std::int64_t i
 /// whole group fails with an error naming the rank that died first.
 void on_peer_down(rank_actor* self, const caf::down_msg& dm) {
   auto& st = self->state;
-  int who = -1;
-  for (std::size_t i = 0; i < st.ranks.size(); ++i)
-    if (st.ranks[i].address() == dm.source)
-      who = static_cast<int>(i);
+  int who = rank_index(st.ranks, dm.source);
   if (who < 0)
     return;
-  bool orderly =
-      dm.reason == caf::exit_reason::normal || dm.reason == caf::exit_reason::user_shutdown;
-  if (orderly && st.ops.empty()) {
+  if (orderly_exit(dm.reason) && st.ops.empty()) {
     self->quit(dm.reason);
     return;
   }

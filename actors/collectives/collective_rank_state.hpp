@@ -18,6 +18,7 @@
 #include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "actors/collectives/collective_failure.hpp"
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/local_allreduce_msg.hpp"
 #include "actors/plan/collective_algorithms.hpp"
@@ -122,9 +123,6 @@ inline bool holds_input(const op_state& op, int rank) {
 
 /// "collective rank r/n".
 std::string label(rank_actor* self);
-
-/// "op <id>: <what>".
-std::string op_text(std::int64_t op, const std::string& what);
 
 bool same_process(rank_actor* self, const caf::actor& a);
 

@@ -290,10 +290,6 @@ std::string label(rank_actor* self) {
   return rank_name(c.rank, c.size) + " (" + runtime::to_string(c.device) + ")";
 }
 
-std::string op_text(std::int64_t op, const std::string& what) {
-  return "op " + std::to_string(op) + ": " + what;
-}
-
 /// Fails every pending operation with `err`, aborts a NCCL call in flight and
 /// quits with `err`, so that the peers fail at once too.
 void fail_all(rank_actor* self, const caf::error& err) {
@@ -315,9 +311,7 @@ void fail_all(rank_actor* self, const caf::error& err) {
 /// As the actor backend: sec::runtime_error with context (text, int32 rank
 /// where the failure began, cause).
 caf::error fail_rank(rank_actor* self, const std::string& what) {
-  auto text = label(self) + ": " + what;
-  auto err = caf::make_error(caf::sec::runtime_error, text,
-                             static_cast<std::int32_t>(self->state.cfg.rank), text);
+  auto err = rank_failure(label(self) + ": " + what, self->state.cfg.rank);
   fail_all(self, err);
   return err;
 }
@@ -409,15 +403,10 @@ caf::behavior nccl_rank(rank_actor* self, nccl_rank_config cfg) {
       fail_rank(self, "NCCL worker stopped (" + self->system().render(dm.reason) + ")");
       return;
     }
-    int who = -1;
-    for (std::size_t i = 0; i < st.ranks.size(); ++i)
-      if (st.ranks[i].address() == dm.source)
-        who = static_cast<int>(i);
+    int who = rank_index(st.ranks, dm.source);
     if (who < 0)
       return;
-    bool orderly =
-        dm.reason == caf::exit_reason::normal || dm.reason == caf::exit_reason::user_shutdown;
-    if (orderly && st.waiting.empty() && st.running.empty()) {
+    if (orderly_exit(dm.reason) && st.waiting.empty() && st.running.empty()) {
       self->quit(dm.reason);
       return;
     }
