@@ -1,9 +1,29 @@
 #include "actors/collectives/collective_failure.hpp"
 
 #include <caf/atom.hpp>
+#include <caf/exit_reason.hpp>
 #include <caf/sec.hpp>
 
 namespace troupe::actors {
+
+std::string op_text(std::int64_t op, const std::string& what) {
+  return "op " + std::to_string(op) + ": " + what;
+}
+
+caf::error rank_failure(const std::string& text, int rank) {
+  return caf::make_error(caf::sec::runtime_error, text, static_cast<std::int32_t>(rank), text);
+}
+
+int rank_index(const std::vector<caf::actor>& ranks, const caf::actor_addr& source) {
+  for (std::size_t i = 0; i < ranks.size(); ++i)
+    if (ranks[i].address() == source)
+      return static_cast<int>(i);
+  return -1;
+}
+
+bool orderly_exit(const caf::error& reason) {
+  return reason == caf::exit_reason::normal || reason == caf::exit_reason::user_shutdown;
+}
 
 caf::error peer_death_error(const caf::actor_system& sys, const std::string& label, int who,
                             const caf::error& reason, std::size_t pending) {

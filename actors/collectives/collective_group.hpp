@@ -51,6 +51,10 @@
 // name the rank that died first ("peer rank 2 died (...), reported by rank 3").
 // A peer that exits normally (or by user_shutdown) while nothing is pending
 // just ends the rank with the same reason (orderly teardown).
+//
+// Implementation: the actor (collective_group.cpp), its state
+// (collective_rank_state.hpp), plan execution (collective_plan_run.hpp), block
+// arithmetic (collective_pieces.hpp), the in-process all-reduce (local_allreduce.hpp).
 
 #include <cstddef>
 #include <cstdint>

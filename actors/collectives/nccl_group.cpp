@@ -74,12 +74,109 @@ struct op_result {
   std::uint64_t calls = 0;
 };
 
+/// All-reduce's NCCL call; an error text, empty if fine.
+std::string run_all_reduce(collective_communicator& comm, const tensor& input, op_result& out,
+                           std::size_t& payload) {
+  out.result = tensor::empty(runtime::dtype::f32, input.shape());
+  auto count = payload = static_cast<std::size_t>(input.numel());
+  if (auto e = comm.all_reduce_sum(input.raw_data(), out.result.mutable_raw_data(), count,
+                                   runtime::dtype::f32);
+      !e.empty())
+    return e;
+  out.bytes = input.nbytes();
+  return {};
+}
+
+/// Broadcast's NCCL call from `root`, whose header is `src`.
+std::string run_broadcast(collective_communicator& comm, const nccl_rank_config& cfg,
+                          std::int32_t root, const op_header& src, const tensor& input,
+                          op_result& out, std::size_t& payload) {
+  bool is_root = cfg.rank == root;
+  // The root answers with its own tensor (as the actor backend does).
+  if (!is_root)
+    out.result = tensor::empty(src.type, src.shape);
+  auto count = payload = static_cast<std::size_t>(src.numel);
+  if (auto e =
+          comm.broadcast(is_root ? input.raw_data() : nullptr,
+                         is_root ? nullptr : out.result.mutable_raw_data(), count, src.type, root);
+      !e.empty())
+    return e;
+  if (is_root) {
+    out.result = input;
+    out.bytes = input.nbytes();
+  }
+  return {};
+}
+
+/// Reduce-scatter's NCCL call on the padded layout.
+std::string run_reduce_scatter(collective_communicator& comm, const nccl_rank_config& cfg,
+                               const tensor& input, op_result& out, std::size_t& payload) {
+  constexpr std::size_t es = sizeof(float);
+  auto layout = nccl::pad_partition(input.numel(), cfg.size);
+  const auto& mine = layout.chunks[static_cast<std::size_t>(cfg.rank)];
+  out.result = tensor::empty(runtime::dtype::f32, {mine.count});
+  const void* send = input.raw_data();
+  std::vector<unsigned char> packed;
+  if (!layout.is_identity()) {
+    packed.resize(static_cast<std::size_t>(layout.padded_numel()) * es);
+    nccl::pack(layout, input.raw_data(), packed.data(), es);
+    send = packed.data();
+  }
+  void* recv = out.result.mutable_raw_data();
+  std::vector<unsigned char> slot;
+  if (mine.count != layout.slot) {
+    slot.resize(static_cast<std::size_t>(layout.slot) * es);
+    recv = slot.data();
+  }
+  payload = static_cast<std::size_t>(layout.slot);
+  if (auto e = comm.reduce_scatter_sum(send, recv, payload, runtime::dtype::f32); !e.empty())
+    return e;
+  if (!slot.empty() && mine.count > 0)
+    std::memcpy(out.result.mutable_raw_data(), slot.data(),
+                static_cast<std::size_t>(mine.count) * es);
+  out.bytes = static_cast<std::uint64_t>(layout.padded_numel()) * es;
+  return {};
+}
+
+/// All-gather's NCCL call on the padded layout of every rank's header.
+std::string run_all_gather(collective_communicator& comm, const std::vector<op_header>& headers,
+                           const tensor& input, op_result& out, std::size_t& payload) {
+  auto type = headers.front().type;
+  auto es = runtime::element_size(type);
+  std::vector<std::int64_t> counts;
+  for (const auto& h : headers)
+    counts.push_back(h.numel);
+  auto layout = nccl::pad_counts(counts);
+  auto slot_bytes = static_cast<std::size_t>(layout.slot) * es;
+  out.result = tensor::empty(type, nccl::all_gather_shape(headers));
+  const void* send = input.raw_data();
+  std::vector<unsigned char> own;
+  if (input.numel() != layout.slot) { // pad this rank's part to the slot
+    own.assign(slot_bytes, 0);
+    if (input.nbytes() > 0)
+      std::memcpy(own.data(), input.raw_data(), input.nbytes());
+    send = own.data();
+  }
+  void* recv = out.result.mutable_raw_data();
+  std::vector<unsigned char> padded;
+  if (!layout.is_identity()) {
+    padded.resize(static_cast<std::size_t>(layout.padded_numel()) * es);
+    recv = padded.data();
+  }
+  payload = static_cast<std::size_t>(layout.slot);
+  if (auto e = comm.all_gather(send, recv, payload, type); !e.empty())
+    return e;
+  if (!padded.empty())
+    nccl::unpack(layout, padded.data(), out.result.mutable_raw_data(), es);
+  out.bytes = slot_bytes;
+  return {};
+}
+
 /// Runs one operation on every rank's behalf: header exchange, checks, payload.
 caf::expected<op_result> run_op(collective_communicator& comm, const nccl_rank_config& cfg,
                                 op_kind kind, std::int64_t op, std::int32_t root,
                                 const tensor& input) {
   auto n = static_cast<std::size_t>(cfg.size);
-  auto me = static_cast<std::size_t>(cfg.rank);
   op_result out;
 
   // 1. Every rank's header, so that all ranks check the same facts.
@@ -103,94 +200,24 @@ caf::expected<op_result> run_op(collective_communicator& comm, const nccl_rank_c
 
   // 2. The payload (payload: elements NCCL moves; 0 skips the call on every rank).
   std::size_t payload = 0;
+  std::string e;
   switch (kind) {
-  case op_kind::all_reduce: {
-    out.result = tensor::empty(runtime::dtype::f32, input.shape());
-    auto count = payload = static_cast<std::size_t>(input.numel());
-    if (auto e = comm.all_reduce_sum(input.raw_data(), out.result.mutable_raw_data(), count,
-                                     runtime::dtype::f32);
-        !e.empty())
-      return plain_error(e);
-    out.bytes = input.nbytes();
+  case op_kind::all_reduce:
+    e = run_all_reduce(comm, input, out, payload);
+    break;
+  case op_kind::broadcast:
+    e = run_broadcast(comm, cfg, root, headers[static_cast<std::size_t>(root)], input, out,
+                      payload);
+    break;
+  case op_kind::reduce_scatter:
+    e = run_reduce_scatter(comm, cfg, input, out, payload);
+    break;
+  case op_kind::all_gather:
+    e = run_all_gather(comm, headers, input, out, payload);
     break;
   }
-  case op_kind::broadcast: {
-    const auto& src = headers[static_cast<std::size_t>(root)];
-    bool is_root = cfg.rank == root;
-    // The root answers with its own tensor (as the actor backend does).
-    if (!is_root)
-      out.result = tensor::empty(src.type, src.shape);
-    auto count = payload = static_cast<std::size_t>(src.numel);
-    if (auto e = comm.broadcast(is_root ? input.raw_data() : nullptr,
-                                is_root ? nullptr : out.result.mutable_raw_data(), count, src.type,
-                                root);
-        !e.empty())
-      return plain_error(e);
-    if (is_root) {
-      out.result = input;
-      out.bytes = input.nbytes();
-    }
-    break;
-  }
-  case op_kind::reduce_scatter: {
-    constexpr std::size_t es = sizeof(float);
-    auto layout = nccl::pad_partition(input.numel(), cfg.size);
-    const auto& mine = layout.chunks[me];
-    out.result = tensor::empty(runtime::dtype::f32, {mine.count});
-    const void* send = input.raw_data();
-    std::vector<unsigned char> packed;
-    if (!layout.is_identity()) {
-      packed.resize(static_cast<std::size_t>(layout.padded_numel()) * es);
-      nccl::pack(layout, input.raw_data(), packed.data(), es);
-      send = packed.data();
-    }
-    void* recv = out.result.mutable_raw_data();
-    std::vector<unsigned char> slot;
-    if (mine.count != layout.slot) {
-      slot.resize(static_cast<std::size_t>(layout.slot) * es);
-      recv = slot.data();
-    }
-    payload = static_cast<std::size_t>(layout.slot);
-    if (auto e = comm.reduce_scatter_sum(send, recv, payload, runtime::dtype::f32); !e.empty())
-      return plain_error(e);
-    if (!slot.empty() && mine.count > 0)
-      std::memcpy(out.result.mutable_raw_data(), slot.data(),
-                  static_cast<std::size_t>(mine.count) * es);
-    out.bytes = static_cast<std::uint64_t>(layout.padded_numel()) * es;
-    break;
-  }
-  case op_kind::all_gather: {
-    auto type = headers.front().type;
-    auto es = runtime::element_size(type);
-    std::vector<std::int64_t> counts;
-    for (const auto& h : headers)
-      counts.push_back(h.numel);
-    auto layout = nccl::pad_counts(counts);
-    auto slot_bytes = static_cast<std::size_t>(layout.slot) * es;
-    out.result = tensor::empty(type, nccl::all_gather_shape(headers));
-    const void* send = input.raw_data();
-    std::vector<unsigned char> own;
-    if (input.numel() != layout.slot) { // pad this rank's part to the slot
-      own.assign(slot_bytes, 0);
-      if (input.nbytes() > 0)
-        std::memcpy(own.data(), input.raw_data(), input.nbytes());
-      send = own.data();
-    }
-    void* recv = out.result.mutable_raw_data();
-    std::vector<unsigned char> padded;
-    if (!layout.is_identity()) {
-      padded.resize(static_cast<std::size_t>(layout.padded_numel()) * es);
-      recv = padded.data();
-    }
-    payload = static_cast<std::size_t>(layout.slot);
-    if (auto e = comm.all_gather(send, recv, payload, type); !e.empty())
-      return plain_error(e);
-    if (!padded.empty())
-      nccl::unpack(layout, padded.data(), out.result.mutable_raw_data(), es);
-    out.bytes = slot_bytes;
-    break;
-  }
-  }
+  if (!e.empty())
+    return plain_error(e);
   if (payload > 0)
     ++out.calls;
   return out;
@@ -290,10 +317,6 @@ std::string label(rank_actor* self) {
   return rank_name(c.rank, c.size) + " (" + runtime::to_string(c.device) + ")";
 }
 
-std::string op_text(std::int64_t op, const std::string& what) {
-  return "op " + std::to_string(op) + ": " + what;
-}
-
 /// Fails every pending operation with `err`, aborts a NCCL call in flight and
 /// quits with `err`, so that the peers fail at once too.
 void fail_all(rank_actor* self, const caf::error& err) {
@@ -315,9 +338,7 @@ void fail_all(rank_actor* self, const caf::error& err) {
 /// As the actor backend: sec::runtime_error with context (text, int32 rank
 /// where the failure began, cause).
 caf::error fail_rank(rank_actor* self, const std::string& what) {
-  auto text = label(self) + ": " + what;
-  auto err = caf::make_error(caf::sec::runtime_error, text,
-                             static_cast<std::int32_t>(self->state.cfg.rank), text);
+  auto err = rank_failure(label(self) + ": " + what, self->state.cfg.rank);
   fail_all(self, err);
   return err;
 }
@@ -394,6 +415,55 @@ caf::result<tensor> start(rank_actor* self, op_kind kind, std::int64_t id, std::
   return rp;
 }
 
+/// A monitored actor ended: the worker (fails the rank) or a peer (orderly
+/// teardown when nothing is pending, else the group fails).
+void on_down(rank_actor* self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  if (dm.source == st.worker.address()) {
+    fail_rank(self, "NCCL worker stopped (" + self->system().render(dm.reason) + ")");
+    return;
+  }
+  int who = rank_index(st.ranks, dm.source);
+  if (who < 0)
+    return;
+  if (orderly_exit(dm.reason) && st.waiting.empty() && st.running.empty()) {
+    self->quit(dm.reason);
+    return;
+  }
+  fail_all(self, peer_death_error(self->system(), label(self), who, dm.reason,
+                                  st.waiting.size() + st.running.size()));
+}
+
+/// (wire_atom, ranks): the group, once; rank 0 then hands out the NCCL id.
+caf::result<void> wire(rank_actor* self, std::vector<caf::actor> ranks) {
+  auto& st = self->state;
+  if (!st.ranks.empty())
+    return plain_error(label(self) + ": wired twice");
+  if (static_cast<int>(ranks.size()) != st.cfg.size ||
+      ranks[static_cast<std::size_t>(st.cfg.rank)] != caf::actor_cast<caf::actor>(self))
+    return plain_error(label(self) + ": wiring does not match the rank and size");
+  st.ranks = std::move(ranks);
+  for (std::size_t i = 0; i < st.ranks.size(); ++i)
+    if (static_cast<int>(i) != st.cfg.rank)
+      self->monitor(st.ranks[i]);
+  if (st.cfg.rank == 0) {
+    self->request(st.worker, caf::infinite, make_id_atom::value)
+        .then(
+            [self](std::string& id) {
+              auto& st = self->state;
+              for (std::size_t r = 1; r < st.ranks.size(); ++r)
+                self->send(st.ranks[r], nccl_id_atom::value, id);
+              st.unique_id = std::move(id);
+              st.have_id = true;
+              start_comm(self);
+            },
+            [self](caf::error& e) { fail_rank(self, runtime::describe(self->system(), e)); });
+  } else if (st.have_id) {
+    start_comm(self);
+  }
+  return caf::unit;
+}
+
 caf::behavior nccl_rank(rank_actor* self, nccl_rank_config cfg) {
   auto& st = self->state;
   st.cfg = cfg;
@@ -403,55 +473,10 @@ caf::behavior nccl_rank(rank_actor* self, nccl_rank_config cfg) {
   st.worker = self->system().spawn<caf::detached>(
       nccl_worker, cfg, std::shared_ptr<const std::atomic<bool>>(st.abort));
   self->monitor(st.worker);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& st = self->state;
-    if (dm.source == st.worker.address()) {
-      fail_rank(self, "NCCL worker stopped (" + self->system().render(dm.reason) + ")");
-      return;
-    }
-    int who = -1;
-    for (std::size_t i = 0; i < st.ranks.size(); ++i)
-      if (st.ranks[i].address() == dm.source)
-        who = static_cast<int>(i);
-    if (who < 0)
-      return;
-    bool orderly =
-        dm.reason == caf::exit_reason::normal || dm.reason == caf::exit_reason::user_shutdown;
-    if (orderly && st.waiting.empty() && st.running.empty()) {
-      self->quit(dm.reason);
-      return;
-    }
-    fail_all(self, peer_death_error(self->system(), label(self), who, dm.reason,
-                                    st.waiting.size() + st.running.size()));
-  });
+  self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   return {
-      [self](runtime::wire_atom, std::vector<caf::actor> ranks) -> caf::result<void> {
-        auto& st = self->state;
-        if (!st.ranks.empty())
-          return plain_error(label(self) + ": wired twice");
-        if (static_cast<int>(ranks.size()) != st.cfg.size ||
-            ranks[static_cast<std::size_t>(st.cfg.rank)] != caf::actor_cast<caf::actor>(self))
-          return plain_error(label(self) + ": wiring does not match the rank and size");
-        st.ranks = std::move(ranks);
-        for (std::size_t i = 0; i < st.ranks.size(); ++i)
-          if (static_cast<int>(i) != st.cfg.rank)
-            self->monitor(st.ranks[i]);
-        if (st.cfg.rank == 0) {
-          self->request(st.worker, caf::infinite, make_id_atom::value)
-              .then(
-                  [self](std::string& id) {
-                    auto& st = self->state;
-                    for (std::size_t r = 1; r < st.ranks.size(); ++r)
-                      self->send(st.ranks[r], nccl_id_atom::value, id);
-                    st.unique_id = std::move(id);
-                    st.have_id = true;
-                    start_comm(self);
-                  },
-                  [self](caf::error& e) { fail_rank(self, runtime::describe(self->system(), e)); });
-        } else if (st.have_id) {
-          start_comm(self);
-        }
-        return caf::unit;
+      [self](runtime::wire_atom, std::vector<caf::actor> ranks) {
+        return wire(self, std::move(ranks));
       },
       [self](nccl_id_atom, std::string& id) {
         auto& st = self->state;

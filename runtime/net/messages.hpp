@@ -171,18 +171,63 @@ using ps_group_atom = caf::atom_constant<caf::atom("psgroup")>;
 
 // --- Collectives (actors/collectives/collective_group.hpp) ---
 
-/// One block (or segment of a block) of a collective operation between two
-/// collective rank actors. `kind`, `root` and `total` let the receiver check
-/// that every rank runs the same operation on the same buffer size.
+/// The collective a collective_msg belongs to; for all-reduce also the
+/// algorithm, since every rank of one operation must run the same plan.
+enum class collective_kind : std::int32_t {
+  none = 0,
+  allreduce_ring = 1,
+  allreduce_tree = 2,
+  reduce_scatter = 3,
+  all_gather = 4,
+  broadcast = 5,
+};
+
+/// "all-reduce (ring)", "broadcast", ...: the name error messages use.
+inline std::string to_string(collective_kind k) {
+  switch (k) {
+  case collective_kind::allreduce_ring:
+    return "all-reduce (ring)";
+  case collective_kind::allreduce_tree:
+    return "all-reduce (tree)";
+  case collective_kind::reduce_scatter:
+    return "reduce-scatter";
+  case collective_kind::all_gather:
+    return "all-gather";
+  case collective_kind::broadcast:
+    return "broadcast";
+  case collective_kind::none:
+    break;
+  }
+  return "unknown collective";
+}
+
+/// What a collective_msg's `data` holds.
+enum class collective_payload : std::int32_t {
+  /// The segment of the block itself (what crosses processes).
+  piece = 0,
+  /// The sender's whole input buffer (shared, never copied; only to a rank in
+  /// the same process): the receiver reads the segment's range of it.
+  whole_input = 1,
+};
+
+inline std::string to_string(collective_payload p) {
+  return p == collective_payload::whole_input ? "whole_input" : "piece";
+}
+
+/// One step of a collective plan (collective_algorithms.hpp) between two
+/// collective rank actors: segment `segment` of block `block`, sent at plan
+/// step `step`. `kind`, `root` and `total` let the receiver check that every
+/// rank runs the same operation on the same buffer size.
 struct collective_msg {
-  std::int64_t op = 0;      ///< operation id chosen by the callers (same on every rank)
-  std::int32_t kind = 0;    ///< collective kind and algorithm (collective_group.cpp)
+  std::int64_t op = 0; ///< operation id chosen by the callers (same on every rank)
+  collective_kind kind = collective_kind::none;
+  collective_payload payload = collective_payload::piece;
   std::int32_t root = 0;    ///< broadcast root
   std::int32_t step = 0;    ///< plan step at which the sender sent it
   std::int32_t block = 0;   ///< block index in the plan
   std::int32_t segment = 0; ///< segment of the block (large blocks are pipelined)
   std::int32_t from = 0;    ///< sender rank
-  std::int64_t total = 0;   ///< elements of the whole buffer (-1: not known to the sender)
+  std::int64_t total = -1;  ///< elements of the whole buffer (reducing kinds; -1 otherwise)
   tensor data;
 };
 
@@ -197,8 +242,8 @@ struct collective_stats {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, collective_msg& x) {
-  return f(caf::meta::type_name("collective_msg"), x.op, x.kind, x.root, x.step, x.block, x.segment,
-           x.from, x.total, x.data);
+  return f(caf::meta::type_name("collective_msg"), x.op, x.kind, x.payload, x.root, x.step, x.block,
+           x.segment, x.from, x.total, x.data);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, collective_stats& x) {

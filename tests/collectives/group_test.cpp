@@ -377,7 +377,8 @@ BOOST_AUTO_TEST_CASE(a_dead_rank_fails_the_others_within_two_seconds) {
 BOOST_AUTO_TEST_CASE(collective_messages_are_registered_and_round_trip) {
   runtime::collective_msg m;
   m.op = 42;
-  m.kind = 1;
+  m.kind = runtime::collective_kind::allreduce_tree;
+  m.payload = runtime::collective_payload::whole_input;
   m.root = 3;
   m.step = 5;
   m.block = 2;
@@ -398,8 +399,9 @@ BOOST_AUTO_TEST_CASE(collective_messages_are_registered_and_round_trip) {
   BOOST_REQUIRE(!source(back));
   BOOST_REQUIRE((back.match_elements<runtime::collective_msg, runtime::collective_stats>()));
   const auto& x = back.get_as<runtime::collective_msg>(0);
-  BOOST_TEST((x.op == 42 && x.kind == 1 && x.root == 3 && x.step == 5 && x.block == 2 &&
-              x.segment == 1 && x.from == 4 && x.total == 1000));
+  BOOST_TEST((x.op == 42 && x.kind == runtime::collective_kind::allreduce_tree &&
+              x.payload == runtime::collective_payload::whole_input && x.root == 3 &&
+              x.step == 5 && x.block == 2 && x.segment == 1 && x.from == 4 && x.total == 1000));
   BOOST_TEST(runtime::bitwise_equal(x.data, m.data));
   const auto& y = back.get_as<runtime::collective_stats>(1);
   BOOST_TEST((y.rank == 1 && y.size == 4 && y.bytes_sent == 123u && y.messages_sent == 7u &&
