@@ -5,7 +5,7 @@
 #include "runtime/error.hpp"
 #include "runtime/net/caf_error.hpp"
 #include "runtime/net/security/node_identity.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace troupe::actors {
 
@@ -104,8 +104,8 @@ welcome join_cluster(caf::actor_system& sys, const caf::actor& supervisor,
                      std::chrono::milliseconds timeout) {
   caf::scoped_actor me{sys};
   std::string challenge_text;
-  me->request(supervisor, timeout, hello_atom::value, runtime::protocol_version,
-              runtime::message_types_hash(), self.name)
+  me->request(supervisor, timeout, hello_atom::value, actors::protocol_version,
+              actors::message_types_hash(), self.name)
       .receive([&](std::string& c) { challenge_text = std::move(c); },
                [&](caf::error& err) { rethrow(sys, err, "join refused"); });
   auto j = to_json(self);

@@ -8,7 +8,7 @@
 #include "actors/cluster/supervisor.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -21,7 +21,7 @@ job_result run_job(caf::actor_system& sys, job_request request) {
   caf::scoped_actor self{sys};
   job_result result;
   std::optional<caf::error> failure;
-  self->request(sup, caf::infinite, runtime::run_atom::value, std::move(request))
+  self->request(sup, caf::infinite, actors::run_atom::value, std::move(request))
       .receive(
           [&](std::string& report, runtime::named_tensors& params) {
             result.report = nlohmann::json::parse(report);

@@ -8,7 +8,7 @@
 
 #include "actors/training/trainer.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -98,7 +98,7 @@ void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<v
     auto at = [&](std::size_t stage) {
       return shards[grid.index({s.replica, static_cast<int>(stage), s.tp_rank})];
     };
-    w.ask<bool>(shards[j], "wiring " + grid.name(s.id()), runtime::wire_atom::value,
+    w.ask<bool>(shards[j], "wiring " + grid.name(s.id()), actors::wire_atom::value,
                 spawned.devices[s.device], k > 0 || ring ? at((k + n - 1) % n) : caf::actor{},
                 k + 1 < n || ring ? at((k + 1) % n) : caf::actor{});
   }
@@ -109,8 +109,8 @@ void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<v
     for (std::size_t r = 0; r < replicas; ++r) {
       const slot_id slot{static_cast<int>(r), static_cast<int>(g / tp), static_cast<int>(g % tp)};
       auto what = "wiring the all-reduce group of " + grid.name(slot);
-      w.ask<void>(group[r], what, runtime::wire_atom::value, group);
-      w.ask<bool>(shards[grid.index(slot)], what, runtime::dp_group_atom::value, group[r]);
+      w.ask<void>(group[r], what, actors::wire_atom::value, group);
+      w.ask<bool>(shards[grid.index(slot)], what, actors::dp_group_atom::value, group[r]);
     }
   }
   // Tensor parallelism: the tp shards of one stage of one replica form a
@@ -120,14 +120,14 @@ void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<v
     for (std::size_t t = 0; t < tp; ++t) {
       const auto slot = grid.at(g * tp + t);
       auto what = "wiring the tensor-parallel group of " + grid.name(slot);
-      w.ask<void>(group[t], what, runtime::wire_atom::value, group);
-      w.ask<bool>(shards[g * tp + t], what, runtime::tp_group_atom::value, group[t]);
+      w.ask<void>(group[t], what, actors::wire_atom::value, group);
+      w.ask<bool>(shards[g * tp + t], what, actors::tp_group_atom::value, group[t]);
     }
   }
   // Parameter servers: every worker shard learns all ps shards.
   for (std::size_t j = 0; j < shards.size() && !spawned.ps.empty(); ++j)
     w.ask<bool>(shards[j], "giving the parameter servers to " + grid.name(topology.stages[j].id()),
-                runtime::ps_group_atom::value, spawned.ps);
+                actors::ps_group_atom::value, spawned.ps);
   // Released once every request is out, so replies cannot finish it early.
   if (--*w.left == 0)
     w.wired();

@@ -26,10 +26,10 @@
 #include "kernels/gpu.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/net/security/certs.hpp"
 #include "runtime/net/security/node_identity.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -424,14 +424,14 @@ caf::result<std::string> on_hello(supervisor_actor* self, std::uint32_t version,
   auto& st = self->state;
   if (st.cfg.local_node)
     return refuse("this supervisor runs a single-process job and takes no nodes");
-  if (version != runtime::protocol_version)
+  if (version != actors::protocol_version)
     return refuse("node " + name + " speaks protocol version " + std::to_string(version) +
-                  ", this supervisor " + std::to_string(runtime::protocol_version) +
+                  ", this supervisor " + std::to_string(actors::protocol_version) +
                   ": run the same troupe build everywhere");
-  if (types_hash != runtime::message_types_hash())
+  if (types_hash != actors::message_types_hash())
     return refuse("node " + name + " registers different message types (hash " +
                   std::to_string(types_hash) + ", supervisor " +
-                  std::to_string(runtime::message_types_hash()) +
+                  std::to_string(actors::message_types_hash()) +
                   "): run the same troupe build everywhere");
   nlohmann::json c{{"nonce", st.challenges.issue()}, {"supervisor", st.cfg.name}};
   return c.dump();
@@ -538,10 +538,10 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
   }
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   return {
-      [self](runtime::run_atom, std::string& options_json) {
+      [self](actors::run_atom, std::string& options_json) {
         return on_run(self, std::nullopt, std::move(options_json));
       },
-      [self](runtime::run_atom, job_request& request) {
+      [self](actors::run_atom, job_request& request) {
         return on_run(self, std::move(request), {});
       },
       [self](join_timeout_atom, std::uint64_t id) {

@@ -14,7 +14,7 @@
 #include "actors/collectives/collective_rank_state.hpp"
 #include "actors/collectives/local_allreduce.hpp"
 #include "runtime/error.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -198,24 +198,24 @@ caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
   self->state.stats.size = cfg.size;
   self->set_down_handler([self](caf::down_msg& dm) { on_peer_down(self, dm); });
   return {
-      [self](runtime::wire_atom, std::vector<caf::actor> ranks) {
+      [self](actors::wire_atom, std::vector<caf::actor> ranks) {
         return wire(self, std::move(ranks));
       },
       [self](collective_msg& m) { on_plan_message(self, m); },
       [self](local_allreduce_msg& m) { on_local_message(self, m); },
-      [self](runtime::allreduce_atom, std::int64_t id, tensor t) {
+      [self](actors::allreduce_atom, std::int64_t id, tensor t) {
         return start(self, collective_kind::allreduce_ring, id, 0, std::move(t));
       },
-      [self](runtime::broadcast_atom, std::int64_t id, std::int32_t root, tensor t) {
+      [self](actors::broadcast_atom, std::int64_t id, std::int32_t root, tensor t) {
         return start(self, collective_kind::broadcast, id, root, std::move(t));
       },
-      [self](runtime::reduce_scatter_atom, std::int64_t id, tensor t) {
+      [self](actors::reduce_scatter_atom, std::int64_t id, tensor t) {
         return start(self, collective_kind::reduce_scatter, id, 0, std::move(t));
       },
-      [self](runtime::all_gather_atom, std::int64_t id, tensor t) {
+      [self](actors::all_gather_atom, std::int64_t id, tensor t) {
         return start(self, collective_kind::all_gather, id, 0, std::move(t));
       },
-      [self](runtime::coll_stats_atom) { return self->state.stats; },
+      [self](actors::coll_stats_atom) { return self->state.stats; },
   };
 }
 
@@ -269,7 +269,7 @@ std::vector<caf::actor> spawn_collective_group(caf::actor_system& sys, int n,
   caf::scoped_actor self{sys};
   for (auto& r : ranks) {
     std::string failure;
-    self->request(r, caf::infinite, runtime::wire_atom::value, ranks)
+    self->request(r, caf::infinite, actors::wire_atom::value, ranks)
         .receive([] {}, [&](caf::error& e) { failure = sys.render(e); });
     if (!failure.empty()) {
       for (auto& x : ranks)

@@ -17,7 +17,7 @@
 //   (all_gather_atom, int64 op, tensor)               -> tensor: every rank's tensor
 //        concatenated in rank order (along dim 0 when all share their trailing
 //        dims, else flattened); inverse of reduce_scatter
-//   (coll_stats_atom)                                 -> runtime::collective_stats
+//   (coll_stats_atom)                                 -> actors::collective_stats
 //
 // Determinism: every element's sum is evaluated in the order the plan fixes
 // (ring: block c accumulates from rank c + 1 around the ring; tree: the lower

@@ -12,7 +12,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -184,7 +184,7 @@ void collective_mesh::connect(const std::vector<mesh_address>& all,
       members[static_cast<std::size_t>(j)] =
           j == rank_ ? ranks_[g] : peers[static_cast<std::size_t>(j)].ranks[g];
     std::string err;
-    self->request(ranks_[g], left(), runtime::wire_atom::value, std::move(members))
+    self->request(ranks_[g], left(), actors::wire_atom::value, std::move(members))
         .receive([] {}, [&](caf::error& e) { err = sys_.render(e); });
     if (!err.empty())
       fail(rank_, "wiring group " + std::to_string(g) + ": " + err);

@@ -10,7 +10,7 @@ namespace troupe::actors::collective_detail {
 
 namespace {
 
-using runtime::collective_payload;
+using actors::collective_payload;
 
 /// o[i] = a[i] + b[i]; o may alias a or b (in-place reduction).
 void add(float* o, const float* a, const float* b, std::int64_t n) {

@@ -22,12 +22,12 @@ tensor slice_copy(const tensor& t, coll::chunk c);
 /// the storage alone and reduces into it in place). A piece that still lives
 /// in the input goes to a rank in this process as the whole input
 /// (collective_payload::whole_input), to others as a copy of its range.
-std::pair<tensor, runtime::collective_payload>
+std::pair<tensor, actors::collective_payload>
 take_piece(rank_actor* self, op_state& op, int b, int k, bool release, const caf::actor& dest);
 
 /// Payload bytes the piece (b, k) stands for when sent as `sent`.
 std::int64_t piece_bytes(const op_state& op, int b, int k, const tensor& sent,
-                         runtime::collective_payload payload);
+                         actors::collective_payload payload);
 
 /// piece(b, k) = received + own or own + received, as the plan says, in
 /// place into whichever operand this rank owns alone, else a new tensor.

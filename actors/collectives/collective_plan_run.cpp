@@ -13,7 +13,7 @@ namespace troupe::actors::collective_detail {
 
 namespace {
 
-using runtime::collective_payload;
+using actors::collective_payload;
 
 /// Checks a received message against the step that expects it; empty if fine.
 std::string check_message(const op_state& op, const coll::plan_step& step,

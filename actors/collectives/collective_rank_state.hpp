@@ -22,13 +22,13 @@
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/local_allreduce_msg.hpp"
 #include "actors/plan/collective_algorithms.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/tensor.hpp"
 
 namespace troupe::actors::collective_detail {
 
-using runtime::collective_kind;
-using runtime::collective_msg;
+using actors::collective_kind;
+using actors::collective_msg;
 using runtime::tensor;
 namespace coll = collectives;
 
@@ -99,7 +99,7 @@ struct rank_state {
   std::map<stash_key, collective_msg> stash;
   std::map<local_stash_key, local_allreduce_msg> local_stash;
   std::map<std::pair<collective_kind, std::int32_t>, coll::collective_plan> plans; // (kind, root)
-  runtime::collective_stats stats;
+  actors::collective_stats stats;
   static inline const char* name = "collective_rank";
 
   rank_state() = default;

@@ -11,7 +11,7 @@
 
 #include <caf/meta/type_name.hpp>
 
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/tensor.hpp"
 
 namespace troupe::actors {
@@ -37,7 +37,7 @@ inline std::string to_string(local_part p) {
 
 struct local_allreduce_msg {
   std::int64_t op = 0; ///< operation id chosen by the callers (same on every rank)
-  runtime::collective_kind kind = runtime::collective_kind::none;
+  actors::collective_kind kind = actors::collective_kind::none;
   local_part part = local_part::input;
   std::int32_t from = 0;  ///< sender rank
   std::int64_t total = 0; ///< elements of the whole buffer

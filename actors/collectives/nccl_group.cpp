@@ -20,7 +20,7 @@
 #include "actors/collectives/nccl_padding.hpp"
 #include "kernels/gpu.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 // kernels/CMakeLists.txt defines TROUPE_HAVE_NCCL to 1 when the NCCL backend is built.
 #ifndef TROUPE_HAVE_NCCL
@@ -294,7 +294,7 @@ struct rank_state {
   /// requests, the others rank 0's announcements.
   std::deque<std::int64_t> order;
   std::int64_t seq = 0; ///< next announcement to send (rank 0) or expect
-  runtime::collective_stats stats;
+  actors::collective_stats stats;
   static inline const char* name = "nccl_rank";
 
   rank_state() = default;
@@ -475,7 +475,7 @@ caf::behavior nccl_rank(rank_actor* self, nccl_rank_config cfg) {
   self->monitor(st.worker);
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   return {
-      [self](runtime::wire_atom, std::vector<caf::actor> ranks) {
+      [self](actors::wire_atom, std::vector<caf::actor> ranks) {
         return wire(self, std::move(ranks));
       },
       [self](nccl_id_atom, std::string& id) {
@@ -501,19 +501,19 @@ caf::behavior nccl_rank(rank_actor* self, nccl_rank_config cfg) {
         st.order.push_back(id);
         dispatch(self);
       },
-      [self](runtime::allreduce_atom, std::int64_t id, tensor t) {
+      [self](actors::allreduce_atom, std::int64_t id, tensor t) {
         return start(self, op_kind::all_reduce, id, 0, std::move(t));
       },
-      [self](runtime::broadcast_atom, std::int64_t id, std::int32_t root, tensor t) {
+      [self](actors::broadcast_atom, std::int64_t id, std::int32_t root, tensor t) {
         return start(self, op_kind::broadcast, id, root, std::move(t));
       },
-      [self](runtime::reduce_scatter_atom, std::int64_t id, tensor t) {
+      [self](actors::reduce_scatter_atom, std::int64_t id, tensor t) {
         return start(self, op_kind::reduce_scatter, id, 0, std::move(t));
       },
-      [self](runtime::all_gather_atom, std::int64_t id, tensor t) {
+      [self](actors::all_gather_atom, std::int64_t id, tensor t) {
         return start(self, op_kind::all_gather, id, 0, std::move(t));
       },
-      [self](runtime::coll_stats_atom) { return self->state.stats; },
+      [self](actors::coll_stats_atom) { return self->state.stats; },
   };
 }
 
@@ -568,7 +568,7 @@ caf::expected<std::vector<caf::actor>> spawn_nccl_group(caf::actor_system& sys,
   caf::scoped_actor self{sys};
   std::string failure;
   for (auto& r : ranks) {
-    self->request(r, std::chrono::seconds(30), runtime::wire_atom::value, ranks)
+    self->request(r, std::chrono::seconds(30), actors::wire_atom::value, ranks)
         .receive([] {}, [&](caf::error& e) { failure = runtime::describe(sys, e); });
     if (!failure.empty()) {
       stop_all();

@@ -9,7 +9,7 @@
 //   (reduce_scatter_atom, int64 op, tensor f32)       -> tensor: 1-D, chunk `rank` of
 //        collectives::partition(numel, n) of the sum
 //   (all_gather_atom, int64 op, tensor)               -> tensor: concatenation in rank order
-//   (coll_stats_atom)                                 -> runtime::collective_stats
+//   (coll_stats_atom)                                 -> actors::collective_stats
 // Results are CPU tensors: runtime::storage holds CPU memory only, so the
 // rank stages every tensor through its device (host -> device, NCCL, device
 // -> host). Sums follow NCCL's order: they match the actor backend within

@@ -6,7 +6,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "runtime/net/caf_error.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -34,7 +34,7 @@ runtime::tensor tp_group_client::all_reduce_sum(const runtime::tensor& t) {
   caf::scoped_actor self{sys_};
   runtime::tensor result;
   std::string error;
-  self->request(rank, caf::infinite, runtime::allreduce_atom::value, op, t)
+  self->request(rank, caf::infinite, actors::allreduce_atom::value, op, t)
       .receive([&](runtime::tensor& sum) { result = std::move(sum); },
                [&](caf::error& err) { error = runtime::describe(sys_, err); });
   if (!error.empty())

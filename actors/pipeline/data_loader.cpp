@@ -76,7 +76,7 @@ std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<doub
   return counts;
 }
 
-runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
+actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
                               std::int64_t epoch, std::int64_t index) {
   const auto n = cfg.data.size();
   const auto global_begin = index * cfg.batch;
@@ -95,7 +95,7 @@ runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::i
                                 std::to_string(sample_bytes) + " values, the model wants " +
                                 runtime::to_string(cfg.sample_shape));
   const bool tokens = cfg.data.samples.type() == runtime::dtype::i32;
-  runtime::batch_msg b;
+  actors::batch_msg b;
   b.epoch = epoch;
   b.index = index;
   b.size = global_size;
@@ -142,13 +142,13 @@ struct loader_state {
   std::int64_t index = 0; ///< position of the next batch to hand out
   std::int64_t order_epoch = -1;
   std::vector<std::int32_t> order;
-  std::deque<runtime::batch_msg> ready; ///< prepared batches, from the position on
+  std::deque<actors::batch_msg> ready; ///< prepared batches, from the position on
   bool refill_pending = false;
   static inline const char* name = "data_loader";
 
   std::int64_t per_epoch() const { return batches_per_epoch(cfg.data.size(), cfg.batch); }
 
-  runtime::batch_msg build(std::int64_t e, std::int64_t i) {
+  actors::batch_msg build(std::int64_t e, std::int64_t i) {
     if (!cfg.shuffle) {
       if (order.empty()) {
         order.resize(static_cast<std::size_t>(cfg.data.size()));
@@ -188,9 +188,9 @@ caf::behavior data_loader(loader_actor* self, loader_config cfg) {
     return {};
   }
   return {
-      [self](runtime::next_batch_atom) -> runtime::batch_msg {
+      [self](actors::next_batch_atom) -> actors::batch_msg {
         auto& st = self->state;
-        runtime::batch_msg b;
+        actors::batch_msg b;
         if (!st.ready.empty()) {
           b = std::move(st.ready.front());
           st.ready.pop_front();
@@ -210,7 +210,7 @@ caf::behavior data_loader(loader_actor* self, loader_config cfg) {
           schedule_refill(self);
         }
       },
-      [self](runtime::seek_atom, std::int64_t epoch, std::int64_t index) -> caf::result<bool> {
+      [self](actors::seek_atom, std::int64_t epoch, std::int64_t index) -> caf::result<bool> {
         auto& st = self->state;
         if (epoch < 0 || index < 0 || index >= st.per_epoch())
           return caf::make_error(caf::sec::invalid_argument,

@@ -7,7 +7,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/tensor.hpp"
 #include "runtime/io/text_dataset.hpp"
 
@@ -67,7 +67,7 @@ std::vector<std::int32_t> epoch_permutation(std::int64_t samples, std::uint64_t 
 /// this replica's part of it, cut into at most cfg.parts micro-batches (none
 /// when its share of a short last batch is empty). batch_msg::size is the
 /// whole global batch, offsets are relative to it.
-runtime::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
+actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
                               std::int64_t epoch, std::int64_t index);
 
 /// A data-loader actor:

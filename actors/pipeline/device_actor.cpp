@@ -8,7 +8,7 @@
 #include "kernels/cpu/gemm.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -44,7 +44,7 @@ caf::behavior device_actor(caf::event_based_actor* self, device_config cfg) {
   runtime::logger("device")->debug("{} up with {} BLAS thread(s)", cfg.name, cfg.threads);
   return {
     [](device_task& task) { task.run(); },
-    [gflops](runtime::measure_atom) -> double {
+    [gflops](actors::measure_atom) -> double {
       if (!*gflops)
         *gflops = kernels::cpu::measure_gemm_gflops(256, 1024, 1024, 3);
       return **gflops;

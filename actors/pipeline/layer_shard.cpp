@@ -21,7 +21,7 @@
 #include "actors/pipeline/step_runner.hpp"
 #include "actors/pipeline/update_work.hpp"
 #include "runtime/error.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -43,7 +43,7 @@ struct shard_state {
   std::string label; ///< "layer_shard <slot name>": errors and logs name the shard by it
   std::shared_ptr<compute_state> compute;
   caf::actor device, prev, next, trainer;
-  std::optional<runtime::step_msg> step;
+  std::optional<actors::step_msg> step;
   std::shared_ptr<step_run> run; ///< the step's actions, handed to the device
   bool busy = false;             ///< the device holds the run or a task
   step_end end;
@@ -52,7 +52,7 @@ struct shard_state {
   allreduce_progress allreduce;
   std::int64_t broadcasts = 0; ///< parameter broadcasts so far (their op ids)
   ps_worker ps;                ///< parameter servers (cfg.uses_ps())
-  runtime::stage_report report;
+  actors::stage_report report;
   shard_trace trace;
   static inline const char* name = "layer_shard";
 };
@@ -154,7 +154,7 @@ void start_allreduce(shard_actor* self, bucket_ready& b) {
   st.allreduce.launched(b.bucket, steady_clock::now());
   st.report.buckets += 1;
   st.report.allreduce_bytes += b.data.nbytes();
-  self->request(st.group, caf::infinite, runtime::allreduce_atom::value,
+  self->request(st.group, caf::infinite, actors::allreduce_atom::value,
                 allreduce_op_id(b.step, b.bucket), std::move(b.data))
       .then([self, step = b.step,
              bucket = b.bucket](tensor& sum) { on_allreduced(self, step, bucket, sum); },
@@ -174,7 +174,7 @@ caf::result<bool> sync_params(shard_actor* self) {
                            st.label + ": parameter broadcast before its collective group");
   auto rp = self->make_response_promise<bool>();
   auto mine = st.cfg.replica == 0 ? flatten_values(*st.compute) : tensor{};
-  self->request(st.group, caf::infinite, runtime::broadcast_atom::value,
+  self->request(st.group, caf::infinite, actors::broadcast_atom::value,
                 broadcast_op_id(++st.broadcasts), std::int32_t{0}, std::move(mine))
       .then(
           [self, rp](tensor& all) mutable {
@@ -312,7 +312,7 @@ void advance(shard_actor* self) {
 
 // -- message handlers ----------------------------------------------------------
 
-void on_step(shard_actor* self, runtime::step_msg& m) {
+void on_step(shard_actor* self, actors::step_msg& m) {
   auto& s = self->state;
   if (s.step) {
     fail(self, "step " + std::to_string(m.step) + " began before step " +
@@ -355,7 +355,7 @@ void on_task_done(shard_actor* self, task_done& d) {
   note_digest(s, d.digest);
   if (d.grad_sumsq) {
     s.report.grad_sumsq = *d.grad_sumsq;
-    self->send(s.trainer, runtime::grad_sumsq_atom::value, s.step->step,
+    self->send(s.trainer, actors::grad_sumsq_atom::value, s.step->step,
                static_cast<std::int32_t>(s.cfg.grid().index(s.cfg.slot())), *d.grad_sumsq);
   }
   s.report.peak_saved_bytes = std::max<std::uint64_t>(
@@ -388,7 +388,7 @@ bool on_ps_group(shard_actor* self, std::vector<caf::actor>& shards) {
   return true;
 }
 
-void on_ps_params(shard_actor* self, runtime::ps_msg& m) {
+void on_ps_params(shard_actor* self, actors::ps_msg& m) {
   auto& s = self->state;
   if (!s.step || !s.ps.pushed || s.end.optimizer_done) {
     fail(self, "parameters from ps shard " + std::to_string(m.shard) + " for step " +
@@ -444,21 +444,21 @@ caf::result<bool> load_between_steps(shard_actor* self, const char* what, F load
 /// Messages between steps: wiring, groups, parameters, state and the trace.
 caf::message_handler setup_handlers(shard_actor* self) {
   return {
-      [self](runtime::wire_atom, caf::actor device, caf::actor prev, caf::actor next) {
+      [self](actors::wire_atom, caf::actor device, caf::actor prev, caf::actor next) {
         auto& s = self->state;
         s.device = std::move(device);
         s.prev = std::move(prev);
         s.next = std::move(next);
         return true;
       },
-      [self](runtime::dp_group_atom, caf::actor group) {
+      [self](actors::dp_group_atom, caf::actor group) {
         self->state.group = std::move(group);
         return true;
       },
-      [self](runtime::ps_group_atom, std::vector<caf::actor>& shards) {
+      [self](actors::ps_group_atom, std::vector<caf::actor>& shards) {
         return on_ps_group(self, shards);
       },
-      [self](runtime::tp_group_atom, caf::actor rank) {
+      [self](actors::tp_group_atom, caf::actor rank) {
         auto& s = self->state;
         if (!s.compute->tp) {
           fail(self, "given a tensor-parallel rank, but it holds no tensor-parallel layers");
@@ -467,31 +467,31 @@ caf::message_handler setup_handlers(shard_actor* self) {
         s.compute->tp->set_rank_actor(std::move(rank));
         return true;
       },
-      [self](runtime::sync_params_atom) -> caf::result<bool> {
+      [self](actors::sync_params_atom) -> caf::result<bool> {
         if (auto err = between_steps(self, "synchronising parameters"))
           return err;
         return sync_params(self);
       },
-      [self](runtime::get_params_atom) -> caf::result<runtime::named_tensors> {
+      [self](actors::get_params_atom) -> caf::result<runtime::named_tensors> {
         if (auto err = between_steps(self, "reading parameters"))
           return err;
         return collect_params(*self->state.compute);
       },
-      [self](runtime::set_params_atom, runtime::named_tensors& in) {
+      [self](actors::set_params_atom, runtime::named_tensors& in) {
         return load_between_steps(self, "loading parameters",
                                   [&](compute_state& c) { load_params(c, in); });
       },
-      [self](runtime::get_trace_atom) -> caf::result<std::string> {
+      [self](actors::get_trace_atom) -> caf::result<std::string> {
         if (auto err = between_steps(self, "reading the trace"))
           return err;
         return self->state.trace.recorder.to_json().dump();
       },
-      [self](runtime::get_state_atom) -> caf::result<runtime::named_tensors> {
+      [self](actors::get_state_atom) -> caf::result<runtime::named_tensors> {
         if (auto err = between_steps(self, "reading optimizer state"))
           return err;
         return collect_optimizer_state(*self->state.compute);
       },
-      [self](runtime::set_state_atom, runtime::named_tensors& in) {
+      [self](actors::set_state_atom, runtime::named_tensors& in) {
         return load_between_steps(self, "loading optimizer state",
                                   [&](compute_state& c) { load_optimizer_state(c, in); });
       },
@@ -501,21 +501,21 @@ caf::message_handler setup_handlers(shard_actor* self) {
 /// Messages of a step: its start, inputs, device results, collectives.
 caf::message_handler step_handlers(shard_actor* self) {
   return {
-      [self](runtime::step_msg& m) { on_step(self, m); },
-      [self](runtime::activation_msg& m) {
+      [self](actors::step_msg& m) { on_step(self, m); },
+      [self](actors::activation_msg& m) {
         self->state.trace.input("activation", m.step, m.mb, m.chunk);
         if (!known_chunk(self, "activation", m.chunk))
           return;
         const input_key k{m.step, m.mb, m.chunk};
         store_input(self, &inbox::activations, k, std::move(m));
       },
-      [self](runtime::gradient_msg& m) {
+      [self](actors::gradient_msg& m) {
         self->state.trace.input("gradient", m.step, m.mb, m.chunk);
         if (!known_chunk(self, "gradient", m.chunk))
           return;
         store_input(self, &inbox::grads, input_key{m.step, m.mb, m.chunk}, std::move(m.data));
       },
-      [self](runtime::labels_msg& m) {
+      [self](actors::labels_msg& m) {
         self->state.trace.input("labels", m.step, m.mb);
         const input_key k{m.step, m.mb, self->state.cfg.virtual_stages() - 1};
         store_input(self, &inbox::labels, k, std::move(m.labels));
@@ -523,8 +523,8 @@ caf::message_handler step_handlers(shard_actor* self) {
       [self](task_done& d) { on_task_done(self, d); },
       [self](task_failed& f) { fail(self, f.what); },
       [self](bucket_ready& b) { start_allreduce(self, b); },
-      [self](runtime::ps_msg& m) { on_ps_params(self, m); },
-      [self](runtime::clip_atom, std::int64_t step, double total) { on_clip(self, step, total); },
+      [self](actors::ps_msg& m) { on_ps_params(self, m); },
+      [self](actors::clip_atom, std::int64_t step, double total) { on_clip(self, step, total); },
   };
 }
 

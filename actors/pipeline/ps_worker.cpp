@@ -23,7 +23,7 @@ void ps_worker::wire(const shard_config& cfg, std::vector<caf::actor> shards, ca
   }
 }
 
-bool ps_worker::push(compute_state& c, const runtime::step_msg& m, ps_mode mode,
+bool ps_worker::push(compute_state& c, const actors::step_msg& m, ps_mode mode,
                      runtime::trace_recorder& trace) {
   pushed = true;
   pushed_at = steady_clock::now();
@@ -47,7 +47,7 @@ bool ps_worker::push(compute_state& c, const runtime::step_msg& m, ps_mode mode,
   return false;
 }
 
-bool ps_worker::receive(runtime::ps_msg&& m) {
+bool ps_worker::receive(actors::ps_msg&& m) {
   try {
     return client.on_params(std::move(m));
   } catch (const std::exception& e) {
@@ -55,8 +55,8 @@ bool ps_worker::receive(runtime::ps_msg&& m) {
   }
 }
 
-std::optional<std::uint64_t> ps_worker::apply(compute_state& c, const runtime::step_msg& m,
-                                              runtime::stage_report& report,
+std::optional<std::uint64_t> ps_worker::apply(compute_state& c, const actors::step_msg& m,
+                                              actors::stage_report& report,
                                               runtime::trace_recorder& trace) {
   auto params = c.parameters();
   try {

@@ -14,7 +14,7 @@
 
 #include "actors/pipeline/shard_compute.hpp"
 #include "actors/ps/ps_client.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors {
@@ -39,15 +39,15 @@ struct ps_worker {
   /// gradient (scaled from 1 / global batch to 1 / its own samples). True
   /// when there is nothing to pull (a stage without parameters): the update
   /// is done.
-  bool push(compute_state& c, const runtime::step_msg& m, ps_mode mode,
+  bool push(compute_state& c, const actors::step_msg& m, ps_mode mode,
             runtime::trace_recorder& trace);
   /// A pulled part arrived; true once every ps shard answered.
-  bool receive(runtime::ps_msg&& m);
+  bool receive(actors::ps_msg&& m);
   /// Every ps shard answered: the next step's parameters go in place. Adds
   /// the step's ps bytes and seconds to `report`; returns after_update()'s
   /// digest.
-  std::optional<std::uint64_t> apply(compute_state& c, const runtime::step_msg& m,
-                                     runtime::stage_report& report, runtime::trace_recorder& trace);
+  std::optional<std::uint64_t> apply(compute_state& c, const actors::step_msg& m,
+                                     actors::stage_report& report, runtime::trace_recorder& trace);
 };
 
 } // namespace troupe::actors

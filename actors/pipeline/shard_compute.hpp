@@ -24,7 +24,7 @@
 #include "actors/pipeline/shard_config.hpp"
 #include "models/layers/sequential.hpp"
 #include "models/train/optimizer.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors {
@@ -48,7 +48,7 @@ struct arrived {
 /// wake-up, tens of microseconds).
 struct inbox {
   std::mutex mutex; ///< guards everything below
-  std::map<input_key, arrived<runtime::activation_msg>> activations;
+  std::map<input_key, arrived<actors::activation_msg>> activations;
   std::map<input_key, arrived<runtime::tensor>> grads;
   std::map<input_key, arrived<runtime::tensor>> labels;
   /// The device found `waiting_for` not ready and went back to its mailbox;

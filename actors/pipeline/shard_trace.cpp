@@ -33,13 +33,13 @@ void shard_trace::wait_end(std::int64_t step) {
   idle_since.reset();
 }
 
-void shard_trace::step_end(const runtime::step_msg& m) {
+void shard_trace::step_end(const actors::step_msg& m) {
   recorder.complete_until_now("step", m.training ? "step" : "eval", step_began,
                               {{"step", m.step}, {"microbatches", m.microbatches}});
 }
 
 device_work traced_update(std::shared_ptr<compute_state> c, device_work work, const char* name,
-                          const runtime::step_msg& m) {
+                          const actors::step_msg& m) {
   if (!c->trace.enabled())
     return work;
   const char* category = m.training ? "compute" : "eval";

@@ -12,7 +12,7 @@
 #include <optional>
 
 #include "actors/pipeline/shard_compute.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors {
@@ -40,13 +40,13 @@ struct shard_trace {
   /// last input arrived.
   void wait_end(std::int64_t step);
   /// The step's report was sent: the step's span, from its step_msg on.
-  void step_end(const runtime::step_msg& m);
+  void step_end(const actors::step_msg& m);
 };
 
 /// Wraps update work (no action: the optimizer, the gradient norm) so that
 /// the device thread records when it ran, as `name`; `work` itself when
 /// tracing is off.
 device_work traced_update(std::shared_ptr<compute_state> c, device_work work, const char* name,
-                          const runtime::step_msg& m);
+                          const actors::step_msg& m);
 
 } // namespace troupe::actors

@@ -52,7 +52,7 @@ void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t 
 
 } // namespace
 
-std::shared_ptr<step_run> make_step_run(const compute_state& c, const runtime::step_msg& m,
+std::shared_ptr<step_run> make_step_run(const compute_state& c, const actors::step_msg& m,
                                         std::vector<action> actions, caf::actor shard,
                                         caf::actor prev, caf::actor next) {
   auto r = std::make_shared<step_run>();
@@ -84,7 +84,7 @@ namespace {
 
 /// What an action takes out of the inbox, and when the last of it arrived.
 struct action_inputs {
-  runtime::activation_msg activation;
+  actors::activation_msg activation;
   tensor labels;
   tensor grad;
   steady_clock::time_point arrived;
@@ -149,7 +149,7 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
     d.messages_sent = 1;
     d.bytes_sent = y.nbytes();
     runtime::transport::deliver(c.cfg.courier, r.next,
-                                runtime::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
+                                actors::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
                                                         ctx.training, std::move(y),
                                                         c.cfg.next_chunk(a.chunk)});
   }
@@ -185,7 +185,7 @@ task_done run_backward(compute_state& c, step_run& r, const action& a, bool fina
     d.bytes_sent = dx.nbytes();
     runtime::transport::deliver(
         c.cfg.courier, r.prev,
-        runtime::gradient_msg{r.step.step, a.mb, std::move(dx), c.cfg.prev_chunk(a.chunk)});
+        actors::gradient_msg{r.step.step, a.mb, std::move(dx), c.cfg.prev_chunk(a.chunk)});
   }
   return d;
 }

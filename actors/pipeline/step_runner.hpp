@@ -16,7 +16,7 @@
 
 #include "actors/pipeline/shard_compute.hpp"
 #include "actors/plan/schedule.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -26,7 +26,7 @@ namespace troupe::actors {
 /// step_msg and hands it over; from then on only the device thread touches
 /// it (the inbox's mutex orders a park and the shard's resume).
 struct step_run {
-  runtime::step_msg step;
+  actors::step_msg step;
   std::vector<action> actions;
   std::vector<std::int64_t> final_backward; ///< per chunk: index of its last backward action
   std::vector<device_work> tail; ///< after the last action: optimizer, or bucket flush / norm
@@ -40,7 +40,7 @@ struct step_run {
 };
 
 /// The run of step `m` with `actions` (its tail is left to the caller).
-std::shared_ptr<step_run> make_step_run(const compute_state& c, const runtime::step_msg& m,
+std::shared_ptr<step_run> make_step_run(const compute_state& c, const actors::step_msg& m,
                                         std::vector<action> actions, caf::actor shard,
                                         caf::actor prev, caf::actor next);
 

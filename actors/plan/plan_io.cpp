@@ -478,18 +478,17 @@ std::string describe(const plan& p) {
   return describe(p, memory_assumptions{});
 }
 
-std::string describe(const plan& p, const memory_assumptions& a) {
-  // fmt rather than operator+ chains: g++ 12 reports a bogus -Wrestrict on those.
+namespace {
+
+// fmt rather than operator+ chains below: g++ 12 reports a bogus -Wrestrict on those.
+
+/// "<slot name>: layers [b, e) types... (cost) on node/device (threads)" per stage slot.
+std::string describe_stages(const plan& p) {
   std::string r;
-  auto where = [&](std::size_t device) { return device_label(p.devices.at(device)); };
+  const auto grid = p.grid();
   for (const auto& s : p.stages) {
     const auto& d = p.devices.at(s.device);
-    if (p.replicas > 1)
-      r += fmt::format("replica {} ", s.replica);
-    r += fmt::format("stage {}", s.stage);
-    if (p.tp > 1)
-      r += fmt::format(" tp {}", s.tp_rank);
-    r += ": layers";
+    r += grid.name(s.id()) + ": layers";
     for (std::size_t v = 0; v < s.chunks.size(); ++v) {
       const auto& c = s.chunks[v];
       r += fmt::format("{} [{}, {})", v == 0 ? "" : " |", c.begin, c.end);
@@ -505,69 +504,93 @@ std::string describe(const plan& p, const memory_assumptions& a) {
     r += fmt::format(" ({}) on {}/{} ({} thread{})\n", cost_text, d.node, d.name, d.threads,
                      d.threads == 1 ? "" : "s");
   }
-  if (p.replicas > 1) {
-    r += fmt::format("batch shares:");
-    for (std::size_t i = 0; i < p.batch_shares.size(); ++i)
-      r += fmt::format(" {:.4g}", p.batch_shares[i]);
-    r += "\n";
-  }
+  return r;
+}
+
+/// The data-parallel groups (one per stage and tp rank, across the replicas)
+/// and the tensor-parallel groups (one per replica and stage).
+std::string describe_groups(const plan& p) {
+  std::string r;
+  auto where = [&](int rep, int k, int t) {
+    return device_label(p.devices.at(p.slot(rep, k, t).device));
+  };
   const int depth = p.depth();
+  const slot_grid one_replica{1, depth, p.tp};
   if (p.replicas > 1 && p.ps_shards.empty()) {
     r += fmt::format("data-parallel groups (gradients all-reduced across the {} replicas):\n",
                      p.replicas);
     for (int k = 0; k < depth; ++k)
       for (int t = 0; t < p.tp; ++t) {
-        r += fmt::format("  stage {}", k);
-        if (p.tp > 1)
-          r += fmt::format(" tp {}", t);
-        r += ":";
+        r += "  " + one_replica.name({0, k, t}) + ":";
         for (int rep = 0; rep < p.replicas; ++rep)
-          r += fmt::format(" {}", where(p.slot(rep, k, t).device));
+          r += fmt::format(" {}", where(rep, k, t));
         r += "\n";
       }
   }
   if (p.tp > 1) {
     r += fmt::format("tensor-parallel groups (each stage split across {} ranks):\n", p.tp);
+    const slot_grid no_tp{p.replicas, depth, 1};
     for (int rep = 0; rep < p.replicas; ++rep)
       for (int k = 0; k < depth; ++k) {
-        r += "  ";
-        if (p.replicas > 1)
-          r += fmt::format("replica {} ", rep);
-        r += fmt::format("stage {}:", k);
+        r += "  " + no_tp.name({rep, k, 0}) + ":";
         for (int t = 0; t < p.tp; ++t)
-          r += fmt::format(" {}", where(p.slot(rep, k, t).device));
+          r += fmt::format(" {}", where(rep, k, t));
         r += "\n";
       }
   }
-  if (!p.ps_shards.empty()) {
-    r += fmt::format("parameter servers ({}", to_string(p.ps_mode));
-    if (p.ps_mode == ps_mode::ssp)
-      r += fmt::format(", staleness {}", p.staleness);
-    r += fmt::format("; the {} replica(s) push gradients and pull parameters):\n", p.replicas);
-    const auto bytes = p.ps_layout.bytes_per_shard();
-    for (const auto& s : p.ps_shards) {
-      std::size_t pieces = 0;
-      for (const auto& piece : p.ps_layout.pieces)
-        pieces += piece.shard == s.shard ? 1 : 0;
-      const auto i = static_cast<std::size_t>(s.shard);
-      r += fmt::format("  ps {} on {}: {} of parameters in {} piece{}\n", s.shard, where(s.device),
-                       format_bytes(i < bytes.size() ? bytes[i] : 0), pieces,
-                       pieces == 1 ? "" : "s");
-    }
+  return r;
+}
+
+/// The parameter servers: mode, and each shard's device, bytes and pieces.
+std::string describe_ps(const plan& p) {
+  std::string r = fmt::format("parameter servers ({}", to_string(p.ps_mode));
+  if (p.ps_mode == ps_mode::ssp)
+    r += fmt::format(", staleness {}", p.staleness);
+  r += fmt::format("; the {} replica(s) push gradients and pull parameters):\n", p.replicas);
+  const auto bytes = p.ps_layout.bytes_per_shard();
+  for (const auto& s : p.ps_shards) {
+    std::size_t pieces = 0;
+    for (const auto& piece : p.ps_layout.pieces)
+      pieces += piece.shard == s.shard ? 1 : 0;
+    const auto i = static_cast<std::size_t>(s.shard);
+    r += fmt::format("  ps {} on {}: {} of parameters in {} piece{}\n", s.shard,
+                     device_label(p.devices.at(s.device)),
+                     format_bytes(i < bytes.size() ? bytes[i] : 0), pieces, pieces == 1 ? "" : "s");
   }
+  return r;
+}
+
+/// The memory estimate of every device (plan_memory).
+std::string describe_memory(const plan& p, const memory_assumptions& a) {
   const auto estimate = estimate_memory(p, a);
-  r += fmt::format("memory per device (estimate for {}", a.optimizer);
+  std::string r = fmt::format("memory per device (estimate for {}", a.optimizer);
   if (a.optimizer == "sgd")
     r += fmt::format(" momentum {}", a.momentum);
   r += fmt::format(", global batch {}):\n", a.batch);
   for (std::size_t i = 0; i < estimate.size(); ++i) {
     const auto& m = estimate[i];
     r += fmt::format("  {}: {} (parameters {}, gradients {}, optimizer state {}, activations {})\n",
-                     where(i), format_bytes(m.total()), format_bytes(m.parameters),
-                     format_bytes(m.gradients), format_bytes(m.optimizer_state),
-                     format_bytes(m.activations));
+                     device_label(p.devices.at(i)), format_bytes(m.total()),
+                     format_bytes(m.parameters), format_bytes(m.gradients),
+                     format_bytes(m.optimizer_state), format_bytes(m.activations));
   }
   return r;
+}
+
+} // namespace
+
+std::string describe(const plan& p, const memory_assumptions& a) {
+  std::string r = describe_stages(p);
+  if (p.replicas > 1) {
+    r += "batch shares:";
+    for (double w : p.batch_shares)
+      r += fmt::format(" {:.4g}", w);
+    r += "\n";
+  }
+  r += describe_groups(p);
+  if (!p.ps_shards.empty())
+    r += describe_ps(p);
+  return r + describe_memory(p, a);
 }
 
 } // namespace troupe::actors

@@ -1,8 +1,11 @@
 #include "actors/plan/train_options.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include "runtime/error.hpp"
 
@@ -143,145 +146,104 @@ nlohmann::json train_options::optimizer_config() const {
   return j;
 }
 
+namespace {
+
+/// One option's JSON form: its name, and how it is written and read. The
+/// table below is the one list of options both directions use.
+struct option_field {
+  const char* name;
+  nlohmann::json (*write)(const train_options&);
+  void (*read)(train_options&, const nlohmann::json&);
+};
+
+/// A field whose JSON form is its value's (numbers, strings, lists).
+template <auto Member>
+option_field field(const char* name) {
+  return {name, [](const train_options& o) { return nlohmann::json(o.*Member); },
+          [](train_options& o, const nlohmann::json& v) {
+            using T = std::remove_cvref_t<decltype(o.*Member)>;
+            o.*Member = v.get<T>();
+          }};
+}
+
+const std::vector<option_field>& option_fields() {
+  static const std::vector<option_field> fields = {
+      field<&train_options::model>("model"),
+      field<&train_options::data_dir>("data_dir"),
+      field<&train_options::epochs>("epochs"),
+      field<&train_options::batch>("batch"),
+      field<&train_options::optimizer>("optimizer"),
+      field<&train_options::lr>("lr"),
+      field<&train_options::momentum>("momentum"),
+      field<&train_options::weight_decay>("weight_decay"),
+      field<&train_options::lr_schedule>("lr_schedule"),
+      field<&train_options::warmup_steps>("warmup_steps"),
+      field<&train_options::clip_norm>("clip_norm"),
+      field<&train_options::seed>("seed"),
+      field<&train_options::stages>("stages"),
+      field<&train_options::microbatches>("microbatches"),
+      {"schedule",
+       [](const train_options& o) { return nlohmann::json(std::string{to_string(o.schedule)}); },
+       [](train_options& o, const nlohmann::json& v) {
+         o.schedule = parse_schedule_kind(v.get<std::string>());
+       }},
+      field<&train_options::virtual_stages>("virtual_stages"),
+      field<&train_options::partition>("partition"),
+      field<&train_options::split>("split"),
+      field<&train_options::dp>("dp"),
+      field<&train_options::batch_shares>("batch_shares"),
+      field<&train_options::bucket_bytes>("bucket_bytes"),
+      field<&train_options::allreduce>("allreduce"),
+      field<&train_options::tree_threshold_bytes>("tree_threshold_bytes"),
+      field<&train_options::check_replicas>("check_replicas"),
+      field<&train_options::tp>("tp"),
+      field<&train_options::ps>("ps"),
+      {"ps_mode",
+       [](const train_options& o) { return nlohmann::json(std::string{to_string(o.ps_mode)}); },
+       [](train_options& o, const nlohmann::json& v) {
+         o.ps_mode = parse_ps_mode(v.get<std::string>());
+       }},
+      field<&train_options::staleness>("staleness"),
+      field<&train_options::ps_split_bytes>("ps_split_bytes"),
+      field<&train_options::plan>("plan"),
+      field<&train_options::slow_replica>("slow_replica"),
+      field<&train_options::max_steps>("max_steps"),
+      field<&train_options::evaluate>("evaluate"),
+      field<&train_options::threads>("threads"),
+      field<&train_options::checkpoint_dir>("checkpoint_dir"),
+      field<&train_options::resume_dir>("resume_dir"),
+      field<&train_options::progress>("progress"),
+      field<&train_options::trace_file>("trace_file"),
+      field<&train_options::fault>("fault"),
+      field<&train_options::timing_warmup>("timing_warmup"),
+      field<&train_options::slow_stage>("slow_stage"),
+      field<&train_options::slow_factor>("slow_factor"),
+  };
+  return fields;
+}
+
+} // namespace
+
 nlohmann::json to_json(const train_options& o) {
-  return {{"model", o.model},
-          {"data_dir", o.data_dir},
-          {"epochs", o.epochs},
-          {"batch", o.batch},
-          {"optimizer", o.optimizer},
-          {"lr", o.lr},
-          {"momentum", o.momentum},
-          {"weight_decay", o.weight_decay},
-          {"lr_schedule", o.lr_schedule},
-          {"warmup_steps", o.warmup_steps},
-          {"clip_norm", o.clip_norm},
-          {"seed", o.seed},
-          {"stages", o.stages},
-          {"microbatches", o.microbatches},
-          {"schedule", std::string{to_string(o.schedule)}},
-          {"virtual_stages", o.virtual_stages},
-          {"partition", o.partition},
-          {"split", o.split},
-          {"dp", o.dp},
-          {"batch_shares", o.batch_shares},
-          {"bucket_bytes", o.bucket_bytes},
-          {"allreduce", o.allreduce},
-          {"tree_threshold_bytes", o.tree_threshold_bytes},
-          {"check_replicas", o.check_replicas},
-          {"tp", o.tp},
-          {"ps", o.ps},
-          {"ps_mode", std::string{to_string(o.ps_mode)}},
-          {"staleness", o.staleness},
-          {"ps_split_bytes", o.ps_split_bytes},
-          {"plan", o.plan},
-          {"max_steps", o.max_steps},
-          {"evaluate", o.evaluate},
-          {"threads", o.threads},
-          {"checkpoint_dir", o.checkpoint_dir},
-          {"resume_dir", o.resume_dir},
-          {"progress", o.progress},
-          {"trace_file", o.trace_file},
-          {"timing_warmup", o.timing_warmup},
-          {"fault", o.fault},
-          {"slow_stage", o.slow_stage},
-          {"slow_factor", o.slow_factor},
-          {"slow_replica", o.slow_replica}};
+  auto j = nlohmann::json::object();
+  for (const auto& f : option_fields())
+    j[f.name] = f.write(o);
+  return j;
 }
 
 train_options train_options_from_json(const nlohmann::json& j) {
   if (!j.is_object())
     throw runtime::input_error("training options must be a JSON object");
   train_options o;
+  const auto& fields = option_fields();
   for (auto it = j.begin(); it != j.end(); ++it) {
     const auto& k = it.key();
-    const auto& v = it.value();
+    auto f = std::find_if(fields.begin(), fields.end(),
+                          [&](const option_field& x) { return k == x.name; });
+    if (f == fields.end())
+      throw runtime::input_error("unknown training option '" + k + "'");
     try {
-      if (k == "model")
-        o.model = v.get<std::string>();
-      else if (k == "data_dir")
-        o.data_dir = v.get<std::string>();
-      else if (k == "epochs")
-        o.epochs = v.get<int>();
-      else if (k == "batch")
-        o.batch = v.get<std::int64_t>();
-      else if (k == "optimizer")
-        o.optimizer = v.get<std::string>();
-      else if (k == "lr")
-        o.lr = v.get<float>();
-      else if (k == "momentum")
-        o.momentum = v.get<float>();
-      else if (k == "weight_decay")
-        o.weight_decay = v.get<float>();
-      else if (k == "lr_schedule")
-        o.lr_schedule = v.get<std::string>();
-      else if (k == "warmup_steps")
-        o.warmup_steps = v.get<std::int64_t>();
-      else if (k == "clip_norm")
-        o.clip_norm = v.get<double>();
-      else if (k == "seed")
-        o.seed = v.get<std::uint64_t>();
-      else if (k == "stages")
-        o.stages = v.get<int>();
-      else if (k == "microbatches")
-        o.microbatches = v.get<int>();
-      else if (k == "schedule")
-        o.schedule = parse_schedule_kind(v.get<std::string>());
-      else if (k == "virtual_stages")
-        o.virtual_stages = v.get<int>();
-      else if (k == "partition")
-        o.partition = v.get<std::string>();
-      else if (k == "split")
-        o.split = v.get<std::vector<int>>();
-      else if (k == "dp")
-        o.dp = v.get<int>();
-      else if (k == "batch_shares")
-        o.batch_shares = v.get<std::vector<double>>();
-      else if (k == "bucket_bytes")
-        o.bucket_bytes = v.get<std::int64_t>();
-      else if (k == "allreduce")
-        o.allreduce = v.get<std::string>();
-      else if (k == "tree_threshold_bytes")
-        o.tree_threshold_bytes = v.get<std::int64_t>();
-      else if (k == "check_replicas")
-        o.check_replicas = v.get<std::int64_t>();
-      else if (k == "tp")
-        o.tp = v.get<int>();
-      else if (k == "ps")
-        o.ps = v.get<int>();
-      else if (k == "ps_mode")
-        o.ps_mode = parse_ps_mode(v.get<std::string>());
-      else if (k == "staleness")
-        o.staleness = v.get<int>();
-      else if (k == "ps_split_bytes")
-        o.ps_split_bytes = v.get<std::int64_t>();
-      else if (k == "plan")
-        o.plan = v;
-      else if (k == "slow_replica")
-        o.slow_replica = v.get<int>();
-      else if (k == "max_steps")
-        o.max_steps = v.get<std::int64_t>();
-      else if (k == "evaluate")
-        o.evaluate = v.get<bool>();
-      else if (k == "threads")
-        o.threads = v.get<int>();
-      else if (k == "checkpoint_dir")
-        o.checkpoint_dir = v.get<std::string>();
-      else if (k == "resume_dir")
-        o.resume_dir = v.get<std::string>();
-      else if (k == "progress")
-        o.progress = v.get<bool>();
-      else if (k == "trace_file")
-        o.trace_file = v.get<std::string>();
-      else if (k == "fault")
-        o.fault = v.get<std::string>();
-      else if (k == "timing_warmup")
-        o.timing_warmup = v.get<std::int64_t>();
-      else if (k == "slow_stage")
-        o.slow_stage = v.get<int>();
-      else if (k == "slow_factor")
-        o.slow_factor = v.get<double>();
-      else
-        throw runtime::input_error("unknown training option '" + k + "'");
+      f->read(o, it.value());
     } catch (const nlohmann::json::exception& e) {
       throw runtime::input_error("training option '" + k + "': " + e.what());
     }

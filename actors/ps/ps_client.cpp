@@ -92,8 +92,8 @@ void ps_client::push(std::int64_t step, std::span<models::parameter* const> para
     return p->grad;
   };
   for (int s : holders_) {
-    runtime::ps_msg m;
-    m.kind = runtime::ps_push;
+    actors::ps_msg m;
+    m.kind = actors::ps_push;
     m.step = step;
     m.worker = worker_;
     m.stage = stage_;
@@ -114,17 +114,17 @@ void ps_client::request(std::int64_t step) {
     r = {};
   has_reply_.assign(shards_.size(), false);
   for (int s : holders_)
-    caf::anon_send(shards_[static_cast<std::size_t>(s)], runtime::ps_pull_atom::value, stage_,
+    caf::anon_send(shards_[static_cast<std::size_t>(s)], actors::ps_pull_atom::value, stage_,
                    worker_, step, self_);
 }
 
-bool ps_client::on_params(runtime::ps_msg&& m) {
+bool ps_client::on_params(actors::ps_msg&& m) {
   auto what = [&] {
     return label(stage_, worker_) + ": parameters from ps shard " + std::to_string(m.shard) +
            " for stage " + std::to_string(m.stage) + ", worker " + std::to_string(m.worker) +
            ", step " + std::to_string(m.step);
   };
-  if (m.kind != runtime::ps_params)
+  if (m.kind != actors::ps_params)
     throw input_error(what() + ": message kind " + std::to_string(m.kind) + ", not params");
   if (m.stage != stage_ || m.worker != worker_)
     throw input_error(what() + ": not this stage and worker");

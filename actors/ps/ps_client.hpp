@@ -23,7 +23,7 @@
 
 #include "actors/plan/ps_assignment.hpp"
 #include "models/layers/parameter.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::runtime::transport {
 class courier;
@@ -62,7 +62,7 @@ public:
   /// for this worker, stage and requested step, from a shard that holds
   /// nothing of the stage, twice from one shard, or of the wrong size.
   /// Returns ready().
-  bool on_params(runtime::ps_msg&& m);
+  bool on_params(actors::ps_msg&& m);
   /// Every holder answered the current request (true when inactive).
   bool ready() const noexcept { return answered_ == holders_.size(); }
   /// Writes the pulled values into `params` (this stage's parameters): each
@@ -96,7 +96,7 @@ private:
   /// This stage's parameters (indices into assignment_.params), model order.
   std::vector<std::size_t> params_;
   std::int64_t requested_ = -1;
-  std::vector<runtime::ps_msg> replies_; ///< by shard; data undefined until answered
+  std::vector<actors::ps_msg> replies_; ///< by shard; data undefined until answered
   std::vector<bool> has_reply_;
   std::size_t answered_ = 0;
   std::vector<std::int64_t> versions_;

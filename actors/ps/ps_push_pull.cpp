@@ -14,7 +14,7 @@ namespace troupe::actors::ps_detail {
 namespace {
 
 using runtime::input_error;
-using runtime::ps_msg;
+using actors::ps_msg;
 
 stage_data* find_stage(ps_actor* self, std::int32_t stage) {
   for (auto& s : self->state.stages)
@@ -152,7 +152,7 @@ void serve(ps_actor* self, stage_data& s, pull_request& r) {
   const auto gap = r.step - min_clock(s);
   st.stats.max_gap = std::max(st.stats.max_gap, gap);
   ps_msg m;
-  m.kind = runtime::ps_params;
+  m.kind = actors::ps_params;
   m.step = r.step;
   m.worker = r.worker;
   m.stage = s.stage;
@@ -195,7 +195,7 @@ void on_push(ps_actor* self, ps_msg& m) {
     return "push of step " + std::to_string(m.step) + " from worker " + std::to_string(m.worker) +
            " for stage " + std::to_string(m.stage);
   };
-  if (m.kind != runtime::ps_push)
+  if (m.kind != actors::ps_push)
     throw input_error("ps_msg of kind " + std::to_string(m.kind) + " (expected a push)");
   if (m.shard != st.cfg.shard)
     throw input_error(from() + " is addressed to shard " + std::to_string(m.shard));

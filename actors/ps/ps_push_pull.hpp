@@ -14,7 +14,7 @@
 namespace troupe::actors::ps_detail {
 
 /// A push; throws runtime::input_error naming what is wrong with it.
-void on_push(ps_actor* self, runtime::ps_msg& m);
+void on_push(ps_actor* self, actors::ps_msg& m);
 
 /// A pull: served now or when its condition holds; throws
 /// runtime::input_error for a pull that breaks the protocol.

@@ -12,7 +12,7 @@
 #include "actors/ps/ps_shard_state.hpp"
 #include "models/train/optimizer.hpp"
 #include "runtime/error.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -35,7 +35,7 @@ namespace {
 
 using namespace ps_detail;
 using runtime::input_error;
-using runtime::ps_msg;
+using actors::ps_msg;
 using runtime::tensor;
 
 constexpr int max_workers = 65536;
@@ -47,7 +47,7 @@ struct prepared {
 };
 
 /// The shard's counters; its version is the lowest of its stages'.
-runtime::ps_stats current_stats(const ps_state& st) {
+actors::ps_stats current_stats(const ps_state& st) {
   auto s = st.stats;
   s.version = 0;
   bool first = true;
@@ -92,20 +92,20 @@ caf::behavior ps_shard_actor(ps_actor* self, std::shared_ptr<prepared> init) {
   };
   return {
       [self, guarded](ps_msg& m) { guarded([&] { on_push(self, m); }); },
-      [self, guarded](runtime::ps_pull_atom, std::int32_t stage, std::int32_t worker,
+      [self, guarded](actors::ps_pull_atom, std::int32_t stage, std::int32_t worker,
                       std::int64_t step, caf::actor reply_to) {
         guarded([&] { on_pull(self, stage, worker, step, std::move(reply_to)); });
       },
-      [self](runtime::ps_stats_atom) { return current_stats(self->state); },
-      [self](runtime::get_params_atom) { return get_params(self); },
-      [self](runtime::get_state_atom) { return get_state(self); },
-      [self](runtime::set_params_atom, runtime::named_tensors& in) {
+      [self](actors::ps_stats_atom) { return current_stats(self->state); },
+      [self](actors::get_params_atom) { return get_params(self); },
+      [self](actors::get_state_atom) { return get_state(self); },
+      [self](actors::set_params_atom, runtime::named_tensors& in) {
         return before_training(self, "parameters", [&] { set_params(self, in); });
       },
-      [self](runtime::set_state_atom, runtime::named_tensors& in) {
+      [self](actors::set_state_atom, runtime::named_tensors& in) {
         return before_training(self, "optimizer state", [&] { set_state(self, in); });
       },
-      [self](runtime::get_trace_atom) { return self->state.trace.to_json().dump(); },
+      [self](actors::get_trace_atom) { return self->state.trace.to_json().dump(); },
   };
 }
 

@@ -30,7 +30,7 @@
 //       pull never sees half an update: updates run inside one message
 //       handler and the data is a snapshot (copy on write). A pull for a step
 //       more than one past the worker's pushes breaks the protocol.
-//   (ps_stats_atom) -> runtime::ps_stats
+//   (ps_stats_atom) -> actors::ps_stats
 //   (get_params_atom) -> named_tensors: pieces by ps_piece::name(), flat; meta
 //       "shard" and "version.<stage>" per stage
 //   (get_state_atom) -> named_tensors: optimizer state "<piece>.<kind>"; meta

@@ -18,7 +18,7 @@
 #include "actors/ps/ps_shard.hpp"
 #include "models/layers/parameter.hpp"
 #include "models/train/optimizer.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors::ps_detail {
@@ -64,7 +64,7 @@ struct stage_data {
 struct ps_state {
   ps_shard_config cfg;
   std::vector<stage_data> stages; ///< ascending stage
-  runtime::ps_stats stats;
+  actors::ps_stats stats;
   runtime::trace_recorder trace;
   bool started = false; ///< a push came (set_params / set_state refused after)
   static inline const char* name = "ps_shard";

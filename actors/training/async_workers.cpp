@@ -15,7 +15,7 @@ worker_progress& worker(trainer_state& st, int replica) {
 }
 
 /// A worker's batch arrived: it must be the share its part names.
-void worker_batch(trainer_actor* self, int replica, runtime::batch_msg& b) {
+void worker_batch(trainer_actor* self, int replica, actors::batch_msg& b) {
   auto& st = self->state;
   auto& w = worker(st, replica);
   const auto global_step = w.part / st.grid.replicas;
@@ -60,8 +60,8 @@ void run_worker(trainer_actor* self, int replica) {
   }
   w.running = true;
   const auto loader = static_cast<std::size_t>(w.part % replicas);
-  self->request(st.cfg.train_loaders[loader], caf::infinite, runtime::next_batch_atom::value)
-      .then([self, replica](runtime::batch_msg& b) { worker_batch(self, replica, b); });
+  self->request(st.cfg.train_loaders[loader], caf::infinite, actors::next_batch_atom::value)
+      .then([self, replica](actors::batch_msg& b) { worker_batch(self, replica, b); });
 }
 
 } // namespace
@@ -100,7 +100,7 @@ void worker_step_done(trainer_actor* self, int replica) {
   start_step(self);
 }
 
-runtime::stage_report& worker_loss(trainer_state& st, int replica) {
+actors::stage_report& worker_loss(trainer_state& st, int replica) {
   return st.async.parts[worker(st, replica).part / st.grid.replicas].loss;
 }
 

@@ -18,6 +18,6 @@ void worker_step_done(trainer_actor* self, int replica);
 
 /// Where the losses of a report from `replica`'s loss stage add up: the
 /// global step its running part belongs to.
-runtime::stage_report& worker_loss(trainer_state& st, int replica);
+actors::stage_report& worker_loss(trainer_state& st, int replica);
 
 } // namespace troupe::actors::training

@@ -129,9 +129,9 @@ void load_shard(const resume_acks& acks, std::size_t i, bool with_state) {
   }
   state.meta_keys = {"steps"};
   state.meta_values = {optimizer_steps(ck)};
-  acks.request(st.cfg.stages[i], runtime::set_params_atom::value, params);
+  acks.request(st.cfg.stages[i], actors::set_params_atom::value, params);
   if (with_state)
-    acks.request(st.cfg.stages[i], runtime::set_state_atom::value, state);
+    acks.request(st.cfg.stages[i], actors::set_state_atom::value, state);
 }
 
 /// Parameter server i's pieces of the parameters and the optimizer state.
@@ -145,8 +145,8 @@ void load_ps_shard(const resume_acks& acks, std::size_t i) {
   full_state.meta_keys = {"steps"};
   full_state.meta_values = {optimizer_steps(ck)};
   auto state = split_pieces(layout, static_cast<int>(i), full_state);
-  acks.request(st.cfg.ps_shards[i], runtime::set_params_atom::value, params);
-  acks.request(st.cfg.ps_shards[i], runtime::set_state_atom::value, state);
+  acks.request(st.cfg.ps_shards[i], actors::set_params_atom::value, params);
+  acks.request(st.cfg.ps_shards[i], actors::set_state_atom::value, state);
 }
 
 } // namespace
@@ -191,7 +191,7 @@ void resume(trainer_actor* self, std::function<void()> then) {
     return;
   }
   for (const auto& loader : st.cfg.train_loaders)
-    acks.request(loader, runtime::seek_atom::value, st.step / st.steps_per_epoch,
+    acks.request(loader, actors::seek_atom::value, st.step / st.steps_per_epoch,
                  st.step % st.steps_per_epoch);
 }
 

@@ -32,11 +32,11 @@ void eval_next(trainer_actor* self) {
     eval_done(self);
     return;
   }
-  self->request(st.cfg.test_loader, caf::infinite, runtime::next_batch_atom::value)
-      .then([self](runtime::batch_msg& b) {
+  self->request(st.cfg.test_loader, caf::infinite, actors::next_batch_atom::value)
+      .then([self](actors::batch_msg& b) {
         // Evaluation steps use negative ids so they never collide with training
         // steps. Replica 0 evaluates alone (the replicas are identical).
-        std::vector<runtime::batch_msg> parts{std::move(b)};
+        std::vector<actors::batch_msg> parts{std::move(b)};
         send_steps(self, parts, -(++self->state.eval.counter), false);
       });
 }

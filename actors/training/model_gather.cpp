@@ -114,7 +114,7 @@ void assemble_from_ps(trainer_actor* self, gathering g) {
 
 void ps_params_gathered(trainer_actor* self, gathering g) {
   if (g->with_state)
-    ask(self, self->state.cfg.ps_shards, runtime::get_state_atom::value, g, &model_gathering::state,
+    ask(self, self->state.cfg.ps_shards, actors::get_state_atom::value, g, &model_gathering::state,
         assemble_from_ps);
   else
     assemble_from_ps(self, g);
@@ -128,10 +128,10 @@ void shard_params_gathered(trainer_actor* self, gathering g) {
     for (const auto& part : g->params)
       for (std::size_t i = 0; i < part.names.size(); ++i)
         g->shapes[part.names[i]] = part.tensors[i].shape();
-    ask(self, st.cfg.ps_shards, runtime::get_params_atom::value, g, &model_gathering::params,
+    ask(self, st.cfg.ps_shards, actors::get_params_atom::value, g, &model_gathering::params,
         ps_params_gathered);
   } else if (g->with_state) {
-    ask(self, first_replica(st), runtime::get_state_atom::value, g, &model_gathering::state,
+    ask(self, first_replica(st), actors::get_state_atom::value, g, &model_gathering::state,
         assemble_from_shards);
   } else {
     assemble_from_shards(self, g);
@@ -144,7 +144,7 @@ void collect_model(trainer_actor* self, bool with_state, std::function<void(mode
   auto g = std::make_shared<model_gathering>();
   g->with_state = with_state;
   g->done = std::move(done);
-  ask(self, first_replica(self->state), runtime::get_params_atom::value, g,
+  ask(self, first_replica(self->state), actors::get_params_atom::value, g,
       &model_gathering::params, shard_params_gathered);
 }
 

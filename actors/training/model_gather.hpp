@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "actors/training/trainer_state.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors::training {
 

@@ -58,7 +58,7 @@ nlohmann::json timing_json(const run_totals& rt) {
   };
 }
 
-nlohmann::json ps_stats_json(const std::vector<runtime::ps_stats>& stats) {
+nlohmann::json ps_stats_json(const std::vector<actors::ps_stats>& stats) {
   auto r = nlohmann::json::array();
   for (const auto& x : stats)
     r.push_back({{"shard", x.shard},
@@ -96,7 +96,7 @@ void write_trace_file(const trainer_state& st, const std::vector<std::string>& r
 
 } // namespace
 
-void add_to_totals(trainer_state& st, std::size_t index, const runtime::stage_report& r) {
+void add_to_totals(trainer_state& st, std::size_t index, const actors::stage_report& r) {
   st.totals.stages.resize(st.cfg.stages.size());
   auto& t = st.totals.stages.at(index);
   t.stage = r.stage;
@@ -162,13 +162,13 @@ nlohmann::json make_report(const trainer_state& st) {
 }
 
 void gather_ps_stats(trainer_actor* self, std::function<void()> then) {
-  gather<runtime::ps_stats>(
+  gather<actors::ps_stats>(
       self, self->state.cfg.ps_shards,
-      [self, then](std::vector<runtime::ps_stats> stats) {
+      [self, then](std::vector<actors::ps_stats> stats) {
         self->state.totals.ps_stats = ps_stats_json(stats);
         then();
       },
-      runtime::ps_stats_atom::value);
+      actors::ps_stats_atom::value);
 }
 
 void write_trace(trainer_actor* self, std::function<void()> then) {
@@ -189,7 +189,7 @@ void write_trace(trainer_actor* self, std::function<void()> then) {
         st.log->info("trace written to {}", st.cfg.opts.trace_file);
         then();
       },
-      runtime::get_trace_atom::value);
+      actors::get_trace_atom::value);
 }
 
 } // namespace troupe::actors::training

@@ -13,7 +13,7 @@
 namespace troupe::actors::training {
 
 /// Adds a training step's report of shard `index` to the run's totals.
-void add_to_totals(trainer_state& st, std::size_t index, const runtime::stage_report& r);
+void add_to_totals(trainer_state& st, std::size_t index, const actors::stage_report& r);
 
 /// The --report JSON of the run so far.
 nlohmann::json make_report(const trainer_state& st);

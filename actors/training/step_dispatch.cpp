@@ -6,13 +6,13 @@
 
 namespace troupe::actors::training {
 
-void send_step(trainer_actor* self, int replica, runtime::batch_msg& b, std::int64_t step,
+void send_step(trainer_actor* self, int replica, actors::batch_msg& b, std::int64_t step,
                bool training, std::int64_t schedule_step) {
   auto& st = self->state;
   const auto& g = st.grid;
   auto parts = static_cast<std::int32_t>(b.inputs.size());
   const auto lr_step = schedule_step >= 0 ? schedule_step : step;
-  runtime::step_msg m{step, parts, b.size, training ? learning_rate(st, lr_step) : st.cfg.opts.lr,
+  actors::step_msg m{step, parts, b.size, training ? learning_rate(st, lr_step) : st.cfg.opts.lr,
                       training};
   for (int k = 0; k < g.depth; ++k)
     for (int t = 0; t < g.tp; ++t)
@@ -27,16 +27,16 @@ void send_step(trainer_actor* self, int replica, runtime::batch_msg& b, std::int
     const bool final = t + 1 == g.tp;
     for (std::int32_t i = 0; i < parts; ++i) {
       auto k = static_cast<std::size_t>(i);
-      self->send(last, runtime::labels_msg{step, i, final ? std::move(b.labels[k]) : b.labels[k]});
+      self->send(last, actors::labels_msg{step, i, final ? std::move(b.labels[k]) : b.labels[k]});
       runtime::transport::deliver(
           st.cfg.courier, first,
-          runtime::activation_msg{step, i, b.offsets[k], training,
+          actors::activation_msg{step, i, b.offsets[k], training,
                                   final ? std::move(b.inputs[k]) : b.inputs[k]});
     }
   }
 }
 
-void send_steps(trainer_actor* self, std::vector<runtime::batch_msg>& parts, std::int64_t step,
+void send_steps(trainer_actor* self, std::vector<actors::batch_msg>& parts, std::int64_t step,
                 bool training) {
   auto& st = self->state;
   auto& cur = st.current;

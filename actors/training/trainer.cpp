@@ -47,7 +47,7 @@ void sync_replicas(trainer_actor* self) {
   }
   gather<bool>(
       self, self->state.cfg.stages, [self](std::vector<bool>) { start_step(self); },
-      runtime::sync_params_atom::value);
+      actors::sync_params_atom::value);
 }
 
 /// The learning-rate schedule of opts: cosine, or constant after a warm-up
@@ -83,8 +83,8 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
   else
     sync_replicas(self);
   return {
-      [self](runtime::stage_report& r) { on_report(self, r); },
-      [self](runtime::grad_sumsq_atom, std::int64_t step, std::int32_t stage, double sumsq) {
+      [self](actors::stage_report& r) { on_report(self, r); },
+      [self](actors::grad_sumsq_atom, std::int64_t step, std::int32_t stage, double sumsq) {
         on_grad_sumsq(self, step, stage, sumsq);
       },
   };

@@ -23,7 +23,7 @@
 #include "models/tensor_parallel.hpp"
 #include "models/train/lr_schedule.hpp"
 #include "runtime/log.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors::training {
@@ -37,10 +37,10 @@ inline double seconds_between(clock_type::time_point a, clock_type::time_point b
 /// The training (or evaluation) step in flight: its batches, the reports and
 /// digests still to come and, with clipping, the stages' gradient sums.
 struct step_in_flight {
-  std::vector<runtime::batch_msg> batches; ///< each replica's part, as they arrive
+  std::vector<actors::batch_msg> batches; ///< each replica's part, as they arrive
   std::size_t batches_pending = 0;
   int reports_pending = 0;
-  runtime::stage_report loss;                        ///< the replicas' losses added up
+  actors::stage_report loss;                        ///< the replicas' losses added up
   std::vector<std::optional<std::uint64_t>> digests; ///< per shard, --check-replicas
   std::vector<std::optional<double>> grad_sumsq;     ///< per shard, --clip-norm
   std::size_t sumsq_pending = 0;
@@ -91,7 +91,7 @@ struct worker_progress {
 /// how many are done, and their losses.
 struct step_part {
   int done = 0;
-  runtime::stage_report loss;
+  actors::stage_report loss;
 };
 
 /// Async and ssp parameter servers: the workers (replicas) run their own steps.
@@ -116,7 +116,7 @@ struct run_totals {
   std::int64_t replica_checks = 0;     ///< steps whose replicas were found identical
   std::int64_t digest_comparisons = 0; ///< digest pairs compared (replica r vs 0, per shard)
   nlohmann::json epoch_log = nlohmann::json::array();
-  std::vector<runtime::stage_report> stages; ///< per shard, training steps summed
+  std::vector<actors::stage_report> stages; ///< per shard, training steps summed
   std::optional<nlohmann::json> ps_stats;    ///< the ps shards' counters, once gathered
   runtime::trace_recorder trace;             ///< the trainer's own track (--trace)
   bool trace_written = false;

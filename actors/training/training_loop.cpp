@@ -119,7 +119,7 @@ double record_step(trainer_state& st) {
 }
 
 /// Adds a loss stage's report to the losses of the step it belongs to.
-void add_loss(trainer_state& st, const runtime::stage_report& r, bool independent) {
+void add_loss(trainer_state& st, const actors::stage_report& r, bool independent) {
   auto& sum = independent ? worker_loss(st, r.replica) : st.current.loss;
   sum.loss_sum += r.loss_sum;
   sum.correct += r.correct;
@@ -145,8 +145,8 @@ void start_step(trainer_actor* self) {
   st.current.batches.assign(loaders.size(), {});
   st.current.batches_pending = loaders.size();
   for (std::size_t r = 0; r < loaders.size(); ++r)
-    self->request(loaders[r], caf::infinite, runtime::next_batch_atom::value)
-        .then([self, r](runtime::batch_msg& b) {
+    self->request(loaders[r], caf::infinite, actors::next_batch_atom::value)
+        .then([self, r](actors::batch_msg& b) {
           auto& cur = self->state.current;
           cur.batches[r] = std::move(b);
           if (--cur.batches_pending == 0)
@@ -183,7 +183,7 @@ void step_completed(trainer_actor* self) {
     start_step(self);
 }
 
-void on_report(trainer_actor* self, runtime::stage_report& r) {
+void on_report(trainer_actor* self, actors::stage_report& r) {
   auto& st = self->state;
   const auto& g = st.grid;
   if (r.stage < 0 || r.stage >= g.depth || r.replica < 0 || r.replica >= g.replicas ||
@@ -245,7 +245,7 @@ void on_grad_sumsq(trainer_actor* self, std::int64_t step, std::int32_t stage, d
     total += *cur.grad_sumsq[k];
   st.totals.grad_norm = std::sqrt(total);
   for (const auto& s : st.cfg.stages)
-    self->send(s, runtime::clip_atom::value, step, total);
+    self->send(s, actors::clip_atom::value, step, total);
 }
 
 } // namespace troupe::actors::training

@@ -23,7 +23,7 @@ void step_completed(trainer_actor* self);
 void start_epoch_clock(trainer_state& st, std::int64_t epoch, std::int64_t batch);
 
 /// A shard's report of a step (training or evaluation).
-void on_report(trainer_actor* self, runtime::stage_report& r);
+void on_report(trainer_actor* self, actors::stage_report& r);
 
 /// Clipping: shard `stage`'s part of the step's global gradient norm. When
 /// every shard has sent its part, each gets the total (added in slot order,

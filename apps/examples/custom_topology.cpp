@@ -15,7 +15,7 @@
 #include "actors/cluster/job.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/plan_memory.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 using namespace troupe;
 
@@ -41,7 +41,7 @@ int main(int argc, char** argv) try {
   std::printf("%s", actors::describe(p, actors::memory_assumptions::of(opts)).c_str());
   std::fflush(stdout);
 
-  runtime::system_config cfg;
+  actors::system_config cfg;
   caf::actor_system sys{cfg};
   auto result = actors::run_training(sys, opts, p);
   const double loss = result.report.at("final_loss").get<double>();

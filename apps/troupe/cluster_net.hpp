@@ -14,7 +14,7 @@
 #include <caf/actor_system.hpp>
 
 #include "runtime/net/cluster_spec.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/net/security/tls_config.hpp"
 
 namespace troupe::apps {
@@ -40,7 +40,7 @@ std::optional<runtime::tls_files> resolve_security(const security_flags& f, cons
 
 /// A cluster process's actor system config: middleman, caf_openssl with the
 /// TLS files checked up front (configure_tls), heartbeats on (configure_liveness).
-class cluster_system_config : public runtime::system_config {
+class cluster_system_config : public actors::system_config {
 public:
   cluster_system_config(const std::optional<runtime::tls_files>& tls, const security_flags& f);
   bool tls() const noexcept { return tls_; }

@@ -14,8 +14,8 @@
 #include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps {
 
@@ -47,7 +47,7 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
   // A plain send: the supervisor's response promise answers it with a
   // normal message, so the down_msg of a dying supervisor is seen too. The
   // supervisor monitors this actor and aborts the job if the client goes away.
-  self->send(sup, runtime::run_atom::value, actors::to_json(o).dump());
+  self->send(sup, actors::run_atom::value, actors::to_json(o).dump());
   actors::job_result result;
   std::optional<std::string> failure;
   bool bad_input = false;
@@ -102,7 +102,7 @@ command_action add_train_command(CLI::App& app) {
     actors::job_result result;
     if (remote->supervisor.empty()) {
       // The supervisor logs the plan (a measured partition is only known there).
-      runtime::system_config cfg;
+      actors::system_config cfg;
       caf::actor_system sys{cfg};
       result = actors::run_training(sys, o);
     } else {

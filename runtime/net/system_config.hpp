@@ -12,30 +12,20 @@
 
 namespace troupe::runtime {
 
-/// Registers every message type of the training protocol (runtime/net/messages.hpp
-/// and the actors' own) under fixed names, and the tensor messages the courier
-/// may split in `registry`. Call exactly once per config.
-void register_message_types(caf::actor_system_config& cfg,
-                            transport::tensor_message_registry& registry);
-
-/// A hash of the registered type names, in registration order, and the
-/// protocol version: nodes compare it at join time so that mismatched builds
-/// are refused instead of exchanging empty messages.
-std::uint64_t message_types_hash();
-
-inline constexpr std::uint32_t protocol_version = 1;
-
-/// The actor system configuration every troupe process uses: message types,
-/// scheduler threads sized to the cores, and troupe's own options.
+/// The runtime's part of every troupe process's actor system configuration:
+/// scheduler threads sized to the cores, troupe's own options and the
+/// registry of tensor messages the courier may split. The message types come
+/// from the layer that defines them (actors::system_config registers the
+/// training protocol's).
 class system_config : public caf::actor_system_config {
 public:
   /// `scheduler_threads` 0 means one per core.
   explicit system_config(unsigned scheduler_threads = 0);
 
-  /// Registers one more tensor message after troupe's own (see
-  /// tensor_message_registry::add; also register Msg itself with
-  /// add_message_type): for a derived config's constructor, before an actor
-  /// system uses this config. Not part of message_types_hash.
+  /// Registers a tensor message (see tensor_message_registry::add; also
+  /// register Msg itself with add_message_type): for a derived config's
+  /// constructor, before an actor system uses this config. The order of
+  /// these calls is wire protocol (descriptor-frame tags).
   template <auto Payload>
   void add_tensor_message(std::string descriptor_name) {
     tensor_messages_->add<Payload>(*this, std::move(descriptor_name));
@@ -45,6 +35,10 @@ public:
   std::shared_ptr<const transport::tensor_message_registry> tensor_messages() const {
     return tensor_messages_;
   }
+
+protected:
+  /// For a derived config's constructor, registering its protocol.
+  transport::tensor_message_registry& tensor_message_registry_mut() { return *tensor_messages_; }
 
 private:
   std::shared_ptr<transport::tensor_message_registry> tensor_messages_;

@@ -15,8 +15,9 @@
 #include <caf/serializer.hpp>
 
 #include "runtime/error.hpp"
-#include "runtime/tensor.hpp"
+#include "runtime/named_tensors.hpp"
 #include "runtime/net/tensor_codec.hpp"
+#include "runtime/tensor.hpp"
 
 namespace troupe::runtime {
 
@@ -103,6 +104,12 @@ typename Inspector::result_type inspect(Inspector& f, tensor& x) {
                                 : std::string{"undefined"};
     return f(caf::meta::type_name("tensor"), d);
   }
+}
+
+/// Parameters or optimizer state by name, as CAF serialises them.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, named_tensors& x) {
+  return f(caf::meta::type_name("named_tensors"), x.names, x.tensors, x.meta_keys, x.meta_values);
 }
 
 } // namespace troupe::runtime

@@ -7,7 +7,7 @@
 #include <caf/actor_system.hpp>
 
 #include "actors/cluster/job.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 // Full MNIST runs with the CLI defaults (adam, lr 1e-3, batch 64, seed 0).
 // PyTorch with the same model, init, optimizer and batch reaches 97.3-97.4%
@@ -29,7 +29,7 @@ double accuracy_after(const std::string& model, int epochs, int stages) {
   o.epochs = epochs;
   o.stages = stages;
   o.progress = false;
-  runtime::system_config cfg;
+  actors::system_config cfg;
   caf::actor_system sys{cfg};
   auto r = actors::run_training(sys, o).report;
   std::printf("%s, %d epoch(s), %d stage(s): test accuracy %.4f, final loss %.4f, %.0f samples/s\n",

@@ -9,10 +9,11 @@
 #include <caf/message.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 
 using namespace troupe::runtime;
+using namespace troupe::actors;
 
 namespace {
 
@@ -100,7 +101,7 @@ BOOST_AUTO_TEST_CASE(malformed_tensor_bytes_are_rejected) {
 }
 
 BOOST_AUTO_TEST_CASE(the_cap_is_configurable_per_actor_system) {
-  system_config cfg;
+  troupe::actors::system_config cfg;
   cfg.set("troupe.max-tensor-bytes", std::uint64_t{1000});
   caf::actor_system sys{cfg};
   auto small = tensor::zeros(dtype::f32, {250});
@@ -114,7 +115,7 @@ BOOST_AUTO_TEST_CASE(the_cap_is_configurable_per_actor_system) {
 }
 
 BOOST_AUTO_TEST_CASE(every_protocol_type_is_registered_and_round_trips) {
-  system_config cfg;
+  troupe::actors::system_config cfg;
   caf::actor_system sys{cfg};
   for (const char* name : {"troupe::tensor", "troupe::activation_msg", "troupe::gradient_msg",
                            "troupe::labels_msg", "troupe::step_msg", "troupe::stage_report",
@@ -146,7 +147,7 @@ BOOST_AUTO_TEST_CASE(every_protocol_type_is_registered_and_round_trips) {
 }
 
 BOOST_AUTO_TEST_CASE(in_process_sends_share_storage_and_writers_copy) {
-  system_config cfg;
+  troupe::actors::system_config cfg;
   caf::actor_system sys{cfg};
   // The receiver keeps what it got and reports where its bytes live.
   // (An argument keeps CAF 0.17's function-actor factory away from a null

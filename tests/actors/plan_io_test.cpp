@@ -253,10 +253,10 @@ BOOST_AUTO_TEST_CASE(bad_plans_are_refused_naming_the_problem) {
 BOOST_AUTO_TEST_CASE(describe_lists_slots_groups_and_memory) {
   auto text = actors::describe(make(options(2, 2, 2)));
   BOOST_TEST(count(text, " tp ") >= 8u, text);
-  BOOST_TEST(text.find("replica 0 stage 1 tp 1: layers") != std::string::npos, text);
-  BOOST_TEST(text.find("replica 1 stage 0 tp 0: layers") != std::string::npos, text);
+  BOOST_TEST(text.find("replica 0 stage 1 tp rank 1: layers") != std::string::npos, text);
+  BOOST_TEST(text.find("replica 1 stage 0 tp rank 0: layers") != std::string::npos, text);
   BOOST_TEST(text.find("data-parallel groups") != std::string::npos, text);
-  BOOST_TEST(text.find("  stage 1 tp 1: local/cpu:3 local/cpu:7\n") != std::string::npos, text);
+  BOOST_TEST(text.find("  stage 1 tp rank 1: local/cpu:3 local/cpu:7\n") != std::string::npos, text);
   BOOST_TEST(text.find("tensor-parallel groups") != std::string::npos, text);
   BOOST_TEST(text.find("  replica 1 stage 0: local/cpu:4 local/cpu:5\n") != std::string::npos,
              text);

@@ -32,8 +32,8 @@
 #include "models/train/optimizer.hpp"
 #include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/telemetry/trace.hpp"
 #include "runtime/net/transport/auth.hpp"
 #include "runtime/net/transport/courier.hpp"
@@ -41,7 +41,7 @@
 using namespace troupe;
 using namespace troupe::actors;
 using namespace std::chrono_literals;
-using runtime::ps_msg;
+using actors::ps_msg;
 using runtime::tensor;
 
 namespace {
@@ -113,7 +113,7 @@ tensor flat(std::span<const ps_piece> pieces, const tensor_map& full) {
 ps_msg push_msg(const ps_assignment& a, int shard, int stage, int worker, std::int64_t step,
                 float lr, float scale, const tensor_map& grads) {
   ps_msg m;
-  m.kind = runtime::ps_push;
+  m.kind = actors::ps_push;
   m.step = step;
   m.worker = worker;
   m.stage = stage;
@@ -173,7 +173,7 @@ tensor_map scaled(const tensor_map& g, float scale) {
 // ---------------------------------------------------------------- actors
 
 struct fixture {
-  runtime::system_config cfg{2};
+  actors::system_config cfg{2};
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   small_model model;
@@ -202,7 +202,7 @@ struct fixture {
     return a;
   }
   void pull(const caf::actor& shard, int stage, int worker, std::int64_t step) {
-    self->send(shard, runtime::ps_pull_atom::value, std::int32_t{stage}, std::int32_t{worker}, step,
+    self->send(shard, actors::ps_pull_atom::value, std::int32_t{stage}, std::int32_t{worker}, step,
                caf::actor_cast<caf::actor>(self));
   }
   /// The next ps_msg, or nullopt after `limit`.
@@ -430,7 +430,7 @@ BOOST_FIXTURE_TEST_CASE(sync_sums_in_worker_order_and_serves_after_all_pushed, f
   std::set<int> answered;
   for (int i = 0; i < 2; ++i) {
     auto m = expect();
-    BOOST_TEST(m.kind == runtime::ps_params);
+    BOOST_TEST(m.kind == actors::ps_params);
     BOOST_TEST(m.step == 1);
     BOOST_TEST(m.stage == 0);
     BOOST_TEST(m.shard == 0);
@@ -445,8 +445,8 @@ BOOST_FIXTURE_TEST_CASE(sync_sums_in_worker_order_and_serves_after_all_pushed, f
   BOOST_TEST(m.version == 1);
   // Both shards' pieces reassemble to the reference; stage 1 is untouched.
   std::vector<runtime::named_tensors> parts{
-      ask<runtime::named_tensors>(s0, runtime::get_params_atom::value),
-      ask<runtime::named_tensors>(s1, runtime::get_params_atom::value)};
+      ask<runtime::named_tensors>(s0, actors::get_params_atom::value),
+      ask<runtime::named_tensors>(s1, actors::get_params_atom::value)};
   auto merged = merge_pieces(a, parts, model.shapes());
   auto init = model.init();
   BOOST_REQUIRE_EQUAL(merged.names.size(), init.size());
@@ -457,8 +457,8 @@ BOOST_FIXTURE_TEST_CASE(sync_sums_in_worker_order_and_serves_after_all_pushed, f
   }
   // The optimizer state, too (Adam's moments, by "<param>.<kind>").
   std::vector<runtime::named_tensors> states{
-      ask<runtime::named_tensors>(s0, runtime::get_state_atom::value),
-      ask<runtime::named_tensors>(s1, runtime::get_state_atom::value)};
+      ask<runtime::named_tensors>(s0, actors::get_state_atom::value),
+      ask<runtime::named_tensors>(s1, actors::get_state_atom::value)};
   auto merged_state = merge_pieces(a, states, model.shapes());
   auto ref_state = ref_opt->state();
   BOOST_REQUIRE_EQUAL(merged_state.names.size(), ref_state.size());
@@ -467,7 +467,7 @@ BOOST_FIXTURE_TEST_CASE(sync_sums_in_worker_order_and_serves_after_all_pushed, f
     BOOST_TEST(
         runtime::bitwise_equal(merged_state.tensors[i], ref_by_name.at(merged_state.names[i])),
         merged_state.names[i]);
-  auto st = ask<runtime::ps_stats>(s0, runtime::ps_stats_atom::value);
+  auto st = ask<actors::ps_stats>(s0, actors::ps_stats_atom::value);
   BOOST_TEST(st.shard == 0);
   BOOST_TEST(st.pushes == 3u);
   BOOST_TEST(st.pulls == 3u);
@@ -511,7 +511,7 @@ BOOST_FIXTURE_TEST_CASE(async_applies_every_push_on_arrival, fixture) {
   self->send(s, push_msg(a, 0, 0, 0, 1, lr, scale, grads_of(model, 0, 0, 1)));
   pull(s, 0, 0, 2);
   BOOST_TEST(expect().version == 3);
-  auto st = ask<runtime::ps_stats>(s, runtime::ps_stats_atom::value);
+  auto st = ask<actors::ps_stats>(s, actors::ps_stats_atom::value);
   BOOST_TEST(st.updates == 3u);
   BOOST_TEST(st.pushes == 3u);
   BOOST_TEST(st.max_gap == 1); // worker 0 pulled step 2 while worker 1 had pushed 1 step
@@ -543,7 +543,7 @@ BOOST_FIXTURE_TEST_CASE(ssp_holds_a_fast_worker_k_steps_ahead, fixture) {
   BOOST_TEST(m3.worker == 0);
   BOOST_TEST(m3.step == 3);
   BOOST_TEST(m3.version == 4);
-  auto st = ask<runtime::ps_stats>(s, runtime::ps_stats_atom::value);
+  auto st = ask<actors::ps_stats>(s, actors::ps_stats_atom::value);
   BOOST_TEST(st.max_gap == 2); // == K, never more
   BOOST_TEST(st.updates == 4u);
   // The slow worker itself is never held.
@@ -551,7 +551,7 @@ BOOST_FIXTURE_TEST_CASE(ssp_holds_a_fast_worker_k_steps_ahead, fixture) {
   BOOST_TEST(expect().worker == 1);
   // The timeline: pushes, updates and pulls on the shard's own track.
   auto events =
-      runtime::trace_events_from_json_text(ask<std::string>(s, runtime::get_trace_atom::value));
+      runtime::trace_events_from_json_text(ask<std::string>(s, actors::get_trace_atom::value));
   std::map<std::string, int> count;
   for (const auto& e : events) {
     ++count[e.name];
@@ -659,7 +659,7 @@ BOOST_FIXTURE_TEST_CASE(merge_pieces_reassembles_every_shard_bitwise, fixture) {
   std::vector<runtime::named_tensors> parts;
   for (int s = 0; s < 3; ++s) {
     shards.push_back(spawn(config(a, s, 1, ps_mode::sync, {{"type", "sgd"}})));
-    parts.push_back(ask<runtime::named_tensors>(shards.back(), runtime::get_params_atom::value));
+    parts.push_back(ask<runtime::named_tensors>(shards.back(), actors::get_params_atom::value));
   }
   auto merged = merge_pieces(a, parts, model.shapes());
   auto init = model.init();
@@ -696,8 +696,8 @@ BOOST_FIXTURE_TEST_CASE(merge_pieces_reassembles_every_shard_bitwise, fixture) {
     other.tensors.push_back(values(p.value.shape(), 4.f));
   }
   auto fresh = spawn(config(a, 1, 1, ps_mode::sync, {{"type", "sgd"}}));
-  BOOST_TEST(ask<bool>(fresh, runtime::set_params_atom::value, split_pieces(a, 1, other)));
-  auto back = ask<runtime::named_tensors>(fresh, runtime::get_params_atom::value);
+  BOOST_TEST(ask<bool>(fresh, actors::set_params_atom::value, split_pieces(a, 1, other)));
+  auto back = ask<runtime::named_tensors>(fresh, actors::get_params_atom::value);
   auto want = split_pieces(a, 1, other);
   BOOST_REQUIRE_EQUAL(back.names.size(), want.names.size());
   for (std::size_t i = 0; i < want.names.size(); ++i) {
@@ -709,7 +709,7 @@ BOOST_FIXTURE_TEST_CASE(merge_pieces_reassembles_every_shard_bitwise, fixture) {
   partial.names.pop_back();
   partial.tensors.pop_back();
   bool refused = false;
-  self->request(fresh, caf::infinite, runtime::set_params_atom::value, partial)
+  self->request(fresh, caf::infinite, actors::set_params_atom::value, partial)
       .receive([](bool) {}, [&](caf::error&) { refused = true; });
   BOOST_TEST(refused);
 }
@@ -721,16 +721,16 @@ BOOST_FIXTURE_TEST_CASE(optimizer_state_resumes_on_a_fresh_shard, fixture) {
   self->send(trained, push_msg(a, 0, 0, 0, 0, 0.01f, 1.f, grads_of(model, 0, 0, 0)));
   pull(trained, 0, 0, 1);
   expect();
-  auto params = ask<runtime::named_tensors>(trained, runtime::get_params_atom::value);
-  auto state = ask<runtime::named_tensors>(trained, runtime::get_state_atom::value);
+  auto params = ask<runtime::named_tensors>(trained, actors::get_params_atom::value);
+  auto state = ask<runtime::named_tensors>(trained, actors::get_state_atom::value);
   BOOST_TEST(!state.names.empty());
   // A shard resumed at step 1 with that state applies step 1 exactly as the
   // original does.
   auto c = config(a, 0, 1, ps_mode::sync, opt);
   c.first_step = 1;
   auto resumed = spawn(c);
-  BOOST_TEST(ask<bool>(resumed, runtime::set_params_atom::value, params));
-  BOOST_TEST(ask<bool>(resumed, runtime::set_state_atom::value, state));
+  BOOST_TEST(ask<bool>(resumed, actors::set_params_atom::value, params));
+  BOOST_TEST(ask<bool>(resumed, actors::set_state_atom::value, state));
   auto g1 = grads_of(model, 0, 0, 1);
   for (const auto& s : {trained, resumed})
     self->send(s, push_msg(a, 0, 0, 0, 1, 0.01f, 1.f, g1));
@@ -743,7 +743,7 @@ BOOST_FIXTURE_TEST_CASE(optimizer_state_resumes_on_a_fresh_shard, fixture) {
   BOOST_TEST(runtime::bitwise_equal(x.data, y.data));
   // After the first push, resuming is refused.
   bool refused = false;
-  self->request(resumed, caf::infinite, runtime::set_params_atom::value, params)
+  self->request(resumed, caf::infinite, actors::set_params_atom::value, params)
       .receive([](bool) {}, [&](caf::error&) { refused = true; });
   BOOST_TEST(refused);
 }
@@ -773,7 +773,7 @@ BOOST_FIXTURE_TEST_CASE(client_packs_and_unpacks_across_shards, fixture) {
   std::set<int> pushed;
   for (std::size_t i = 0; i < c.holders().size(); ++i) {
     auto m = expect();
-    BOOST_TEST(m.kind == runtime::ps_push);
+    BOOST_TEST(m.kind == actors::ps_push);
     BOOST_TEST(m.step == 5);
     BOOST_TEST(m.worker == 1);
     BOOST_TEST(m.stage == 0);
@@ -788,7 +788,7 @@ BOOST_FIXTURE_TEST_CASE(client_packs_and_unpacks_across_shards, fixture) {
   BOOST_TEST(!c.ready());
   for (std::size_t i = 0; i < c.holders().size(); ++i)
     self->receive(
-        [&](runtime::ps_pull_atom, std::int32_t stage, std::int32_t worker, std::int64_t step,
+        [&](actors::ps_pull_atom, std::int32_t stage, std::int32_t worker, std::int64_t step,
             caf::actor reply_to) {
           BOOST_TEST(stage == 0);
           BOOST_TEST(worker == 1);
@@ -804,7 +804,7 @@ BOOST_FIXTURE_TEST_CASE(client_packs_and_unpacks_across_shards, fixture) {
   auto holders = c.holders();
   for (auto it = holders.rbegin(); it != holders.rend(); ++it) {
     ps_msg r;
-    r.kind = runtime::ps_params;
+    r.kind = actors::ps_params;
     r.step = 6;
     r.worker = 1;
     r.stage = 0;
@@ -834,7 +834,7 @@ BOOST_FIXTURE_TEST_CASE(client_packs_and_unpacks_across_shards, fixture) {
   // Replies that do not match the request are refused.
   c.request(7);
   ps_msg wrong;
-  wrong.kind = runtime::ps_params;
+  wrong.kind = actors::ps_params;
   wrong.step = 8;
   wrong.worker = 1;
   wrong.stage = 0;
@@ -849,7 +849,7 @@ BOOST_FIXTURE_TEST_CASE(client_packs_and_unpacks_across_shards, fixture) {
   BOOST_CHECK_THROW(c.push(7, std::span(ptrs).first(1), 0.1f, 1.f), runtime::input_error);
   for (std::size_t i = 0; i < holders.size(); ++i) // the pulls of step 7
     self->receive(
-        [](runtime::ps_pull_atom, std::int32_t, std::int32_t, std::int64_t, caf::actor) {},
+        [](actors::ps_pull_atom, std::int32_t, std::int32_t, std::int64_t, caf::actor) {},
         caf::after(5s) >> [] { BOOST_FAIL("no pull"); });
   // A stage without parameters has no shards: nothing to send, ready at once.
   auto empty = assign_parameters({{"x", 0, 4}}, 2, 1 << 20);
@@ -915,7 +915,7 @@ BOOST_FIXTURE_TEST_CASE(ps_messages_are_registered_and_round_trip, fixture) {
     BOOST_TEST(sys.types().make_value(name) != nullptr, name);
   auto x = values({1000}, 3.f);
   ps_msg m;
-  m.kind = runtime::ps_params;
+  m.kind = actors::ps_params;
   m.step = 12;
   m.worker = 3;
   m.stage = 2;
@@ -924,7 +924,7 @@ BOOST_FIXTURE_TEST_CASE(ps_messages_are_registered_and_round_trip, fixture) {
   m.lr = 0.5f;
   m.scale = 0.25f;
   m.data = x;
-  runtime::ps_stats st;
+  actors::ps_stats st;
   st.shard = 1;
   st.max_gap = 3;
   st.apply_seconds = 1.5;
@@ -937,9 +937,9 @@ BOOST_FIXTURE_TEST_CASE(ps_messages_are_registered_and_round_trip, fixture) {
   caf::message back;
   caf::binary_deserializer source{sys, buf};
   BOOST_REQUIRE(!source(back));
-  BOOST_REQUIRE((back.match_elements<ps_msg, runtime::ps_stats>()));
+  BOOST_REQUIRE((back.match_elements<ps_msg, actors::ps_stats>()));
   const auto& b = back.get_as<ps_msg>(0);
-  BOOST_TEST(b.kind == runtime::ps_params);
+  BOOST_TEST(b.kind == actors::ps_params);
   BOOST_TEST(b.step == 12);
   BOOST_TEST(b.worker == 3);
   BOOST_TEST(b.stage == 2);
@@ -948,7 +948,7 @@ BOOST_FIXTURE_TEST_CASE(ps_messages_are_registered_and_round_trip, fixture) {
   BOOST_TEST(b.lr == 0.5f);
   BOOST_TEST(b.scale == 0.25f);
   BOOST_TEST(runtime::bitwise_equal(b.data, x));
-  const auto& bs = back.get_as<runtime::ps_stats>(1);
+  const auto& bs = back.get_as<actors::ps_stats>(1);
   BOOST_TEST(bs.max_gap == 3);
   BOOST_TEST(bs.apply_seconds == 1.5);
   BOOST_TEST(bs.bytes_out == 77u);
@@ -958,9 +958,9 @@ BOOST_FIXTURE_TEST_CASE(ps_messages_are_registered_and_round_trip, fixture) {
 
 namespace {
 
-class node_config : public runtime::system_config {
+class node_config : public actors::system_config {
 public:
-  node_config() : runtime::system_config(2) { load<caf::io::middleman>(); }
+  node_config() : actors::system_config(2) { load<caf::io::middleman>(); }
 };
 
 /// One "process": an actor system with middleman and a courier.

@@ -11,7 +11,7 @@
 #include <caf/actor_system.hpp>
 
 #include "actors/cluster/job.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace troupe::actors::test {
 
@@ -29,7 +29,7 @@ inline train_options quick(std::string model = "mlp") {
 
 /// Runs one training job to its end, as `troupe train` does.
 inline job_result train(const train_options& o) {
-  runtime::system_config cfg;
+  actors::system_config cfg;
   caf::actor_system sys{cfg};
   return run_training(sys, o);
 }

@@ -17,7 +17,7 @@
 #include "actors/pipeline/layer_shard.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 using namespace troupe;
 namespace fs = std::filesystem;
@@ -56,7 +56,7 @@ BOOST_AUTO_TEST_CASE(a_traced_pipeline_has_every_action_on_its_stage_track) {
   o.trace_file = file.string();
   const auto before = unix_ns();
   {
-    runtime::system_config cfg;
+    actors::system_config cfg;
     caf::actor_system sys{cfg};
     auto r = actors::run_training(sys, o);
     BOOST_TEST(r.report.at("config").at("trace_file") == file.string());
@@ -170,7 +170,7 @@ BOOST_AUTO_TEST_CASE(an_unwritable_trace_file_is_refused_before_training) {
   o.progress = false;
   o.threads = 1;
   o.trace_file = (dir / "not-a-dir" / "t.json").string();
-  runtime::system_config cfg;
+  actors::system_config cfg;
   caf::actor_system sys{cfg};
   BOOST_CHECK_THROW(actors::run_training(sys, o), runtime::input_error);
   o.trace_file = dir.string() + "/";

@@ -244,9 +244,9 @@ fi
 # exactly that topology.
 expect 0 "memory per device" -- plan --pp 2 --tp 2 --dp 2
 out=$(timeout 120 "$troupe" plan --pp 2 --tp 2 --dp 2 --data /nonexistent 2>&1)
-if [[ $(grep -cE '^replica [01] stage [01] tp [01]: layers' <<<"$out") -ne 8 ]] ||
+if [[ $(grep -cE '^replica [01] stage [01] tp rank [01]: layers' <<<"$out") -ne 8 ]] ||
   ! grep -q '^data-parallel groups' <<<"$out" || ! grep -q '^tensor-parallel groups' <<<"$out" ||
-  ! grep -q '^  stage 1 tp 1: local/cpu:3 local/cpu:7$' <<<"$out" ||
+  ! grep -q '^  stage 1 tp rank 1: local/cpu:3 local/cpu:7$' <<<"$out" ||
   ! grep -q '^  replica 1 stage 0: local/cpu:4 local/cpu:5$' <<<"$out"; then
   echo "FAIL: troupe plan --pp 2 --tp 2 --dp 2 does not show 8 layer shards and their groups:"
   echo "$out" | sed 's/^/    /'

@@ -19,7 +19,7 @@
 #include "runtime/net/security/certs.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/security/node_identity.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace a = troupe::actors;
 namespace rt = troupe::runtime;
@@ -30,7 +30,7 @@ namespace {
 struct fixture {
   troupe::test::temp_dir dir;
   rt::tls_files node_a, node_b;
-  rt::system_config cfg;
+  troupe::actors::system_config cfg;
   caf::actor_system sys{cfg};
   caf::actor sup;
 
@@ -57,7 +57,7 @@ struct fixture {
   }
 
   std::string hello(const std::string& name) {
-    return ask(a::hello_atom::value, rt::protocol_version, rt::message_types_hash(), name);
+    return ask(a::hello_atom::value, troupe::actors::protocol_version, troupe::actors::message_types_hash(), name);
   }
 
   /// A join message for `name`, signed with `files`.
@@ -83,11 +83,11 @@ struct fixture {
 } // namespace
 
 BOOST_FIXTURE_TEST_CASE(a_mismatched_build_is_refused_with_the_reason, fixture) {
-  auto r = ask(a::hello_atom::value, rt::protocol_version + 1, rt::message_types_hash(),
+  auto r = ask(a::hello_atom::value, troupe::actors::protocol_version + 1, troupe::actors::message_types_hash(),
                std::string{"a"});
   BOOST_TEST(r.find("refused") == 0);
   BOOST_TEST(r.find("protocol version") != std::string::npos, r);
-  r = ask(a::hello_atom::value, rt::protocol_version, rt::message_types_hash() ^ 1,
+  r = ask(a::hello_atom::value, troupe::actors::protocol_version, troupe::actors::message_types_hash() ^ 1,
           std::string{"a"});
   BOOST_TEST(r.find("different message types") != std::string::npos, r);
   BOOST_TEST(hello("a").find("nonce") != std::string::npos);

@@ -47,8 +47,8 @@
 
 #include "runtime/net/security/certs.hpp"
 #include "runtime/error.hpp"
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/net/security/tls_config.hpp"
 #include "../loopback.hpp"
 
@@ -115,10 +115,10 @@ const cluster_certs& certs() {
 
 /// The configuration of one TLS node: troupe's config plus the middleman and
 /// caf_openssl's manager, TLS files checked and set, optional liveness.
-class tls_node_config : public rt::system_config {
+class tls_node_config : public troupe::actors::system_config {
 public:
   explicit tls_node_config(const rt::tls_files& files, bool liveness = false)
-      : rt::system_config(2) {
+      : troupe::actors::system_config(2) {
     load<caf::io::middleman>();
     load<caf::openssl::manager>();
     rt::configure_tls(*this, files);
@@ -129,9 +129,9 @@ public:
 
 /// A node that sets caf_openssl's options directly, skipping configure_tls's
 /// checks: what a rogue node with a foreign certificate would run.
-class raw_tls_config : public rt::system_config {
+class raw_tls_config : public troupe::actors::system_config {
 public:
-  explicit raw_tls_config(const rt::tls_files& files) : rt::system_config(2) {
+  explicit raw_tls_config(const rt::tls_files& files) : troupe::actors::system_config(2) {
     load<caf::io::middleman>();
     load<caf::openssl::manager>();
     openssl_certificate = files.certificate.string();
@@ -157,7 +157,7 @@ struct tls_node {
 /// Replies to an activation_msg with the same message and counts them.
 caf::behavior echo(caf::event_based_actor*, std::shared_ptr<std::atomic<int>> count) {
   return {
-      [count](rt::activation_msg& m) {
+      [count](troupe::actors::activation_msg& m) {
         ++*count;
         m.step += 1;
         return m;
@@ -165,8 +165,8 @@ caf::behavior echo(caf::event_based_actor*, std::shared_ptr<std::atomic<int>> co
   };
 }
 
-rt::activation_msg sample_message() {
-  rt::activation_msg m;
+troupe::actors::activation_msg sample_message() {
+  troupe::actors::activation_msg m;
   m.step = 41;
   m.mb = 3;
   m.sample_offset = 64;
@@ -182,7 +182,7 @@ void exchange(caf::actor_system& sys, const caf::actor& remote) {
   auto t0 = clock_type::now();
   self->request(remote, std::chrono::seconds(5), sent)
       .receive(
-          [&](rt::activation_msg& r) {
+          [&](troupe::actors::activation_msg& r) {
             got = true;
             BOOST_CHECK_EQUAL(r.step, sent.step + 1);
             BOOST_CHECK_EQUAL(r.mb, sent.mb);
@@ -389,7 +389,7 @@ BOOST_AUTO_TEST_CASE(generated_certificates_validate) {
   ::chmod(again.key.c_str(), 0640);
   BOOST_CHECK_THROW(rt::validate_tls_files(again), rt::input_error);
   // Liveness arguments.
-  rt::system_config cfg{1};
+  troupe::actors::system_config cfg{1};
   BOOST_CHECK_THROW(rt::configure_liveness(cfg, 1000ms, 200ms), rt::input_error);
   BOOST_CHECK_NO_THROW(rt::configure_liveness(cfg, 200ms, 1000ms));
 }
@@ -436,7 +436,7 @@ BOOST_AUTO_TEST_CASE(foreign_certificates_are_rejected) {
   try_connect(c.rogue_trusting_ca1, "foreign cert trusting cluster CA");
   // A node without any certificate (caf_openssl's anonymous mode).
   {
-    rt::system_config anon_cfg{2};
+    troupe::actors::system_config anon_cfg{2};
     anon_cfg.load<caf::io::middleman>();
     anon_cfg.load<caf::openssl::manager>();
     caf::actor_system anon{anon_cfg};
@@ -512,7 +512,7 @@ BOOST_AUTO_TEST_CASE(plain_client_on_tls_port_gets_nothing) {
 /// the process allocate the claimed length, which is why troupe's CAF ports
 /// use TLS (or stay on loopback). 128 MiB keeps the control cheap.
 BOOST_AUTO_TEST_CASE(control_plain_caf_port_allocates_claimed_length) {
-  rt::system_config cfg{2};
+  troupe::actors::system_config cfg{2};
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   auto count = std::make_shared<std::atomic<int>>(0);

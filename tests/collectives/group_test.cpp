@@ -17,8 +17,8 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/collectives/collective_group.hpp"
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 
 using namespace troupe;
 using runtime::tensor;
@@ -72,7 +72,7 @@ tensor slice(const tensor& t, coll::chunk c) {
 }
 
 struct fixture {
-  runtime::system_config cfg{2};
+  actors::system_config cfg{2};
   caf::actor_system sys{cfg};
   std::vector<std::vector<caf::actor>> groups;
 
@@ -111,11 +111,11 @@ struct fixture {
     return out;
   }
 
-  runtime::collective_stats stats(const caf::actor& rank) {
+  actors::collective_stats stats(const caf::actor& rank) {
     caf::scoped_actor self{sys};
-    runtime::collective_stats s;
-    self->request(rank, std::chrono::seconds(10), runtime::coll_stats_atom::value)
-      .receive([&](runtime::collective_stats& x) { s = x; },
+    actors::collective_stats s;
+    self->request(rank, std::chrono::seconds(10), actors::coll_stats_atom::value)
+      .receive([&](actors::collective_stats& x) { s = x; },
                [&](caf::error& e) { BOOST_FAIL(sys.render(e)); });
     return s;
   }
@@ -129,8 +129,8 @@ void check_allreduce(fixture& f, coll::allreduce_algo algo, std::size_t segment_
     for (auto numel : sizes) {
       auto xs = inputs(n, numel, static_cast<std::uint32_t>(numel + n));
       auto ref = reference_sum(xs);
-      auto a = f.run(g1, runtime::allreduce_atom::value, ++op, xs);
-      auto b = f.run(g2, runtime::allreduce_atom::value, ++op, xs);
+      auto a = f.run(g1, actors::allreduce_atom::value, ++op, xs);
+      auto b = f.run(g2, actors::allreduce_atom::value, ++op, xs);
       for (int r = 0; r < n; ++r) {
         BOOST_REQUIRE(a[r].defined());
         BOOST_TEST(a[r].shape() == xs[r].shape());
@@ -169,9 +169,9 @@ BOOST_AUTO_TEST_CASE(automatic_choice_agrees_with_the_forced_algorithms) {
   auto tree = group(4, coll::allreduce_algo::tree);
   for (auto numel : sizes) {
     auto xs = inputs(4, numel, 99);
-    auto a = run(aut, runtime::allreduce_atom::value, 1, xs);
+    auto a = run(aut, actors::allreduce_atom::value, 1, xs);
     bool small = static_cast<std::size_t>(numel) * 4 < coll::default_tree_threshold_bytes;
-    auto b = run(small ? tree : ring, runtime::allreduce_atom::value, 1, xs);
+    auto b = run(small ? tree : ring, actors::allreduce_atom::value, 1, xs);
     BOOST_TEST(runtime::bitwise_equal(a[0], b[0]), "numel=" << numel);
   }
 }
@@ -182,8 +182,8 @@ BOOST_AUTO_TEST_CASE(summation_order_is_visible_so_bitwise_checks_mean_something
   auto ring = group(5, coll::allreduce_algo::ring);
   auto tree = group(5, coll::allreduce_algo::tree);
   auto xs = inputs(5, (1 << 20) + 3, 3);
-  auto a = run(ring, runtime::allreduce_atom::value, 1, xs);
-  auto b = run(tree, runtime::allreduce_atom::value, 1, xs);
+  auto a = run(ring, actors::allreduce_atom::value, 1, xs);
+  auto b = run(tree, actors::allreduce_atom::value, 1, xs);
   BOOST_TEST(!runtime::bitwise_equal(a[0], b[0]));
   BOOST_TEST(runtime::relative_difference(a[0], b[0]) < 1e-6);
 }
@@ -194,11 +194,11 @@ BOOST_AUTO_TEST_CASE(in_process_timing) {
     for (auto algo : {coll::allreduce_algo::ring, coll::allreduce_algo::tree}) {
       auto g = group(n, algo);
       auto xs = inputs(n, 1 << 20, 1);
-      run(g, runtime::allreduce_atom::value, 0, xs);
+      run(g, actors::allreduce_atom::value, 0, xs);
       const int reps = 10;
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 1; i <= reps; ++i)
-        run(g, runtime::allreduce_atom::value, i, xs);
+        run(g, actors::allreduce_atom::value, i, xs);
       auto dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       BOOST_TEST_MESSAGE("4 MiB all-reduce, n=" << n << ", " << coll::to_string(algo) << ": "
                                                 << dt / reps * 1e3 << " ms");
@@ -214,7 +214,7 @@ BOOST_AUTO_TEST_CASE(broadcast_from_every_root) {
       for (int root : {0, n - 1, n / 2}) {
         std::vector<tensor> xs(static_cast<std::size_t>(n));
         xs[static_cast<std::size_t>(root)] = random_tensor(numel, 7);
-        auto out = run(g, runtime::broadcast_atom::value, ++op, xs, std::int32_t{root});
+        auto out = run(g, actors::broadcast_atom::value, ++op, xs, std::int32_t{root});
         for (int r = 0; r < n; ++r)
           BOOST_TEST(runtime::bitwise_equal(out[r], xs[static_cast<std::size_t>(root)]),
                      "n=" << n << " root=" << root << " rank=" << r);
@@ -229,9 +229,9 @@ BOOST_AUTO_TEST_CASE(reduce_scatter_and_all_gather) {
     for (auto numel : sizes) {
       auto xs = inputs(n, numel, static_cast<std::uint32_t>(3 * numel + n));
       auto ref = reference_sum(xs);
-      auto full = run(g, runtime::allreduce_atom::value, ++op, xs);
+      auto full = run(g, actors::allreduce_atom::value, ++op, xs);
       auto chunks = coll::partition(numel, n);
-      auto rs = run(g, runtime::reduce_scatter_atom::value, ++op, xs);
+      auto rs = run(g, actors::reduce_scatter_atom::value, ++op, xs);
       for (int r = 0; r < n; ++r) {
         auto c = chunks[static_cast<std::size_t>(r)];
         BOOST_REQUIRE_EQUAL(rs[r].numel(), c.count);
@@ -241,7 +241,7 @@ BOOST_AUTO_TEST_CASE(reduce_scatter_and_all_gather) {
           BOOST_TEST(runtime::relative_difference(rs[r], slice(ref, c)) < 1e-6);
       }
       // all_gather is the inverse of reduce_scatter (chunks of unequal size).
-      auto ag = run(g, runtime::all_gather_atom::value, ++op, rs);
+      auto ag = run(g, actors::all_gather_atom::value, ++op, rs);
       for (int r = 0; r < n; ++r)
         BOOST_TEST(runtime::bitwise_equal(ag[r], full[0]), "n=" << n << " numel=" << numel);
     }
@@ -253,7 +253,7 @@ BOOST_AUTO_TEST_CASE(all_gather_concatenates_along_dim0) {
   std::vector<tensor> xs;
   for (int r = 0; r < 3; ++r)
     xs.push_back(random_tensor(2 * 5, static_cast<std::uint32_t>(r)).reshape({2, 5}));
-  auto out = run(g, runtime::all_gather_atom::value, 1, xs);
+  auto out = run(g, actors::all_gather_atom::value, 1, xs);
   for (int r = 0; r < 3; ++r) {
     BOOST_TEST(out[r].shape() == (runtime::shape_t{6, 5}));
     BOOST_TEST(std::memcmp(out[r].data<float>() + 10 * r, xs[r].data<float>(), 40) == 0);
@@ -265,7 +265,7 @@ BOOST_AUTO_TEST_CASE(ring_bytes_sent_per_rank) {
   for (int n = 2; n <= 5; ++n) {
     auto g = group(n, coll::allreduce_algo::ring);
     auto xs = inputs(n, numel, 5);
-    run(g, runtime::allreduce_atom::value, 1, xs);
+    run(g, actors::allreduce_atom::value, 1, xs);
     double expect = 2.0 * (n - 1) / n * static_cast<double>(xs[0].nbytes());
     for (int r = 0; r < n; ++r) {
       auto s = stats(g[static_cast<std::size_t>(r)]);
@@ -294,7 +294,7 @@ BOOST_AUTO_TEST_CASE(concurrent_ops_in_any_order_stay_deterministic) {
       int o = (r % 2 == 0) ? (i + r) % ops : ops - 1 - i;
       pending.emplace_back(o, r,
                            self->request(g[static_cast<std::size_t>(r)], std::chrono::seconds(30),
-                                         runtime::allreduce_atom::value, std::int64_t{100 + o},
+                                         actors::allreduce_atom::value, std::int64_t{100 + o},
                                          xs[o][r]));
     }
   for (auto& [o, r, h] : pending)
@@ -302,7 +302,7 @@ BOOST_AUTO_TEST_CASE(concurrent_ops_in_any_order_stay_deterministic) {
               [&](caf::error& e) { BOOST_FAIL(sys.render(e)); });
   auto g2 = group(n, coll::allreduce_algo::automatic, std::size_t{64} << 10);
   for (int o = 0; o < ops; ++o) {
-    auto again = run(g2, runtime::allreduce_atom::value, o, xs[o]);
+    auto again = run(g2, actors::allreduce_atom::value, o, xs[o]);
     for (int r = 0; r < n; ++r)
       BOOST_TEST(runtime::bitwise_equal(out[o][r], again[0]), "op " << o << " rank " << r);
     BOOST_TEST(runtime::relative_difference(again[0], reference_sum(xs[o])) < 1e-6);
@@ -312,9 +312,9 @@ BOOST_AUTO_TEST_CASE(concurrent_ops_in_any_order_stay_deterministic) {
 BOOST_AUTO_TEST_CASE(mismatched_sizes_fail_instead_of_mixing) {
   auto g = group(2, coll::allreduce_algo::tree);
   caf::scoped_actor self{sys};
-  auto h0 = self->request(g[0], std::chrono::seconds(5), runtime::allreduce_atom::value,
+  auto h0 = self->request(g[0], std::chrono::seconds(5), actors::allreduce_atom::value,
                           std::int64_t{1}, random_tensor(7, 1));
-  auto h1 = self->request(g[1], std::chrono::seconds(5), runtime::allreduce_atom::value,
+  auto h1 = self->request(g[1], std::chrono::seconds(5), actors::allreduce_atom::value,
                           std::int64_t{1}, random_tensor(8, 2));
   for (auto* h : {&h0, &h1})
     h->receive([](tensor&) { BOOST_FAIL("mismatched all-reduce succeeded"); },
@@ -331,7 +331,7 @@ BOOST_AUTO_TEST_CASE(a_bad_request_on_one_rank_fails_the_group_instead_of_hangin
   std::vector<caf::response_handle<caf::blocking_actor, caf::message, true>> pending;
   for (int r = 0; r < 3; ++r)
     pending.push_back(self->request(g[static_cast<std::size_t>(r)], std::chrono::seconds(10),
-                                    runtime::allreduce_atom::value, std::int64_t{1},
+                                    actors::allreduce_atom::value, std::int64_t{1},
                                     r == 2 ? tensor::zeros(runtime::dtype::f64, {1000})
                                            : random_tensor(1000, 1)));
   for (auto& h : pending)
@@ -354,7 +354,7 @@ BOOST_AUTO_TEST_CASE(a_dead_rank_fails_the_others_within_two_seconds) {
     for (int r = 0; r < n; ++r)
       if (r != victim)
         pending.push_back(self->request(g[static_cast<std::size_t>(r)], std::chrono::seconds(10),
-                                        runtime::allreduce_atom::value, std::int64_t{1},
+                                        actors::allreduce_atom::value, std::int64_t{1},
                                         xs[static_cast<std::size_t>(r)]));
     // The others are now blocked in the collective, waiting for the victim.
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -375,10 +375,10 @@ BOOST_AUTO_TEST_CASE(a_dead_rank_fails_the_others_within_two_seconds) {
 }
 
 BOOST_AUTO_TEST_CASE(collective_messages_are_registered_and_round_trip) {
-  runtime::collective_msg m;
+  actors::collective_msg m;
   m.op = 42;
-  m.kind = runtime::collective_kind::allreduce_tree;
-  m.payload = runtime::collective_payload::whole_input;
+  m.kind = actors::collective_kind::allreduce_tree;
+  m.payload = actors::collective_payload::whole_input;
   m.root = 3;
   m.step = 5;
   m.block = 2;
@@ -386,7 +386,7 @@ BOOST_AUTO_TEST_CASE(collective_messages_are_registered_and_round_trip) {
   m.from = 4;
   m.total = 1000;
   m.data = random_tensor(250, 9);
-  runtime::collective_stats st{1, 4, 123, 7, 2};
+  actors::collective_stats st{1, 4, 123, 7, 2};
   std::vector<char> buf;
   {
     caf::binary_serializer sink{sys, buf};
@@ -397,13 +397,13 @@ BOOST_AUTO_TEST_CASE(collective_messages_are_registered_and_round_trip) {
   caf::message back;
   caf::binary_deserializer source{sys, buf};
   BOOST_REQUIRE(!source(back));
-  BOOST_REQUIRE((back.match_elements<runtime::collective_msg, runtime::collective_stats>()));
-  const auto& x = back.get_as<runtime::collective_msg>(0);
-  BOOST_TEST((x.op == 42 && x.kind == runtime::collective_kind::allreduce_tree &&
-              x.payload == runtime::collective_payload::whole_input && x.root == 3 &&
+  BOOST_REQUIRE((back.match_elements<actors::collective_msg, actors::collective_stats>()));
+  const auto& x = back.get_as<actors::collective_msg>(0);
+  BOOST_TEST((x.op == 42 && x.kind == actors::collective_kind::allreduce_tree &&
+              x.payload == actors::collective_payload::whole_input && x.root == 3 &&
               x.step == 5 && x.block == 2 && x.segment == 1 && x.from == 4 && x.total == 1000));
   BOOST_TEST(runtime::bitwise_equal(x.data, m.data));
-  const auto& y = back.get_as<runtime::collective_stats>(1);
+  const auto& y = back.get_as<actors::collective_stats>(1);
   BOOST_TEST((y.rank == 1 && y.size == 4 && y.bytes_sent == 123u && y.messages_sent == 7u &&
               y.ops_completed == 2u));
 }

@@ -22,7 +22,7 @@
 #include "actors/collectives/nccl_op_header.hpp"
 #include "actors/collectives/nccl_padding.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/tensor.hpp"
 
 // How Boost.Test prints the values it compares.
@@ -363,7 +363,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(spawning)
 
 BOOST_AUTO_TEST_CASE(spawning_where_nccl_cannot_run_is_a_clear_error) {
-  runtime::system_config cfg{2};
+  actors::system_config cfg{2};
   caf::actor_system sys{cfg};
   actors::nccl_rank_config rc;
   rc.rank = 0;

@@ -44,8 +44,8 @@
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/collective_mesh.hpp"
 #include "apps/troupe/line_process.hpp"
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/io/temp_dir.hpp"
 #include "runtime/net/transport/auth.hpp"
 
@@ -96,7 +96,7 @@ std::vector<float> op_input(const std::string& kind, std::uint32_t seed, int ran
 ///   -> DONE <op id> <elements>  (result in DIR/op<id>-r<rank>.bin)  or  FAIL <op id> <ms> <error>
 ///   <- STATS <group>  -> STATS <bytes sent> <messages sent> <ops completed>
 int rank_process(int rank, int n, const std::string& key_file, const fs::path& dir) {
-  runtime::system_config cfg{1};
+  actors::system_config cfg{1};
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   runtime::transport::courier_options o;
@@ -157,21 +157,21 @@ int rank_process(int rank, int n, const std::string& key_file, const fs::path& d
       auto on_error = [&](caf::error& e) {
         std::printf("FAIL %lld %.1f %s\n", static_cast<long long>(id), ms(), sys.render(e).c_str());
       };
-      auto h = kind == "allreduce"   ? self->request(a, 30s, runtime::allreduce_atom::value, id, x)
-               : kind == "broadcast" ? self->request(a, 30s, runtime::broadcast_atom::value, id,
+      auto h = kind == "allreduce"   ? self->request(a, 30s, actors::allreduce_atom::value, id, x)
+               : kind == "broadcast" ? self->request(a, 30s, actors::broadcast_atom::value, id,
                                                      static_cast<std::int32_t>(root), x)
                : kind == "reduce_scatter"
-                   ? self->request(a, 30s, runtime::reduce_scatter_atom::value, id, x)
-                   : self->request(a, 30s, runtime::all_gather_atom::value, id, x);
+                   ? self->request(a, 30s, actors::reduce_scatter_atom::value, id, x)
+                   : self->request(a, 30s, actors::all_gather_atom::value, id, x);
       h.receive(on_result, on_error);
     } else if (cmd == "STATS") {
       int group = 0;
       in >> group;
       caf::scoped_actor self{sys};
       self->request(mesh.rank_actor(static_cast<std::size_t>(group)), 10s,
-                    runtime::coll_stats_atom::value)
+                    actors::coll_stats_atom::value)
           .receive(
-              [](runtime::collective_stats& s) {
+              [](actors::collective_stats& s) {
                 std::printf("STATS %llu %llu %llu\n", static_cast<unsigned long long>(s.bytes_sent),
                             static_cast<unsigned long long>(s.messages_sent),
                             static_cast<unsigned long long>(s.ops_completed));

@@ -27,8 +27,8 @@
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/nccl_group.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 
 using namespace troupe;
 using runtime::tensor;
@@ -59,7 +59,7 @@ struct outcome {
 };
 
 struct fixture {
-  runtime::system_config cfg{4};
+  actors::system_config cfg{4};
   caf::actor_system sys{cfg};
   std::vector<std::vector<caf::actor>> groups;
 
@@ -140,8 +140,8 @@ BOOST_AUTO_TEST_CASE(allreduce_matches_the_actor_backend) {
     auto a = actor_group(n);
     for (const auto& shape : shapes) {
       auto xs = inputs(n, shape, static_cast<std::uint32_t>(n * 7 + shape.size()));
-      auto got = run_ok(g, runtime::allreduce_atom::value, ++op, xs);
-      auto want = run_ok(a, runtime::allreduce_atom::value, op, xs);
+      auto got = run_ok(g, actors::allreduce_atom::value, ++op, xs);
+      auto want = run_ok(a, actors::allreduce_atom::value, op, xs);
       for (int r = 0; r < n; ++r) {
         require_close(got[r], want[r],
                       "all-reduce n=" + std::to_string(n) + " shape " + runtime::to_string(shape));
@@ -159,7 +159,7 @@ BOOST_AUTO_TEST_CASE(broadcast_from_every_root) {
       auto payload = random_tensor({3, 1000 + root}, static_cast<std::uint32_t>(root + 1));
       std::vector<tensor> xs(static_cast<std::size_t>(n)); // non-roots pass nothing
       xs[static_cast<std::size_t>(root)] = payload;
-      auto got = run_ok(g, runtime::broadcast_atom::value, ++op, xs, std::int32_t{root});
+      auto got = run_ok(g, actors::broadcast_atom::value, ++op, xs, std::int32_t{root});
       for (int r = 0; r < n; ++r)
         BOOST_TEST(runtime::bitwise_equal(got[r], payload),
                    "broadcast n=" << n << " root=" << root << " rank=" << r);
@@ -175,8 +175,8 @@ BOOST_AUTO_TEST_CASE(reduce_scatter_uses_the_actor_backend_partition) {
     for (std::int64_t numel : {std::int64_t{1}, std::int64_t{5}, std::int64_t{13},
                                std::int64_t{1000}, (std::int64_t{1} << 20) + 3}) {
       auto xs = inputs(n, {numel}, static_cast<std::uint32_t>(numel));
-      auto got = run_ok(g, runtime::reduce_scatter_atom::value, ++op, xs);
-      auto want = run_ok(a, runtime::reduce_scatter_atom::value, op, xs);
+      auto got = run_ok(g, actors::reduce_scatter_atom::value, ++op, xs);
+      auto want = run_ok(a, actors::reduce_scatter_atom::value, op, xs);
       for (int r = 0; r < n; ++r)
         require_close(got[r], want[r],
                       "reduce-scatter n=" + std::to_string(n) + " numel=" + std::to_string(numel) +
@@ -196,8 +196,8 @@ BOOST_AUTO_TEST_CASE(all_gather_matches_the_actor_backend) {
       for (int r = 0; r < n; ++r)
         xs.push_back(variant == 0 ? random_tensor({r + 1, 4}, static_cast<std::uint32_t>(r))
                                   : random_tensor({r + 2, r + 1}, static_cast<std::uint32_t>(r)));
-      auto got = run_ok(g, runtime::all_gather_atom::value, ++op, xs);
-      auto want = run_ok(a, runtime::all_gather_atom::value, op, xs);
+      auto got = run_ok(g, actors::all_gather_atom::value, ++op, xs);
+      auto want = run_ok(a, actors::all_gather_atom::value, op, xs);
       for (int r = 0; r < n; ++r)
         BOOST_TEST(runtime::bitwise_equal(got[r], want[r]),
                    "all-gather n=" << n << " variant " << variant << " rank " << r);
@@ -206,8 +206,8 @@ BOOST_AUTO_TEST_CASE(all_gather_matches_the_actor_backend) {
     std::vector<tensor> ints;
     for (int r = 0; r < n; ++r)
       ints.push_back(tensor::from_vector<std::int32_t>({2}, {r, -r}));
-    auto got = run_ok(g, runtime::all_gather_atom::value, ++op, ints);
-    auto want = run_ok(a, runtime::all_gather_atom::value, op, ints);
+    auto got = run_ok(g, actors::all_gather_atom::value, ++op, ints);
+    auto want = run_ok(a, actors::all_gather_atom::value, op, ints);
     for (int r = 0; r < n; ++r)
       BOOST_TEST(runtime::bitwise_equal(got[r], want[r]));
   }
@@ -230,7 +230,7 @@ BOOST_AUTO_TEST_CASE(concurrent_ops_requested_in_different_orders) {
       int k = (i + r) % ops;
       issued[static_cast<std::size_t>(r)].push_back(k);
       pending[static_cast<std::size_t>(r)].push_back(self->request(
-          g[static_cast<std::size_t>(r)], std::chrono::seconds(120), runtime::allreduce_atom::value,
+          g[static_cast<std::size_t>(r)], std::chrono::seconds(120), actors::allreduce_atom::value,
           std::int64_t{1000 + k}, xs[static_cast<std::size_t>(k)][static_cast<std::size_t>(r)]));
     }
   std::vector<std::vector<tensor>> got(ops, std::vector<tensor>(static_cast<std::size_t>(n)));
@@ -246,7 +246,7 @@ BOOST_AUTO_TEST_CASE(concurrent_ops_requested_in_different_orders) {
   auto a = actor_group(n);
   for (int k = 0; k < ops; ++k) {
     auto want =
-        run_ok(a, runtime::allreduce_atom::value, 2000 + k, xs[static_cast<std::size_t>(k)]);
+        run_ok(a, actors::allreduce_atom::value, 2000 + k, xs[static_cast<std::size_t>(k)]);
     for (int r = 0; r < n; ++r)
       require_close(got[static_cast<std::size_t>(k)][static_cast<std::size_t>(r)],
                     want[static_cast<std::size_t>(r)], "concurrent op " + std::to_string(k));
@@ -263,7 +263,7 @@ BOOST_AUTO_TEST_CASE(size_mismatch_fails_every_rank_with_the_same_reason) {
   std::vector<tensor> xs;
   for (int r = 0; r < n; ++r)
     xs.push_back(random_tensor({r == 1 ? 9 : 8}, static_cast<std::uint32_t>(r)));
-  auto o = run(g, runtime::allreduce_atom::value, 1, xs);
+  auto o = run(g, actors::allreduce_atom::value, 1, xs);
   for (int r = 0; r < n; ++r) {
     BOOST_TEST(!o.results[static_cast<std::size_t>(r)].defined());
     BOOST_TEST(o.errors[static_cast<std::size_t>(r)].find("buffer size mismatch") !=
@@ -280,7 +280,7 @@ BOOST_AUTO_TEST_CASE(dead_peer_fails_the_pending_op_instead_of_hanging) {
   }
   auto g = nccl_group(n);
   // Warm up (communicator created and connected).
-  run_ok(g, runtime::allreduce_atom::value, 1, inputs(n, {16}, 1));
+  run_ok(g, actors::allreduce_atom::value, 1, inputs(n, {16}, 1));
   caf::scoped_actor self{sys};
   auto start = std::chrono::steady_clock::now();
   // Every rank but the last enters an all-reduce that the last never joins.
@@ -288,7 +288,7 @@ BOOST_AUTO_TEST_CASE(dead_peer_fails_the_pending_op_instead_of_hanging) {
   auto xs = inputs(n, {1 << 16}, 2);
   for (int r = 0; r + 1 < n; ++r)
     pending.push_back(self->request(g[static_cast<std::size_t>(r)], std::chrono::seconds(60),
-                                    runtime::allreduce_atom::value, std::int64_t{2},
+                                    actors::allreduce_atom::value, std::int64_t{2},
                                     xs[static_cast<std::size_t>(r)]));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   self->send_exit(g.back(), caf::exit_reason::kill);
@@ -314,9 +314,9 @@ BOOST_AUTO_TEST_CASE(duplicate_pending_op_id_fails_the_rank) {
   caf::scoped_actor self{sys};
   // Only rank 0 is asked, so op 7 stays pending there (its peers never join).
   auto x = inputs(1, {8}, 9).front();
-  auto first = self->request(g[0], std::chrono::seconds(30), runtime::allreduce_atom::value,
+  auto first = self->request(g[0], std::chrono::seconds(30), actors::allreduce_atom::value,
                              std::int64_t{7}, x);
-  auto second = self->request(g[0], std::chrono::seconds(30), runtime::allreduce_atom::value,
+  auto second = self->request(g[0], std::chrono::seconds(30), actors::allreduce_atom::value,
                               std::int64_t{7}, x);
   for (auto* h : {&first, &second}) {
     std::string err;
@@ -329,11 +329,11 @@ BOOST_AUTO_TEST_CASE(duplicate_pending_op_id_fails_the_rank) {
 BOOST_AUTO_TEST_CASE(stats_count_operations) {
   int n = backend.max_ranks();
   auto g = nccl_group(n);
-  run_ok(g, runtime::allreduce_atom::value, 1, inputs(n, {100}, 3));
+  run_ok(g, actors::allreduce_atom::value, 1, inputs(n, {100}, 3));
   caf::scoped_actor self{sys};
-  self->request(g[0], std::chrono::seconds(10), runtime::coll_stats_atom::value)
+  self->request(g[0], std::chrono::seconds(10), actors::coll_stats_atom::value)
       .receive(
-          [&](runtime::collective_stats& s) {
+          [&](actors::collective_stats& s) {
             BOOST_TEST(s.rank == 0);
             BOOST_TEST(s.size == n);
             BOOST_TEST(s.ops_completed == 1u);

@@ -35,8 +35,8 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/net/tensor_inspect.hpp"
 #include "runtime/net/transport/auth.hpp"
 #include "runtime/net/transport/courier.hpp"
@@ -204,9 +204,9 @@ typename Inspector::result_type inspect(Inspector& f, probe_msg& x) {
 struct inbox {
   std::mutex mtx;
   std::condition_variable cv;
-  std::vector<rt::activation_msg> activations;
-  std::vector<rt::gradient_msg> gradients;
-  std::vector<rt::collective_msg> collectives;
+  std::vector<troupe::actors::activation_msg> activations;
+  std::vector<troupe::actors::gradient_msg> gradients;
+  std::vector<troupe::actors::collective_msg> collectives;
   std::vector<probe_msg> probes;
 
   std::size_t total() {
@@ -239,9 +239,9 @@ void expect_activation(inbox& in, std::int64_t step, const rt::tensor& sent) {
 
 caf::behavior sink_actor(caf::event_based_actor*, std::shared_ptr<inbox> in) {
   return {
-      [in](rt::activation_msg& m) { in->add(in->activations, std::move(m)); },
-      [in](rt::gradient_msg& m) { in->add(in->gradients, std::move(m)); },
-      [in](rt::collective_msg& m) { in->add(in->collectives, std::move(m)); },
+      [in](troupe::actors::activation_msg& m) { in->add(in->activations, std::move(m)); },
+      [in](troupe::actors::gradient_msg& m) { in->add(in->gradients, std::move(m)); },
+      [in](troupe::actors::collective_msg& m) { in->add(in->collectives, std::move(m)); },
       [in](probe_msg& m) { in->add(in->probes, std::move(m)); },
   };
 }
@@ -276,9 +276,9 @@ struct failures {
   }
 };
 
-class node_config : public rt::system_config {
+class node_config : public troupe::actors::system_config {
 public:
-  node_config() : rt::system_config(2) {
+  node_config() : troupe::actors::system_config(2) {
     load<caf::io::middleman>();
     add_message_type<probe_msg>("test::probe_msg");
     add_tensor_message<&probe_msg::data>("test::probe_descriptor");
@@ -356,8 +356,8 @@ struct pair_fixture {
   }
 };
 
-rt::activation_msg activation(std::int64_t step, rt::tensor data) {
-  rt::activation_msg m;
+troupe::actors::activation_msg activation(std::int64_t step, rt::tensor data) {
+  troupe::actors::activation_msg m;
   m.step = step;
   m.mb = 3;
   m.sample_offset = 64;
@@ -410,12 +410,12 @@ void send_mixed(node& from, int n, int base) {
     if (i % 3 != 2)
       from.c->send(from.peer_sink,
                    activation(step, pattern((i % 3 == 0) ? (256u << 10) : 512u, seed)));
-    rt::gradient_msg g;
+    troupe::actors::gradient_msg g;
     g.step = step;
     g.mb = 1;
     g.data = pattern((i % 2 == 0) ? (128u << 10) : 256u, seed + 1);
     from.c->send(from.peer_sink, std::move(g));
-    rt::collective_msg m;
+    troupe::actors::collective_msg m;
     m.op = step;
     m.from = 1;
     m.data = pattern((i % 4 == 0) ? (96u << 10) : 64u, seed + 2);
@@ -483,7 +483,7 @@ BOOST_FIXTURE_TEST_CASE(many_mixed_messages_both_directions_arrive_once, pair_fi
 
 BOOST_FIXTURE_TEST_CASE(courier_stopped_reports_peer_down_and_drops_unmatched, pair_fixture) {
   // A descriptor from node-a whose payload never comes: unmatched on node-b.
-  transfer_descriptor<rt::activation_msg> d;
+  transfer_descriptor<troupe::actors::activation_msg> d;
   d.transfer_id = 1u << 30;
   d.sender = "node-a";
   d.dest = a.peer_sink;
@@ -610,7 +610,7 @@ struct forger_fixture {
   ~forger_fixture() { forger.stop(); }
 
   void descriptor(std::uint64_t id, rt::shape_t shape, std::int64_t step) {
-    transfer_descriptor<rt::activation_msg> d;
+    transfer_descriptor<troupe::actors::activation_msg> d;
     d.transfer_id = id;
     d.sender = "forger";
     d.dest = a.peer_sink;
@@ -693,17 +693,17 @@ BOOST_AUTO_TEST_CASE(deliver_without_courier_or_locally_is_a_plain_send) {
 // ------------------------------------------------------------ registry
 
 BOOST_AUTO_TEST_CASE(builtin_tensor_messages_keep_their_wire_tags) {
-  rt::system_config cfg{1};
+  troupe::actors::system_config cfg{1};
   auto reg = cfg.tensor_messages();
   BOOST_REQUIRE_EQUAL(reg->size(), 4u);
-  BOOST_CHECK_EQUAL(reg->at<rt::activation_msg>().tag, 1);
-  BOOST_CHECK_EQUAL(reg->at<rt::gradient_msg>().tag, 2);
-  BOOST_CHECK_EQUAL(reg->at<rt::collective_msg>().tag, 3);
-  BOOST_CHECK_EQUAL(reg->at<rt::ps_msg>().tag, 4);
-  BOOST_CHECK_EQUAL(reg->at<rt::ps_msg>().descriptor_name, "troupe::ps_descriptor");
+  BOOST_CHECK_EQUAL(reg->at<troupe::actors::activation_msg>().tag, 1);
+  BOOST_CHECK_EQUAL(reg->at<troupe::actors::gradient_msg>().tag, 2);
+  BOOST_CHECK_EQUAL(reg->at<troupe::actors::collective_msg>().tag, 3);
+  BOOST_CHECK_EQUAL(reg->at<troupe::actors::ps_msg>().tag, 4);
+  BOOST_CHECK_EQUAL(reg->at<troupe::actors::ps_msg>().descriptor_name, "troupe::ps_descriptor");
   BOOST_CHECK(reg->by_tag(0) == nullptr);
   BOOST_CHECK(reg->by_tag(5) == nullptr);
-  BOOST_CHECK_THROW(reg->at<rt::labels_msg>(), std::logic_error);
+  BOOST_CHECK_THROW(reg->at<troupe::actors::labels_msg>(), std::logic_error);
 }
 
 BOOST_AUTO_TEST_CASE(a_tensor_message_registered_twice_is_refused) {
@@ -711,7 +711,7 @@ BOOST_AUTO_TEST_CASE(a_tensor_message_registered_twice_is_refused) {
   tensor_message_registry reg;
   reg.add<&probe_msg::data>(cfg, "test::probe_descriptor");
   BOOST_CHECK_THROW(reg.add<&probe_msg::data>(cfg, "test::other_descriptor"), std::logic_error);
-  BOOST_CHECK_THROW(reg.add<&rt::ps_msg::data>(cfg, "test::probe_descriptor"), std::logic_error);
+  BOOST_CHECK_THROW(reg.add<&troupe::actors::ps_msg::data>(cfg, "test::probe_descriptor"), std::logic_error);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_message_type_the_transport_does_not_know_crosses_both_ways,
@@ -733,7 +733,7 @@ BOOST_FIXTURE_TEST_CASE(a_message_type_the_transport_does_not_know_crosses_both_
 }
 
 BOOST_FIXTURE_TEST_CASE(an_unregistered_message_type_is_refused, pair_fixture) {
-  BOOST_CHECK_THROW(a.c->send(a.peer_sink, rt::labels_msg{}), std::logic_error);
+  BOOST_CHECK_THROW(a.c->send(a.peer_sink, troupe::actors::labels_msg{}), std::logic_error);
   BOOST_CHECK_EQUAL(a.c->caf_counters().messages, 0u);
 }
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "apps/troupe/bench/bench_allreduce_options.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::apps::allreduce_bench {
 
@@ -31,7 +31,7 @@ void issue(driver_actor* self) {
   // No timeout per op: each would wake CAF's clock thread, which the timed
   // loop would pay for; run_driver's deadline covers a stuck rank.
   for (std::size_t r = 0; r < st.ranks.size(); ++r)
-    self->request(st.ranks[r], caf::infinite, rt::allreduce_atom::value, op, st.inputs[r])
+    self->request(st.ranks[r], caf::infinite, troupe::actors::allreduce_atom::value, op, st.inputs[r])
         .then(
             [self](rt::tensor& t) {
               auto& s = self->state;

@@ -6,7 +6,7 @@
 #include "actors/collectives/collective_group.hpp"
 #include "apps/troupe/bench/bench_allreduce_driver.hpp"
 #include "apps/troupe/bench/bench_allreduce_runs.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps::allreduce_bench {
 
@@ -18,7 +18,7 @@ using namespace std::chrono_literals;
 std::vector<summary> bench_in_process(const allreduce_flags& f,
                                       const std::vector<std::size_t>& sizes,
                                       coll::allreduce_algo algo) {
-  rt::system_config cfg{static_cast<unsigned>(std::max(0, f.threads))};
+  troupe::actors::system_config cfg{static_cast<unsigned>(std::max(0, f.threads))};
   caf::actor_system sys{cfg};
   actors::collective_config base;
   base.algo = algo;

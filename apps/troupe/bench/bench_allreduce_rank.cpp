@@ -17,8 +17,8 @@
 #include "apps/troupe/bench/bench_allreduce_runs.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/line_process.hpp"
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/net/transport/auth.hpp"
 
 namespace troupe::apps::allreduce_bench {
@@ -60,7 +60,7 @@ std::vector<actors::mesh_address> parse_peers(std::istream& in) {
 ///   -> TIMES <bytes sent per op> <seconds per op of each repetition ...>   or  ERROR <text>
 /// End of input ends the process.
 int run_rank(const rank_flags& f) {
-  rt::system_config cfg{static_cast<unsigned>(std::max(1, f.threads))};
+  troupe::actors::system_config cfg{static_cast<unsigned>(std::max(1, f.threads))};
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   rt::transport::courier_options o;
@@ -77,8 +77,8 @@ int run_rank(const rank_flags& f) {
   auto bytes_sent = [&] {
     caf::scoped_actor self{sys};
     std::uint64_t b = 0;
-    self->request(mesh.rank_actor(), 10s, rt::coll_stats_atom::value)
-        .receive([&](rt::collective_stats& s) { b = s.bytes_sent; }, [](caf::error&) {});
+    self->request(mesh.rank_actor(), 10s, troupe::actors::coll_stats_atom::value)
+        .receive([&](troupe::actors::collective_stats& s) { b = s.bytes_sent; }, [](caf::error&) {});
     return b;
   };
   std::vector<int> me{f.rank};

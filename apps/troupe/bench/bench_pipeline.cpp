@@ -51,7 +51,7 @@
 #include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps {
 
@@ -436,13 +436,13 @@ int bench_pipeline(pipeline_flags f) {
   std::fflush(stdout);
 
   std::unique_ptr<local_cluster> cluster;
-  std::unique_ptr<runtime::system_config> cfg;
+  std::unique_ptr<actors::system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
   if (f.processes) {
     cluster = std::make_unique<local_cluster>(tmp.path(), f.stages, per_device,
                                               static_cast<int>(runs.size()));
   } else {
-    cfg = std::make_unique<runtime::system_config>();
+    cfg = std::make_unique<actors::system_config>();
     sys = std::make_unique<caf::actor_system>(*cfg);
   }
   std::vector<row> rows;

@@ -49,7 +49,7 @@
 #include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps {
 
@@ -92,7 +92,7 @@ int bench_ps(ps_flags f) {
   std::printf("memcpy (64 MiB buffers, 1 thread): %.2f GB/s\n", memcpy_bw);
   std::fflush(stdout);
 
-  rt::system_config cfg;
+  troupe::actors::system_config cfg;
   caf::actor_system sys{cfg};
   nlohmann::json doc{{"benchmark", "ps"},
                      {"workers", f.workers},

@@ -20,8 +20,8 @@
 #include "apps/troupe/bench/bench_util.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/line_process.hpp"
-#include "runtime/net/messages.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/net/transport/auth.hpp"
 
 namespace troupe::apps::ps_bench {
@@ -124,7 +124,7 @@ caf::actor wire_worker(caf::actor_system& sys, const rank_flags& f,
 ///   <- STATS               -> STATS <bytes in> <bytes out> <apply seconds>
 /// Anything wrong: ERROR <text>. End of input ends the process.
 int run_rank(const rank_flags& f) {
-  rt::system_config cfg{1};
+  troupe::actors::system_config cfg{1};
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   const auto spec = parameter_model(f.model, f.mb);

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "apps/troupe/bench/bench_ps_options.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::apps::ps_bench {
 
@@ -56,7 +56,7 @@ caf::behavior worker(worker_actor* self, int index, actors::ps_assignment a,
         }
         return s.rp;
       },
-      [self, fail](rt::ps_msg& m) {
+      [self, fail](troupe::actors::ps_msg& m) {
         auto& s = self->state;
         if (s.failed)
           return;
@@ -100,9 +100,9 @@ shard_totals shard_stats(caf::actor_system& sys, const std::vector<caf::actor>& 
   shard_totals t;
   std::string err;
   for (const auto& s : shards)
-    self->request(s, 30s, rt::ps_stats_atom::value)
+    self->request(s, 30s, troupe::actors::ps_stats_atom::value)
         .receive(
-            [&](rt::ps_stats& x) {
+            [&](troupe::actors::ps_stats& x) {
               t.bytes_in += static_cast<double>(x.bytes_in);
               t.bytes_out += static_cast<double>(x.bytes_out);
               t.apply_seconds += x.apply_seconds;

@@ -28,7 +28,7 @@
 #include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps {
 
@@ -307,7 +307,7 @@ int bench_train(bench_flags f) {
   auto init = tmp.path() / "init.safetensors";
   write_initial_params(f.model, f.seed, init);
 
-  runtime::system_config cfg;
+  actors::system_config cfg;
   caf::actor_system sys{cfg};
   const double gflops = device_gemm_gflops(sys, f.threads);
 

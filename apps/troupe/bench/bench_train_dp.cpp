@@ -22,7 +22,7 @@
 #include "apps/troupe/commands.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps::train_bench {
 
@@ -380,7 +380,7 @@ int bench_train_dp(bench_flags f) {
   auto script = usable_ddp_peer(f, tmp.path(), ddp_note);
   auto cfgs = make_configs(n, t, script.has_value());
 
-  runtime::system_config cfg;
+  actors::system_config cfg;
   caf::actor_system sys{cfg};
   const double gflops = device_gemm_gflops(sys, t);
   const auto load_before = load_average();

@@ -13,7 +13,7 @@
 #include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
 #include "runtime/io/safetensors.hpp"
-#include "runtime/net/messages.hpp"
+#include "actors/protocol/messages.hpp"
 
 namespace troupe::apps::train_bench {
 
@@ -35,7 +35,7 @@ double device_gemm_gflops(caf::actor_system& sys, int threads) {
   auto dev = actors::spawn_device(sys, {"cpu:bench", runtime::device::cpu(), threads});
   caf::scoped_actor self{sys};
   double gflops = 0;
-  self->request(dev, caf::infinite, runtime::measure_atom::value)
+  self->request(dev, caf::infinite, actors::measure_atom::value)
       .receive([&](double g) { gflops = g; },
                [&](caf::error& err) {
                  throw std::runtime_error("GEMM measurement: " + sys.render(err));

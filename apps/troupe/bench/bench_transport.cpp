@@ -54,7 +54,7 @@
 #include "apps/troupe/line_process.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
-#include "runtime/net/system_config.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "runtime/net/tensor_inspect.hpp"
 #include "runtime/net/transport/data_plane.hpp"
 #include "runtime/storage.hpp"
@@ -200,7 +200,7 @@ int run_receiver(const std::string& key_file) {
   auto dp_port = dp.listen("127.0.0.1", 0);
 
   // CAF: a published actor that answers with the byte count.
-  rt::system_config cfg{1};
+  troupe::actors::system_config cfg{1};
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   auto receiver = sys.spawn([]() -> caf::behavior {
@@ -412,7 +412,7 @@ int run_sender(const transport_flags& f) {
   dp_sender dp{key, ports.dp};
 
   // CAF client.
-  rt::system_config cfg{1};
+  troupe::actors::system_config cfg{1};
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   auto remote = sys.middleman().remote_actor("127.0.0.1", ports.caf);

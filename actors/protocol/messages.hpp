@@ -2,7 +2,7 @@
 
 // The training protocol's message types and atoms. Every type that crosses an
 // actor boundary is declared here and registered in one place
-// (register_message_types in runtime/net/system_config.hpp), so every node of a
+// (register_protocol in actors/protocol/system_config.hpp), so every node of a
 // cluster registers the same types under the same names.
 
 #include <cstdint>
@@ -16,7 +16,10 @@
 #include "runtime/net/tensor_inspect.hpp"
 #include "runtime/tensor.hpp"
 
-namespace troupe::runtime {
+namespace troupe::actors {
+
+using runtime::named_tensors;
+using runtime::tensor;
 
 /// A micro-batch of inputs or activations flowing forward. The sample offset is
 /// the index of its first sample within the step's global batch.
@@ -130,10 +133,6 @@ typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
            x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent, x.bytes_sent,
            x.tokens, x.grad_sumsq, x.replica, x.has_digest, x.params_digest, x.buckets,
            x.allreduce_bytes, x.allreduce_seconds, x.tp_rank, x.ps_bytes, x.ps_seconds);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, named_tensors& x) {
-  return f(caf::meta::type_name("named_tensors"), x.names, x.tensors, x.meta_keys, x.meta_values);
 }
 
 // Atoms (CAF 0.17: at most 10 characters).
@@ -312,4 +311,4 @@ using ps_pull_atom = caf::atom_constant<caf::atom("pspull")>;
 /// (ps_stats_atom) -> ps_stats.
 using ps_stats_atom = caf::atom_constant<caf::atom("psstats")>;
 
-} // namespace troupe::runtime
+} // namespace troupe::actors
