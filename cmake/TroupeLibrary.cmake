@@ -73,7 +73,7 @@ function(troupe_check_layers)
     foreach(f ${forbid})
       if(f IN_LIST closure)
         message(FATAL_ERROR "layering: ${t} must not depend on ${f} (it reaches it through: ${closure}); "
-                            "see docs/architecture.md, \"Layers and targets\"")
+                            "see docs/architecture.md, \"Layers and where a change belongs\"")
       endif()
     endforeach()
   endforeach()

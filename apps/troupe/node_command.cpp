@@ -18,11 +18,11 @@
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/shutdown_signal.hpp"
 #include "kernels/cpu/gemm.hpp"
-#include "runtime/net/caf_error.hpp"
-#include "runtime/net/security/certs.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
 #include "runtime/log.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/net/security/certs.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::apps {
@@ -58,41 +58,46 @@ std::uint64_t physical_memory() {
   return pages > 0 && size > 0 ? static_cast<std::uint64_t>(pages) * size : 0;
 }
 
-int run_node(const node_flags& f) {
-  shutdown_signal signals;
-  auto log = runtime::logger("node");
-  std::optional<runtime::cluster_spec> spec;
-  if (!f.cluster_file.empty()) {
-    auto text = runtime::read_file(f.cluster_file, 1 << 20);
-    spec = runtime::cluster_spec::parse(
-        std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
-  } else {
-    spec = runtime::cluster_spec::from_tf_config_env();
-  }
-  std::string sup_text = f.supervisor;
-  if (sup_text.empty() && spec) {
+/// The cluster spec of --cluster FILE, else of TF_CONFIG (if set).
+std::optional<runtime::cluster_spec> node_cluster_spec(const node_flags& f) {
+  if (f.cluster_file.empty())
+    return runtime::cluster_spec::from_tf_config_env();
+  auto text = runtime::read_file(f.cluster_file, 1 << 20);
+  return runtime::cluster_spec::parse(
+      std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
+}
+
+/// --supervisor, else the spec's supervisor or first chief.
+runtime::host_port supervisor_address(const node_flags& f,
+                                      const std::optional<runtime::cluster_spec>& spec) {
+  std::string text = f.supervisor;
+  if (text.empty() && spec) {
     if (spec->supervisor())
-      sup_text = spec->supervisor()->to_string();
+      text = spec->supervisor()->to_string();
     else if (auto chiefs = spec->with_role("chief"); !chiefs.empty())
-      sup_text = chiefs.front()->address.to_string();
+      text = chiefs.front()->address.to_string();
   }
-  if (sup_text.empty())
+  if (text.empty())
     throw runtime::input_error("--supervisor HOST:PORT is required (or a cluster spec naming it)");
-  auto sup_at = runtime::parse_host_port(sup_text, "--supervisor");
-  auto name = choose_name(f, spec);
-  if (!runtime::valid_node_name(name))
-    throw runtime::input_error("--name: '" + name +
-                               "' is not a node name (1-64 of [A-Za-z0-9._-], not starting "
-                               "with '.')");
-  std::string device_text = f.devices;
-  if (device_text.empty() && spec)
+  return runtime::parse_host_port(text, "--supervisor");
+}
+
+/// --devices, else this node's CPU devices in the spec, else one CPU device.
+std::vector<actors::device_config> node_devices(const node_flags& f,
+                                                const std::optional<runtime::cluster_spec>& spec) {
+  std::string text = f.devices;
+  if (text.empty() && spec)
     if (const auto* me = spec->find(spec->self().value_or("")); me && !me->devices.empty())
       for (const auto& d : me->devices)
         if (d.kind == runtime::device_kind::cpu)
-          device_text +=
-              (device_text.empty() ? "" : ",") + std::string{"cpu:1x"} + std::to_string(d.cores);
-  auto devices = actors::parse_device_list(device_text.empty() ? "cpu:1" : device_text);
-  auto tls = resolve_security(f.security, name, sup_at.host);
+          text += (text.empty() ? "" : ",") + std::string{"cpu:1x"} + std::to_string(d.cores);
+  return actors::parse_device_list(text.empty() ? "cpu:1" : text);
+}
+
+/// What this node tells the supervisor at join: host, process, cores, memory,
+/// devices and (unless --no-measure) each device's measured GEMM GFLOP/s.
+actors::node_description describe_node(const node_flags& f, const std::string& name,
+                                       const std::vector<actors::device_config>& devices) {
   actors::node_description self;
   self.name = name;
   self.host = local_host_name();
@@ -108,6 +113,53 @@ int run_node(const node_flags& f) {
     }
     self.gflops.push_back(g);
   }
+  return self;
+}
+
+/// Blocks until the node agent ends; exit_failure (and the reason on stderr)
+/// unless it ended normally or by a shutdown request.
+int wait_for_agent(caf::actor_system& sys, const caf::actor& agent, const std::string& name) {
+  int status = exit_ok;
+  caf::scoped_actor me{sys};
+  me->monitor(agent);
+  me->receive([&](const caf::down_msg& dm) {
+    if (dm.reason && dm.reason != caf::exit_reason::normal &&
+        dm.reason != caf::exit_reason::user_shutdown) {
+      std::fprintf(stderr, "error: node %s: %s\n", name.c_str(),
+                   runtime::describe(sys, dm.reason).c_str());
+      status = exit_failure;
+    }
+  });
+  return status;
+}
+
+/// Bounded exit: a node whose supervisor is gone must not linger. Stopping
+/// the data plane and the actor system normally takes milliseconds; if it
+/// has not finished in a few seconds (seen once, after SIGSTOP + SIGCONT
+/// mid-step, not reproduced since), say so and exit anyway.
+void exit_within_seconds(int seconds, int status, const std::string& name) {
+  std::thread([seconds, status, name] {
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    std::fprintf(stderr, "error: node %s: shutdown did not finish within %d s; exiting\n",
+                 name.c_str(), seconds);
+    std::fflush(stderr);
+    std::_Exit(status == exit_ok ? exit_failure : status);
+  }).detach();
+}
+
+int run_node(const node_flags& f) {
+  shutdown_signal signals;
+  auto log = runtime::logger("node");
+  auto spec = node_cluster_spec(f);
+  auto sup_at = supervisor_address(f, spec);
+  auto name = choose_name(f, spec);
+  if (!runtime::valid_node_name(name))
+    throw runtime::input_error("--name: '" + name +
+                               "' is not a node name (1-64 of [A-Za-z0-9._-], not starting "
+                               "with '.')");
+  const auto devices = node_devices(f, spec);
+  auto tls = resolve_security(f.security, name, sup_at.host);
+  const auto self = describe_node(f, name, devices);
   cluster_system_config cfg{tls, f.security};
   caf::actor_system sys{cfg};
   auto supervisor =
@@ -146,29 +198,8 @@ int run_node(const node_flags& f) {
     log->info("{}: signal {}: shutting down", name, sig);
     caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
   });
-  {
-    caf::scoped_actor me{sys};
-    me->monitor(agent);
-    me->receive([&](const caf::down_msg& dm) {
-      if (dm.reason && dm.reason != caf::exit_reason::normal &&
-          dm.reason != caf::exit_reason::user_shutdown) {
-        std::fprintf(stderr, "error: node %s: %s\n", name.c_str(),
-                     runtime::describe(sys, dm.reason).c_str());
-        status = exit_failure;
-      }
-    });
-  }
-  // Bounded exit: a node whose supervisor is gone must not linger. Stopping
-  // the data plane and the actor system normally takes milliseconds; if it
-  // has not finished in a few seconds (seen once, after SIGSTOP + SIGCONT
-  // mid-step, not reproduced since), say so and exit anyway.
-  std::thread([status, name] {
-    std::this_thread::sleep_for(std::chrono::seconds(5));
-    std::fprintf(stderr, "error: node %s: shutdown did not finish within 5 s; exiting\n",
-                 name.c_str());
-    std::fflush(stderr);
-    std::_Exit(status == exit_ok ? exit_failure : status);
-  }).detach();
+  status = wait_for_agent(sys, agent, name);
+  exit_within_seconds(5, status, name);
   courier->stop();
   return status;
 }

@@ -14,13 +14,13 @@
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/shutdown_signal.hpp"
-#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
 #include "runtime/log.hpp"
+#include "runtime/net/caf_error.hpp"
+#include "runtime/net/transport/courier.hpp"
 #include "runtime/telemetry/prometheus.hpp"
 #include "runtime/telemetry/status_server.hpp"
-#include "runtime/net/transport/courier.hpp"
 
 namespace troupe::apps {
 
@@ -52,6 +52,52 @@ std::string ask(caf::actor_system& sys, const caf::actor& sup, Atom what) {
   return r;
 }
 
+/// --listen, else the --cluster spec's supervisor (or chief) address; the
+/// spec's non-chief nodes are added to `allowed_names`. Empty: none given.
+std::string listen_address(const supervisor_flags& f, std::vector<std::string>& allowed_names) {
+  std::string listen = f.listen;
+  if (f.cluster_file.empty())
+    return listen;
+  auto text = runtime::read_file(f.cluster_file, 1 << 20);
+  auto spec = runtime::cluster_spec::parse(
+      std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
+  for (const auto& n : spec.nodes())
+    if (std::find(n.roles.begin(), n.roles.end(), "chief") == n.roles.end())
+      allowed_names.push_back(node_name_from_spec(n.name));
+  if (listen.empty() && spec.supervisor())
+    listen = spec.supervisor()->to_string();
+  if (listen.empty())
+    for (auto* chief : spec.with_role("chief"))
+      listen = chief->address.to_string();
+  return listen;
+}
+
+/// GET /status (JSON) and GET /metrics (Prometheus text), both asked of `sup`.
+runtime::status_server::handler_map status_handlers(caf::actor_system& sys, caf::actor sup) {
+  runtime::status_server::handler_map handlers;
+  handlers["GET /status"] = [&sys, sup] {
+    return runtime::status_server::response{"application/json",
+                                            ask(sys, sup, actors::status_atom::value) + "\n"};
+  };
+  handlers["GET /metrics"] = [&sys, sup] {
+    return runtime::status_server::response{runtime::prometheus_builder::content_type,
+                                            ask(sys, sup, actors::metrics_atom::value)};
+  };
+  return handlers;
+}
+
+/// --info-file: the supervisor's pid and ports, for scripts and tests.
+void write_info_file(const std::string& file, std::uint16_t port, std::uint16_t data_port,
+                     std::uint16_t status_port) {
+  nlohmann::json info{{"pid", static_cast<long>(::getpid())},
+                      {"port", port},
+                      {"data_port", data_port},
+                      {"status_port", status_port}};
+  auto text = info.dump() + "\n";
+  runtime::write_file_atomically(file,
+                                 {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+}
+
 int run_supervisor(const supervisor_flags& f) {
   shutdown_signal signals;
   auto log = runtime::logger("supervisor");
@@ -60,20 +106,7 @@ int run_supervisor(const supervisor_flags& f) {
   sc.name = f.name;
   sc.max_jobs = f.jobs;
   sc.join_wait = std::chrono::seconds(f.join_wait_s);
-  std::string listen = f.listen;
-  if (!f.cluster_file.empty()) {
-    auto text = runtime::read_file(f.cluster_file, 1 << 20);
-    auto spec = runtime::cluster_spec::parse(
-        std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
-    for (const auto& n : spec.nodes())
-      if (std::find(n.roles.begin(), n.roles.end(), "chief") == n.roles.end())
-        sc.allowed_names.push_back(node_name_from_spec(n.name));
-    if (listen.empty() && spec.supervisor())
-      listen = spec.supervisor()->to_string();
-    if (listen.empty())
-      for (auto* chief : spec.with_role("chief"))
-        listen = chief->address.to_string();
-  }
+  const auto listen = listen_address(f, sc.allowed_names);
   if (listen.empty())
     throw runtime::input_error("--listen ADDR:PORT is required (or a --cluster spec naming the "
                                "supervisor's address)");
@@ -102,16 +135,8 @@ int run_supervisor(const supervisor_flags& f) {
   std::unique_ptr<runtime::status_server> status;
   try {
     port = publish_actor(sys, sup, cfg.tls(), where);
-    runtime::status_server::handler_map handlers;
-    handlers["GET /status"] = [&sys, sup] {
-      return runtime::status_server::response{"application/json",
-                                              ask(sys, sup, actors::status_atom::value) + "\n"};
-    };
-    handlers["GET /metrics"] = [&sys, sup] {
-      return runtime::status_server::response{runtime::prometheus_builder::content_type,
-                                              ask(sys, sup, actors::metrics_atom::value)};
-    };
-    status = std::make_unique<runtime::status_server>(status_at.host, status_at.port, handlers);
+    status = std::make_unique<runtime::status_server>(status_at.host, status_at.port,
+                                                      status_handlers(sys, sup));
   } catch (...) {
     caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
     courier->stop();
@@ -122,15 +147,8 @@ int run_supervisor(const supervisor_flags& f) {
               f.name.c_str(), where.host.c_str(), port, cfg.tls() ? "mutual TLS" : "PLAIN TCP",
               courier->port(), status_at.host.c_str(), status->port(), sc.expect_nodes);
   std::fflush(stdout);
-  if (!f.info_file.empty()) {
-    nlohmann::json info{{"pid", static_cast<long>(::getpid())},
-                        {"port", port},
-                        {"data_port", courier->port()},
-                        {"status_port", status->port()}};
-    auto text = info.dump() + "\n";
-    runtime::write_file_atomically(f.info_file,
-                                   {reinterpret_cast<const std::byte*>(text.data()), text.size()});
-  }
+  if (!f.info_file.empty())
+    write_info_file(f.info_file, port, courier->port(), status->port());
   signals.watch([sup, log](int sig) {
     log->info("signal {}: shutting down", sig);
     caf::anon_send(sup, actors::stop_atom::value);

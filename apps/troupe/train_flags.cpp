@@ -12,7 +12,10 @@
 
 namespace troupe::apps {
 
-void add_training_flags(CLI::App* cmd, training_flags& f) {
+namespace {
+
+/// The model, its data, the optimizer and the seed.
+void add_model_flags(CLI::App* cmd, training_flags& f) {
   auto& o = f.opts;
   cmd->add_option("--model", o.model,
                   "zoo model: mlp | cnn (MNIST) | transformer (character language model)")
@@ -54,6 +57,11 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed of initialisation, shuffling and dropout")
       ->capture_default_str();
+}
+
+/// Pipeline parallelism: depth, micro-batches, schedule and the layer split.
+void add_pipeline_flags(CLI::App* cmd, training_flags& f) {
+  auto& o = f.opts;
   cmd->add_option("--stages,--pp", o.stages,
                   "pipeline depth: split the model's layers over this many device actors")
       ->check(CLI::Range(1, 64))
@@ -77,6 +85,11 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_option("--split", o.split,
                   "explicit split: layers per stage (per chunk with --virtual-stages), e.g. 2,3")
       ->delimiter(',');
+}
+
+/// Data and tensor parallelism: replicas, their shares, the gradient all-reduce.
+void add_replica_flags(CLI::App* cmd, training_flags& f) {
+  auto& o = f.opts;
   cmd->add_option("--dp", o.dp,
                   "data parallelism: this many replicas of the model (of its pipeline with "
                   "--pp), each on its own devices, gradients all-reduced every step")
@@ -110,6 +123,11 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
                   "attention heads and MLP blocks across this many layer shards")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+}
+
+/// Parameter servers.
+void add_ps_flags(CLI::App* cmd, training_flags& f) {
+  auto& o = f.opts;
   cmd->add_option("--ps", o.ps,
                   "parameter servers: this many ps shards hold the parameters and optimizer "
                   "state; the --dp replicas (--workers) push gradients and pull parameters "
@@ -132,6 +150,11 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
                   "with --ps: parameters larger than this many MiB are split across all ps shards")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
+}
+
+/// What to run and keep: a saved plan, steps, threads, checkpoints, traces.
+void add_run_flags(CLI::App* cmd, training_flags& f) {
+  auto& o = f.opts;
   cmd->add_option("--plan", f.plan_file,
                   "run the topology saved in FILE (`troupe plan ... --save FILE`) instead of "
                   "planning one");
@@ -152,6 +175,11 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
                       " events; later ones are only counted (metadata.dropped_events). Written "
                       "by the supervisor's process when the run ends");
   cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
+}
+
+/// Testing and benchmarks: fault injection and slowed stages.
+void add_testing_flags(CLI::App* cmd, training_flags& f) {
+  auto& o = f.opts;
   cmd->add_option("--inject-fault", o.fault,
                   "testing: make stage S (of replica R) fail in training step N "
                   "(stage=S,step=N[,replica=R]), or perturb its parameters after step N's "
@@ -167,6 +195,17 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_option("--slow-replica", o.slow_replica,
                   "with --slow-stage: slow only this replica's (worker's) stage (-1: all)")
       ->group("Testing");
+}
+
+} // namespace
+
+void add_training_flags(CLI::App* cmd, training_flags& f) {
+  add_model_flags(cmd, f);
+  add_pipeline_flags(cmd, f);
+  add_replica_flags(cmd, f);
+  add_ps_flags(cmd, f);
+  add_run_flags(cmd, f);
+  add_testing_flags(cmd, f);
   cmd->add_flag("--no-progress", f.no_progress, "no progress output");
 }
 

@@ -5,7 +5,17 @@
 // A job's plan and options turned into what its nodes spawn (job_spec.hpp):
 // the orders, their labels, slots and configs, without any actor.
 
+#include <chrono>
+#include <tuple>
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "actors/cluster/actor_registry.hpp"
 #include "actors/cluster/job_spec.hpp"
+#include "actors/cluster/node_agent.hpp"
+#include "actors/protocol/system_config.hpp"
+#include "runtime/net/caf_error.hpp"
 #include "actors/collectives/collective_group.hpp"
 #include "actors/pipeline/layer_shard.hpp"
 #include "actors/plan/plan.hpp"
@@ -99,4 +109,38 @@ BOOST_AUTO_TEST_CASE(tensor_parallel_stages_get_a_tp_rank_beside_each_shard) {
                                  0) == 0);
     BOOST_TEST(actors::collective_config_from_json(tp[j].config).rank == p.stages[j].tp_rank);
   }
+}
+
+// Every kind a job asks its nodes for has a factory there (actor_registry),
+// for each topology the orders above cover, parameter servers included.
+BOOST_AUTO_TEST_CASE(every_kind_a_job_spawns_has_a_node_factory) {
+  for (auto [stages, dp, tp, ps] : {std::tuple{2, 2, 1, 0}, std::tuple{2, 1, 2, 0},
+                                    std::tuple{1, 2, 1, 1}}) {
+    actors::train_options o;
+    o.model = "mlp";
+    o.stages = stages;
+    o.dp = dp;
+    o.tp = tp;
+    o.ps = ps;
+    auto p = actors::make_plan(o, devices(stages * dp * tp + ps));
+    for (const auto& order : actors::job_spawns(p, o))
+      BOOST_TEST(actors::actor_factories().count(order.kind) == 1u, order.kind);
+  }
+}
+
+// A node asked for a kind it has no factory for refuses, naming the kind and
+// the kinds it knows (the if-chain it replaced answered the same way).
+BOOST_AUTO_TEST_CASE(a_node_refuses_an_unknown_kind_naming_it) {
+  troupe::actors::system_config cfg;
+  caf::actor_system sys{cfg};
+  auto agent = actors::spawn_node_agent(sys, {});
+  caf::scoped_actor self{sys};
+  std::string what;
+  self->request(agent, std::chrono::seconds(10), actors::spawn_atom::value, std::uint64_t{1},
+                std::string{"bogus_kind"}, std::string{"{}"})
+      .receive([&](caf::actor&) { what = "spawned"; },
+               [&](caf::error& err) { what = troupe::runtime::describe(sys, err); });
+  BOOST_TEST(what.find("unknown actor kind 'bogus_kind'") != std::string::npos, what);
+  BOOST_TEST(what.find("layer_shard") != std::string::npos, what); // names the known kinds
+  self->send_exit(agent, caf::exit_reason::user_shutdown);
 }

@@ -99,7 +99,7 @@ def main():
         print("layering:", v)
     if found:
         print(f"{len(found)} include(s) cross the layers (docs/architecture.md, "
-              "\"Layers and targets\")")
+              "\"Layers and where a change belongs\")")
         return 1
     print(f"layering: {len(RULES)} folders checked, no include crosses a layer")
     return 0
