@@ -22,14 +22,14 @@
 #include "actors/cluster/supervisor_state.hpp"
 #include "actors/cluster/supervisor_status.hpp"
 #include "actors/plan/plan_memory.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "actors/training/trainer.hpp"
 #include "kernels/gpu.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "actors/protocol/messages.hpp"
 #include "runtime/net/security/certs.hpp"
 #include "runtime/net/security/node_identity.hpp"
-#include "actors/protocol/system_config.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -200,7 +200,9 @@ std::string launch(supervisor_actor* self) {
   auto& job = st.job;
   auto in = std::make_shared<job_inputs>();
   try {
-    auto request = job.request ? std::move(*job.request) : job_request_from_json(job.options_json);
+    auto request = std::holds_alternative<job_request>(job.submitted)
+                       ? std::get<job_request>(std::move(job.submitted))
+                       : job_request_from_json(std::get<std::string>(job.submitted));
     auto available =
         st.cfg.local_node
             ? local_devices(request.opts, std::max(1u, std::thread::hardware_concurrency()))
@@ -341,9 +343,9 @@ void connect_mesh(supervisor_actor* self, const std::string& name,
   one(std::nullopt);
 }
 
-/// Takes a job: `request` typed (in process) or `options_json` (a client's).
+/// Takes a job: a typed request (in process) or a client's options JSON.
 caf::result<std::string, runtime::named_tensors>
-on_run(supervisor_actor* self, std::optional<job_request> request, std::string options_json) {
+on_run(supervisor_actor* self, std::variant<std::string, job_request> submitted) {
   auto& st = self->state;
   if (st.job.phase != job_phase::idle)
     return refuse("supervisor: a job is already running");
@@ -357,8 +359,7 @@ on_run(supervisor_actor* self, std::optional<job_request> request, std::string o
   if (job.client)
     self->monitor(job.client);
   job.reply = self->make_response_promise();
-  job.request = std::move(request);
-  job.options_json = std::move(options_json);
+  job.submitted = std::move(submitted);
   job.last_error.clear();
   job.progress = nlohmann::json::object();
   job.phase = job_phase::waiting;
@@ -539,11 +540,9 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   return {
       [self](actors::run_atom, std::string& options_json) {
-        return on_run(self, std::nullopt, std::move(options_json));
+        return on_run(self, std::move(options_json));
       },
-      [self](actors::run_atom, job_request& request) {
-        return on_run(self, std::move(request), {});
-      },
+      [self](actors::run_atom, job_request& request) { return on_run(self, std::move(request)); },
       [self](join_timeout_atom, std::uint64_t id) {
         auto& st = self->state;
         if (st.job.id != id || st.job.phase != job_phase::waiting)

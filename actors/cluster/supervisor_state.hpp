@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -64,10 +65,9 @@ struct job_state {
   job_phase phase = job_phase::idle;
   caf::response_promise reply;
   caf::actor client; ///< who submitted it: the job is aborted if it goes away
-  /// What was submitted: the typed request (in process), or the client's
+  /// What was submitted: the typed request (in process), or a client's
   /// options JSON, read once when the job starts.
-  std::optional<job_request> request;
-  std::string options_json;
+  std::variant<std::string, job_request> submitted;
   train_options opts;
   plan topology;
   std::map<caf::actor_addr, job_actor> actors;
