@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -15,9 +17,7 @@ namespace troupe::runtime {
 
 using named_tensor_list = std::vector<std::pair<std::string, tensor>>;
 
-/// A training checkpoint. On disk, a directory of separate files, each written
-/// atomically (temp file + rename), the manifest last, so a crash leaves either
-/// the old checkpoint or the new one, never a mix:
+/// A training checkpoint. On disk, a directory of separate files:
 ///
 ///   model.safetensors      parameters only, F32, row-major, names like "0.weight"
 ///   optimizer.safetensors  optimizer state ("0.weight.exp_avg", ...); metadata
@@ -27,6 +27,17 @@ using named_tensor_list = std::vector<std::pair<std::string, tensor>>;
 ///   data_loader.json       position (epoch, batch index), batch, shuffle
 ///   manifest.json          format/version, file list with sizes and sha256,
 ///                          input normalisation, model spec, full config
+///
+/// A write is journaled so that a crash at any point leaves the last good
+/// checkpoint readable (issue 14). Under an exclusive flock on DIR/.lock, the
+/// writer (1) rolls forward a DIR/.committed left by a crashed write, (2) writes
+/// the whole new set into DIR/.incoming (each file fsynced, manifest last),
+/// (3) renames .incoming to DIR/.committed: the commit point, (4) moves each
+/// file from .committed into DIR (manifest last) and removes .committed. A
+/// reader takes the files still in .committed from there and the rest from
+/// DIR while .committed holds a manifest, else everything from DIR; .incoming
+/// is ignored. A finished checkpoint is the six files above in DIR (plus an
+/// empty .lock), as before.
 struct checkpoint {
   named_tensor_list params;
   named_tensor_list optimizer_state;
@@ -40,11 +51,22 @@ struct checkpoint {
 
 inline constexpr int checkpoint_format_version = 1;
 
-/// Writes `ck` into `dir` (created if missing). Throws input_error naming the
-/// path when the directory cannot be created or written.
-void write_checkpoint(const std::filesystem::path& dir, const checkpoint& ck);
+/// Test-only observation of a write: `after_step` is called with a name after
+/// each durable step ("incoming/<file>", "commit", "moved/<file>"), so a test
+/// can kill the writer there. Empty in production.
+struct checkpoint_write_hooks {
+  std::function<void(std::string_view step)> after_step;
+};
 
-/// Reads and verifies a checkpoint: manifest format and version, every listed
+/// Writes `ck` into `dir` (created if missing) by the journaled protocol above,
+/// waiting for any other writer of `dir` (thread or process) to finish first.
+/// Throws input_error naming the path when the directory cannot be created or
+/// written.
+void write_checkpoint(const std::filesystem::path& dir, const checkpoint& ck,
+                      const checkpoint_write_hooks& hooks = {});
+
+/// Reads and verifies a checkpoint (the last committed one; never writes, waits
+/// for a writer holding DIR/.lock): manifest format and version, every listed
 /// file present with the recorded size and sha256, tensors well formed. Throws
 /// input_error naming the file and the problem.
 checkpoint read_checkpoint(const std::filesystem::path& dir);

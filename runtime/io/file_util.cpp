@@ -99,6 +99,8 @@ void write_all(int fd, std::span<const std::span<const std::byte>> buffers,
   }
 }
 
+} // namespace
+
 void fsync_directory(const std::filesystem::path& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
@@ -111,8 +113,6 @@ void fsync_directory(const std::filesystem::path& dir) {
   if (r != 0 && err != EINVAL && err != ENOTSUP)
     fail("cannot fsync directory", dir, err);
 }
-
-} // namespace
 
 void write_file_atomically(const std::filesystem::path& target, std::span<const std::byte> bytes) {
   std::array<std::span<const std::byte>, 1> one{bytes};

@@ -21,6 +21,11 @@ void write_file_atomically(const std::filesystem::path& target, std::span<const 
 void write_file_atomically(const std::filesystem::path& target,
                            std::span<const std::span<const std::byte>> buffers);
 
+/// Makes the entries of `dir` (renames, creations, removals) durable. A file
+/// system that cannot fsync a directory (EINVAL, ENOTSUP) is not an error.
+/// Throws input_error naming the directory.
+void fsync_directory(const std::filesystem::path& dir);
+
 /// Reads a whole regular file. Throws input_error when the file is missing,
 /// unreadable, not a regular file, or larger than `max_bytes` (checked before
 /// allocating, so a huge file cannot exhaust memory).
