@@ -9,10 +9,11 @@
 namespace troupe::actors {
 
 enum class job_phase : std::uint8_t {
-  idle,     ///< no job
-  waiting,  ///< accepted, waiting for enough nodes
-  starting, ///< planned; its actors are being spawned and wired
-  running,  ///< the trainer runs
+  idle,       ///< no job
+  waiting,    ///< accepted, waiting for enough nodes
+  starting,   ///< planned; its actors are being spawned and wired
+  running,    ///< the trainer runs
+  recovering, ///< a generation ended by a failure; the next is being placed (recovery.hpp)
 };
 
 /// The name /status shows.
@@ -26,6 +27,8 @@ constexpr std::string_view to_string(job_phase p) {
     return "starting";
   case job_phase::running:
     return "running";
+  case job_phase::recovering:
+    return "recovering";
   }
   return "?";
 }

@@ -16,6 +16,21 @@ std::string where(const device_slot& d) {
   return " on " + d.node + "/" + d.name;
 }
 
+/// Where a layer shard's config keeps the step of an injected fault of `kind`.
+std::int64_t& fault_step_of(shard_config& c, fault_kind kind) {
+  switch (kind) {
+  case fault_kind::perturb:
+    return c.perturb_step;
+  case fault_kind::hang:
+    return c.hang_step;
+  case fault_kind::exit:
+    return c.exit_step;
+  case fault_kind::fail:
+    break;
+  }
+  return c.fault_step;
+}
+
 shard_config shard_config_of(const plan& topology, const train_options& opts, const stage_slot& s,
                              const fault_spec& fault) {
   shard_config c;
@@ -34,7 +49,7 @@ shard_config shard_config_of(const plan& topology, const train_options& opts, co
   c.schedule = topology.schedule;
   c.trace = !opts.trace_file.empty();
   if (fault.stage == s.stage && fault.replica == s.replica && s.tp_rank == 0)
-    (fault.kind == fault_kind::perturb ? c.perturb_step : c.fault_step) = fault.step;
+    fault_step_of(c, fault.kind) = fault.step;
   if (opts.slow_stage == s.stage && (opts.slow_replica < 0 || opts.slow_replica == s.replica))
     c.slow_factor = opts.slow_factor;
   c.clip_norm = opts.clip_norm;

@@ -6,9 +6,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "actors/cluster/recovery.hpp"
+#include "actors/protocol/messages.hpp"
 #include "actors/training/trainer.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "actors/protocol/messages.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -20,7 +21,7 @@ constexpr std::chrono::seconds wire_timeout{30};
 /// Counts the wiring replies of one job and aborts it on the first failure.
 struct wiring {
   supervisor_actor* self;
-  std::uint64_t job;
+  std::uint64_t job; ///< the generation's wire id
   std::shared_ptr<std::size_t> left = std::make_shared<std::size_t>(0);
   std::function<void()> wired;
 
@@ -33,9 +34,12 @@ struct wiring {
       if (--*left == 0)
         wired();
     };
-    auto failed = [self = self, id = job, what](caf::error& err) {
-      if (self->state.job.id == id)
-        abort_job(self, what + ": " + runtime::describe(self->system(), err));
+    auto failed = [self = self, wire = job, what](caf::error& err) {
+      if (self->state.job.wire() != wire)
+        return;
+      failure f;
+      f.what = what + ": " + runtime::describe(self->system(), err);
+      job_failed(self, std::move(f));
     };
     auto req = self->request(to, wire_timeout, std::forward<Ts>(xs)...);
     if constexpr (std::is_void_v<Reply>)
@@ -86,7 +90,7 @@ void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<v
   const auto replicas = static_cast<std::size_t>(grid.replicas);
   const auto tp = static_cast<std::size_t>(grid.tp);
   const auto& shards = spawned.shards;
-  wiring w{self, self->state.job.id, std::make_shared<std::size_t>(1), std::move(wired)};
+  wiring w{self, self->state.job.wire(), std::make_shared<std::size_t>(1), std::move(wired)};
   // With virtual stages the pipeline wraps round: the last stage's chunk v
   // feeds stage 0's chunk v + 1, so the ends are each other's neighbours.
   const bool ring = topology.virtual_stages > 1;
@@ -173,8 +177,9 @@ void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset tr
   tc.test_samples = test_set.size();
   tc.resume = std::move(resume);
   tc.report_to = caf::actor_cast<caf::actor>(self);
-  tc.courier = st.cfg.courier ? st.cfg.courier->for_job(st.job.id) : nullptr;
-  track(self, spawn_trainer(sys, std::move(tc)), "trainer", "trainer", st.cfg.name);
+  tc.courier = st.cfg.courier ? st.cfg.courier->for_job(st.job.wire()) : nullptr;
+  st.job.trainer =
+      track(self, spawn_trainer(sys, std::move(tc)), "trainer", "trainer", st.cfg.name);
   st.job.phase = job_phase::running;
 }
 

@@ -19,6 +19,7 @@
 #include "actors/cluster/job_spec.hpp"
 #include "actors/cluster/job_wiring.hpp"
 #include "actors/cluster/node_agent.hpp"
+#include "actors/cluster/recovery.hpp"
 #include "actors/cluster/supervisor_state.hpp"
 #include "actors/cluster/supervisor_status.hpp"
 #include "actors/plan/plan_memory.hpp"
@@ -58,33 +59,17 @@ caf::error refuse(const std::string& why) {
 void maybe_start(supervisor_actor* self);
 void node_lost(supervisor_actor* self, std::string name, const std::string& why);
 
-/// Ends the job's actors (and asks every node involved to drop whatever it
-/// spawned for the job), then forgets the job.
+/// Ends the job: its current generation, then its client's watch.
 void teardown(supervisor_actor* self) {
   auto& st = self->state;
-  if (!st.job.actors.empty()) {
-    st.job.last_actors = current_actors(st.job);
-    for (auto& a : st.job.last_actors)
-      a.handle = nullptr;
-  }
-  for (auto& [addr, a] : st.job.actors) {
-    self->demonitor(a.handle);
-    self->send_exit(a.handle, caf::exit_reason::user_shutdown);
-  }
-  for (const auto& node : st.job.nodes) {
-    if (node == "local" && st.local_agent)
-      self->send(st.local_agent, teardown_atom::value, st.job.id);
-    else if (auto it = st.nodes.find(node); it != st.nodes.end() && it->second.agent)
-      self->send(it->second.agent, teardown_atom::value, st.job.id);
-  }
-  if (st.cfg.courier)
-    st.cfg.courier->end_job(st.job.id);
-  st.job.actors.clear();
-  st.job.nodes.clear();
+  teardown_generation(self);
   if (st.job.client) {
     self->demonitor(st.job.client);
     st.job.client = nullptr;
   }
+  st.job.inputs = nullptr;
+  st.job.recovery.snapshot.reset();
+  st.job.recovery.resume = nullptr;
   st.job.phase = job_phase::idle;
 }
 
@@ -134,7 +119,7 @@ void stop_supervisor(supervisor_actor* self, const std::string& why) {
   release_nodes_and_quit(self);
 }
 
-/// The devices jobs can be placed on.
+/// The devices of the cluster's ready nodes.
 std::vector<device_slot> cluster_devices(const supervisor_state& st) {
   std::vector<device_slot> r;
   for (const auto& [name, e] : st.nodes) {
@@ -157,26 +142,30 @@ caf::actor agent_of(supervisor_actor* self, const std::string& node) {
   return it == st.nodes.end() ? caf::actor{} : it->second.agent;
 }
 
-/// Has the nodes spawn every actor of `orders`, all at once; once all are
-/// there the job is wired and its trainer starts.
+/// Has the nodes spawn every actor of `orders` for the current generation,
+/// all at once; once all are there the job is wired and its trainer starts,
+/// restoring `resume`.
 void spawn_job(supervisor_actor* self, const std::vector<spawn_order>& orders,
-               std::shared_ptr<job_inputs> in) {
+               std::shared_ptr<job_inputs> in, std::optional<runtime::checkpoint> resume) {
   auto& job = self->state.job;
   auto acc = std::make_shared<job_actors>(orders);
-  auto id = job.id;
-  auto starting = [self, id] {
-    return self->state.job.id == id && self->state.job.phase == job_phase::starting;
+  auto wire = job.wire();
+  auto starting = [self, wire] {
+    return self->state.job.wire() == wire && self->state.job.phase == job_phase::starting;
   };
-  auto spawned = [self, acc, in, starting] {
+  auto restore = std::make_shared<std::optional<runtime::checkpoint>>(std::move(resume));
+  auto spawned = [self, acc, in, starting, restore] {
     if (--acc->left == 0 && starting())
-      wire_job(self, *acc, [self, acc, in, starting] {
-        if (starting())
-          start_trainer(self, *acc, in->train_set, in->test_set, in->resume);
+      wire_job(self, *acc, [self, acc, in, starting, restore] {
+        if (!starting())
+          return;
+        start_trainer(self, *acc, in->train_set, in->test_set, std::move(*restore));
+        generation_running(self);
       });
   };
   for (const auto& o : orders) {
     job.nodes.insert(o.node);
-    self->request(agent_of(self, o.node), std::chrono::seconds(30), spawn_atom::value, id, o.kind,
+    self->request(agent_of(self, o.node), std::chrono::seconds(30), spawn_atom::value, wire, o.kind,
                   o.config.dump())
         .then(
             [self, acc, o, spawned, starting](caf::actor& a) {
@@ -185,10 +174,13 @@ void spawn_job(supervisor_actor* self, const std::vector<spawn_order>& orders,
               acc->at(o) = track(self, a, o.label, o.kind, o.node, o.slot);
               spawned();
             },
-            [self, id, label = o.label](caf::error& err) {
-              if (self->state.job.id == id)
-                abort_job(self,
-                          "spawning " + label + ": " + runtime::describe(self->system(), err));
+            [self, wire, label = o.label, node = o.node](caf::error& err) {
+              if (self->state.job.wire() != wire)
+                return;
+              failure f;
+              f.what = "spawning " + label + ": " + runtime::describe(self->system(), err);
+              f.node = node;
+              job_failed(self, std::move(f));
             });
   }
 }
@@ -203,30 +195,21 @@ std::string launch(supervisor_actor* self) {
     auto request = std::holds_alternative<job_request>(job.submitted)
                        ? std::get<job_request>(std::move(job.submitted))
                        : job_request_from_json(std::get<std::string>(job.submitted));
-    auto available =
-        st.cfg.local_node
-            ? local_devices(request.opts, std::max(1u, std::thread::hardware_concurrency()))
-            : cluster_devices(st);
+    auto available = job_devices(st, request.opts);
     *in = prepare_job(std::move(request), available);
   } catch (const nlohmann::json::exception& e) {
     return std::string{"job options: "} + e.what();
   } catch (const std::exception& e) {
     return e.what();
   }
+  job.requested = in->opts;
   job.opts = in->opts;
   job.topology = in->topology;
-  const auto& topology = job.topology;
-  st.log->info("job {}: {} on {} stage(s) x {} replica(s), {} micro-batch(es)", job.id,
-               topology.strategy(), topology.depth(), topology.replicas, topology.microbatches);
-  // Shown with progress output; benchmarks running many jobs keep it quiet.
-  st.log->log(job.opts.progress ? spdlog::level::info : spdlog::level::debug,
-              "plan ({} partition):\n{}", topology.partition,
-              describe(topology, memory_assumptions::of(job.opts)));
-  job.phase = job_phase::starting;
-  // The workers' first push is of the step the checkpoint stopped at.
-  const auto first_step =
-      in->resume ? in->resume->trainer_state.value("global_step", std::int64_t{0}) : 0;
-  spawn_job(self, job_spawns(topology, job.opts, first_step), std::move(in));
+  job.recovery = {};
+  job.generation = 0;
+  auto resume = std::move(in->resume);
+  job.inputs = std::move(in);
+  start_generation(self, std::move(resume));
   return {};
 }
 
@@ -252,6 +235,8 @@ void node_lost(supervisor_actor* self, std::string name, const std::string& why)
   if (it == st.nodes.end())
     return;
   auto agent = it->second.agent;
+  const double last_contact =
+      std::chrono::duration<double>(clock_type::now() - it->second.last_seen).count();
   st.nodes.erase(it);
   st.log->error("node {} lost: {}", name, why);
   if (agent) {
@@ -261,8 +246,13 @@ void node_lost(supervisor_actor* self, std::string name, const std::string& why)
     self->send_exit(agent,
                     caf::make_error(caf::sec::runtime_error, "dropped by the supervisor: " + why));
   }
-  if (st.job.nodes.count(name))
-    abort_job(self, "node " + name + " lost: " + why);
+  if (st.job.nodes.count(name)) {
+    failure f;
+    f.what = "node " + name + " lost: " + why;
+    f.node = name;
+    f.silent_seconds = last_contact;
+    job_failed(self, std::move(f));
+  }
 }
 
 void ping_nodes(supervisor_actor* self) {
@@ -388,6 +378,7 @@ void on_job_done(supervisor_actor* self, std::string& report, runtime::named_ten
       if (auto it = st.nodes.find(node); it != st.nodes.end())
         pids[node] = it->second.info.pid;
     r["node_pids"] = pids;
+    r["recovery"] = recovery_json(st.job);
     report = r.dump();
   } catch (const nlohmann::json::exception&) {
   }
@@ -415,7 +406,10 @@ void on_down(supervisor_actor* self, const caf::down_msg& dm) {
   if ((!dm.reason || dm.reason == caf::exit_reason::normal) && it->second.kind == "trainer")
     return;
   std::string why = dm.reason ? runtime::describe(self->system(), dm.reason) : "exited early";
-  abort_job(self, it->second.label + " failed: " + why);
+  failure f;
+  f.what = it->second.label + " failed: " + why;
+  f.actor = dm.source;
+  job_failed(self, std::move(f));
 }
 
 // --- join protocol (cluster_protocol.hpp) ---
@@ -513,6 +507,7 @@ caf::result<bool> on_ready(supervisor_actor* self, const std::string& name, cons
     st.log->info("node {} ready ({} of {} expected)", name, ready_nodes(st), st.cfg.expect_nodes);
     rp.deliver(true);
     maybe_start(self);
+    on_node_ready(self);
   });
   return rp;
 }
@@ -534,9 +529,9 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
     ac.name = "local";
     st.local_agent = spawn_node_agent(self->system(), std::move(ac));
     self->link_to(st.local_agent);
-  } else {
-    self->delayed_send(self, st.cfg.ping_interval, tick_atom::value);
   }
+  // Heartbeats (cluster) and stall detection (both modes).
+  self->delayed_send(self, st.cfg.ping_interval, tick_atom::value);
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   return {
       [self](actors::run_atom, std::string& options_json) {
@@ -559,9 +554,19 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
       [self](progress_atom, std::string& text) {
         try {
           self->state.job.progress = nlohmann::json::parse(text);
+          on_progress(self, self->state.job.progress);
         } catch (const nlohmann::json::exception&) {
         }
       },
+      // Recovery (recovery.hpp): restore points and failures the trainer reports.
+      [self](snapshot_atom, job_snapshot& s) { on_snapshot(self, std::move(s)); },
+      [self](checkpointed_atom, std::int64_t step) { on_checkpointed(self, step); },
+      [self](step_failed_atom, std::string& what) {
+        failure f;
+        f.what = what;
+        job_failed(self, std::move(f));
+      },
+      [self](replan_atom, std::uint64_t wire) { on_replan(self, wire); },
       [self](hello_atom, std::uint32_t version, std::uint64_t types_hash, std::string& name) {
         return on_hello(self, version, types_hash, name);
       },
@@ -573,6 +578,7 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
       [](bool) {}, // a node's teardown acknowledgement
       [self](tick_atom) {
         ping_nodes(self);
+        check_stall(self);
         self->delayed_send(self, self->state.cfg.ping_interval, tick_atom::value);
       },
       [self](status_atom) { return status_json(self->state).dump(); },
@@ -600,6 +606,54 @@ caf::actor track(supervisor_actor* self, caf::actor a, std::string label, std::s
   st.job.actors.emplace(a.address(), job_actor{std::move(label), std::move(kind), std::move(node),
                                                pid, a.id(), slot, a});
   return a;
+}
+
+void teardown_generation(supervisor_actor* self) {
+  auto& st = self->state;
+  auto& job = st.job;
+  if (!job.actors.empty()) {
+    job.last_actors = current_actors(job);
+    for (auto& a : job.last_actors)
+      a.handle = nullptr;
+  }
+  for (auto& [addr, a] : job.actors) {
+    self->demonitor(a.handle);
+    self->send_exit(a.handle, caf::exit_reason::user_shutdown);
+  }
+  for (const auto& node : job.nodes)
+    if (auto agent = agent_of(self, node))
+      self->send(agent, teardown_atom::value, job.wire());
+  if (st.cfg.courier)
+    st.cfg.courier->end_job(job.wire());
+  job.actors.clear();
+  job.nodes.clear();
+  job.trainer = nullptr;
+}
+
+std::vector<device_slot> job_devices(const supervisor_state& st, const train_options& opts) {
+  return st.cfg.local_node ? local_devices(opts, std::max(1u, std::thread::hardware_concurrency()))
+                           : cluster_devices(st);
+}
+
+void start_generation(supervisor_actor* self, std::optional<runtime::checkpoint> resume) {
+  auto& st = self->state;
+  auto& job = st.job;
+  ++job.generation;
+  const auto& topology = job.topology;
+  st.log->info("job {}: {} on {} stage(s) x {} replica(s), {} micro-batch(es){}", job.id,
+               topology.strategy(), topology.depth(), topology.replicas, topology.microbatches,
+               job.generation > 1 ? ", generation " + std::to_string(job.generation) : "");
+  // Shown with progress output; benchmarks running many jobs keep it quiet.
+  st.log->log(job.opts.progress ? spdlog::level::info : spdlog::level::debug,
+              "plan ({} partition):\n{}\n{}", topology.partition,
+              describe(topology, memory_assumptions::of(job.opts)), recovery_summary(job.opts));
+  job.phase = job_phase::starting;
+  // The workers' first push is of the step the checkpoint stopped at.
+  const auto first_step = resume ? resume->trainer_state.value("global_step", std::int64_t{0}) : 0;
+  auto opts = job.opts;
+  if (job.generation > 1)
+    opts.fault.clear(); // an injected fault strikes the first generation only
+  spawn_job(self, job_spawns(topology, opts, first_step), job.inputs, std::move(resume));
 }
 
 void abort_job(supervisor_actor* self, const std::string& why, caf::sec code) {

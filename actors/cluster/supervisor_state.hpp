@@ -22,8 +22,10 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/cluster/cluster_protocol.hpp"
+#include "actors/cluster/job_inputs.hpp"
 #include "actors/cluster/job_phase.hpp"
 #include "actors/cluster/job_request.hpp"
+#include "actors/cluster/recovery_state.hpp"
 #include "actors/cluster/supervisor.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/slot.hpp"
@@ -62,19 +64,31 @@ struct job_actor {
 
 struct job_state {
   std::uint64_t id = 0;
+  /// Placements of the job so far: every (re)placement is a new generation,
+  /// with actors of its own and its own transfer id (wire()), so nothing of
+  /// an older one (a node stopped and resumed) reaches the new one.
+  std::uint32_t generation = 0;
   job_phase phase = job_phase::idle;
   caf::response_promise reply;
   caf::actor client; ///< who submitted it: the job is aborted if it goes away
   /// What was submitted: the typed request (in process), or a client's
   /// options JSON, read once when the job starts.
   std::variant<std::string, job_request> submitted;
-  train_options opts;
+  train_options requested; ///< as submitted: the degrees a shrunk job grows back to
+  train_options opts;      ///< the current generation's
   plan topology;
+  std::shared_ptr<job_inputs> inputs; ///< data sets, read once for every generation
+  caf::actor trainer;                 ///< the current generation's
   std::map<caf::actor_addr, job_actor> actors;
   std::set<std::string> nodes;
   nlohmann::json progress = nlohmann::json::object();
   std::vector<job_actor> last_actors; ///< of the previous job, for /status and /metrics
   std::string last_error;
+  recovery_state recovery;
+
+  /// The id the current generation's actors and transfers carry: the node
+  /// agents tear down by it, the data planes drop late transfers by it.
+  std::uint64_t wire() const { return (id << 16) | generation; }
 };
 
 struct supervisor_state {
@@ -100,9 +114,23 @@ int ready_nodes(const supervisor_state& st);
 caf::actor track(supervisor_actor* self, caf::actor a, std::string label, std::string kind,
                  std::string node, std::optional<slot_id> slot = std::nullopt);
 
-/// Fails the running job with `why` (which names the actor or node). The one
-/// place failures end up: recovery would start here.
+/// Fails the running job with `why` (which names the actor or node), with no
+/// recovery: bad input, a client gone, restarts exhausted. Failures of a
+/// running job's actors and nodes go to recovery.hpp's job_failed first.
 void abort_job(supervisor_actor* self, const std::string& why,
                caf::sec code = caf::sec::runtime_error);
+
+// A job's generations (supervisor.cpp), for recovery.cpp.
+
+/// Ends the current generation's actors and has its nodes drop what they
+/// spawned for it; the job itself (its client, its reply) goes on.
+void teardown_generation(supervisor_actor* self);
+
+/// The devices a job with `opts` can be placed on now.
+std::vector<device_slot> job_devices(const supervisor_state& st, const train_options& opts);
+
+/// Starts the next generation of the job on job.topology with job.opts,
+/// restoring `resume` (none: from the initial parameters).
+void start_generation(supervisor_actor* self, std::optional<runtime::checkpoint> resume);
 
 } // namespace troupe::actors

@@ -1,5 +1,7 @@
 #include "actors/cluster/supervisor_status.hpp"
 
+#include "actors/cluster/recovery.hpp"
+
 #include <unistd.h>
 
 #include <utility>
@@ -162,7 +164,9 @@ nlohmann::json status_json(const supervisor_state& st) {
             {"actors", actors_json(current_actors(st.job))},
             {"previous_actors", actors_json(st.job.last_actors)},
             {"progress", st.job.progress},
-            {"last_error", st.job.last_error}}},
+            {"last_error", st.job.last_error},
+            {"generation", st.job.generation},
+            {"recovery", recovery_json(st.job)}}},
           {"jobs_finished", st.jobs_finished},
           {"jobs_failed", st.jobs_failed}};
 }

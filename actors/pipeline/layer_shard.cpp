@@ -20,8 +20,9 @@
 #include "actors/pipeline/shard_trace.hpp"
 #include "actors/pipeline/step_runner.hpp"
 #include "actors/pipeline/update_work.hpp"
-#include "runtime/error.hpp"
 #include "actors/protocol/messages.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
 
 namespace troupe::actors {
 
@@ -46,6 +47,7 @@ struct shard_state {
   std::optional<actors::step_msg> step;
   std::shared_ptr<step_run> run; ///< the step's actions, handed to the device
   bool busy = false;             ///< the device holds the run or a task
+  bool broken = false;           ///< a step failed (step_failed); only salvage and teardown follow
   step_end end;
   // Data parallelism (cfg.all_reduces()).
   caf::actor group; ///< this shard's collective rank
@@ -54,6 +56,10 @@ struct shard_state {
   ps_worker ps;                ///< parameter servers (cfg.uses_ps())
   actors::stage_report report;
   shard_trace trace;
+  /// Recovery: salvage requests that came while the optimizer was updating
+  /// the parameters, answered when it is done.
+  std::vector<caf::typed_response_promise<runtime::named_tensors, runtime::named_tensors>>
+      salvage_waiting;
   static inline const char* name = "layer_shard";
 };
 
@@ -142,6 +148,21 @@ void on_allreduced(shard_actor* self, std::int64_t step, std::size_t bucket, ten
   advance(self);
 }
 
+/// The step cannot finish because a collective failed (a replica was lost):
+/// the shard tells the trainer and stays alive, its parameters those of its
+/// last update, so recovery can salvage them (salvage_atom).
+void step_failed(shard_actor* self, const std::string& what, const caf::error& err) {
+  auto& st = self->state;
+  if (st.broken)
+    return;
+  st.broken = true;
+  auto msg = st.label + ": " + what + ": " + self->system().render(err);
+  if (st.trainer)
+    self->send(st.trainer, actors::step_failed_atom::value, msg);
+  else
+    fail(self, what + ": " + self->system().render(err));
+}
+
 /// A bucket's gradients are complete on the device; its all-reduce runs in
 /// the stage's collective group while backward goes on.
 void start_allreduce(shard_actor* self, bucket_ready& b) {
@@ -158,9 +179,7 @@ void start_allreduce(shard_actor* self, bucket_ready& b) {
                 allreduce_op_id(b.step, b.bucket), std::move(b.data))
       .then([self, step = b.step,
              bucket = b.bucket](tensor& sum) { on_allreduced(self, step, bucket, sum); },
-            [self](caf::error& err) {
-              fail(self, "gradient all-reduce failed: " + self->system().render(err));
-            });
+            [self](caf::error& err) { step_failed(self, "gradient all-reduce failed", err); });
 }
 
 /// (sync_params_atom): replica 0 broadcasts its parameters in the stage's
@@ -312,6 +331,25 @@ void advance(shard_actor* self) {
 
 // -- message handlers ----------------------------------------------------------
 
+/// Fault injection (recovery tests): at cfg.exit_step the actor exits; at
+/// cfg.hang_step it stops answering anything, alive but silent (its mailbox
+/// keeps every message unread). True when the step must not run.
+bool injected_fault(shard_actor* self, std::int64_t step) {
+  const auto& c = self->state.cfg;
+  if (step == c.exit_step) {
+    self->quit(
+        caf::make_error(caf::sec::runtime_error,
+                        self->state.label + ": injected exit at step " + std::to_string(step)));
+    return true;
+  }
+  if (step != c.hang_step)
+    return false;
+  runtime::logger("layer_shard")->warn("{}: injected hang at step {}", self->state.label, step);
+  self->set_default_handler(caf::skip);
+  self->become([](actors::abort_atom, std::int64_t) {}); // a message no one sends
+  return true;
+}
+
 void on_step(shard_actor* self, actors::step_msg& m) {
   auto& s = self->state;
   if (s.step) {
@@ -319,6 +357,8 @@ void on_step(shard_actor* self, actors::step_msg& m) {
                    std::to_string(s.step->step) + " ended");
     return;
   }
+  if (m.training && injected_fault(self, m.step))
+    return;
   const int chunks = s.cfg.virtual_stages();
   // A data-parallel replica whose share of a short last batch is empty
   // has no micro-batches: it only joins the all-reduce.
@@ -339,9 +379,18 @@ void on_step(shard_actor* self, actors::step_msg& m) {
   s.trace.idle(!s.busy && s.step, s.trace.step_began);
 }
 
+/// Answers the salvage requests waiting for an update to end.
+void answer_salvage(shard_actor* self) {
+  auto& s = self->state;
+  for (auto& rp : s.salvage_waiting)
+    rp.deliver(collect_params(*s.compute), collect_optimizer_state(*s.compute));
+  s.salvage_waiting.clear();
+}
+
 void on_task_done(shard_actor* self, task_done& d) {
   auto& s = self->state;
   s.busy = false;
+  answer_salvage(self);
   s.trace.recorder.absorb(s.compute->trace);
   s.report.loss_sum += d.loss_sum;
   s.report.correct += d.correct;
@@ -441,6 +490,53 @@ caf::result<bool> load_between_steps(shard_actor* self, const char* what, F load
   return true;
 }
 
+/// What the shard is doing, for a stall report: its step, whether the device
+/// runs, and what it waits for (an input, the all-reduce, the trainer's
+/// clipping total, the parameter servers).
+nlohmann::json doing(shard_state& s) {
+  nlohmann::json j{{"actor", s.label}};
+  if (!s.step) {
+    j["action"] = "idle (between steps)";
+    return j;
+  }
+  j["step"] = s.step->step;
+  auto& c = *s.compute;
+  std::optional<action> parked;
+  {
+    std::lock_guard lock{c.in.mutex};
+    if (c.in.parked)
+      parked = c.in.waiting_for;
+  }
+  if (parked) {
+    const bool fwd = parked->what == action::kind::forward;
+    j["action"] =
+        std::string{fwd ? "forward" : "backward"} + " of micro-batch " + std::to_string(parked->mb);
+    j["waits_for"] =
+        fwd ? (s.cfg.stage == 0 && parked->chunk == 0
+                   ? "its input of micro-batch " + std::to_string(parked->mb) + " from the trainer"
+                   : "the activation of micro-batch " + std::to_string(parked->mb) +
+                         " from stage " + std::to_string(s.cfg.stage - 1))
+            : "the gradient of micro-batch " + std::to_string(parked->mb) + " from stage " +
+                  std::to_string(s.cfg.stage + 1) + " (or its labels)";
+  } else if (s.busy) {
+    j["action"] = "computing on its device";
+  } else if (s.cfg.all_reduces() && !s.allreduce.complete()) {
+    j["action"] = "all-reduce";
+    j["waits_for"] = "the all-reduce of " +
+                     std::to_string(s.allreduce.expected - s.allreduce.done) +
+                     " gradient bucket(s) with the other replicas";
+  } else if (s.cfg.clip_norm > 0 && s.end.norm_requested && !s.end.clip_total) {
+    j["action"] = "clipping";
+    j["waits_for"] = "the trainer's global gradient norm";
+  } else if (s.cfg.uses_ps() && !s.end.optimizer_done) {
+    j["action"] = "parameter-server exchange";
+    j["waits_for"] = "the parameter servers' answer";
+  } else {
+    j["action"] = "ending the step";
+  }
+  return j;
+}
+
 /// Messages between steps: wiring, groups, parameters, state and the trace.
 caf::message_handler setup_handlers(shard_actor* self) {
   return {
@@ -486,6 +582,18 @@ caf::message_handler setup_handlers(shard_actor* self) {
           return err;
         return self->state.trace.recorder.to_json().dump();
       },
+      [self](actors::salvage_atom) -> caf::result<runtime::named_tensors, runtime::named_tensors> {
+        // Mid-step the parameters are those of the last update until the
+        // optimizer runs (it is the only writer); during it, wait.
+        auto& s = self->state;
+        if (s.busy && s.step && s.end.optimizer_done) {
+          s.salvage_waiting.push_back(
+              self->make_response_promise<runtime::named_tensors, runtime::named_tensors>());
+          return s.salvage_waiting.back();
+        }
+        return {collect_params(*s.compute), collect_optimizer_state(*s.compute)};
+      },
+      [self](actors::doing_atom) { return doing(self->state).dump(); },
       [self](actors::get_state_atom) -> caf::result<runtime::named_tensors> {
         if (auto err = between_steps(self, "reading optimizer state"))
           return err;

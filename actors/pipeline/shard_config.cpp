@@ -20,6 +20,8 @@ nlohmann::json to_json(const shard_config& c) {
           {"schedule", std::string{to_string(c.schedule)}},
           {"fault_step", c.fault_step},
           {"perturb_step", c.perturb_step},
+          {"hang_step", c.hang_step},
+          {"exit_step", c.exit_step},
           {"trace", c.trace},
           {"slow_factor", c.slow_factor},
           {"clip_norm", c.clip_norm},
@@ -46,6 +48,8 @@ shard_config shard_config_from_json(const nlohmann::json& j) {
     c.schedule = parse_schedule_kind(j.at("schedule").get<std::string>());
     c.fault_step = j.at("fault_step").get<std::int64_t>();
     c.perturb_step = j.value("perturb_step", std::int64_t{-1});
+    c.hang_step = j.value("hang_step", std::int64_t{-1});
+    c.exit_step = j.value("exit_step", std::int64_t{-1});
     c.trace = j.value("trace", false); // optional: off unless asked for
     c.slow_factor = j.value("slow_factor", 1.0);
     if (!(c.slow_factor >= 1.0 && c.slow_factor <= 100.0))

@@ -39,6 +39,11 @@ struct shard_config {
   /// Fault injection: the parameters are perturbed after this step's update
   /// (a replica that silently diverged; --check-replicas must catch it).
   std::int64_t perturb_step = -1;
+  /// Fault injection: from this step on the shard answers nothing (a hung
+  /// actor: alive, silent); -1: never.
+  std::int64_t hang_step = -1;
+  /// Fault injection: the shard's actor exits when this step starts; -1: never.
+  std::int64_t exit_step = -1;
   bool trace = false; ///< record a timeline for (get_trace_atom)
   /// Benchmarks: each forward and backward takes this many times its compute
   /// time (the device sleeps the rest before sending the result), as a slower

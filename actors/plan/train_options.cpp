@@ -95,6 +95,16 @@ void train_options::validate() const {
           "--slow-factor must be in [1, 100], got " + std::to_string(slow_factor));
   require(slow_replica >= -1 && slow_replica < dp,
           "--slow-replica must be -1 (all) or a replica in [0, " + std::to_string(dp) + ")");
+  require(max_restarts >= 0 && max_restarts <= 1000, "--max-restarts must be in [0, 1000]");
+  require(min_dp >= 1 && min_dp <= dp, "--min-dp must be in [1, --dp " + std::to_string(dp) +
+                                           "], got " + std::to_string(min_dp));
+  require(rejoin_wait_s >= 0 && rejoin_wait_s <= 86400, "--rejoin-wait must be in [0, 86400] s");
+  require(snapshot_every >= -1, "--snapshot-every must be >= 0 (0: never) or -1 (auto)");
+  require(checkpoint_every >= 0, "--checkpoint-every must be >= 0 (0: epoch ends only)");
+  require(checkpoint_seconds >= 0, "--checkpoint-seconds must be >= 0 (0: off)");
+  require((checkpoint_every == 0 && checkpoint_seconds == 0) || !checkpoint_dir.empty(),
+          "--checkpoint-every and --checkpoint-seconds need --checkpoint DIR");
+  require(stall_timeout_s >= 0, "--stall-timeout must be >= 0 (0: auto)");
   auto f = parse_fault(fault);
   require(f.ps < ps, "--inject-fault: ps shard " + std::to_string(f.ps) + " does not exist (--ps " +
                          std::to_string(ps) + ")");
@@ -108,14 +118,17 @@ fault_spec parse_fault(const std::string& full) {
   if (full.empty())
     return f;
   std::string text = full;
-  if (constexpr std::string_view perturb = "perturb:"; text.rfind(perturb, 0) == 0) {
-    f.kind = fault_kind::perturb;
-    text = text.substr(perturb.size());
-    if (text.rfind("ps=", 0) == 0)
-      throw runtime::input_error("--inject-fault: perturb applies to layer shards "
-                                 "(perturb:stage=S,step=N[,replica=R]), got '" +
-                                 full + "'");
-  }
+  constexpr std::pair<std::string_view, fault_kind> prefixes[] = {
+      {"perturb:", fault_kind::perturb}, {"hang:", fault_kind::hang}, {"exit:", fault_kind::exit}};
+  for (const auto& [prefix, kind] : prefixes)
+    if (text.rfind(prefix, 0) == 0) {
+      f.kind = kind;
+      text = text.substr(prefix.size());
+      if (text.rfind("ps=", 0) == 0)
+        throw runtime::input_error("--inject-fault: " + std::string{prefix} +
+                                   " applies to layer shards (" + std::string{prefix} +
+                                   "stage=S,step=N[,replica=R]), got '" + full + "'");
+    }
   long long stage = -1, step = -1, replica = 0;
   char tail = 0;
   if (text.rfind("ps=", 0) == 0) {
@@ -131,7 +144,8 @@ fault_spec parse_fault(const std::string& full) {
                       &tail);
   if ((n != 2 && n != 3) || stage < 0 || step < 0 || stage > 1000 || replica < 0 || replica > 1024)
     throw runtime::input_error(
-        "--inject-fault: expected [perturb:]stage=S,step=N[,replica=R] or ps=S,step=N, got '" +
+        "--inject-fault: expected [perturb:|hang:|exit:]stage=S,step=N[,replica=R] or ps=S,step=N, "
+        "got '" +
         full + "'");
   f.stage = static_cast<int>(stage);
   f.step = step;
@@ -218,6 +232,13 @@ const std::vector<option_field>& option_fields() {
       field<&train_options::timing_warmup>("timing_warmup"),
       field<&train_options::slow_stage>("slow_stage"),
       field<&train_options::slow_factor>("slow_factor"),
+      field<&train_options::max_restarts>("max_restarts"),
+      field<&train_options::min_dp>("min_dp"),
+      field<&train_options::rejoin_wait_s>("rejoin_wait_s"),
+      field<&train_options::snapshot_every>("snapshot_every"),
+      field<&train_options::checkpoint_every>("checkpoint_every"),
+      field<&train_options::checkpoint_seconds>("checkpoint_seconds"),
+      field<&train_options::stall_timeout_s>("stall_timeout_s"),
   };
   return fields;
 }

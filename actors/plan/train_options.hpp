@@ -112,6 +112,30 @@ struct train_options {
   /// -1: of every replica.
   int slow_replica = -1;
 
+  // Recovery (actors/cluster/recovery.hpp): what a job does when one of its
+  // actors or nodes is lost.
+  /// Re-plans after failures before the job fails; 0: the first failure ends it.
+  int max_restarts = 3;
+  /// Elastic data parallelism: a recovered job may run on as few replicas as
+  /// this (the global batch re-split over them), and grows back to `dp`.
+  int min_dp = 1;
+  /// When no plan fits the devices left, wait this many seconds for nodes to join.
+  double rejoin_wait_s = 30;
+  /// Every this many steps the state owners' parameters and optimizer state
+  /// are copied (copy-on-write, without stopping) to the supervisor's process,
+  /// the first place a recovery restores from. 0: never; -1: auto (every 50
+  /// steps, widened when a snapshot costs more than 3% of the steps between).
+  std::int64_t snapshot_every = -1;
+  /// Write a checkpoint (into checkpoint_dir) every this many steps, without
+  /// stopping training; 0: at epoch ends and at the end only.
+  std::int64_t checkpoint_every = 0;
+  /// The same every this many seconds; 0: off.
+  double checkpoint_seconds = 0;
+  /// A step that has not completed after this many seconds is a stall: the
+  /// supervisor reports who waits for whom and recovers. 0: auto (10x the
+  /// median step time, at least 5 s).
+  double stall_timeout_s = 0;
+
   /// Throws runtime::input_error naming the first invalid field.
   void validate() const;
   /// The optimizer config for models::make_optimizer.
@@ -122,6 +146,8 @@ struct train_options {
 enum class fault_kind : std::uint8_t {
   fail,    ///< the layer shard's forward throws (the default)
   perturb, ///< the layer shard perturbs its parameters after the step's update
+  hang,    ///< the layer shard stops answering anything from step N on (without dying)
+  exit,    ///< the layer shard's actor exits at step N (an actor lost, its node alive)
 };
 
 /// A parsed fault-injection request.
@@ -132,7 +158,7 @@ struct fault_spec {
   int replica = 0;
   int ps = -1; ///< a ps shard that fails when it applies step `step`
 };
-/// Parses "[perturb:]stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty
+/// Parses "[perturb:|hang:|exit:]stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty
 /// text gives no fault. Throws runtime::input_error.
 fault_spec parse_fault(const std::string& text);
 

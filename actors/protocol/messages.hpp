@@ -143,6 +143,17 @@ using set_state_atom = caf::atom_constant<caf::atom("setstate")>;
 /// (get_trace_atom) -> std::string: a JSON array of the actor's trace events
 /// (runtime/telemetry/trace.hpp, shipped form); a string crosses processes as is.
 using get_trace_atom = caf::atom_constant<caf::atom("gettrace")>;
+/// Recovery: (salvage_atom) -> (named_tensors params, named_tensors state):
+/// a layer shard's parameters and optimizer state (its "steps" metadata
+/// saying how many updates they hold), mid-step too, but never mid-update.
+using salvage_atom = caf::atom_constant<caf::atom("salvage")>;
+/// (step_failed_atom, what) layer shard -> trainer (-> supervisor): the step
+/// cannot finish (its all-reduce failed: a replica was lost). The shard stays
+/// alive with the parameters of its last update, for recovery to salvage.
+using step_failed_atom = caf::atom_constant<caf::atom("stepfailed")>;
+/// Stall diagnosis: (doing_atom) -> std::string: JSON of what the actor is
+/// doing now: its step, its current action and what it waits for.
+using doing_atom = caf::atom_constant<caf::atom("doing")>;
 using next_batch_atom = caf::atom_constant<caf::atom("nextbatch")>;
 using seek_atom = caf::atom_constant<caf::atom("seek")>;
 using measure_atom = caf::atom_constant<caf::atom("measure")>;

@@ -15,39 +15,43 @@ namespace troupe::actors::training {
 
 namespace {
 
-nlohmann::json trainer_state_json(const trainer_state& st) {
-  return {{"global_step", st.step},
-          {"epoch", st.step / st.steps_per_epoch},
-          {"batch_index", st.step % st.steps_per_epoch},
+nlohmann::json trainer_state_json(const trainer_state& st, std::int64_t step,
+                                  const epoch_state& epoch) {
+  return {{"global_step", step},
+          {"epoch", step / st.steps_per_epoch},
+          {"batch_index", step % st.steps_per_epoch},
           {"steps_per_epoch", st.steps_per_epoch},
-          {"epoch_loss_sum", st.epoch.loss_sum},
-          {"epoch_samples", st.epoch.samples},
-          {"epoch_tokens", st.epoch.tokens},
-          {"last_epoch_loss", st.epoch.last_loss}};
+          {"epoch_loss_sum", epoch.loss_sum},
+          {"epoch_samples", epoch.samples},
+          {"epoch_tokens", epoch.tokens},
+          {"last_epoch_loss", epoch.last_loss}};
 }
 
-runtime::checkpoint make_checkpoint(const trainer_state& st, model_state m) {
+} // namespace
+
+runtime::checkpoint make_checkpoint(const trainer_state& st, model_state m, std::int64_t step,
+                                    const epoch_state& epoch) {
   runtime::checkpoint ck;
   ck.params = std::move(m.params);
   ck.optimizer_state = std::move(m.state);
   ck.optimizer_meta["type"] = st.cfg.opts.optimizer;
   ck.optimizer_meta["steps"] = m.steps;
-  ck.trainer_state = trainer_state_json(st);
+  ck.trainer_state = trainer_state_json(st, step, epoch);
   ck.rng = {{"seed", st.cfg.opts.seed},
             {"kind", "counter-based (seed, key, counter); no hidden state"},
             {"streams",
              {"init: hash(parameter name)", "shuffle: hash(\"shuffle\") ^ epoch",
               "dropout: (layer, step, sample)"}}};
-  ck.data_loader = {{"epoch", st.step / st.steps_per_epoch},
-                    {"batch_index", st.step % st.steps_per_epoch},
-                    {"batch", st.cfg.opts.batch},
-                    {"shuffle", true},
-                    {"seed", st.cfg.opts.seed},
-                    {"samples", st.cfg.train_samples}};
+  ck.data_loader = {
+      {"epoch", step / st.steps_per_epoch}, {"batch_index", step % st.steps_per_epoch},
+      {"batch", st.cfg.opts.batch},         {"shuffle", true},
+      {"seed", st.cfg.opts.seed},           {"samples", st.cfg.train_samples}};
   ck.model = st.cfg.topology.model.to_json();
   ck.config = to_json(st.cfg.opts);
   return ck;
 }
+
+namespace {
 
 /// The leading layer index of a parameter or state name ("12.weight.exp_avg" -> 12).
 std::optional<std::size_t> layer_of(const std::string& name) {
@@ -152,15 +156,23 @@ void load_ps_shard(const resume_acks& acks, std::size_t i) {
 } // namespace
 
 void write_checkpoint(trainer_actor* self, std::function<void()> then) {
+  if (self->state.snap.writing) { // one writer at a time, the latest step last
+    self->state.snap.after_write = [self, then] { write_checkpoint(self, then); };
+    return;
+  }
   collect_model(self, true, [self, then](model_state m) {
     auto& st = self->state;
     try {
-      runtime::write_checkpoint(st.cfg.opts.checkpoint_dir, make_checkpoint(st, std::move(m)));
+      runtime::write_checkpoint(st.cfg.opts.checkpoint_dir,
+                                make_checkpoint(st, std::move(m), st.step, st.epoch));
     } catch (const std::exception& e) {
       fail(self, e.what());
       return;
     }
     st.log->debug("checkpoint at step {} written to {}", st.step, st.cfg.opts.checkpoint_dir);
+    st.snap.last_checkpoint_step = st.step;
+    st.snap.last_checkpoint = clock_type::now();
+    self->send(st.cfg.report_to, checkpointed_atom::value, st.step);
     then();
   });
 }

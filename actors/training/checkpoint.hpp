@@ -6,9 +6,15 @@
 
 #include <functional>
 
+#include "actors/training/model_gather.hpp"
 #include "actors/training/trainer_state.hpp"
 
 namespace troupe::actors::training {
+
+/// A checkpoint of `m` with the trainer's position after `step` steps and
+/// the epoch's sums `epoch` (its loader position follows from `step`).
+runtime::checkpoint make_checkpoint(const trainer_state& st, model_state m, std::int64_t step,
+                                    const epoch_state& epoch);
 
 /// Gathers the model and its optimizer state, writes opts.checkpoint_dir,
 /// then runs `then`. Fails the trainer on error.

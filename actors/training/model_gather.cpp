@@ -38,32 +38,6 @@ void ask(trainer_actor* self, std::vector<caf::actor> to, Atom what, gathering g
       what);
 }
 
-/// The value of metadata `key` in `t`, or empty.
-std::string meta_value(const runtime::named_tensors& t, const std::string& key) {
-  for (std::size_t i = 0; i < t.meta_keys.size() && i < t.meta_values.size(); ++i)
-    if (t.meta_keys[i] == key)
-      return t.meta_values[i];
-  return {};
-}
-
-/// Replica 0's parameters (or optimizer state) as whole tensors, in stage
-/// order: each stage's tensor-parallel slices merged (models::tp_merge).
-runtime::named_tensor_list whole_tensors(const trainer_state& st,
-                                         const std::vector<runtime::named_tensors>& replies) {
-  const auto& g = st.grid;
-  if (g.tp == 1)
-    return merge(replies);
-  runtime::named_tensor_list r;
-  for (int k = 0; k < g.depth; ++k) {
-    std::vector<models::named_tensors> parts;
-    for (int t = 0; t < g.tp; ++t)
-      parts.push_back(merge({replies.at(g.index({0, k, t}))}));
-    for (auto& nt : models::tp_merge(st.tp_layout, parts))
-      r.push_back(std::move(nt));
-  }
-  return r;
-}
-
 /// Builds the model_state with `assemble` and hands it on; an exception fails
 /// the trainer, its message prefixed by what was being gathered.
 template <class F>
@@ -144,8 +118,34 @@ void collect_model(trainer_actor* self, bool with_state, std::function<void(mode
   auto g = std::make_shared<model_gathering>();
   g->with_state = with_state;
   g->done = std::move(done);
-  ask(self, first_replica(self->state), actors::get_params_atom::value, g,
-      &model_gathering::params, shard_params_gathered);
+  ask(self, first_replica(self->state), actors::get_params_atom::value, g, &model_gathering::params,
+      shard_params_gathered);
+}
+
+/// The value of metadata `key` in `t`, or empty.
+std::string meta_value(const runtime::named_tensors& t, const std::string& key) {
+  for (std::size_t i = 0; i < t.meta_keys.size() && i < t.meta_values.size(); ++i)
+    if (t.meta_keys[i] == key)
+      return t.meta_values[i];
+  return {};
+}
+
+/// Replica 0's parameters (or optimizer state) as whole tensors, in stage
+/// order: each stage's tensor-parallel slices merged (models::tp_merge).
+runtime::named_tensor_list whole_tensors(const trainer_state& st,
+                                         const std::vector<runtime::named_tensors>& replies) {
+  const auto& g = st.grid;
+  if (g.tp == 1)
+    return merge(replies);
+  runtime::named_tensor_list r;
+  for (int k = 0; k < g.depth; ++k) {
+    std::vector<models::named_tensors> parts;
+    for (int t = 0; t < g.tp; ++t)
+      parts.push_back(merge({replies.at(g.index({0, k, t}))}));
+    for (auto& nt : models::tp_merge(st.tp_layout, parts))
+      r.push_back(std::move(nt));
+  }
+  return r;
 }
 
 runtime::named_tensor_list merge(const std::vector<runtime::named_tensors>& parts) {

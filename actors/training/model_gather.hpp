@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/training/trainer_state.hpp"
 #include "actors/protocol/messages.hpp"
+#include "actors/training/trainer_state.hpp"
 
 namespace troupe::actors::training {
 
@@ -26,6 +26,14 @@ struct model_state {
 /// (the workers only tell the shapes; with async workers replica 0's last
 /// pull may predate other workers' later pushes). Fails the trainer on error.
 void collect_model(trainer_actor* self, bool with_state, std::function<void(model_state)> done);
+
+/// Whole tensors from one reply per (stage, tensor-parallel rank) slot of a
+/// replica, in slot order: each stage's tensor-parallel slices merged.
+runtime::named_tensor_list whole_tensors(const trainer_state& st,
+                                         const std::vector<runtime::named_tensors>& replies);
+
+/// The value of metadata `key` in `t`, or empty.
+std::string meta_value(const runtime::named_tensors& t, const std::string& key);
 
 /// The parts' entries, in order.
 runtime::named_tensor_list merge(const std::vector<runtime::named_tensors>& parts);

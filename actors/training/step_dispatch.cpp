@@ -13,7 +13,7 @@ void send_step(trainer_actor* self, int replica, actors::batch_msg& b, std::int6
   auto parts = static_cast<std::int32_t>(b.inputs.size());
   const auto lr_step = schedule_step >= 0 ? schedule_step : step;
   actors::step_msg m{step, parts, b.size, training ? learning_rate(st, lr_step) : st.cfg.opts.lr,
-                      training};
+                     training};
   for (int k = 0; k < g.depth; ++k)
     for (int t = 0; t < g.tp; ++t)
       self->send(st.cfg.stages[g.index({replica, k, t})], m);
@@ -31,7 +31,7 @@ void send_step(trainer_actor* self, int replica, actors::batch_msg& b, std::int6
       runtime::transport::deliver(
           st.cfg.courier, first,
           actors::activation_msg{step, i, b.offsets[k], training,
-                                  final ? std::move(b.inputs[k]) : b.inputs[k]});
+                                 final ? std::move(b.inputs[k]) : b.inputs[k]});
     }
   }
 }
@@ -46,6 +46,9 @@ void send_steps(trainer_actor* self, std::vector<actors::batch_msg>& parts, std:
     cur.sumsq_pending = shards;
   }
   cur.digests.assign(shards, std::nullopt);
+  cur.reported.assign(shards, false);
+  cur.step = step;
+  cur.training = training;
   for (std::size_t r = 0; r < parts.size(); ++r)
     send_step(self, static_cast<int>(r), parts[r], step, training);
   cur.reports_pending = static_cast<int>(parts.size() * st.grid.depth * st.grid.tp);

@@ -7,6 +7,7 @@
 
 #include "actors/pipeline/data_loader.hpp"
 #include "actors/training/checkpoint.hpp"
+#include "actors/training/snapshots.hpp"
 #include "actors/training/trainer_state.hpp"
 #include "actors/training/training_loop.hpp"
 #include "models/train/sequence_loss.hpp"
@@ -78,6 +79,7 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
   }
   if (!o.trace_file.empty())
     st.totals.trace = runtime::trace_recorder{0};
+  init_snapshots(st);
   if (st.cfg.resume)
     resume(self, [self] { sync_replicas(self); });
   else
@@ -86,6 +88,28 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
       [self](actors::stage_report& r) { on_report(self, r); },
       [self](actors::grad_sumsq_atom, std::int64_t step, std::int32_t stage, double sumsq) {
         on_grad_sumsq(self, step, stage, sumsq);
+      },
+      // Recovery (snapshots.hpp).
+      [self](snapshot_atom) {
+        auto rp = self->make_response_promise<job_snapshot>();
+        pause_for_snapshot(self, rp);
+        return rp;
+      },
+      [self](actors::salvage_atom, std::vector<std::int32_t>& lost) {
+        auto rp = self->make_response_promise<job_snapshot>();
+        salvage(self, std::move(lost), rp);
+        return rp;
+      },
+      [self](checkpointed_atom, std::int64_t step, std::string& error) {
+        on_checkpointed(self, step, error);
+      },
+      [self](actors::doing_atom) { return trainer_doing(self->state).dump(); },
+      [self](actors::step_failed_atom, std::string& what) {
+        auto& st = self->state;
+        if (st.cfg.opts.max_restarts == 0)
+          fail(self, what);
+        else // the supervisor recovers; the shards keep their state until then
+          self->send(st.cfg.report_to, actors::step_failed_atom::value, what);
       },
   };
 }

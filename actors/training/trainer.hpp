@@ -8,6 +8,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/plan/plan.hpp"
@@ -42,6 +43,30 @@ struct trainer_config {
 };
 
 using job_done_atom = caf::atom_constant<caf::atom("jobdone")>;
+
+/// A restore point for recovery: the model, its optimizer state and the
+/// trainer's position (loss sums, data loader position) after `step` steps,
+/// as a checkpoint in memory. It only travels inside the supervisor's process
+/// (trainer -> supervisor), never serialised.
+struct job_snapshot {
+  std::shared_ptr<const runtime::checkpoint> state;
+  std::int64_t step = 0; ///< training steps it holds: the next step to run
+};
+
+/// (snapshot_atom, job_snapshot) trainer -> report_to every
+/// opts.snapshot_every steps. (snapshot_atom) -> job_snapshot, report_to ->
+/// trainer: the trainer stops at the next step boundary and answers with a
+/// snapshot there (a re-plan that loses nothing, e.g. growing back).
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+/// (checkpointed_atom, step) trainer -> report_to: a checkpoint of `step`
+/// steps is complete in opts.checkpoint_dir.
+using checkpointed_atom = caf::atom_constant<caf::atom("ckpointed")>;
+/// (salvage_atom, lost shard indices) -> job_snapshot, supervisor -> trainer
+/// after a failure: the model from the replicas still alive, mid-step (see
+/// actors::salvage_atom); an error when a stage has no live replica or the
+/// replicas disagree on their step.
+/// (doing_atom) -> std::string, supervisor -> trainer: JSON of the step in
+/// flight and which stages have not reported it yet (stall diagnosis).
 /// (progress_atom, JSON) after every training step: step, total_steps, epoch,
 /// loss (epoch mean so far), step_seconds, samples_per_second, and per stage
 /// the cumulative messages_sent, bytes_sent and compute_seconds.
@@ -75,3 +100,5 @@ void check_resume_compatible(const runtime::checkpoint& ck, const train_options&
 caf::actor spawn_trainer(caf::actor_system& sys, trainer_config cfg);
 
 } // namespace troupe::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::job_snapshot)

@@ -15,15 +15,16 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/plan/slot.hpp"
+#include "actors/protocol/messages.hpp"
 #include "actors/training/progress_bar.hpp"
 #include "actors/training/trainer.hpp"
 #include "models/tensor_parallel.hpp"
 #include "models/train/lr_schedule.hpp"
 #include "runtime/log.hpp"
-#include "actors/protocol/messages.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors::training {
@@ -40,9 +41,12 @@ struct step_in_flight {
   std::vector<actors::batch_msg> batches; ///< each replica's part, as they arrive
   std::size_t batches_pending = 0;
   int reports_pending = 0;
-  actors::stage_report loss;                        ///< the replicas' losses added up
+  actors::stage_report loss;                         ///< the replicas' losses added up
   std::vector<std::optional<std::uint64_t>> digests; ///< per shard, --check-replicas
-  std::vector<std::optional<double>> grad_sumsq;     ///< per shard, --clip-norm
+  std::vector<bool> reported;                        ///< per shard: its report came
+  std::int64_t step = -1;                            ///< the step's id (negative: evaluation)
+  bool training = false;
+  std::vector<std::optional<double>> grad_sumsq; ///< per shard, --clip-norm
   std::size_t sumsq_pending = 0;
   clock_type::time_point started;
 };
@@ -117,9 +121,30 @@ struct run_totals {
   std::int64_t digest_comparisons = 0; ///< digest pairs compared (replica r vs 0, per shard)
   nlohmann::json epoch_log = nlohmann::json::array();
   std::vector<actors::stage_report> stages; ///< per shard, training steps summed
-  std::optional<nlohmann::json> ps_stats;    ///< the ps shards' counters, once gathered
-  runtime::trace_recorder trace;             ///< the trainer's own track (--trace)
+  std::optional<nlohmann::json> ps_stats;   ///< the ps shards' counters, once gathered
+  runtime::trace_recorder trace;            ///< the trainer's own track (--trace)
   bool trace_written = false;
+};
+
+/// Recovery's restore points (snapshots.hpp): snapshots to the supervisor's
+/// process and periodic checkpoints written in the background.
+struct snapshot_state {
+  std::int64_t interval = 0;         ///< steps between snapshots (0: none)
+  bool automatic = false;            ///< interval chosen by the trainer (opts.snapshot_every -1)
+  bool in_flight = false;            ///< a gather is under way
+  bool writing = false;              ///< a checkpoint is being written in the background
+  std::function<void()> after_write; ///< runs once the background write ended
+  std::int64_t last_checkpoint_step = -1;
+  clock_type::time_point last_checkpoint = clock_type::now();
+  std::int64_t taken = 0;
+  std::int64_t discarded = 0; ///< gathers whose parts disagreed on their step
+  double seconds = 0;         ///< summed request-to-assembly time of the snapshots taken
+  /// A re-plan asked for a snapshot at the next step boundary; the trainer
+  /// stops there.
+  std::optional<caf::typed_response_promise<job_snapshot>> pause;
+  bool paused = false;
+  /// Parameter servers: every parameter's whole shape (the ps shards hold pieces).
+  std::map<std::string, runtime::shape_t> ps_shapes;
 };
 
 struct trainer_state {
@@ -139,6 +164,7 @@ struct trainer_state {
   eval_state eval;
   async_state async;
   run_totals totals;
+  snapshot_state snap;
   progress_bar progress;
   static inline const char* name = "trainer";
 };

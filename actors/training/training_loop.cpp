@@ -11,6 +11,7 @@
 #include "actors/training/progress.hpp"
 #include "actors/training/replica_checks.hpp"
 #include "actors/training/report.hpp"
+#include "actors/training/snapshots.hpp"
 #include "actors/training/step_dispatch.hpp"
 
 namespace troupe::actors::training {
@@ -135,6 +136,8 @@ void start_step(trainer_actor* self) {
     finish(self);
     return;
   }
+  if (at_step_boundary(self))
+    return; // paused for a re-plan
   if (independent_workers(st)) {
     async_start_step(self);
     return;
@@ -202,6 +205,8 @@ void on_report(trainer_actor* self, actors::stage_report& r) {
     add_loss(st, r, independent);
   if (r.has_digest)
     st.current.digests[index] = r.params_digest;
+  if (index < st.current.reported.size())
+    st.current.reported[index] = true;
   if (!evaluating) {
     const bool timed = st.step - st.run_start_step >= st.cfg.opts.timing_warmup;
     st.totals.compute_seconds += r.compute_seconds;

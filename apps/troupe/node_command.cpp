@@ -4,6 +4,11 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -116,21 +121,63 @@ actors::node_description describe_node(const node_flags& f, const std::string& n
   return self;
 }
 
-/// Blocks until the node agent ends; exit_failure (and the reason on stderr)
-/// unless it ended normally or by a shutdown request.
-int wait_for_agent(caf::actor_system& sys, const caf::actor& agent, const std::string& name) {
-  int status = exit_ok;
+/// How the node's agent ended.
+struct agent_end {
+  int status = exit_ok; ///< exit_failure unless it ended normally or by a shutdown request
+  /// The supervisor dropped this node (it was silent: SIGSTOP, a network
+  /// split), or the connection to it broke while it may still run.
+  bool dropped = false;
+  bool supervisor_gone = false;
+};
+
+/// Waits until the node's agent ends and says how.
+agent_end wait_for_agent(caf::actor_system& sys, const caf::actor& agent, const std::string& name) {
+  agent_end r;
   caf::scoped_actor me{sys};
   me->monitor(agent);
   me->receive([&](const caf::down_msg& dm) {
     if (dm.reason && dm.reason != caf::exit_reason::normal &&
         dm.reason != caf::exit_reason::user_shutdown) {
-      std::fprintf(stderr, "error: node %s: %s\n", name.c_str(),
-                   runtime::describe(sys, dm.reason).c_str());
-      status = exit_failure;
+      auto why = runtime::describe(sys, dm.reason);
+      r.dropped = why.find("dropped by the supervisor") != std::string::npos;
+      r.supervisor_gone = why.find("the supervisor went away") != std::string::npos;
+      std::fprintf(stderr, "%s: node %s: %s\n", r.dropped ? "warning" : "error", name.c_str(),
+                   why.c_str());
+      r.status = exit_failure;
     }
   });
-  return status;
+  return r;
+}
+
+/// A node the supervisor dropped starts over as a fresh process: the same
+/// command line, a new actor system, data plane and join, nothing of its
+/// old job. Returns only if that fails.
+void rejoin_as_fresh_node(const std::string& name) {
+  std::FILE* f = std::fopen("/proc/self/cmdline", "rb");
+  if (!f)
+    return;
+  std::string all;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
+    all.append(buf, n);
+  std::fclose(f);
+  std::vector<std::string> args;
+  for (std::size_t at = 0; at < all.size();) {
+    auto end = all.find('\0', at);
+    args.push_back(all.substr(at, end - at));
+    at = end == std::string::npos ? all.size() : end + 1;
+  }
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::printf("troupe node '%s': rejoining the cluster as a fresh node\n", name.c_str());
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::close_range(3, ~0U, 0); // the old connections end here, not in the new process
+  ::execv("/proc/self/exe", argv.data());
+  std::fprintf(stderr, "error: node %s: cannot restart itself: %s\n", name.c_str(),
+               std::strerror(errno));
 }
 
 /// Bounded exit: a node whose supervisor is gone must not linger. Stopping
@@ -198,7 +245,20 @@ int run_node(const node_flags& f) {
     log->info("{}: signal {}: shutting down", name, sig);
     caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
   });
-  status = wait_for_agent(sys, agent, name);
+  auto end = wait_for_agent(sys, agent, name);
+  status = end.status;
+  // Dropped while stopped or cut off, it comes back as a fresh node, if the
+  // supervisor still answers (a lost connection to one that does counts as
+  // a drop too); a supervisor that is gone ends the node.
+  if ((end.dropped || end.supervisor_gone) && !signals.received()) {
+    try {
+      connect_actor(sys, cfg.tls(), sup_at, std::chrono::seconds(3));
+      rejoin_as_fresh_node(name);
+    } catch (const std::exception& e) {
+      log->error("{}: the supervisor at {} does not answer ({}); stopping", name,
+                 sup_at.to_string(), e.what());
+    }
+  }
   exit_within_seconds(5, status, name);
   courier->stop();
   return status;

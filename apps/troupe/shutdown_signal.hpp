@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <functional>
 #include <thread>
 
@@ -35,13 +36,19 @@ public:
   void watch(std::function<void(int)> handler) {
     watcher_ = std::thread{[this, handler = std::move(handler)] {
       int sig = 0;
-      if (sigwait(&set_, &sig) == 0 && sig != SIGUSR2)
+      if (sigwait(&set_, &sig) == 0 && sig != SIGUSR2) {
+        received_ = true;
         handler(sig);
+      }
     }};
   }
 
+  /// Whether SIGINT or SIGTERM came.
+  bool received() const { return received_; }
+
 private:
   sigset_t set_{};
+  std::atomic<bool> received_{false};
   std::thread watcher_;
 };
 

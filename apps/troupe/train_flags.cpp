@@ -177,12 +177,60 @@ void add_run_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
 }
 
+/// Recovery: restarts, elastic data parallelism, snapshots, periodic
+/// checkpoints, stall detection (actors/cluster/recovery.hpp).
+void add_recovery_flags(CLI::App* cmd, training_flags& f) {
+  auto& o = f.opts;
+  const char* group = "Recovery";
+  cmd->add_option("--max-restarts", o.max_restarts,
+                  "when an actor or node of the job is lost, re-plan on the devices left (and "
+                  "any spare node) and continue, at most this many times (0: fail at once)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--min-dp", o.min_dp,
+                  "elastic data parallelism: after a loss keep running on as few as this many "
+                  "replicas (the global batch re-split), growing back to --dp when nodes join")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--rejoin-wait", o.rejoin_wait_s,
+                  "seconds a recovering job waits for nodes to join when no plan fits the "
+                  "devices left")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--snapshot-every", o.snapshot_every,
+                  "copy the parameters and optimizer state to the supervisor's process every N "
+                  "steps, without stopping (0: never; -1: auto, every 50 steps widened to keep "
+                  "the cost under 3%)")
+      ->check(CLI::Range(std::int64_t{-1}, std::int64_t{1} << 40))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--checkpoint-every", o.checkpoint_every,
+                  "with --checkpoint: also write a checkpoint every N steps, without stopping "
+                  "training (0: at epoch ends only)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))
+      ->group(group);
+  cmd->add_option("--checkpoint-seconds", o.checkpoint_seconds,
+                  "with --checkpoint: also write a checkpoint every T seconds")
+      ->check(CLI::Range(0.0, 1e9))
+      ->group(group);
+  cmd->add_option("--stall-timeout", o.stall_timeout_s,
+                  "a step not done after this many seconds is a stall: report who waits for "
+                  "whom, then recover (0: auto, 10x the median step time, at least 5 s)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str()
+      ->group(group);
+}
+
 /// Testing and benchmarks: fault injection and slowed stages.
 void add_testing_flags(CLI::App* cmd, training_flags& f) {
   auto& o = f.opts;
   cmd->add_option("--inject-fault", o.fault,
                   "testing: make stage S (of replica R) fail in training step N "
-                  "(stage=S,step=N[,replica=R]), or perturb its parameters after step N's "
+                  "(stage=S,step=N[,replica=R]), exit or hang there (exit:... / hang:...), or "
+                  "perturb its parameters after step N's "
                   "update (perturb:stage=S,step=N[,replica=R]; --check-replicas must catch "
                   "it), or parameter-server shard S fail when it applies step N (ps=S,step=N)")
       ->group("Testing");
@@ -205,6 +253,7 @@ void add_training_flags(CLI::App* cmd, training_flags& f) {
   add_replica_flags(cmd, f);
   add_ps_flags(cmd, f);
   add_run_flags(cmd, f);
+  add_recovery_flags(cmd, f);
   add_testing_flags(cmd, f);
   cmd->add_flag("--no-progress", f.no_progress, "no progress output");
 }

@@ -24,133 +24,7 @@ import tempfile
 import time
 import urllib.request
 
-TROUPE, DATA, CASE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
-WORK = tempfile.mkdtemp(prefix="troupe-cluster-")
-PROCS = []
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for p in PROCS:
-        for log in (getattr(p, "log_path", None),):
-            if log and os.path.exists(log):
-                print(f"--- {log}\n" + open(log).read()[-3000:])
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    print("ok:", msg)
-
-
-def spawn(args, name):
-    log = os.path.join(WORK, name + ".log")
-    p = subprocess.Popen([TROUPE] + args, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=WORK)
-    p.log_path = log
-    p.name = name
-    PROCS.append(p)
-    return p
-
-
-def run(args, timeout=120):
-    return subprocess.run([TROUPE] + args, capture_output=True, text=True, timeout=timeout, cwd=WORK)
-
-
-def certs(*names):
-    d = os.path.join(WORK, "certs")
-    r = run(["certs", "init", "--dir", d])
-    check(r.returncode == 0, "troupe certs init: " + r.stderr.strip())
-    for n in names:
-        r = run(["certs", "issue", "--dir", d, "--name", n])
-        check(r.returncode == 0, f"troupe certs issue {n}")
-    return d
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    fail("timed out waiting for " + what)
-
-
-def start_supervisor(cert_dir, expect, extra=()):
-    info = os.path.join(WORK, "supervisor.json")
-    sup = spawn(["supervisor", "--listen", "127.0.0.1:0", "--certs", cert_dir, "--expect-nodes",
-                 str(expect), "--info-file", info, *extra], "supervisor")
-    wait_for(lambda: os.path.exists(info), 20, "the supervisor's info file")
-    return sup, json.load(open(info))
-
-
-def start_node(cert_dir, port, name, devices="cpu:1", extra=()):
-    return spawn(["node", "--supervisor", f"127.0.0.1:{port}", "--certs", cert_dir, "--name", name,
-                  "--devices", devices, "--no-measure", *extra], "node-" + name)
-
-
-def http(port, path):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-        return r.read().decode()
-
-
-def status(info):
-    return json.loads(http(info["status_port"], "/status"))
-
-
-def ready_nodes(info):
-    return [n for n in status(info)["nodes"] if n["ready"]]
-
-
-def submit(cert_dir, info, args, name="client", data="mnist"):
-    return spawn(["train", "--supervisor", f"127.0.0.1:{info['port']}", "--certs", cert_dir,
-                  "--name", "client", "--data", os.path.join(DATA, data), "--no-progress", *args],
-                 name)
-
-
-def all_exit(procs, timeout):
-    deadline = time.time() + timeout
-    for p in procs:
-        try:
-            p.wait(max(0.01, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            return False
-    return True
-
-
-def read_safetensors(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        b, e = v["data_offsets"]
-        data = raw[8 + n + b:8 + n + e]
-        out[k] = struct.unpack(f"<{len(data) // 4}f", data)
-    return out
-
-
-# Runs that add the same gradients in another order are compared under SGD
-# with momentum: under Adam, rounding differences grow (a near-zero gradient
-# gets a full-size step, a ReLU input near 0 flips). See order_insensitive in
-# tests/actors/test_util.hpp for the measured noise floors.
-ORDER_INSENSITIVE = ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05"]
-
-
-def rel_diff(a, b):
-    num = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
-    den = max(sum(x * x for x in b) ** 0.5, 1e-30)
-    return num / den
-
-
-def cleanup():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+from cluster_util import *  # noqa: F401,F403 (helpers and TROUPE, DATA, CASE, WORK)
 
 
 def case_equivalence():
@@ -184,29 +58,6 @@ def case_equivalence():
     check(dp and sum(dp) > 0, f"node-to-node data-plane byte counters > 0 ({sum(dp):.0f} bytes)")
     stop_cluster(sup, nodes)
     compare_with_local(ck, ["--stages", "3", "--threads", "3", "--steps", "40"], 1e-6)
-
-
-def stop_cluster(sup, nodes):
-    sup.send_signal(signal.SIGTERM)
-    check(all_exit([sup] + nodes, 10), "SIGTERM stops the supervisor, which stops the nodes")
-    for p in [sup] + nodes:
-        check(p.returncode == 0, f"{p.name} exited 0")
-
-
-def compare_with_local(ck, args, tolerance, model="mlp", data="mnist", name="ck-local"):
-    """Runs `model` in this process with `args` and compares its final
-    parameters with the checkpoint `ck` of a cluster run."""
-    ck_local = os.path.join(WORK, name)
-    r = run(["train", "--model", model, "--no-eval", "--no-progress", "--data",
-             os.path.join(DATA, data), "--checkpoint", ck_local, *args])
-    check(r.returncode == 0,
-          "the single-process run succeeded" + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
-    a = read_safetensors(os.path.join(ck, "model.safetensors"))
-    b = read_safetensors(os.path.join(ck_local, "model.safetensors"))
-    check(a.keys() == b.keys(), "same parameter names")
-    worst = max(rel_diff(a[k], b[k]) for k in a)
-    check(worst <= tolerance,
-          f"cluster parameters equal single-process ones (max rel diff {worst:.2e})")
 
 
 def check_nodes_exchanged(info):
@@ -273,36 +124,9 @@ def case_transformer():
                        model="transformer", data="sherlock.txt")
 
 
-def long_job(d, info, parallel=("--stages", "2")):
-    return submit(d, info, ["--model", "mlp", *parallel, "--epochs", "50", "--no-eval"])
-
-
-def wait_running(info, steps=5):
-    def running():
-        s = status(info)["job"]
-        return s["phase"] == "running" and s["progress"].get("step", 0) >= steps
-    wait_for(running, 60, "the job to be running")
-
-
-def supervisor_log_time(sup, pattern):
-    """The supervisor's own timestamp of the first log line matching pattern."""
-    for line in open(sup.log_path):
-        if re.search(pattern, line):
-            t = re.match(r"\[(\d\d):(\d\d):(\d\d)\.(\d\d\d)\]", line)
-            if t:
-                h, m, s, ms = map(int, t.groups())
-                return h * 3600 + m * 60 + s + ms / 1000
-    return None
-
-
-def wall_of_day(t):
-    lt = time.gmtime(t)
-    return lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + (t % 1)
-
-
 def case_failure(sig, parallel=("--stages", "2")):
-    """Node b dies (kill -9) or hangs (SIGSTOP) mid-training: the job fails
-    naming it within 2 s. With --dp 2 each node holds a replica, so the death
+    """Node b dies (kill -9) or hangs (SIGSTOP) mid-training: with recovery
+    off (--max-restarts 0) the job fails naming it within 2 s. With --dp 2 each node holds a replica, so the death
     comes in the middle of gradient all-reduces."""
     d = certs("supervisor", "client", "a", "b")
     sup, info = start_supervisor(d, 2, ["--jobs", "1", "--heartbeat-ms", "250", "--timeout-ms",
@@ -335,17 +159,17 @@ def case_failure(sig, parallel=("--stages", "2")):
 
 
 def case_sigstop_resume():
-    """A node stopped mid-job (SIGSTOP) is dropped; the job fails naming it.
-    SIGCONT 4 s later, while the supervisor still runs: the resumed node
-    ends with a log line saying why, by exit status, never by a signal (it
-    crashed with SIGSEGV once: its cleanup read freed state). Then every
-    process ends within 5 s of the supervisor being stopped."""
+    """A node stopped mid-job (SIGSTOP) is dropped; with recovery off the job
+    fails naming it. SIGCONT 4 s later, while the supervisor still runs: the
+    resumed node learns it was dropped, says so, and rejoins the cluster as a
+    fresh node (a new process image: nothing of its old job survives). Then
+    every process ends within 5 s of the supervisor being stopped, exit 0."""
     d = certs("supervisor", "client", "a", "b", "c")
     sup, info = start_supervisor(d, 3)
     nodes = [start_node(d, info["port"], n) for n in "abc"]
     wait_for(lambda: len(ready_nodes(info)) == 3, 30, "3 ready nodes")
     client = submit(d, info, ["--model", "mlp", "--dp", "3", "--batch", "192", "--epochs", "50",
-                              "--no-eval"])
+                              "--no-eval", "--max-restarts", "0"])
     wait_running(info)
     victim = nodes[2]
     os.kill(victim.pid, signal.SIGSTOP)
@@ -354,17 +178,19 @@ def case_sigstop_resume():
     check("node c" in out or "on c/" in out, "the error names node c: " + out.strip()[-200:])
     time.sleep(4)
     os.kill(victim.pid, signal.SIGCONT)
-    check(all_exit([victim], 10), "the resumed node ends")
-    check(victim.returncode > 0,
-          f"the resumed node exits with a status, not a signal ({victim.returncode})")
+    wait_for(lambda: "rejoining the cluster as a fresh node" in open(victim.log_path).read(), 15,
+             "the resumed node to rejoin")
     log = open(victim.log_path).read()
     check(re.search(r"(dropped by the supervisor|supervisor went away)", log) is not None,
-          "the resumed node logs why it stops: " + log.strip()[-300:])
-    check(sup.poll() is None and all(p.poll() is None for p in nodes[:2]),
-          "the supervisor and the other nodes keep running")
+          "the resumed node logs why it starts over: " + log.strip()[-300:])
+    wait_for(lambda: sorted(n["name"] for n in ready_nodes(info)) == ["a", "b", "c"], 30,
+             "node c to be ready again")
+    check(victim.poll() is None and victim.pid == [n["pid"] for n in status(info)["nodes"]
+                                                   if n["name"] == "c"][0],
+          "the same process rejoined (re-executed itself)")
     sup.send_signal(signal.SIGTERM)
-    check(all_exit([sup] + nodes[:2], 5), "every process ends within 5 s of the supervisor's stop")
-    for p in [sup] + nodes[:2]:
+    check(all_exit([sup] + nodes, 5), "every process ends within 5 s of the supervisor's stop")
+    for p in [sup] + nodes:
         check(p.returncode == 0, f"{p.name} exited 0")
 
 
@@ -467,12 +293,6 @@ def case_pp_dp():
                             *ORDER_INSENSITIVE], 1e-5, name="ck-local-1")
 
 
-def job_actors(info):
-    """The actors of the job that ran last (or is running), from /status."""
-    job = status(info)["job"]
-    return job["actors"] or job["previous_actors"]
-
-
 def data_plane_bytes(info, node, peer, direction="sent"):
     """node's data-plane byte counter towards (from) peer in /metrics."""
     metrics = http(info["status_port"], "/metrics")
@@ -542,18 +362,6 @@ def case_tp_pp():
                        model="transformer", data="sherlock.txt", name="ck-local-t")
 
 
-def start_ps_cluster(d, ps_devices="cpu:1", extra=()):
-    """A supervisor, node ps-0 (the cluster spec's ps job: the planner puts
-    parameter servers there) and two worker nodes. ps-0 joins first and sorts
-    first, so without that preference it would get a replica."""
-    sup, info = start_supervisor(d, 3, extra)
-    ps = start_node(d, info["port"], "ps-0", devices=ps_devices)
-    wait_for(lambda: len(ready_nodes(info)) == 1, 30, "node ps-0 ready")
-    workers = [start_node(d, info["port"], f"worker-{i}") for i in range(2)]
-    wait_for(lambda: len(ready_nodes(info)) == 3, 30, "3 ready nodes")
-    return sup, info, ps, workers
-
-
 def case_ps():
     """Parameter servers across processes: node ps-0 holds 2 ps shards (the
     MLP's two big weights split across both), worker-0 and worker-1 one
@@ -608,12 +416,13 @@ def case_ps():
     # in worker order, as one device adds 2 micro-batches.
     compare_with_local(ck, ["--stages", "1", "--threads", "1", "--steps", "20",
                             "--microbatches", "2"], 0.0)
-    # An injected fault of ps shard 1 (in ps-0's process) and one of worker
-    # replica 1 fail their jobs naming the actor and its node; the cluster stays.
+    # With recovery off, an injected fault of ps shard 1 (in ps-0's process)
+    # and one of worker replica 1 fail their jobs naming the actor and its
+    # node; the cluster stays.
     for fault, who in (("ps=1,step=3", "ps_shard 1 on ps-0/cpu:1"),
                        ("stage=0,step=3,replica=1", "layer_shard replica 1 stage 0 on worker-1/")):
         client = submit(d, info, ["--model", "mlp", "--ps", "2", "--workers", "2", "--steps", "20",
-                                  "--no-eval", "--inject-fault", fault])
+                                  "--no-eval", "--inject-fault", fault, "--max-restarts", "0"])
         check(all_exit([client], 60) and client.returncode == 1, f"--inject-fault {fault}: exit 1")
         out = open(client.log_path).read()
         check(who in out and "injected fault" in out, f"the error names {who}: " + out.strip()[-200:])
@@ -646,8 +455,9 @@ def case_ps():
 
 def case_ps_kill9():
     """kill -9 of the ps node, then (on the same supervisor, after a new ps-0
-    joined) of a worker node, in the middle of a --ps 1 --workers 2 job:
-    each time the client exits 1 within 2 s of the signal naming the node."""
+    joined) of a worker node, in the middle of a --ps 1 --workers 2 job with
+    recovery off: each time the client exits 1 within 2 s of the signal
+    naming the node."""
     d = certs("supervisor", "client", "worker-0", "worker-1", "ps-0")
     sup, info, ps, workers = start_ps_cluster(d, extra=["--heartbeat-ms", "250", "--timeout-ms",
                                                         "1500"])

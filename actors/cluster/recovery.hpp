@@ -1,0 +1,57 @@
+#pragma once
+
+// How the supervisor heals a job: a lost actor or node, or a stall, ends the
+// job's generation; its state is restored from the cheapest source (the live
+// data-parallel replicas, the last snapshot, the last checkpoint, else the
+// initial parameters); the job is re-planned on the devices left plus any
+// spare node (data parallelism, then pipeline depth, then tensor parallelism
+// shrinking until a plan fits) and continues as a new generation. When nodes
+// join a shrunk job, a planned re-plan grows it back at a step boundary.
+// Change it when a failure is handled differently or a restore source is
+// added.
+
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/cluster/recovery_state.hpp"
+#include "actors/cluster/supervisor_state.hpp"
+
+namespace troupe::actors {
+
+/// A running job's actor or node was lost, or it stalled. With restarts left
+/// the job recovers; otherwise it fails naming every failure it saw.
+/// During a recovery further failures are only recorded.
+void job_failed(supervisor_actor* self, failure f);
+
+/// The trainer's restore points: a snapshot, a checkpoint complete on disk.
+void on_snapshot(supervisor_actor* self, job_snapshot s);
+void on_checkpointed(supervisor_actor* self, std::int64_t step);
+
+/// The trainer's progress after a step (stall detection, seconds lost).
+void on_progress(supervisor_actor* self, const nlohmann::json& progress);
+
+/// A new generation's trainer runs.
+void generation_running(supervisor_actor* self);
+
+/// A node became ready: a recovery waiting for devices tries again, and a
+/// job running on fewer devices than asked for grows back.
+void on_node_ready(supervisor_actor* self);
+
+/// (replan_atom, wire): a recovery's delayed re-plan (back-off, waiting for nodes).
+using replan_atom = caf::atom_constant<caf::atom("replan")>;
+void on_replan(supervisor_actor* self, std::uint64_t wire);
+
+/// Called every supervisor tick: a step that has not completed within the
+/// stall timeout is diagnosed (who waits for whom, who is silent), then the
+/// job recovers.
+void check_stall(supervisor_actor* self);
+
+/// The recovery history for /status and the report: restarts, failures,
+/// degrees per step range, the last stall report.
+nlohmann::json recovery_json(const job_state& job);
+
+/// The restart figures printed with the plan: max restarts, snapshot interval.
+std::string recovery_summary(const train_options& opts);
+
+} // namespace troupe::actors
