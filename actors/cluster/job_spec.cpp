@@ -25,6 +25,8 @@ std::int64_t& fault_step_of(shard_config& c, fault_kind kind) {
     return c.hang_step;
   case fault_kind::exit:
     return c.exit_step;
+  case fault_kind::cut:
+    return c.cut_step;
   case fault_kind::fail:
     break;
   }

@@ -520,6 +520,35 @@ void check_stall(supervisor_actor* self) {
     diagnose_stall(self, stalled);
 }
 
+void poll_doing(supervisor_actor* self) {
+  auto& job = self->state.job;
+  if (job.phase != job_phase::running)
+    return;
+  const auto wire = job.wire();
+  for (auto& [addr, a] : job.actors) {
+    if (a.kind != "trainer" && a.kind != "layer_shard")
+      continue;
+    self->request(a.handle, std::chrono::seconds(1), doing_atom::value)
+        .then(
+            [self, wire, addr = addr](std::string& text) {
+              auto& job = self->state.job;
+              auto it = job.actors.find(addr);
+              if (job.wire() != wire || it == job.actors.end())
+                return;
+              try {
+                it->second.doing = nlohmann::json::parse(text);
+              } catch (const nlohmann::json::exception&) {
+              }
+            },
+            [self, wire, addr = addr](caf::error&) {
+              auto& job = self->state.job;
+              auto it = job.actors.find(addr);
+              if (job.wire() == wire && it != job.actors.end())
+                it->second.doing = {{"action", "silent: no answer within 1 s"}};
+            });
+  }
+}
+
 nlohmann::json recovery_json(const job_state& job) {
   const auto& rec = job.recovery;
   nlohmann::json restarts = nlohmann::json::array();

@@ -579,6 +579,9 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
       [self](tick_atom) {
         ping_nodes(self);
         check_stall(self);
+        auto& st = self->state;
+        if (++st.ticks % std::max<std::int64_t>(1, 1000 / st.cfg.ping_interval.count()) == 0)
+          poll_doing(self);
         self->delayed_send(self, self->state.cfg.ping_interval, tick_atom::value);
       },
       [self](status_atom) { return status_json(self->state).dump(); },

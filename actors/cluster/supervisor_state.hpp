@@ -60,6 +60,9 @@ struct job_actor {
   caf::actor_id id = 0;
   std::optional<slot_id> slot;
   caf::actor handle; ///< null once the job ended
+  /// Its last answer to doing_atom (trainer and layer shards, polled every
+  /// second while the job runs): its step, action and what it waits for.
+  nlohmann::json doing = nullptr;
 };
 
 struct job_state {
@@ -102,6 +105,7 @@ struct supervisor_state {
   int jobs_finished = 0;
   int jobs_failed = 0;
   bool stopping = false;
+  std::int64_t ticks = 0; ///< heartbeat ticks so far (some work runs every n-th)
   static inline const char* name = "supervisor";
 };
 

@@ -136,8 +136,12 @@ nlohmann::json nodes_json(const supervisor_state& st) {
 nlohmann::json actors_json(const std::vector<job_actor>& actors) {
   nlohmann::json r = nlohmann::json::array();
   for (const auto& a : actors)
-    r.push_back(
-        {{"label", a.label}, {"kind", a.kind}, {"node", a.node}, {"pid", a.pid}, {"id", a.id}});
+    r.push_back({{"label", a.label},
+                 {"kind", a.kind},
+                 {"node", a.node},
+                 {"pid", a.pid},
+                 {"id", a.id},
+                 {"doing", a.doing}});
   return r;
 }
 

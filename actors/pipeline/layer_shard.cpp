@@ -23,6 +23,7 @@
 #include "actors/protocol/messages.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
 
@@ -332,8 +333,9 @@ void advance(shard_actor* self) {
 // -- message handlers ----------------------------------------------------------
 
 /// Fault injection (recovery tests): at cfg.exit_step the actor exits; at
-/// cfg.hang_step it stops answering anything, alive but silent (its mailbox
-/// keeps every message unread). True when the step must not run.
+/// cfg.cut_step its node's data-plane connections are cut; at cfg.hang_step
+/// it stops answering anything, alive but silent (its mailbox keeps every
+/// message unread). True when the step must not run.
 bool injected_fault(shard_actor* self, std::int64_t step) {
   const auto& c = self->state.cfg;
   if (step == c.exit_step) {
@@ -341,6 +343,11 @@ bool injected_fault(shard_actor* self, std::int64_t step) {
         caf::make_error(caf::sec::runtime_error,
                         self->state.label + ": injected exit at step " + std::to_string(step)));
     return true;
+  }
+  if (step == c.cut_step && c.courier) {
+    runtime::logger("layer_shard")
+        ->warn("{}: injected cut of the data plane at step {}", self->state.label, step);
+    c.courier->cut_peer("");
   }
   if (step != c.hang_step)
     return false;

@@ -22,6 +22,7 @@ nlohmann::json to_json(const shard_config& c) {
           {"perturb_step", c.perturb_step},
           {"hang_step", c.hang_step},
           {"exit_step", c.exit_step},
+          {"cut_step", c.cut_step},
           {"trace", c.trace},
           {"slow_factor", c.slow_factor},
           {"clip_norm", c.clip_norm},
@@ -50,6 +51,7 @@ shard_config shard_config_from_json(const nlohmann::json& j) {
     c.perturb_step = j.value("perturb_step", std::int64_t{-1});
     c.hang_step = j.value("hang_step", std::int64_t{-1});
     c.exit_step = j.value("exit_step", std::int64_t{-1});
+    c.cut_step = j.value("cut_step", std::int64_t{-1});
     c.trace = j.value("trace", false); // optional: off unless asked for
     c.slow_factor = j.value("slow_factor", 1.0);
     if (!(c.slow_factor >= 1.0 && c.slow_factor <= 100.0))

@@ -44,6 +44,9 @@ struct shard_config {
   std::int64_t hang_step = -1;
   /// Fault injection: the shard's actor exits when this step starts; -1: never.
   std::int64_t exit_step = -1;
+  /// Fault injection: at the start of this step the shard's node cuts every
+  /// data-plane connection (as a network cut would); -1: never.
+  std::int64_t cut_step = -1;
   bool trace = false; ///< record a timeline for (get_trace_atom)
   /// Benchmarks: each forward and backward takes this many times its compute
   /// time (the device sleeps the rest before sending the result), as a slower

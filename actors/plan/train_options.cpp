@@ -118,8 +118,10 @@ fault_spec parse_fault(const std::string& full) {
   if (full.empty())
     return f;
   std::string text = full;
-  constexpr std::pair<std::string_view, fault_kind> prefixes[] = {
-      {"perturb:", fault_kind::perturb}, {"hang:", fault_kind::hang}, {"exit:", fault_kind::exit}};
+  constexpr std::pair<std::string_view, fault_kind> prefixes[] = {{"perturb:", fault_kind::perturb},
+                                                                  {"hang:", fault_kind::hang},
+                                                                  {"exit:", fault_kind::exit},
+                                                                  {"cut:", fault_kind::cut}};
   for (const auto& [prefix, kind] : prefixes)
     if (text.rfind(prefix, 0) == 0) {
       f.kind = kind;
@@ -144,7 +146,8 @@ fault_spec parse_fault(const std::string& full) {
                       &tail);
   if ((n != 2 && n != 3) || stage < 0 || step < 0 || stage > 1000 || replica < 0 || replica > 1024)
     throw runtime::input_error(
-        "--inject-fault: expected [perturb:|hang:|exit:]stage=S,step=N[,replica=R] or ps=S,step=N, "
+        "--inject-fault: expected [perturb:|hang:|exit:|cut:]stage=S,step=N[,replica=R] or "
+        "ps=S,step=N, "
         "got '" +
         full + "'");
   f.stage = static_cast<int>(stage);

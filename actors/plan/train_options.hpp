@@ -148,6 +148,7 @@ enum class fault_kind : std::uint8_t {
   perturb, ///< the layer shard perturbs its parameters after the step's update
   hang,    ///< the layer shard stops answering anything from step N on (without dying)
   exit,    ///< the layer shard's actor exits at step N (an actor lost, its node alive)
+  cut,     ///< the layer shard's node cuts its data-plane connections at step N
 };
 
 /// A parsed fault-injection request.
@@ -158,7 +159,7 @@ struct fault_spec {
   int replica = 0;
   int ps = -1; ///< a ps shard that fails when it applies step `step`
 };
-/// Parses "[perturb:|hang:|exit:]stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty
+/// Parses "[perturb:|hang:|exit:|cut:]stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty
 /// text gives no fault. Throws runtime::input_error.
 fault_spec parse_fault(const std::string& text);
 

@@ -10,14 +10,15 @@
 #include <thread>
 #include <vector>
 
+#include "actors/cluster/recovery.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/plan_memory.hpp"
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/train_flags.hpp"
-#include "runtime/net/cluster_spec.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
+#include "runtime/net/cluster_spec.hpp"
 
 namespace troupe::apps {
 
@@ -121,6 +122,7 @@ int run_plan(plan_flags& f) {
     std::printf(", %d micro-batch%s per step, %s schedule, %s partition\n%s", p.microbatches,
                 p.microbatches == 1 ? "" : "es", std::string{to_string(p.schedule)}.c_str(),
                 p.partition.c_str(), actors::describe(p, assumptions).c_str());
+    std::printf("%s\n", actors::recovery_summary(o).c_str());
     if (!f.save.empty())
       std::printf("saved to %s (run it with `troupe train --plan %s`)\n", f.save.c_str(),
                   f.save.c_str());

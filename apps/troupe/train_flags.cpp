@@ -227,12 +227,14 @@ void add_recovery_flags(CLI::App* cmd, training_flags& f) {
 /// Testing and benchmarks: fault injection and slowed stages.
 void add_testing_flags(CLI::App* cmd, training_flags& f) {
   auto& o = f.opts;
-  cmd->add_option("--inject-fault", o.fault,
-                  "testing: make stage S (of replica R) fail in training step N "
-                  "(stage=S,step=N[,replica=R]), exit or hang there (exit:... / hang:...), or "
-                  "perturb its parameters after step N's "
-                  "update (perturb:stage=S,step=N[,replica=R]; --check-replicas must catch "
-                  "it), or parameter-server shard S fail when it applies step N (ps=S,step=N)")
+  cmd->add_option(
+         "--inject-fault", o.fault,
+         "testing: make stage S (of replica R) fail in training step N "
+         "(stage=S,step=N[,replica=R]), exit or hang there (exit:... / hang:...), cut its node's "
+         "data-plane connections (cut:...), or "
+         "perturb its parameters after step N's "
+         "update (perturb:stage=S,step=N[,replica=R]; --check-replicas must catch "
+         "it), or parameter-server shard S fail when it applies step N (ps=S,step=N)")
       ->group("Testing");
   cmd->add_option("--slow-stage", o.slow_stage,
                   "benchmarks: make stage S's forwards and backwards --slow-factor times slower "

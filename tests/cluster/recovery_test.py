@@ -6,7 +6,7 @@ finishes equal to the same job run without the fault in one process.
 
   recovery_test.py TROUPE DATA_DIR CASE
 
-CASE is one of: dp_kill9, pp_spare, pp_shrink, sigstop_grow, tp, ps, exhausted,
+CASE is one of: dp_kill9, pp_spare, pp_shrink, sigstop_grow, tp, ps, cut, exhausted,
 chaos:SEED.
 """
 
@@ -279,6 +279,35 @@ def case_ps():
     compare_with_local(ck, ["--threads", "1", *args], EQUAL)
 
 
+def case_cut():
+    """--inject-fault cut: stage 1's node cuts its data-plane connections at
+    step 20 of a 2-stage pipeline over 2 nodes (activations over the data
+    plane). The connection is reported and rebuilt, or the job recovers:
+    either way it finishes equal to the failure-free run. While it runs,
+    /status shows what each job actor does."""
+    d, sup, info, nodes = cluster("ab")
+    ck, r = os.path.join(WORK, "ck"), os.path.join(WORK, "r.json")
+    args = ["--stages", "2", "--microbatches", "4", "--batch", "256", "--steps", "60",
+            "--snapshot-every", "10", "--stall-timeout", "3"]
+    client = submit(d, info, ["--model", "mlp", "--no-eval", "--checkpoint", ck, "--report", r,
+                              "--inject-fault", "cut:stage=1,step=20", *args])
+    wait_running(info, 3)
+
+    def doing_shown():
+        acts = [a for a in status(info)["job"]["actors"]
+                if a["kind"] in ("trainer", "layer_shard")]
+        return len(acts) == 3 and all(isinstance(a["doing"], dict) and "action" in a["doing"]
+                                      for a in acts)
+    wait_for(doing_shown, 10, "/status to show every job actor's current action")
+    print("doing:", [a["doing"] for a in status(info)["job"]["actors"] if a["doing"]])
+    finish(client, "a cut data plane")
+    log = "".join(open(p.log_path).read() for p in [sup, *nodes.values()])
+    check("injected cut of the data plane at step 20" in log, "the cut happened")
+    print("restarts:", restarts(report_of(r)))
+    stop_cluster(sup, list(nodes.values()))
+    compare_with_local(ck, ["--threads", "1", *args], EQUAL)
+
+
 def case_exhausted():
     """Restarts exhausted and no plan possible: pp 2 on 2 nodes with
     --max-restarts 1 --rejoin-wait 3. kill -9 of one node: the job shrinks to
@@ -352,6 +381,7 @@ try:
          "sigstop_grow": case_sigstop_grow,
          "tp": case_tp,
          "ps": case_ps,
+         "cut": case_cut,
          "exhausted": case_exhausted}[CASE]()
 finally:
     cleanup()

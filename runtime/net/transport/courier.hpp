@@ -118,7 +118,8 @@ public:
   /// Transfers received of which one half still waits for the other.
   std::size_t unmatched_transfers() const;
   /// Fault injection: cuts the data-plane connection to `peer` (see
-  /// data_plane::cut). Like any lost connection it is reported, and rebuilt.
+  /// data_plane::cut; empty: every peer). Like any lost connection it is
+  /// reported, and rebuilt.
   void cut_peer(const std::string& peer);
   /// Transfers that arrived for a job that had ended here, or for an actor
   /// that no longer exists (a job's late messages after it was aborted):

@@ -252,7 +252,7 @@ void data_plane::cut(const std::string& peer) {
   asio::post(impl_->io_, [p = impl_, peer] {
     auto all = p->connections_;
     for (auto& c : all)
-      if (c->peer() == peer)
+      if (peer.empty() || c->peer() == peer)
         c->close("cut");
   });
 }

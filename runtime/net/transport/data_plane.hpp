@@ -24,9 +24,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/tensor.hpp"
 #include "runtime/net/tensor_codec.hpp"
 #include "runtime/net/transport/auth.hpp"
+#include "runtime/tensor.hpp"
 
 namespace troupe::runtime::transport {
 
@@ -42,9 +42,9 @@ struct peer_counters {
 /// Process-facing health figures (for /metrics and tests).
 struct data_plane_stats {
   std::uint64_t connections_accepted = 0;
-  std::uint64_t handshakes_failed = 0;  ///< wrong key, bad bytes, refused plain mode
-  std::uint64_t handshake_timeouts = 0; ///< peers that went silent during the handshake
-  std::uint64_t frames_rejected = 0;    ///< frame headers that failed validation
+  std::uint64_t handshakes_failed = 0;       ///< wrong key, bad bytes, refused plain mode
+  std::uint64_t handshake_timeouts = 0;      ///< peers that went silent during the handshake
+  std::uint64_t frames_rejected = 0;         ///< frame headers that failed validation
   std::uint64_t payload_bytes_allocated = 0; ///< receive buffers allocated so far
 };
 
@@ -111,7 +111,8 @@ public:
 
   /// Fault injection (tests, `--inject-fault`): aborts every connection to
   /// `peer` as a network cut would, mid-frame for whatever is in flight; the
-  /// peer is reported down with reason "cut". Thread-safe.
+  /// peer is reported down with reason "cut". An empty `peer`: every
+  /// connection. Thread-safe.
   void cut(const std::string& peer);
 
   /// Names of the peers with an established connection.
