@@ -52,20 +52,19 @@ void give_up(supervisor_actor* self, const std::string& why) {
   abort_job(self, why + "; failures: " + join(numbered, "; "));
 }
 
-/// The layer shards of the current generation that are lost: failed, or on
-/// a node that is gone (indices into plan::stages).
-std::vector<std::int32_t> lost_shards(const supervisor_state& st) {
+/// The current generation's state owners (layer shards, ps shards) that are
+/// lost: failed, or on a node that is gone.
+std::vector<caf::actor> lost_state_owners(const supervisor_state& st) {
   const auto& job = st.job;
-  const auto grid = job.topology.grid();
-  std::vector<std::int32_t> r;
+  std::vector<caf::actor> r;
   for (const auto& [addr, a] : job.actors) {
-    if (!a.slot || a.kind != "layer_shard")
+    if (a.kind != "layer_shard" && a.kind != "ps_shard")
       continue;
     const auto& lost = job.recovery.lost_actors;
     const bool dead = std::find(lost.begin(), lost.end(), addr) != lost.end();
     const bool node_gone = a.node != "local" && a.node != st.cfg.name && !st.nodes.count(a.node);
     if (dead || node_gone)
-      r.push_back(static_cast<std::int32_t>(grid.index(*a.slot)));
+      r.push_back(a.handle);
   }
   return r;
 }
@@ -191,7 +190,9 @@ void restore(supervisor_actor* self, std::optional<job_snapshot> salvaged) {
   const auto snap_step = rec.snapshot ? rec.snapshot->step : -1;
   if (salvaged) {
     rec.snapshot = std::move(salvaged);
-    r.source = r.planned ? restore_source::snapshot : restore_source::replicas;
+    r.source = r.planned         ? restore_source::snapshot
+               : job.opts.ps > 0 ? restore_source::parameter_servers
+                                 : restore_source::replicas;
     rec.resume = rec.snapshot->state;
   } else if (rec.checkpoint_step > snap_step) {
     if (auto ck = disk_checkpoint(st)) {
@@ -223,13 +224,14 @@ void restore(supervisor_actor* self, std::optional<job_snapshot> salvaged) {
 void salvage_then_restore(supervisor_actor* self) {
   auto& st = self->state;
   auto& job = st.job;
-  const bool replicas_hold_state = job.opts.ps == 0 && job.topology.replicas > 1;
-  if (!replicas_hold_state || !trainer_alive(job)) {
+  // The live replicas hold the state, or with parameter servers the ps shards.
+  const bool live_state = job.opts.ps > 0 || job.topology.replicas > 1;
+  if (!live_state || !trainer_alive(job)) {
     restore(self, std::nullopt);
     return;
   }
   const auto wire = job.wire();
-  self->request(job.trainer, salvage_wait, salvage_atom::value, lost_shards(st))
+  self->request(job.trainer, salvage_wait, salvage_atom::value, lost_state_owners(st))
       .then(
           [self, wire](job_snapshot& s) {
             auto& job = self->state.job;

@@ -21,16 +21,19 @@ namespace troupe::actors {
 
 /// Where a recovered generation's state came from, cheapest first.
 enum class restore_source : std::uint8_t {
-  replicas,   ///< the live data-parallel replicas' shards (no step lost)
-  snapshot,   ///< the last snapshot in the supervisor's process
-  checkpoint, ///< the last complete checkpoint on disk
-  initial,    ///< nothing saved yet: the seeded initial parameters
+  replicas,          ///< the live data-parallel replicas' shards (no step lost)
+  parameter_servers, ///< the live parameter servers (no step lost)
+  snapshot,          ///< the last snapshot in the supervisor's process
+  checkpoint,        ///< the last complete checkpoint on disk
+  initial,           ///< nothing saved yet: the seeded initial parameters
 };
 
 constexpr const char* to_string(restore_source s) {
   switch (s) {
   case restore_source::replicas:
     return "replicas";
+  case restore_source::parameter_servers:
+    return "parameter_servers";
   case restore_source::snapshot:
     return "snapshot";
   case restore_source::checkpoint:

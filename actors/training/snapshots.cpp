@@ -83,6 +83,35 @@ void ask_ps(trainer_actor* self, gathering_ptr g, std::chrono::milliseconds time
   }
 }
 
+/// The answers a ps gathering waits for: two per ps shard, and the workers'
+/// shapes once (until they are known).
+std::size_t ps_answers(const trainer_state& st) {
+  return 2 * st.cfg.ps_shards.size() + (st.snap.ps_shapes.empty() ? 1 : 0);
+}
+
+/// Asks the ps shards for their pieces (ask_ps) and, the first time, the
+/// live `workers` (one per slot) for the whole shapes (their parameters).
+void ask_ps_with_shapes(trainer_actor* self, const std::vector<caf::actor>& workers,
+                        gathering_ptr g, std::chrono::milliseconds timeout) {
+  if (self->state.snap.ps_shapes.empty()) {
+    auto shapes = std::make_shared<state_gathering>();
+    shapes->params.resize(workers.size());
+    shapes->state.resize(workers.size());
+    shapes->left = workers.size();
+    shapes->done = [self, g](state_gathering& r) {
+      for (const auto& part : r.params)
+        for (std::size_t i = 0; i < part.names.size(); ++i)
+          self->state.snap.ps_shapes[part.names[i]] = part.tensors[i].shape();
+      if (r.error)
+        g->failed("the workers' shapes: " + *r.error);
+      else
+        g->one_done();
+    };
+    ask_shards(self, workers, shapes, timeout);
+  }
+  ask_ps(self, g, timeout);
+}
+
 /// The optimizer step count all of `parts` hold, or an error when they differ.
 std::int64_t common_steps(const std::vector<runtime::named_tensors>& parts) {
   std::optional<std::string> steps;
@@ -102,6 +131,9 @@ std::int64_t common_steps(const std::vector<runtime::named_tensors>& parts) {
 /// The model from a finished gathering: layer shards' replies (one per slot,
 /// in slot order), or the ps shards' pieces with the whole shapes.
 model_state assemble(const trainer_state& st, const state_gathering& g, bool from_ps) {
+  // Async / ssp parameter servers apply pushes on their own: their shards'
+  // step counts differ by design; the first one's goes with the state.
+  const bool exact = !independent_workers(st);
   model_state m;
   if (from_ps) {
     const auto& layout = st.cfg.topology.ps_layout;
@@ -111,7 +143,7 @@ model_state assemble(const trainer_state& st, const state_gathering& g, bool fro
     m.params = whole_tensors(st, g.params);
     m.state = whole_tensors(st, g.state);
   }
-  m.steps = std::to_string(common_steps(g.state));
+  m.steps = exact ? std::to_string(common_steps(g.state)) : meta_value(g.state.front(), "steps");
   return m;
 }
 
@@ -140,12 +172,10 @@ void gather_snapshot(trainer_actor* self,
   const auto started = clock_type::now();
   auto g = std::make_shared<state_gathering>();
   auto shards = first_replica(st);
-  const bool need_shapes = ps && st.snap.ps_shapes.empty();
   const auto n = ps ? st.cfg.ps_shards.size() : shards.size();
   g->params.resize(n);
   g->state.resize(n);
-  // With parameter servers: two answers per ps shard, and the shapes once.
-  g->left = ps ? 2 * n + (need_shapes ? 1 : 0) : n;
+  g->left = ps ? ps_answers(st) : n;
   g->done = [self, ps, step, epoch, started, done](state_gathering& r) {
     auto& s = self->state;
     if (r.error) {
@@ -154,7 +184,8 @@ void gather_snapshot(trainer_actor* self,
     }
     try {
       auto m = assemble(s, r, ps);
-      if (std::stoll(m.steps) != step)
+      // Async workers run on their own: the state is of no one step.
+      if (!independent_workers(s) && std::stoll(m.steps) != step)
         throw std::runtime_error("its state holds " + m.steps + " steps, not " +
                                  std::to_string(step));
       auto ck =
@@ -166,27 +197,10 @@ void gather_snapshot(trainer_actor* self,
     }
   };
   const auto timeout = std::chrono::milliseconds(60000);
-  if (!ps) {
+  if (ps)
+    ask_ps_with_shapes(self, shards, g, timeout);
+  else
     ask_shards(self, shards, g, timeout);
-    return;
-  }
-  if (need_shapes) { // the workers tell the whole shapes, once
-    auto shapes = std::make_shared<state_gathering>();
-    shapes->params.resize(shards.size());
-    shapes->state.resize(shards.size());
-    shapes->left = shards.size();
-    shapes->done = [self, g](state_gathering& r) {
-      for (const auto& part : r.params)
-        for (std::size_t i = 0; i < part.names.size(); ++i)
-          self->state.snap.ps_shapes[part.names[i]] = part.tensors[i].shape();
-      if (r.error)
-        g->failed("the workers' shapes: " + *r.error);
-      else
-        g->one_done();
-    };
-    ask_shards(self, shards, shapes, timeout);
-  }
-  ask_ps(self, g, timeout);
 }
 
 /// Whether a periodic checkpoint is due at this boundary.
@@ -221,8 +235,6 @@ void init_snapshots(trainer_state& st) {
   st.snap.interval = o.snapshot_every >= 0 ? o.snapshot_every
                      : o.max_restarts > 0  ? auto_snapshot_interval
                                            : 0;
-  if (independent_workers(st)) // async workers have no common step boundary
-    st.snap.interval = 0;
   st.snap.last_checkpoint = clock_type::now();
 }
 
@@ -230,9 +242,13 @@ bool at_step_boundary(trainer_actor* self) {
   auto& st = self->state;
   if (st.snap.paused)
     return true;
-  const bool snapshot = st.snap.interval > 0 && st.step % st.snap.interval == 0 &&
-                        !st.snap.in_flight && !independent_workers(st);
-  const bool checkpoint = checkpoint_due(st) && !independent_workers(st);
+  // Async workers come here after each of their steps: once per global step.
+  if (st.step == st.snap.last_boundary && !st.snap.pause)
+    return false;
+  st.snap.last_boundary = st.step;
+  const bool snapshot =
+      st.snap.interval > 0 && st.step % st.snap.interval == 0 && !st.snap.in_flight;
+  const bool checkpoint = checkpoint_due(st);
   if (st.snap.pause) {
     st.snap.paused = true;
     auto rp = std::move(*st.snap.pause);
@@ -271,14 +287,22 @@ void pause_for_snapshot(trainer_actor* self, caf::typed_response_promise<job_sna
   self->state.snap.pause = std::move(rp);
 }
 
-void salvage(trainer_actor* self, std::vector<std::int32_t> lost,
+void salvage(trainer_actor* self, std::vector<caf::actor> lost,
              caf::typed_response_promise<job_snapshot> rp) {
   auto& st = self->state;
   auto refuse = [&rp](const std::string& why) mutable {
     rp.deliver(caf::make_error(caf::sec::runtime_error, "salvage: " + why));
   };
-  if (!st.cfg.ps_shards.empty() || st.grid.replicas < 2) {
-    refuse("only data-parallel replicas without parameter servers hold a copy of the state");
+  auto is_lost = [&lost](const caf::actor& a) {
+    return std::find(lost.begin(), lost.end(), a) != lost.end();
+  };
+  const bool ps = !st.cfg.ps_shards.empty();
+  if (!ps && st.grid.replicas < 2) {
+    refuse("one replica held the only copy of the state");
+    return;
+  }
+  if (ps && std::any_of(st.cfg.ps_shards.begin(), st.cfg.ps_shards.end(), is_lost)) {
+    refuse("a parameter server was lost");
     return;
   }
   // For each slot of a replica, the first replica whose shard is alive.
@@ -286,11 +310,9 @@ void salvage(trainer_actor* self, std::vector<std::int32_t> lost,
   for (int k = 0; k < st.grid.depth; ++k)
     for (int t = 0; t < st.grid.tp; ++t) {
       caf::actor found;
-      for (int r = 0; r < st.grid.replicas && !found; ++r) {
-        auto i = static_cast<std::int32_t>(st.grid.index({r, k, t}));
-        if (std::find(lost.begin(), lost.end(), i) == lost.end())
-          found = st.cfg.stages[static_cast<std::size_t>(i)];
-      }
+      for (int r = 0; r < st.grid.replicas && !found; ++r)
+        if (const auto& a = st.cfg.stages[st.grid.index({r, k, t})]; !is_lost(a))
+          found = a;
       if (!found) {
         refuse("stage " + std::to_string(k) + " has no live replica");
         return;
@@ -298,22 +320,24 @@ void salvage(trainer_actor* self, std::vector<std::int32_t> lost,
       from.push_back(found);
     }
   auto g = std::make_shared<state_gathering>();
-  g->params.resize(from.size());
-  g->state.resize(from.size());
-  g->left = from.size();
-  g->done = [self, rp](state_gathering& r) mutable {
+  const auto n = ps ? st.cfg.ps_shards.size() : from.size();
+  g->params.resize(n);
+  g->state.resize(n);
+  g->left = ps ? ps_answers(st) : n;
+  g->done = [self, rp, ps](state_gathering& r) mutable {
     auto& s = self->state;
     if (r.error) {
       rp.deliver(caf::make_error(caf::sec::runtime_error, "salvage: " + *r.error));
       return;
     }
     try {
-      auto m = assemble(s, r, false);
-      const auto step = std::stoll(m.steps);
+      auto m = assemble(s, r, ps);
       // The step in flight may have been applied everywhere (its all-reduce
-      // completed before the loss), never partly: one update per shard.
+      // or its sync push completed before the loss), never partly: one
+      // update per shard. Async workers have no common step: the trainer's.
+      const auto step = independent_workers(s) ? s.step : std::stoll(m.steps);
       if (step != s.step && step != s.step + 1)
-        throw std::runtime_error("the live shards hold " + m.steps + " steps, the trainer " +
+        throw std::runtime_error("the live state owners hold " + m.steps + " steps, the trainer " +
                                  std::to_string(s.step));
       auto ck = std::make_shared<runtime::checkpoint>(
           make_checkpoint(s, std::move(m), step, epoch_at(s, step)));
@@ -322,7 +346,10 @@ void salvage(trainer_actor* self, std::vector<std::int32_t> lost,
       rp.deliver(caf::make_error(caf::sec::runtime_error, std::string{"salvage: "} + e.what()));
     }
   };
-  ask_shards(self, from, g, salvage_timeout);
+  if (ps)
+    ask_ps_with_shapes(self, from, g, salvage_timeout);
+  else
+    ask_shards(self, from, g, salvage_timeout);
 }
 
 void write_in_background(trainer_actor* self, job_snapshot snap) {

@@ -19,7 +19,7 @@
 namespace troupe::actors::training {
 
 /// Sets the snapshot interval from the options (auto: 50 steps; none when
-/// the job does not recover or its workers run independently).
+/// the job does not recover).
 void init_snapshots(trainer_state& st);
 
 /// At a step boundary (st.step steps done): starts a snapshot and a periodic
@@ -32,12 +32,12 @@ bool at_step_boundary(trainer_actor* self);
 /// boundary, where the trainer stops.
 void pause_for_snapshot(trainer_actor* self, caf::typed_response_promise<job_snapshot> rp);
 
-/// (salvage_atom, lost): the model from the live replicas' layer shards
-/// (`lost` are indices into cfg.stages), mid-step, with the trainer's
-/// position at the step they all hold. An error when a stage has no live
-/// replica, the replicas disagree on their step or the job uses parameter
-/// servers.
-void salvage(trainer_actor* self, std::vector<std::int32_t> lost,
+/// (salvage_atom, lost): the model from the live replicas' layer shards, or
+/// with parameter servers from the ps shards (`lost`: the state owners that
+/// are gone), mid-step, with the trainer's position at the step they hold.
+/// An error when a stage has no live replica, a ps shard is lost, or the
+/// parts disagree on their step (sync modes).
+void salvage(trainer_actor* self, std::vector<caf::actor> lost,
              caf::typed_response_promise<job_snapshot> rp);
 
 /// Writes the checkpoint of `snap` into opts.checkpoint_dir on a thread of

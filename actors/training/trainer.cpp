@@ -95,7 +95,7 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
         pause_for_snapshot(self, rp);
         return rp;
       },
-      [self](actors::salvage_atom, std::vector<std::int32_t>& lost) {
+      [self](actors::salvage_atom, std::vector<caf::actor>& lost) {
         auto rp = self->make_response_promise<job_snapshot>();
         salvage(self, std::move(lost), rp);
         return rp;

@@ -61,10 +61,10 @@ using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
 /// (checkpointed_atom, step) trainer -> report_to: a checkpoint of `step`
 /// steps is complete in opts.checkpoint_dir.
 using checkpointed_atom = caf::atom_constant<caf::atom("ckpointed")>;
-/// (salvage_atom, lost shard indices) -> job_snapshot, supervisor -> trainer
-/// after a failure: the model from the replicas still alive, mid-step (see
-/// actors::salvage_atom); an error when a stage has no live replica or the
-/// replicas disagree on their step.
+/// (salvage_atom, lost state owners) -> job_snapshot, supervisor -> trainer
+/// after a failure: the model from the replicas (or parameter servers) still
+/// alive, mid-step (see actors::salvage_atom); an error when a stage has no
+/// live replica, a ps shard is lost, or the parts disagree on their step.
 /// (doing_atom) -> std::string, supervisor -> trainer: JSON of the step in
 /// flight and which stages have not reported it yet (stall diagnosis).
 /// (progress_atom, JSON) after every training step: step, total_steps, epoch,

@@ -143,6 +143,7 @@ struct snapshot_state {
   /// stops there.
   std::optional<caf::typed_response_promise<job_snapshot>> pause;
   bool paused = false;
+  std::int64_t last_boundary = -1; ///< the last step boundary seen
   /// Parameter servers: every parameter's whole shape (the ps shards hold pieces).
   std::map<std::string, runtime::shape_t> ps_shapes;
 };
