@@ -461,6 +461,8 @@ void on_progress(supervisor_actor* self, const nlohmann::json& p) {
   auto& job = self->state.job;
   auto& rec = job.recovery;
   rec.last_progress = clock_type::now();
+  if (p.value("evaluating", false))
+    return; // alive, evaluating: no training step
   rec.last_step = p.value("step", rec.last_step);
   if (auto s = p.value("step_seconds", -1.0); s >= 0) {
     rec.step_seconds.push_back(s);

@@ -553,8 +553,10 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
       },
       [self](progress_atom, std::string& text) {
         try {
-          self->state.job.progress = nlohmann::json::parse(text);
-          on_progress(self, self->state.job.progress);
+          auto p = nlohmann::json::parse(text);
+          on_progress(self, p);
+          if (!p.value("evaluating", false))
+            self->state.job.progress = std::move(p);
         } catch (const nlohmann::json::exception&) {
         }
       },

@@ -64,6 +64,10 @@ void eval_step_done(trainer_actor* self) {
   st.eval.samples += loss.samples;
   st.eval.tokens += loss.tokens;
   --st.eval.batches_left;
+  // A sign of life for the supervisor's stall detection, which otherwise
+  // sees no training step while the held-out set is evaluated.
+  self->send(st.cfg.report_to, progress_atom::value,
+             nlohmann::json{{"evaluating", true}, {"step", st.step}}.dump());
   eval_next(self);
 }
 

@@ -69,7 +69,8 @@ using checkpointed_atom = caf::atom_constant<caf::atom("ckpointed")>;
 /// flight and which stages have not reported it yet (stall diagnosis).
 /// (progress_atom, JSON) after every training step: step, total_steps, epoch,
 /// loss (epoch mean so far), step_seconds, samples_per_second, and per stage
-/// the cumulative messages_sent, bytes_sent and compute_seconds.
+/// the cumulative messages_sent, bytes_sent and compute_seconds; and after
+/// every evaluation batch {"evaluating": true, "step"} (a sign of life).
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
 
 /// The training steps of a run over `train_samples` samples: ceil(samples /
