@@ -42,15 +42,6 @@ void on_node_ready(supervisor_actor* self);
 using replan_atom = caf::atom_constant<caf::atom("replan")>;
 void on_replan(supervisor_actor* self, std::uint64_t wire);
 
-/// Called every supervisor tick: a step that has not completed within the
-/// stall timeout is diagnosed (who waits for whom, who is silent), then the
-/// job recovers.
-void check_stall(supervisor_actor* self);
-
-/// Asks the running job's trainer and layer shards what they do (doing_atom)
-/// for /status; an actor that does not answer within a second shows as silent.
-void poll_doing(supervisor_actor* self);
-
 /// The recovery history for /status and the report: restarts, failures,
 /// degrees per step range, the last stall report.
 nlohmann::json recovery_json(const job_state& job);

@@ -124,7 +124,7 @@ caf::actor track(supervisor_actor* self, caf::actor a, std::string label, std::s
 void abort_job(supervisor_actor* self, const std::string& why,
                caf::sec code = caf::sec::runtime_error);
 
-// A job's generations (supervisor.cpp), for recovery.cpp.
+// A job's generations (job_generation.cpp), for supervisor.cpp and recovery.cpp.
 
 /// Ends the current generation's actors and has its nodes drop what they
 /// spawned for it; the job itself (its client, its reply) goes on.

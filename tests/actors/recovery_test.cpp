@@ -194,3 +194,31 @@ BOOST_AUTO_TEST_CASE(without_restarts_the_first_failure_ends_the_job) {
     BOOST_TEST(std::string{e.what()}.find("injected exit at step 5") != std::string::npos);
   }
 }
+
+BOOST_AUTO_TEST_CASE(bad_recovery_options_are_named) {
+  auto expect_error = [](train_options o, const std::string& flag) {
+    try {
+      o.validate();
+      BOOST_ERROR("accepted a bad " << flag);
+    } catch (const std::exception& e) {
+      BOOST_TEST_MESSAGE(e.what());
+      BOOST_TEST(std::string{e.what()}.find(flag) != std::string::npos);
+    }
+  };
+  auto o = quick();
+  o.dp = 2;
+  o.min_dp = 3;
+  expect_error(o, "--min-dp");
+  o = quick();
+  o.checkpoint_every = 10; // without --checkpoint DIR
+  expect_error(o, "--checkpoint-every");
+  o = quick();
+  o.snapshot_every = -2;
+  expect_error(o, "--snapshot-every");
+  o = quick();
+  o.max_restarts = -1;
+  expect_error(o, "--max-restarts");
+  o = quick();
+  o.fault = "hang:ps=0,step=3";
+  expect_error(o, "--inject-fault");
+}
