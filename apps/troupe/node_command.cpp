@@ -2,6 +2,8 @@
 // devices, spawns the actors the supervisor asks for, and exits when the
 // supervisor stops it or dies, or on SIGINT/SIGTERM.
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -149,6 +151,20 @@ agent_end wait_for_agent(caf::actor_system& sys, const caf::actor& agent, const 
   return r;
 }
 
+/// Marks every descriptor above stderr close-on-exec.
+void mark_close_on_exec() {
+  std::vector<int> fds;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (const dirent* e = ::readdir(d))
+      if (int fd = std::atoi(e->d_name); fd > 2)
+        fds.push_back(fd);
+    ::closedir(d);
+  }
+  for (int fd : fds)
+    if (int flags = ::fcntl(fd, F_GETFD); flags >= 0)
+      ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 /// A node the supervisor dropped starts over as a fresh process: the same
 /// command line, a new actor system, data plane and join, nothing of its
 /// old job. Returns only if that fails.
@@ -174,7 +190,10 @@ void rejoin_as_fresh_node(const std::string& name) {
   std::printf("troupe node '%s': rejoining the cluster as a fresh node\n", name.c_str());
   std::fflush(stdout);
   std::fflush(stderr);
-  ::close_range(3, ~0U, 0); // the old connections end here, not in the new process
+  // The old connections end with this process image, not in the new one. Only
+  // marked close-on-exec: closing them now would pull them from under the
+  // threads still running (CAF's multiplexer aborts on a closed descriptor).
+  mark_close_on_exec();
   ::execv("/proc/self/exe", argv.data());
   std::fprintf(stderr, "error: node %s: cannot restart itself: %s\n", name.c_str(),
                std::strerror(errno));
