@@ -358,16 +358,21 @@ void write_in_background(trainer_actor* self, job_snapshot snap) {
   auto dir = st.cfg.opts.checkpoint_dir;
   auto me = caf::actor_cast<caf::actor>(self);
   // A blocking actor of its own: the actor system waits for it at exit, so a
-  // started write is never cut off by a normal shutdown.
-  self->system().spawn([dir, snap, me](caf::blocking_actor* writer) {
-    std::string error;
-    try {
-      runtime::write_checkpoint(dir, *snap.state);
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-    writer->send(me, checkpointed_atom::value, snap.step, error);
-  });
+  // started write is never cut off by a normal shutdown. (Its inputs go as
+  // spawn arguments: CAF 0.17 dereferences a null argument tuple for a
+  // function actor spawned without any, which UBSan reports.)
+  self->system().spawn(
+      [](caf::blocking_actor* writer, const std::string& to, const job_snapshot& s,
+         const caf::actor& trainer) {
+        std::string error;
+        try {
+          runtime::write_checkpoint(to, *s.state);
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
+        writer->send(trainer, checkpointed_atom::value, s.step, error);
+      },
+      std::move(dir), std::move(snap), me);
 }
 
 void on_checkpointed(trainer_actor* self, std::int64_t step, const std::string& error) {
