@@ -239,6 +239,33 @@ then
   failures=$((failures + 1))
 fi
 
+# troupe bench recovery: bad flags, then the dp scenario alone (a local cluster
+# of 3 node processes; kill -9 and SIGSTOP of a replica's node, no peers) whose
+# JSON has the restart of each run; no process of it is left. No timing thresholds.
+expect 2 "--scenarios: unknown 'frobnicate'" -- bench recovery --scenarios frobnicate
+expect 2 "--repeats" -- bench recovery --repeats 0
+expect 2 "--data: no /nonexistent" -- bench recovery --data /nonexistent
+expect 0 "detection <= 2 s, SIGSTOP" -- bench recovery --scenarios dp --no-peers \
+  --work-dir "$tmp/recovery" --json "$tmp/recovery.json"
+if ! python3 - "$tmp/recovery.json" <<'EOF_PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+(dp,) = doc["scenarios"]
+for run in (dp["kill9"], dp["sigstop"]):
+    assert run["restore_source"] == "replicas" and run["steps_redone"] == 0, run
+    assert run["detection_seconds"] > 0 and run["back_at_step_seconds"] > 0, run
+    assert run["wall_seconds"] > 0, run
+assert dp["baseline_wall_seconds"] > 0 and doc["torchrun"]["skipped"] == "--no-peers", doc
+EOF_PY
+then
+  echo "FAIL: bench recovery JSON lacks its dp runs"
+  failures=$((failures + 1))
+fi
+if pgrep -f "$tmp/recovery" >/dev/null; then
+  echo "FAIL: bench recovery left a process behind: $(pgrep -af "$tmp/recovery")"
+  failures=$((failures + 1))
+fi
+
 # troupe plan: the topology of the training flags, without running anything
 # or reading data; --save writes it for `troupe train --plan`, which then runs
 # exactly that topology.
