@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -51,6 +53,22 @@ std::string http_get(int port, const std::string& path) {
     throw std::runtime_error("GET http://127.0.0.1:" + std::to_string(port) + path +
                              " failed: " + text.substr(0, 200));
   return text.substr(body + 4);
+}
+
+/// utime + stime of process `pid` in seconds (/proc/PID/stat), 0 when gone.
+double process_cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const auto close = stat.rfind(')'); // the command name may hold spaces
+  if (close == std::string::npos)
+    return 0;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string f;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 0; i < 11 && fields >> f; ++i) {
+  } // state .. cmajflt
+  fields >> utime >> stime;
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 } // namespace
@@ -128,6 +146,14 @@ void local_cluster::wait_ready(std::size_t count, std::chrono::milliseconds time
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+double local_cluster::cpu_seconds() {
+  double sum = process_cpu_seconds(supervisor_->pid());
+  for (auto& [name, node] : nodes_)
+    if (!node->wait_for(std::chrono::milliseconds(0)))
+      sum += process_cpu_seconds(node->pid());
+  return sum;
 }
 
 nlohmann::json local_cluster::status() const {

@@ -62,6 +62,9 @@ public:
   /// The process of node `name`; throws unless it started one that still
   /// runs (signals never go to an exited node's pid).
   pid_t node_pid(const std::string& name);
+  /// CPU seconds (user + system) the supervisor and the running nodes have
+  /// used so far: a job's cost that other load on the machine hardly changes.
+  double cpu_seconds();
   std::string supervisor_log_tail() const { return supervisor_->log_tail(); }
   const std::filesystem::path& dir() const { return dir_; }
 

@@ -338,13 +338,18 @@ overhead_result run_overhead(const flags& f, const fs::path& dir) {
   local_cluster c{dir, names("n", 3), 1};
   overhead_result r;
   r.intervals = f.quick ? std::vector<std::int64_t>{50} : std::vector<std::int64_t>{10, 50, 200};
-  r.snap.resize(r.intervals.size());
-  r.ckpt.resize(r.intervals.size());
+  for (auto* fig : {&r.step, &r.cpu}) {
+    fig->snap.resize(r.intervals.size());
+    fig->ckpt.resize(r.intervals.size());
+  }
   const std::vector<std::string> job{
       "--model", "mlp", "--data",  fs::absolute(f.data_dir).string(), "--no-eval", "--no-progress",
       "--pp",    "3",   "--steps", std::to_string(f.overhead_steps)};
   // Config 0: neither; 1..k: snapshots; k+1..2k: checkpoints.
   const std::size_t k = r.intervals.size(), n = 1 + 2 * k;
+  auto slot = [&](overhead_result::figures& fig, std::size_t cfg) -> std::vector<double>& {
+    return cfg == 0 ? fig.base : cfg <= k ? fig.snap[cfg - 1] : fig.ckpt[cfg - 1 - k];
+  };
   for (int rep = 0; rep < f.repeats; ++rep)
     for (std::size_t j = 0; j < n; ++j) {
       const std::size_t cfg = (j + static_cast<std::size_t>(rep)) % n; // rotated per repeat
@@ -352,18 +357,17 @@ overhead_result run_overhead(const flags& f, const fs::path& dir) {
       auto a = job;
       a.insert(a.end(), {"--report", (dir / (name + ".json")).string()});
       const auto interval = cfg == 0 ? 0 : r.intervals[(cfg - 1) % k];
-      if (cfg >= 1 && cfg <= k)
-        a.insert(a.end(), {"--snapshot-every", std::to_string(interval)});
-      else
-        a.insert(a.end(), {"--snapshot-every", "0"});
+      a.insert(a.end(), {"--snapshot-every", std::to_string(cfg >= 1 && cfg <= k ? interval : 0)});
       if (cfg > k)
         a.insert(a.end(), {"--checkpoint", (dir / (name + "-ck")).string(), "--checkpoint-every",
                            std::to_string(interval)});
+      const double cpu0 = c.cpu_seconds();
       run_clean(c, a, name);
+      const double cpu = c.cpu_seconds() - cpu0;
       const auto rep_json = read_json(dir / (name + ".json"));
-      const double step = rep_json.at("timed_seconds").get<double>() /
-                          std::max<double>(1, rep_json.at("timed_steps").get<double>());
-      (cfg == 0 ? r.base : cfg <= k ? r.snap[cfg - 1] : r.ckpt[cfg - 1 - k]).push_back(step);
+      const double steps = std::max<double>(1, rep_json.at("timed_steps").get<double>());
+      slot(r.step, cfg).push_back(rep_json.at("timed_seconds").get<double>() / steps);
+      slot(r.cpu, cfg).push_back(cpu / steps);
       std::error_code ec;
       fs::remove_all(dir / (name + "-ck"), ec);
     }
@@ -403,9 +407,13 @@ nlohmann::json overhead_result::to_json() const {
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t i = 0; i < intervals.size(); ++i)
     rows.push_back({{"interval", intervals[i]},
-                    {"snapshot_step_seconds", snap[i]},
-                    {"checkpoint_step_seconds", ckpt[i]}});
-  return {{"base_step_seconds", base}, {"intervals", rows}};
+                    {"snapshot_step_seconds", step.snap[i]},
+                    {"checkpoint_step_seconds", step.ckpt[i]},
+                    {"snapshot_cpu_seconds_per_step", cpu.snap[i]},
+                    {"checkpoint_cpu_seconds_per_step", cpu.ckpt[i]}});
+  return {{"base_step_seconds", step.base},
+          {"base_cpu_seconds_per_step", cpu.base},
+          {"intervals", rows}};
 }
 
 } // namespace troupe::apps::recovery_bench

@@ -88,11 +88,16 @@ std::vector<scenario> default_scenarios(const std::string& data_dir);
 scenario_result run_scenario(const scenario& s, bool with_peer, const std::filesystem::path& dir);
 
 /// Per-step seconds of the same job with and without snapshots or periodic
-/// checkpoints at each interval, interleaved over the repeats.
+/// checkpoints at each interval, interleaved over the repeats: the
+/// trainer's step time, and the CPU time of the cluster's processes per
+/// step (hardly changed by other load on the machine).
 struct overhead_result {
+  struct figures {
+    std::vector<double> base;                    ///< per repeat
+    std::vector<std::vector<double>> snap, ckpt; ///< [interval][repeat]
+  };
   std::vector<std::int64_t> intervals;
-  std::vector<double> base;                    ///< per repeat
-  std::vector<std::vector<double>> snap, ckpt; ///< [interval][repeat]
+  figures step, cpu;
   nlohmann::json to_json() const;
 };
 overhead_result run_overhead(const flags& f, const std::filesystem::path& dir);
