@@ -346,11 +346,11 @@ void on_progress(supervisor_actor* self, const nlohmann::json& p) {
     if (rec.step_seconds.size() > 64)
       rec.step_seconds.erase(rec.step_seconds.begin());
   }
-  if (!rec.restarts.empty()) {
-    auto& r = rec.restarts.back();
+  // Every restart whose failed step is reached again (a grow-back may have
+  // followed a restart before the job got there).
+  for (auto& r : rec.restarts)
     if (!r.seconds_lost && rec.last_step >= r.failed_at_step)
-      r.seconds_lost = seconds_since(rec.detected);
-  }
+      r.seconds_lost = unix_now() - r.detected_at;
 }
 
 void generation_running(supervisor_actor* self) {

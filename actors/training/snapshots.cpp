@@ -218,7 +218,7 @@ bool checkpoint_due(const trainer_state& st) {
 /// An automatic interval after a snapshot that took `seconds`: widened while
 /// it costs more than the budget of the steps between two snapshots.
 void adapt_interval(trainer_state& st, double seconds) {
-  if (!st.snap.automatic || st.step == st.run_start_step)
+  if (!st.snap.automatic || st.snap.interval <= 0 || st.step == st.run_start_step)
     return;
   const double step_seconds =
       st.totals.train_seconds / double(std::max<std::int64_t>(1, st.step - st.run_start_step));
@@ -231,7 +231,7 @@ void adapt_interval(trainer_state& st, double seconds) {
 
 void init_snapshots(trainer_state& st) {
   const auto& o = st.cfg.opts;
-  st.snap.automatic = o.snapshot_every < 0;
+  st.snap.automatic = o.snapshot_every < 0 && o.max_restarts > 0;
   st.snap.interval = o.snapshot_every >= 0 ? o.snapshot_every
                      : o.max_restarts > 0  ? auto_snapshot_interval
                                            : 0;

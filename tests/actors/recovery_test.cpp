@@ -183,6 +183,21 @@ BOOST_AUTO_TEST_CASE(periodic_checkpoints_are_written_without_stopping_and_resto
   std::filesystem::remove_all(dir);
 }
 
+BOOST_AUTO_TEST_CASE(periodic_checkpoints_without_restarts_finish) {
+  // Snapshots left on auto with recovery off: the automatic interval is 0,
+  // and widening it once looped for ever (the trainer hung at the first
+  // periodic checkpoint).
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("troupe-recovery-off-" + std::to_string(::getpid()));
+  auto o = quick();
+  o.max_restarts = 0;
+  o.checkpoint_dir = dir.string();
+  o.checkpoint_every = 5;
+  const auto r = train(o);
+  BOOST_TEST(r.report.at("recovery").at("checkpoint_step").get<int>() == 20);
+  std::filesystem::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(without_restarts_the_first_failure_ends_the_job) {
   auto o = quick();
   o.fault = "exit:stage=0,step=5";

@@ -230,6 +230,7 @@ def case_sigstop_grow():
     check(degrees == [3, 2, 3], f"dp 3 -> 2 -> 3 {degrees}")
     rs = restarts(rep)
     check(rs[0]["restore_source"] == "replicas" and rs[1]["planned"], f"restarts {rs}")
+    check(all(x["seconds_lost"] is not None for x in rs), "every restart's seconds lost known")
     late = late_transfers(info) - late_before
     print(f"late transfers of the old generation dropped on the other nodes: {late}")
     log_c = open(nodes["c"].log_path).read()
