@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "actors/protocol/messages.hpp"
 #include "actors/training/trainer.hpp"
@@ -24,24 +25,13 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
-
-std::string join(const std::vector<std::string>& xs, const std::string& sep) {
-  std::string r;
-  for (const auto& x : xs)
-    r += (r.empty() ? "" : sep) + x;
-  return r;
-}
-
 /// Fails the job for good, naming every failure it saw.
 void give_up(supervisor_actor* self, const std::string& why) {
   auto& rec = self->state.job.recovery;
   std::vector<std::string> numbered;
   for (std::size_t i = 0; i < rec.all_failures.size(); ++i)
     numbered.push_back(std::to_string(i + 1) + ") " + rec.all_failures[i]);
-  abort_job(self, why + "; failures: " + join(numbered, "; "));
+  abort_job(self, why + "; failures: " + fmt::format("{}", fmt::join(numbered, "; ")));
 }
 
 /// The current generation's state owners (layer shards, ps shards) that are

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "actors/cluster/recovery.hpp"
 #include "actors/protocol/messages.hpp"
@@ -24,17 +25,6 @@ constexpr double stall_floor_seconds = 5;
 constexpr double stall_median_multiple = 10;
 /// Before a generation's first step (actors starting, a resume loading).
 constexpr double stall_first_step_seconds = 30;
-
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
-
-std::string join(const std::vector<std::string>& xs, const std::string& sep) {
-  std::string r;
-  for (const auto& x : xs)
-    r += (r.empty() ? "" : sep) + x;
-  return r;
-}
 
 /// The median of `xs` (not empty).
 double median(std::vector<double> xs) {
@@ -77,15 +67,16 @@ nlohmann::json stall_report(const job_state& job, double stalled,
     std::string text = who + ": " + d.value("action", std::string{"?"});
     if (d.contains("waits_for")) {
       const auto& w = d["waits_for"];
-      text += ", waits for " + (w.is_string() ? w.get<std::string>()
-                                : w.empty()   ? std::string{"nothing"}
-                                              : join(w.get<std::vector<std::string>>(), ", "));
+      text += ", waits for " +
+              (w.is_string() ? w.get<std::string>()
+               : w.empty()   ? std::string{"nothing"}
+                           : fmt::format("{}", fmt::join(w.get<std::vector<std::string>>(), ", ")));
     }
     parts.push_back(text);
   }
   const auto step = job.recovery.last_step;
-  auto message =
-      fmt::format("step {}: no step completed for {:.1f} s; {}", step, stalled, join(parts, "; "));
+  auto message = fmt::format("step {}: no step completed for {:.1f} s; {}", step, stalled,
+                             fmt::join(parts, "; "));
   return {{"step", step},
           {"stalled_seconds", stalled},
           {"silent", silent},

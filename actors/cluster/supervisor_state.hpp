@@ -37,6 +37,11 @@ namespace troupe::actors {
 
 using clock_type = std::chrono::steady_clock;
 
+/// Seconds from `t` until now.
+inline double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
 /// A node that proved its identity and (once ready) offers its devices.
 struct node_entry {
   node_description info;
