@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -151,6 +152,11 @@ agent_end wait_for_agent(caf::actor_system& sys, const caf::actor& agent, const 
   return r;
 }
 
+/// Set in the environment of a node that re-executed itself to rejoin.
+constexpr const char* rejoin_env = "TROUPE_NODE_REJOIN";
+/// How long a rejoining node tries to reach the supervisor.
+constexpr int rejoin_connect_timeout_s = 3;
+
 /// Marks every descriptor above stderr close-on-exec.
 void mark_close_on_exec() {
   std::vector<int> fds;
@@ -188,6 +194,9 @@ void rejoin_as_fresh_node(const std::string& name) {
     argv.push_back(a.data());
   argv.push_back(nullptr);
   std::printf("troupe node '%s': rejoining the cluster as a fresh node\n", name.c_str());
+  // The new image tries the supervisor briefly: one that was stopping when
+  // it was probed must not keep a node waiting for the full connect timeout.
+  ::setenv(rejoin_env, "1", 1);
   std::fflush(stdout);
   std::fflush(stderr);
   // The old connections end with this process image, not in the new one. Only
@@ -228,8 +237,11 @@ int run_node(const node_flags& f) {
   const auto self = describe_node(f, name, devices);
   cluster_system_config cfg{tls, f.security};
   caf::actor_system sys{cfg};
-  auto supervisor =
-      connect_actor(sys, cfg.tls(), sup_at, std::chrono::seconds(f.connect_timeout_s));
+  const bool rejoining = std::getenv(rejoin_env) != nullptr;
+  ::unsetenv(rejoin_env);
+  const int connect_s =
+      rejoining ? std::min(f.connect_timeout_s, rejoin_connect_timeout_s) : f.connect_timeout_s;
+  auto supervisor = connect_actor(sys, cfg.tls(), sup_at, std::chrono::seconds(connect_s));
   auto timeout = std::chrono::seconds(10);
   auto w = actors::join_cluster(sys, supervisor, self, tls ? &*tls : nullptr, timeout);
   runtime::transport::courier_options co;
