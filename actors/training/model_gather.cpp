@@ -3,6 +3,7 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -79,10 +80,7 @@ void assemble_from_ps(trainer_actor* self, gathering g) {
     m.state = merge({merge_pieces(layout, g->state, g->shapes)});
     // Every stage of every shard has taken as many optimizer steps (one per
     // step in sync mode, one per push otherwise).
-    m.steps = meta_value(g->state.front(), "steps");
-    for (const auto& s : g->state)
-      if (meta_value(s, "steps") != m.steps || m.steps.empty())
-        throw std::runtime_error("the parameter servers' optimizers disagree on their step count");
+    m.steps = std::to_string(common_steps(g->state));
   });
 }
 
@@ -146,6 +144,21 @@ runtime::named_tensor_list whole_tensors(const trainer_state& st,
       r.push_back(std::move(nt));
   }
   return r;
+}
+
+std::int64_t common_steps(const std::vector<runtime::named_tensors>& parts) {
+  std::optional<std::string> steps;
+  for (const auto& p : parts) {
+    auto v = meta_value(p, "steps");
+    if (v.empty() || (steps && *steps != v))
+      throw std::runtime_error("the state owners hold different steps (" +
+                               (steps ? *steps : std::string{"?"}) + " and " +
+                               (v.empty() ? std::string{"none"} : v) + ")");
+    steps = v;
+  }
+  if (!steps)
+    throw std::runtime_error("no state to gather");
+  return std::stoll(*steps);
 }
 
 runtime::named_tensor_list merge(const std::vector<runtime::named_tensors>& parts) {

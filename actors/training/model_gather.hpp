@@ -4,6 +4,7 @@
 // the layer shards or the parameter servers (checkpoints, the final
 // parameters). Change it when the model is held somewhere new.
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -34,6 +35,10 @@ runtime::named_tensor_list whole_tensors(const trainer_state& st,
 
 /// The value of metadata `key` in `t`, or empty.
 std::string meta_value(const runtime::named_tensors& t, const std::string& key);
+
+/// The optimizer step count every one of `parts` holds (its "steps"
+/// metadata); throws std::runtime_error when they differ or one has none.
+std::int64_t common_steps(const std::vector<runtime::named_tensors>& parts);
 
 /// The parts' entries, in order.
 runtime::named_tensor_list merge(const std::vector<runtime::named_tensors>& parts);

@@ -112,22 +112,6 @@ void ask_ps_with_shapes(trainer_actor* self, const std::vector<caf::actor>& work
   ask_ps(self, g, timeout);
 }
 
-/// The optimizer step count all of `parts` hold, or an error when they differ.
-std::int64_t common_steps(const std::vector<runtime::named_tensors>& parts) {
-  std::optional<std::string> steps;
-  for (const auto& p : parts) {
-    auto v = meta_value(p, "steps");
-    if (v.empty() || (steps && *steps != v))
-      throw std::runtime_error("the state owners hold different steps (" +
-                               (steps ? *steps : std::string{"?"}) + " and " +
-                               (v.empty() ? std::string{"none"} : v) + ")");
-    steps = v;
-  }
-  if (!steps)
-    throw std::runtime_error("no state to gather");
-  return std::stoll(*steps);
-}
-
 /// The model from a finished gathering: layer shards' replies (one per slot,
 /// in slot order), or the ps shards' pieces with the whole shapes.
 model_state assemble(const trainer_state& st, const state_gathering& g, bool from_ps) {
