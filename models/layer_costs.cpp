@@ -70,4 +70,61 @@ std::vector<double> measure_layer_costs(const model_spec& spec, std::int64_t mic
   return costs;
 }
 
+std::vector<double> measure_layer_speed(const model_spec& spec, std::int64_t microbatch,
+                                        std::uint64_t seed, double min_seconds) {
+  if (microbatch < 1)
+    throw std::invalid_argument("measure_layer_speed: microbatch must be >= 1");
+  auto layers = instantiate(spec, 0, spec.layers.size(), seed);
+  runtime::rng_stream rng{seed, runtime::hash_name("layer speed")};
+  shape_t shape{microbatch};
+  shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
+  const auto x0 = random_input(spec.input_dtype, shape, output_shape(spec).back(), rng);
+  std::vector<double> sums(layers.size(), 0.0);
+  std::vector<runtime::tensor> grads; // each layer's output gradient
+  forward_context ctx;
+  ctx.seed = seed;
+  const auto started = clock_type::now();
+  auto timed_from = started; // the end of the warm-up pass
+  int passes = 0;
+  for (int pass = 0;; ++pass) {
+    const auto now = clock_type::now();
+    if (pass == 1)
+      timed_from = now;
+    if (pass > 3 && std::chrono::duration<double>(now - started).count() >= min_seconds)
+      break;
+    auto x = x0;
+    ctx.mb = pass;
+    std::vector<runtime::tensor> outputs;
+    for (std::size_t l = 0; l < layers.size(); ++l) { // forwards, in order
+      const auto t0 = clock_type::now();
+      x = layers[l]->forward(x, ctx);
+      if (pass > 0)
+        sums[l] += std::chrono::duration<double>(clock_type::now() - t0).count();
+      outputs.push_back(x);
+    }
+    if (pass == 0) // drawn once: the timed passes run the layers and nothing else
+      for (const auto& y : outputs)
+        grads.push_back(random_input(runtime::dtype::f32, y.shape(), 0, rng));
+    for (std::size_t l = layers.size(); l-- > 0;) { // backwards, in reverse
+      const auto t0 = clock_type::now();
+      layers[l]->backward(grads[l], pass, l > 0);
+      if (pass > 0)
+        sums[l] += std::chrono::duration<double>(clock_type::now() - t0).count();
+      for (auto& p : layers[l]->parameters())
+        p.grad_fresh = true;
+    }
+    passes += pass > 0 ? 1 : 0;
+  }
+  // A quota's pause may fall outside the timed calls (between them): the
+  // wall time of the timed passes is what they cost, shared out in
+  // proportion to the layers' own times.
+  const double wall = std::chrono::duration<double>(clock_type::now() - timed_from).count();
+  double timed = 0;
+  for (double s : sums)
+    timed += s;
+  for (double& s : sums)
+    s = timed > 0 ? s / timed * wall / passes : s / passes;
+  return sums;
+}
+
 } // namespace troupe::models

@@ -19,4 +19,13 @@ namespace troupe::models {
 std::vector<double> measure_layer_costs(const model_spec& spec, std::int64_t microbatch,
                                         std::uint64_t seed, int reps = 3);
 
+/// The same as a device's speed on the job (--balance auto): whole forward +
+/// backward passes through every layer, repeated until `min_seconds` of wall
+/// time have passed (at least three after a warm-up pass), each layer's mean.
+/// A CPU quota throttles in periods (say 33 ms of every 100 ms): a probe of a
+/// few milliseconds can fall inside one unthrottled slice, the mean over
+/// several periods cannot. Throws std::invalid_argument for microbatch < 1.
+std::vector<double> measure_layer_speed(const model_spec& spec, std::int64_t microbatch,
+                                        std::uint64_t seed, double min_seconds);
+
 } // namespace troupe::models

@@ -9,25 +9,46 @@ namespace troupe::models {
 
 std::vector<layer_range> partition_balanced(const std::vector<double>& costs, int stages,
                                             const std::vector<double>& speeds) {
-  const auto n = costs.size();
-  if (stages < 1 || n < static_cast<std::size_t>(stages))
-    throw std::invalid_argument("cannot split " + std::to_string(n) + " layers into " +
+  if (stages < 1 || costs.size() < static_cast<std::size_t>(stages))
+    throw std::invalid_argument("cannot split " + std::to_string(costs.size()) + " layers into " +
                                 std::to_string(stages) + " non-empty stages");
   if (!speeds.empty() && speeds.size() != static_cast<std::size_t>(stages))
     throw std::invalid_argument("partition: one speed per stage expected");
-  auto speed = [&](int s) { return speeds.empty() ? 1.0 : std::max(speeds[s], 1e-12); };
-  std::vector<double> prefix(n + 1, 0.0);
-  for (std::size_t i = 0; i < n; ++i)
-    prefix[i + 1] = prefix[i] + std::max(costs[i], 0.0);
+  std::vector<std::vector<double>> per_stage(static_cast<std::size_t>(stages));
+  for (int s = 0; s < stages; ++s) {
+    const double speed =
+        speeds.empty() ? 1.0 : std::max(speeds[static_cast<std::size_t>(s)], 1e-12);
+    for (double c : costs)
+      per_stage[static_cast<std::size_t>(s)].push_back(std::max(c, 0.0) / speed);
+  }
+  return partition_min_max(per_stage);
+}
+
+std::vector<layer_range> partition_min_max(const std::vector<std::vector<double>>& costs) {
+  const auto stages = costs.size();
+  const auto n = stages == 0 ? 0 : costs.front().size();
+  if (stages < 1 || n < stages)
+    throw std::invalid_argument("cannot split " + std::to_string(n) + " layers into " +
+                                std::to_string(stages) + " non-empty stages");
+  // prefix[k][i]: layers [0, i) on stage k's device.
+  std::vector<std::vector<double>> prefix(stages, std::vector<double>(n + 1, 0.0));
+  for (std::size_t k = 0; k < stages; ++k) {
+    if (costs[k].size() != n)
+      throw std::invalid_argument("partition: stage " + std::to_string(k) + " has " +
+                                  std::to_string(costs[k].size()) + " layer costs, expected " +
+                                  std::to_string(n));
+    for (std::size_t i = 0; i < n; ++i)
+      prefix[k][i + 1] = prefix[k][i] + std::max(costs[k][i], 0.0);
+  }
   const double inf = std::numeric_limits<double>::infinity();
   // best[s][i]: minimal bottleneck placing layers [0, i) on stages [0, s).
   std::vector<std::vector<double>> best(stages + 1, std::vector<double>(n + 1, inf));
   std::vector<std::vector<std::size_t>> cut(stages + 1, std::vector<std::size_t>(n + 1, 0));
   best[0][0] = 0;
-  for (int s = 1; s <= stages; ++s)
+  for (std::size_t s = 1; s <= stages; ++s)
     for (std::size_t i = s; i <= n - (stages - s); ++i)
       for (std::size_t j = s - 1; j < i; ++j) {
-        double v = std::max(best[s - 1][j], (prefix[i] - prefix[j]) / speed(s - 1));
+        double v = std::max(best[s - 1][j], prefix[s - 1][i] - prefix[s - 1][j]);
         // '<' keeps the earliest cut on ties, so results are deterministic.
         if (v < best[s][i]) {
           best[s][i] = v;
@@ -36,11 +57,23 @@ std::vector<layer_range> partition_balanced(const std::vector<double>& costs, in
       }
   std::vector<layer_range> r(stages);
   std::size_t end = n;
-  for (int s = stages; s >= 1; --s) {
+  for (auto s = stages; s >= 1; --s) {
     r[s - 1] = {cut[s][end], end};
     end = cut[s][end];
   }
   return r;
+}
+
+double bottleneck_cost(const std::vector<std::vector<double>>& costs,
+                       const std::vector<layer_range>& ranges) {
+  double worst = 0;
+  for (std::size_t k = 0; k < ranges.size() && k < costs.size(); ++k) {
+    double sum = 0;
+    for (auto l = ranges[k].begin; l < ranges[k].end && l < costs[k].size(); ++l)
+      sum += costs[k][l];
+    worst = std::max(worst, sum);
+  }
+  return worst;
 }
 
 void validate_partition(const std::vector<layer_range>& ranges, std::size_t layers) {

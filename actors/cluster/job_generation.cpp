@@ -13,6 +13,7 @@
 #include "actors/cluster/job_wiring.hpp"
 #include "actors/cluster/node_agent.hpp"
 #include "actors/cluster/recovery.hpp"
+#include "actors/cluster/speed_probe.hpp"
 #include "actors/cluster/supervisor_state.hpp"
 #include "actors/cluster/supervisor_status.hpp"
 #include "actors/plan/plan_memory.hpp"
@@ -115,7 +116,7 @@ void teardown_generation(supervisor_actor* self) {
 
 std::vector<device_slot> job_devices(const supervisor_state& st, const train_options& opts) {
   return st.cfg.local_node ? local_devices(opts, std::max(1u, std::thread::hardware_concurrency()))
-                           : cluster_devices(st);
+                           : with_speeds(st.job, cluster_devices(st));
 }
 
 void start_generation(supervisor_actor* self, std::optional<runtime::checkpoint> resume) {

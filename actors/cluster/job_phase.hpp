@@ -11,6 +11,7 @@ namespace troupe::actors {
 enum class job_phase : std::uint8_t {
   idle,       ///< no job
   waiting,    ///< accepted, waiting for enough nodes
+  measuring,  ///< the nodes measure the job's layers on their devices (--balance auto)
   starting,   ///< planned; its actors are being spawned and wired
   running,    ///< the trainer runs
   recovering, ///< a generation ended by a failure; the next is being placed (recovery.hpp)
@@ -23,6 +24,8 @@ constexpr std::string_view to_string(job_phase p) {
     return "idle";
   case job_phase::waiting:
     return "waiting";
+  case job_phase::measuring:
+    return "measuring";
   case job_phase::starting:
     return "starting";
   case job_phase::running:

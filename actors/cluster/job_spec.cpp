@@ -28,6 +28,7 @@ std::int64_t& fault_step_of(shard_config& c, fault_kind kind) {
   case fault_kind::cut:
     return c.cut_step;
   case fault_kind::fail:
+  case fault_kind::probe: // the node's speed probe, not a shard (speed_probe.cpp)
     break;
   }
   return c.fault_step;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/cluster/actor_registry.hpp"
+#include "actors/cluster/speed_probe.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 #include "runtime/net/caf_error.hpp"
@@ -27,6 +28,8 @@ struct agent_state {
   node_agent_config cfg;
   std::shared_ptr<spdlog::logger> log = runtime::logger("node");
   spawned_list spawned = std::make_shared<std::vector<caf::actor>>();
+  std::vector<caf::typed_response_promise<std::string>>
+      hung_probes; ///< injected "hang" faults, never answered
   static inline const char* name = "node_agent";
 };
 
@@ -113,6 +116,9 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
                 rp.deliver(true);
             });
         return rp;
+      },
+      [self](probe_atom, const std::string& request) {
+        return answer_probe(self, request, self->state.hung_probes);
       },
       [self](ping_atom) {
         auto& st = self->state;

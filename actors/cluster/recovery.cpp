@@ -119,12 +119,29 @@ std::optional<runtime::checkpoint> disk_checkpoint(supervisor_state& st) {
   }
 }
 
+/// A rebalance's plan, when its devices are all still there.
+bool take_next_topology(supervisor_state& st) {
+  auto& rec = st.job.recovery;
+  if (!rec.next_topology)
+    return false;
+  auto next = std::move(*rec.next_topology);
+  rec.next_topology.reset();
+  try {
+    st.job.topology = place_saved_plan(std::move(next), job_devices(st, st.job.opts));
+    return true;
+  } catch (const std::exception& e) {
+    st.log->warn("job {}: the rebalanced plan does not fit any more ({}); planning afresh",
+                 st.job.id, e.what());
+    return false;
+  }
+}
+
 /// Places the next generation, or waits for nodes when no plan fits.
 void replan(supervisor_actor* self) {
   auto& st = self->state;
   auto& job = st.job;
   auto& rec = job.recovery;
-  if (!plan_on_devices_left(st)) {
+  if (!take_next_topology(st) && !plan_on_devices_left(st)) {
     const double waited = seconds_since(rec.waiting_since);
     if (waited >= job.requested.rejoin_wait_s) {
       give_up(self, "job " + std::to_string(job.id) + ": no plan fits the " +
@@ -261,6 +278,7 @@ void grow(supervisor_actor* self, const std::string& why) {
           [self, wire](caf::error& err) {
             auto& st = self->state;
             st.job.recovery.growing = false;
+            st.job.recovery.next_topology.reset();
             if (st.job.wire() == wire)
               st.log->warn("job {}: growing back failed: {}", st.job.id,
                            runtime::describe(self->system(), err));
@@ -272,7 +290,8 @@ void grow(supervisor_actor* self, const std::string& why) {
 void job_failed(supervisor_actor* self, failure f) {
   auto& st = self->state;
   auto& job = st.job;
-  if (job.phase == job_phase::idle || job.phase == job_phase::waiting)
+  if (job.phase == job_phase::idle || job.phase == job_phase::waiting ||
+      job.phase == job_phase::measuring)
     return;
   auto& rec = job.recovery;
   if (f.actor)
@@ -430,6 +449,17 @@ std::string recovery_summary(const train_options& o) {
                          : "snapshots every " + std::to_string(o.snapshot_every) + " steps";
   return "recovery: up to " + std::to_string(o.max_restarts) + " restart(s), " + snap +
          ", data parallelism down to " + std::to_string(o.min_dp) + " replica(s)";
+}
+
+void replan_with(supervisor_actor* self, plan next, const std::string& why) {
+  auto& job = self->state.job;
+  if (job.phase != job_phase::running || job.recovery.growing || !job.trainer) {
+    self->state.log->info("job {}: not re-planning for {}: the job is {}", job.id, why,
+                          job.recovery.growing ? "already re-planning" : to_string(job.phase));
+    return;
+  }
+  job.recovery.next_topology = std::move(next);
+  grow(self, why);
 }
 
 void on_replan(supervisor_actor* self, std::uint64_t wire) {

@@ -11,6 +11,7 @@
 // added.
 
 #include <cstdint>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -37,6 +38,11 @@ void generation_running(supervisor_actor* self);
 /// A node became ready: a recovery waiting for devices tries again, and a
 /// job running on fewer devices than asked for grows back.
 void on_node_ready(supervisor_actor* self);
+
+/// A planned re-plan that loses nothing (a rebalance moving layers between
+/// stages): the trainer stops at a step boundary with a snapshot, and the
+/// next generation runs `next` from it. Ignored unless the job is running.
+void replan_with(supervisor_actor* self, plan next, const std::string& why);
 
 /// (replan_atom, wire): a recovery's delayed re-plan (back-off, waiting for nodes).
 using replan_atom = caf::atom_constant<caf::atom("replan")>;

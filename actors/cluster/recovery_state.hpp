@@ -89,8 +89,11 @@ struct recovery_state {
   /// chosen: what the next generation resumes from (null: the initial state).
   bool restored = false;
   std::shared_ptr<const runtime::checkpoint> resume;
-  int failed_restarts = 0;                             ///< restarts counted against max_restarts
-  bool growing = false;                                ///< a grow-back re-plan is under way
+  int failed_restarts = 0; ///< restarts counted against max_restarts
+  bool growing = false;    ///< a grow-back re-plan is under way
+  /// A rebalance's plan (the same devices, layers moved between stages): the
+  /// next generation runs it instead of a fresh plan.
+  std::optional<plan> next_topology;
   std::chrono::steady_clock::time_point waiting_since; ///< for nodes, no plan fitting
   // Stall detection: the generation's last progress and its step times.
   std::chrono::steady_clock::time_point last_progress;

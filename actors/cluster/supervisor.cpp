@@ -15,12 +15,14 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "actors/cluster/balancing.hpp"
 #include "actors/cluster/cluster_protocol.hpp"
 #include "actors/cluster/job_inputs.hpp"
 #include "actors/cluster/job_spec.hpp"
 #include "actors/cluster/job_wiring.hpp"
 #include "actors/cluster/node_agent.hpp"
 #include "actors/cluster/recovery.hpp"
+#include "actors/cluster/speed_probe.hpp"
 #include "actors/cluster/stall_diagnosis.hpp"
 #include "actors/cluster/supervisor_state.hpp"
 #include "actors/cluster/supervisor_status.hpp"
@@ -127,10 +129,13 @@ std::string launch(supervisor_actor* self) {
   auto& st = self->state;
   auto& job = st.job;
   auto in = std::make_shared<job_inputs>();
+  bool saved_plan = false;
   try {
     auto request = std::holds_alternative<job_request>(job.submitted)
                        ? std::get<job_request>(std::move(job.submitted))
                        : job_request_from_json(std::get<std::string>(job.submitted));
+    saved_plan = request.saved_plan.has_value();
+    job.speeds.clear();
     auto available = job_devices(st, request.opts);
     *in = prepare_job(std::move(request), available);
   } catch (const nlohmann::json::exception& e) {
@@ -143,9 +148,35 @@ std::string launch(supervisor_actor* self) {
   job.topology = in->topology;
   job.recovery = {};
   job.generation = 0;
-  auto resume = std::move(in->resume);
+  job.probe_seconds = 0;
+  job.rebalances = nlohmann::json::array();
+  job.launched = clock_type::now();
+  job.first_step = in->resume ? in->resume->trainer_state.value("global_step", std::int64_t{0}) : 0;
+  auto resume = std::make_shared<std::optional<runtime::checkpoint>>(std::move(in->resume));
+  const bool balance = !st.cfg.local_node && !saved_plan &&
+                       job.opts.balance == balance_mode::automatic &&
+                       job.topology.replicas * job.topology.depth() > 1;
   job.inputs = std::move(in);
-  start_generation(self, std::move(resume));
+  if (!balance) {
+    start_generation(self, std::move(*resume));
+    return {};
+  }
+  // --balance auto: the nodes measure the job's layers first, then it is
+  // planned again on the measured devices.
+  const auto wire = job.wire();
+  job.phase = job_phase::measuring;
+  measure_job(self, [self, wire, resume] {
+    auto& job = self->state.job;
+    if (job.wire() != wire || job.phase != job_phase::measuring)
+      return;
+    try {
+      replan_measured(self->state);
+    } catch (const std::exception& e) {
+      abort_job(self, e.what(), caf::sec::invalid_argument);
+      return;
+    }
+    start_generation(self, std::move(*resume));
+  });
   return {};
 }
 
@@ -315,6 +346,12 @@ void on_job_done(supervisor_actor* self, std::string& report, runtime::named_ten
         pids[node] = it->second.info.pid;
     r["node_pids"] = pids;
     r["recovery"] = recovery_json(st.job);
+    r["balance"] = balance_json(st.job);
+    const double wall = seconds_since(st.job.launched);
+    const auto samples =
+        (r.value("steps", std::int64_t{0}) - st.job.first_step) * r.value("batch", std::int64_t{0});
+    r["job_wall_seconds"] = wall;
+    r["job_samples_per_second"] = wall > 0 ? static_cast<double>(samples) / wall : 0.0;
     report = r.dump();
   } catch (const nlohmann::json::exception&) {
   }
@@ -499,6 +536,7 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
       // Recovery (recovery.hpp): restore points and failures the trainer reports.
       [self](snapshot_atom, job_snapshot& s) { on_snapshot(self, std::move(s)); },
       [self](checkpointed_atom, std::int64_t step) { on_checkpointed(self, step); },
+      [self](rebalance_atom, std::string& entry) { on_rebalance(self, entry); },
       [self](step_failed_atom, std::string& what) {
         failure f;
         f.what = what;

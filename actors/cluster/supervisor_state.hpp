@@ -27,6 +27,7 @@
 #include "actors/cluster/job_request.hpp"
 #include "actors/cluster/recovery_state.hpp"
 #include "actors/cluster/supervisor.hpp"
+#include "actors/plan/balance.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/slot.hpp"
 #include "actors/plan/train_options.hpp"
@@ -93,6 +94,18 @@ struct job_state {
   std::vector<job_actor> last_actors; ///< of the previous job, for /status and /metrics
   std::string last_error;
   recovery_state recovery;
+  /// --balance auto: each device's measurement of this job's layers, by node
+  /// then device name (taken before the first generation; every re-plan
+  /// uses it), what the probe cost, and every rebalance while it ran
+  /// ({step, kind, why, old, new}).
+  std::map<std::string, std::map<std::string, device_speed>> speeds;
+  double probe_seconds = 0;
+  nlohmann::json rebalances = nlohmann::json::array();
+  /// When it was launched and the step it started from: the report's
+  /// job_samples_per_second counts every generation, its measuring and its
+  /// re-plans (the trainer's own figures are its generation's).
+  clock_type::time_point launched = clock_type::now();
+  std::int64_t first_step = 0;
 
   /// The id the current generation's actors and transfers carry: the node
   /// agents tear down by it, the data planes drop late transfers by it.

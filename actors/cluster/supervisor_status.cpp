@@ -1,5 +1,6 @@
 #include "actors/cluster/supervisor_status.hpp"
 
+#include "actors/cluster/balancing.hpp"
 #include "actors/cluster/recovery.hpp"
 
 #include <unistd.h>
@@ -170,7 +171,8 @@ nlohmann::json status_json(const supervisor_state& st) {
             {"progress", st.job.progress},
             {"last_error", st.job.last_error},
             {"generation", st.job.generation},
-            {"recovery", recovery_json(st.job)}}},
+            {"recovery", recovery_json(st.job)},
+            {"balance", balance_json(st.job)}}},
           {"jobs_finished", st.jobs_finished},
           {"jobs_failed", st.jobs_failed}};
 }

@@ -77,7 +77,7 @@ std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<doub
 }
 
 actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
-                              std::int64_t epoch, std::int64_t index) {
+                             std::int64_t epoch, std::int64_t index) {
   const auto n = cfg.data.size();
   const auto global_begin = index * cfg.batch;
   const auto global_size = std::min(cfg.batch, n - global_begin);
@@ -209,6 +209,20 @@ caf::behavior data_loader(loader_actor* self, loader_config cfg) {
           st.ready.push_back(st.build(e, i));
           schedule_refill(self);
         }
+      },
+      [self](reshare_atom, std::vector<double>& shares) {
+        auto& st = self->state;
+        if (shares.size() != st.cfg.shares.size() ||
+            std::any_of(shares.begin(), shares.end(), [](double w) { return !(w > 0); })) {
+          self->quit(caf::make_error(caf::sec::invalid_argument,
+                                     "data_loader: " + std::to_string(shares.size()) +
+                                         " new shares for " + std::to_string(st.cfg.shares.size()) +
+                                         " replicas, or one not positive"));
+          return;
+        }
+        st.cfg.shares = std::move(shares);
+        st.ready.clear(); // prepared with the old shares
+        schedule_refill(self);
       },
       [self](actors::seek_atom, std::int64_t epoch, std::int64_t index) -> caf::result<bool> {
         auto& st = self->state;

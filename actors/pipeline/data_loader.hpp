@@ -6,10 +6,11 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/atom.hpp>
 
 #include "actors/protocol/messages.hpp"
-#include "runtime/tensor.hpp"
 #include "runtime/io/text_dataset.hpp"
+#include "runtime/tensor.hpp"
 
 namespace troupe::actors {
 
@@ -68,11 +69,17 @@ std::vector<std::int32_t> epoch_permutation(std::int64_t samples, std::uint64_t 
 /// when its share of a short last batch is empty). batch_msg::size is the
 /// whole global batch, offsets are relative to it.
 actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
-                              std::int64_t epoch, std::int64_t index);
+                             std::int64_t epoch, std::int64_t index);
+
+/// (reshare_atom, shares): the replicas' shares from the next batch handed
+/// out on (live rebalancing; one weight per replica, summing to 1). Wrong
+/// shares end the loader with an error (the job's failure, not a hang).
+using reshare_atom = caf::atom_constant<caf::atom("reshare")>;
 
 /// A data-loader actor:
 ///   (next_batch_atom) -> batch_msg   the batch at the current position, then advances
 ///   (seek_atom, epoch, index) -> bool
+///   (reshare_atom, shares)
 /// It prepares up to `prefetch` batches ahead, between requests.
 caf::actor spawn_data_loader(caf::actor_system& sys, loader_config cfg);
 

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/plan/balance.hpp"
 #include "models/layer_costs.hpp"
 #include "models/layers/layer_registry.hpp"
 #include "models/tensor_parallel.hpp"
@@ -118,8 +119,8 @@ models::model_spec checked_model(const train_options& opts) {
   }
   const auto layers = model.layers.size();
   if (static_cast<std::size_t>(opts.stages) > layers)
-    throw runtime::input_error("--stages " + std::to_string(opts.stages) + ": model " +
-                               opts.model + " has only " + std::to_string(layers) + " layers");
+    throw runtime::input_error("--stages " + std::to_string(opts.stages) + ": model " + opts.model +
+                               " has only " + std::to_string(layers) + " layers");
   if (static_cast<std::size_t>(opts.stages * opts.virtual_stages) > layers)
     throw runtime::input_error(fmt::format(
         "--stages {} --virtual-stages {} splits the model into {} chunks, but model {} "
@@ -263,6 +264,7 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
   p.microbatches = opts.microbatches;
   p.schedule = opts.schedule;
   p.virtual_stages = opts.virtual_stages;
+  balance_plan(p, opts);
   return p;
 }
 

@@ -25,6 +25,11 @@ struct device_slot {
   runtime::device where = runtime::device::cpu();
   int threads = 1;   ///< BLAS threads of this device
   double gflops = 0; ///< measured sgemm GFLOP/s (0: not measured)
+  /// --balance auto: the job's own layers measured on this device, forward +
+  /// backward seconds of each per micro-batch of `profile_microbatch`
+  /// samples, over several CPU-quota periods (empty: not measured).
+  std::vector<double> layer_seconds = {};
+  std::int64_t profile_microbatch = 0;
 };
 
 /// One pipeline stage: a layer shard actor on a device. It holds one chunk of
@@ -76,6 +81,10 @@ struct plan {
   /// per-layer costs it balanced (FLOPs, or seconds per micro-batch).
   std::string partition = "flops";
   std::vector<double> layer_costs;
+  /// automatic: balanced by the devices' measured speed (actors/plan/balance.hpp),
+  /// with the step time that predicts for the global batch; off: not measured.
+  balance_mode balance = balance_mode::off;
+  double predicted_step_seconds = 0;
 
   /// Pipeline depth: stages per replica.
   int depth() const {

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/plan/balance.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/plan_memory.hpp"
 #include "models/layers/layer_registry.hpp"
@@ -23,10 +24,33 @@ namespace {
 
 /// Keys a plan object may have; "strategy" and "memory" are derived and
 /// ignored on reading.
-const std::set<std::string> plan_keys{
-    "strategy",     "model",     "devices",      "depth",    "replicas",
-    "tp",           "stages",    "microbatches", "schedule", "virtual_stages",
-    "batch_shares", "partition", "layer_costs",  "ps",       "memory"};
+const std::set<std::string> plan_keys{"strategy",
+                                      "model",
+                                      "devices",
+                                      "depth",
+                                      "replicas",
+                                      "tp",
+                                      "stages",
+                                      "microbatches",
+                                      "schedule",
+                                      "virtual_stages",
+                                      "batch_shares",
+                                      "partition",
+                                      "layer_costs",
+                                      "ps",
+                                      "memory",
+                                      "balance",
+                                      "predicted_step_seconds"};
+
+/// A measured device's throughput on the whole model, samples per second
+/// (0: not measured).
+double samples_per_second(const device_slot& d) {
+  double sum = 0;
+  for (double s : d.layer_seconds)
+    sum += s;
+  return sum > 0 && d.profile_microbatch > 0 ? static_cast<double>(d.profile_microbatch) / sum
+                                             : 0.0;
+}
 
 [[noreturn]] void bad(const std::string& field, const std::string& why) {
   throw runtime::input_error("plan: " + field + ": " + why);
@@ -223,7 +247,8 @@ json to_json(const plan& p, const memory_assumptions& a) {
                        {"node", d.node},
                        {"device", runtime::to_string(d.where)},
                        {"threads", d.threads},
-                       {"gflops", d.gflops}});
+                       {"gflops", d.gflops},
+                       {"samples_per_second", samples_per_second(d)}});
   json stages = json::array();
   for (const auto& s : p.stages) {
     json chunks = json::array();
@@ -276,6 +301,8 @@ json to_json(const plan& p, const memory_assumptions& a) {
           {"batch_shares", p.batch_shares},
           {"partition", p.partition},
           {"layer_costs", p.layer_costs},
+          {"balance", std::string{to_string(p.balance)}},
+          {"predicted_step_seconds", p.predicted_step_seconds},
           {"ps", ps},
           {"memory", {{"assumptions", assumptions_json(a)}, {"devices", memory}}}};
 }
@@ -295,7 +322,7 @@ std::map<std::pair<std::string, std::string>, std::size_t> parse_devices(const j
       bad(where, "must be an object, got " + d.dump());
     for (auto it = d.begin(); it != d.end(); ++it)
       if (it.key() != "name" && it.key() != "node" && it.key() != "device" &&
-          it.key() != "threads" && it.key() != "gflops")
+          it.key() != "threads" && it.key() != "gflops" && it.key() != "samples_per_second")
         bad(where, "unknown field \"" + it.key() + "\"");
     device_slot slot;
     slot.name = get_string(d, "name", where);
@@ -497,12 +524,20 @@ std::string describe_stages(const plan& p) {
     }
     double cost = 0;
     for (const auto& c : s.chunks)
-      for (auto i = c.begin; i < c.end && i < p.layer_costs.size(); ++i)
-        cost += p.layer_costs[i];
-    const auto cost_text = p.partition == "measured" ? fmt::format("{:.3f} ms", cost * 1e3)
-                                                     : fmt::format("{:.1f} MFLOP", cost / 1e6);
-    r += fmt::format(" ({}) on {}/{} ({} thread{})\n", cost_text, d.node, d.name, d.threads,
-                     d.threads == 1 ? "" : "s");
+      for (auto i = c.begin; i < c.end; ++i)
+        cost += p.balance == balance_mode::automatic
+                    ? layer_cost(p, s.replica, s.stage, s.tp_rank, i)
+                : i < p.layer_costs.size() ? p.layer_costs[i]
+                                           : 0.0;
+    const auto cost_text =
+        p.balance == balance_mode::automatic
+            ? fmt::format("{:.3f} ms per micro-batch of {} here", cost * 1e3, d.profile_microbatch)
+        : p.partition == "measured" ? fmt::format("{:.3f} ms", cost * 1e3)
+                                    : fmt::format("{:.1f} MFLOP", cost / 1e6);
+    const auto speed = samples_per_second(d);
+    r += fmt::format(" ({}) on {}/{} ({} thread{}{})\n", cost_text, d.node, d.name, d.threads,
+                     d.threads == 1 ? "" : "s",
+                     speed > 0 ? fmt::format(", measured {:.0f} samples/s", speed) : "");
   }
   return r;
 }
@@ -587,6 +622,9 @@ std::string describe(const plan& p, const memory_assumptions& a) {
       r += fmt::format(" {:.4g}", w);
     r += "\n";
   }
+  if (p.balance == balance_mode::automatic)
+    r += fmt::format("balanced by measured speed (--balance auto): predicted step {:.2f} ms\n",
+                     p.predicted_step_seconds * 1e3);
   r += describe_groups(p);
   if (!p.ps_shards.empty())
     r += describe_ps(p);

@@ -118,6 +118,16 @@ fault_spec parse_fault(const std::string& full) {
   if (full.empty())
     return f;
   std::string text = full;
+  if (text.rfind("probe:", 0) == 0) {
+    const auto eq = text.find('=');
+    f.kind = fault_kind::probe;
+    f.node = text.substr(6, eq == std::string::npos ? std::string::npos : eq - 6);
+    f.probe = eq == std::string::npos ? "" : text.substr(eq + 1);
+    if (f.node.empty() || (f.probe != "zero" && f.probe != "absurd" && f.probe != "hang"))
+      throw runtime::input_error("--inject-fault: expected probe:NODE=zero|absurd|hang, got '" +
+                                 full + "'");
+    return f;
+  }
   constexpr std::pair<std::string_view, fault_kind> prefixes[] = {{"perturb:", fault_kind::perturb},
                                                                   {"hang:", fault_kind::hang},
                                                                   {"exit:", fault_kind::exit},
@@ -209,6 +219,11 @@ const std::vector<option_field>& option_fields() {
       field<&train_options::split>("split"),
       field<&train_options::dp>("dp"),
       field<&train_options::batch_shares>("batch_shares"),
+      {"balance",
+       [](const train_options& o) { return nlohmann::json(std::string{to_string(o.balance)}); },
+       [](train_options& o, const nlohmann::json& v) {
+         o.balance = parse_balance_mode(v.get<std::string>());
+       }},
       field<&train_options::bucket_bytes>("bucket_bytes"),
       field<&train_options::allreduce>("allreduce"),
       field<&train_options::tree_threshold_bytes>("tree_threshold_bytes"),

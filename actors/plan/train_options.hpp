@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/plan/balance_mode.hpp"
 #include "actors/plan/ps_mode.hpp"
 #include "actors/plan/schedule.hpp"
 
@@ -53,6 +54,10 @@ struct train_options {
   /// replica, e.g. {3, 1}: replica 0 takes three quarters); empty: equal
   /// shares. The gradient average stays exact whatever the shares.
   std::vector<double> batch_shares;
+  /// On a cluster: shares and stage boundaries from the devices' measured
+  /// speed on this job's layers, rebalanced while the job runs (auto), or as
+  /// given (off). Explicit batch_shares or split keep that part as given.
+  balance_mode balance = balance_mode::automatic;
   /// Gradients are all-reduced in buckets of about this many bytes, each
   /// launched as soon as backward has produced it (0: one bucket per step,
   /// after backward).
@@ -149,6 +154,7 @@ enum class fault_kind : std::uint8_t {
   hang,    ///< the layer shard stops answering anything from step N on (without dying)
   exit,    ///< the layer shard's actor exits at step N (an actor lost, its node alive)
   cut,     ///< the layer shard's node cuts its data-plane connections at step N
+  probe,   ///< node `node`'s speed probe (--balance auto) answers `probe` (zero, absurd, hang)
 };
 
 /// A parsed fault-injection request.
@@ -157,10 +163,12 @@ struct fault_spec {
   int stage = -1;
   std::int64_t step = -1;
   int replica = 0;
-  int ps = -1; ///< a ps shard that fails when it applies step `step`
+  int ps = -1;       ///< a ps shard that fails when it applies step `step`
+  std::string node;  ///< fault_kind::probe: the node whose probe misbehaves
+  std::string probe; ///< fault_kind::probe: "zero", "absurd" or "hang"
 };
-/// Parses "[perturb:|hang:|exit:|cut:]stage=S,step=N[,replica=R]" or "ps=S,step=N"; empty
-/// text gives no fault. Throws runtime::input_error.
+/// Parses "[perturb:|hang:|exit:|cut:]stage=S,step=N[,replica=R]", "ps=S,step=N" or
+/// "probe:NODE=zero|absurd|hang"; empty text gives no fault. Throws runtime::input_error.
 fault_spec parse_fault(const std::string& text);
 
 nlohmann::json to_json(const train_options& o);

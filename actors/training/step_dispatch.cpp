@@ -47,6 +47,11 @@ void send_steps(trainer_actor* self, std::vector<actors::batch_msg>& parts, std:
   }
   cur.digests.assign(shards, std::nullopt);
   cur.reported.assign(shards, false);
+  cur.compute.assign(shards, 0.0);
+  cur.samples.assign(parts.size(), 0);
+  for (std::size_t r = 0; r < parts.size(); ++r)
+    for (const auto& x : parts[r].inputs)
+      cur.samples[r] += x.dim(0);
   cur.step = step;
   cur.training = training;
   for (std::size_t r = 0; r < parts.size(); ++r)

@@ -7,6 +7,7 @@
 
 #include "actors/pipeline/data_loader.hpp"
 #include "actors/training/checkpoint.hpp"
+#include "actors/training/rebalancing.hpp"
 #include "actors/training/snapshots.hpp"
 #include "actors/training/trainer_state.hpp"
 #include "actors/training/training_loop.hpp"
@@ -80,6 +81,7 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
   if (!o.trace_file.empty())
     st.totals.trace = runtime::trace_recorder{0};
   init_snapshots(st);
+  init_rebalancing(st);
   if (st.cfg.resume)
     resume(self, [self] { sync_replicas(self); });
   else

@@ -72,6 +72,12 @@ using checkpointed_atom = caf::atom_constant<caf::atom("ckpointed")>;
 /// the cumulative messages_sent, bytes_sent and compute_seconds; and after
 /// every evaluation batch {"evaluating": true, "step"} (a sign of life).
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
+/// (rebalance_atom, JSON) trainer -> report_to (--balance auto, rebalancing.hpp):
+/// {step, kind, why, old, new}. Kind "shares": the trainer changed the
+/// replicas' batch shares at that step boundary itself. Kind "split": it asks
+/// for the pipeline's layers to move between stages, which the supervisor
+/// does as a re-plan that loses nothing (a snapshot at a step boundary).
+using rebalance_atom = caf::atom_constant<caf::atom("rebalance")>;
 
 /// The training steps of a run over `train_samples` samples: ceil(samples /
 /// batch) per epoch times the epochs, or opts.max_steps when that is fewer.

@@ -18,6 +18,7 @@
 #include <caf/typed_response_promise.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/plan/rebalancer.hpp"
 #include "actors/plan/slot.hpp"
 #include "actors/protocol/messages.hpp"
 #include "actors/training/progress_bar.hpp"
@@ -44,6 +45,8 @@ struct step_in_flight {
   actors::stage_report loss;                         ///< the replicas' losses added up
   std::vector<std::optional<std::uint64_t>> digests; ///< per shard, --check-replicas
   std::vector<bool> reported;                        ///< per shard: its report came
+  std::vector<double> compute;                       ///< per shard: its reported compute seconds
+  std::vector<std::int64_t> samples;                 ///< per replica: its part of the batch
   std::int64_t step = -1;                            ///< the step's id (negative: evaluation)
   bool training = false;
   std::vector<std::optional<double>> grad_sumsq; ///< per shard, --clip-norm
@@ -148,6 +151,15 @@ struct snapshot_state {
   std::map<std::string, runtime::shape_t> ps_shapes;
 };
 
+/// --balance auto while the job runs (rebalancing.hpp): one of the two
+/// rebalancers, by topology.
+struct rebalancing_state {
+  std::optional<share_rebalancer> shares;
+  std::optional<split_rebalancer> split;
+  bool split_asked = false;                     ///< a new split was asked of the supervisor
+  nlohmann::json log = nlohmann::json::array(); ///< {step, kind, why, old, new}
+};
+
 struct trainer_state {
   trainer_config cfg;
   std::shared_ptr<spdlog::logger> log = runtime::logger("trainer");
@@ -166,6 +178,7 @@ struct trainer_state {
   async_state async;
   run_totals totals;
   snapshot_state snap;
+  rebalancing_state rebalance;
   progress_bar progress;
   static inline const char* name = "trainer";
 };

@@ -9,6 +9,7 @@
 #include "actors/training/evaluation.hpp"
 #include "actors/training/model_gather.hpp"
 #include "actors/training/progress.hpp"
+#include "actors/training/rebalancing.hpp"
 #include "actors/training/replica_checks.hpp"
 #include "actors/training/report.hpp"
 #include "actors/training/snapshots.hpp"
@@ -176,6 +177,7 @@ void step_completed(trainer_actor* self) {
   }
   const auto samples = st.current.loss.samples;
   const double step_seconds = record_step(st);
+  observe_step(self, step_seconds);
   const bool epoch_end = st.epoch.batch + 1 == st.steps_per_epoch;
   show_step_progress(self, step_seconds, samples, epoch_end);
   if (epoch_end)
@@ -207,6 +209,8 @@ void on_report(trainer_actor* self, actors::stage_report& r) {
     st.current.digests[index] = r.params_digest;
   if (index < st.current.reported.size())
     st.current.reported[index] = true;
+  if (index < st.current.compute.size())
+    st.current.compute[index] = r.compute_seconds;
   if (!evaluating) {
     const bool timed = st.step - st.run_start_step >= st.cfg.opts.timing_warmup;
     st.totals.compute_seconds += r.compute_seconds;

@@ -99,6 +99,13 @@ void add_replica_flags(CLI::App* cmd, training_flags& f) {
                   "each replica's share of the global batch as weights, one per replica "
                   "(e.g. 3,1 for a device three times as fast; default: equal)")
       ->delimiter(',');
+  cmd->add_option("--balance", f.balance,
+                  "on a cluster: auto (the nodes measure this job's layers on their devices; "
+                  "batch shares and stage boundaries follow their speed, rebalanced while the job "
+                  "runs when one slows) | off (equal shares, --partition split); --batch-shares "
+                  "or --split keep that part as given")
+      ->check(CLI::IsMember({"auto", "off"}))
+      ->capture_default_str();
   cmd->add_option("--bucket-mb", f.bucket_mb,
                   "all-reduce gradients in buckets of this many MiB, each launched as soon as "
                   "backward has produced it (0: one all-reduce after backward)")
@@ -278,6 +285,7 @@ nlohmann::json read_plan_file(const std::string& file) {
 void finish_training_flags(training_flags& f) {
   f.opts.schedule = actors::parse_schedule_kind(f.schedule);
   f.opts.ps_mode = actors::parse_ps_mode(f.ps_mode);
+  f.opts.balance = actors::parse_balance_mode(f.balance);
   f.opts.evaluate = !f.no_eval;
   f.opts.progress = !f.no_progress;
   f.opts.bucket_bytes = static_cast<std::int64_t>(f.bucket_mb * 1024.0 * 1024.0);

@@ -14,6 +14,7 @@ struct training_flags {
   actors::train_options opts;
   std::string schedule = "gpipe";
   std::string ps_mode = "sync";
+  std::string balance = "auto";
   bool no_eval = false;
   bool no_progress = false;
   double bucket_mb = 25.0;  ///< --bucket-mb, into opts.bucket_bytes

@@ -1,0 +1,130 @@
+#pragma once
+
+// Live rebalancing (--balance auto): the trainer feeds every finished step's
+// per-replica or per-stage compute times in; when one replica or stage stays
+// slower than the plan assumed (a throttled node, a noisy neighbour), the
+// rebalancer proposes new batch shares or a new stage split. Hysteresis keeps
+// it from oscillating: a proposal must promise a `threshold` gain over a
+// window of several CPU-quota periods, for `confirm` steps in a row, and stay
+// the same proposal (within `stable`) over those steps, which a window still
+// straddling a change does not. CAF-free; tests/plan/rebalancer_test.cpp
+// drives it with synthetic step times.
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/partitioner.hpp"
+
+namespace troupe::actors {
+
+struct rebalance_settings {
+  int window_steps = 8;        ///< at least this many steps per estimate
+  double window_seconds = 0.4; ///< and at least this much step time (quota periods)
+  double threshold = 0.10;     ///< the predicted step must shrink by this much
+  int confirm = 4;             ///< for this many steps in a row
+  double stable = 0.05;        ///< with proposals this close (relative)
+  double min_share = 0.02;     ///< no replica is starved completely
+  /// A replica's rate measured while it was the bottleneck caps what it is
+  /// trusted with for this much step time (see share_rebalancer).
+  double ceiling_seconds = 60;
+};
+
+/// What to change, and why (for the log and the report).
+struct rebalance_decision {
+  std::vector<double> shares;             ///< data parallelism: the new shares
+  std::vector<models::layer_range> split; ///< a pipeline: the new stage ranges
+  double predicted_gain = 0;              ///< current / proposed step time - 1
+  std::string why;
+};
+
+/// Confirms a proposal over several steps (see the file comment).
+class rebalance_trigger {
+public:
+  explicit rebalance_trigger(rebalance_settings s = {}) : s_(s) {}
+  /// One step's proposal and its predicted gain; true when it is confirmed.
+  bool update(double gain, const std::vector<double>& proposal);
+  void reset();
+
+private:
+  rebalance_settings s_;
+  std::deque<std::vector<double>> proposals_; ///< the streak's proposals, oldest first
+};
+
+/// A replica's compute seconds per step for n samples: fixed + per_sample * n.
+/// The fixed part is what a throttled device pays per step whatever its load
+/// (its quota spent on the all-reduce and the transport as well).
+struct replica_cost {
+  double fixed = 0;
+  double per_sample = 0;
+};
+
+/// A replica's mean samples and compute seconds per step over a window.
+struct replica_point {
+  double samples = 0;
+  double busy = 0;
+};
+
+/// Data parallelism: each replica's samples and compute seconds per step.
+///
+/// A CPU quota makes a device fast at a light load and slow at a heavy one:
+/// under its quota it computes at full speed, over it its kernels wait out
+/// the throttled part of every period. So a replica's rate is only trusted
+/// as measured while it is the bottleneck (the replica with the most compute
+/// time over the window, which is then working at its sustained speed); a
+/// replica given less work can look fast only up to that ceiling. The
+/// ceiling expires after ceiling_seconds of step time, so a device that
+/// really got faster again wins its share back.
+///
+/// Each replica's cost is proportional to its samples until a rebalance has
+/// shown it at two loads; then it is fitted as fixed + per-sample, and the
+/// shares are those that make every replica finish at once. A rebalance must
+/// promise `threshold` of the measured step time (not only of the compute).
+class share_rebalancer {
+public:
+  share_rebalancer(std::vector<double> shares, rebalance_settings s = {});
+  /// One finished step: per replica its samples and its devices' compute
+  /// seconds, and the step's wall time. A decision moves to its shares.
+  std::optional<rebalance_decision> observe(const std::vector<std::int64_t>& samples,
+                                            const std::vector<double>& compute,
+                                            double step_seconds);
+  const std::vector<double>& shares() const { return shares_; }
+
+private:
+  struct step {
+    std::vector<std::int64_t> samples;
+    std::vector<double> compute;
+    double seconds = 0;
+  };
+  rebalance_settings s_;
+  std::vector<double> shares_;
+  std::deque<step> history_;
+  rebalance_trigger trigger_;
+  std::vector<std::optional<replica_cost>> ceiling_; ///< per replica: as the bottleneck
+  std::vector<double> ceiling_age_;                  ///< step seconds since measured
+  std::vector<std::optional<replica_point>> anchor_; ///< per replica: at the last rebalance
+};
+
+/// A single pipeline: per stage the compute seconds of each step. The cost
+/// model is the plan's: layer l on stage k's device costs layer_costs[k][l]
+/// (seconds per step at the plan's speeds); a stage running slower than its
+/// layers predict scales all of them on its device.
+class split_rebalancer {
+public:
+  split_rebalancer(std::vector<std::vector<double>> layer_costs,
+                   std::vector<models::layer_range> split, rebalance_settings s = {});
+  std::optional<rebalance_decision> observe(const std::vector<double>& stage_compute,
+                                            double step_seconds);
+  const std::vector<models::layer_range>& split() const { return split_; }
+
+private:
+  rebalance_settings s_;
+  std::vector<std::vector<double>> costs_;
+  std::vector<models::layer_range> split_;
+  std::deque<std::pair<std::vector<double>, double>> history_;
+  rebalance_trigger trigger_;
+};
+
+} // namespace troupe::actors
