@@ -166,11 +166,13 @@ void print_midrun(const midrun_result& m, const std::vector<ratio_result>& rs) {
               "%lld of the auto run):\n",
               fixed(m.fraction, 3).c_str(), static_cast<long long>(m.off.throttled_at_step),
               static_cast<long long>(m.automatic.throttled_at_step));
-  std::printf("  --balance off   %8.0f samples/s  rebalances: %s\n", m.off.samples_per_second,
-              rebalances_text(m.off).c_str());
-  std::printf("  --balance auto  %8.0f samples/s  rebalances: %s  (%s of off)\n",
-              m.automatic.samples_per_second, rebalances_text(m.automatic).c_str(),
-              times(m.automatic.samples_per_second, m.off.samples_per_second).c_str());
+  for (const auto* r : {&m.off, &m.automatic})
+    std::printf("  %-12s %8.0f samples/s, %8.0f after the slowdown; rebalances: %s\n",
+                r->label.c_str(), r->samples_per_second, r->after_samples_per_second,
+                rebalances_text(*r).c_str());
+  std::printf("  auto / off: %s over the run, %s after the slowdown\n",
+              times(m.automatic.samples_per_second, m.off.samples_per_second).c_str(),
+              times(m.automatic.after_samples_per_second, m.off.after_samples_per_second).c_str());
   for (const auto& r : rs)
     if (r.ratio == midrun_ratio)
       std::printf("  for the new speeds, from the dp part: best hand %.0f (%s), equal %.0f\n",
@@ -216,7 +218,7 @@ int layers_on(const job_result& r, const std::string& node) {
 }
 
 void line(const std::string& what, bool ok, const std::string& got) {
-  std::printf("  %-58s %-6s %s\n", what.c_str(), ok ? "met" : "MISSED", got.c_str());
+  std::printf("  %-70s %-6s %s\n", what.c_str(), ok ? "met" : "MISSED", got.c_str());
 }
 
 /// The targets against this run's figures.
@@ -257,6 +259,14 @@ void print_targets(const std::vector<ratio_result>& rs, const midrun_result* m,
          first >= 0 ? std::to_string(delay) + " steps" : "no rebalance");
     line("mid-run: at most one rebalance for the change", after <= 1,
          std::to_string(after) + " after the slowdown");
+    for (const auto& r : rs)
+      if (r.ratio == midrun_ratio) {
+        const double best = r.best_hand().samples_per_second;
+        line("mid-run: after it, within 10% of the best hand-set for the new speeds",
+             m->automatic.after_samples_per_second >= 0.9 * best,
+             times(m->automatic.after_samples_per_second, best) + " (best: " + r.best_hand().label +
+                 ", dp part)");
+      }
   }
 }
 
@@ -391,6 +401,10 @@ void add_flags(CLI::App& cmd, options& o) {
                  "speed ratios a:b of the dp part (b at 1/r of its core), comma-separated")
       ->delimiter(',')
       ->check(CLI::Range(1.0, 20.0))
+      ->capture_default_str();
+  cmd.add_option("--repeats", f.repeats,
+                 "runs of each job, interleaved; the median run's figures count")
+      ->check(CLI::Range(1, 20))
       ->capture_default_str();
   cmd.add_option("--parts", o.parts, "comma-separated: dp, midrun, pp, peer, or all")
       ->capture_default_str();

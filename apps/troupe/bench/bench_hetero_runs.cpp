@@ -97,8 +97,12 @@ nlohmann::json job_result::to_json() const {
                    {"batch_shares", batch_shares},
                    {"stages", st},
                    {"rebalances", rebalances}};
+  if (repeats.size() > 1)
+    j["repeats"] = repeats;
   if (throttled_at_step >= 0)
-    j["throttled_at"] = {{"step", throttled_at_step}, {"seconds", throttled_at_s}};
+    j["throttled_at"] = {{"step", throttled_at_step},
+                         {"seconds", throttled_at_s},
+                         {"samples_per_second_after", after_samples_per_second}};
   return j;
 }
 
@@ -216,21 +220,45 @@ struct step_action {
   std::function<void()> act;
 };
 
-/// Waits until the job after `old_id` has done `step` steps; the step seen.
-std::int64_t wait_for_step(const local_cluster& c, child_process& client, std::int64_t old_id,
-                           std::int64_t step) {
-  const auto deadline = clock_type::now() + 300s;
+/// The last step /status showed for a job, and when it first showed it.
+struct step_seen {
+  std::int64_t step = -1;
+  clock_type::time_point at;
+};
+
+/// Follows the job after `old_id` in /status until it has done `target`
+/// steps or its client exits: the last step seen.
+step_seen follow_until(const local_cluster& c, child_process& client, std::int64_t old_id,
+                       std::int64_t target) {
+  step_seen last;
+  const auto deadline = clock_type::now() + 600s;
   for (;;) {
     const auto [id, done] = job_step(c);
-    if (id != old_id && done >= step)
-      return done;
-    if (client.wait_for(0ms))
-      throw std::runtime_error("the job ended before step " + std::to_string(step) + ":\n" +
-                               client.log_tail());
-    if (clock_type::now() > deadline)
-      throw std::runtime_error("the job did not reach step " + std::to_string(step));
+    if (id != old_id && done > last.step)
+      last = {done, clock_type::now()};
+    if (last.step >= target || client.wait_for(0ms) || clock_type::now() > deadline)
+      return last;
     std::this_thread::sleep_for(5ms);
   }
+}
+
+/// Does `at` once the job has done its step; after it, the job's samples/s
+/// from the change to its last step (what the new speeds give).
+void act_mid_run(const context& x, const local_cluster& c, child_process& client,
+                 std::int64_t old_id, const step_action& at, job_result& out) {
+  const auto t0 = clock_type::now();
+  const auto seen = follow_until(c, client, old_id, at.step);
+  if (seen.step < at.step)
+    throw std::runtime_error("the job '" + out.label + "' ended before step " +
+                             std::to_string(at.step) + ":\n" + client.log_tail());
+  at.act();
+  const auto changed = clock_type::now();
+  out.throttled_at_step = seen.step;
+  out.throttled_at_s = std::chrono::duration<double>(changed - t0).count();
+  const auto end = follow_until(c, client, old_id, x.f.steps);
+  const double s = std::chrono::duration<double>(end.at - changed).count();
+  if (end.step > seen.step && s > 0)
+    out.after_samples_per_second = static_cast<double>((end.step - seen.step) * x.f.batch) / s;
 }
 
 std::string file_name(const std::string& label) {
@@ -273,10 +301,11 @@ void read_figures(const nlohmann::json& r, job_result& out) {
     out.rebalances = b->at("rebalances");
 }
 
-/// Runs one job on `c` (its flags after base_args), doing `at` mid-run.
+/// Runs one job on `c` (its flags after base_args), doing `at` mid-run;
+/// `repeat` numbers its files when there are several.
 job_result run_job(const context& x, const local_cluster& c, const std::string& label,
-                   const std::vector<std::string>& job, const step_action& at = {}) {
-  const auto name = file_name(label);
+                   const std::vector<std::string>& job, int repeat, const step_action& at) {
+  const auto name = file_name(label) + (x.f.repeats > 1 ? "-r" + std::to_string(repeat) : "");
   const auto report = c.dir() / (name + ".json");
   auto args = base_args(x.f);
   args.insert(args.end(), job.begin(), job.end());
@@ -285,13 +314,9 @@ job_result run_job(const context& x, const local_cluster& c, const std::string& 
   out.label = label;
   out.args = job;
   const auto old_id = job_step(c).first;
-  const auto t0 = clock_type::now();
   auto client = c.submit(args, "client-" + name);
-  if (at.act) {
-    out.throttled_at_step = wait_for_step(c, *client, old_id, at.step);
-    at.act();
-    out.throttled_at_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-  }
+  if (at.act)
+    act_mid_run(x, c, *client, old_id, at, out);
   const auto st = client->wait_for(10min);
   if (st != 0)
     throw std::runtime_error(
@@ -312,30 +337,70 @@ std::string shares_text(double k) {
   return number(k) + ",1";
 }
 
+/// A job to run: its label and flags (after base_args).
+struct job_config {
+  std::string label;
+  std::vector<std::string> args;
+};
+
+/// Of one configuration's repeats, the run with the median samples/s (the
+/// lower one of an even count), holding every repeat's figure.
+job_result median_run(std::vector<job_result> rs) {
+  std::vector<double> all;
+  for (const auto& r : rs)
+    all.push_back(r.samples_per_second);
+  std::sort(rs.begin(), rs.end(), [](const auto& a, const auto& b) {
+    return a.samples_per_second < b.samples_per_second;
+  });
+  auto m = std::move(rs.at((rs.size() - 1) / 2));
+  m.repeats = std::move(all);
+  return m;
+}
+
+/// Runs every configuration --repeats times, interleaved and rotated per
+/// repeat (so that load drifting over time hits all alike), `after` after
+/// each run; per configuration its median run, in `cfgs` order.
+std::vector<job_result> run_configs(const context& x, const local_cluster& c,
+                                    const std::vector<job_config>& cfgs, const step_action& at = {},
+                                    const std::function<void()>& after = {}) {
+  const int n = std::max(1, x.f.repeats);
+  std::vector<std::vector<job_result>> runs(cfgs.size());
+  for (int r = 0; r < n; ++r)
+    for (std::size_t i = 0; i < cfgs.size(); ++i) {
+      const auto k = (i + static_cast<std::size_t>(r)) % cfgs.size();
+      runs[k].push_back(run_job(x, c, cfgs[k].label, cfgs[k].args, r, at));
+      if (after)
+        after();
+    }
+  std::vector<job_result> out;
+  for (auto& rs : runs)
+    out.push_back(median_run(std::move(rs)));
+  return out;
+}
+
 } // namespace
 
 job_result run_alone(const context& x, const std::string& name, int core, double fraction) {
   const auto tag = "alone-" + name + "-" + file_name(number(fraction));
   auto cl = start_cluster(x, {{name, core, fraction}}, tag);
-  return run_job(x, *cl.c, name + " alone at " + number(fraction), {"--dp", "1"});
+  return run_configs(x, *cl.c, {{name + " alone at " + number(fraction), {"--dp", "1"}}}).at(0);
 }
 
 ratio_result run_ratio(const context& x, double ratio, const std::vector<double>& trials) {
   ratio_result out;
   out.ratio = ratio;
-  const auto tag = "dp-" + file_name(number(ratio));
   {
-    auto cl = start_cluster(x, {{"a", 0, 1}, {"b", 1, 1 / ratio}}, tag);
-    const std::vector<std::string> dp{"--dp", "2"};
-    auto with = [&](std::vector<std::string> extra) {
-      extra.insert(extra.begin(), dp.begin(), dp.end());
-      return extra;
-    };
-    out.equal = run_job(x, *cl.c, "equal", with({"--balance", "off"}));
-    out.automatic = run_job(x, *cl.c, "auto", with({"--balance", "auto"}));
+    auto cl =
+        start_cluster(x, {{"a", 0, 1}, {"b", 1, 1 / ratio}}, "dp-" + file_name(number(ratio)));
+    std::vector<job_config> cfgs{{"equal", {"--dp", "2", "--balance", "off"}},
+                                 {"auto", {"--dp", "2", "--balance", "auto"}}};
     for (double k : trials)
-      out.hand.push_back(run_job(x, *cl.c, "shares " + shares_text(k),
-                                 with({"--balance", "off", "--batch-shares", shares_text(k)})));
+      cfgs.push_back({"shares " + shares_text(k),
+                      {"--dp", "2", "--balance", "off", "--batch-shares", shares_text(k)}});
+    auto rs = run_configs(x, *cl.c, cfgs);
+    out.equal = std::move(rs.at(0));
+    out.automatic = std::move(rs.at(1));
+    out.hand.assign(std::make_move_iterator(rs.begin() + 2), std::make_move_iterator(rs.end()));
   }
   out.b_alone = run_alone(x, "b", 1, 1 / ratio);
   return out;
@@ -349,12 +414,12 @@ midrun_result run_midrun(const context& x, double ratio) {
   const pid_t b = cl.c->node_pid("b");
   const step_action slow{std::max<std::int64_t>(1, x.f.steps / 3),
                          [&] { x.thr.set(group, b, out.fraction); }};
-  for (const char* mode : {"off", "auto"}) {
-    auto r =
-        run_job(x, *cl.c, std::string{"midrun "} + mode, {"--dp", "2", "--balance", mode}, slow);
-    x.thr.clear(group); // b at full speed again for the next run
-    (std::string{mode} == "off" ? out.off : out.automatic) = std::move(r);
-  }
+  auto rs = run_configs(x, *cl.c,
+                        {{"midrun off", {"--dp", "2", "--balance", "off"}},
+                         {"midrun auto", {"--dp", "2", "--balance", "auto"}}},
+                        slow, [&] { x.thr.clear(group); }); // b at full speed for the next run
+  out.off = std::move(rs.at(0));
+  out.automatic = std::move(rs.at(1));
   return out;
 }
 
@@ -362,14 +427,15 @@ pipeline_result run_pipeline(const context& x, double ratio) {
   pipeline_result out;
   out.ratio = ratio;
   auto cl = start_cluster(x, {{"a", 0, 1}, {"b", 1, 1 / ratio}}, "pp");
-  const std::vector<std::string> pp{"--pp", "2", "--microbatches",
-                                    std::to_string(x.f.microbatches)};
-  auto with = [&](std::vector<std::string> extra) {
-    extra.insert(extra.begin(), pp.begin(), pp.end());
-    return extra;
+  auto pp = [&](const std::string& label, std::vector<std::string> extra) {
+    extra.insert(extra.begin(), {"--pp", "2", "--microbatches", std::to_string(x.f.microbatches)});
+    return job_config{label, std::move(extra)};
   };
-  out.flops = run_job(x, *cl.c, "pp flops", with({"--balance", "off", "--partition", "flops"}));
-  out.automatic = run_job(x, *cl.c, "pp auto", with({"--balance", "auto"}));
+  auto rs = run_configs(x, *cl.c,
+                        {pp("pp flops", {"--balance", "off", "--partition", "flops"}),
+                         pp("pp auto", {"--balance", "auto"})});
+  out.flops = std::move(rs.at(0));
+  out.automatic = std::move(rs.at(1));
   // Every contiguous cut of the model's layers into two stages.
   int layers = 0;
   for (const auto& s : out.flops.stages)
@@ -377,11 +443,12 @@ pipeline_result run_pipeline(const context& x, double ratio) {
       layers = std::max(layers, s.layers[1]);
   if (layers < 2)
     throw std::runtime_error("pp flops: the report's plan names no layers of its stages");
+  std::vector<job_config> splits;
   for (int i = 1; i < layers; ++i) {
     const auto split = std::to_string(i) + "," + std::to_string(layers - i);
-    out.splits.push_back(
-        run_job(x, *cl.c, "pp split " + split, with({"--balance", "off", "--split", split})));
+    splits.push_back(pp("pp split " + split, {"--balance", "off", "--split", split}));
   }
+  out.splits = run_configs(x, *cl.c, splits);
   return out;
 }
 

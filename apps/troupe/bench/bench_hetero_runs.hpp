@@ -25,6 +25,7 @@ struct flags {
   int batch = 256;
   std::vector<double> ratios{2, 3}; ///< a's speed / b's: b gets 1/ratio of a core
   int microbatches = 8;             ///< pipeline part
+  int repeats = 1;                  ///< runs of each job, interleaved; the median counts
   std::string json;
   bool quick = false; ///< fewer steps and hand-set trials (a smoke test)
   bool no_peer = false;
@@ -97,9 +98,13 @@ struct job_result {
   std::int64_t steps = 0;
   std::vector<double> batch_shares; ///< the plan's
   std::vector<stage_time> stages;
-  nlohmann::json rebalances;  ///< the report's balance.rebalances, null when absent
-  double throttled_at_s = -1; ///< mid-run: seconds after submit the quota changed
+  nlohmann::json rebalances;   ///< the report's balance.rebalances, null when absent
+  std::vector<double> repeats; ///< samples/s of every repeat (this is the median one)
+  double throttled_at_s = -1;  ///< mid-run: seconds after submit the quota changed
   std::int64_t throttled_at_step = -1;
+  /// Mid-run: samples/s from the change to the last step (/status), the
+  /// new speeds' throughput.
+  double after_samples_per_second = -1;
   nlohmann::json to_json() const;
 };
 
