@@ -73,6 +73,12 @@ def parse_args(argv):
     p.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket_cap_mb")
     p.add_argument("--timeout", type=float, default=300.0, help="launcher: seconds for the run")
     p.add_argument("--out", default="", help="launcher: also write the JSON report here")
+    p.add_argument("--cpus", default="",
+                   help="launcher: pin rank r to core r of this comma-separated list (taskset "
+                        "-c, e.g. 0,1; troupe bench hetero pins ranks like its nodes)")
+    p.add_argument("--pids-file", default="",
+                   help="launcher: write 'rank pid' lines here once the workers are started "
+                        "(so a bench can throttle one rank)")
     p.add_argument("--check", action="store_true",
                    help="only check that torch and its gloo backend load; print versions")
     # Worker-only (set by the launcher).
@@ -88,6 +94,10 @@ def parse_args(argv):
         p.error("--lr must be positive")
     if a.local_steps < 0:
         a.local_steps = max(1, a.steps // 4)
+    try:
+        a.cpus = [int(c) for c in a.cpus.split(",")] if a.cpus else []
+    except ValueError:
+        p.error(f"--cpus {a.cpus!r}: not a comma-separated list of core numbers")
     return a
 
 
@@ -196,9 +206,20 @@ def launch(a):
                   repr(a.bucket_mb), "--timeout", repr(a.timeout), "--port", str(port)]
         env = thread_env(a.threads)
         for r in range(a.world):
+            cpu = {a.cpus[r % len(a.cpus)]} if a.cpus else None
+
+            def before_exec(cpu=cpu):
+                die_with_parent()
+                if cpu:
+                    os.sched_setaffinity(0, cpu)
+
             procs.append(subprocess.Popen(common + ["--rank", str(r), "--result", results[r]],
                                           env=env, stdin=subprocess.DEVNULL,
-                                          preexec_fn=die_with_parent))
+                                          preexec_fn=before_exec))
+        if a.pids_file:
+            with open(a.pids_file + ".tmp", "w") as fh:
+                fh.write("".join(f"{r} {p.pid}\n" for r, p in enumerate(procs)))
+            os.replace(a.pids_file + ".tmp", a.pids_file)
         deadline = time.monotonic() + a.timeout
         failed = None
         exit_killed = []

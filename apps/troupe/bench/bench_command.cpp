@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "apps/troupe/bench/bench_allreduce.hpp"
+#include "apps/troupe/bench/bench_hetero.hpp"
 #include "apps/troupe/bench/bench_pipeline.hpp"
 #include "apps/troupe/bench/bench_ps.hpp"
 #include "apps/troupe/bench/bench_recovery.hpp"
@@ -14,7 +15,7 @@ namespace troupe::apps {
 
 command_action add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "bench", "benchmarks (train, transport, pipeline, allreduce, ps, recovery)");
+      "bench", "benchmarks (train, transport, pipeline, allreduce, ps, recovery, hetero)");
   cmd->require_subcommand(1);
   auto train = add_bench_train_command(*cmd);
   auto transport = add_bench_transport_command(*cmd);
@@ -22,7 +23,8 @@ command_action add_bench_command(CLI::App& app) {
   auto allreduce = add_bench_allreduce_command(*cmd);
   auto ps = add_bench_ps_command(*cmd);
   auto recovery = add_bench_recovery_command(*cmd);
-  return [cmd, train, transport, pipeline, allreduce, ps, recovery] {
+  auto hetero = add_bench_hetero_command(*cmd);
+  return [cmd, train, transport, pipeline, allreduce, ps, recovery, hetero] {
     if (cmd->got_subcommand("train"))
       return train();
     if (cmd->got_subcommand("pipeline"))
@@ -33,6 +35,8 @@ command_action add_bench_command(CLI::App& app) {
       return ps();
     if (cmd->got_subcommand("recovery"))
       return recovery();
+    if (cmd->got_subcommand("hetero"))
+      return hetero();
     return transport(); // bench transport (or its receiver), else exit_bad_input
   };
 }

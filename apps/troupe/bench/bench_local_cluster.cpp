@@ -82,10 +82,14 @@ local_cluster::local_cluster(const fs::path& dir, int nodes, int threads_per_dev
 
 local_cluster::local_cluster(const fs::path& dir, const std::vector<std::string>& names,
                              int threads_per_device)
+    : local_cluster(dir, names, threads_per_device, {}) {}
+
+local_cluster::local_cluster(const fs::path& dir, const std::vector<std::string>& names,
+                             int threads_per_device, const std::vector<node_launch>& launches)
     : dir_(dir), exe_(self_exe().string()), threads_per_device_(threads_per_device) {
   start_supervisor(static_cast<int>(names.size()), 0);
   for (std::size_t k = 0; k < names.size(); ++k) {
-    add_node(names[k]);
+    add_node(names[k], k < launches.size() ? launches[k] : node_launch{});
     wait_ready(k + 1, std::chrono::seconds(30));
   }
 }
@@ -118,13 +122,15 @@ void local_cluster::start_supervisor(int nodes, int jobs) {
   status_port_ = j.at("status_port").get<int>();
 }
 
-void local_cluster::add_node(const std::string& name) {
-  nodes_.emplace_back(name, std::make_unique<child_process>(
-                                std::vector<std::string>{
-                                    exe_, "--log-level", "warn", "node", "--supervisor", address(),
-                                    "--insecure-plain", "--name", name, "--devices",
-                                    "cpu:1x" + std::to_string(threads_per_device_), "--no-measure"},
-                                dir_ / ("node-" + name + ".log")));
+void local_cluster::add_node(const std::string& name, const node_launch& how) {
+  auto argv = how.prefix;
+  argv.insert(argv.end(),
+              {exe_, "--log-level", "warn", "node", "--supervisor", address(), "--insecure-plain",
+               "--name", name, "--devices", "cpu:1x" + std::to_string(threads_per_device_)});
+  if (!how.measure)
+    argv.push_back("--no-measure");
+  nodes_.emplace_back(name,
+                      std::make_unique<child_process>(argv, dir_ / ("node-" + name + ".log")));
 }
 
 void local_cluster::wait_ready(std::size_t count, std::chrono::milliseconds timeout) const {

@@ -1,6 +1,6 @@
 #pragma once
 
-// `troupe bench pipeline --processes` and `troupe bench recovery`: a
+// `troupe bench pipeline --processes`, `recovery` and `hetero`: a
 // supervisor and node processes on 127.0.0.1 that benchmark jobs are
 // submitted to. Change here when the supervisor's or node's command line or
 // its /status changes.
@@ -21,6 +21,15 @@
 
 namespace troupe::apps {
 
+/// How one node process starts: `prefix` runs it (e.g. `taskset -c 1`, or
+/// scripts/throttle run NAME FRACTION, which exec the troupe binary in the
+/// same process), and `measure` keeps the node's device speed measurement
+/// (which `troupe bench hetero` needs; other benches skip it to start fast).
+struct node_launch {
+  std::vector<std::string> prefix; ///< argv before the troupe binary's; prefix[0] a full path
+  bool measure = false;
+};
+
 /// A supervisor and node processes on 127.0.0.1 (plain TCP, which troupe
 /// allows on loopback only), all this executable; jobs are submitted as
 /// `troupe train --supervisor`. Every process it started is stopped when it
@@ -39,6 +48,9 @@ public:
   /// order of joining is then the order of the plan's devices).
   local_cluster(const std::filesystem::path& dir, const std::vector<std::string>& names,
                 int threads_per_device);
+  /// The same, node names[k] started as launches[k] says (when there is one).
+  local_cluster(const std::filesystem::path& dir, const std::vector<std::string>& names,
+                int threads_per_device, const std::vector<node_launch>& launches);
 
   ~local_cluster();
   local_cluster(const local_cluster&) = delete;
@@ -53,7 +65,7 @@ public:
                                         const std::string& name) const;
 
   /// Starts one more node (a spare, or a replacement of a lost one).
-  void add_node(const std::string& name);
+  void add_node(const std::string& name, const node_launch& how = {});
   /// Waits until `count` nodes are ready; throws after `timeout`.
   void wait_ready(std::size_t count, std::chrono::milliseconds timeout) const;
 
