@@ -24,22 +24,32 @@ std::vector<layer_range> partition_balanced(const std::vector<double>& costs, in
   return partition_min_max(per_stage);
 }
 
-std::vector<layer_range> partition_min_max(const std::vector<std::vector<double>>& costs) {
-  const auto stages = costs.size();
-  const auto n = stages == 0 ? 0 : costs.front().size();
+double stage_costs::of(std::size_t k, const layer_range& r) const {
+  double sum = 0;
+  for (auto l = r.begin; l < r.end && l < layer[k].size(); ++l)
+    sum += std::max(layer[k][l], 0.0);
+  if (k < boundary.size()) {
+    const auto n = layer[k].size();
+    if (r.begin > 0)
+      sum += boundary[k].at(r.begin);
+    if (r.end < n)
+      sum += boundary[k].at(r.end);
+  }
+  return sum;
+}
+
+std::vector<layer_range> partition_min_max(const stage_costs& costs) {
+  const auto stages = costs.layer.size();
+  const auto n = stages == 0 ? 0 : costs.layer.front().size();
   if (stages < 1 || n < stages)
     throw std::invalid_argument("cannot split " + std::to_string(n) + " layers into " +
                                 std::to_string(stages) + " non-empty stages");
-  // prefix[k][i]: layers [0, i) on stage k's device.
-  std::vector<std::vector<double>> prefix(stages, std::vector<double>(n + 1, 0.0));
-  for (std::size_t k = 0; k < stages; ++k) {
-    if (costs[k].size() != n)
+  for (std::size_t k = 0; k < stages; ++k)
+    if (costs.layer[k].size() != n ||
+        (!costs.boundary.empty() && costs.boundary.at(k).size() != n + 1))
       throw std::invalid_argument("partition: stage " + std::to_string(k) + " has " +
-                                  std::to_string(costs[k].size()) + " layer costs, expected " +
-                                  std::to_string(n));
-    for (std::size_t i = 0; i < n; ++i)
-      prefix[k][i + 1] = prefix[k][i] + std::max(costs[k][i], 0.0);
-  }
+                                  std::to_string(costs.layer[k].size()) +
+                                  " layer costs, expected " + std::to_string(n));
   const double inf = std::numeric_limits<double>::infinity();
   // best[s][i]: minimal bottleneck placing layers [0, i) on stages [0, s).
   std::vector<std::vector<double>> best(stages + 1, std::vector<double>(n + 1, inf));
@@ -48,7 +58,7 @@ std::vector<layer_range> partition_min_max(const std::vector<std::vector<double>
   for (std::size_t s = 1; s <= stages; ++s)
     for (std::size_t i = s; i <= n - (stages - s); ++i)
       for (std::size_t j = s - 1; j < i; ++j) {
-        double v = std::max(best[s - 1][j], prefix[s - 1][i] - prefix[s - 1][j]);
+        double v = std::max(best[s - 1][j], costs.of(s - 1, {j, i}));
         // '<' keeps the earliest cut on ties, so results are deterministic.
         if (v < best[s][i]) {
           best[s][i] = v;
@@ -64,16 +74,20 @@ std::vector<layer_range> partition_min_max(const std::vector<std::vector<double>
   return r;
 }
 
+std::vector<layer_range> partition_min_max(const std::vector<std::vector<double>>& costs) {
+  return partition_min_max(stage_costs{costs, {}});
+}
+
+double bottleneck_cost(const stage_costs& costs, const std::vector<layer_range>& ranges) {
+  double worst = 0;
+  for (std::size_t k = 0; k < ranges.size() && k < costs.layer.size(); ++k)
+    worst = std::max(worst, costs.of(k, ranges[k]));
+  return worst;
+}
+
 double bottleneck_cost(const std::vector<std::vector<double>>& costs,
                        const std::vector<layer_range>& ranges) {
-  double worst = 0;
-  for (std::size_t k = 0; k < ranges.size() && k < costs.size(); ++k) {
-    double sum = 0;
-    for (auto l = ranges[k].begin; l < ranges[k].end && l < costs[k].size(); ++l)
-      sum += costs[k][l];
-    worst = std::max(worst, sum);
-  }
-  return worst;
+  return bottleneck_cost(stage_costs{costs, {}}, ranges);
 }
 
 void validate_partition(const std::vector<layer_range>& ranges, std::size_t layers) {

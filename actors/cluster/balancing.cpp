@@ -60,7 +60,8 @@ nlohmann::json balance_json(const job_state& job) {
       devices.push_back({{"node", node},
                          {"device", name},
                          {"samples_per_second",
-                          seconds > 0 ? static_cast<double>(speed.microbatch) / seconds : 0.0}});
+                          seconds > 0 ? static_cast<double>(speed.microbatch) / seconds : 0.0},
+                         {"link_bytes_per_second", speed.link_bytes_per_second}});
     }
   auto split = nlohmann::json::array();
   for (int k = 0; k < p.depth(); ++k) {

@@ -117,8 +117,8 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
             });
         return rp;
       },
-      [self](probe_atom, const std::string& request) {
-        return answer_probe(self, request, self->state.hung_probes);
+      [self](probe_atom, const std::string& request, const caf::actor& sink) {
+        return answer_probe(self, request, sink, self->state.cfg.courier, self->state.hung_probes);
       },
       [self](ping_atom) {
         auto& st = self->state;

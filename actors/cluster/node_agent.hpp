@@ -45,8 +45,9 @@ struct node_agent_config {
 ///                                  are dropped from then on (courier::end_job)
 ///   (peer_atom, name, host, port, courier_endpoint) -> bool   once the data plane is up
 ///   (ping_atom) -> std::string                      JSON: pid, actors, transport counters
-///   (probe_atom, request) -> std::string            --balance auto: the job's layers measured
-///                                                   on this node's devices (speed_probe.hpp)
+///   (probe_atom, request, sink) -> std::string      --balance auto: the job's layers measured
+///                                                   on this node's devices, and its data plane
+///                                                   to `sink` (speed_probe.hpp)
 ///   (stop_atom)                                     tears down and quits normally
 ///
 /// A bad config is answered with an error naming the node and what is wrong.

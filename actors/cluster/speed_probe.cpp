@@ -8,9 +8,11 @@
 #include <caf/spawn_options.hpp>
 #include <fmt/format.h>
 
+#include "actors/cluster/link_probe.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "models/layer_costs.hpp"
 #include "runtime/net/caf_error.hpp"
+#include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
 
@@ -19,8 +21,16 @@ namespace {
 /// How long every device is measured: five 100 ms CPU-quota periods.
 constexpr double probe_seconds_per_device = 0.5;
 
-/// Runs the probe on the calling thread (a detached actor's own).
-nlohmann::json run_probe(const nlohmann::json& req) {
+/// How long the link is measured, and with tensors of what size (an
+/// activation or gradient bucket's order).
+constexpr double link_probe_seconds = 0.3;
+constexpr std::int64_t link_probe_bytes = std::int64_t{1} << 20;
+
+/// Runs the probe on the calling thread (a detached actor's own): the
+/// devices one after another, then the link to `sink` when there is one.
+nlohmann::json run_probe(const nlohmann::json& req, caf::actor_system& sys,
+                         const std::shared_ptr<runtime::transport::courier>& courier,
+                         const caf::actor& sink) {
   const auto spec = models::model_spec::from_json(req.at("model"));
   const auto microbatch = req.at("microbatch").get<std::int64_t>();
   const auto seed = req.at("seed").get<std::uint64_t>();
@@ -41,12 +51,18 @@ nlohmann::json run_probe(const nlohmann::json& req) {
          {"seconds",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
   }
-  return {{"devices", devices}};
+  nlohmann::json r{{"devices", devices}};
+  if (courier && sink)
+    r["link_bytes_per_second"] =
+        measure_link(sys, *courier, sink, link_probe_bytes, link_probe_seconds);
+  return r;
 }
 
 } // namespace
 
 caf::result<std::string> answer_probe(caf::event_based_actor* agent, const std::string& request,
+                                      const caf::actor& sink,
+                                      std::shared_ptr<runtime::transport::courier> courier,
                                       std::vector<caf::typed_response_promise<std::string>>& hung) {
   nlohmann::json req;
   try {
@@ -58,11 +74,12 @@ caf::result<std::string> answer_probe(caf::event_based_actor* agent, const std::
     hung.push_back(agent->make_response_promise<std::string>());
     return hung.back();
   }
-  auto probe = agent->spawn<caf::detached>([](caf::event_based_actor* self) -> caf::behavior {
-    return {[self](probe_atom, const std::string& r) -> caf::result<std::string> {
+  auto probe = agent->spawn<caf::detached>([courier,
+                                            sink](caf::event_based_actor* self) -> caf::behavior {
+    return {[self, courier, sink](probe_atom, const std::string& r) -> caf::result<std::string> {
       self->quit();
       try {
-        return run_probe(nlohmann::json::parse(r)).dump();
+        return run_probe(nlohmann::json::parse(r), self->system(), courier, sink).dump();
       } catch (const std::exception& e) {
         return caf::make_error(caf::sec::invalid_argument, std::string{"speed probe: "} + e.what());
       }
@@ -99,9 +116,10 @@ nlohmann::json probe_request(const job_state& job, const node_entry& node, const
 void keep_speeds(supervisor_state& st, const std::string& name, const std::string& answer,
                  std::int64_t microbatch) {
   auto result = nlohmann::json::parse(answer);
+  const double link = result.value("link_bytes_per_second", 0.0);
   for (const auto& d : result.at("devices"))
     st.job.speeds[name][d.at("name").get<std::string>()] = {
-        d.at("layer_seconds").get<std::vector<double>>(), microbatch};
+        d.at("layer_seconds").get<std::vector<double>>(), microbatch, link};
 }
 
 } // namespace
@@ -115,12 +133,20 @@ void measure_job(supervisor_actor* self, std::function<void()> done) {
     std::size_t left = 0;
     std::function<void()> done;
     clock_type::time_point started = clock_type::now();
+    caf::actor sink; ///< where the nodes' link probes send to (none in one process)
   };
   auto p = std::make_shared<pending>();
   p->done = std::move(done);
+  if (st.cfg.courier)
+    p->sink = spawn_link_sink(self->system());
+  const auto sink = p->sink;
   const auto wire = job.wire();
   auto one_done = [self, p, wire] {
-    if (--p->left > 0 || self->state.job.wire() != wire)
+    if (--p->left > 0)
+      return;
+    if (p->sink)
+      self->send_exit(p->sink, caf::exit_reason::user_shutdown);
+    if (self->state.job.wire() != wire)
       return;
     self->state.job.probe_seconds = seconds_since(p->started);
     p->done();
@@ -133,9 +159,9 @@ void measure_job(supervisor_actor* self, std::function<void()> done) {
   for (auto& [name, req] : requests) {
     const auto n = req.at("devices").size();
     const auto timeout = std::chrono::milliseconds(
-        static_cast<std::int64_t>(5000 + 3000 * probe_seconds_per_device * static_cast<double>(n)));
+        static_cast<std::int64_t>(6000 + 3000 * probe_seconds_per_device * static_cast<double>(n)));
     const auto microbatch = req.at("microbatch").get<std::int64_t>();
-    self->request(st.nodes.at(name).agent, timeout, probe_atom::value, req.dump())
+    self->request(st.nodes.at(name).agent, timeout, probe_atom::value, req.dump(), sink)
         .then(
             [self, name, microbatch, one_done](const std::string& answer) {
               try {
@@ -183,6 +209,7 @@ std::vector<device_slot> with_speeds(const job_state& job, std::vector<device_sl
     if (auto it = node->second.find(d.name); it != node->second.end()) {
       d.layer_seconds = it->second.layer_seconds;
       d.profile_microbatch = it->second.microbatch;
+      d.link_bytes_per_second = it->second.link_bytes_per_second;
     }
   }
   return devices;

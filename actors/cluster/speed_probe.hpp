@@ -9,12 +9,14 @@
 // unusable numbers leaves the job on equal shares with a warning naming it
 // (actors/plan/balance.hpp, measurement_problems).
 //
-//   supervisor -> node agent  (probe_atom, request JSON) -> result JSON
+//   supervisor -> node agent  (probe_atom, request JSON, link sink) -> result JSON
 //     request {"model": model spec, "microbatch": m, "seed": s, "min_seconds": t,
 //              "devices": [{"name", "threads"}], "fault": "" | "zero" | "absurd" | "hang"}
-//     result  {"devices": [{"name", "layer_seconds": [...], "seconds": wall}]}
+//     result  {"devices": [{"name", "layer_seconds": [...], "seconds": wall}],
+//              "link_bytes_per_second": the node's data plane to the sink (link_probe.hpp)}
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,14 +28,21 @@
 
 #include "actors/cluster/supervisor_state.hpp"
 
+namespace troupe::runtime::transport {
+class courier;
+}
+
 namespace troupe::actors {
 
 using probe_atom = caf::atom_constant<caf::atom("probe")>;
 
-/// The node side: runs `request` on a detached actor of its own, which
+/// The node side: runs `request` on a detached actor of its own (the link
+/// too, through `courier`, when `sink` and `courier` are there), which
 /// answers the requester. An injected "hang" keeps the promise (in `hung`)
 /// and never answers.
 caf::result<std::string> answer_probe(caf::event_based_actor* agent, const std::string& request,
+                                      const caf::actor& sink,
+                                      std::shared_ptr<runtime::transport::courier> courier,
                                       std::vector<caf::typed_response_promise<std::string>>& hung);
 
 /// The supervisor side: measures the job on every ready node (all nodes at

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "models/layers/layer_registry.hpp"
+
 namespace troupe::actors {
 
 namespace {
@@ -30,20 +32,27 @@ std::vector<std::size_t> stage_devices(const plan& p) {
   return r;
 }
 
-/// Seconds per micro-batch of the profile's size for each stage of
-/// `replica` (tensor-parallel ranks: the slowest).
-std::vector<double> stage_seconds(const plan& p, int replica) {
+double transfer_seconds(const device_slot& d, double bytes) {
+  return d.link_bytes_per_second > 0 ? bytes / d.link_bytes_per_second : 0.0;
+}
+
+/// Bytes per sample crossing a cut before layer i (i in [0, layers]): the
+/// activation entering it (forward) and, as large, its gradient (backward).
+std::vector<double> cut_bytes(const models::model_spec& spec) {
   std::vector<double> r;
-  for (int k = 0; k < p.depth(); ++k) {
-    double worst = 0;
-    for (int t = 0; t < p.tp; ++t) {
-      double sum = 0;
-      for (const auto& c : p.slot(replica, k, t).chunks)
-        for (auto l = c.begin; l < c.end; ++l)
-          sum += layer_cost(p, replica, k, t, l);
-      worst = std::max(worst, sum);
-    }
-    r.push_back(worst);
+  for (const auto& shape : models::activation_shapes(spec))
+    r.push_back(4.0 * static_cast<double>(runtime::shape_numel(shape)));
+  return r;
+}
+
+/// f32 bytes of every parameter of each layer (the gradients all-reduced).
+std::vector<double> layer_param_bytes(const models::model_spec& spec) {
+  std::vector<double> r;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    double n = 0;
+    for (const auto& prm : models::make_layer(spec.layers[i], i)->parameters())
+      n += static_cast<double>(prm.value.numel());
+    r.push_back(4 * n);
   }
   return r;
 }
@@ -102,50 +111,95 @@ double layer_cost(const plan& p, int replica, int stage, int tp_rank, std::size_
   return d.layer_seconds.at(layer) / static_cast<double>(std::max(1, p.tp));
 }
 
+models::stage_costs replica_costs(const plan& p, int replica) {
+  models::stage_costs c;
+  const auto layers = p.model.layers.size();
+  const auto cuts = cut_bytes(p.model);
+  for (int k = 0; k < p.depth(); ++k) {
+    std::vector<double> row(layers, 0.0), cut(layers + 1, 0.0);
+    for (int t = 0; t < p.tp; ++t) {
+      const auto& d = p.devices.at(p.slot(replica, k, t).device);
+      for (std::size_t l = 0; l < layers; ++l)
+        row[l] = std::max(row[l], layer_cost(p, replica, k, t, l));
+      for (std::size_t i = 0; i <= layers; ++i) // the activation one way, its gradient back
+        cut[i] = std::max(
+            cut[i], transfer_seconds(d, 2 * cuts[i] * static_cast<double>(d.profile_microbatch)));
+    }
+    c.layer.push_back(std::move(row));
+    c.boundary.push_back(std::move(cut));
+  }
+  return c;
+}
+
 std::vector<models::layer_range> measured_split(const plan& p) {
-  std::vector<std::vector<double>> costs(static_cast<std::size_t>(p.depth()),
-                                         std::vector<double>(p.model.layers.size(), 0.0));
-  for (int k = 0; k < p.depth(); ++k)
-    for (std::size_t l = 0; l < p.model.layers.size(); ++l)
-      for (int r = 0; r < p.replicas; ++r)
-        for (int t = 0; t < p.tp; ++t)
-          costs[static_cast<std::size_t>(k)][l] =
-              std::max(costs[static_cast<std::size_t>(k)][l], layer_cost(p, r, k, t, l));
+  auto costs = replica_costs(p, 0);
+  for (int r = 1; r < p.replicas; ++r) {
+    const auto other = replica_costs(p, r);
+    for (std::size_t k = 0; k < costs.layer.size(); ++k) {
+      for (std::size_t l = 0; l < costs.layer[k].size(); ++l)
+        costs.layer[k][l] = std::max(costs.layer[k][l], other.layer[k][l]);
+      for (std::size_t i = 0; i < costs.boundary[k].size(); ++i)
+        costs.boundary[k][i] = std::max(costs.boundary[k][i], other.boundary[k][i]);
+    }
+  }
   return models::partition_min_max(costs);
 }
 
-namespace {
-
-/// One replica's pipeline step over `samples` samples: micro-batches of
-/// samples / M; one pass through every stage plus (M - 1) of the slowest.
-double replica_step_seconds(const plan& p, int replica, double samples) {
-  const auto per_mb = stage_seconds(p, replica);
-  const auto& d = p.devices.at(p.slot(replica, 0).device);
+replica_cost replica_model(const plan& p, int replica) {
+  const auto costs = replica_costs(p, replica);
+  const auto& first = p.devices.at(p.slot(replica, 0).device);
+  const double mb0 = static_cast<double>(std::max<std::int64_t>(1, first.profile_microbatch));
   const int m = std::max(1, p.microbatches);
-  const double scale =
-      samples / m / static_cast<double>(std::max<std::int64_t>(1, d.profile_microbatch));
-  const double sum = std::accumulate(per_mb.begin(), per_mb.end(), 0.0);
-  const double worst = *std::max_element(per_mb.begin(), per_mb.end());
-  return (sum + (m - 1) * worst) * scale;
+  double sum = 0, worst = 0;
+  for (int k = 0; k < p.depth(); ++k) {
+    const double c = costs.of(static_cast<std::size_t>(k), p.slot(replica, k).chunks.at(0));
+    sum += c;
+    worst = std::max(worst, c);
+  }
+  replica_cost r;
+  // The pipeline: one pass through every stage plus (M - 1) of the slowest,
+  // over micro-batches of n / M samples; and each sample's input crossing
+  // from the supervisor's loader to the first stage.
+  r.per_sample =
+      (sum + (m - 1) * worst) / (m * mb0) + transfer_seconds(first, cut_bytes(p.model)[0]);
+  // Every stage's gradients, all-reduced (a ring sends and receives
+  // 2 (R - 1) / R of them) or pushed and pulled, at the same time.
+  if (p.replicas > 1 || !p.ps_shards.empty()) {
+    const auto params = layer_param_bytes(p.model);
+    const double ring = p.ps_shards.empty() ? 2.0 * (p.replicas - 1) / p.replicas : 1.0;
+    for (int k = 0; k < p.depth(); ++k) {
+      double bytes = 0;
+      for (const auto& c : p.slot(replica, k).chunks)
+        for (auto l = c.begin; l < c.end; ++l)
+          bytes += params[l] / std::max(1, p.tp);
+      const auto& d = p.devices.at(p.slot(replica, k).device);
+      r.fixed = std::max(r.fixed, transfer_seconds(d, 2 * ring * bytes));
+    }
+  }
+  return r;
 }
 
-} // namespace
-
-double replica_samples_per_second(const plan& p, int replica, std::int64_t batch) {
-  const double t = replica_step_seconds(p, replica, static_cast<double>(batch));
-  return t > 0 ? static_cast<double>(batch) / t : 0.0;
-}
-
-std::vector<double> shares_from_rates(const std::vector<double>& samples_per_second) {
-  const bool usable = !samples_per_second.empty() &&
-                      std::all_of(samples_per_second.begin(), samples_per_second.end(),
-                                  [](double r) { return std::isfinite(r) && r > 0; });
-  std::vector<double> shares =
-      usable ? samples_per_second : std::vector<double>(samples_per_second.size(), 1.0);
-  const double total = std::accumulate(shares.begin(), shares.end(), 0.0);
-  for (double& s : shares)
-    s /= total;
-  return shares;
+std::vector<double> equal_finish(const std::vector<replica_cost>& costs, double batch,
+                                 double min_share) {
+  auto samples_at = [&](double t) {
+    std::vector<double> n;
+    for (const auto& c : costs)
+      n.push_back(std::max((t - c.fixed) / std::max(c.per_sample, 1e-15), min_share * batch));
+    return n;
+  };
+  double lo = 0, hi = 0;
+  for (const auto& c : costs)
+    hi = std::max(hi, c.fixed + c.per_sample * batch);
+  for (int i = 0; i < 100; ++i) {
+    const double mid = (lo + hi) / 2;
+    const auto n = samples_at(mid);
+    (std::accumulate(n.begin(), n.end(), 0.0) < batch ? lo : hi) = mid;
+  }
+  auto n = samples_at(hi);
+  const double total = std::accumulate(n.begin(), n.end(), 0.0);
+  for (double& x : n)
+    x /= total;
+  return n;
 }
 
 double predicted_step_seconds(const plan& p, std::int64_t batch) {
@@ -155,7 +209,8 @@ double predicted_step_seconds(const plan& p, std::int64_t batch) {
   for (int r = 0; r < p.replicas; ++r) {
     const double share =
         static_cast<std::size_t>(r) < p.batch_shares.size() ? p.batch_shares[r] : 1.0 / p.replicas;
-    worst = std::max(worst, replica_step_seconds(p, r, share * static_cast<double>(batch)));
+    const auto c = replica_model(p, r);
+    worst = std::max(worst, c.fixed + c.per_sample * share * static_cast<double>(batch));
   }
   return worst;
 }
@@ -170,9 +225,10 @@ void order_stage_devices(plan& p) {
   auto order = devices;
   std::sort(order.begin(), order.end());
   auto bottleneck = [&](const std::vector<std::size_t>& o) {
-    std::vector<std::vector<double>> costs;
-    for (auto d : o)
-      costs.push_back(p.devices.at(d).layer_seconds);
+    auto q = p;
+    for (int k = 0; k < p.depth(); ++k)
+      q.stages[q.slot_index(0, k)].device = o[static_cast<std::size_t>(k)];
+    const auto costs = replica_costs(q, 0);
     return models::bottleneck_cost(costs, models::partition_min_max(costs));
   };
   auto best = devices;
@@ -201,10 +257,10 @@ void balance_plan(plan& p, const train_options& opts) {
     p.layer_costs = p.devices.at(p.slot(0, 0).device).layer_seconds;
   }
   if (opts.batch_shares.empty() && p.replicas > 1) {
-    std::vector<double> rates;
+    std::vector<replica_cost> costs;
     for (int r = 0; r < p.replicas; ++r)
-      rates.push_back(replica_samples_per_second(p, r, opts.batch));
-    p.batch_shares = shares_from_rates(rates);
+      costs.push_back(replica_model(p, r));
+    p.batch_shares = equal_finish(costs, static_cast<double>(opts.batch), 0.02);
   }
   p.predicted_step_seconds = predicted_step_seconds(p, opts.batch);
 }

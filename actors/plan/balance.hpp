@@ -21,6 +21,7 @@ namespace troupe::actors {
 struct device_speed {
   std::vector<double> layer_seconds;
   std::int64_t microbatch = 0;
+  double link_bytes_per_second = 0; ///< its node's data plane (0: not measured)
 };
 
 /// Measurements that cannot be trusted: one line per device naming its node
@@ -44,14 +45,29 @@ double layer_cost(const plan& p, int replica, int stage, int tp_rank, std::size_
 /// of them counts). Needs measured(p), virtual_stages 1.
 std::vector<models::layer_range> measured_split(const plan& p);
 
-/// A replica's throughput in samples per second on its devices with the
-/// plan's split: its pipeline's step over the whole batch (slowest stage
-/// times (micro-batches - 1) plus one pass through all stages).
-double replica_samples_per_second(const plan& p, int replica, std::int64_t batch);
+/// A replica's compute seconds per step for n samples: fixed + per_sample * n.
+/// The fixed part is what it pays per step whatever its load: its
+/// gradients' all-reduce (or push and pull), at its node's link speed.
+struct replica_cost {
+  double fixed = 0;
+  double per_sample = 0;
+};
 
-/// Batch shares in proportion to `samples_per_second` (summing to 1). Rates
-/// that are not positive and finite give equal shares.
-std::vector<double> shares_from_rates(const std::vector<double>& samples_per_second);
+/// What placing layers on the stages of `replica` costs: each layer on its
+/// stage's device, and each cut's activation and gradient at that device's
+/// link speed, per micro-batch of the profile's size.
+models::stage_costs replica_costs(const plan& p, int replica);
+
+/// A replica's step as a function of its samples, with the plan's split:
+/// the pipeline (one pass through every stage plus micro-batches - 1 of the
+/// slowest, per sample) and its inputs crossing from the loader per sample;
+/// its gradients' exchange fixed.
+replica_cost replica_model(const plan& p, int replica);
+
+/// The shares (summing to 1, each at least min_share) that make every
+/// replica finish its part of a batch of `batch` samples at once.
+std::vector<double> equal_finish(const std::vector<replica_cost>& costs, double batch,
+                                 double min_share);
 
 /// The step time the plan predicts for a global batch of `batch` with its
 /// batch shares: the slowest replica's pipeline step; 0 when not measured.

@@ -30,6 +30,9 @@ struct device_slot {
   /// samples, over several CPU-quota periods (empty: not measured).
   std::vector<double> layer_seconds = {};
   std::int64_t profile_microbatch = 0;
+  /// Its node's data plane: bytes per second to the supervisor's process
+  /// (0: not measured; then transfers are not charged).
+  double link_bytes_per_second = 0;
 };
 
 /// One pipeline stage: a layer shard actor on a device. It holds one chunk of

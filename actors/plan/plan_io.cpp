@@ -537,7 +537,9 @@ std::string describe_stages(const plan& p) {
     const auto speed = samples_per_second(d);
     r += fmt::format(" ({}) on {}/{} ({} thread{}{})\n", cost_text, d.node, d.name, d.threads,
                      d.threads == 1 ? "" : "s",
-                     speed > 0 ? fmt::format(", measured {:.0f} samples/s", speed) : "");
+                     speed > 0 ? fmt::format(", measured {:.0f} samples/s, link {:.0f} MB/s", speed,
+                                             d.link_bytes_per_second / 1e6)
+                               : "");
   }
   return r;
 }

@@ -47,15 +47,19 @@ std::string format_split(const std::vector<models::layer_range>& split) {
 
 } // namespace
 
-bool rebalance_trigger::update(double gain, const std::vector<double>& proposal) {
-  if (!(gain >= s_.threshold)) {
+bool rebalance_trigger::update(double gain, const std::vector<double>& proposal,
+                               double step_seconds, std::size_t window_steps) {
+  if ((since_ += step_seconds) > s_.settle_seconds)
+    recent_ = 0;
+  if (!(gain >= s_.threshold * static_cast<double>(1 << std::min(recent_, 8)))) {
     proposals_.clear();
     return false;
   }
+  const auto confirm = std::max(static_cast<std::size_t>(s_.confirm), window_steps / 2);
   proposals_.push_back(proposal);
-  if (proposals_.size() > static_cast<std::size_t>(s_.confirm))
+  while (proposals_.size() > confirm)
     proposals_.pop_front();
-  if (proposals_.size() < static_cast<std::size_t>(s_.confirm))
+  if (proposals_.size() < confirm)
     return false;
   const auto& first = proposals_.front();
   const auto& last = proposals_.back();
@@ -65,54 +69,36 @@ bool rebalance_trigger::update(double gain, const std::vector<double>& proposal)
   return true;
 }
 
-void rebalance_trigger::reset() {
+void rebalance_trigger::rebalanced() {
   proposals_.clear();
+  ++recent_;
+  since_ = 0;
 }
 
-share_rebalancer::share_rebalancer(std::vector<double> shares, rebalance_settings s)
+share_rebalancer::share_rebalancer(std::vector<double> shares, rebalance_settings s,
+                                   std::vector<replica_cost> planned)
     : s_(s), shares_(std::move(shares)), trigger_(s), ceiling_(shares_.size()),
-      ceiling_age_(shares_.size(), 0.0) {}
+      ceiling_age_(shares_.size(), 0.0), planned_(std::move(planned)) {}
 
 namespace {
 
 /// The cost model of a replica from its mean samples and busy seconds per
 /// step now and (when it ran another load) at the last rebalance.
-replica_cost fit_cost(double samples, double busy, const std::optional<replica_point>& anchor) {
+std::optional<replica_cost> fit_cost(double samples, double busy,
+                                     const std::optional<replica_point>& anchor) {
   replica_cost proportional{0, busy / samples};
   if (!anchor || std::abs(samples - anchor->samples) < 0.05 * std::max(samples, anchor->samples))
     return proportional;
   const double per_sample = (busy - anchor->busy) / (samples - anchor->samples);
   const double fixed = busy - per_sample * samples;
-  // A load change that sped a replica up, or a negative fixed cost, is noise
-  // or another regime (the device's speed changed in between).
-  if (!(per_sample > 0) || fixed < 0)
-    return proportional;
-  return {fixed, per_sample};
-}
-
-/// The shares that finish every replica at once under `costs` for a batch of
-/// `batch` samples (each at least min_share): bisection on the common time.
-std::vector<double> equal_finish(const std::vector<replica_cost>& costs, double batch,
-                                 double min_share) {
-  auto samples_at = [&](double t) {
-    std::vector<double> n;
-    for (const auto& c : costs)
-      n.push_back(std::max((t - c.fixed) / c.per_sample, min_share * batch));
-    return n;
-  };
-  double lo = 0, hi = 0;
-  for (const auto& c : costs)
-    hi = std::max(hi, c.fixed + c.per_sample * batch);
-  for (int i = 0; i < 100; ++i) {
-    const double mid = (lo + hi) / 2;
-    const auto n = samples_at(mid);
-    (std::accumulate(n.begin(), n.end(), 0.0) < batch ? lo : hi) = mid;
-  }
-  auto n = samples_at(hi);
-  const double total = std::accumulate(n.begin(), n.end(), 0.0);
-  for (double& x : n)
-    x /= total;
-  return n;
+  // Less work that did not make it faster: its time is not its load's (a
+  // quota spent on its transfers pauses its kernels whatever they do). No
+  // model of it, so no move until the anchor expires; unless it got much
+  // slower, which is the device changing (a throttle), not the load.
+  if (!(per_sample > 0))
+    return busy > 1.5 * anchor->busy ? std::optional<replica_cost>{proportional} : std::nullopt;
+  // A negative fixed cost is noise: proportional.
+  return fixed < 0 ? proportional : replica_cost{fixed, per_sample};
 }
 
 } // namespace
@@ -128,6 +114,8 @@ share_rebalancer::observe(const std::vector<std::int64_t>& samples,
   for (std::size_t r = 0; r < ceiling_.size(); ++r)
     if ((ceiling_age_[r] += step_seconds) > s_.ceiling_seconds)
       ceiling_[r].reset();
+  if ((anchor_age_ += step_seconds) > s_.settle_seconds)
+    anchor_.clear(); // another regime by now: fit afresh
   const auto n = window_size(history_, s_, [](const step& x) { return x.seconds; });
   if (n == 0)
     return std::nullopt;
@@ -141,11 +129,28 @@ share_rebalancer::observe(const std::vector<std::int64_t>& samples,
       busy[r] += it->compute[r] / static_cast<double>(n);
     }
   }
+  since_rebalance_ += step_seconds;
+  if (rebalanced_ && !baseline_) {
+    baseline_ = seconds; // what the last rebalance gave
+    return std::nullopt;
+  }
+  if (rebalanced_ && seconds < *baseline_ * (1 + s_.threshold) &&
+      since_rebalance_ < s_.settle_seconds) {
+    trigger_.update(0, shares_, step_seconds, n); // nothing changed since: no move
+    return std::nullopt;
+  }
   std::vector<replica_cost> costs;
   for (std::size_t r = 0; r < replicas; ++r) {
     if (!(done[r] > 0 && busy[r] > 0))
       return std::nullopt; // a replica without work tells nothing of its speed
-    costs.push_back(fit_cost(done[r], busy[r], anchor_.empty() ? std::nullopt : anchor_[r]));
+    if (r < planned_.size() && planned_[r].per_sample > 0) {
+      const double slower = std::clamp(busy[r] / done[r] / planned_[r].per_sample, 0.2, 20.0);
+      busy[r] += planned_[r].fixed * slower;
+    }
+    const auto cost = fit_cost(done[r], busy[r], anchor_.empty() ? std::nullopt : anchor_[r]);
+    if (!cost)
+      return std::nullopt;
+    costs.push_back(*cost);
   }
   // The bottleneck works at its sustained speed; the others at most as fast
   // as they last measured so (see the class comment).
@@ -167,7 +172,7 @@ share_rebalancer::observe(const std::vector<std::int64_t>& samples,
     then = std::max(then, costs[r].fixed + costs[r].per_sample * proposal[r] * batch);
   }
   const double gain = seconds / std::max(seconds - (now - then), 1e-9) - 1;
-  if (!trigger_.update(gain, proposal))
+  if (!trigger_.update(gain, proposal, step_seconds, n))
     return std::nullopt;
   std::vector<std::string> speeds;
   for (std::size_t r = 0; r < replicas; ++r)
@@ -181,22 +186,26 @@ share_rebalancer::observe(const std::vector<std::int64_t>& samples,
                       n, seconds * 1e3, fmt::join(speeds, ", "), format_shares(shares_),
                       format_shares(proposal), 100 * (1 - 1 / (1 + gain)));
   anchor_.clear();
+  anchor_age_ = 0;
+  rebalanced_ = true;
+  baseline_.reset();
+  since_rebalance_ = 0;
   for (std::size_t r = 0; r < replicas; ++r)
     anchor_.push_back(replica_point{done[r], busy[r]});
   shares_ = proposal;
   history_.clear();
-  trigger_.reset();
+  trigger_.rebalanced();
   return d;
 }
 
-split_rebalancer::split_rebalancer(std::vector<std::vector<double>> layer_costs,
+split_rebalancer::split_rebalancer(models::stage_costs layer_costs,
                                    std::vector<models::layer_range> split, rebalance_settings s)
     : s_(s), costs_(std::move(layer_costs)), split_(std::move(split)), trigger_(s) {}
 
 std::optional<rebalance_decision>
 split_rebalancer::observe(const std::vector<double>& stage_compute, double step_seconds) {
   const auto stages = split_.size();
-  if (stage_compute.size() != stages || costs_.size() != stages || stages < 2)
+  if (stage_compute.size() != stages || costs_.layer.size() != stages || stages < 2)
     return std::nullopt;
   history_.emplace_back(stage_compute, step_seconds);
   if (history_.size() > max_history)
@@ -205,18 +214,24 @@ split_rebalancer::observe(const std::vector<double>& stage_compute, double step_
   if (n == 0)
     return std::nullopt;
   // Each stage's device, as fast as its layers ran over the window against
-  // what the cost model predicted for them.
+  // what the cost model predicted for them; its transfers slow alike (a
+  // quota throttles the whole node).
   auto scaled = costs_;
+  std::vector<double> factors;
   for (std::size_t k = 0; k < stages; ++k) {
     double observed = 0, predicted = 0;
     for (auto it = history_.end() - static_cast<std::ptrdiff_t>(n); it != history_.end(); ++it)
       observed += it->first[k];
     for (auto l = split_[k].begin; l < split_[k].end; ++l)
-      predicted += costs_[k][l] * static_cast<double>(n);
+      predicted += costs_.layer[k][l] * static_cast<double>(n);
     if (!(observed > 0 && predicted > 0))
       return std::nullopt;
-    for (double& c : scaled[k])
-      c *= observed / predicted;
+    factors.push_back(observed / predicted);
+    for (double& c : scaled.layer[k])
+      c *= factors.back();
+    if (k < scaled.boundary.size())
+      for (double& c : scaled.boundary[k])
+        c *= factors.back();
   }
   const auto proposal = models::partition_min_max(scaled);
   // The step shrinks by what its slowest stage's compute shrinks by.
@@ -229,15 +244,11 @@ split_rebalancer::observe(const std::vector<double>& stage_compute, double step_
   std::vector<double> ends;
   for (const auto& r : proposal)
     ends.push_back(static_cast<double>(r.end));
-  if (!trigger_.update(gain, ends))
+  if (!trigger_.update(gain, ends, step_seconds, n))
     return std::nullopt;
   std::vector<std::string> slow;
-  for (std::size_t k = 0; k < stages; ++k) {
-    double factor = 0;
-    for (std::size_t l = 0; l < scaled[k].size(); ++l)
-      factor = costs_[k][l] > 0 ? scaled[k][l] / costs_[k][l] : factor;
-    slow.push_back(fmt::format("stage {} {:.2f}x", k, factor));
-  }
+  for (std::size_t k = 0; k < stages; ++k)
+    slow.push_back(fmt::format("stage {} {:.2f}x", k, factors[k]));
   rebalance_decision d;
   d.split = proposal;
   d.predicted_gain = gain;
@@ -248,7 +259,7 @@ split_rebalancer::observe(const std::vector<double>& stage_compute, double step_
   costs_ = std::move(scaled);
   split_ = proposal;
   history_.clear();
-  trigger_.reset();
+  trigger_.rebalanced();
   return d;
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/plan/balance.hpp"
 #include "models/partitioner.hpp"
 
 namespace troupe::actors {
@@ -30,6 +31,10 @@ struct rebalance_settings {
   /// A replica's rate measured while it was the bottleneck caps what it is
   /// trusted with for this much step time (see share_rebalancer).
   double ceiling_seconds = 60;
+  /// Within this much step time of a rebalance the next one must promise
+  /// twice the threshold (the one after that four times): a first move made
+  /// with a rough cost model is not chased by refinements.
+  double settle_seconds = 60;
 };
 
 /// What to change, and why (for the log and the report).
@@ -44,21 +49,20 @@ struct rebalance_decision {
 class rebalance_trigger {
 public:
   explicit rebalance_trigger(rebalance_settings s = {}) : s_(s) {}
-  /// One step's proposal and its predicted gain; true when it is confirmed.
-  bool update(double gain, const std::vector<double>& proposal);
-  void reset();
+  /// One step's proposal, from a window of `window_steps`, and its predicted
+  /// gain; true when it is confirmed: the same proposal for `confirm` steps,
+  /// and for half the window (a window still holding steps from before a
+  /// change drifts while they leave it).
+  bool update(double gain, const std::vector<double>& proposal, double step_seconds,
+              std::size_t window_steps);
+  /// A rebalance was made: a new streak, and the next needs more gain.
+  void rebalanced();
 
 private:
   rebalance_settings s_;
   std::deque<std::vector<double>> proposals_; ///< the streak's proposals, oldest first
-};
-
-/// A replica's compute seconds per step for n samples: fixed + per_sample * n.
-/// The fixed part is what a throttled device pays per step whatever its load
-/// (its quota spent on the all-reduce and the transport as well).
-struct replica_cost {
-  double fixed = 0;
-  double per_sample = 0;
+  int recent_ = 0;                            ///< rebalances within settle_seconds of each other
+  double since_ = 0;                          ///< step seconds since the last one
 };
 
 /// A replica's mean samples and compute seconds per step over a window.
@@ -84,7 +88,12 @@ struct replica_point {
 /// promise `threshold` of the measured step time (not only of the compute).
 class share_rebalancer {
 public:
-  share_rebalancer(std::vector<double> shares, rebalance_settings s = {});
+  /// `planned`: each replica's cost as the plan measured it (balance.hpp's
+  /// replica_model), or empty. Its fixed part (the gradient exchange, which
+  /// the compute times do not show) is added to what the replica is seen to
+  /// compute, scaled by how much slower than planned it computes.
+  share_rebalancer(std::vector<double> shares, rebalance_settings s = {},
+                   std::vector<replica_cost> planned = {});
   /// One finished step: per replica its samples and its devices' compute
   /// seconds, and the step's wall time. A decision moves to its shares.
   std::optional<rebalance_decision> observe(const std::vector<std::int64_t>& samples,
@@ -105,23 +114,32 @@ private:
   std::vector<std::optional<replica_cost>> ceiling_; ///< per replica: as the bottleneck
   std::vector<double> ceiling_age_;                  ///< step seconds since measured
   std::vector<std::optional<replica_point>> anchor_; ///< per replica: at the last rebalance
+  double anchor_age_ = 0;                            ///< step seconds since then
+  std::vector<replica_cost> planned_;
+  /// After a rebalance: the step time it gave (its first full window). The
+  /// next one waits for the step to get slower than that by the threshold
+  /// (the speeds changed) or for settle_seconds: a replica's compute time is
+  /// a noisy, sometimes misleading witness under a quota, the step time is not.
+  std::optional<double> baseline_;
+  bool rebalanced_ = false;
+  double since_rebalance_ = 0;
 };
 
 /// A single pipeline: per stage the compute seconds of each step. The cost
-/// model is the plan's: layer l on stage k's device costs layer_costs[k][l]
-/// (seconds per step at the plan's speeds); a stage running slower than its
-/// layers predict scales all of them on its device.
+/// model is the plan's (seconds per step at the plan's speeds): layer l on
+/// stage k's device costs layer[k][l], a cut there boundary[k][i]; a stage
+/// running slower than its layers predict scales all of them on its device.
 class split_rebalancer {
 public:
-  split_rebalancer(std::vector<std::vector<double>> layer_costs,
-                   std::vector<models::layer_range> split, rebalance_settings s = {});
+  split_rebalancer(models::stage_costs costs, std::vector<models::layer_range> split,
+                   rebalance_settings s = {});
   std::optional<rebalance_decision> observe(const std::vector<double>& stage_compute,
                                             double step_seconds);
   const std::vector<models::layer_range>& split() const { return split_; }
 
 private:
   rebalance_settings s_;
-  std::vector<std::vector<double>> costs_;
+  models::stage_costs costs_;
   std::vector<models::layer_range> split_;
   std::deque<std::pair<std::vector<double>, double>> history_;
   rebalance_trigger trigger_;

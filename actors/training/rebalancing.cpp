@@ -22,20 +22,18 @@ bool on_a_cluster(const plan& p) {
                      [](const device_slot& d) { return d.node != "local"; });
 }
 
-/// Seconds per step of layer l on stage k's device, from the plan's
-/// measurements (device_slot::layer_seconds at the profile's micro-batch).
-std::vector<std::vector<double>> step_layer_costs(const plan& p, std::int64_t batch) {
-  std::vector<std::vector<double>> costs;
-  for (int k = 0; k < p.depth(); ++k) {
-    const auto& d = p.devices.at(p.slot(0, k).device);
-    const double scale = static_cast<double>(batch) /
-                         static_cast<double>(std::max<std::int64_t>(1, d.profile_microbatch));
-    std::vector<double> row;
-    for (double s : d.layer_seconds)
-      row.push_back(s * scale);
-    costs.push_back(std::move(row));
-  }
-  return costs;
+/// The plan's stage costs per step (measured per micro-batch of the
+/// profile's size; a step runs the whole batch through every stage).
+models::stage_costs step_costs(const plan& p, std::int64_t batch) {
+  auto c = replica_costs(p, 0);
+  const auto& d = p.devices.at(p.slot(0, 0).device);
+  const double scale = static_cast<double>(batch) /
+                       static_cast<double>(std::max<std::int64_t>(1, d.profile_microbatch));
+  for (auto* rows : {&c.layer, &c.boundary})
+    for (auto& row : *rows)
+      for (double& x : row)
+        x *= scale;
+  return c;
 }
 
 void record(trainer_actor* self, nlohmann::json entry) {
@@ -56,7 +54,11 @@ void init_rebalancing(trainer_state& st) {
   if (o.balance != balance_mode::automatic || !on_a_cluster(p) || independent_workers(st))
     return;
   if (p.replicas > 1 && o.batch_shares.empty()) {
-    rb.shares.emplace(p.batch_shares);
+    std::vector<replica_cost> planned;
+    if (p.balance == balance_mode::automatic)
+      for (int r = 0; r < p.replicas; ++r)
+        planned.push_back(replica_model(p, r));
+    rb.shares.emplace(p.batch_shares, rebalance_settings{}, std::move(planned));
     return;
   }
   if (p.replicas == 1 && p.tp == 1 && p.virtual_stages == 1 && p.depth() > 1 && o.split.empty() &&
@@ -64,7 +66,7 @@ void init_rebalancing(trainer_state& st) {
     std::vector<models::layer_range> split;
     for (int k = 0; k < p.depth(); ++k)
       split.push_back(p.slot(0, k).chunks.at(0));
-    rb.split.emplace(step_layer_costs(p, o.batch), split);
+    rb.split.emplace(step_costs(p, o.batch), split);
   }
 }
 

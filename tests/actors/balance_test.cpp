@@ -83,8 +83,9 @@ BOOST_AUTO_TEST_CASE(the_min_max_split_is_the_best_contiguous_one) {
     BOOST_TEST(models::bottleneck_cost(costs, split) == brute_force_bottleneck(costs),
                boost::test_tools::tolerance(1e-12));
   }
-  BOOST_CHECK_THROW(models::partition_min_max({{1, 2}, {1}}), std::invalid_argument);
-  BOOST_CHECK_THROW(models::partition_min_max({{1}, {1}}), std::invalid_argument);
+  using rows = std::vector<std::vector<double>>;
+  BOOST_CHECK_THROW(models::partition_min_max(rows{{1, 2}, {1}}), std::invalid_argument);
+  BOOST_CHECK_THROW(models::partition_min_max(rows{{1}, {1}}), std::invalid_argument);
 }
 
 BOOST_AUTO_TEST_CASE(unusable_measurements_name_the_node) {
@@ -263,7 +264,7 @@ BOOST_AUTO_TEST_CASE(a_slowed_stage_gives_layers_to_its_neighbour) {
   // Six equal layers, 1 ms per step each, split 3 | 3; stage 1's device
   // becomes twice as slow.
   std::vector<std::vector<double>> costs(2, std::vector<double>(6, 1e-3 * 8));
-  actors::split_rebalancer rb(costs, {{0, 3}, {3, 6}});
+  actors::split_rebalancer rb(models::stage_costs{costs, {}}, {{0, 3}, {3, 6}});
   int changes = 0, first = -1;
   for (int s = 0; s < 200; ++s) {
     const double slow = s < 50 ? 1.0 : 2.0;

@@ -280,10 +280,14 @@ void plan_place(const nlohmann::json& plan, stage_time& s) {
 }
 
 void read_figures(const nlohmann::json& r, job_result& out) {
-  out.samples_per_second = r.at("samples_per_second").get<double>();
+  // The whole job as its client saw it (job_samples_per_second: from the
+  // submission on, measuring, every generation and re-plan included); the
+  // trainer's own samples_per_second covers its last generation's steps.
+  out.samples_per_second =
+      r.value("job_samples_per_second", r.at("samples_per_second").get<double>());
   out.steps = r.value("steps", std::int64_t{0});
-  const double train_s = r.value("train_seconds", 0.0);
-  out.step_ms = out.steps > 0 ? 1e3 * train_s / static_cast<double>(out.steps) : 0;
+  const double batch = static_cast<double>(r.value("batch", std::int64_t{0}));
+  out.step_ms = out.samples_per_second > 0 ? 1e3 * batch / out.samples_per_second : 0;
   const auto plan = r.value("plan", nlohmann::json::object());
   out.batch_shares = plan.value("batch_shares", std::vector<double>{});
   const double per_step = out.steps > 0 ? 1e3 / static_cast<double>(out.steps) : 0;
