@@ -46,21 +46,64 @@ std::vector<device_slot> local_devices(const train_options& opts, unsigned cores
 
 namespace {
 
+/// Devices grouped by node: the nodes in order of first appearance, and
+/// each node's devices in their order.
+struct node_groups {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<device_slot>> devices;
+  explicit node_groups(const std::vector<device_slot>& all) {
+    for (const auto& d : all) {
+      if (!devices.count(d.node))
+        order.push_back(d.node);
+      devices[d.node].push_back(d);
+    }
+  }
+};
+
 /// `available` reordered round-robin across nodes, keeping each node's own
 /// device order: nodes a(0, 1), b(0) give a/0, b/0, a/1.
 std::vector<device_slot> interleave_nodes(const std::vector<device_slot>& available) {
-  std::vector<std::string> order;
-  std::map<std::string, std::vector<device_slot>> by_node;
-  for (const auto& d : available) {
-    if (!by_node.count(d.node))
-      order.push_back(d.node);
-    by_node[d.node].push_back(d);
-  }
+  node_groups g{available};
+  auto& order = g.order;
+  auto& by_node = g.devices;
   std::vector<device_slot> r;
   for (std::size_t i = 0; r.size() < available.size(); ++i)
     for (const auto& node : order)
       if (i < by_node[node].size())
         r.push_back(by_node[node][i]);
+  return r;
+}
+
+/// --balance auto with tensor parallelism: `devices` reordered so that every
+/// run of `tp` consecutive devices (one stage's tensor-parallel group) comes
+/// from one node where a node has that many left (in-process collectives,
+/// the fastest link), nodes with the faster measured data plane first; the
+/// devices left over follow round-robin.
+std::vector<device_slot> group_by_node(const std::vector<device_slot>& devices, int tp) {
+  node_groups g{devices};
+  auto& nodes = g.order;
+  auto& by_node = g.devices;
+  std::stable_sort(nodes.begin(), nodes.end(), [&](const auto& a, const auto& b) {
+    return by_node[a].front().link_bytes_per_second > by_node[b].front().link_bytes_per_second;
+  });
+  std::vector<device_slot> r, rest;
+  const auto group = static_cast<std::size_t>(std::max(1, tp));
+  // Whole groups, one node at a time round-robin (stages spread over nodes).
+  for (bool any = true; any;) {
+    any = false;
+    for (const auto& n : nodes) {
+      auto& left = by_node[n];
+      if (left.size() >= group) {
+        r.insert(r.end(), left.begin(), left.begin() + static_cast<std::ptrdiff_t>(group));
+        left.erase(left.begin(), left.begin() + static_cast<std::ptrdiff_t>(group));
+        any = true;
+      }
+    }
+  }
+  for (const auto& n : nodes)
+    rest.insert(rest.end(), by_node[n].begin(), by_node[n].end());
+  auto spread = interleave_nodes(rest);
+  r.insert(r.end(), spread.begin(), spread.end());
   return r;
 }
 
@@ -161,7 +204,9 @@ void place_devices(plan& p, const train_options& opts, std::size_t workers,
   std::vector<device_slot> worker_pool, ps_pool;
   for (const auto& d : available)
     (ps > 0 && is_ps_node(d) ? ps_pool : worker_pool).push_back(d);
-  auto order = interleave_nodes(worker_pool);
+  const bool balance = opts.balance == balance_mode::automatic;
+  auto order =
+      balance && opts.tp > 1 ? group_by_node(worker_pool, opts.tp) : interleave_nodes(worker_pool);
   auto ps_order = interleave_nodes(ps_pool);
   while (order.size() < workers) { // too few worker devices: borrow ps-job ones
     order.push_back(ps_order.front());
@@ -170,8 +215,14 @@ void place_devices(plan& p, const train_options& opts, std::size_t workers,
   // Devices left over by the workers serve the remaining parameter servers.
   ps_order.insert(ps_order.end(), order.begin() + static_cast<std::ptrdiff_t>(workers),
                   order.end());
-  std::stable_partition(ps_order.begin(), ps_order.end(),
-                        [](const device_slot& d) { return !d.where.is_cuda(); });
+  const auto cpus = std::stable_partition(ps_order.begin(), ps_order.end(),
+                                          [](const device_slot& d) { return !d.where.is_cuda(); });
+  // --balance auto: parameter servers on the CPU devices with the fastest
+  // measured data plane first (every push and pull crosses it).
+  if (balance)
+    std::stable_sort(ps_order.begin(), cpus, [](const device_slot& a, const device_slot& b) {
+      return a.link_bytes_per_second > b.link_bytes_per_second;
+    });
   p.devices.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(workers));
   for (std::size_t i = 0; i < ps; ++i) {
     if (ps_order[i].where.is_cuda())

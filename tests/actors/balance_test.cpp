@@ -283,3 +283,54 @@ BOOST_AUTO_TEST_CASE(a_slowed_stage_gives_layers_to_its_neighbour) {
   BOOST_TEST(first < 70);
   BOOST_TEST((rb.split()[0] == layer_range{0, 4}));
 }
+
+BOOST_AUTO_TEST_CASE(cuts_cost_their_transfers_on_a_slow_link) {
+  // Four equal layers on a and on b (twice as slow): without transfer costs
+  // b takes one layer (3 | 1); an expensive cut before layer 3 (a wide
+  // activation on a slow link) moves the cut to 2 | 2.
+  models::stage_costs free{{{1, 1, 1, 1}, {2, 2, 2, 2}}, {}};
+  auto even = models::partition_min_max(free);
+  BOOST_TEST((even[0] == layer_range{0, 3}));
+  models::stage_costs charged = free;
+  charged.boundary = {{0, 0, 0, 10, 0}, {0, 0, 0, 10, 0}};
+  const auto moved = models::partition_min_max(charged);
+  BOOST_TEST((moved[0] == layer_range{0, 2}));
+  BOOST_TEST(models::bottleneck_cost(charged, moved) == 4.0);
+  BOOST_TEST(charged.of(1, {2, 4}) == 4.0); // its layers, no cut at 4 (the end)
+  BOOST_TEST(charged.of(0, {0, 3}) == 13.0);
+}
+
+BOOST_AUTO_TEST_CASE(balance_keeps_tensor_parallel_groups_on_a_node) {
+  std::vector<device_slot> devices;
+  for (std::string node : {"a", "b"})
+    for (int i = 0; i < 2; ++i) {
+      auto d = measured_device(node, mlp_costs(1));
+      d.name = "cpu:" + std::to_string(i);
+      d.link_bytes_per_second = node == "a" ? 1e9 : 2e9;
+      devices.push_back(d);
+    }
+  auto o = options(1, 2);
+  o.tp = 2;
+  auto p = actors::make_plan(o, devices);
+  for (int k = 0; k < 2; ++k)
+    BOOST_TEST(p.devices.at(p.slot(0, k, 0).device).node ==
+               p.devices.at(p.slot(0, k, 1).device).node);
+  BOOST_TEST(p.devices.at(p.slot(0, 0, 0).device).node == "b"); // the faster link first
+  o.balance = actors::balance_mode::off; // today's round-robin: ranks on both nodes
+  auto q = actors::make_plan(o, devices);
+  BOOST_TEST(q.devices.at(q.slot(0, 0, 0).device).node !=
+             q.devices.at(q.slot(0, 0, 1).device).node);
+}
+
+BOOST_AUTO_TEST_CASE(parameter_servers_go_to_the_fastest_link) {
+  std::vector<device_slot> devices{measured_device("a", mlp_costs(1)),
+                                   measured_device("b", mlp_costs(1)),
+                                   measured_device("c", mlp_costs(1))};
+  devices[0].link_bytes_per_second = 1e9;
+  devices[1].link_bytes_per_second = 1e9;
+  devices[2].link_bytes_per_second = 3e9;
+  auto o = options(1, 1);
+  o.ps = 1;
+  auto p = actors::make_plan(o, devices);
+  BOOST_TEST(p.devices.at(p.ps_shards.at(0).device).node == "c");
+}

@@ -302,8 +302,9 @@ def data_plane_bytes(info, node, peer, direction="sent"):
 
 
 def case_tp_pp():
-    """--pp 2 --tp 2 across two node processes of two devices each: the plan
-    takes devices round-robin across the nodes, so each stage's two
+    """--pp 2 --tp 2 across two node processes of two devices each: with
+    --balance off the plan takes devices round-robin across the nodes (auto
+    keeps a tp group in one process, the fastest link), so each stage's two
     tensor-parallel ranks sit in different processes (and stage k -> k + 1
     stays in one) and their collectives take the data plane: the flops split
     cuts the MLP's column/row dense pair (layers 0 | 2), so the column layer
@@ -341,7 +342,7 @@ def case_tp_pp():
                       f"{what}: /status shows stage {stage}'s {kind} actors in the node pids {pids}")
 
     ck = os.path.join(WORK, "ck-cluster")
-    client = submit(d, info, ["--model", "mlp", "--pp", "2", "--tp", "2", "--steps", "20",
+    client = submit(d, info, ["--balance", "off", "--model", "mlp", "--pp", "2", "--tp", "2", "--steps", "20",
                               "--no-eval", "--checkpoint", ck, *ORDER_INSENSITIVE,
                               "--report", os.path.join(WORK, "r.json")])
     check(all_exit([client], 120) and client.returncode == 0, "the --pp 2 --tp 2 MLP job succeeded")
@@ -349,7 +350,7 @@ def case_tp_pp():
     check_nodes_exchanged(info)
     ck_t = os.path.join(WORK, "ck-cluster-t")
     common_t = ["--steps", "20", "--optimizer", "sgd", "--lr", "0.1"]
-    client = submit(d, info, ["--model", "transformer", "--pp", "2", "--tp", "2", "--no-eval",
+    client = submit(d, info, ["--balance", "off", "--model", "transformer", "--pp", "2", "--tp", "2", "--no-eval",
                               "--checkpoint", ck_t, "--report", os.path.join(WORK, "r.json"),
                               *common_t], data="sherlock.txt")
     check(all_exit([client], 120) and client.returncode == 0,
