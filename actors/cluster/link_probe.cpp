@@ -56,24 +56,35 @@ double measure_link(caf::actor_system& sys, runtime::transport::courier& courier
   const auto data =
       runtime::tensor::zeros(runtime::dtype::f32, {std::max<std::int64_t>(1, bytes / 4)});
   caf::scoped_actor self{sys};
-  const auto started = clock::now();
-  double sent = 0, seconds = 0;
-  for (std::int64_t seq = 0;; ++seq) {
-    seconds = std::chrono::duration<double>(clock::now() - started).count();
-    if (seq >= 4 && seconds >= min_seconds)
-      break;
+  auto send = [&](std::int64_t seq) {
     activation_msg m;
     m.step = seq;
     m.data = data; // shares the storage: no copy per transfer
     courier.send(sink, std::move(m));
+  };
+  // Several transfers in flight keep the node's data plane busy, as
+  // training does: a quota then throttles it, which one transfer at a time
+  // (mostly waiting) would not feel.
+  constexpr std::int64_t in_flight = 4;
+  const auto started = clock::now();
+  for (std::int64_t seq = 0; seq < in_flight; ++seq)
+    send(seq);
+  double seconds = 0;
+  std::int64_t done = 0;
+  for (;; ++done) {
     bool ok = false;
-    self->request(sink, std::chrono::seconds(5), link_sync_atom::value, seq)
+    self->request(sink, std::chrono::seconds(5), link_sync_atom::value, done)
         .receive([&](bool) { ok = true; }, [&](caf::error&) {});
     if (!ok)
       return 0;
-    sent += static_cast<double>(data.numel() * 4);
+    seconds = std::chrono::duration<double>(clock::now() - started).count();
+    if (done + 1 >= 4 * in_flight && seconds >= min_seconds)
+      break;
+    send(done + in_flight);
   }
-  return seconds > 0 ? sent / seconds : 0;
+  // The transfers still in flight arrive at the sink, which is stopped after
+  // the probe; they are not counted.
+  return static_cast<double>(done + 1) * static_cast<double>(data.numel() * 4) / seconds;
 }
 
 } // namespace troupe::actors

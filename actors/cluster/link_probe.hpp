@@ -25,8 +25,9 @@ namespace troupe::actors {
 /// (link_sync_atom, seq) -> bool: answered by the sink once tensor `seq` arrived.
 using link_sync_atom = caf::atom_constant<caf::atom("linksync")>;
 
-/// The supervisor's sink for link probes: takes activation_msg (its step is
-/// the sequence number) and answers link_sync_atom.
+/// The supervisor's sink for one node's link probe (sequence numbers are
+/// the node's own): takes activation_msg (its step is the sequence number)
+/// and answers link_sync_atom.
 caf::actor spawn_link_sink(caf::actor_system& sys);
 
 /// Node side, blocking (the probe's own thread): sends tensors of `bytes`

@@ -133,19 +133,16 @@ void measure_job(supervisor_actor* self, std::function<void()> done) {
     std::size_t left = 0;
     std::function<void()> done;
     clock_type::time_point started = clock_type::now();
-    caf::actor sink; ///< where the nodes' link probes send to (none in one process)
+    std::vector<caf::actor> sinks; ///< one per node's link probe (none in one process)
   };
   auto p = std::make_shared<pending>();
   p->done = std::move(done);
-  if (st.cfg.courier)
-    p->sink = spawn_link_sink(self->system());
-  const auto sink = p->sink;
   const auto wire = job.wire();
   auto one_done = [self, p, wire] {
     if (--p->left > 0)
       return;
-    if (p->sink)
-      self->send_exit(p->sink, caf::exit_reason::user_shutdown);
+    for (const auto& sink : p->sinks)
+      self->send_exit(sink, caf::exit_reason::user_shutdown);
     if (self->state.job.wire() != wire)
       return;
     self->state.job.probe_seconds = seconds_since(p->started);
@@ -161,6 +158,9 @@ void measure_job(supervisor_actor* self, std::function<void()> done) {
     const auto timeout = std::chrono::milliseconds(
         static_cast<std::int64_t>(6000 + 3000 * probe_seconds_per_device * static_cast<double>(n)));
     const auto microbatch = req.at("microbatch").get<std::int64_t>();
+    caf::actor sink;
+    if (st.cfg.courier)
+      p->sinks.push_back(sink = spawn_link_sink(self->system()));
     self->request(st.nodes.at(name).agent, timeout, probe_atom::value, req.dump(), sink)
         .then(
             [self, name, microbatch, one_done](const std::string& answer) {
