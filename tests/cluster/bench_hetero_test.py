@@ -30,7 +30,9 @@ def check(cond, msg):
 def main():
     work = tempfile.mkdtemp(prefix="troupe-hetero-test-")
     out = os.path.join(work, "hetero.json")
-    p = subprocess.Popen([TROUPE, "bench", "hetero", "--quick", "--no-peer", "--data",
+    # One ratio keeps it short (CI); the bench itself runs 2:1 and 3:1.
+    p = subprocess.Popen([TROUPE, "bench", "hetero", "--quick", "--no-peer", "--ratios", "3",
+                          "--data",
                           os.path.join(DATA, "mnist"), "--throttle-script", THROTTLE, "--json",
                           out, "--work-dir", os.path.join(work, "runs")],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

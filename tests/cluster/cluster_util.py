@@ -98,7 +98,12 @@ def ready_nodes(info):
     return [n for n in status(info)["nodes"] if n["ready"]]
 
 
-def submit(cert_dir, info, args, name="client", data="mnist"):
+def submit(cert_dir, info, args, name="client", data="mnist", balance="off"):
+    """Submits a job. `balance` "off" (the default here): these tests compare
+    topologies with single-process runs, bitwise or nearly, which measured
+    shares would change; hetero_test.py runs the default (None: as given)."""
+    if balance and "--balance" not in args:
+        args = [*args, "--balance", balance]
     return spawn(["train", "--supervisor", f"127.0.0.1:{info['port']}", "--certs", cert_dir,
                   "--name", "client", "--data", os.path.join(DATA, data), "--no-progress", *args],
                  name)

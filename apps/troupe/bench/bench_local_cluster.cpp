@@ -183,18 +183,14 @@ std::unique_ptr<child_process> local_cluster::submit(const std::vector<std::stri
 
 nlohmann::json local_cluster::train(const actors::train_options& o, int index) {
   const auto report = dir_ / ("report-" + std::to_string(index) + ".json");
-  std::vector<std::string> a{"--report",       report.string(),
-                             "--model",        o.model,
-                             "--data",         fs::absolute(o.data_dir).string(),
-                             "--batch",        std::to_string(o.batch),
-                             "--optimizer",    o.optimizer,
-                             "--lr",           number(o.lr),
-                             "--pp",           std::to_string(o.stages),
-                             "--microbatches", std::to_string(o.microbatches),
-                             "--schedule",     std::string{actors::to_string(o.schedule)},
-                             "--steps",        std::to_string(o.max_steps),
-                             "--trace",        o.trace_file,
-                             "--no-eval",      "--no-progress"};
+  std::vector<std::string> a{
+      "--report", report.string(), "--model", o.model, "--data", fs::absolute(o.data_dir).string(),
+      "--batch", std::to_string(o.batch), "--optimizer", o.optimizer, "--lr", number(o.lr), "--pp",
+      std::to_string(o.stages), "--microbatches", std::to_string(o.microbatches), "--schedule",
+      std::string{actors::to_string(o.schedule)}, "--steps", std::to_string(o.max_steps), "--trace",
+      o.trace_file, "--no-eval", "--no-progress",
+      // schedules are compared on the split asked for
+      "--balance", "off"};
   if (o.schedule == schedule_kind::interleaved)
     a.insert(a.end(), {"--virtual-stages", std::to_string(o.virtual_stages)});
   if (o.slow_stage >= 0)
