@@ -334,3 +334,27 @@ BOOST_AUTO_TEST_CASE(parameter_servers_go_to_the_fastest_link) {
   auto p = actors::make_plan(o, devices);
   BOOST_TEST(p.devices.at(p.ps_shards.at(0).device).node == "c");
 }
+
+BOOST_AUTO_TEST_CASE(after_a_rebalance_only_a_slower_step_moves_again) {
+  // Once b is throttled and the shares moved, b's compute times jump by up
+  // to 60% from one stretch of steps to the next (a quota's pauses fall
+  // unevenly into them) while the step itself stays as fast: no new move.
+  actors::share_rebalancer rb({0.5, 0.5});
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<double> jitter(0.6, 1.6);
+  double noise = 1;
+  int changes = 0;
+  for (int s = 0; s < 1200; ++s) {
+    const double na = 256 * rb.shares()[0], nb = 256 * rb.shares()[1];
+    const bool slowed = s >= 100;
+    if (s > 200 && s % 12 == 0)
+      noise = jitter(gen);
+    const double ta = na / 6000, tb = nb / (slowed ? 2000 : 6000) * (s > 200 ? noise : 1.0);
+    // The step: the throttled replica's sustained pace, whatever its kernels showed.
+    const double step = std::max(ta, nb / (slowed ? 2000 : 6000)) + 0.002;
+    if (rb.observe({std::llround(na), std::llround(nb)}, {ta, tb}, step))
+      ++changes;
+  }
+  BOOST_TEST(changes == 1);
+  BOOST_TEST(rb.shares()[0] == 0.75, boost::test_tools::tolerance(0.03));
+}

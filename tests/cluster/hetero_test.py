@@ -107,7 +107,10 @@ def case_shares():
     speeds = {x["node"]: x["samples_per_second"] for x in bal["devices"]}
     check(bal["measured"] and speeds["b"] < 0.6 * speeds["a"],
           f"the probe sees b slower: {speeds}")
-    check(0.1 <= b_share(bal) <= 0.4, f"b takes about a quarter of the batch: {bal['shares']}")
+    planned = json.load(open(rep_auto))["plan"]["batch_shares"]
+    check(0.1 <= planned[1] <= 0.4, f"the plan gives b about a quarter of the batch from the "
+          f"start: {planned}")
+    check(0.1 <= b_share(bal) <= 0.4, f"and so it stays: {bal['shares']}")
     check(bal["predicted_step_seconds"] > 0, "a predicted step time is reported")
     c, _, ck_off = job(d, info, [*args, "--balance", "off"], "off")
     finish(c, "--balance off")
