@@ -103,11 +103,8 @@ std::optional<replica_cost> fit_cost(double samples, double busy,
 
 } // namespace
 
-std::optional<rebalance_decision>
-share_rebalancer::observe(const std::vector<std::int64_t>& samples,
-                          const std::vector<double>& compute, double step_seconds) {
-  if (samples.size() != shares_.size() || compute.size() != shares_.size())
-    return std::nullopt;
+void share_rebalancer::remember(const std::vector<std::int64_t>& samples,
+                                const std::vector<double>& compute, double step_seconds) {
   history_.push_back({samples, compute, step_seconds});
   if (history_.size() > max_history)
     history_.pop_front();
@@ -116,6 +113,15 @@ share_rebalancer::observe(const std::vector<std::int64_t>& samples,
       ceiling_[r].reset();
   if ((anchor_age_ += step_seconds) > s_.settle_seconds)
     anchor_.clear(); // another regime by now: fit afresh
+  since_rebalance_ += step_seconds;
+}
+
+std::optional<rebalance_decision>
+share_rebalancer::observe(const std::vector<std::int64_t>& samples,
+                          const std::vector<double>& compute, double step_seconds) {
+  if (samples.size() != shares_.size() || compute.size() != shares_.size())
+    return std::nullopt;
+  remember(samples, compute, step_seconds);
   const auto n = window_size(history_, s_, [](const step& x) { return x.seconds; });
   if (n == 0)
     return std::nullopt;
@@ -129,7 +135,6 @@ share_rebalancer::observe(const std::vector<std::int64_t>& samples,
       busy[r] += it->compute[r] / static_cast<double>(n);
     }
   }
-  since_rebalance_ += step_seconds;
   if (rebalanced_ && !baseline_) {
     baseline_ = seconds; // what the last rebalance gave
     return std::nullopt;

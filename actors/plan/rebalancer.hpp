@@ -107,6 +107,9 @@ private:
     std::vector<double> compute;
     double seconds = 0;
   };
+  /// Keeps the step and ages the ceilings, the anchor and the last rebalance.
+  void remember(const std::vector<std::int64_t>& samples, const std::vector<double>& compute,
+                double step_seconds);
   rebalance_settings s_;
   std::vector<double> shares_;
   std::deque<step> history_;
