@@ -152,7 +152,9 @@ replica_cost replica_model(const plan& p, int replica) {
   const int m = std::max(1, p.microbatches);
   double sum = 0, worst = 0;
   for (int k = 0; k < p.depth(); ++k) {
-    const double c = costs.of(static_cast<std::size_t>(k), p.slot(replica, k).chunks.at(0));
+    double c = 0; // every chunk the stage's device holds (interleaved: several)
+    for (const auto& chunk : p.slot(replica, k).chunks)
+      c += costs.of(static_cast<std::size_t>(k), chunk);
     sum += c;
     worst = std::max(worst, c);
   }
