@@ -50,7 +50,8 @@ std::vector<double> layer_param_bytes(const models::model_spec& spec) {
   std::vector<double> r;
   for (std::size_t i = 0; i < spec.layers.size(); ++i) {
     double n = 0;
-    for (const auto& prm : models::make_layer(spec.layers[i], i)->parameters())
+    const auto layer = models::make_layer(spec.layers[i], i); // outlives the loop below
+    for (const auto& prm : layer->parameters())
       n += static_cast<double>(prm.value.numel());
     r.push_back(4 * n);
   }

@@ -203,19 +203,19 @@ def case_pipeline():
 
 def case_pipeline_midrun():
     d, sup, info, nodes = two_nodes()
-    args = ["--stages", "2", "--microbatches", "4", "--batch", "256", "--steps", "160",
+    args = ["--stages", "2", "--microbatches", "4", "--batch", "256", "--steps", "120",
             *ORDER_INSENSITIVE]
     c, rep, ck = job(d, info, args, "pp-midrun")
     wait_for(lambda: status(info)["job"]["progress"].get("step", -1) >= 1, 60, "the first step")
     before = status(info)["job"]["balance"]["split"]
-    # Of the stages with layers to give (two or more), the one holding most
-    # of the MLP's multiply-adds (784x1024, 1024x512, 512x10 dense layers)
-    # is slowed: the other can take layers off it.
-    macs = [784 * 1024, 0, 1024 * 512, 0, 512 * 10]
-    heavy = max((k for k in range(2) if before[k][1] - before[k][0] >= 2),
-                key=lambda k: sum(macs[before[k][0]:before[k][1]]))
+    # The stage holding the MLP's middle dense layer (1024x512, layer 2) is
+    # slowed: whatever the split, it holds another layer too and the middle
+    # dense can move to its neighbour, which pays (a ReLU alone would not).
+    heavy = next(k for k in range(2) if before[k][0] <= 2 < before[k][1])
     node = stage_nodes_live(info)[heavy]
-    throttle_at_step(info, nodes[node], 1 / 4, 50)
+    # An eighth of a core: its kernels, not only its transfers, feel the
+    # quota (at a quarter the stage's compute times sometimes hardly moved).
+    throttle_at_step(info, nodes[node], 1 / 8, 40)
     finish(c, f"a pipeline with node {node} (stage {heavy}) throttled mid-way")
     bal = balance_of(rep)
     moves = [r for r in bal["rebalances"] if r["kind"] == "split"]
