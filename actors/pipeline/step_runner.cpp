@@ -9,6 +9,7 @@
 
 #include <caf/send.hpp>
 
+#include "actors/pipeline/device_actor.hpp"
 #include "models/train/loss.hpp"
 #include "models/train/sequence_loss.hpp"
 #include "runtime/net/transport/courier.hpp"
@@ -80,7 +81,61 @@ bool inputs_ready(const compute_state& c, std::int64_t step, const action& a) {
   return c.cfg.owns_loss(a.chunk) || c.in.grads.count(k) > 0;
 }
 
+std::shared_ptr<step_run> take_resumable(compute_state& c) {
+  auto r = c.in.parked_run.lock();
+  if (!r || !inputs_ready(c, r->step.step, c.in.waiting_for))
+    return nullptr;
+  c.in.parked_run.reset();
+  return r;
+}
+
+void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step_run> r) {
+  caf::actor device;
+  {
+    std::lock_guard lock{c->in.mutex};
+    device = c->in.device;
+  }
+  caf::anon_send(device, device_task{[c, r = std::move(r)]() { run_actions(c, r); }});
+}
+
 namespace {
+
+template <class T>
+void store_local(const std::shared_ptr<compute_state>& to,
+                 std::map<input_key, arrived<T>> inbox::*slot, const input_key& k, T value) {
+  std::shared_ptr<step_run> resume;
+  {
+    std::lock_guard lock{to->in.mutex};
+    (to->in.*slot).insert_or_assign(k, arrived<T>{std::move(value), steady_clock::now()});
+    resume = take_resumable(*to);
+  }
+  if (resume)
+    resume_device(to, std::move(resume));
+}
+
+} // namespace
+
+void deliver_local(const std::shared_ptr<compute_state>& to, actors::activation_msg m) {
+  const input_key k{m.step, m.mb, m.chunk};
+  store_local(to, &inbox::activations, k, std::move(m));
+}
+
+void deliver_local(const std::shared_ptr<compute_state>& to, actors::gradient_msg m) {
+  store_local(to, &inbox::grads, input_key{m.step, m.mb, m.chunk}, std::move(m.data));
+}
+
+namespace {
+
+/// An output to a neighbour: into its inbox when it is in this process, else
+/// as a message through the courier (its shard stores it).
+template <class Msg>
+void send_on(compute_state& c, const std::weak_ptr<compute_state>& local, const caf::actor& dest,
+             Msg m) {
+  if (auto to = local.lock())
+    deliver_local(to, std::move(m));
+  else
+    runtime::transport::deliver(c.cfg.courier, dest, std::move(m));
+}
 
 /// What an action takes out of the inbox, and when the last of it arrived.
 struct action_inputs {
@@ -148,10 +203,9 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
   } else {
     d.messages_sent = 1;
     d.bytes_sent = y.nbytes();
-    runtime::transport::deliver(c.cfg.courier, r.next,
-                                actors::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
-                                                        ctx.training, std::move(y),
-                                                        c.cfg.next_chunk(a.chunk)});
+    send_on(c, r.next_local, r.next,
+            actors::activation_msg{ctx.step, ctx.mb, ctx.sample_offset, ctx.training, std::move(y),
+                                   c.cfg.next_chunk(a.chunk)});
   }
   return d;
 }
@@ -183,9 +237,8 @@ task_done run_backward(compute_state& c, step_run& r, const action& a, bool fina
   if (!first) {
     d.messages_sent = 1;
     d.bytes_sent = dx.nbytes();
-    runtime::transport::deliver(
-        c.cfg.courier, r.prev,
-        actors::gradient_msg{r.step.step, a.mb, std::move(dx), c.cfg.prev_chunk(a.chunk)});
+    send_on(c, r.prev_local, r.prev,
+            actors::gradient_msg{r.step.step, a.mb, std::move(dx), c.cfg.prev_chunk(a.chunk)});
   }
   return d;
 }
@@ -208,7 +261,7 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       if (!inputs_ready(c, r.step.step, a)) {
         if (!r.idle_since)
           r.idle_since = steady_clock::now();
-        c.in.parked = true;
+        c.in.parked_run = rp;
         c.in.waiting_for = a;
         return; // the shard resumes the run once a's inputs are here
       }
