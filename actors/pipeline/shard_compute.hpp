@@ -22,9 +22,9 @@
 #include "actors/collectives/tp_group_client.hpp"
 #include "actors/pipeline/gradient_buckets.hpp"
 #include "actors/pipeline/shard_config.hpp"
+#include "actors/protocol/messages.hpp"
 #include "models/layers/sequential.hpp"
 #include "models/train/optimizer.hpp"
-#include "actors/protocol/messages.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors {
@@ -71,6 +71,8 @@ struct task_done {
   std::optional<double> grad_sumsq;    ///< clipping: the gradients' sum of squares
   std::optional<std::uint64_t> digest; ///< --check-replicas: the parameters' digest
   std::int64_t forward_samples = 0;    ///< training samples through chunk 0 (ps scale)
+  /// Traced runs: when the device sent it (the shard records the hand-off).
+  std::chrono::steady_clock::time_point sent_at{};
 };
 
 /// One piece of work on the device thread (an action, the optimizer, ...),

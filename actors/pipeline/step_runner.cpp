@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #include "models/train/loss.hpp"
 #include "models/train/sequence_loss.hpp"
+#include "runtime/copy_meter.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -150,8 +152,8 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
     d.bytes_sent = y.nbytes();
     runtime::transport::deliver(c.cfg.courier, r.next,
                                 actors::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
-                                                        ctx.training, std::move(y),
-                                                        c.cfg.next_chunk(a.chunk)});
+                                                       ctx.training, std::move(y),
+                                                       c.cfg.next_chunk(a.chunk)});
   }
   return d;
 }
@@ -222,12 +224,18 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       const bool forward = a.what == action::kind::forward;
       const bool final =
           !forward && r.final_backward.at(static_cast<std::size_t>(a.chunk)) == index;
+      runtime::copy_meter copies;
+      std::optional<runtime::copy_meter_scope> metered;
+      if (c.trace.enabled())
+        metered.emplace(&copies);
       const auto t0 = steady_clock::now();
       auto d =
           forward ? run_forward(c, r, a, in) : run_backward(c, r, a, final, std::move(in.grad));
       const auto t1 = steady_clock::now();
-      c.trace.complete(forward ? "forward" : "backward", r.step.training ? "compute" : "eval", t0,
-                       t1, {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}});
+      metered.reset();
+      c.trace.complete(
+          forward ? "forward" : "backward", r.step.training ? "compute" : "eval", t0, t1,
+          {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}, {"copy_ns", copies.ns}});
       add_up(r.total, d, std::chrono::duration<double>(t1 - t0).count(), c.saved_bytes());
     }
     for (auto& work : r.tail) {
@@ -236,6 +244,8 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       add_up(r.total, d, seconds_since(t0), c.saved_bytes());
     }
     r.tail.clear();
+    if (c.trace.enabled())
+      r.total.sent_at = steady_clock::now();
     caf::anon_send(r.shard, r.total);
   } catch (const std::exception& e) {
     caf::anon_send(r.shard, task_failed{e.what()});
@@ -249,6 +259,8 @@ void run_chain(compute_state& c, std::vector<device_work>& chain, const caf::act
     for (auto& work : chain)
       add_up(total, work(), 0.0, c.saved_bytes());
     total.seconds = seconds_since(t0);
+    if (c.trace.enabled())
+      total.sent_at = steady_clock::now();
     caf::anon_send(shard, std::move(total));
   } catch (const std::exception& e) {
     caf::anon_send(shard, task_failed{e.what()});
