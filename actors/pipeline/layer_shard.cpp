@@ -78,8 +78,8 @@ void finish_step(shard_actor* self) {
   st.report.replica = st.cfg.replica;
   st.report.tp_rank = st.cfg.tp_rank;
   st.report.step = st.step->step;
+  st.trace.step_end(*st.step); // before the send: what follows is the report's hand-off
   self->send(st.trainer, st.report);
-  st.trace.step_end(*st.step);
   st.step.reset();
   st.run.reset();
 }
@@ -92,7 +92,9 @@ void submit(shard_actor* self, std::vector<device_work> chain) {
   st.busy = true;
   st.trace.wait_end(st.step->step);
   auto me = caf::actor_cast<caf::actor>(self);
-  caf::anon_send(st.device, device_task{[me, c = st.compute, chain = std::move(chain)]() mutable {
+  caf::anon_send(st.device, device_task{[me, c = st.compute, chain = std::move(chain),
+                                         sent = st.trace.handoff_begins(*st.step)]() mutable {
+                   sent.done(c->trace);
                    run_chain(*c, chain, me);
                  }});
 }
@@ -111,7 +113,7 @@ void store_input(shard_actor* self, std::map<input_key, arrived<T>> inbox::*slot
     resume = take_resumable(c);
   }
   if (resume)
-    resume_device(st.compute, std::move(resume));
+    resume_device(st.compute, std::move(resume), st.trace.handoff_begins(*st.step));
 }
 
 /// The step's parameter digest (--check-replicas) goes into its report.
@@ -271,7 +273,7 @@ void start_run(shard_actor* self, std::vector<action> actions) {
   st.run = r;
   st.busy = true;
   if (go)
-    resume_device(st.compute, std::move(r));
+    resume_device(st.compute, std::move(r), st.trace.handoff_begins(*st.step));
 }
 
 /// Parameter servers, at the end of a step's actions: push the gradients and
@@ -354,6 +356,7 @@ bool injected_fault(shard_actor* self, std::int64_t step) {
 
 void on_step(shard_actor* self, actors::step_msg& m) {
   auto& s = self->state;
+  s.trace.step_begin(); // the span starts as the step_msg is handled
   if (s.step) {
     fail(self, "step " + std::to_string(m.step) + " began before step " +
                    std::to_string(s.step->step) + " ended");
@@ -376,7 +379,6 @@ void on_step(shard_actor* self, actors::step_msg& m) {
   s.end = {};
   s.report = {};
   s.ps.begin_step();
-  s.trace.step_begin();
   start_run(self, std::move(actions));
   s.trace.idle(!s.busy && s.step, s.trace.step_began);
 }
@@ -394,6 +396,8 @@ void on_task_done(shard_actor* self, task_done& d) {
   s.busy = false;
   answer_salvage(self);
   s.trace.recorder.absorb(s.compute->trace);
+  if (s.step)
+    s.trace.task_done(d.sent_at, s.step->step);
   s.report.loss_sum += d.loss_sum;
   s.report.correct += d.correct;
   s.report.samples += d.samples;

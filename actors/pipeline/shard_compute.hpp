@@ -42,6 +42,9 @@ template <class T>
 struct arrived {
   T value;
   std::chrono::steady_clock::time_point at;
+  /// Stored by a neighbour's device thread (deliver_local), not by the shard:
+  /// the device that takes it records its arrival in the trace.
+  bool direct = false;
 };
 
 /// Inputs of the shard's steps. The shard stores them as they arrive (on a
@@ -80,6 +83,8 @@ struct task_done {
   std::optional<double> grad_sumsq;    ///< clipping: the gradients' sum of squares
   std::optional<std::uint64_t> digest; ///< --check-replicas: the parameters' digest
   std::int64_t forward_samples = 0;    ///< training samples through chunk 0 (ps scale)
+  /// Traced runs: when the device sent it (the shard records the hand-off).
+  std::chrono::steady_clock::time_point sent_at{};
 };
 
 /// One piece of work on the device thread (an action, the optimizer, ...),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -12,6 +13,7 @@
 #include "actors/pipeline/device_actor.hpp"
 #include "models/train/loss.hpp"
 #include "models/train/sequence_loss.hpp"
+#include "runtime/copy_meter.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -89,13 +91,17 @@ std::shared_ptr<step_run> take_resumable(compute_state& c) {
   return r;
 }
 
-void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step_run> r) {
+void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step_run> r,
+                   handoff_stamp sent) {
   caf::actor device;
   {
     std::lock_guard lock{c->in.mutex};
     device = c->in.device;
   }
-  caf::anon_send(device, device_task{[c, r = std::move(r)]() { run_actions(c, r); }});
+  caf::anon_send(device, device_task{[c, r = std::move(r), sent]() {
+                   sent.done(c->trace);
+                   run_actions(c, r);
+                 }});
 }
 
 namespace {
@@ -106,11 +112,16 @@ void store_local(const std::shared_ptr<compute_state>& to,
   std::shared_ptr<step_run> resume;
   {
     std::lock_guard lock{to->in.mutex};
-    (to->in.*slot).insert_or_assign(k, arrived<T>{std::move(value), steady_clock::now()});
+    const auto at = to->cfg.trace ? steady_clock::now() : steady_clock::time_point{};
+    (to->in.*slot).insert_or_assign(k, arrived<T>{std::move(value), at, true});
     resume = take_resumable(*to);
   }
-  if (resume)
-    resume_device(to, std::move(resume));
+  if (resume) {
+    handoff_stamp sent;
+    if (to->cfg.trace)
+      sent = {steady_clock::now(), resume->step.step};
+    resume_device(to, std::move(resume), sent);
+  }
 }
 
 } // namespace
@@ -147,11 +158,21 @@ struct action_inputs {
 };
 
 /// Inbox lock held, inputs_ready(): moves action `a`'s inputs out.
+/// An input a neighbour's device stored directly: its arrival goes into this
+/// device's trace as the shard records the others (shard_trace::input).
+template <class T>
+void note_direct(compute_state& c, const arrived<T>& in, const char* what, const action& a,
+                 std::int64_t step) {
+  if (in.direct && c.trace.enabled())
+    c.trace.instant(what, "input", in.at, {{"step", step}, {"mb", a.mb}, {"chunk", a.chunk}});
+}
+
 action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) {
   const input_key k{step, a.mb, a.chunk};
   action_inputs r;
   if (a.what == action::kind::forward) {
     auto in = c.in.activations.extract(k);
+    note_direct(c, in.mapped(), "activation", a, step);
     r.activation = std::move(in.mapped().value);
     r.arrived = in.mapped().at;
     r.last = "activation";
@@ -165,6 +186,7 @@ action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) 
     }
   } else if (!c.cfg.owns_loss(a.chunk)) {
     auto g = c.in.grads.extract(k);
+    note_direct(c, g.mapped(), "gradient", a, step);
     r.grad = std::move(g.mapped().value);
     r.arrived = g.mapped().at;
     r.last = "gradient";
@@ -275,12 +297,18 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       const bool forward = a.what == action::kind::forward;
       const bool final =
           !forward && r.final_backward.at(static_cast<std::size_t>(a.chunk)) == index;
+      runtime::copy_meter copies;
+      std::optional<runtime::copy_meter_scope> metered;
+      if (c.trace.enabled())
+        metered.emplace(&copies);
       const auto t0 = steady_clock::now();
       auto d =
           forward ? run_forward(c, r, a, in) : run_backward(c, r, a, final, std::move(in.grad));
       const auto t1 = steady_clock::now();
-      c.trace.complete(forward ? "forward" : "backward", r.step.training ? "compute" : "eval", t0,
-                       t1, {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}});
+      metered.reset();
+      c.trace.complete(
+          forward ? "forward" : "backward", r.step.training ? "compute" : "eval", t0, t1,
+          {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}, {"copy_ns", copies.ns}});
       add_up(r.total, d, std::chrono::duration<double>(t1 - t0).count(), c.saved_bytes());
     }
     for (auto& work : r.tail) {
@@ -289,6 +317,8 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       add_up(r.total, d, seconds_since(t0), c.saved_bytes());
     }
     r.tail.clear();
+    if (c.trace.enabled())
+      r.total.sent_at = steady_clock::now();
     caf::anon_send(r.shard, r.total);
   } catch (const std::exception& e) {
     caf::anon_send(r.shard, task_failed{e.what()});
@@ -302,6 +332,8 @@ void run_chain(compute_state& c, std::vector<device_work>& chain, const caf::act
     for (auto& work : chain)
       add_up(total, work(), 0.0, c.saved_bytes());
     total.seconds = seconds_since(t0);
+    if (c.trace.enabled())
+      total.sent_at = steady_clock::now();
     caf::anon_send(shard, std::move(total));
   } catch (const std::exception& e) {
     caf::anon_send(shard, task_failed{e.what()});

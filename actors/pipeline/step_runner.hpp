@@ -15,6 +15,7 @@
 #include <caf/actor.hpp>
 
 #include "actors/pipeline/shard_compute.hpp"
+#include "actors/pipeline/shard_trace.hpp"
 #include "actors/plan/schedule.hpp"
 #include "actors/protocol/messages.hpp"
 
@@ -57,7 +58,9 @@ bool inputs_ready(const compute_state& c, std::int64_t step, const action& a);
 std::shared_ptr<step_run> take_resumable(compute_state& c);
 
 /// Hands a parked run back to its device thread (one device_task).
-void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step_run> r);
+/// `sent` stamps the hand-off for the trace (empty when not tracing).
+void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step_run> r,
+                   handoff_stamp sent);
 
 /// A shard's output stored straight into the inbox of a neighbour in the same
 /// process, from the sending device thread, and that neighbour's device

@@ -45,13 +45,14 @@
 #include "actors/plan/schedule.hpp"
 #include "actors/plan/schedule_simulation.hpp"
 #include "actors/plan/step_timeline.hpp"
+#include "actors/plan/time_breakdown.hpp"
 #include "actors/plan/train_options.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "apps/troupe/bench/bench_job.hpp"
 #include "apps/troupe/bench/bench_local_cluster.hpp"
 #include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
-#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps {
 
@@ -132,6 +133,7 @@ struct stage_figures {
   double overhead_us_per_microbatch = 0;
   std::uint64_t peak_activation_bytes = 0;
   int peak_in_flight = 0;
+  actors::time_breakdown breakdown; ///< where the trainer's step went, from this stage's view
   double busy_ms() const { return forward_ms + backward_ms + optimizer_ms; }
 };
 
@@ -158,7 +160,8 @@ struct row {
                     {"step_span_ms", s.span_ms},
                     {"overhead_us_per_microbatch", s.overhead_us_per_microbatch},
                     {"peak_activation_bytes", s.peak_activation_bytes},
-                    {"peak_in_flight", s.peak_in_flight}});
+                    {"peak_in_flight", s.peak_in_flight},
+                    {"where_the_time_goes", actors::to_json(s.breakdown)}});
     }
     return {{"schedule", std::string{actors::to_string(spec.schedule)}},
             {"virtual_stages", spec.virtual_stages},
@@ -221,6 +224,7 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
   double t_sum = 0, trainer_sum = 0;
   std::vector<std::vector<double>> fwd(p, std::vector<double>(v, 0.0)), bwd = fwd;
   std::vector<double> tail(p, 0.0);
+  std::vector<std::vector<actors::time_breakdown>> parts(p);
   for (const auto& t : timed) {
     bubbles.push_back(t.bubble());
     t_sum += t.seconds();
@@ -235,12 +239,15 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
       o.span_ms += 1e3 * s.span() / n;
       o.overhead_us_per_microbatch += 1e6 * s.overhead() / (n * m);
       tail[k] += s.optimizer / n;
+      parts[k].push_back(actors::stage_breakdown(t, k));
       for (std::size_t c = 0; c < v && c < s.forward_by_chunk.size(); ++c)
         fwd[k][c] += s.forward_by_chunk[c] / (n * m);
       for (std::size_t c = 0; c < v && c < s.backward_by_chunk.size(); ++c)
         bwd[k][c] += s.backward_by_chunk[c] / (n * m);
     }
   }
+  for (std::size_t k = 0; k < p; ++k)
+    w.stages[k].breakdown = actors::mean_breakdown(parts[k]);
   std::sort(bubbles.begin(), bubbles.end());
   const auto mid = bubbles.size() / 2;
   w.bubble = bubbles.size() % 2 ? bubbles[mid] : 0.5 * (bubbles[mid - 1] + bubbles[mid]);
@@ -300,6 +307,11 @@ void print_row(const row& w) {
   std::printf("%-16s %-11s %10.1f %8.2f  %-20s %6.1f%% %6.1f%%  %-20s %s\n", w.spec.name().c_str(),
               w.spec.slowed().c_str(), w.samples_per_second, w.step_ms, bubble,
               100 * w.bubble_theory, 100 * w.bubble_simulated, mib.c_str(), over.c_str());
+  for (std::size_t k = 0; k < w.stages.size(); ++k) {
+    const auto& b = w.stages[k].breakdown;
+    std::printf("  where the time goes, stage %zu (ms/step, %% of the %.3f ms trainer step): %s\n",
+                k, 1e3 * b.step, actors::to_text(b).c_str());
+  }
   std::fflush(stdout);
 }
 
