@@ -40,13 +40,13 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
-#include "actors/plan/collective_algorithms.hpp"
-#include "plan_reference.hpp"
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/collective_mesh.hpp"
-#include "apps/troupe/line_process.hpp"
+#include "actors/plan/collective_algorithms.hpp"
 #include "actors/protocol/messages.hpp"
 #include "actors/protocol/system_config.hpp"
+#include "apps/troupe/line_process.hpp"
+#include "plan_reference.hpp"
 #include "runtime/io/temp_dir.hpp"
 #include "runtime/net/transport/auth.hpp"
 
