@@ -62,16 +62,19 @@ void* tensor::mutable_raw_data() {
   if (!storage_)
     throw std::logic_error("access to an undefined tensor");
   detach();
-  return storage_->data();
+  return static_cast<char*>(storage_->data()) + byte_offset();
 }
 
 void tensor::detach() {
   if (storage_.use_count() == 1)
     return;
-  auto fresh = storage::allocate(storage_->size_bytes(), storage_->where());
-  if (storage_->size_bytes())
-    metered_copy(fresh->data(), storage_->data(), storage_->size_bytes());
+  // Only this tensor's range: a view of a large shared buffer copies its own
+  // elements, not the buffer.
+  auto fresh = storage::allocate(nbytes(), storage_->where());
+  if (nbytes())
+    metered_copy(fresh->data(), raw_data(), nbytes());
   storage_ = std::move(fresh);
+  offset_ = 0;
 }
 
 tensor tensor::clone() const {
@@ -79,7 +82,7 @@ tensor tensor::clone() const {
     return {};
   auto r = empty(dtype_, shape_, where());
   if (nbytes())
-    metered_copy(r.storage_->data(), storage_->data(), nbytes());
+    metered_copy(r.storage_->data(), raw_data(), nbytes());
   return r;
 }
 
@@ -88,7 +91,19 @@ tensor tensor::reshape(shape_t new_shape) const {
   if (n != numel_)
     throw std::invalid_argument("reshape " + to_string(shape_) + " -> " + to_string(new_shape) +
                                 " changes the element count");
-  return tensor{storage_, dtype_, std::move(new_shape), n};
+  return tensor{storage_, dtype_, std::move(new_shape), n, offset_};
+}
+
+tensor tensor::view(std::int64_t offset, shape_t shape) const {
+  if (!storage_)
+    throw std::logic_error("view of an undefined tensor");
+  auto n = shape_numel(shape);
+  if (offset < 0 || offset > numel_ || n > numel_ - offset)
+    throw std::out_of_range("tensor::view: elements [" + std::to_string(offset) + ", " +
+                            std::to_string(offset) + " + " + std::to_string(n) +
+                            ") outside a tensor of " + std::to_string(numel_) + " elements " +
+                            to_string(shape_));
+  return tensor{storage_, dtype_, std::move(shape), n, offset_ + offset};
 }
 
 bool bitwise_equal(const tensor& a, const tensor& b) {

@@ -22,14 +22,21 @@ std::int64_t shape_numel(const shape_t& s);
 std::string to_string(const shape_t& s);
 
 /// A dense, contiguous, row-major tensor: dtype, shape, device and a
-/// reference-counted storage.
+/// reference-counted storage, of which it covers the elements
+/// [storage_offset(), storage_offset() + numel()).
 ///
 /// Copying a tensor (or sending it to an actor in the same process) shares the
-/// storage. Writers go through `mutable_data()`, which copies the storage first
-/// when anyone else still holds it (copy on write), so a tensor that has been
-/// sent is never mutated under its reader: an optimizer updating a parameter
-/// that a checkpoint writer or a parameter server still reads gets a fresh
-/// version instead.
+/// storage. Writers go through `mutable_data()`, which copies the tensor's
+/// range first when anyone else still holds the storage (copy on write), so a
+/// tensor that has been sent is never mutated under its reader: an optimizer
+/// updating a parameter that a checkpoint writer or a parameter server still
+/// reads gets a fresh version instead.
+///
+/// A view (view(), slice()) is a tensor over part of another's storage: O(1),
+/// no bytes copied, so a collective can send a block of its buffer in place
+/// and write received blocks into the range of one result. Everything that
+/// reads bytes (data(), raw_data(), nbytes(), serialisation, the data plane)
+/// sees the view's range only; a view travels as a compact tensor.
 class tensor {
 public:
   /// An undefined tensor (no storage). Most operations reject it.
@@ -49,30 +56,39 @@ public:
   std::size_t nbytes() const noexcept {
     return static_cast<std::size_t>(numel_) * element_size(dtype_);
   }
+  /// Element offset of element 0 in the storage (0 unless a view).
+  std::int64_t storage_offset() const noexcept { return offset_; }
+  /// Bytes of the whole storage (more than nbytes() for a view): what the
+  /// tensor keeps alive.
+  std::size_t storage_nbytes() const noexcept { return storage_ ? storage_->size_bytes() : 0; }
   device where() const noexcept { return storage_ ? storage_->where() : device::cpu(); }
 
   /// Read access; throws std::logic_error when T does not match the dtype.
   template <class T>
   const T* data() const {
     check_access(dtype_v<T>);
-    return static_cast<const T*>(storage_->data());
+    return static_cast<const T*>(storage_->data()) + offset_;
   }
   template <class T>
   std::span<const T> values() const {
     return {data<T>(), static_cast<std::size_t>(numel_)};
   }
-  const void* raw_data() const noexcept { return storage_ ? storage_->data() : nullptr; }
+  const void* raw_data() const noexcept {
+    return storage_ ? static_cast<const char*>(storage_->data()) + byte_offset() : nullptr;
+  }
 
-  /// Write access: copies the storage first if it is shared (copy on write).
+  /// Write access: if the storage is shared, first copies this tensor's range
+  /// (not the whole storage) into a storage of its own (copy on write).
   template <class T>
   T* mutable_data() {
     check_access(dtype_v<T>);
     detach();
-    return static_cast<T*>(storage_->data());
+    return static_cast<T*>(storage_->data()) + offset_;
   }
   void* mutable_raw_data();
 
   /// True when no other tensor shares this storage (a write will not copy).
+  /// Two views of disjoint ranges of one storage share it: neither is unique.
   bool is_unique() const noexcept { return storage_ && storage_.use_count() == 1; }
   bool shares_storage_with(const tensor& other) const noexcept {
     return storage_ && storage_ == other.storage_;
@@ -82,13 +98,25 @@ public:
   tensor clone() const;
   /// Same bytes, new shape (same numel); shares the storage.
   tensor reshape(shape_t new_shape) const;
+  /// The elements [offset, offset + numel(shape)) of this tensor, in flat
+  /// (row-major) order, as a tensor of `shape` sharing the storage: O(1).
+  /// Throws std::out_of_range when the range does not fit in this tensor.
+  /// Works on any device: it only moves the offset (copy on write of a
+  /// non-CPU storage is refused by storage::allocate, as for whole tensors).
+  tensor view(std::int64_t offset, shape_t shape) const;
+  /// view(offset, {count}): a 1-D range of the flat elements.
+  tensor slice(std::int64_t offset, std::int64_t count) const { return view(offset, {count}); }
 
   /// Wraps an existing storage (used by deserialisation and the data plane).
   static tensor wrap(std::shared_ptr<storage> s, dtype t, shape_t shape);
 
 private:
-  tensor(std::shared_ptr<storage> s, dtype t, shape_t shape, std::int64_t n)
-    : storage_(std::move(s)), dtype_(t), shape_(std::move(shape)), numel_(n) {}
+  tensor(std::shared_ptr<storage> s, dtype t, shape_t shape, std::int64_t n,
+         std::int64_t offset = 0)
+      : storage_(std::move(s)), dtype_(t), shape_(std::move(shape)), numel_(n), offset_(offset) {}
+  std::size_t byte_offset() const noexcept {
+    return static_cast<std::size_t>(offset_) * element_size(dtype_);
+  }
   void check_access(dtype expected) const;
   void detach();
 
@@ -96,6 +124,7 @@ private:
   dtype dtype_ = dtype::f32;
   shape_t shape_;
   std::int64_t numel_ = 0;
+  std::int64_t offset_ = 0; ///< in elements of dtype_
 };
 
 template <class T>

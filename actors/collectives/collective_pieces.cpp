@@ -82,15 +82,8 @@ tensor gathered(rank_actor* self, op_state& op) {
 
 } // namespace
 
-tensor slice_copy(const tensor& t, coll::chunk c) {
-  auto out = tensor::empty(t.type(), {c.count});
-  auto es = runtime::element_size(t.type());
-  if (c.count > 0)
-    runtime::metered_copy(out.mutable_raw_data(),
-                          static_cast<const char*>(t.raw_data()) +
-                              static_cast<std::size_t>(c.offset) * es,
-                          static_cast<std::size_t>(c.count) * es);
-  return out;
+tensor range_of(const tensor& t, coll::chunk c) {
+  return t.slice(c.offset, c.count);
 }
 
 std::pair<tensor, collective_payload> take_piece(rank_actor* self, op_state& op, int b, int k,
@@ -106,7 +99,7 @@ std::pair<tensor, collective_payload> take_piece(rank_actor* self, op_state& op,
       t = op.input;
       payload = collective_payload::whole_input;
     } else {
-      t = slice_copy(op.input, op.layout[bi][ki]);
+      t = range_of(op.input, op.layout[bi][ki]); // a view: sent in place
     }
   } else {
     if (!op.pieces[bi][ki].defined())
@@ -121,7 +114,8 @@ std::pair<tensor, collective_payload> take_piece(rank_actor* self, op_state& op,
   return {std::move(t), payload};
 }
 
-void reduce_piece(op_state& op, int b, int k, tensor received, bool whole, coll::on_receive order) {
+void reduce_piece(op_state& op, int b, int k, tensor received, bool whole, coll::on_receive order,
+                  bool into_result) {
   auto bi = static_cast<std::size_t>(b);
   auto ki = static_cast<std::size_t>(k);
   const auto& c = op.layout[bi][ki];
@@ -137,19 +131,36 @@ void reduce_piece(op_state& op, int b, int k, tensor received, bool whole, coll:
   }
   const float* in = received.data<float>() + (whole ? c.offset : 0);
   tensor kept;
-  if (!whole && received.is_unique())
-    kept = std::move(received); // sole owner: reduce in place
-  else if (!own_is_input && op.pieces[bi][ki].is_unique())
-    kept = op.pieces[bi][ki];
-  else
-    kept = tensor::empty(runtime::dtype::f32, {n});
-  float* o = kept.mutable_data<float>(); // unique: never copies
+  float* o = nullptr;
+  if (into_result) {
+    // The block is final: the sum goes straight to its range of the result,
+    // and the piece sent on from here is a view of that range.
+    o = reinterpret_cast<float*>(result_range(op, c));
+    kept = op.result.slice(c.offset - op.result_offset, n);
+    op.placed += n;
+  } else {
+    if (!whole && received.is_unique())
+      kept = std::move(received); // sole owner: reduce in place
+    else if (!own_is_input && op.pieces[bi][ki].is_unique())
+      kept = op.pieces[bi][ki];
+    else
+      kept = tensor::empty(runtime::dtype::f32, {n});
+    o = kept.mutable_data<float>(); // unique: never copies
+  }
   if (order == coll::on_receive::reduce_recv_first)
     add(o, in, own, n);
   else
     add(o, own, in, n);
   op.pieces[bi][ki] = std::move(kept);
   op.from_input[bi][ki] = false;
+}
+
+char* result_range(const op_state& op, coll::chunk c) {
+  if (op.result_bytes == nullptr || c.offset < op.result_offset ||
+      c.offset - op.result_offset + c.count > op.result.numel())
+    throw std::logic_error("collective piece outside the result");
+  return op.result_bytes + static_cast<std::size_t>(c.offset - op.result_offset) *
+                               runtime::element_size(op.result.type());
 }
 
 void place(op_state& op, int b, int k) {
@@ -161,12 +172,9 @@ void place(op_state& op, int b, int k) {
                         ? static_cast<const void*>(op.input.data<float>() + c.offset)
                         : op.pieces[bi][ki].raw_data();
   if (c.count > 0) {
-    if (src == nullptr || c.offset < op.result_offset ||
-        c.offset - op.result_offset + c.count > op.result.numel())
-      throw std::logic_error("collective piece outside the result");
-    runtime::metered_copy(op.result_bytes +
-                              static_cast<std::size_t>(c.offset - op.result_offset) * es,
-                          src, static_cast<std::size_t>(c.count) * es);
+    if (src == nullptr)
+      throw std::logic_error("collective piece to place is missing");
+    runtime::metered_copy(result_range(op, c), src, static_cast<std::size_t>(c.count) * es);
   }
   op.placed += c.count;
 }
@@ -211,7 +219,7 @@ tensor result_of(rank_actor* self, op_state& op) {
       std::int64_t count = 0;
       for (auto& s : op.layout[r])
         count += s.count;
-      return slice_copy(op.input, coll::chunk{0, count});
+      return op.input.slice(0, count).clone(); // compact: the caller owns it alone
     }
     if (op.segs == 1)
       return op.pieces[r][0];

@@ -102,15 +102,14 @@ void pump(rank_actor* self, std::int64_t id, int seg) {
         const bool whole = m.payload == collective_payload::whole_input;
         const bool final = static_cast<int>(s) == op.final_step[static_cast<std::size_t>(m.block)];
         auto b = static_cast<std::size_t>(m.block);
+        const bool into_result = final && op.result_bytes != nullptr;
         if (step.action == coll::on_receive::copy) {
-          op.pieces[b][k] = whole ? slice_copy(m.data, op.layout[b][k]) : std::move(m.data);
+          op.pieces[b][k] = whole ? range_of(m.data, op.layout[b][k]) : std::move(m.data);
           op.from_input[b][k] = false;
-          if (final && op.result_bytes != nullptr)
+          if (into_result)
             place(op, m.block, seg);
         } else {
-          reduce_piece(op, m.block, seg, std::move(m.data), whole, step.action);
-          if (final && op.result_bytes != nullptr)
-            place(op, m.block, seg);
+          reduce_piece(op, m.block, seg, std::move(m.data), whole, step.action, into_result);
         }
       }
       ++op.cursor[k];

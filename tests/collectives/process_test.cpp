@@ -40,18 +40,23 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
-#include "actors/plan/collective_algorithms.hpp"
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/collective_mesh.hpp"
-#include "apps/troupe/line_process.hpp"
+#include "actors/plan/collective_algorithms.hpp"
 #include "actors/protocol/messages.hpp"
 #include "actors/protocol/system_config.hpp"
+#include "apps/troupe/line_process.hpp"
+#include "plan_reference.hpp"
 #include "runtime/io/temp_dir.hpp"
 #include "runtime/net/transport/auth.hpp"
 
 using namespace troupe;
 using namespace std::chrono_literals;
 using runtime::tensor;
+using test::join;
+using test::rank_blocks;
+using test::simulate;
+using test::split;
 namespace coll = actors::collectives;
 namespace fs = std::filesystem;
 
@@ -186,53 +191,6 @@ int rank_process(int rank, int n, const std::string& key_file, const fs::path& d
 }
 
 // ------------------------------------------------------------ reference
-
-/// Runs `plan` on the ranks' buffers (each `blocks` of partition(numel,
-/// plan.blocks); an empty vector is a block the rank does not hold): every
-/// step's sends read the values before the step, then the receives apply the
-/// plan's action in the plan's operand order. Independent of the actors.
-using rank_blocks = std::vector<std::vector<float>>; // [block] -> values
-std::vector<rank_blocks> simulate(const coll::collective_plan& plan, std::vector<rank_blocks> x) {
-  for (std::size_t s = 0; s < plan.length(); ++s) {
-    std::map<std::pair<int, int>, std::vector<float>> wire; // (from, to) -> block values
-    for (int r = 0; r < plan.ranks; ++r) {
-      const auto& st = plan.steps[static_cast<std::size_t>(r)][s];
-      if (st.send_to >= 0)
-        wire[{r, st.send_to}] =
-            x[static_cast<std::size_t>(r)][static_cast<std::size_t>(st.send_block)];
-    }
-    for (int r = 0; r < plan.ranks; ++r) {
-      const auto& st = plan.steps[static_cast<std::size_t>(r)][s];
-      if (st.recv_from < 0)
-        continue;
-      const auto& got = wire.at({st.recv_from, r});
-      auto& own = x[static_cast<std::size_t>(r)][static_cast<std::size_t>(st.recv_block)];
-      if (st.action == coll::on_receive::copy) {
-        own = got;
-        continue;
-      }
-      BOOST_REQUIRE_EQUAL(own.size(), got.size());
-      for (std::size_t i = 0; i < own.size(); ++i)
-        own[i] =
-            st.action == coll::on_receive::reduce_recv_first ? got[i] + own[i] : own[i] + got[i];
-    }
-  }
-  return x;
-}
-
-rank_blocks split(const std::vector<float>& v, int blocks) {
-  rank_blocks out;
-  for (auto c : coll::partition(static_cast<std::int64_t>(v.size()), blocks))
-    out.emplace_back(v.begin() + c.offset, v.begin() + c.offset + c.count);
-  return out;
-}
-
-std::vector<float> join(const rank_blocks& b) {
-  std::vector<float> out;
-  for (const auto& x : b)
-    out.insert(out.end(), x.begin(), x.end());
-  return out;
-}
 
 /// What every rank must return, per rank.
 std::vector<std::vector<float>> expected(const std::string& kind, int group, int n,

@@ -190,6 +190,9 @@ BOOST_AUTO_TEST_CASE(tensors_from_1_byte_to_8_mib_arrive_bitwise_equal) {
   sent.push_back(tensor::from_vector<double>({}, {3.25}));
   sent.push_back(tensor::from_vector<std::int64_t>({2, 1}, {-1, 1LL << 40}));
   sent.push_back(tensor::empty(dtype::i32, {0, 5}));
+  // A view travels as its range only (the wire count below) and arrives compact.
+  const auto view_at = sent.size();
+  sent.push_back(random_u8(3u << 20, 11).view(1000, {2, 35000}));
   std::atomic<int> ok{0};
   std::uint64_t wire = 0;
   for (std::size_t i = 0; i < sent.size(); ++i) {
@@ -206,6 +209,7 @@ BOOST_AUTO_TEST_CASE(tensors_from_1_byte_to_8_mib_arrive_bitwise_equal) {
     BOOST_TEST(bitwise_equal(ib.received[i].second, sent[i]));
     BOOST_TEST(ib.received[i].second.is_unique()); // a fresh storage of its own
   }
+  BOOST_TEST(ib.received[view_at].second.storage_nbytes() == 70000u);
   // The same connection carries the other direction.
   std::promise<std::optional<std::string>> back;
   b.send("A", 7, sent[2], [&](std::optional<std::string> e) { back.set_value(e); });
