@@ -60,6 +60,10 @@ stage_position position_of(chunk_layout l, int stages, int virtual_stage) {
   return {virtual_stage % stages, virtual_stage / stages};
 }
 
+int loss_stage(schedule_kind k, int stages) {
+  return layout_of(k) == chunk_layout::v_shape ? 0 : stages - 1;
+}
+
 int chunks_for(schedule_kind k, int virtual_stages) {
   return k == schedule_kind::zbv ? 2 : virtual_stages;
 }

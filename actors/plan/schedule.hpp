@@ -61,6 +61,9 @@ struct stage_position {
 };
 /// The inverse of virtual_stage().
 stage_position position_of(chunk_layout l, int stages, int virtual_stage);
+/// The stage holding the last virtual stage (the loss, the labels): the
+/// last one, or stage 0 in the V layout.
+int loss_stage(schedule_kind k, int stages);
 /// Chunks per device a schedule needs: 2 for zbv, else `virtual_stages`.
 int chunks_for(schedule_kind k, int virtual_stages);
 
