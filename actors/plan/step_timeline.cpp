@@ -135,6 +135,9 @@ std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
       } else if (cat == "compute" && name == "backward") {
         s.backward += dur;
         add_to_chunk(s.backward_by_chunk, int_arg(e, "chunk", 0), dur);
+      } else if (cat == "compute" && name == "weight") {
+        s.weight += dur;
+        add_to_chunk(s.weight_by_chunk, int_arg(e, "chunk", 0), dur);
       } else if (cat == "compute" && name == "optimizer") {
         s.optimizer += dur;
       } else if (cat == "wait" && name == "wait") {

@@ -18,12 +18,13 @@ struct step_timeline {
     int index = 0;
     double begin = 0, end = 0; ///< its `step` span: step_msg arrival .. report sent
     double forward = 0, backward = 0, optimizer = 0; ///< summed compute events
-    double wait = 0;           ///< summed `wait` events (nothing to run, input missing)
-    /// Summed forward / backward events per chunk (virtual stage on this device).
-    std::vector<double> forward_by_chunk, backward_by_chunk;
+    double weight = 0; ///< summed `weight` events (split backwards: zb1, zbv)
+    double wait = 0;   ///< summed `wait` events (nothing to run, input missing)
+    /// Summed forward / backward / weight events per chunk (virtual stage on this device).
+    std::vector<double> forward_by_chunk, backward_by_chunk, weight_by_chunk;
 
     double span() const { return end - begin; }
-    double busy() const { return forward + backward + optimizer; }
+    double busy() const { return forward + backward + weight + optimizer; }
     /// Inside the step, neither computing nor waiting: messages between the
     /// shard and its device thread, wake-ups, bookkeeping.
     double overhead() const { return span() - busy() - wait; }
