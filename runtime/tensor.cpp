@@ -4,6 +4,8 @@
 #include <cstring>
 #include <limits>
 
+#include "runtime/copy_meter.hpp"
+
 namespace troupe::runtime {
 
 std::int64_t shape_numel(const shape_t& s) {
@@ -68,7 +70,7 @@ void tensor::detach() {
     return;
   auto fresh = storage::allocate(storage_->size_bytes(), storage_->where());
   if (storage_->size_bytes())
-    std::memcpy(fresh->data(), storage_->data(), storage_->size_bytes());
+    metered_copy(fresh->data(), storage_->data(), storage_->size_bytes());
   storage_ = std::move(fresh);
 }
 
@@ -77,7 +79,7 @@ tensor tensor::clone() const {
     return {};
   auto r = empty(dtype_, shape_, where());
   if (nbytes())
-    std::memcpy(r.storage_->data(), storage_->data(), nbytes());
+    metered_copy(r.storage_->data(), storage_->data(), nbytes());
   return r;
 }
 

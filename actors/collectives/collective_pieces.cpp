@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "runtime/copy_meter.hpp"
+
 namespace troupe::actors::collective_detail {
 
 namespace {
@@ -35,7 +37,7 @@ tensor concat(const op_state& op, const std::vector<int>& blocks, runtime::dtype
       if (off + bytes > out.nbytes())
         throw std::logic_error("collective result larger than expected");
       if (bytes > 0)
-        std::memcpy(dst + off, p.raw_data(), bytes);
+        runtime::metered_copy(dst + off, p.raw_data(), bytes);
       off += bytes;
     }
   if (off != out.nbytes())
@@ -84,9 +86,10 @@ tensor slice_copy(const tensor& t, coll::chunk c) {
   auto out = tensor::empty(t.type(), {c.count});
   auto es = runtime::element_size(t.type());
   if (c.count > 0)
-    std::memcpy(out.mutable_raw_data(),
-                static_cast<const char*>(t.raw_data()) + static_cast<std::size_t>(c.offset) * es,
-                static_cast<std::size_t>(c.count) * es);
+    runtime::metered_copy(out.mutable_raw_data(),
+                          static_cast<const char*>(t.raw_data()) +
+                              static_cast<std::size_t>(c.offset) * es,
+                          static_cast<std::size_t>(c.count) * es);
   return out;
 }
 
@@ -161,8 +164,9 @@ void place(op_state& op, int b, int k) {
     if (src == nullptr || c.offset < op.result_offset ||
         c.offset - op.result_offset + c.count > op.result.numel())
       throw std::logic_error("collective piece outside the result");
-    std::memcpy(op.result_bytes + static_cast<std::size_t>(c.offset - op.result_offset) * es, src,
-                static_cast<std::size_t>(c.count) * es);
+    runtime::metered_copy(op.result_bytes +
+                              static_cast<std::size_t>(c.offset - op.result_offset) * es,
+                          src, static_cast<std::size_t>(c.count) * es);
   }
   op.placed += c.count;
 }

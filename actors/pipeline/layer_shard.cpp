@@ -45,6 +45,8 @@ struct shard_state {
   std::string label; ///< "layer_shard <slot name>": errors and logs name the shard by it
   std::shared_ptr<compute_state> compute;
   caf::actor device, prev, next, trainer;
+  /// prev's and next's compute state when they run in this process (wiring).
+  std::weak_ptr<compute_state> prev_local, next_local;
   std::optional<actors::step_msg> step;
   std::shared_ptr<step_run> run; ///< the step's actions, handed to the device
   bool busy = false;             ///< the device holds the run or a task
@@ -76,8 +78,8 @@ void finish_step(shard_actor* self) {
   st.report.replica = st.cfg.replica;
   st.report.tp_rank = st.cfg.tp_rank;
   st.report.step = st.step->step;
+  st.trace.step_end(*st.step); // before the send: what follows is the report's hand-off
   self->send(st.trainer, st.report);
-  st.trace.step_end(*st.step);
   st.step.reset();
   st.run.reset();
 }
@@ -90,15 +92,11 @@ void submit(shard_actor* self, std::vector<device_work> chain) {
   st.busy = true;
   st.trace.wait_end(st.step->step);
   auto me = caf::actor_cast<caf::actor>(self);
-  caf::anon_send(st.device, device_task{[me, c = st.compute, chain = std::move(chain)]() mutable {
+  caf::anon_send(st.device, device_task{[me, c = st.compute, chain = std::move(chain),
+                                         sent = st.trace.handoff_begins(*st.step)]() mutable {
+                   sent.done(c->trace);
                    run_chain(*c, chain, me);
                  }});
-}
-
-/// Hands the run to the device (again, after it parked).
-void resume_run(shard_actor* self) {
-  auto& st = self->state;
-  caf::anon_send(st.device, device_task{[c = st.compute, r = st.run]() { run_actions(c, r); }});
 }
 
 /// Stores an input that arrived (already checked), and resumes the device
@@ -108,17 +106,14 @@ void store_input(shard_actor* self, std::map<input_key, arrived<T>> inbox::*slot
                  const input_key& k, T value) {
   auto& st = self->state;
   auto& c = *st.compute;
-  bool resume = false;
+  std::shared_ptr<step_run> resume;
   {
     std::lock_guard lock{c.in.mutex};
     (c.in.*slot).insert_or_assign(k, arrived<T>{std::move(value), st.trace.last_input_at});
-    if (c.in.parked && st.run && inputs_ready(c, st.run->step.step, c.in.waiting_for)) {
-      c.in.parked = false;
-      resume = true;
-    }
+    resume = take_resumable(c);
   }
   if (resume)
-    resume_run(self);
+    resume_device(st.compute, std::move(resume), st.trace.handoff_begins(*st.step));
 }
 
 /// The step's parameter digest (--check-replicas) goes into its report.
@@ -257,6 +252,8 @@ void start_run(shard_actor* self, std::vector<action> actions) {
   auto& st = self->state;
   auto r = make_step_run(*st.compute, *st.step, std::move(actions),
                          caf::actor_cast<caf::actor>(self), st.prev, st.next);
+  r->prev_local = st.prev_local;
+  r->next_local = st.next_local;
   r->tail = end_of_step_work(self);
   if (r->actions.empty() && r->tail.empty()) {
     finish_step(self);
@@ -270,13 +267,13 @@ void start_run(shard_actor* self, std::vector<action> actions) {
       go = false;
       r->idle_since = st.trace.step_began; // the trace's wait starts with the step
       c.in.waiting_for = r->actions.front();
+      c.in.parked_run = r;
     }
-    c.in.parked = !go;
   }
-  st.run = std::move(r);
+  st.run = r;
   st.busy = true;
   if (go)
-    resume_run(self);
+    resume_device(st.compute, std::move(r), st.trace.handoff_begins(*st.step));
 }
 
 /// Parameter servers, at the end of a step's actions: push the gradients and
@@ -359,6 +356,7 @@ bool injected_fault(shard_actor* self, std::int64_t step) {
 
 void on_step(shard_actor* self, actors::step_msg& m) {
   auto& s = self->state;
+  s.trace.step_begin(); // the span starts as the step_msg is handled
   if (s.step) {
     fail(self, "step " + std::to_string(m.step) + " began before step " +
                    std::to_string(s.step->step) + " ended");
@@ -381,7 +379,6 @@ void on_step(shard_actor* self, actors::step_msg& m) {
   s.end = {};
   s.report = {};
   s.ps.begin_step();
-  s.trace.step_begin();
   start_run(self, std::move(actions));
   s.trace.idle(!s.busy && s.step, s.trace.step_began);
 }
@@ -399,6 +396,8 @@ void on_task_done(shard_actor* self, task_done& d) {
   s.busy = false;
   answer_salvage(self);
   s.trace.recorder.absorb(s.compute->trace);
+  if (s.step)
+    s.trace.task_done(d.sent_at, s.step->step);
   s.report.loss_sum += d.loss_sum;
   s.report.correct += d.correct;
   s.report.samples += d.samples;
@@ -511,7 +510,7 @@ nlohmann::json doing(shard_state& s) {
   std::optional<action> parked;
   {
     std::lock_guard lock{c.in.mutex};
-    if (c.in.parked)
+    if (!c.in.parked_run.expired())
       parked = c.in.waiting_for;
   }
   if (parked) {
@@ -547,16 +546,56 @@ nlohmann::json doing(shard_state& s) {
   return j;
 }
 
+/// (wire_atom, device, prev, next): answers true once the neighbours that
+/// run in this process have handed over their compute state, so that from
+/// the first step this shard's device delivers straight into their inbox.
+caf::result<bool> wire(shard_actor* self, caf::actor device, caf::actor prev, caf::actor next) {
+  auto& s = self->state;
+  s.device = device;
+  {
+    std::lock_guard lock{s.compute->in.mutex};
+    s.compute->in.device = std::move(device);
+  }
+  s.prev = std::move(prev);
+  s.next = std::move(next);
+  auto in_process = [self](const caf::actor& a) { return a && a.node() == self->node(); };
+  std::vector<std::weak_ptr<compute_state> shard_state::*> asks;
+  std::vector<caf::actor> whom;
+  if (in_process(s.prev)) {
+    asks.push_back(&shard_state::prev_local);
+    whom.push_back(s.prev);
+  }
+  if (in_process(s.next)) {
+    asks.push_back(&shard_state::next_local);
+    whom.push_back(s.next);
+  }
+  if (asks.empty())
+    return true;
+  auto rp = self->make_response_promise<bool>();
+  auto left = std::make_shared<std::size_t>(asks.size());
+  for (std::size_t i = 0; i < asks.size(); ++i)
+    self->request(whom[i], std::chrono::seconds(30), inbox_atom::value)
+        .then(
+            [self, rp, left, field = asks[i]](local_inbox& in) mutable {
+              self->state.*field = std::move(in.state);
+              if (--*left == 0)
+                rp.deliver(true);
+            },
+            [self, rp](caf::error& e) mutable {
+              rp.deliver(false);
+              fail(self, "wiring: a neighbour in this process did not hand over its inbox: " +
+                             self->system().render(e));
+            });
+  return rp;
+}
+
 /// Messages between steps: wiring, groups, parameters, state and the trace.
 caf::message_handler setup_handlers(shard_actor* self) {
   return {
       [self](actors::wire_atom, caf::actor device, caf::actor prev, caf::actor next) {
-        auto& s = self->state;
-        s.device = std::move(device);
-        s.prev = std::move(prev);
-        s.next = std::move(next);
-        return true;
+        return wire(self, std::move(device), std::move(prev), std::move(next));
       },
+      [self](inbox_atom) { return local_inbox{self->state.compute}; },
       [self](actors::dp_group_atom, caf::actor group) {
         self->state.group = std::move(group);
         return true;

@@ -16,18 +16,22 @@
 #include <tuple>
 #include <vector>
 
+#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
 
 #include "actors/collectives/tp_group_client.hpp"
 #include "actors/pipeline/gradient_buckets.hpp"
 #include "actors/pipeline/shard_config.hpp"
+#include "actors/protocol/messages.hpp"
 #include "models/layers/sequential.hpp"
 #include "models/train/optimizer.hpp"
-#include "actors/protocol/messages.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 
 namespace troupe::actors {
+
+struct step_run;
 
 /// (step, micro-batch, chunk): what a step input belongs to.
 using input_key = std::tuple<std::int64_t, std::int32_t, std::int32_t>;
@@ -38,6 +42,9 @@ template <class T>
 struct arrived {
   T value;
   std::chrono::steady_clock::time_point at;
+  /// Stored by a neighbour's device thread (deliver_local), not by the shard:
+  /// the device that takes it records its arrival in the trace.
+  bool direct = false;
 };
 
 /// Inputs of the shard's steps. The shard stores them as they arrive (on a
@@ -51,10 +58,15 @@ struct inbox {
   std::map<input_key, arrived<actors::activation_msg>> activations;
   std::map<input_key, arrived<runtime::tensor>> grads;
   std::map<input_key, arrived<runtime::tensor>> labels;
-  /// The device found `waiting_for` not ready and went back to its mailbox;
-  /// the shard resumes it (one device_task) once those inputs are here.
-  bool parked = false;
+  /// The run the device parked: it found `waiting_for` not ready and went
+  /// back to its mailbox. Whoever stores the input that completes it (the
+  /// shard, or a neighbour's device thread in this process) takes the run and
+  /// resumes the device with one device_task. Empty while the device runs.
+  /// Weak: the shard owns the run (its tail holds this compute state).
+  std::weak_ptr<step_run> parked_run;
   action waiting_for;
+  /// This shard's device (set at wiring), for resuming from another thread.
+  caf::actor device;
 };
 
 /// A device task finished (sent from the device thread to the shard).
@@ -71,6 +83,8 @@ struct task_done {
   std::optional<double> grad_sumsq;    ///< clipping: the gradients' sum of squares
   std::optional<std::uint64_t> digest; ///< --check-replicas: the parameters' digest
   std::int64_t forward_samples = 0;    ///< training samples through chunk 0 (ps scale)
+  /// Traced runs: when the device sent it (the shard records the hand-off).
+  std::chrono::steady_clock::time_point sent_at{};
 };
 
 /// One piece of work on the device thread (an action, the optimizer, ...),
@@ -132,7 +146,16 @@ runtime::named_tensors collect_optimizer_state(compute_state& c);
 /// Throws runtime::input_error for state without a step count.
 void load_optimizer_state(compute_state& c, const runtime::named_tensors& in);
 
+/// (inbox_atom) -> local_inbox: a shard's compute state, asked at wiring by
+/// a neighbour shard in the same process so that its device can deliver
+/// straight into this shard's inbox. Never leaves the process.
+using inbox_atom = caf::atom_constant<caf::atom("inbox")>;
+struct local_inbox {
+  std::weak_ptr<compute_state> state;
+};
+
 } // namespace troupe::actors
 
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::local_inbox)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::task_done)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::task_failed)

@@ -1,10 +1,14 @@
 #include "actors/pipeline/shard_trace.hpp"
 
+#include <optional>
 #include <utility>
+
+#include "runtime/copy_meter.hpp"
 
 namespace troupe::actors {
 
 using steady_clock = std::chrono::steady_clock;
+using time_point = steady_clock::time_point;
 
 void shard_trace::input(const char* what, std::int64_t step, std::int32_t mb, std::int32_t chunk) {
   if (!enabled())
@@ -38,15 +42,35 @@ void shard_trace::step_end(const actors::step_msg& m) {
                               {{"step", m.step}, {"microbatches", m.microbatches}});
 }
 
+void handoff_stamp::done(runtime::trace_recorder& device_trace) const {
+  if (sent != time_point{})
+    device_trace.complete_until_now("device task", "handoff", sent, {{"step", step}});
+}
+
+handoff_stamp shard_trace::handoff_begins(const actors::step_msg& m) const {
+  if (!enabled())
+    return {};
+  return {steady_clock::now(), m.step};
+}
+
+void shard_trace::task_done(time_point sent_at, std::int64_t step) {
+  if (sent_at != time_point{})
+    recorder.complete_until_now("task done", "handoff", sent_at, {{"step", step}});
+}
+
 device_work traced_update(std::shared_ptr<compute_state> c, device_work work, const char* name,
                           const actors::step_msg& m) {
   if (!c->trace.enabled())
     return work;
   const char* category = m.training ? "compute" : "eval";
   return [c = std::move(c), work = std::move(work), name, category, step = m.step]() {
+    runtime::copy_meter copies;
+    std::optional<runtime::copy_meter_scope> metered{std::in_place, &copies};
     auto t0 = steady_clock::now();
     auto d = work();
-    c->trace.complete(name, category, t0, steady_clock::now(), {{"step", step}});
+    auto t1 = steady_clock::now();
+    metered.reset();
+    c->trace.complete(name, category, t0, t1, {{"step", step}, {"copy_ns", copies.ns}});
     return d;
   };
 }

@@ -17,6 +17,15 @@
 
 namespace troupe::actors {
 
+/// When a task was sent to the device thread (traced runs; else empty): the
+/// device records the hand-off, sent .. started, as the task starts.
+struct handoff_stamp {
+  std::chrono::steady_clock::time_point sent{};
+  std::int64_t step = 0;
+  /// On the device thread: the "device task" hand-off event (category "handoff").
+  void done(runtime::trace_recorder& device_trace) const;
+};
+
 struct shard_trace {
   using time_point = std::chrono::steady_clock::time_point;
 
@@ -39,8 +48,13 @@ struct shard_trace {
   /// Work is submitted: a wait, if the shard was waiting, ended when the
   /// last input arrived.
   void wait_end(std::int64_t step);
-  /// The step's report was sent: the step's span, from its step_msg on.
+  /// The step's report is about to be sent: the step's span, from its step_msg on.
   void step_end(const actors::step_msg& m);
+  /// A task for the device thread of step `m` is about to be sent.
+  handoff_stamp handoff_begins(const actors::step_msg& m) const;
+  /// A task_done the device sent at `sent_at` is handled: the "task done"
+  /// hand-off event (nothing when the device did not stamp it).
+  void task_done(time_point sent_at, std::int64_t step);
 };
 
 /// Wraps update work (no action: the optimizer, the gradient norm) so that

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -9,8 +10,10 @@
 
 #include <caf/send.hpp>
 
+#include "actors/pipeline/device_actor.hpp"
 #include "models/train/loss.hpp"
 #include "models/train/sequence_loss.hpp"
+#include "runtime/copy_meter.hpp"
 #include "runtime/net/transport/courier.hpp"
 
 namespace troupe::actors {
@@ -84,7 +87,70 @@ bool inputs_ready(const compute_state& c, std::int64_t step, const action& a) {
   return c.cfg.owns_loss(a.chunk) || c.in.grads.count(k) > 0;
 }
 
+std::shared_ptr<step_run> take_resumable(compute_state& c) {
+  auto r = c.in.parked_run.lock();
+  if (!r || !inputs_ready(c, r->step.step, c.in.waiting_for))
+    return nullptr;
+  c.in.parked_run.reset();
+  return r;
+}
+
+void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step_run> r,
+                   handoff_stamp sent) {
+  caf::actor device;
+  {
+    std::lock_guard lock{c->in.mutex};
+    device = c->in.device;
+  }
+  caf::anon_send(device, device_task{[c, r = std::move(r), sent]() {
+                   sent.done(c->trace);
+                   run_actions(c, r);
+                 }});
+}
+
 namespace {
+
+template <class T>
+void store_local(const std::shared_ptr<compute_state>& to,
+                 std::map<input_key, arrived<T>> inbox::*slot, const input_key& k, T value) {
+  std::shared_ptr<step_run> resume;
+  {
+    std::lock_guard lock{to->in.mutex};
+    const auto at = to->cfg.trace ? steady_clock::now() : steady_clock::time_point{};
+    (to->in.*slot).insert_or_assign(k, arrived<T>{std::move(value), at, true});
+    resume = take_resumable(*to);
+  }
+  if (resume) {
+    handoff_stamp sent;
+    if (to->cfg.trace)
+      sent = {steady_clock::now(), resume->step.step};
+    resume_device(to, std::move(resume), sent);
+  }
+}
+
+} // namespace
+
+void deliver_local(const std::shared_ptr<compute_state>& to, actors::activation_msg m) {
+  const input_key k{m.step, m.mb, m.chunk};
+  store_local(to, &inbox::activations, k, std::move(m));
+}
+
+void deliver_local(const std::shared_ptr<compute_state>& to, actors::gradient_msg m) {
+  store_local(to, &inbox::grads, input_key{m.step, m.mb, m.chunk}, std::move(m.data));
+}
+
+namespace {
+
+/// An output to a neighbour: into its inbox when it is in this process, else
+/// as a message through the courier (its shard stores it).
+template <class Msg>
+void send_on(compute_state& c, const std::weak_ptr<compute_state>& local, const caf::actor& dest,
+             Msg m) {
+  if (auto to = local.lock())
+    deliver_local(to, std::move(m));
+  else
+    runtime::transport::deliver(c.cfg.courier, dest, std::move(m));
+}
 
 /// What an action takes out of the inbox, and when the last of it arrived.
 struct action_inputs {
@@ -96,11 +162,21 @@ struct action_inputs {
 };
 
 /// Inbox lock held, inputs_ready(): moves action `a`'s inputs out.
+/// An input a neighbour's device stored directly: its arrival goes into this
+/// device's trace as the shard records the others (shard_trace::input).
+template <class T>
+void note_direct(compute_state& c, const arrived<T>& in, const char* what, const action& a,
+                 std::int64_t step) {
+  if (in.direct && c.trace.enabled())
+    c.trace.instant(what, "input", in.at, {{"step", step}, {"mb", a.mb}, {"chunk", a.chunk}});
+}
+
 action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) {
   const input_key k{step, a.mb, a.chunk};
   action_inputs r;
   if (a.what == action::kind::forward) {
     auto in = c.in.activations.extract(k);
+    note_direct(c, in.mapped(), "activation", a, step);
     r.activation = std::move(in.mapped().value);
     r.arrived = in.mapped().at;
     r.last = "activation";
@@ -114,6 +190,7 @@ action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) 
     }
   } else if (a.what == action::kind::backward && !c.cfg.owns_loss(a.chunk)) {
     auto g = c.in.grads.extract(k);
+    note_direct(c, g.mapped(), "gradient", a, step);
     r.grad = std::move(g.mapped().value);
     r.arrived = g.mapped().at;
     r.last = "gradient";
@@ -121,16 +198,19 @@ action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) 
   return r;
 }
 
-/// The shard holding stage `stage` of this pipeline: a neighbour, or in the
-/// V layout this shard itself (the last stage's chunk 0 feeds its chunk 1).
-const caf::actor& shard_of(const compute_state& c, const step_run& r, int stage) {
-  if (stage == c.cfg.stage)
-    return r.shard;
-  if (stage == c.cfg.stage + 1)
-    return r.next;
-  if (stage == c.cfg.stage - 1)
-    return r.prev;
-  return stage == 0 ? r.next : r.prev; // the ring's wrap (looped chunks)
+/// Sends an output to the shard holding stage `stage` of this pipeline: a
+/// neighbour (straight into its inbox when it is in this process), or in
+/// the V layout this shard itself (the last stage's chunk 0 feeds its own
+/// chunk 1), through its shard as any message.
+template <class Msg>
+void send_to(compute_state& c, const step_run& r, int stage, Msg m) {
+  if (stage == c.cfg.stage) {
+    runtime::transport::deliver(c.cfg.courier, r.shard, std::move(m));
+    return;
+  }
+  // stage + 1, or stage 0 from the last stage (the ring's wrap, looped chunks).
+  const bool next = stage == c.cfg.stage + 1 || (stage == 0 && stage != c.cfg.stage - 1);
+  send_on(c, next ? r.next_local : r.prev_local, next ? r.next : r.prev, std::move(m));
 }
 
 task_done run_forward(compute_state& c, step_run& r, const action& a, action_inputs& in) {
@@ -165,9 +245,9 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
     d.messages_sent = 1;
     d.bytes_sent = y.nbytes();
     const auto to = c.cfg.next_of(a.chunk);
-    runtime::transport::deliver(c.cfg.courier, shard_of(c, r, to.stage),
-                                actors::activation_msg{ctx.step, ctx.mb, ctx.sample_offset,
-                                                       ctx.training, std::move(y), to.chunk});
+    send_to(c, r, to.stage,
+            actors::activation_msg{ctx.step, ctx.mb, ctx.sample_offset, ctx.training, std::move(y),
+                                   to.chunk});
   }
   return d;
 }
@@ -218,8 +298,7 @@ task_done run_backward(compute_state& c, step_run& r, const action& a, bool fina
     d.messages_sent = 1;
     d.bytes_sent = dx.nbytes();
     const auto to = c.cfg.prev_of(a.chunk);
-    runtime::transport::deliver(c.cfg.courier, shard_of(c, r, to.stage),
-                                actors::gradient_msg{r.step.step, a.mb, std::move(dx), to.chunk});
+    send_to(c, r, to.stage, actors::gradient_msg{r.step.step, a.mb, std::move(dx), to.chunk});
   }
   return d;
 }
@@ -242,7 +321,7 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       if (!inputs_ready(c, r.step.step, a)) {
         if (!r.idle_since)
           r.idle_since = steady_clock::now();
-        c.in.parked = true;
+        c.in.parked_run = rp;
         c.in.waiting_for = a;
         return; // the shard resumes the run once a's inputs are here
       }
@@ -256,16 +335,22 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       const bool forward = a.what == action::kind::forward;
       const bool final =
           !forward && r.final_backward.at(static_cast<std::size_t>(a.chunk)) == index;
+      runtime::copy_meter copies;
+      std::optional<runtime::copy_meter_scope> metered;
+      if (c.trace.enabled())
+        metered.emplace(&copies);
       const auto t0 = steady_clock::now();
       auto d = forward                            ? run_forward(c, r, a, in)
                : a.what == action::kind::backward ? run_backward(c, r, a, final, std::move(in.grad))
                                                   : run_weight(c, r, a, final);
       const auto t1 = steady_clock::now();
-      c.trace.complete(forward                            ? "forward"
-                       : a.what == action::kind::backward ? "backward"
-                                                          : "weight",
-                       r.step.training ? "compute" : "eval", t0, t1,
-                       {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}});
+      metered.reset();
+      c.trace.complete(
+          forward                            ? "forward"
+          : a.what == action::kind::backward ? "backward"
+                                             : "weight",
+          r.step.training ? "compute" : "eval", t0, t1,
+          {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}, {"copy_ns", copies.ns}});
       add_up(r.total, d, std::chrono::duration<double>(t1 - t0).count(), c.saved_bytes());
     }
     for (auto& work : r.tail) {
@@ -274,6 +359,8 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       add_up(r.total, d, seconds_since(t0), c.saved_bytes());
     }
     r.tail.clear();
+    if (c.trace.enabled())
+      r.total.sent_at = steady_clock::now();
     caf::anon_send(r.shard, r.total);
   } catch (const std::exception& e) {
     caf::anon_send(r.shard, task_failed{e.what()});
@@ -287,6 +374,8 @@ void run_chain(compute_state& c, std::vector<device_work>& chain, const caf::act
     for (auto& work : chain)
       add_up(total, work(), 0.0, c.saved_bytes());
     total.seconds = seconds_since(t0);
+    if (c.trace.enabled())
+      total.sent_at = steady_clock::now();
     caf::anon_send(shard, std::move(total));
   } catch (const std::exception& e) {
     caf::anon_send(shard, task_failed{e.what()});

@@ -15,6 +15,7 @@
 #include <caf/actor.hpp>
 
 #include "actors/pipeline/shard_compute.hpp"
+#include "actors/pipeline/shard_trace.hpp"
 #include "actors/plan/schedule.hpp"
 #include "actors/protocol/messages.hpp"
 
@@ -33,6 +34,10 @@ struct step_run {
   std::vector<std::int64_t> final_backward;
   std::vector<device_work> tail; ///< after the last action: optimizer, or bucket flush / norm
   caf::actor shard, prev, next;
+  /// The neighbours' compute state when they live in this process: outputs
+  /// go straight into their inbox (deliver_local), one thread hand-off
+  /// instead of two. Weak: a neighbour torn down is simply not delivered to.
+  std::weak_ptr<compute_state> prev_local, next_local;
   float grad_scale = 1; ///< the loss gradient's 1 / predictions of the global batch
   std::size_t pc = 0;   ///< the next action
   std::int32_t in_flight = 0;
@@ -48,6 +53,23 @@ std::shared_ptr<step_run> make_step_run(const compute_state& c, const actors::st
 
 /// Inbox lock held: whether action `a` of `step` can run.
 bool inputs_ready(const compute_state& c, std::int64_t step, const action& a);
+
+/// Inbox lock held, after storing an input: the parked run, taken out of the
+/// inbox, when that input completed what it waits for; else null. The caller
+/// resumes it (resume_device) after releasing the lock.
+std::shared_ptr<step_run> take_resumable(compute_state& c);
+
+/// Hands a parked run back to its device thread (one device_task).
+/// `sent` stamps the hand-off for the trace (empty when not tracing).
+void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step_run> r,
+                   handoff_stamp sent);
+
+/// A shard's output stored straight into the inbox of a neighbour in the same
+/// process, from the sending device thread, and that neighbour's device
+/// resumed if the input completes its wait. What the neighbour's shard would
+/// do with the message, without the hop through it (a futex wake-up).
+void deliver_local(const std::shared_ptr<compute_state>& to, actors::activation_msg m);
+void deliver_local(const std::shared_ptr<compute_state>& to, actors::gradient_msg m);
 
 /// The device thread's walk through a step: runs every action whose inputs
 /// are here, in schedule order, each sending its output the moment it is

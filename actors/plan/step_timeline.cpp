@@ -48,6 +48,29 @@ void add_to_chunk(std::vector<double>& by_chunk, std::int64_t chunk, double seco
   by_chunk[c] += seconds;
 }
 
+/// A compute event of a stage track: forward / backward (per chunk), the
+/// optimizer or the gradient norm, and the copies inside it.
+void add_compute(step_timeline::stage& s, const nlohmann::json& e, const std::string& name,
+                 double ts, double dur) {
+  const auto copy_ns = int_arg(e, "copy_ns", -1);
+  const double copies = copy_ns > 0 ? 1e-9 * static_cast<double>(copy_ns) : 0.0;
+  if (copy_ns >= 0)
+    s.copies_measured = true;
+  if (name == "forward" || name == "backward" || name == "weight") {
+    const bool f = name == "forward", b = name == "backward";
+    (f ? s.forward : b ? s.backward : s.weight) += dur;
+    add_to_chunk(f   ? s.forward_by_chunk
+                 : b ? s.backward_by_chunk
+                     : s.weight_by_chunk,
+                 int_arg(e, "chunk", 0), dur);
+    s.compute_copies += copies;
+    s.last_compute_end = std::max(s.last_compute_end, ts + dur);
+  } else if (name == "optimizer" || name == "grad norm") {
+    (name == "optimizer" ? s.optimizer : s.grad_norm) += dur;
+    s.optimizer_copies += copies;
+  }
+}
+
 } // namespace
 
 double step_timeline::begin() const {
@@ -92,7 +115,7 @@ std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
       std::vector<step_timeline::stage> stages;
       std::vector<char> has_span;
       int microbatches = 0;
-      double trainer_seconds = 0;
+      double trainer_seconds = 0, trainer_begin = 0, trainer_wait = 0;
     };
     std::map<std::int64_t, partial> steps;
     auto step_of = [&](std::int64_t id) -> partial& {
@@ -118,8 +141,12 @@ std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
       const double dur = e.at("dur").get<double>() * 1e-6;
       auto& p = step_of(step);
       if (role->second == trainer_track) {
-        if (name == "step" && cat == "step")
+        if (name == "step" && cat == "step") {
           p.trainer_seconds = dur;
+          p.trainer_begin = ts;
+        } else if (name == "wait batch" && cat == "wait") {
+          p.trainer_wait = dur;
+        }
         continue;
       }
       auto k = static_cast<std::size_t>(role->second);
@@ -129,19 +156,14 @@ std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
         s.end = ts + dur;
         p.has_span[k] = 1;
         p.microbatches = static_cast<int>(int_arg(e, "microbatches", 0));
-      } else if (cat == "compute" && name == "forward") {
-        s.forward += dur;
-        add_to_chunk(s.forward_by_chunk, int_arg(e, "chunk", 0), dur);
-      } else if (cat == "compute" && name == "backward") {
-        s.backward += dur;
-        add_to_chunk(s.backward_by_chunk, int_arg(e, "chunk", 0), dur);
-      } else if (cat == "compute" && name == "weight") {
-        s.weight += dur;
-        add_to_chunk(s.weight_by_chunk, int_arg(e, "chunk", 0), dur);
-      } else if (cat == "compute" && name == "optimizer") {
-        s.optimizer += dur;
+      } else if (cat == "compute") {
+        add_compute(s, e, name, ts, dur);
       } else if (cat == "wait" && name == "wait") {
         s.wait += dur;
+      } else if (cat == "handoff") {
+        s.handoffs += dur;
+      } else if (cat == "comm" && name == "allreduce") {
+        s.allreduce_end = std::max(s.allreduce_end, ts + dur);
       }
     }
     std::vector<step_timeline> r;
@@ -152,6 +174,8 @@ std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
       t.step = id;
       t.microbatches = p.microbatches;
       t.trainer_seconds = p.trainer_seconds;
+      t.trainer_begin = p.trainer_begin;
+      t.trainer_wait = p.trainer_wait;
       t.stages = std::move(p.stages);
       r.push_back(std::move(t));
     }

@@ -16,12 +16,22 @@ struct step_timeline {
   /// One stage's part of the step (its track's events with this step's id).
   struct stage {
     int index = 0;
-    double begin = 0, end = 0; ///< its `step` span: step_msg arrival .. report sent
+    double begin = 0, end = 0; ///< its `step` span: step_msg handled .. report sent
     double forward = 0, backward = 0, optimizer = 0; ///< summed compute events
     double weight = 0; ///< summed `weight` events (split backwards: zb1, zbv)
     double wait = 0;   ///< summed `wait` events (nothing to run, input missing)
     /// Summed forward / backward / weight events per chunk (virtual stage on this device).
     std::vector<double> forward_by_chunk, backward_by_chunk, weight_by_chunk;
+    double grad_norm = 0; ///< summed `grad norm` events (clipping), not in busy()
+    /// Tensor copies inside the compute events (their copy_ns): in forward and
+    /// backward, and in the optimizer and grad norm. copies_measured: some
+    /// compute event carried copy_ns (older traces do not).
+    double compute_copies = 0, optimizer_copies = 0;
+    bool copies_measured = false;
+    double handoffs = 0; ///< summed `handoff` events: shard <-> device thread messages
+    /// The end of its last forward, backward or weight event, and of its last
+    /// all-reduce (data parallelism; 0 when it ran none).
+    double last_compute_end = 0, allreduce_end = 0;
 
     double span() const { return end - begin; }
     double busy() const { return forward + backward + weight + optimizer; }
@@ -33,6 +43,8 @@ struct step_timeline {
   std::int64_t step = 0;
   int microbatches = 0;
   double trainer_seconds = 0; ///< the trainer's step (batch request .. last report); 0: none
+  double trainer_begin = 0;   ///< when the trainer's step began (with trainer_seconds)
+  double trainer_wait = 0;    ///< its `wait batch`: the data loaders' batch, before step_msgs
   std::vector<stage> stages;  ///< by stage index
 
   /// The step's time T: from the first stage's step_msg to the last stage's report.

@@ -10,13 +10,14 @@ failures=0
 passed=0
 
 # expect STATUS PATTERN -- ARGS...: runs troupe, checks the exit status and
-# that stderr+stdout match PATTERN (grep -E).
+# that stderr+stdout match PATTERN (grep -E); the output stays in $last_out.
 expect() {
   local want=$1 pattern=$2
   shift 3
   local out status
   out=$(timeout 120 "$troupe" "$@" 2>&1)
   status=$?
+  last_out=$out
   if [[ $status -ne $want ]] || ! grep -qE -- "$pattern" <<<"$out"; then
     echo "FAIL: troupe $* -> status $status (want $want), output:"
     echo "$out" | tail -5 | sed 's/^/    /'
@@ -142,6 +143,29 @@ for key in troupe_steps_per_second libtorch_steps_per_second '"ratio"'; do
     failures=$((failures + 1))
   fi
 done
+# Its "where the time goes" line: printed, parts (ms, 3 decimals) summing to
+# the step it names within rounding, the JSON's too; the GEMM-bound limit.
+printf '%s\n' "$last_out" >"$tmp/bench.out"
+if ! python3 - "$root/tests/cli/where_time_goes.py" "$tmp/bench.json" "$tmp/bench.out" <<'EOF_PY'
+import json, runpy, sys
+check = runpy.run_path(sys.argv[1])
+lines = check["lines_of"](open(sys.argv[3]).read(), "where the time goes (ms/step")
+assert len(lines) == 1, lines
+check["parts_sum_to_step"](lines[0], "a traced run after the repeats, step ")
+doc = json.load(open(sys.argv[2]))
+check["json_sums_to_step"](doc["where_the_time_goes"])
+g = doc["gemm_bound"]
+assert g["gemm_flops_per_step"] == 408813568, g
+assert g["min_step_ms"] > 0 and g["percent_of_limit"] > 0, g
+EOF_PY
+then
+  echo "FAIL: bench train's where-the-time-goes line or GEMM-bound limit missing or not adding up"
+  failures=$((failures + 1))
+fi
+if ! grep -qE "GEMM-bound limit \(1 BLAS thread\(s\)\): 0\.4088 GFLOP/step" <<<"$last_out"; then
+  echo "FAIL: bench train printed no GEMM-bound limit"
+  failures=$((failures + 1))
+fi
 
 # troupe certs: a CA, a node certificate and its check; a missing CA, a bad
 # name and existing files are refused with exit 2 and a message naming them.
@@ -195,6 +219,24 @@ expect 2 "--microbatches" -- bench pipeline --microbatches 0
 pipeline=(bench pipeline --model mlp --stages 2 --microbatches 4 --steps 3 --warmup 1)
 expect 0 "interleaved V=2 +stage 1 x2" -- "${pipeline[@]}" --schedule all --slow-stage 1 \
   --json "$tmp/pipeline.json"
+# A "where the time goes" line per stage and row (6 rows x 2 stages), each
+# adding up to the trainer step it names, in the JSON too.
+printf '%s\n' "$last_out" >"$tmp/pipeline.out"
+if ! python3 - "$root/tests/cli/where_time_goes.py" "$tmp/pipeline.json" "$tmp/pipeline.out" <<'EOF_PY'
+import json, runpy, sys
+check = runpy.run_path(sys.argv[1])
+lines = check["lines_of"](open(sys.argv[3]).read(), "where the time goes, stage ")
+assert len(lines) == 12, lines
+for line in lines:
+    check["parts_sum_to_step"](line, "% of the ")
+for r in json.load(open(sys.argv[2]))["rows"]:
+    for s in r["stages"]:
+        check["json_sums_to_step"](s["where_the_time_goes"])
+EOF_PY
+then
+  echo "FAIL: bench pipeline's where-the-time-goes lines missing or not adding up"
+  failures=$((failures + 1))
+fi
 expect 0 "1f1b" -- "${pipeline[@]}" --schedule 1f1b --processes --json "$tmp/pipeline-procs.json"
 if ! python3 - "$tmp/pipeline.json" 10 "$tmp/pipeline-procs.json" 1 <<'EOF_PY'
 import json, math, sys

@@ -48,6 +48,7 @@
 #include "actors/plan/schedule.hpp"
 #include "actors/plan/schedule_simulation.hpp"
 #include "actors/plan/step_timeline.hpp"
+#include "actors/plan/time_breakdown.hpp"
 #include "actors/plan/train_options.hpp"
 #include "actors/protocol/system_config.hpp"
 #include "apps/troupe/bench/bench_job.hpp"
@@ -148,6 +149,7 @@ struct stage_figures {
   double overhead_us_per_microbatch = 0;
   std::uint64_t peak_activation_bytes = 0;
   int peak_in_flight = 0;
+  actors::time_breakdown breakdown; ///< where the trainer's step went, from this stage's view
   double busy_ms() const { return forward_ms + backward_ms + weight_ms + optimizer_ms; }
 };
 
@@ -178,7 +180,8 @@ struct row {
                     {"step_span_ms", s.span_ms},
                     {"overhead_us_per_microbatch", s.overhead_us_per_microbatch},
                     {"peak_activation_bytes", s.peak_activation_bytes},
-                    {"peak_in_flight", s.peak_in_flight}});
+                    {"peak_in_flight", s.peak_in_flight},
+                    {"where_the_time_goes", actors::to_json(s.breakdown)}});
     }
     return {{"schedule", std::string{actors::to_string(spec.schedule)}},
             {"virtual_stages", spec.virtual_stages},
@@ -244,6 +247,7 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
   double t_sum = 0, trainer_sum = 0;
   std::vector<std::vector<double>> fwd(p, std::vector<double>(v, 0.0)), bwd = fwd, wgt = fwd;
   std::vector<double> tail(p, 0.0);
+  std::vector<std::vector<actors::time_breakdown>> parts(p);
   for (const auto& t : timed) {
     bubbles.push_back(t.bubble());
     t_sum += t.seconds();
@@ -259,6 +263,7 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
       o.span_ms += 1e3 * s.span() / n;
       o.overhead_us_per_microbatch += 1e6 * s.overhead() / (n * m);
       tail[k] += s.optimizer / n;
+      parts[k].push_back(actors::stage_breakdown(t, k));
       for (std::size_t c = 0; c < v && c < s.forward_by_chunk.size(); ++c)
         fwd[k][c] += s.forward_by_chunk[c] / (n * m);
       for (std::size_t c = 0; c < v && c < s.backward_by_chunk.size(); ++c)
@@ -267,6 +272,8 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
         wgt[k][c] += s.weight_by_chunk[c] / (n * m);
     }
   }
+  for (std::size_t k = 0; k < p; ++k)
+    w.stages[k].breakdown = actors::mean_breakdown(parts[k]);
   std::sort(bubbles.begin(), bubbles.end());
   const auto mid = bubbles.size() / 2;
   w.bubble = bubbles.size() % 2 ? bubbles[mid] : 0.5 * (bubbles[mid - 1] + bubbles[mid]);
@@ -336,6 +343,11 @@ void print_row(const row& w) {
   std::printf("%-16s %-11s %-17s %10.1f %8.2f  %-20s %6.1f%% %6.1f%%  %-20s %s\n",
               w.spec.name().c_str(), w.spec.slowed().c_str(), fbw, w.samples_per_second, w.step_ms,
               bubble, 100 * w.bubble_theory, 100 * w.bubble_simulated, mib.c_str(), over.c_str());
+  for (std::size_t k = 0; k < w.stages.size(); ++k) {
+    const auto& b = w.stages[k].breakdown;
+    std::printf("  where the time goes, stage %zu (ms/step, %% of the %.3f ms trainer step): %s\n",
+                k, 1e3 * b.step, actors::to_text(b).c_str());
+  }
   std::fflush(stdout);
 }
 

@@ -24,11 +24,11 @@
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/protocol/system_config.hpp"
 #include "apps/troupe/bench/bench_train_job.hpp"
 #include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
-#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps {
 
@@ -218,6 +218,42 @@ std::optional<double> print_summary(const train_figures& x, bool peer,
   return ratio;
 }
 
+/// The traced run's breakdown, and the step against its GEMM-bound limit.
+void print_where_and_limit(const traced_run& traced, const gemm_limit& g, double step_ms) {
+  std::printf("where the time goes (ms/step, %% of the step; a traced run after the repeats, step "
+              "%.3f ms, untraced median %.3f ms): %s\n",
+              1e3 * traced.breakdown.step, step_ms, actors::to_text(traced.breakdown).c_str());
+  if (g.pass_seconds <= 0) {
+    std::printf(
+        "GEMM-bound limit: n/a (the model's GEMMs are not counted: %zu uncounted layer(s))\n",
+        g.gemms.uncounted.size());
+    return;
+  }
+  const double min_ms = 1e3 * g.pass_seconds;
+  std::printf("GEMM-bound limit (%d BLAS thread(s)): %.4f GFLOP/step in %zu sgemm calls (forward, "
+              "weight and input gradients), BLAS %.1f GFLOP/s on those shapes -> minimum step "
+              "%.3f ms; troupe's step %.3f ms = %.1f%% of the limit (target >= 85%%)%s\n",
+              g.threads, 1e-9 * g.gemms.flops(), g.gemms.calls.size(), g.gflops(), min_ms, step_ms,
+              100.0 * min_ms / std::max(1e-12, step_ms),
+              g.gemms.uncounted.empty() ? "" : "; partial: conv/attention GEMMs not counted");
+}
+
+nlohmann::json limit_json(const gemm_limit& g, double step_ms) {
+  nlohmann::json uncounted = g.gemms.uncounted;
+  const bool measured = g.pass_seconds > 0;
+  const double min_ms = 1e3 * g.pass_seconds;
+  return {{"gemm_flops_per_step", g.gemms.flops()},
+          {"gemm_calls_per_step", g.gemms.calls.size()},
+          {"uncounted_layers", uncounted},
+          {"threads", g.threads},
+          {"blas_gflops_on_step_shapes", measured ? nlohmann::json(g.gflops()) : nlohmann::json()},
+          {"min_step_ms", measured ? nlohmann::json(min_ms) : nlohmann::json()},
+          {"troupe_step_ms", step_ms},
+          {"percent_of_limit",
+           measured ? nlohmann::json(100.0 * min_ms / std::max(1e-12, step_ms)) : nlohmann::json()},
+          {"target_percent", 85}};
+}
+
 void print_machine(const bench_flags& f, double gflops, const std::string& our_blas,
                    const nlohmann::json& peer_last) {
   std::printf("GEMM on a device actor (%d BLAS thread(s), 256x1024x1024): %.1f GFLOP/s\n",
@@ -240,6 +276,8 @@ struct train_report {
   std::optional<double> ratio;
   double gflops = 0;
   std::string our_blas;
+  const traced_run& traced;
+  const gemm_limit& limit;
 };
 
 nlohmann::json report_json(const bench_flags& f, const train_report& r) {
@@ -287,6 +325,9 @@ nlohmann::json report_json(const bench_flags& f, const train_report& r) {
       {"peer_note", r.peer_note},
       {"env", blas_env_json()},
       {"load_average", load_average()},
+      {"where_the_time_goes", actors::to_json(r.traced.breakdown)},
+      {"where_the_time_goes_traced_step_ms", r.traced.run.step_ms},
+      {"gemm_bound", limit_json(r.limit, s.step_ms.median)},
   });
   return j;
 }
@@ -323,10 +364,14 @@ int bench_train(bench_flags f) {
   std::fflush(stdout);
   auto x = run_repeats(sys, f, peer, init);
   auto ratio = print_summary(x, peer.has_value(), peer_note);
+  const auto traced = run_traced(sys, f, tmp.path() / "trace.json");
+  const auto limit = measure_gemm_limit(sys, f);
+  print_where_and_limit(traced, limit, step_split{x.ours}.step_ms.median);
   auto our_blas = troupe_blas(f.threads);
   print_machine(f, gflops, our_blas, x.peer_last);
   if (!f.json.empty())
-    write_json_file(f.json, report_json(f, {x, peer, peer_note, ratio, gflops, our_blas}));
+    write_json_file(f.json,
+                    report_json(f, {x, peer, peer_note, ratio, gflops, our_blas, traced, limit}));
   return exit_ok;
 }
 

@@ -11,6 +11,9 @@
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/plan/time_breakdown.hpp"
+#include "models/step_gemms.hpp"
+
 namespace troupe::apps::train_bench {
 
 /// The PyTorch DDP peer (bench/peers/ddp_mlp.py), copied next to this
@@ -58,8 +61,31 @@ struct troupe_run {
   double compute_ms = 0; ///< device compute per step, as the stage reports
 };
 
-/// One `troupe train` job of the bench: `dp` replicas sharing `threads` in all.
-troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int threads);
+/// One `troupe train` job of the bench: `dp` replicas sharing `threads` in all;
+/// with `trace_file`, traced into it (`troupe train --trace`).
+troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int threads,
+                      const std::string& trace_file = {});
+
+/// One traced single-replica run after the timed repeats: where its timed
+/// steps' time went (actors::stage_breakdown of the one stage, the mean over
+/// the timed steps), against its own measured step.
+struct traced_run {
+  troupe_run run;
+  actors::time_breakdown breakdown;
+};
+traced_run run_traced(caf::actor_system& sys, const bench_flags& f,
+                      const std::filesystem::path& trace_file);
+
+/// The GEMM-bound limit of a step: its GEMMs (models::training_gemms of the
+/// bench's model and batch) timed through troupe's kernels on a device actor
+/// with the bench's thread count.
+struct gemm_limit {
+  models::step_gemms gemms;
+  double pass_seconds = 0; ///< the step's GEMMs' summed median times: the minimum step
+  int threads = 1;
+  double gflops() const { return pass_seconds > 0 ? 1e-9 * gemms.flops() / pass_seconds : 0.0; }
+};
+gemm_limit measure_gemm_limit(caf::actor_system& sys, const bench_flags& f);
 
 /// The flags both reports carry: model, batch, optimizer, lr, seed, steps,
 /// warmup, repeats.
