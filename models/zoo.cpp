@@ -31,7 +31,7 @@ model_spec transformer_lm() {
 } // namespace
 
 std::vector<std::string> zoo_names() {
-  return {"mlp", "cnn", "transformer"};
+  return {"mlp", "cnn", "transformer", "mlp_even"};
 }
 
 model_spec zoo_model(std::string_view name) {
@@ -56,6 +56,15 @@ model_spec zoo_model(std::string_view name) {
         .build();
   if (name == "transformer")
     return transformer_lm();
+  if (name == "mlp_even") {
+    // Equal-cost layers, so that stages cut at block boundaries are
+    // balanced and pipeline bubbles can be compared with theory.
+    model_builder b("mlp_even");
+    b.input({784});
+    for (int i = 0; i < 8; ++i)
+      b.dense(784, 784).relu();
+    return b.dense(784, 10).build();
+  }
   std::string known;
   for (const auto& n : zoo_names())
     known += (known.empty() ? "" : ", ") + n;

@@ -15,6 +15,8 @@ namespace troupe::models {
 ///   "transformer": input [64] i32 byte ids of data/sherlock.txt: a decoder-only
 ///          character language model (embedding, positions, 2 pre-LN blocks of
 ///          causal self-attention + GELU MLP, LayerNorm, dense 64->89), logits [64, 89]
+///   "mlp_even": input [784] f32: 8 x (dense 784->784, relu), dense 784->10: blocks of
+///          equal cost, for balanced pipeline stages (bubbles against theory)
 /// Unknown names throw std::invalid_argument listing the known ones.
 model_spec zoo_model(std::string_view name);
 std::vector<std::string> zoo_names();

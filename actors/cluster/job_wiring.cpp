@@ -91,9 +91,11 @@ void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<v
   const auto tp = static_cast<std::size_t>(grid.tp);
   const auto& shards = spawned.shards;
   wiring w{self, self->state.job.wire(), std::make_shared<std::size_t>(1), std::move(wired)};
-  // With virtual stages the pipeline wraps round: the last stage's chunk v
-  // feeds stage 0's chunk v + 1, so the ends are each other's neighbours.
-  const bool ring = topology.virtual_stages > 1;
+  // With looped virtual stages the pipeline wraps round: the last stage's
+  // chunk v feeds stage 0's chunk v + 1, so the ends are each other's
+  // neighbours. In the V layout (zbv) the last stage feeds itself instead.
+  const bool ring = topology.virtual_stages > 1 &&
+                    actors::layout_of(topology.schedule) == actors::chunk_layout::looped;
   // Rank t of stage k talks to rank t of stages k - 1 and k + 1 (tensor-
   // parallel ranks hold identical activations at stage boundaries).
   for (std::size_t j = 0; j < shards.size(); ++j) {

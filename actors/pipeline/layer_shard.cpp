@@ -518,12 +518,15 @@ nlohmann::json doing(shard_state& s) {
     j["action"] =
         std::string{fwd ? "forward" : "backward"} + " of micro-batch " + std::to_string(parked->mb);
     j["waits_for"] =
-        fwd ? (s.cfg.stage == 0 && parked->chunk == 0
+        fwd ? (s.cfg.takes_input(parked->chunk)
                    ? "its input of micro-batch " + std::to_string(parked->mb) + " from the trainer"
                    : "the activation of micro-batch " + std::to_string(parked->mb) +
-                         " from stage " + std::to_string(s.cfg.stage - 1))
+                         " from stage " + std::to_string(s.cfg.prev_of(parked->chunk).stage))
             : "the gradient of micro-batch " + std::to_string(parked->mb) + " from stage " +
-                  std::to_string(s.cfg.stage + 1) + " (or its labels)";
+                  std::to_string(s.cfg.owns_loss(parked->chunk)
+                                     ? s.cfg.stage
+                                     : s.cfg.next_of(parked->chunk).stage) +
+                  " (or its labels)";
   } else if (s.busy) {
     j["action"] = "computing on its device";
   } else if (s.cfg.all_reduces() && !s.allreduce.complete()) {
@@ -671,7 +674,7 @@ caf::message_handler step_handlers(shard_actor* self) {
       },
       [self](actors::labels_msg& m) {
         self->state.trace.input("labels", m.step, m.mb);
-        const input_key k{m.step, m.mb, self->state.cfg.virtual_stages() - 1};
+        const input_key k{m.step, m.mb, self->state.cfg.loss_chunk()};
         store_input(self, &inbox::labels, k, std::move(m.labels));
       },
       [self](task_done& d) { on_task_done(self, d); },

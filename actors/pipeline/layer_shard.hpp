@@ -26,8 +26,9 @@ namespace troupe::actors {
 ///   activation_msg  input of a micro-batch for a chunk (from prev, or the
 ///                   trainer for chunk 0 of stage 0)
 ///   gradient_msg    gradient of a micro-batch's output for a chunk (from next)
-///   labels_msg      labels of a micro-batch (last stage only; its last chunk
-///                   owns the loss): class ids [mb], or next-token targets
+///   labels_msg      labels of a micro-batch (to the shard whose chunk owns
+///                   the loss: the last stage's last chunk, stage 0's chunk 1
+///                   with zbv): class ids [mb], or next-token targets
 ///                   [mb, T] for a language model (models::is_sequence_model),
 ///                   whose loss is the per-token sequence cross-entropy
 ///   (clip_atom, step, total sum of squares)   with cfg.clip_norm > 0: the

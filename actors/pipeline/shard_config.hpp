@@ -29,8 +29,9 @@ struct shard_config {
   int stage = 0; ///< position in the pipeline (its device's rank)
   int stages = 1;
   models::model_spec model; ///< the whole model; the shard builds its chunks
-  /// The layer ranges it holds: one, or with virtual stages (interleaved
-  /// schedule) one per chunk, chunk v being global virtual stage v * stages + stage.
+  /// The layer ranges it holds: one, or with virtual stages (interleaved and
+  /// zbv schedules) one per chunk, chunk v being global virtual stage
+  /// virtual_stage_of(v).
   std::vector<models::layer_range> chunks;
   nlohmann::json optimizer; ///< models::make_optimizer config
   std::uint64_t seed = 0;
@@ -92,15 +93,29 @@ struct shard_config {
   /// Gradients are all-reduced between replicas (not parameter servers).
   bool all_reduces() const { return replicas > 1 && ps_layout.pieces.empty(); }
   bool uses_ps() const { return !ps_layout.pieces.empty(); }
+  /// Chunk v's global virtual stage: the schedule's chunk layout
+  /// (actors/plan/schedule.hpp) decides, here and nowhere else in a shard.
+  int virtual_stage_of(int v) const { return virtual_stage(layout_of(schedule), stages, stage, v); }
   /// Chunk v takes the trainer's inputs (global virtual stage 0).
-  bool takes_input(int v) const { return stage == 0 && v == 0; }
+  bool takes_input(int v) const { return virtual_stage_of(v) == 0; }
   /// Chunk v computes the loss (the last global virtual stage) and gets the labels.
-  bool owns_loss(int v) const { return stage + 1 == stages && v + 1 == virtual_stages(); }
-  /// The chunk, on the next stage's shard, that chunk v's activations go to:
-  /// the last stage feeds chunk v + 1 of stage 0.
-  int next_chunk(int v) const { return stage + 1 == stages ? v + 1 : v; }
-  /// The chunk, on the previous stage's shard, that chunk v's gradients go to.
-  int prev_chunk(int v) const { return stage == 0 ? v - 1 : v; }
+  bool owns_loss(int v) const { return virtual_stage_of(v) + 1 == stages * virtual_stages(); }
+  /// The chunk that does: the last one, on stage 0 in the V layout.
+  int loss_chunk() const {
+    return layout_of(schedule) == chunk_layout::v_shape ? 1 : virtual_stages() - 1;
+  }
+  /// Where chunk v's activations go: the next virtual stage (with looped
+  /// chunks the last stage feeds chunk v + 1 of stage 0; in the V the last
+  /// stage feeds its own chunk 1, and chunk 1 feeds the previous stage).
+  stage_position next_of(int v) const {
+    return position_of(layout_of(schedule), stages, virtual_stage_of(v) + 1);
+  }
+  /// Where chunk v's input gradients go: the previous virtual stage.
+  stage_position prev_of(int v) const {
+    return position_of(layout_of(schedule), stages, virtual_stage_of(v) - 1);
+  }
+  int next_chunk(int v) const { return next_of(v).chunk; }
+  int prev_chunk(int v) const { return prev_of(v).chunk; }
 };
 
 /// The JSON form a supervisor sends to a node agent (everything but the courier).

@@ -61,8 +61,10 @@ std::shared_ptr<step_run> make_step_run(const compute_state& c, const actors::st
   auto r = std::make_shared<step_run>();
   r->step = m;
   r->final_backward.assign(c.chunks.size(), -1);
+  const auto completes =
+      splits_backward(c.cfg.schedule) ? action::kind::weight : action::kind::backward;
   for (std::size_t i = 0; i < actions.size(); ++i)
-    if (actions[i].what == action::kind::backward)
+    if (actions[i].what == completes)
       r->final_backward[static_cast<std::size_t>(actions[i].chunk)] = static_cast<std::int64_t>(i);
   r->actions = std::move(actions);
   r->shard = std::move(shard);
@@ -80,6 +82,8 @@ bool inputs_ready(const compute_state& c, std::int64_t step, const action& a) {
   const input_key k{step, a.mb, a.chunk};
   if (a.what == action::kind::forward)
     return c.in.activations.count(k) > 0 && (!c.cfg.owns_loss(a.chunk) || c.in.labels.count(k) > 0);
+  if (a.what == action::kind::weight)
+    return true; // its backward ran earlier on this device
   return c.cfg.owns_loss(a.chunk) || c.in.grads.count(k) > 0;
 }
 
@@ -184,7 +188,7 @@ action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) 
         r.last = "labels";
       }
     }
-  } else if (!c.cfg.owns_loss(a.chunk)) {
+  } else if (a.what == action::kind::backward && !c.cfg.owns_loss(a.chunk)) {
     auto g = c.in.grads.extract(k);
     note_direct(c, g.mapped(), "gradient", a, step);
     r.grad = std::move(g.mapped().value);
@@ -192,6 +196,21 @@ action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) 
     r.last = "gradient";
   }
   return r;
+}
+
+/// Sends an output to the shard holding stage `stage` of this pipeline: a
+/// neighbour (straight into its inbox when it is in this process), or in
+/// the V layout this shard itself (the last stage's chunk 0 feeds its own
+/// chunk 1), through its shard as any message.
+template <class Msg>
+void send_to(compute_state& c, const step_run& r, int stage, Msg m) {
+  if (stage == c.cfg.stage) {
+    runtime::transport::deliver(c.cfg.courier, r.shard, std::move(m));
+    return;
+  }
+  // stage + 1, or stage 0 from the last stage (the ring's wrap, looped chunks).
+  const bool next = stage == c.cfg.stage + 1 || (stage == 0 && stage != c.cfg.stage - 1);
+  send_on(c, next ? r.next_local : r.prev_local, next ? r.next : r.prev, std::move(m));
 }
 
 task_done run_forward(compute_state& c, step_run& r, const action& a, action_inputs& in) {
@@ -225,24 +244,42 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
   } else {
     d.messages_sent = 1;
     d.bytes_sent = y.nbytes();
-    send_on(c, r.next_local, r.next,
+    const auto to = c.cfg.next_of(a.chunk);
+    send_to(c, r, to.stage,
             actors::activation_msg{ctx.step, ctx.mb, ctx.sample_offset, ctx.training, std::move(y),
-                                   c.cfg.next_chunk(a.chunk)});
+                                   to.chunk});
   }
   return d;
 }
 
-task_done run_backward(compute_state& c, step_run& r, const action& a, bool final, tensor dy) {
-  --r.in_flight;
+/// The step's last backward (or weight action) through a chunk completes its
+/// gradients layer by layer: with data parallelism each finished bucket
+/// starts its all-reduce at once.
+std::function<void(std::size_t)> completing(compute_state& c, step_run& r, const action& a,
+                                            bool final) {
+  if (!final || !c.cfg.all_reduces())
+    return {};
   const auto chunk = static_cast<std::size_t>(a.chunk);
-  // The step's last backward through a chunk completes its gradients layer
-  // by layer: with data parallelism each finished bucket starts its
-  // all-reduce at once.
-  std::function<void(std::size_t)> after_layer;
-  if (final && c.cfg.all_reduces())
-    after_layer = [&c, &r, chunk](std::size_t layer) {
-      c.buckets.launch(r.shard, r.step.step, chunk, layer, c.trace);
-    };
+  return [&c, &r, chunk](std::size_t layer) {
+    c.buckets.launch(r.shard, r.step.step, chunk, layer, c.trace);
+  };
+}
+
+/// A split schedule's weight action: the parameter gradients of the
+/// micro-batch whose backward (input gradients) ran earlier.
+task_done run_weight(compute_state& c, step_run& r, const action& a, bool final) {
+  --r.in_flight;
+  const auto t0 = steady_clock::now();
+  c.chunks[static_cast<std::size_t>(a.chunk)].backward_weight(a.mb, completing(c, r, a, final));
+  slow_down(c.cfg.slow_factor, t0);
+  return {};
+}
+
+task_done run_backward(compute_state& c, step_run& r, const action& a, bool final, tensor dy) {
+  const bool split = splits_backward(c.cfg.schedule);
+  if (!split)
+    --r.in_flight;
+  const auto chunk = static_cast<std::size_t>(a.chunk);
   if (!dy.defined()) {
     auto it = c.dlogits.find(a.mb);
     if (it == c.dlogits.end())
@@ -253,14 +290,15 @@ task_done run_backward(compute_state& c, step_run& r, const action& a, bool fina
   }
   const bool first = c.cfg.takes_input(a.chunk);
   const auto t0 = steady_clock::now();
-  auto dx = c.chunks[chunk].backward(dy, a.mb, !first, after_layer);
+  auto dx = split ? c.chunks[chunk].backward_input(dy, a.mb, !first)
+                  : c.chunks[chunk].backward(dy, a.mb, !first, completing(c, r, a, final));
   slow_down(c.cfg.slow_factor, t0);
   task_done d;
   if (!first) {
     d.messages_sent = 1;
     d.bytes_sent = dx.nbytes();
-    send_on(c, r.prev_local, r.prev,
-            actors::gradient_msg{r.step.step, a.mb, std::move(dx), c.cfg.prev_chunk(a.chunk)});
+    const auto to = c.cfg.prev_of(a.chunk);
+    send_to(c, r, to.stage, actors::gradient_msg{r.step.step, a.mb, std::move(dx), to.chunk});
   }
   return d;
 }
@@ -302,12 +340,16 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       if (c.trace.enabled())
         metered.emplace(&copies);
       const auto t0 = steady_clock::now();
-      auto d =
-          forward ? run_forward(c, r, a, in) : run_backward(c, r, a, final, std::move(in.grad));
+      auto d = forward                            ? run_forward(c, r, a, in)
+               : a.what == action::kind::backward ? run_backward(c, r, a, final, std::move(in.grad))
+                                                  : run_weight(c, r, a, final);
       const auto t1 = steady_clock::now();
       metered.reset();
       c.trace.complete(
-          forward ? "forward" : "backward", r.step.training ? "compute" : "eval", t0, t1,
+          forward                            ? "forward"
+          : a.what == action::kind::backward ? "backward"
+                                             : "weight",
+          r.step.training ? "compute" : "eval", t0, t1,
           {{"step", r.step.step}, {"mb", a.mb}, {"chunk", a.chunk}, {"copy_ns", copies.ns}});
       add_up(r.total, d, std::chrono::duration<double>(t1 - t0).count(), c.saved_bytes());
     }

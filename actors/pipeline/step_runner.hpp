@@ -29,7 +29,9 @@ namespace troupe::actors {
 struct step_run {
   actors::step_msg step;
   std::vector<action> actions;
-  std::vector<std::int64_t> final_backward; ///< per chunk: index of its last backward action
+  /// Per chunk: the index of the action that completes its gradients (the
+  /// last backward, or with a split schedule the last weight action).
+  std::vector<std::int64_t> final_backward;
   std::vector<device_work> tail; ///< after the last action: optimizer, or bucket flush / norm
   caf::actor shard, prev, next;
   /// The neighbours' compute state when they live in this process: outputs

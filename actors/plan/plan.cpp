@@ -291,7 +291,8 @@ plan make_plan(const train_options& opts, const std::vector<device_slot>& availa
     const auto id = grid.at(i);
     stage_slot slot{id.stage, {}, i, id.replica, id.tp_rank};
     for (int v = 0; v < opts.virtual_stages; ++v)
-      slot.chunks.push_back(ranges[static_cast<std::size_t>(v * opts.stages + id.stage)]);
+      slot.chunks.push_back(ranges[static_cast<std::size_t>(
+          virtual_stage(layout_of(opts.schedule), opts.stages, id.stage, v))]);
     p.stages[i] = std::move(slot);
   }
   if (opts.ps > 0) {

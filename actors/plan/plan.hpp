@@ -36,8 +36,9 @@ struct device_slot {
 };
 
 /// One pipeline stage: a layer shard actor on a device. It holds one chunk of
-/// layers, or with virtual stages (interleaved schedule) several: chunk v of
-/// stage d is global virtual stage v * stages + d.
+/// layers, or with virtual stages (interleaved and zbv schedules) several:
+/// chunk v of stage d is global virtual stage
+/// virtual_stage(layout_of(schedule), stages, d, v).
 struct stage_slot {
   int stage = 0;
   std::vector<models::layer_range> chunks;

@@ -359,9 +359,13 @@ int parse_degrees(const json& j, plan& p) {
   } catch (const runtime::input_error& e) {
     bad("schedule", e.what());
   }
-  if (p.virtual_stages > 1 && p.schedule != schedule_kind::interleaved)
+  if (p.virtual_stages > 1 && p.schedule != schedule_kind::interleaved &&
+      p.schedule != schedule_kind::zbv)
     bad("virtual_stages", fmt::format("{} needs schedule interleaved, not {}", p.virtual_stages,
                                       to_string(p.schedule)));
+  if (p.schedule == schedule_kind::zbv && p.virtual_stages != 2)
+    bad("virtual_stages",
+        fmt::format("{}: schedule zbv runs two chunks per device", p.virtual_stages));
   if (static_cast<std::size_t>(depth * p.virtual_stages) > layers)
     bad("depth",
         fmt::format("{} stages x {} virtual stages need {} chunks, model {} has {} layers", depth,
@@ -431,15 +435,16 @@ void parse_stages(const json& j, plan& p, int depth,
   }
 }
 
-/// Chunk v of stage k is global virtual stage v * depth + k; in that order
-/// the chunks cover the layers contiguously.
+/// In global virtual stage order (the schedule's chunk layout) the chunks
+/// cover the layers contiguously.
 void check_chunk_order(const plan& p, int depth) {
   const auto layers = p.model.layers.size();
   std::vector<models::layer_range> order;
-  for (int v = 0; v < p.virtual_stages; ++v)
-    for (int k = 0; k < depth; ++k)
-      order.push_back(
-          p.stages[static_cast<std::size_t>(k * p.tp)].chunks[static_cast<std::size_t>(v)]);
+  for (int s = 0; s < p.virtual_stages * depth; ++s) {
+    const auto at = position_of(layout_of(p.schedule), depth, s);
+    order.push_back(p.stages[static_cast<std::size_t>(at.stage * p.tp)]
+                        .chunks[static_cast<std::size_t>(at.chunk)]);
+  }
   try {
     models::validate_partition(order, layers);
   } catch (const std::invalid_argument& e) {

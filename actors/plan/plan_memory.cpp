@@ -126,12 +126,14 @@ std::vector<device_memory> estimate_memory(const plan& p, const memory_assumptio
     } catch (const std::invalid_argument& e) {
       throw runtime::input_error(std::string{"memory estimate: schedule: "} + e.what());
     }
+    // A split backward keeps the layer inputs until the weight action.
+    const auto frees = splits_backward(p.schedule) ? action::kind::weight : action::kind::backward;
     std::uint64_t held = 0, peak = 0;
     for (const auto& act : actions) {
       const auto bytes = chunk_bytes.at(static_cast<std::size_t>(act.chunk));
       if (act.what == action::kind::forward)
         peak = std::max(peak, held += bytes);
-      else
+      else if (act.what == frees)
         held -= bytes;
     }
     m.activations += peak;

@@ -10,9 +10,16 @@ namespace troupe::actors {
 
 std::string_view to_string(schedule_kind k) {
   switch (k) {
-    case schedule_kind::gpipe: return "gpipe";
-    case schedule_kind::one_f_one_b: return "1f1b";
-    case schedule_kind::interleaved: return "interleaved";
+  case schedule_kind::gpipe:
+    return "gpipe";
+  case schedule_kind::one_f_one_b:
+    return "1f1b";
+  case schedule_kind::interleaved:
+    return "interleaved";
+  case schedule_kind::zb1:
+    return "zb1";
+  case schedule_kind::zbv:
+    return "zbv";
   }
   return "?";
 }
@@ -24,8 +31,41 @@ schedule_kind parse_schedule_kind(std::string_view s) {
     return schedule_kind::one_f_one_b;
   if (s == "interleaved")
     return schedule_kind::interleaved;
+  if (s == "zb1")
+    return schedule_kind::zb1;
+  if (s == "zbv")
+    return schedule_kind::zbv;
   throw runtime::input_error("unknown schedule '" + std::string{s} +
-                             "' (known: gpipe, 1f1b, interleaved)");
+                             "' (known: gpipe, 1f1b, interleaved, zb1, zbv)");
+}
+
+bool splits_backward(schedule_kind k) {
+  return k == schedule_kind::zb1 || k == schedule_kind::zbv;
+}
+
+chunk_layout layout_of(schedule_kind k) {
+  return k == schedule_kind::zbv ? chunk_layout::v_shape : chunk_layout::looped;
+}
+
+int virtual_stage(chunk_layout l, int stages, int stage, int chunk) {
+  if (l == chunk_layout::v_shape)
+    return chunk == 0 ? stage : 2 * stages - 1 - stage;
+  return chunk * stages + stage;
+}
+
+stage_position position_of(chunk_layout l, int stages, int virtual_stage) {
+  if (l == chunk_layout::v_shape)
+    return virtual_stage < stages ? stage_position{virtual_stage, 0}
+                                  : stage_position{2 * stages - 1 - virtual_stage, 1};
+  return {virtual_stage % stages, virtual_stage / stages};
+}
+
+int loss_stage(schedule_kind k, int stages) {
+  return layout_of(k) == chunk_layout::v_shape ? 0 : stages - 1;
+}
+
+int chunks_for(schedule_kind k, int virtual_stages) {
+  return k == schedule_kind::zbv ? 2 : virtual_stages;
 }
 
 namespace {
@@ -94,15 +134,104 @@ std::vector<action> interleaved_schedule(int stages, int stage, int microbatches
   return r;
 }
 
+/// ZB-H1: 1f1b's forwards and backwards (input gradients only); after each
+/// backward the oldest W runs once more than `stage` are pending, the rest at
+/// the end. Deferring W's on the devices that would wait in the cool-down
+/// lets the input gradients reach device 0 sooner; the memory a deferred W
+/// keeps is paid back by device d's shorter warm-up (it peaks at P as device
+/// 0 does, or at M when fewer).
+std::vector<action> zb1_schedule(int stages, int stage, int microbatches) {
+  std::vector<action> r;
+  r.reserve(static_cast<std::size_t>(3 * microbatches));
+  int next_f = 0, next_b = 0, next_w = 0;
+  auto fwd = [&] { r.push_back({action::kind::forward, next_f++, 0}); };
+  auto bwd = [&] {
+    r.push_back({action::kind::backward, next_b++, 0});
+    if (next_b - next_w > stage)
+      r.push_back({action::kind::weight, next_w++, 0});
+  };
+  for (const int warmup = std::min(stages - stage - 1, microbatches); next_f < warmup;)
+    fwd();
+  while (next_f < microbatches) {
+    fwd();
+    bwd();
+  }
+  while (next_b < microbatches)
+    bwd();
+  while (next_w < microbatches)
+    r.push_back({action::kind::weight, next_w++, 0});
+  return r;
+}
+
+/// ZB-V (PyTorch's ScheduleZBVZeroBubble has the same shape) over
+/// `n` >= 2P - 1 micro-batches. Chunk 0 is virtual stage `stage`, chunk 1
+/// virtual stage 2P - 1 - stage, so device 0 computes the loss.
+std::vector<action> zbv_padded(int stages, int stage, int n) {
+  std::vector<action> r;
+  r.reserve(static_cast<std::size_t>(6 * n));
+  int f[2] = {0, 0}, b[2] = {0, 0}, w[2] = {0, 0};
+  auto fwd = [&](int c) { r.push_back({action::kind::forward, f[c]++, c}); };
+  auto bwd = [&](int c) { r.push_back({action::kind::backward, b[c]++, c}); };
+  auto wgt = [&](int c) { r.push_back({action::kind::weight, w[c]++, c}); };
+  // Warm-up: chunk 0 until the first micro-batch comes back up to this
+  // device's chunk 1, then both chunks, then the first chunk-1 backwards.
+  for (int i = 0; i < 2 * (stages - stage) - 1; ++i)
+    fwd(0);
+  for (int i = 0; i < stage; ++i) {
+    fwd(1);
+    fwd(0);
+  }
+  for (int i = 0; i < stages - stage; ++i) {
+    fwd(1);
+    bwd(1);
+    wgt(1);
+  }
+  // Steady state: F B W on chunk 0, then on chunk 1.
+  while (f[1] < f[0] || f[0] < n) {
+    if (f[0] < n)
+      fwd(0);
+    bwd(0);
+    wgt(0);
+    fwd(1);
+    bwd(1);
+    wgt(1);
+  }
+  // Cool-down: the backwards first, the W's where a device would wait.
+  for (int i = 0; i < stage; ++i) {
+    bwd(0);
+    bwd(1);
+  }
+  for (int i = 0; i < stages - stage; ++i) {
+    bwd(0);
+    wgt(0);
+  }
+  while (w[1] < b[1])
+    wgt(1);
+  while (w[0] < b[0])
+    wgt(0);
+  return r;
+}
+
 } // namespace
 
 std::vector<action> make_schedule(schedule_kind k, int stages, int stage, int microbatches,
                                   int virtual_stages) {
   if (stages < 1 || stage < 0 || stage >= stages || microbatches < 1 || virtual_stages < 1)
     throw std::invalid_argument(
-      "make_schedule: need 0 <= stage < stages, microbatches >= 1 and virtual_stages >= 1");
+        "make_schedule: need 0 <= stage < stages, microbatches >= 1 and virtual_stages >= 1");
+  if (k == schedule_kind::zbv) {
+    if (virtual_stages != 2)
+      throw std::invalid_argument("make_schedule: zbv needs virtual_stages == 2");
+    // As interleaved: the schedule of enough micro-batches to fill the V,
+    // those beyond `microbatches` left out (deadlock-free, no higher peak).
+    auto r = zbv_padded(stages, stage, std::max(microbatches, 2 * stages - 1));
+    std::erase_if(r, [&](const action& a) { return a.mb >= microbatches; });
+    return r;
+  }
   if (virtual_stages > 1 && k != schedule_kind::interleaved)
     throw std::invalid_argument("make_schedule: virtual stages need the interleaved schedule");
+  if (k == schedule_kind::zb1)
+    return zb1_schedule(stages, stage, microbatches);
   if (k == schedule_kind::interleaved && virtual_stages > 1)
     return interleaved_schedule(stages, stage, microbatches, virtual_stages);
   if (k == schedule_kind::gpipe) {
@@ -131,12 +260,12 @@ std::vector<action> forward_only_schedule(int microbatches, int stages, int virt
 
 std::string to_string(const std::vector<action>& actions) {
   const bool chunks =
-    std::any_of(actions.begin(), actions.end(), [](const action& a) { return a.chunk != 0; });
+      std::any_of(actions.begin(), actions.end(), [](const action& a) { return a.chunk != 0; });
   std::string s;
   for (const auto& a : actions) {
     if (!s.empty())
       s += ' ';
-    s += a.what == action::kind::forward ? 'F' : 'B';
+    s += a.what == action::kind::forward ? 'F' : a.what == action::kind::backward ? 'B' : 'W';
     s += std::to_string(a.mb);
     if (chunks) {
       s += '.';
@@ -147,9 +276,15 @@ std::string to_string(const std::vector<action>& actions) {
 }
 
 int peak_in_flight(const std::vector<action>& actions) {
+  const bool split = std::any_of(actions.begin(), actions.end(),
+                                 [](const action& a) { return a.what == action::kind::weight; });
+  const auto frees = split ? action::kind::weight : action::kind::backward;
   int cur = 0, peak = 0;
   for (const auto& a : actions) {
-    cur += a.what == action::kind::forward ? 1 : -1;
+    if (a.what == action::kind::forward)
+      cur += 1;
+    else if (a.what == frees)
+      cur -= 1;
     peak = std::max(peak, cur);
   }
   return peak;

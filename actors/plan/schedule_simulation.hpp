@@ -26,17 +26,35 @@ struct schedule_simulation {
 /// d, each holding `virtual_stages` chunks) of one step over `microbatches`
 /// micro-batches, as the layer shards would: each device runs its list in
 /// order, one action at a time, an action starting as soon as its inputs
-/// exist. With s = chunk * stages + device the global virtual stage,
-/// F(mb, s) needs F(mb, s - 1) and B(mb, s) needs F(mb, s) and B(mb, s + 1)
-/// (the last stage's backward only its own forward). A forward takes
-/// `forward_steps` time steps, a backward `backward_steps`.
+/// exist. With s = virtual_stage(layout, stages, device, chunk) the global
+/// virtual stage, F(mb, s) needs F(mb, s - 1), B(mb, s) needs F(mb, s) and
+/// B(mb, s + 1) (the last stage's backward only its own forward) and W(mb, s)
+/// needs B(mb, s). A forward takes `forward_steps` time steps, a backward
+/// `backward_steps` and a weight action `weight_steps`.
 ///
 /// First checks every list: each (micro-batch, chunk) forward and backward
-/// exactly once, in range, each forward before its backward. Pure: for tests
-/// and for comparing schedules (bubbles, memory) without running anything.
+/// exactly once, in range, each forward before its backward; a list with any
+/// weight action (a split schedule) also needs each weight exactly once,
+/// after its backward. Pure: for tests and for comparing schedules (bubbles,
+/// memory) without running anything.
 schedule_simulation simulate(const std::vector<std::vector<action>>& schedules, int stages,
                              int virtual_stages, int microbatches, int forward_steps = 1,
-                             int backward_steps = 1);
+                             int backward_steps = 1, int weight_steps = 1,
+                             chunk_layout layout = chunk_layout::looped);
+
+/// Measured durations per device and chunk (see the overload below).
+struct action_costs {
+  std::vector<std::vector<double>> forward;  ///< [device][chunk], positive
+  std::vector<std::vector<double>> backward; ///< [device][chunk], positive
+  std::vector<std::vector<double>> weight;   ///< [device][chunk]; empty without W actions
+  std::vector<double> tail;                  ///< [device] after its last action; optional
+};
+
+/// The same with measured durations, for split schedules too, with the
+/// chunks laid out as `layout`.
+schedule_simulation simulate(const std::vector<std::vector<action>>& schedules, int stages,
+                             int virtual_stages, int microbatches, const action_costs& costs,
+                             chunk_layout layout = chunk_layout::looped);
 
 /// The same with measured durations, so that an unbalanced pipeline has a
 /// prediction too (`troupe bench pipeline`): forward_cost[d][v] and

@@ -56,9 +56,12 @@ void add_compute(step_timeline::stage& s, const nlohmann::json& e, const std::st
   const double copies = copy_ns > 0 ? 1e-9 * static_cast<double>(copy_ns) : 0.0;
   if (copy_ns >= 0)
     s.copies_measured = true;
-  if (name == "forward" || name == "backward") {
-    (name == "forward" ? s.forward : s.backward) += dur;
-    add_to_chunk(name == "forward" ? s.forward_by_chunk : s.backward_by_chunk,
+  if (name == "forward" || name == "backward" || name == "weight") {
+    const bool f = name == "forward", b = name == "backward";
+    (f ? s.forward : b ? s.backward : s.weight) += dur;
+    add_to_chunk(f   ? s.forward_by_chunk
+                 : b ? s.backward_by_chunk
+                     : s.weight_by_chunk,
                  int_arg(e, "chunk", 0), dur);
     s.compute_copies += copies;
     s.last_compute_end = std::max(s.last_compute_end, ts + dur);

@@ -18,9 +18,10 @@ struct step_timeline {
     int index = 0;
     double begin = 0, end = 0; ///< its `step` span: step_msg handled .. report sent
     double forward = 0, backward = 0, optimizer = 0; ///< summed compute events
-    double wait = 0; ///< summed `wait` events (nothing to run, input missing)
-    /// Summed forward / backward events per chunk (virtual stage on this device).
-    std::vector<double> forward_by_chunk, backward_by_chunk;
+    double weight = 0; ///< summed `weight` events (split backwards: zb1, zbv)
+    double wait = 0;   ///< summed `wait` events (nothing to run, input missing)
+    /// Summed forward / backward / weight events per chunk (virtual stage on this device).
+    std::vector<double> forward_by_chunk, backward_by_chunk, weight_by_chunk;
     double grad_norm = 0; ///< summed `grad norm` events (clipping), not in busy()
     /// Tensor copies inside the compute events (their copy_ns): in forward and
     /// backward, and in the optimizer and grad norm. copies_measured: some
@@ -28,12 +29,12 @@ struct step_timeline {
     double compute_copies = 0, optimizer_copies = 0;
     bool copies_measured = false;
     double handoffs = 0; ///< summed `handoff` events: shard <-> device thread messages
-    /// The end of its last forward or backward event, and of its last
+    /// The end of its last forward, backward or weight event, and of its last
     /// all-reduce (data parallelism; 0 when it ran none).
     double last_compute_end = 0, allreduce_end = 0;
 
     double span() const { return end - begin; }
-    double busy() const { return forward + backward + optimizer; }
+    double busy() const { return forward + backward + weight + optimizer; }
     /// Inside the step, neither computing nor waiting: messages between the
     /// shard and its device thread, wake-ups, bookkeeping.
     double overhead() const { return span() - busy() - wait; }

@@ -62,7 +62,7 @@ time_breakdown stage_breakdown(const step_timeline& t, std::size_t k) {
 
   time_breakdown b;
   b.step = end - begin;
-  b.parts.push_back({"compute", "compute", s.forward + s.backward - s.compute_copies});
+  b.parts.push_back({"compute", "compute", s.forward + s.backward + s.weight - s.compute_copies});
   b.parts.push_back({"optimizer", "optimizer", s.optimizer + s.grad_norm - s.optimizer_copies});
   std::optional<double> copies;
   if (s.copies_measured)

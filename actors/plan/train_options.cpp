@@ -42,9 +42,13 @@ void train_options::validate() const {
           "--microbatches must be in [1, batch], got " + std::to_string(microbatches));
   require(virtual_stages >= 1 && virtual_stages <= 64,
           "--virtual-stages must be in [1, 64], got " + std::to_string(virtual_stages));
-  require(virtual_stages == 1 || schedule == schedule_kind::interleaved,
+  require(virtual_stages == 1 || schedule == schedule_kind::interleaved ||
+              schedule == schedule_kind::zbv,
           "--virtual-stages " + std::to_string(virtual_stages) +
               " needs --schedule interleaved (got " + std::string{to_string(schedule)} + ")");
+  require(schedule != schedule_kind::zbv || virtual_stages == 2,
+          "--schedule zbv runs two chunks per device (--virtual-stages 2), got --virtual-stages " +
+              std::to_string(virtual_stages));
   require(partition == "flops" || partition == "measured",
           "--partition must be flops or measured, got '" + partition + "'");
   require(split.empty() || static_cast<int>(split.size()) == stages * virtual_stages,

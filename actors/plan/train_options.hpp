@@ -35,8 +35,9 @@ struct train_options {
   int stages = 1; ///< layer placement / pipeline depth
   int microbatches = 1;
   schedule_kind schedule = schedule_kind::gpipe;
-  /// Model chunks per device (interleaved schedule only): the model is split
-  /// into stages * virtual_stages parts, device d holding parts d, d + stages, ...
+  /// Model chunks per device (interleaved schedule, and 2 for zbv): the model
+  /// is split into stages * virtual_stages parts, device d holding parts d,
+  /// d + stages, ... (interleaved) or d and 2 * stages - 1 - d (zbv).
   int virtual_stages = 1;
   /// How the layers are cut into stages * virtual_stages chunks: "measured"
   /// (balanced by each layer's forward + backward time, measured when the job

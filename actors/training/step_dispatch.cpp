@@ -17,13 +17,14 @@ void send_step(trainer_actor* self, int replica, actors::batch_msg& b, std::int6
   for (int k = 0; k < g.depth; ++k)
     for (int t = 0; t < g.tp; ++t)
       self->send(st.cfg.stages[g.index({replica, k, t})], m);
-  // Inputs go to chunk 0 of the first stage, labels to the last stage, whose
-  // last chunk is the last virtual stage (it owns the loss) with or without
-  // interleaving; every tensor-parallel rank of those stages gets them (the
+  // Inputs go to chunk 0 of the first stage, labels to the stage holding
+  // the last virtual stage (it owns the loss): the last stage, or the first
+  // in zbv's V; every tensor-parallel rank of those stages gets them (the
   // tensors are shared, not copied, in process).
+  const int loss_stage = actors::loss_stage(st.cfg.opts.schedule, g.depth);
   for (int t = 0; t < g.tp; ++t) {
     const auto& first = st.cfg.stages[g.index({replica, 0, t})];
-    const auto& last = st.cfg.stages[g.index({replica, g.depth - 1, t})];
+    const auto& last = st.cfg.stages[g.index({replica, loss_stage, t})];
     const bool final = t + 1 == g.tp;
     for (std::int32_t i = 0; i < parts; ++i) {
       auto k = static_cast<std::size_t>(i);

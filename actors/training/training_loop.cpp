@@ -202,8 +202,8 @@ void on_report(trainer_actor* self, actors::stage_report& r) {
   const bool evaluating = st.eval.running;
   const bool independent = independent_workers(st) && !evaluating;
   // A replica's loss: add them up (its tensor-parallel ranks all computed
-  // the same one).
-  if (r.stage == g.depth - 1 && r.tp_rank == 0)
+  // the same one), from the stage holding the loss chunk.
+  if (r.stage == actors::loss_stage(st.cfg.opts.schedule, g.depth) && r.tp_rank == 0)
     add_loss(st, r, independent);
   if (r.has_digest)
     st.current.digests[index] = r.params_digest;

@@ -69,12 +69,16 @@ void add_pipeline_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_option("--microbatches", o.microbatches, "micro-batches per step")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
-  cmd->add_option("--schedule", f.schedule, "pipeline schedule: gpipe | 1f1b | interleaved")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved"}))
+  cmd->add_option("--schedule", f.schedule,
+                  "pipeline schedule: gpipe | 1f1b | interleaved | zb1 (zero-bubble ZB-H1: "
+                  "backward split into input and weight gradients, 1f1b's memory) | zbv "
+                  "(zero-bubble ZB-V: two chunks per device in a V)")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "zb1", "zbv"}))
       ->capture_default_str();
   cmd->add_option("--virtual-stages", o.virtual_stages,
                   "model chunks per device for --schedule interleaved (Megatron's virtual "
-                  "pipeline stages; the model is split into stages x this many parts)")
+                  "pipeline stages; the model is split into stages x this many parts); "
+                  "zbv takes 2")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   cmd->add_option("--partition", o.partition,
@@ -284,6 +288,8 @@ nlohmann::json read_plan_file(const std::string& file) {
 
 void finish_training_flags(training_flags& f) {
   f.opts.schedule = actors::parse_schedule_kind(f.schedule);
+  if (f.opts.schedule == actors::schedule_kind::zbv && f.opts.virtual_stages == 1)
+    f.opts.virtual_stages = 2; // zbv's V: two chunks per device
   f.opts.ps_mode = actors::parse_ps_mode(f.ps_mode);
   f.opts.balance = actors::parse_balance_mode(f.balance);
   f.opts.evaluate = !f.no_eval;

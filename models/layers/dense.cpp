@@ -57,14 +57,9 @@ tensor dense::forward(const tensor& x, const forward_context& ctx) {
   return y;
 }
 
-tensor dense::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
-  tensor x = saved_.take(mb, who_);
+void dense::add_weight_grads(const tensor& x, const tensor& dy) {
   const std::int64_t rows = x.numel() / in_;
-  shape_t ys = x.shape();
-  ys.back() = out_;
-  check_grad(dy, ys, who_);
   const float* dyp = dy.data<float>();
-
   auto& w = params_[0];
   auto& b = params_[1];
   bool acc_w = prepare_grad(w);
@@ -74,17 +69,51 @@ tensor dense::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad
   bool acc_b = prepare_grad(b);
   kc::bias_grad_rows(dyp, b.grad.mutable_data<float>(), rows, out_, acc_b);
   b.grad_fresh = false;
+}
 
-  if (!need_input_grad)
-    return {};
+tensor dense::input_grad(const tensor& x, const tensor& dy) const {
+  const std::int64_t rows = x.numel() / in_;
   tensor dx = tensor::empty(runtime::dtype::f32, x.shape());
-  kc::gemm(kc::trans::no, kc::trans::no, rows, in_, out_, 1.0f, dyp, out_, w.value.data<float>(),
-           in_, 0.0f, dx.mutable_data<float>(), in_);
+  kc::gemm(kc::trans::no, kc::trans::no, rows, in_, out_, 1.0f, dy.data<float>(), out_,
+           params_[0].value.data<float>(), in_, 0.0f, dx.mutable_data<float>(), in_);
   return dx;
 }
 
+namespace {
+
+void check_dy(const tensor& x, const tensor& dy, std::int64_t out, const std::string& who) {
+  shape_t ys = x.shape();
+  ys.back() = out;
+  check_grad(dy, ys, who);
+}
+
+} // namespace
+
+tensor dense::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+  tensor x = saved_.take(mb, who_);
+  check_dy(x, dy, out_, who_);
+  add_weight_grads(x, dy);
+  return need_input_grad ? input_grad(x, dy) : tensor{};
+}
+
+tensor dense::backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+  tensor x = saved_.take(mb, who_);
+  check_dy(x, dy, out_, who_);
+  tensor dx = need_input_grad ? input_grad(x, dy) : tensor{};
+  for_weight_.put(mb, {std::move(x), dy});
+  return dx;
+}
+
+void dense::backward_weight(micro_batch_id mb) {
+  auto [x, dy] = for_weight_.take(mb, who_);
+  add_weight_grads(x, dy);
+}
+
 std::size_t dense::saved_bytes() const {
-  return saved_.total([](const tensor& t) { return t.nbytes(); });
+  return saved_.total([](const tensor& t) { return t.nbytes(); }) +
+         for_weight_.total([](const std::pair<tensor, tensor>& p) {
+           return p.first.nbytes() + p.second.nbytes();
+         });
 }
 
 double dense::forward_flops(const shape_t& input) const {

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "models/layers/layer.hpp"
 #include "models/layers/saved_map.hpp"
@@ -24,12 +25,19 @@ public:
   shape_t output_shape(const shape_t& input) const override;
   tensor forward(const tensor& x, const forward_context& ctx) override;
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
+  /// dx now; the weight and bias gradients (a GEMM and a row sum) in
+  /// backward_weight, from the input and dy kept until then.
+  tensor backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
+  void backward_weight(micro_batch_id mb) override;
   std::span<parameter> parameters() override { return params_; }
   /// PyTorch's default: weight and bias from U(-1/sqrt(in), 1/sqrt(in)).
   void init(std::uint64_t seed) override;
   std::size_t saved_bytes() const override;
   double forward_flops(const shape_t& input) const override;
-  void clear_saved() override { saved_.clear(); }
+  void clear_saved() override {
+    saved_.clear();
+    for_weight_.clear();
+  }
 
   std::size_t index() const noexcept { return index_; }
   std::int64_t in_features() const noexcept { return in_; }
@@ -41,6 +49,13 @@ private:
   std::int64_t in_, out_;
   std::array<parameter, 2> params_; // weight, bias
   saved_map<tensor> saved_;         // the input
+  /// Between backward_input and backward_weight: the input and dy.
+  saved_map<std::pair<tensor, tensor>> for_weight_;
+
+  /// Adds the weight and bias gradients of one micro-batch (x, dy).
+  void add_weight_grads(const tensor& x, const tensor& dy);
+  /// dL/dx of one micro-batch.
+  tensor input_grad(const tensor& x, const tensor& dy) const;
 };
 
 } // namespace troupe::models

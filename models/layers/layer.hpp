@@ -54,6 +54,19 @@ public:
   /// grad_fresh), so micro-batches accumulate.
   virtual tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) = 0;
 
+  /// The backward split in two for zero-bubble pipeline schedules:
+  /// backward_input(dy, mb, ...) returns what backward() would (dL/dx, the
+  /// pipeline's critical path) and backward_weight(mb) later adds the
+  /// parameter gradients, each bitwise what backward() adds. Between the two
+  /// the layer keeps what the weight gradient needs (freed by
+  /// backward_weight). The default does everything in backward_input and
+  /// nothing in backward_weight: right for layers without parameters, and
+  /// for those whose kernel computes both gradients at once (conv2d).
+  virtual tensor backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+    return backward(dy, mb, need_input_grad);
+  }
+  virtual void backward_weight(micro_batch_id /*mb*/) {}
+
   virtual std::span<parameter> parameters() { return {}; }
   /// Deterministic initialisation: depends only on the seed and parameter
   /// names (PyTorch's default init distributions).

@@ -40,6 +40,24 @@ tensor sequential::backward(const tensor& dy, micro_batch_id mb, bool need_input
   return g;
 }
 
+tensor sequential::backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+  if (layers_.empty())
+    return need_input_grad ? dy : tensor{};
+  tensor g = dy;
+  for (std::size_t i = layers_.size(); i-- > 0;)
+    g = layers_[i]->backward_input(g, mb, i == 0 ? need_input_grad : true);
+  return g;
+}
+
+void sequential::backward_weight(micro_batch_id mb,
+                                 const std::function<void(std::size_t)>& after_layer) {
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    layers_[i]->backward_weight(mb);
+    if (after_layer)
+      after_layer(i);
+  }
+}
+
 std::vector<parameter*> sequential::parameters() {
   std::vector<parameter*> ps;
   for (auto& l : layers_)

@@ -37,6 +37,12 @@ public:
   /// the layers below are still running.
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad,
                   const std::function<void(std::size_t)>& after_layer);
+  /// The backward split for zero-bubble schedules (layer::backward_input):
+  /// the input gradients through every layer in reverse, then later the
+  /// weight gradients, also in reverse, calling `after_layer(i)` once layer
+  /// i's are in. Together bitwise the same as backward().
+  tensor backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad);
+  void backward_weight(micro_batch_id mb, const std::function<void(std::size_t)>& after_layer = {});
 
   /// All parameters, in layer order (weight before bias).
   std::vector<parameter*> parameters();

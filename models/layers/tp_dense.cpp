@@ -138,17 +138,20 @@ tensor tp_dense::forward(const tensor& x, const forward_context& ctx) {
   return y;
 }
 
-tensor tp_dense::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+std::pair<tensor, tensor> tp_dense::take_backward(const tensor& dy, micro_batch_id mb) {
   tensor xl = saved_.take(mb, who_);
-  const std::int64_t rows = xl.numel() / local_in_;
   shape_t ys = xl.shape();
   ys.back() = output_width();
   check_grad(dy, ys, who_);
   tensor dyl = role_ == role::column && full_edge_
                    ? tp_take_slice(dy, activation_split(dy.rank()), who_ + " output gradient")
                    : dy;
-  const float* dyp = dyl.data<float>();
+  return {std::move(xl), std::move(dyl)};
+}
 
+void tp_dense::add_weight_grads(const tensor& xl, const tensor& dyl) {
+  const std::int64_t rows = xl.numel() / local_in_;
+  const float* dyp = dyl.data<float>();
   auto& w = params_[0];
   auto& b = params_[1];
   bool acc_w = prepare_grad(w);
@@ -159,19 +162,42 @@ tensor tp_dense::backward(const tensor& dy, micro_batch_id mb, bool need_input_g
   bool acc_b = prepare_grad(b);
   kc::bias_grad_rows(dyp, b.grad.mutable_data<float>(), rows, local_out_, acc_b);
   b.grad_fresh = false;
+}
 
-  if (!need_input_grad)
-    return {};
+tensor tp_dense::input_grad(const tensor& xl, const tensor& dyl) {
+  const std::int64_t rows = xl.numel() / local_in_;
   tensor dx = tensor::empty(runtime::dtype::f32, xl.shape());
-  kc::gemm(kc::trans::no, kc::trans::no, rows, local_in_, local_out_, 1.0f, dyp, local_out_,
-           w.value.data<float>(), local_in_, 0.0f, dx.mutable_data<float>(), local_in_);
+  kc::gemm(kc::trans::no, kc::trans::no, rows, local_in_, local_out_, 1.0f, dyl.data<float>(),
+           local_out_, params_[0].value.data<float>(), local_in_, 0.0f, dx.mutable_data<float>(),
+           local_in_);
   if (role_ == role::column)
     return reduce(dx); // each rank's output features contribute to every input feature
   return full_edge_ ? gather(dx) : dx;
 }
 
+tensor tp_dense::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+  auto [xl, dyl] = take_backward(dy, mb);
+  add_weight_grads(xl, dyl);
+  return need_input_grad ? input_grad(xl, dyl) : tensor{};
+}
+
+tensor tp_dense::backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
+  auto [xl, dyl] = take_backward(dy, mb);
+  tensor dx = need_input_grad ? input_grad(xl, dyl) : tensor{};
+  for_weight_.put(mb, {std::move(xl), std::move(dyl)});
+  return dx;
+}
+
+void tp_dense::backward_weight(micro_batch_id mb) {
+  auto [xl, dyl] = for_weight_.take(mb, who_);
+  add_weight_grads(xl, dyl);
+}
+
 std::size_t tp_dense::saved_bytes() const {
-  return saved_.total([](const tensor& t) { return t.nbytes(); });
+  return saved_.total([](const tensor& t) { return t.nbytes(); }) +
+         for_weight_.total([](const std::pair<tensor, tensor>& p) {
+           return p.first.nbytes() + p.second.nbytes();
+         });
 }
 
 double tp_dense::forward_flops(const shape_t& input) const {

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 #include "models/layers/layer.hpp"
 #include "models/layers/saved_map.hpp"
@@ -54,6 +55,10 @@ public:
   shape_t output_shape(const shape_t& input) const override;
   tensor forward(const tensor& x, const forward_context& ctx) override;
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
+  /// dx now; the weight and bias gradients (a GEMM and a row sum) in
+  /// backward_weight, from the input and dy kept until then.
+  tensor backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
+  void backward_weight(micro_batch_id mb) override;
   std::span<parameter> parameters() override { return params_; }
   /// dense's init (U(-1/sqrt(in), 1/sqrt(in)) keyed by the global names) of
   /// the full tensors, keeping this rank's slice: the ranks' slices together
@@ -62,7 +67,10 @@ public:
   std::size_t saved_bytes() const override;
   /// This rank's share of the FLOPs.
   double forward_flops(const shape_t& input) const override;
-  void clear_saved() override { saved_.clear(); }
+  void clear_saved() override {
+    saved_.clear();
+    for_weight_.clear();
+  }
 
   std::size_t index() const noexcept { return index_; }
   role split_role() const noexcept { return role_; }
@@ -94,6 +102,13 @@ private:
   std::array<parameter, 2> params_;            // weight, bias
   std::array<tp_param_split, 2> param_splits_; // their splits
   saved_map<tensor> saved_;                    // the local input
+  /// Between backward_input and backward_weight: the local input and dy.
+  saved_map<std::pair<tensor, tensor>> for_weight_;
+
+  /// The local input and the local slice of dy, checked against the forward.
+  std::pair<tensor, tensor> take_backward(const tensor& dy, micro_batch_id mb);
+  void add_weight_grads(const tensor& xl, const tensor& dyl);
+  tensor input_grad(const tensor& xl, const tensor& dyl);
 };
 
 } // namespace troupe::models

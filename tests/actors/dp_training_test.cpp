@@ -19,6 +19,7 @@
 
 #include "actors/cluster/job.hpp"
 #include "actors/pipeline/data_loader.hpp"
+#include "actors/plan/schedule.hpp"
 #include "runtime/error.hpp"
 #include "test_util.hpp"
 
@@ -227,6 +228,38 @@ BOOST_AUTO_TEST_CASE(pipelines_compose_with_data_parallelism) {
   BOOST_TEST(std::abs(run.report.at("grad_norm").get<double>() -
                       reference.report.at("grad_norm").get<double>()) <
              1e-5 * reference.report.at("grad_norm").get<double>());
+}
+
+BOOST_AUTO_TEST_CASE(zero_bubble_pipelines_compose_with_data_parallelism) {
+  // --pp 2 --dp 2 with clipping: zb1 and zbv against 1f1b with the same
+  // replicas, and against one replica (the suite's 1e-5: another summation
+  // order, as in pipelines_compose_with_data_parallelism). Each replica's
+  // gradients are bitwise 1f1b's (B's and W's in micro-batch order); the
+  // all-reduce must start only after each chunk's last W, or it reduces
+  // partial sums. zb1 holds the same layers on the same shards: bitwise.
+  // zbv puts other layers on each shard, so the global norm for clipping
+  // sums the per-shard squares in another grouping (last bits): 1e-5.
+  auto o = order_insensitive(quick());
+  o.stages = 2;
+  o.microbatches = 4;
+  o.schedule = actors::schedule_kind::one_f_one_b;
+  o.clip_norm = 1.0;
+  o.check_replicas = 0;
+  auto one_replica = train(o);
+  o.dp = 2;
+  o.check_replicas = 1;
+  auto reference = train(o);
+  o.schedule = actors::schedule_kind::zb1;
+  auto zb1 = train(o);
+  BOOST_TEST(zb1.report.at("replica_checks") == 20);
+  BOOST_TEST(bitwise_equal(zb1.params, reference.params));
+  BOOST_TEST(max_relative_difference(zb1.params, one_replica.params) < 1e-5);
+  o.schedule = actors::schedule_kind::zbv;
+  o.virtual_stages = 2;
+  auto zbv = train(o);
+  BOOST_TEST(zbv.report.at("replica_checks") == 20);
+  BOOST_TEST(max_relative_difference(zbv.params, reference.params) < 1e-5);
+  BOOST_TEST(max_relative_difference(zbv.params, one_replica.params) < 1e-5);
 }
 
 BOOST_AUTO_TEST_CASE(transformer_dp2_equals_one_replica) {

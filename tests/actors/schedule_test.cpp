@@ -2,6 +2,8 @@
 #define BOOST_TEST_MODULE actors_schedule
 #include <boost/test/unit_test.hpp>
 
+#include <map>
+#include <numeric>
 #include <set>
 
 #include "actors/plan/plan.hpp"
@@ -48,8 +50,8 @@ BOOST_AUTO_TEST_CASE(every_schedule_is_valid_and_deadlock_free) {
       for (int v = 1; v <= (kind == schedule_kind::interleaved ? 4 : 1); ++v)
         for (int m = 1; m <= 20; ++m) {
           auto sim = simulate(all_lists(kind, p, m, v), p, v, m);
-          BOOST_TEST(sim.completed,
-                     to_string(kind) << " P=" << p << " V=" << v << " M=" << m << ": " << sim.error);
+          BOOST_TEST(sim.completed, to_string(kind) << " P=" << p << " V=" << v << " M=" << m
+                                                    << ": " << sim.error);
           for (int s = 0; s < p && sim.completed; ++s) {
             auto peak = sim.peak_in_flight[static_cast<std::size_t>(s)];
             if (kind == schedule_kind::gpipe)
@@ -136,7 +138,8 @@ BOOST_AUTO_TEST_CASE(timed_simulation_gives_the_bubble_formulas_and_the_slow_sta
   // (P-1)/(V*M+P-1) for interleaved when P divides M.
   auto costs = [](int p, int v, double per_stage) {
     return std::vector<std::vector<double>>(
-      static_cast<std::size_t>(p), std::vector<double>(static_cast<std::size_t>(v), per_stage / v));
+        static_cast<std::size_t>(p),
+        std::vector<double>(static_cast<std::size_t>(v), per_stage / v));
   };
   for (int p : {2, 3, 4})
     for (int m : {4, 8, 12}) {
@@ -172,13 +175,129 @@ BOOST_AUTO_TEST_CASE(timed_simulation_gives_the_bubble_formulas_and_the_slow_sta
   BOOST_TEST(tail.busy[0] == 8.5);
   // Costs must be there for every device and chunk, and positive.
   BOOST_TEST(!simulate(all_lists(schedule_kind::gpipe, 2, 4), 2, 1, 4, {{1.0}}, slow).completed);
-  BOOST_TEST(!simulate(all_lists(schedule_kind::gpipe, 2, 4), 2, 1, 4, {{0.0}, {1.0}}, slow)
-                .completed);
+  BOOST_TEST(
+      !simulate(all_lists(schedule_kind::gpipe, 2, 4), 2, 1, 4, {{0.0}, {1.0}}, slow).completed);
+}
+
+namespace {
+
+/// [device][chunk] of one cost.
+std::vector<std::vector<double>> same_costs(int p, int v, double c) {
+  return std::vector<std::vector<double>>(static_cast<std::size_t>(p),
+                                          std::vector<double>(static_cast<std::size_t>(v), c));
+}
+
+/// Per (chunk, action kind): the micro-batches in the order the list runs them.
+std::map<std::pair<int, int>, std::vector<int>> order_by_chunk(const std::vector<action>& list) {
+  std::map<std::pair<int, int>, std::vector<int>> r;
+  for (const auto& a : list)
+    r[{a.chunk, static_cast<int>(a.what)}].push_back(a.mb);
+  return r;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(zb1_defers_weights_into_the_cool_down) {
+  // Device 1 of 2 holds back one W, device 0 none: its backwards come later.
+  BOOST_TEST(to_string(make_schedule(schedule_kind::zb1, 2, 0, 3)) == "F0 F1 B0 W0 F2 B1 W1 B2 W2");
+  BOOST_TEST(to_string(make_schedule(schedule_kind::zb1, 2, 1, 3)) == "F0 B0 F1 B1 W0 F2 B2 W1 W2");
+  BOOST_CHECK_THROW(make_schedule(schedule_kind::zb1, 2, 0, 4, 2), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(zero_bubble_schedules_are_valid_deadlock_free_and_within_1f1b_memory) {
+  // simulate() checks F, B and W of every micro-batch-chunk once, in that
+  // order, and runs the lists with W(mb, s) waiting for B(mb, s).
+  for (auto kind : {schedule_kind::zb1, schedule_kind::zbv})
+    for (int p = 1; p <= 6; ++p)
+      for (int m = 1; m <= 16; ++m) {
+        const int v = kind == schedule_kind::zbv ? 2 : 1;
+        auto lists = all_lists(kind, p, m, v);
+        auto sim = simulate(lists, p, v, m, 1, 1, 1, layout_of(kind));
+        BOOST_TEST_REQUIRE(sim.completed, to_string(kind)
+                                              << " P=" << p << " M=" << m << ": " << sim.error);
+        for (int s = 0; s < p; ++s) {
+          const auto& list = lists[static_cast<std::size_t>(s)];
+          // Memory, counting a micro-batch until its W: no device above
+          // 1f1b's first device (zbv: a chunk is half a device's layers).
+          BOOST_TEST(sim.peak_in_flight[static_cast<std::size_t>(s)] <= v * std::min(p, m),
+                     to_string(kind) << " P=" << p << " M=" << m << " device " << s);
+          // Gradients sum in 1f1b's order: B's and W's of a chunk by micro-batch.
+          std::vector<int> in_order(static_cast<std::size_t>(m));
+          std::iota(in_order.begin(), in_order.end(), 0);
+          for (const auto& [key, mbs] : order_by_chunk(list))
+            BOOST_TEST((mbs == in_order), to_string(kind) << " P=" << p << " M=" << m);
+        }
+      }
+}
+
+BOOST_AUTO_TEST_CASE(zero_bubble_bubbles_follow_the_paper) {
+  // F = B = W = 1 per whole stage. 1f1b (backward B+W = 2): (P-1)3 idle per
+  // device over 3M of work; ZB-H1: (P-1)(F+B-W) = P-1. ZB-V, each chunk
+  // action 1 (a device holds two chunks, so 6M of work): the last device
+  // waits for the first F through P-1 devices and nothing else once M >= 2P.
+  for (int p : {2, 3, 4, 6})
+    for (int m : {p, 2 * p, 16}) {
+      auto plain = simulate(all_lists(schedule_kind::one_f_one_b, p, m), p, 1, m, 1, 2);
+      auto zb1 = simulate(all_lists(schedule_kind::zb1, p, m), p, 1, m, 1, 1, 1);
+      auto zbv =
+          simulate(all_lists(schedule_kind::zbv, p, m, 2), p, 2, m, 1, 1, 1, chunk_layout::v_shape);
+      BOOST_TEST_REQUIRE((plain.completed && zb1.completed && zbv.completed));
+      BOOST_TEST(plain.bubble() == 3.0 * (p - 1) / (3 * m + 3 * (p - 1)),
+                 boost::test_tools::tolerance(1e-9));
+      BOOST_TEST(zb1.bubble() == double(p - 1) / (3 * m + p - 1),
+                 boost::test_tools::tolerance(1e-9));
+      BOOST_TEST_MESSAGE("P=" << p << " M=" << m << ": bubble 1f1b " << plain.bubble() << ", zb1 "
+                              << zb1.bubble() << ", zbv " << zbv.bubble());
+      if (m >= 2 * p)
+        BOOST_TEST(zbv.bubble() == double(p - 1) / (6 * m + p - 1),
+                   boost::test_tools::tolerance(1e-9));
+      BOOST_TEST(zbv.bubble() < plain.bubble());
+    }
+  // Measured costs: W waits for its B; without W costs a split list is refused.
+  auto lists = all_lists(schedule_kind::zb1, 2, 4);
+  auto ones = same_costs(2, 1, 1.0);
+  BOOST_TEST(!simulate(lists, 2, 1, 4, action_costs{ones, ones, {}, {}}).completed);
+  auto timed = simulate(lists, 2, 1, 4, action_costs{ones, ones, ones, {}});
+  BOOST_TEST_REQUIRE(timed.completed, timed.error);
+  BOOST_TEST(timed.time == 3.0 * 4 + 1);
+}
+
+BOOST_AUTO_TEST_CASE(split_lists_need_their_weight_actions) {
+  const action f0{action::kind::forward, 0}, b0{action::kind::backward, 0};
+  const action w0{action::kind::weight, 0}, f1{action::kind::forward, 1};
+  const action b1{action::kind::backward, 1}, w1{action::kind::weight, 1};
+  auto early = simulate({{f0, w0, b0}}, 1, 1, 1);
+  BOOST_TEST(early.error.find("W0.0 comes before its backward") != std::string::npos, early.error);
+  auto missing = simulate({{f0, b0, w0, f1, b1}}, 1, 1, 2);
+  BOOST_TEST(missing.error.find("misses its weight") != std::string::npos, missing.error);
+  BOOST_TEST(simulate({{f0, b0, w0, f1, b1, w1}}, 1, 1, 2).completed);
+}
+
+BOOST_AUTO_TEST_CASE(v_shape_maps_chunks_to_virtual_stages) {
+  // P = 3: device 0 holds stages 0 and 5, device 2 stages 2 and 3.
+  BOOST_TEST(virtual_stage(chunk_layout::v_shape, 3, 0, 1) == 5);
+  BOOST_TEST(virtual_stage(chunk_layout::v_shape, 3, 2, 1) == 3);
+  BOOST_TEST(virtual_stage(chunk_layout::looped, 3, 2, 1) == 5);
+  for (auto l : {chunk_layout::looped, chunk_layout::v_shape})
+    for (int s = 0; s < 6; ++s) {
+      auto at = position_of(l, 3, s);
+      BOOST_TEST(virtual_stage(l, 3, at.stage, at.chunk) == s);
+    }
+  BOOST_TEST((layout_of(schedule_kind::zbv) == chunk_layout::v_shape));
+  BOOST_TEST((layout_of(schedule_kind::interleaved) == chunk_layout::looped));
+  BOOST_CHECK_THROW(make_schedule(schedule_kind::zbv, 2, 0, 4, 1), std::invalid_argument);
+  // In the V layout the interleaved schedule would deadlock: the layout matters.
+  BOOST_TEST(!simulate(all_lists(schedule_kind::zbv, 3, 6, 2), 3, 2, 6).completed);
 }
 
 BOOST_AUTO_TEST_CASE(schedule_names_parse_and_reject) {
   BOOST_TEST((parse_schedule_kind("1f1b") == schedule_kind::one_f_one_b));
   BOOST_TEST((parse_schedule_kind("interleaved") == schedule_kind::interleaved));
+  for (auto k : {schedule_kind::gpipe, schedule_kind::one_f_one_b, schedule_kind::interleaved,
+                 schedule_kind::zb1, schedule_kind::zbv})
+    BOOST_TEST((parse_schedule_kind(to_string(k)) == k));
+  BOOST_TEST(splits_backward(schedule_kind::zb1));
+  BOOST_TEST(!splits_backward(schedule_kind::one_f_one_b));
   BOOST_CHECK_THROW(parse_schedule_kind("zigzag"), troupe::runtime::input_error);
 }
 

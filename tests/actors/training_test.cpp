@@ -84,8 +84,15 @@ BOOST_AUTO_TEST_CASE(every_schedule_equals_one_stage_with_the_same_micro_batches
   for (auto p : {pipeline{actors::schedule_kind::gpipe, 2, 1, 4},
                  pipeline{actors::schedule_kind::one_f_one_b, 2, 1, 4},
                  pipeline{actors::schedule_kind::interleaved, 2, 2, 4},
-                 pipeline{actors::schedule_kind::interleaved, 2, 2, 3},    // M % P != 0
-                 pipeline{actors::schedule_kind::interleaved, 1, 3, 4}}) { // chunks on one device
+                 pipeline{actors::schedule_kind::interleaved, 2, 2, 3}, // M % P != 0
+                 pipeline{actors::schedule_kind::interleaved, 1, 3, 4}, // chunks on one device
+                 // Zero-bubble: input gradients (B) and weight gradients (W)
+                 // apart, each in micro-batch order per chunk.
+                 pipeline{actors::schedule_kind::zb1, 2, 1, 4},
+                 pipeline{actors::schedule_kind::zb1, 3, 1, 5},
+                 pipeline{actors::schedule_kind::zbv, 2, 2, 4},
+                 pipeline{actors::schedule_kind::zbv, 2, 2, 3},    // fewer than 2P - 1
+                 pipeline{actors::schedule_kind::zbv, 1, 2, 4}}) { // the V on one device
     auto o = quick();
     o.microbatches = p.microbatches;
     if (!references.count(p.microbatches))
@@ -100,6 +107,10 @@ BOOST_AUTO_TEST_CASE(every_schedule_equals_one_stage_with_the_same_micro_batches
     BOOST_TEST(piped.report.at("steps") == 20, what);
     BOOST_TEST(piped.report.at("plan").at("virtual_stages") == p.virtual_stages, what);
     BOOST_TEST(bitwise_equal(piped.params, reference.params), what);
+    // The loss comes from whichever stage holds the last chunk (stage 0 in zbv's V).
+    BOOST_TEST(piped.report.at("final_loss").get<double>() ==
+                   reference.report.at("final_loss").get<double>(),
+               what);
   }
 }
 
@@ -108,7 +119,8 @@ BOOST_AUTO_TEST_CASE(reported_peaks_in_flight_are_the_schedules) {
   // measured by the shards: it must be the schedule's (GPipe holds all M,
   // 1F1B at most P - stage), so a schedule that ran out of order, or a
   // figure that was never measured (0), fails here.
-  for (auto kind : {actors::schedule_kind::gpipe, actors::schedule_kind::one_f_one_b}) {
+  for (auto kind : {actors::schedule_kind::gpipe, actors::schedule_kind::one_f_one_b,
+                    actors::schedule_kind::zb1}) {
     auto o = quick();
     o.max_steps = 3;
     o.stages = 2;
@@ -163,6 +175,24 @@ BOOST_AUTO_TEST_CASE(interleaved_evaluates_and_resumes_like_one_stage) {
   straight.microbatches = 4;
   BOOST_TEST(max_relative_difference(resumed.params, train(straight).params) < 1e-5);
   fs::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(zbv_evaluates_like_one_stage) {
+  // zbv's forward-only schedule through the V: stage 0 holds the first and
+  // the last chunk, the last stage passes chunk 0's output to its own chunk 1.
+  auto o = quick();
+  o.batch = 6000; // 10 steps per epoch, then the test-set evaluation
+  o.max_steps = -1;
+  o.evaluate = true;
+  o.microbatches = 4;
+  auto reference = train(o);
+  o.stages = 2;
+  o.schedule = actors::schedule_kind::zbv;
+  o.virtual_stages = 2;
+  auto piped = train(o);
+  BOOST_TEST(piped.report.at("test_accuracy").get<double>() ==
+             reference.report.at("test_accuracy").get<double>());
+  BOOST_TEST(bitwise_equal(piped.params, reference.params));
 }
 
 BOOST_AUTO_TEST_CASE(micro_batches_approximate_the_full_batch) {

@@ -56,6 +56,10 @@ expect 0 "pipeline" -- train --pp 2 --microbatches 4 --schedule interleaved --vi
 expect 2 "6 chunks.*only 5 layers" -- train --pp 2 --schedule interleaved --virtual-stages 3 "${quick[@]}"
 expect 2 "--virtual-stages 2 needs --schedule interleaved" -- train --pp 2 --virtual-stages 2 "${quick[@]}"
 expect 2 "--virtual-stages" -- train --pp 2 --schedule interleaved --virtual-stages 0 "${quick[@]}"
+# Zero-bubble schedules: zbv takes its two chunks per device by itself.
+expect 0 "pipeline" -- train --pp 2 --microbatches 4 --schedule zb1 "${quick[@]}"
+expect 0 "pipeline" -- train --pp 2 --microbatches 4 --schedule zbv "${quick[@]}"
+expect 2 "zbv runs two chunks per device" -- train --pp 2 --schedule zbv --virtual-stages 3 "${quick[@]}"
 
 # Data files.
 expect 2 "/nonexistent/mnist" -- train --data /nonexistent/mnist "${quick[@]}"
@@ -206,8 +210,8 @@ then
   failures=$((failures + 1))
 fi
 
-# troupe bench pipeline: bad flags, then tiny runs of every schedule (balanced
-# and with stage 1 slowed; in process, and 1f1b across processes) whose JSON
+# troupe bench pipeline: bad flags, then tiny runs of every schedule (gpipe,
+# 1f1b, interleaved, zb1, zbv; balanced and with stage 1 slowed; in process, and 1f1b across processes) whose JSON
 # rows carry every figure, finite. No timing thresholds.
 expect 2 "--schedule" -- bench pipeline --schedule zigzag
 expect 2 "--slow-stage must be" -- bench pipeline --stages 2 --slow-stage 5 --steps 1
@@ -222,7 +226,7 @@ if ! python3 - "$root/tests/cli/where_time_goes.py" "$tmp/pipeline.json" "$tmp/p
 import json, runpy, sys
 check = runpy.run_path(sys.argv[1])
 lines = check["lines_of"](open(sys.argv[3]).read(), "where the time goes, stage ")
-assert len(lines) == 12, lines
+assert len(lines) == 20, lines  # 10 rows (5 schedules, balanced and slowed) x 2 stages
 for line in lines:
     check["parts_sum_to_step"](line, "% of the ")
 for r in json.load(open(sys.argv[2]))["rows"]:
@@ -234,22 +238,26 @@ then
   failures=$((failures + 1))
 fi
 expect 0 "1f1b" -- "${pipeline[@]}" --schedule 1f1b --processes --json "$tmp/pipeline-procs.json"
-if ! python3 - "$tmp/pipeline.json" 6 "$tmp/pipeline-procs.json" 1 <<'EOF_PY'
+if ! python3 - "$tmp/pipeline.json" 10 "$tmp/pipeline-procs.json" 1 <<'EOF_PY'
 import json, math, sys
 for path, rows in zip(sys.argv[1::2], sys.argv[2::2]):
     doc = json.load(open(path))
     assert len(doc["rows"]) == int(rows), (path, doc["rows"])
     for r in doc["rows"]:
         for key in ("samples_per_second", "step_ms", "bubble_measured", "bubble_theory",
-                    "bubble_simulated", "bubble_measured_min", "bubble_measured_max"):
+                    "bubble_simulated", "bubble_measured_min", "bubble_measured_max",
+                    "forward_ms_per_microbatch", "backward_ms_per_microbatch",
+                    "weight_ms_per_microbatch"):
             assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), (key, r)
         assert r["timed_steps"] == 3, r
         assert len(r["stages"]) == 2, r
         for s in r["stages"]:
             for key in ("overhead_us_per_microbatch", "busy_ms", "wait_ms", "forward_ms",
-                        "backward_ms", "optimizer_ms", "peak_activation_bytes"):
+                        "backward_ms", "weight_ms", "optimizer_ms", "peak_activation_bytes"):
                 assert isinstance(s[key], (int, float)) and math.isfinite(s[key]), (key, s)
             assert s["peak_activation_bytes"] > 0, s
+            # Only the split schedules run weight actions.
+            assert (s["weight_ms"] > 0) == (r["schedule"] in ("zb1", "zbv")), (r["schedule"], s)
 EOF_PY
 then
   echo "FAIL: bench pipeline JSON rows lack finite figures"

@@ -7,6 +7,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <map>
+#include <vector>
 
 #include "models/layers/model_spec.hpp"
 #include "models/layers/sequential.hpp"
@@ -182,4 +183,73 @@ BOOST_AUTO_TEST_CASE(stage_split_matches_whole_model) {
       BOOST_TEST(runtime::bitwise_equal(p->grad, w.at(name)->grad));
   BOOST_TEST(s1.find_parameter("2.weight") != nullptr);
   BOOST_TEST(s1.find_parameter("0.weight") == nullptr);
+}
+
+namespace {
+
+/// Zero-bubble split: three micro-batches forwarded, then their input
+/// gradients and only then their weight gradients, each in micro-batch
+/// order as the schedules run them (layers without a split add their
+/// gradients in backward_input), against the fused backward in
+/// micro-batch order: bitwise the same dx and parameter gradients, and the
+/// state kept for the weight gradients is freed by backward_weight.
+void check_split_backward(const model_spec& spec, const tensor& x, bool keeps_for_weight) {
+  sequential fused(spec, 0, spec.layers.size(), 5);
+  sequential split(spec, 0, spec.layers.size(), 5);
+  const bool input_grad = x.type() == runtime::dtype::f32;
+  std::vector<tensor> xs, dys, dx_fused(3), dx_split(3);
+  for (int m = 0; m < 3; ++m) {
+    forward_context ctx;
+    ctx.mb = m;
+    ctx.sample_offset = 3 * m;
+    ctx.seed = 9;
+    xs.push_back(rows(x, 3 * m, 3 * m + 3));
+    auto y = fused.forward(xs.back(), ctx);
+    BOOST_TEST(runtime::bitwise_equal(split.forward(xs.back(), ctx), y));
+    dys.push_back(random_tensor(y.shape(), 40 + static_cast<std::uint64_t>(m)));
+  }
+  fused.zero_grad();
+  split.zero_grad();
+  for (int m = 0; m < 3; ++m)
+    dx_fused[static_cast<std::size_t>(m)] =
+        fused.backward(dys[static_cast<std::size_t>(m)], m, input_grad);
+  for (int m = 0; m < 3; ++m)
+    dx_split[static_cast<std::size_t>(m)] =
+        split.backward_input(dys[static_cast<std::size_t>(m)], m, input_grad);
+  BOOST_TEST((split.saved_bytes() > 0) == keeps_for_weight);
+  std::vector<std::size_t> after;
+  for (int m = 0; m < 3; ++m)
+    split.backward_weight(m, [&](std::size_t i) { after.push_back(i); });
+  BOOST_TEST(split.saved_bytes() == 0u);
+  BOOST_TEST(after.size() == 3 * split.size());
+  BOOST_TEST(after.front() == split.size() - 1); // the layers in backward order
+  for (int m = 0; m < 3; ++m)
+    BOOST_TEST(runtime::bitwise_equal(dx_split[static_cast<std::size_t>(m)],
+                                      dx_fused[static_cast<std::size_t>(m)]));
+  auto want = grads_of(fused);
+  auto got = grads_of(split);
+  BOOST_REQUIRE(got.size() == want.size());
+  for (auto& [name, g] : want)
+    BOOST_TEST(runtime::bitwise_equal(got[name], g), name);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(split_backward_is_bitwise_the_fused_one) {
+  check_split_backward(
+      model_builder("zb").input({6}).dense(6, 8).relu().dense(8, 8).gelu().dense(8, 3).build(),
+      random_tensor({9, 6}, 11), true);
+  // conv2d (one kernel for both gradients), layer norm, embedding: the
+  // default, everything in backward_input.
+  check_split_backward(model_builder("zb-cnn")
+                           .input({2, 9, 9})
+                           .conv2d(2, 3, 3, 2, 1)
+                           .relu()
+                           .flatten()
+                           .layer_norm(75)
+                           .build(),
+                       random_tensor({9, 2, 9, 9}, 12), false);
+  check_split_backward(
+      model_builder("zb-emb").input({5}, runtime::dtype::i32).embedding(10, 6).flatten().build(),
+      random_ids({9, 5}, 13, 10), false);
 }

@@ -195,7 +195,10 @@ BOOST_AUTO_TEST_CASE(registry_round_trips_every_type) {
 
 BOOST_AUTO_TEST_CASE(zoo_models) {
   auto names = zoo_names();
-  BOOST_TEST(names.size() == 3u);
+  BOOST_TEST(names.size() == 4u);
+  auto even = zoo_model("mlp_even");
+  BOOST_TEST(even.layers.size() == 17u);
+  BOOST_TEST(output_shape(even) == (shape_t{10}));
   auto mlp = zoo_model("mlp");
   BOOST_TEST(mlp.input_shape == (shape_t{784}));
   BOOST_TEST(output_shape(mlp) == (shape_t{10}));

@@ -1,5 +1,5 @@
 // `troupe bench pipeline`: for each pipeline schedule (gpipe, 1f1b,
-// interleaved) a short training job through actors::run_training, the code
+// interleaved, zb1, zbv) a short training job through actors::run_training, the code
 // path of `troupe train`, with --trace; with --processes the same job is
 // submitted with `troupe train --supervisor` to a supervisor and one node
 // process per stage on 127.0.0.1 (this executable, --insecure-plain), and the
@@ -7,16 +7,19 @@
 // step_timelines), per timed step (the first --warmup steps are left out):
 //   T         the step's time: the first stage's step_msg .. the last
 //             stage's report (the union of the stages' `step` spans)
-//   busy_s    stage s's forward, backward and optimizer events of the step
+//   busy_s    stage s's forward, backward, weight and optimizer events of the step
 //   bubble    sum_s (T - busy_s) / (P x T); a row shows the median over the
 //             timed steps, min and max next to it
 //   overhead  (stage s's step span - busy_s - its `wait` events) / M: per
 //             micro-batch, time in the step neither in kernels nor waiting
 //             for an input (shard <-> device thread messages, wake-ups)
-// The bubble is compared with theory, (P-1)/(M+P-1) for gpipe and 1f1b and
-// (P-1)/(V*M+P-1) for interleaved, and with the schedule simulator fed each
-// stage's measured mean forward and backward (per chunk) and optimizer
-// times, which predicts unbalanced pipelines too: --slow-stage S adds a row
+// The bubble is compared with theory, (P-1)/(M+P-1) for gpipe and 1f1b,
+// (P-1)/(V*M+P-1) for interleaved, and for the zero-bubble schedules from
+// the measured mean F, B, W per micro-batch and stage: zb1 (ZB-H1)
+// (P-1)(F+B-W) / ((P-1)(F+B-W) + M(F+B+W)), zbv (ZB-V, M >= 2P) only the
+// start-up, (P-1)F/2 / ((P-1)F/2 + M(F+B+W)); and with the schedule
+// simulator fed each stage's measured mean forward, backward and weight (per
+// chunk) and optimizer times, which predicts unbalanced pipelines too: --slow-stage S adds a row
 // per schedule with stage S's kernels --slow-factor times slower.
 // Throughput: batch x timed steps / the trainer's summed step times. Peak
 // activation memory: the report's per-stage peak_saved_bytes.
@@ -63,7 +66,8 @@ using actors::schedule_kind;
 
 constexpr const char* bubble_definition =
     "per timed step: T = first stage's step_msg .. last stage's report (union of the stages' step "
-    "spans); busy_s = stage s's forward + backward + optimizer events of the step; bubble = "
+    "spans); busy_s = stage s's forward + backward + weight + optimizer events of the step; "
+    "bubble = "
     "sum_s (T - busy_s) / (P x T); median over the timed steps";
 constexpr const char* overhead_definition =
     "(stage's step span - its compute events - its wait-for-input events) / micro-batches, mean "
@@ -108,6 +112,7 @@ struct run_spec {
     auto n = std::string{actors::to_string(schedule)};
     return schedule == schedule_kind::interleaved ? n + " V=" + std::to_string(virtual_stages) : n;
   }
+  bool split() const { return actors::splits_backward(schedule); }
   std::string slowed() const {
     return slow_stage < 0 ? "-"
                           : "stage " + std::to_string(slow_stage) + " x" + number(slow_factor);
@@ -120,8 +125,18 @@ struct run_spec {
       n += "-slow" + std::to_string(slow_stage) + "x" + number(slow_factor);
     return n + ".json";
   }
-  /// (P-1)/(M+P-1), or (P-1)/(V*M+P-1) interleaved: balanced stages, no overhead.
-  double theory(int p, int m) const {
+  /// (P-1)/(M+P-1), or (P-1)/(V*M+P-1) interleaved: balanced stages, no
+  /// overhead. The zero-bubble schedules' depend on the costs: f, b, w are
+  /// one micro-batch's forward, backward (input gradient) and weight
+  /// gradient through a whole stage (ZB-H1's idle time (P-1)(F+B-W); ZB-V's
+  /// only the last device's start-up, half a stage's forward per device).
+  double theory(int p, int m, double f, double b, double w) const {
+    const double work = m * (f + b + w);
+    if (schedule == schedule_kind::zb1 || schedule == schedule_kind::zbv) {
+      const double idle =
+          (p - 1) * (schedule == schedule_kind::zb1 ? std::max(0.0, f + b - w) : f / 2);
+      return idle + work > 0 ? idle / (idle + work) : 0.0;
+    }
     const int v = schedule == schedule_kind::interleaved ? virtual_stages : 1;
     return static_cast<double>(p - 1) / (static_cast<double>(v) * m + p - 1);
   }
@@ -130,11 +145,12 @@ struct run_spec {
 /// A stage's figures in one row, means per timed step.
 struct stage_figures {
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0, wait_ms = 0, span_ms = 0;
+  double weight_ms = 0; ///< split schedules' weight actions (0 elsewhere)
   double overhead_us_per_microbatch = 0;
   std::uint64_t peak_activation_bytes = 0;
   int peak_in_flight = 0;
   actors::time_breakdown breakdown; ///< where the trainer's step went, from this stage's view
-  double busy_ms() const { return forward_ms + backward_ms + optimizer_ms; }
+  double busy_ms() const { return forward_ms + backward_ms + weight_ms + optimizer_ms; }
 };
 
 /// One row of the table: what a run measured.
@@ -144,6 +160,9 @@ struct row {
   double samples_per_second = 0, step_ms = 0, trainer_step_ms = 0;
   double bubble = 0, bubble_min = 0, bubble_max = 0; ///< measured: median, min, max
   double bubble_theory = 0, bubble_simulated = 0;
+  /// Mean forward / backward / weight ms per micro-batch through a stage
+  /// (all of its chunks), over the stages: what the theory was fed.
+  double f_ms = 0, b_ms = 0, w_ms = 0;
   std::vector<stage_figures> stages;
   std::string trace_file; ///< with --keep-traces
 
@@ -154,6 +173,7 @@ struct row {
       st.push_back({{"stage", k},
                     {"forward_ms", s.forward_ms},
                     {"backward_ms", s.backward_ms},
+                    {"weight_ms", s.weight_ms},
                     {"optimizer_ms", s.optimizer_ms},
                     {"busy_ms", s.busy_ms()},
                     {"wait_ms", s.wait_ms},
@@ -176,6 +196,9 @@ struct row {
             {"bubble_measured_max", bubble_max},
             {"bubble_theory", bubble_theory},
             {"bubble_simulated", bubble_simulated},
+            {"forward_ms_per_microbatch", f_ms},
+            {"backward_ms_per_microbatch", b_ms},
+            {"weight_ms_per_microbatch", w_ms},
             {"stages", st},
             {"trace_file", trace_file.empty() ? nlohmann::json() : nlohmann::json(trace_file)}};
   }
@@ -222,7 +245,7 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
   w.stages.resize(p);
   std::vector<double> bubbles;
   double t_sum = 0, trainer_sum = 0;
-  std::vector<std::vector<double>> fwd(p, std::vector<double>(v, 0.0)), bwd = fwd;
+  std::vector<std::vector<double>> fwd(p, std::vector<double>(v, 0.0)), bwd = fwd, wgt = fwd;
   std::vector<double> tail(p, 0.0);
   std::vector<std::vector<actors::time_breakdown>> parts(p);
   for (const auto& t : timed) {
@@ -234,6 +257,7 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
       auto& o = w.stages[k];
       o.forward_ms += 1e3 * s.forward / n;
       o.backward_ms += 1e3 * s.backward / n;
+      o.weight_ms += 1e3 * s.weight / n;
       o.optimizer_ms += 1e3 * s.optimizer / n;
       o.wait_ms += 1e3 * s.wait / n;
       o.span_ms += 1e3 * s.span() / n;
@@ -244,6 +268,8 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
         fwd[k][c] += s.forward_by_chunk[c] / (n * m);
       for (std::size_t c = 0; c < v && c < s.backward_by_chunk.size(); ++c)
         bwd[k][c] += s.backward_by_chunk[c] / (n * m);
+      for (std::size_t c = 0; c < v && c < s.weight_by_chunk.size(); ++c)
+        wgt[k][c] += s.weight_by_chunk[c] / (n * m);
     }
   }
   for (std::size_t k = 0; k < p; ++k)
@@ -256,17 +282,25 @@ row analyse(const run_spec& r, const pipeline_flags& f, const nlohmann::json& tr
   w.step_ms = 1e3 * t_sum / n;
   w.trainer_step_ms = 1e3 * trainer_sum / n;
   w.samples_per_second = static_cast<double>(f.batch) * n / std::max(trainer_sum, 1e-12);
-  w.bubble_theory = r.theory(f.stages, m);
+  for (const auto& st : w.stages) {
+    w.f_ms += st.forward_ms / (m * static_cast<double>(p));
+    w.b_ms += st.backward_ms / (m * static_cast<double>(p));
+    w.w_ms += st.weight_ms / (m * static_cast<double>(p));
+  }
+  w.bubble_theory = r.theory(f.stages, m, w.f_ms, w.b_ms, w.w_ms);
 
   // The simulator with the measured mean times (a chunk without events: 1 ns).
-  for (auto* costs : {&fwd, &bwd})
+  for (auto* costs : {&fwd, &bwd, &wgt})
     for (auto& stage : *costs)
       for (auto& c : stage)
         c = std::max(c, 1e-9);
   std::vector<std::vector<actors::action>> lists;
   for (int k = 0; k < f.stages; ++k)
     lists.push_back(actors::make_schedule(r.schedule, f.stages, k, m, r.virtual_stages));
-  auto sim = actors::simulate(lists, f.stages, r.virtual_stages, m, fwd, bwd, tail);
+  auto sim =
+      actors::simulate(lists, f.stages, r.virtual_stages, m,
+                       actors::action_costs{fwd, bwd, r.split() ? wgt : decltype(wgt){}, tail},
+                       actors::layout_of(r.schedule));
   if (!sim.completed)
     throw std::runtime_error("simulating " + r.name() + ": " + sim.error);
   w.bubble_simulated = sim.bubble();
@@ -304,9 +338,11 @@ void print_row(const row& w) {
       w.stages, [](const stage_figures& s) { return s.peak_activation_bytes / 1048576.0; }, "%.3f");
   auto over = per_stage(
       w.stages, [](const stage_figures& s) { return s.overhead_us_per_microbatch; }, "%.1f");
-  std::printf("%-16s %-11s %10.1f %8.2f  %-20s %6.1f%% %6.1f%%  %-20s %s\n", w.spec.name().c_str(),
-              w.spec.slowed().c_str(), w.samples_per_second, w.step_ms, bubble,
-              100 * w.bubble_theory, 100 * w.bubble_simulated, mib.c_str(), over.c_str());
+  char fbw[40];
+  std::snprintf(fbw, sizeof fbw, "%.2f/%.2f/%.2f", w.f_ms, w.b_ms, w.w_ms);
+  std::printf("%-16s %-11s %-17s %10.1f %8.2f  %-20s %6.1f%% %6.1f%%  %-20s %s\n",
+              w.spec.name().c_str(), w.spec.slowed().c_str(), fbw, w.samples_per_second, w.step_ms,
+              bubble, 100 * w.bubble_theory, 100 * w.bubble_simulated, mib.c_str(), over.c_str());
   for (std::size_t k = 0; k < w.stages.size(); ++k) {
     const auto& b = w.stages[k].breakdown;
     std::printf("  where the time goes, stage %zu (ms/step, %% of the %.3f ms trainer step): %s\n",
@@ -323,12 +359,14 @@ std::vector<run_spec> planned_runs(const pipeline_flags& f, unsigned cores,
                                    std::vector<std::string>& skipped) {
   std::vector<schedule_kind> kinds;
   if (f.schedule == "all")
-    kinds = {schedule_kind::gpipe, schedule_kind::one_f_one_b, schedule_kind::interleaved};
+    kinds = {schedule_kind::gpipe, schedule_kind::one_f_one_b, schedule_kind::interleaved,
+             schedule_kind::zb1, schedule_kind::zbv};
   else
     kinds = {actors::parse_schedule_kind(f.schedule)};
   std::vector<run_spec> runs;
   for (auto kind : kinds) {
-    const int v = kind == schedule_kind::interleaved ? f.virtual_stages : 1;
+    const int v =
+        actors::chunks_for(kind, kind == schedule_kind::interleaved ? f.virtual_stages : 1);
     std::vector<run_spec> variants{{kind, v, -1, 1.0}};
     if (f.slow_stage >= 0)
       variants.push_back({kind, v, f.slow_stage, f.slow_factor});
@@ -338,7 +376,7 @@ std::vector<run_spec> planned_runs(const pipeline_flags& f, unsigned cores,
         o.validate();
         actors::make_plan(o, cores);
       } catch (const runtime::input_error& e) {
-        if (f.schedule != "all" || kind != schedule_kind::interleaved)
+        if (f.schedule != "all" || v == 1)
           throw;
         skipped.push_back(r.name() + ": " + e.what()); // too few layers for P x V chunks
         break;
@@ -362,9 +400,11 @@ fs::path keep_traces_dir(const pipeline_flags& f) {
 /// The definitions under the table, and what slowing a stage did to each
 /// schedule's bubble.
 void print_notes(const std::vector<row>& rows) {
-  std::printf("\nbubble: %s\ntheory: (P-1)/(M+P-1), interleaved (P-1)/(V*M+P-1); sim: the "
-              "schedule simulator with each stage's measured mean forward/backward (per chunk) "
-              "and optimizer times\noverhead: %s\n",
+  std::printf("\nbubble: %s\ntheory: (P-1)/(M+P-1), interleaved (P-1)/(V*M+P-1), zb1 "
+              "(P-1)(F+B-W)/((P-1)(F+B-W)+M(F+B+W)), zbv (P-1)F/2/((P-1)F/2+M(F+B+W)) (M >= 2P) "
+              "with F/B/W the measured means per micro-batch and stage (B: the whole backward "
+              "where it is not split); sim: the schedule simulator with each stage's measured "
+              "mean forward/backward/weight (per chunk) and optimizer times\noverhead: %s\n",
               bubble_definition, overhead_definition);
   for (std::size_t i = 0; i + 1 < rows.size(); ++i) {
     const auto& a = rows[i];
@@ -442,9 +482,9 @@ int bench_pipeline(pipeline_flags f) {
               static_cast<unsigned>(f.stages) > cores ? "; more stages than cores" : "");
   for (const auto& s : skipped)
     std::printf("skipped %s\n", s.c_str());
-  std::printf("\n%-16s %-11s %10s %8s  %-20s %7s %7s  %-20s %s\n", "schedule", "slowed",
-              "samples/s", "step ms", "bubble (min-max)", "theory", "sim", "peak act MiB/stage",
-              "overhead us/mb/stage");
+  std::printf("\n%-16s %-11s %-17s %10s %8s  %-20s %7s %7s  %-20s %s\n", "schedule", "slowed",
+              "F/B/W ms per mb", "samples/s", "step ms", "bubble (min-max)", "theory", "sim",
+              "peak act MiB/stage", "overhead us/mb/stage");
   std::fflush(stdout);
 
   std::unique_ptr<local_cluster> cluster;
@@ -491,7 +531,7 @@ command_action add_bench_pipeline_command(CLI::App& bench) {
                   "memory and runtime overhead per stage, from a traced training run");
   auto f = std::make_shared<pipeline_flags>();
   cmd->add_option("--model", f->model, "zoo model")
-      ->check(CLI::IsMember({"mlp", "cnn", "transformer"}))
+      ->check(CLI::IsMember({"mlp", "cnn", "transformer", "mlp_even"}))
       ->capture_default_str();
   cmd->add_option("--data", f->data_dir,
                   "data (default: data/mnist, data/sherlock.txt for the transformer)");
@@ -501,8 +541,8 @@ command_action add_bench_pipeline_command(CLI::App& bench) {
   cmd->add_option("--microbatches", f->microbatches, "micro-batches per step M")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
-  cmd->add_option("--schedule", f->schedule, "gpipe | 1f1b | interleaved | all")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "all"}))
+  cmd->add_option("--schedule", f->schedule, "gpipe | 1f1b | interleaved | zb1 | zbv | all")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "zb1", "zbv", "all"}))
       ->capture_default_str();
   cmd->add_option("--virtual-stages", f->virtual_stages, "chunks per stage V of interleaved")
       ->check(CLI::Range(1, 64))
