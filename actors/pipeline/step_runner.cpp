@@ -110,33 +110,46 @@ void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step
 
 namespace {
 
+/// Inbox lock taken here: stores an input into `to`'s inbox, as its shard
+/// would; returns the run it completes, if `to`'s device parked for it.
 template <class T>
-void store_local(const std::shared_ptr<compute_state>& to,
-                 std::map<input_key, arrived<T>> inbox::*slot, const input_key& k, T value) {
-  std::shared_ptr<step_run> resume;
-  {
-    std::lock_guard lock{to->in.mutex};
-    const auto at = to->cfg.trace ? steady_clock::now() : steady_clock::time_point{};
-    (to->in.*slot).insert_or_assign(k, arrived<T>{std::move(value), at, true});
-    resume = take_resumable(*to);
-  }
-  if (resume) {
-    handoff_stamp sent;
-    if (to->cfg.trace)
-      sent = {steady_clock::now(), resume->step.step};
-    resume_device(to, std::move(resume), sent);
-  }
+std::shared_ptr<step_run> store_direct(compute_state& to,
+                                       std::map<input_key, arrived<T>> inbox::*slot,
+                                       const input_key& k, T value) {
+  std::lock_guard lock{to.in.mutex};
+  const auto at = to.cfg.trace ? steady_clock::now() : steady_clock::time_point{};
+  (to.in.*slot).insert_or_assign(k, arrived<T>{std::move(value), at, true});
+  return take_resumable(to);
+}
+
+std::shared_ptr<step_run> store_direct(compute_state& to, actors::activation_msg m) {
+  const input_key k{m.step, m.mb, m.chunk};
+  return store_direct(to, &inbox::activations, k, std::move(m));
+}
+
+std::shared_ptr<step_run> store_direct(compute_state& to, actors::gradient_msg m) {
+  return store_direct(to, &inbox::grads, input_key{m.step, m.mb, m.chunk}, std::move(m.data));
+}
+
+template <class Msg>
+void store_and_resume(const std::shared_ptr<compute_state>& to, Msg m) {
+  auto resume = store_direct(*to, std::move(m));
+  if (!resume)
+    return;
+  handoff_stamp sent;
+  if (to->cfg.trace)
+    sent = {steady_clock::now(), resume->step.step};
+  resume_device(to, std::move(resume), sent);
 }
 
 } // namespace
 
 void deliver_local(const std::shared_ptr<compute_state>& to, actors::activation_msg m) {
-  const input_key k{m.step, m.mb, m.chunk};
-  store_local(to, &inbox::activations, k, std::move(m));
+  store_and_resume(to, std::move(m));
 }
 
 void deliver_local(const std::shared_ptr<compute_state>& to, actors::gradient_msg m) {
-  store_local(to, &inbox::grads, input_key{m.step, m.mb, m.chunk}, std::move(m.data));
+  store_and_resume(to, std::move(m));
 }
 
 namespace {
@@ -201,11 +214,13 @@ action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) 
 /// Sends an output to the shard holding stage `stage` of this pipeline: a
 /// neighbour (straight into its inbox when it is in this process), or in
 /// the V layout this shard itself (the last stage's chunk 0 feeds its own
-/// chunk 1), through its shard as any message.
+/// chunk 1): into its own inbox, with no hop at all (this device is
+/// running, so it has not parked for it).
 template <class Msg>
 void send_to(compute_state& c, const step_run& r, int stage, Msg m) {
   if (stage == c.cfg.stage) {
-    runtime::transport::deliver(c.cfg.courier, r.shard, std::move(m));
+    if (store_direct(c, std::move(m)))
+      throw std::logic_error("a device parked while it runs");
     return;
   }
   // stage + 1, or stage 0 from the last stage (the ring's wrap, looped chunks).
