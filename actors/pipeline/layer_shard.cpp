@@ -105,13 +105,8 @@ template <class T>
 void store_input(shard_actor* self, std::map<input_key, arrived<T>> inbox::*slot,
                  const input_key& k, T value) {
   auto& st = self->state;
-  auto& c = *st.compute;
-  std::shared_ptr<step_run> resume;
-  {
-    std::lock_guard lock{c.in.mutex};
-    (c.in.*slot).insert_or_assign(k, arrived<T>{std::move(value), st.trace.last_input_at});
-    resume = take_resumable(c);
-  }
+  auto resume =
+      store_arrived(*st.compute, slot, k, arrived<T>{std::move(value), st.trace.last_input_at});
   if (resume)
     resume_device(st.compute, std::move(resume), st.trace.handoff_begins(*st.step));
 }

@@ -110,25 +110,22 @@ void resume_device(const std::shared_ptr<compute_state>& c, std::shared_ptr<step
 
 namespace {
 
-/// Inbox lock taken here: stores an input into `to`'s inbox, as its shard
-/// would; returns the run it completes, if `to`'s device parked for it.
-template <class T>
-std::shared_ptr<step_run> store_direct(compute_state& to,
-                                       std::map<input_key, arrived<T>> inbox::*slot,
-                                       const input_key& k, T value) {
-  std::lock_guard lock{to.in.mutex};
-  const auto at = to.cfg.trace ? steady_clock::now() : steady_clock::time_point{};
-  (to.in.*slot).insert_or_assign(k, arrived<T>{std::move(value), at, true});
-  return take_resumable(to);
+/// When a direct delivery arrived (tracing only, as the shard stamps messages).
+steady_clock::time_point direct_arrival(const compute_state& to) {
+  return to.cfg.trace ? steady_clock::now() : steady_clock::time_point{};
 }
 
+/// A neighbour's output stored into `to`'s inbox without its shard; returns
+/// the run it completes, if `to`'s device parked for it.
 std::shared_ptr<step_run> store_direct(compute_state& to, actors::activation_msg m) {
   const input_key k{m.step, m.mb, m.chunk};
-  return store_direct(to, &inbox::activations, k, std::move(m));
+  return store_arrived(to, &inbox::activations, k,
+                       arrived<actors::activation_msg>{std::move(m), direct_arrival(to), true});
 }
 
 std::shared_ptr<step_run> store_direct(compute_state& to, actors::gradient_msg m) {
-  return store_direct(to, &inbox::grads, input_key{m.step, m.mb, m.chunk}, std::move(m.data));
+  return store_arrived(to, &inbox::grads, input_key{m.step, m.mb, m.chunk},
+                       arrived<tensor>{std::move(m.data), direct_arrival(to), true});
 }
 
 template <class Msg>
@@ -174,7 +171,6 @@ struct action_inputs {
   const char* last = ""; ///< the input that arrived last (the one a wait was for)
 };
 
-/// Inbox lock held, inputs_ready(): moves action `a`'s inputs out.
 /// An input a neighbour's device stored directly: its arrival goes into this
 /// device's trace as the shard records the others (shard_trace::input).
 template <class T>
@@ -184,6 +180,7 @@ void note_direct(compute_state& c, const arrived<T>& in, const char* what, const
     c.trace.instant(what, "input", in.at, {{"step", step}, {"mb", a.mb}, {"chunk", a.chunk}});
 }
 
+/// Inbox lock held, inputs_ready(): moves action `a`'s inputs out.
 action_inputs take_inputs(compute_state& c, std::int64_t step, const action& a) {
   const input_key k{step, a.mb, a.chunk};
   action_inputs r;

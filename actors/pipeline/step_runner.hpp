@@ -8,7 +8,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -58,6 +60,18 @@ bool inputs_ready(const compute_state& c, std::int64_t step, const action& a);
 /// inbox, when that input completed what it waits for; else null. The caller
 /// resumes it (resume_device) after releasing the lock.
 std::shared_ptr<step_run> take_resumable(compute_state& c);
+
+/// Stores an input in `c`'s inbox (taking its lock), as the shard does for a
+/// message and a neighbour's device for a direct delivery; returns the parked
+/// run it completes, if any, for the caller to resume (resume_device).
+template <class T>
+std::shared_ptr<step_run> store_arrived(compute_state& c,
+                                        std::map<input_key, arrived<T>> inbox::*slot,
+                                        const input_key& k, arrived<T> in) {
+  std::lock_guard lock{c.in.mutex};
+  (c.in.*slot).insert_or_assign(k, std::move(in));
+  return take_resumable(c);
+}
 
 /// Hands a parked run back to its device thread (one device_task).
 /// `sent` stamps the hand-off for the trace (empty when not tracing).
