@@ -8,6 +8,8 @@ find_package(fmt REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(ZLIB REQUIRED)
+# libzip reads NumPy .npz archives (runtime/io/npz); cmake/FindLibZip.cmake.
+find_package(LibZip REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS system)
 if(TROUPE_BUILD_TESTS)

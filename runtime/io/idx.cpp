@@ -23,7 +23,26 @@ namespace troupe::runtime {
 namespace {
 
 constexpr unsigned max_idx_dims = 8;
-constexpr std::uint8_t idx_type_u8 = 0x08;
+
+/// An IDX element type: its code in the magic, its size in the file, the tensor
+/// dtype it becomes (i8 and i16 widen to i32: there are no narrower signed dtypes).
+struct idx_type {
+  std::uint8_t code;
+  std::size_t size;
+  dtype type;
+  const char* name;
+};
+constexpr idx_type idx_types[] = {
+    {0x08, 1, dtype::u8, "u8"},   {0x09, 1, dtype::i32, "i8"},  {0x0B, 2, dtype::i32, "i16"},
+    {0x0C, 4, dtype::i32, "i32"}, {0x0D, 4, dtype::f32, "f32"}, {0x0E, 8, dtype::f64, "f64"},
+};
+
+const idx_type* find_idx_type(std::uint8_t code) {
+  for (const auto& t : idx_types)
+    if (t.code == code)
+      return &t;
+  return nullptr;
+}
 
 [[noreturn]] void bad(const std::filesystem::path& p, const std::string& what) {
   throw input_error("IDX file '" + p.string() + "': " + what);
@@ -176,6 +195,39 @@ private:
   bool stream_end_ = false;
 };
 
+/// Reads the elements of `t` (all of them, `type` in the file, big-endian) from
+/// `in` and converts them to host order and t's dtype; calls truncated(bytes read)
+/// when the data ends early.
+template <class Truncated>
+void read_elements(idx_stream& in, const idx_type& type, tensor& t, Truncated truncated) {
+  const std::uint64_t n = static_cast<std::uint64_t>(t.numel());
+  if (type.size == element_size(t.type())) {
+    // Same width: read in place, then swap bytes (u8 needs nothing).
+    auto* p = static_cast<unsigned char*>(t.mutable_raw_data());
+    const std::size_t bytes = n * type.size;
+    const std::size_t got = in.read(p, bytes);
+    if (got < bytes)
+      truncated(got);
+    for (std::size_t i = 0; type.size > 1 && i < bytes; i += type.size)
+      std::reverse(p + i, p + i + type.size);
+    return;
+  }
+  // i8 and i16 widen to i32, in pieces.
+  auto* out = t.mutable_data<std::int32_t>();
+  std::vector<unsigned char> buf(std::min<std::uint64_t>(n, 1 << 16) * type.size);
+  for (std::uint64_t done = 0; done < n;) {
+    const std::size_t k = std::min<std::uint64_t>(buf.size() / type.size, n - done);
+    const std::size_t got = in.read(buf.data(), k * type.size);
+    if (got < k * type.size)
+      truncated(done * type.size + got);
+    for (std::size_t i = 0; i < k; ++i)
+      out[done + i] = type.size == 1
+                          ? static_cast<std::int8_t>(buf[i])
+                          : static_cast<std::int16_t>((buf[2 * i] << 8) | buf[2 * i + 1]);
+    done += k;
+  }
+}
+
 } // namespace
 
 tensor read_idx(const std::filesystem::path& path, std::size_t max_bytes) {
@@ -194,9 +246,10 @@ tensor read_idx(const std::filesystem::path& path, std::size_t max_bytes) {
   const std::uint32_t magic = load_be32(head);
   if (head[0] != 0 || head[1] != 0)
     bad(path, "wrong magic " + hex(magic, 8) + ": an IDX file starts with two zero bytes");
-  if (head[2] != idx_type_u8)
+  const idx_type* type = find_idx_type(head[2]);
+  if (type == nullptr)
     bad(path, "unsupported element type " + hex(head[2], 2) + " in magic " + hex(magic, 8) +
-                  " (only 0x08, unsigned byte, is supported)");
+                  " (supported: 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64)");
   const unsigned ndims = head[3];
   if (ndims < 1 || ndims > max_idx_dims)
     bad(path, "magic " + hex(magic, 8) + " declares " + std::to_string(ndims) +
@@ -215,8 +268,10 @@ tensor read_idx(const std::filesystem::path& path, std::size_t max_bytes) {
     if (__builtin_mul_overflow(total, std::uint64_t{d}, &total))
       bad(path, "dimensions " + to_string(shape) + "... overflow the element count");
   }
-  if (total > max_bytes)
-    bad(path, "dimensions " + to_string(shape) + " describe " + std::to_string(total) +
+  const std::uint64_t elements = total;
+  if (__builtin_mul_overflow(elements, std::uint64_t{type->size}, &total) || total > max_bytes)
+    bad(path, "dimensions " + to_string(shape) + " of " + type->name + " describe " +
+                  std::to_string(elements) + " x " + std::to_string(type->size) +
                   " bytes, more than the limit of " + std::to_string(max_bytes));
 
   const std::uint64_t header_bytes = 4 + 4ull * ndims;
@@ -231,14 +286,13 @@ tensor read_idx(const std::filesystem::path& path, std::size_t max_bytes) {
                     " bytes follow the data the header describes (trailing garbage)");
   }
 
-  auto t = tensor::empty(dtype::u8, shape);
-  if (total > 0) {
-    n = in.read(t.mutable_raw_data(), static_cast<std::size_t>(total));
-    if (n < total)
+  auto t = tensor::empty(type->type, shape);
+  if (total > 0)
+    read_elements(in, *type, t, [&](std::uint64_t got) {
       bad(path, "truncated: dimensions " + to_string(shape) + " need " + std::to_string(total) +
                     " data bytes, " + (gzip ? "the decompressed stream has " : "the file has ") +
-                    std::to_string(n));
-  }
+                    std::to_string(got));
+    });
   in.expect_end();
   return t;
 }
@@ -271,6 +325,12 @@ mnist_split load_mnist(const std::filesystem::path& dir, bool train) {
   if (s.labels.rank() != 1)
     throw input_error("MNIST labels '" + labels_path.string() + "' have shape " +
                       to_string(s.labels.shape()) + ", expected [count]");
+  for (const auto& [t, p] :
+       {std::pair{&s.images, &images_path}, std::pair{&s.labels, &labels_path}})
+    if (t->type() != dtype::u8)
+      throw input_error("MNIST file '" + p->string() + "' holds " +
+                        std::string{to_string(t->type())} +
+                        " elements, expected unsigned bytes (0x08)");
   if (s.images.dim(0) != s.labels.dim(0))
     throw input_error("MNIST split in '" + dir.string() + "': " + std::to_string(s.images.dim(0)) +
                       " images but " + std::to_string(s.labels.dim(0)) + " labels");

@@ -17,6 +17,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
+#include "runtime/io/half.hpp"
 
 namespace troupe::runtime {
 
@@ -28,10 +29,21 @@ namespace {
 using json = nlohmann::json;
 constexpr std::string_view metadata_key = "__metadata__";
 
+/// Half-precision file dtypes, widened to f32 when read (no f16 tensor dtype).
+enum class half_kind : std::uint8_t { none, f16, bf16 };
+
+/// A file dtype: the tensor dtype it becomes, and how it is stored.
+struct file_dtype {
+  dtype type;
+  half_kind half = half_kind::none;
+  std::size_t size() const noexcept { return half == half_kind::none ? element_size(type) : 2; }
+};
+
 /// One validated header entry.
 struct entry {
   std::string name;
   dtype type;
+  half_kind half = half_kind::none;
   shape_t shape;
   std::uint64_t begin;
   std::uint64_t end;
@@ -46,17 +58,21 @@ struct parsed_header {
   throw input_error("safetensors " + std::string{source} + ": " + what);
 }
 
-std::optional<dtype> dtype_from_name(std::string_view s) {
+std::optional<file_dtype> dtype_from_name(std::string_view s) {
   if (s == "F32")
-    return dtype::f32;
+    return file_dtype{dtype::f32};
   if (s == "F64")
-    return dtype::f64;
+    return file_dtype{dtype::f64};
   if (s == "I32")
-    return dtype::i32;
+    return file_dtype{dtype::i32};
   if (s == "I64")
-    return dtype::i64;
+    return file_dtype{dtype::i64};
   if (s == "U8")
-    return dtype::u8;
+    return file_dtype{dtype::u8};
+  if (s == "F16")
+    return file_dtype{dtype::f32, half_kind::f16};
+  if (s == "BF16")
+    return file_dtype{dtype::f32, half_kind::bf16};
   return std::nullopt;
 }
 
@@ -154,8 +170,9 @@ entry parse_entry(const std::string& name, const json& v, std::uint64_t buffer_s
   auto t = dtype_from_name(dt.get<std::string>());
   if (!t)
     bad(source, where + ": unknown or unsupported dtype '" + dt.get<std::string>() +
-                    "' (supported: F32, F64, I32, I64, U8)");
-  e.type = *t;
+                    "' (supported: F32, F64, I32, I64, U8, F16 and BF16 read as F32)");
+  e.type = t->type;
+  e.half = t->half;
 
   const auto& sh = v["shape"];
   if (!sh.is_array())
@@ -171,7 +188,7 @@ entry parse_entry(const std::string& name, const json& v, std::uint64_t buffer_s
     overflow = overflow || __builtin_mul_overflow(numel, d, &numel);
   }
   std::uint64_t nbytes = 0;
-  overflow = overflow || __builtin_mul_overflow(numel, element_size(e.type), &nbytes) ||
+  overflow = overflow || __builtin_mul_overflow(numel, t->size(), &nbytes) ||
              numel > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
   if (overflow)
     bad(source, where + ": shape " + to_string(e.shape) + " overflows the size computation");
@@ -189,10 +206,10 @@ entry parse_entry(const std::string& name, const json& v, std::uint64_t buffer_s
                     std::to_string(e.end) + "] lie outside the " + std::to_string(buffer_size) +
                     "-byte data buffer");
   if (e.end - e.begin != nbytes)
-    bad(source, where + ": shape " + to_string(e.shape) + " of " +
-                    std::string{safetensors_dtype_name(e.type)} + " needs " +
-                    std::to_string(nbytes) + " bytes but data_offsets [" + std::to_string(e.begin) +
-                    ", " + std::to_string(e.end) + "] span " + std::to_string(e.end - e.begin));
+    bad(source, where + ": shape " + to_string(e.shape) + " of " + dt.get<std::string>() +
+                    " needs " + std::to_string(nbytes) + " bytes but data_offsets [" +
+                    std::to_string(e.begin) + ", " + std::to_string(e.end) + "] span " +
+                    std::to_string(e.end - e.begin));
   return e;
 }
 
@@ -259,8 +276,14 @@ safetensors_file materialise(parsed_header&& h, Fill fill) {
   out.tensors.reserve(h.entries.size());
   for (auto& e : h.entries) {
     auto t = tensor::empty(e.type, std::move(e.shape));
-    if (t.nbytes())
+    if (e.half != half_kind::none && t.numel() > 0) {
+      std::vector<std::uint16_t> halves(static_cast<std::size_t>(t.numel()));
+      fill(halves.data(), e.begin, halves.size() * 2);
+      std::transform(halves.begin(), halves.end(), t.mutable_data<float>(),
+                     e.half == half_kind::f16 ? half_to_float : bfloat16_to_float);
+    } else if (t.nbytes()) {
       fill(t.mutable_raw_data(), e.begin, t.nbytes());
+    }
     out.tensors.emplace_back(std::move(e.name), std::move(t));
   }
   return out;

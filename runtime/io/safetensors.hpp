@@ -15,7 +15,9 @@
 namespace troupe::runtime {
 
 /// The contents of a safetensors file (https://huggingface.co/docs/safetensors):
-/// named tensors, sorted by name, and the optional string metadata.
+/// named tensors, sorted by name, and the optional string metadata. Half-precision
+/// tensors (F16, BF16) are widened to f32 when read (exactly): the tensor types have
+/// no f16, and writing always uses the tensors' own dtypes.
 ///
 /// The format is what checkpoints and exported weights use, so files written by
 /// Python's `safetensors` load here and ours load there. Layout: an 8-byte
