@@ -153,10 +153,10 @@ BOOST_AUTO_TEST_CASE(rejects_wrong_magic_and_type) {
                         message_has("magic.idx", "wrong magic 0x01000801"));
   BOOST_CHECK_EXCEPTION(read_idx(put(dir, "magic.idx.gz", gzip(b))), input_error,
                         message_has("magic.idx.gz", "wrong magic"));
-  // 0x0D is IDX's float type: a valid IDX file, but not one we read.
-  auto f = idx({1}, {0, 0, 128, 63}, 0x0D);
+  // 0x0A is no IDX element type.
+  auto f = idx({1}, {0, 0, 128, 63}, 0x0A);
   BOOST_CHECK_EXCEPTION(read_idx(put(dir, "float.idx", f)), input_error,
-                        message_has("float.idx", "element type 0x0d"));
+                        message_has("float.idx", "element type 0x0a"));
   auto nodims = idx({}, {});
   BOOST_CHECK_EXCEPTION(read_idx(put(dir, "nodims.idx", nodims)), input_error,
                         message_has("0 dimensions"));
@@ -227,4 +227,45 @@ BOOST_AUTO_TEST_CASE(load_mnist_checks_consistency) {
   auto s = load_mnist(dir.path(), true);
   BOOST_TEST(s.images.dim(0) == 3);
   BOOST_CHECK_EXCEPTION(load_mnist(dir.path(), false), input_error, message_has("t10k-images"));
+}
+
+// Every IDX element type, big-endian in the file: i8 and i16 widen to i32, the
+// others keep their width; gzip reads the same.
+BOOST_AUTO_TEST_CASE(reads_every_element_type) {
+  temp_dir dir;
+  auto i8 = read_idx(put(dir, "i8.idx", idx({3}, {0xff, 0x7f, 0x80}, 0x09)));
+  BOOST_TEST((i8.type() == dtype::i32));
+  BOOST_TEST((std::vector<std::int32_t>(i8.values<std::int32_t>().begin(),
+                                        i8.values<std::int32_t>().end()) ==
+              std::vector<std::int32_t>{-1, 127, -128}));
+  auto i16 = read_idx(put(dir, "i16.idx.gz", gzip(idx({2, 1}, {0xfe, 0xd4, 0x01, 0x02}, 0x0B))));
+  BOOST_TEST((i16.type() == dtype::i32));
+  BOOST_TEST((i16.shape() == (shape_t{2, 1})));
+  BOOST_TEST(i16.data<std::int32_t>()[0] == -300);
+  BOOST_TEST(i16.data<std::int32_t>()[1] == 258);
+  auto i32 = read_idx(put(dir, "i32.idx", idx({1}, {0x80, 0, 0, 1}, 0x0C)));
+  BOOST_TEST(i32.data<std::int32_t>()[0] == std::int32_t(0x80000001u));
+  auto f32 = read_idx(put(dir, "f32.idx", idx({1}, {0x3f, 0xc0, 0, 0}, 0x0D)));
+  BOOST_TEST((f32.type() == dtype::f32));
+  BOOST_TEST(f32.data<float>()[0] == 1.5f);
+  auto f64 = read_idx(
+      put(dir, "f64.idx", idx({1}, {0xc0, 0x09, 0x21, 0xfb, 0x54, 0x44, 0x2d, 0x18}, 0x0E)));
+  BOOST_TEST((f64.type() == dtype::f64));
+  BOOST_TEST(f64.data<double>()[0] == -3.141592653589793);
+  // Sizes count the element width: 2 i16 elements need 4 data bytes (12 with the header).
+  BOOST_CHECK_EXCEPTION(read_idx(put(dir, "short16.idx", idx({2}, {0, 1, 0}, 0x0B))), input_error,
+                        message_has("short16.idx", "truncated", "need 12 bytes"));
+  BOOST_CHECK_EXCEPTION(read_idx(put(dir, "short16.idx.gz", gzip(idx({2}, {0, 1, 0}, 0x0B)))),
+                        input_error, message_has("short16.idx.gz", "truncated"));
+  BOOST_CHECK_EXCEPTION(read_idx(put(dir, "cap64.idx", idx({2}, bytes(16, 0), 0x0E)), 15),
+                        input_error, message_has("cap64.idx", "limit of 15"));
+}
+
+// load_mnist reads unsigned bytes only: a f32 image file is named, not misread.
+BOOST_AUTO_TEST_CASE(load_mnist_wants_bytes) {
+  temp_dir dir;
+  put(dir, "train-images-idx3-ubyte", idx({1, 1, 1}, {0x3f, 0xc0, 0, 0}, 0x0D));
+  put(dir, "train-labels-idx1-ubyte", idx({1}, {3}));
+  BOOST_CHECK_EXCEPTION(load_mnist(dir.path(), true), input_error,
+                        message_has("train-images-idx3-ubyte", "f32", "unsigned bytes"));
 }

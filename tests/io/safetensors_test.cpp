@@ -215,10 +215,32 @@ BOOST_AUTO_TEST_CASE(rejects_bad_json) {
 
 BOOST_AUTO_TEST_CASE(rejects_unknown_dtype) {
   BOOST_CHECK_EXCEPTION(
-      parse(image(R"({"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", 4)), input_error,
-      message_has("tensor 'x'", "BF16"));
+      parse(image(R"({"x":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}})", 4)), input_error,
+      message_has("tensor 'x'", "unsupported dtype 'I16'"));
   BOOST_CHECK_EXCEPTION(parse(image(R"({"x":{"dtype":7,"shape":[2],"data_offsets":[0,4]}})", 4)),
                         input_error, message_has("tensor 'x'", "dtype"));
+}
+
+// PyTorch's half tensors: F16 and BF16 are widened to f32, exactly, and sized
+// by their 2-byte elements when the offsets are checked.
+BOOST_AUTO_TEST_CASE(reads_f16_and_bf16_as_f32) {
+  auto img = image(R"({"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},)"
+                   R"("b":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]}})",
+                   12);
+  const std::uint16_t halves[4] = {0x3c00, 0xc000, 0x0001, 0x7bff}; // 1, -2, 2^-24, 65504
+  const std::uint16_t bf[2] = {0x3fc0, 0xc2f7};                     // 1.5, -123.5
+  std::memcpy(img.data() + img.size() - 12, halves, 8);
+  std::memcpy(img.data() + img.size() - 4, bf, 4);
+  auto f = parse(img);
+  BOOST_TEST((f.at("h").type() == dtype::f32));
+  const std::vector<float> h(f.at("h").values<float>().begin(), f.at("h").values<float>().end());
+  BOOST_TEST(h == (std::vector<float>{1.0f, -2.0f, 0x1p-24f, 65504.0f}),
+             boost::test_tools::per_element());
+  const std::vector<float> b(f.at("b").values<float>().begin(), f.at("b").values<float>().end());
+  BOOST_TEST(b == (std::vector<float>{1.5f, -123.5f}), boost::test_tools::per_element());
+  BOOST_CHECK_EXCEPTION(
+      parse(image(R"({"h":{"dtype":"F16","shape":[4],"data_offsets":[0,16]}})", 16)), input_error,
+      message_has("tensor 'h'", "F16 needs 8 bytes"));
 }
 
 BOOST_AUTO_TEST_CASE(rejects_bad_shapes_and_fields) {
