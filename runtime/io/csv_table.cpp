@@ -137,10 +137,8 @@ csv_table parse_csv(std::string_view text, std::string_view source) {
 
 csv_table read_csv(const std::filesystem::path& path, std::size_t max_bytes) {
   const auto bytes = read_file(path, max_bytes);
-  std::string source{"'"}; // appended: GCC 12 -Wrestrict false positive on "x" + string&&
-  source += path.string();
-  source += '\'';
-  return parse_csv({reinterpret_cast<const char*>(bytes.data()), bytes.size()}, source);
+  // Unquoted, so positions read as the usual FILE:LINE.
+  return parse_csv({reinterpret_cast<const char*>(bytes.data()), bytes.size()}, path.string());
 }
 
 } // namespace troupe::runtime
