@@ -17,14 +17,8 @@ namespace {
 
 /// Restores the default limit and empties the cache around each test.
 struct fresh_cache {
-  fresh_cache() {
-    release_storage_cache();
-    set_storage_cache_limit(storage_cache_default_limit);
-  }
-  ~fresh_cache() {
-    release_storage_cache();
-    set_storage_cache_limit(storage_cache_default_limit);
-  }
+  fresh_cache() { release_storage_cache(); set_storage_cache_limit(storage_cache_default_limit); }
+  ~fresh_cache() { release_storage_cache(); set_storage_cache_limit(storage_cache_default_limit); }
 };
 
 constexpr std::size_t big = std::size_t{1} << 20;
