@@ -23,6 +23,8 @@ namespace troupe::runtime {
 namespace {
 
 constexpr unsigned max_idx_dims = 8;
+/// Deflate's largest expansion (about 1032:1), to bound a gzip file's data by its size.
+constexpr std::uint64_t gzip_max_ratio = 1032;
 
 /// An IDX element type: its code in the magic, its size in the file, the tensor
 /// dtype it becomes (i8 and i16 widen to i32: there are no narrower signed dtypes).
@@ -284,6 +286,11 @@ tensor read_idx(const std::filesystem::path& path, std::size_t max_bytes) {
     if (file.size() > expected)
       bad(path, std::to_string(file.size() - expected) +
                     " bytes follow the data the header describes (trailing garbage)");
+  } else if (total / gzip_max_ratio > file.size()) {
+    // Deflate expands at most ~1032:1: this header asks for more than the file can hold.
+    bad(path, "truncated: dimensions " + to_string(shape) + " need " + std::to_string(total) +
+                  " data bytes, more than a gzip file of " + std::to_string(file.size()) +
+                  " bytes can hold");
   }
 
   auto t = tensor::empty(type->type, shape);

@@ -72,7 +72,7 @@ std::vector<std::pair<std::string, zip_uint64_t>> list_members(zip_t* z) {
 }
 
 tensor read_member(zip_t* z, const std::filesystem::path& path, const std::string& name,
-                   zip_uint64_t index) {
+                   zip_uint64_t index, std::uint64_t archive_size) {
   std::string source{"'"};
   source += path.string();
   source += "' array '" + name + "'";
@@ -83,6 +83,10 @@ tensor read_member(zip_t* z, const std::filesystem::path& path, const std::strin
   if ((st.valid & ZIP_STAT_SIZE) == 0 || (st.valid & ZIP_STAT_COMP_SIZE) == 0)
     bad(path, "array '" + name + "': the archive does not record its size");
   const bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+  if (st.comp_size > archive_size)
+    bad(path, "array '" + name + "': declares " + std::to_string(st.comp_size) +
+                  " compressed bytes, more than the archive's " + std::to_string(archive_size) +
+                  " (truncated or corrupt archive)");
   if (stored ? st.size != st.comp_size : st.size / max_deflate_ratio > st.comp_size + 1)
     bad(path, "array '" + name + "': declares " + std::to_string(st.size) + " bytes from " +
                   std::to_string(st.comp_size) +
@@ -125,10 +129,11 @@ std::vector<std::string> npz_array_names(const std::filesystem::path& path) {
 npz_file read_npz(const std::filesystem::path& path, std::span<const std::string> names) {
   auto z = open_archive(path);
   const auto members = list_members(z.get());
+  const std::uint64_t size = std::filesystem::file_size(path);
   npz_file out;
   if (names.empty()) {
     for (const auto& [name, index] : members)
-      out.arrays.emplace_back(name, read_member(z.get(), path, name, index));
+      out.arrays.emplace_back(name, read_member(z.get(), path, name, index, size));
     return out;
   }
   for (const auto& want : names) {
@@ -141,7 +146,7 @@ npz_file read_npz(const std::filesystem::path& path, std::span<const std::string
       bad(path, "no array '" + want + "' (the archive holds " +
                     (present.empty() ? std::string{"no .npy arrays"} : present) + ")");
     }
-    out.arrays.emplace_back(want, read_member(z.get(), path, want, it->second));
+    out.arrays.emplace_back(want, read_member(z.get(), path, want, it->second, size));
   }
   return out;
 }

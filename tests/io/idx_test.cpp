@@ -212,6 +212,10 @@ BOOST_AUTO_TEST_CASE(rejects_oversized_dimensions) {
                         message_has("ovf.idx", "overflow"));
   BOOST_CHECK_EXCEPTION(read_idx(put(dir, "cap.idx", idx({10}, labels_data(10))), 9), input_error,
                         message_has("cap.idx", "limit of 9"));
+  // Under the cap, but more than deflate can expand a file this small into: refused
+  // before the tensor is allocated.
+  BOOST_CHECK_EXCEPTION(read_idx(put(dir, "bomb.idx.gz", gzip(idx({100'000'000}, {})))),
+                        input_error, message_has("bomb.idx.gz", "more than a gzip file of"));
 }
 
 BOOST_AUTO_TEST_CASE(load_mnist_checks_consistency) {

@@ -86,6 +86,28 @@ BOOST_AUTO_TEST_CASE(rejects_truncated_archive) {
                         message_has("half.npz", "corrupt or truncated zip archive"));
 }
 
+// A member's declared size is checked against what its compressed bytes can hold
+// before its tensor is allocated: here a stored member claims 2 GiB.
+BOOST_AUTO_TEST_CASE(rejects_sizes_beyond_the_archive) {
+  temp_dir dir;
+  named one = {{"x", tensor::from_vector<float>({4}, {1, 2, 3, 4})}};
+  write_npz(dir / "ok.npz", one, false);
+  auto b = read_plain(dir / "ok.npz");
+  auto patch = [&](const char* sig, std::size_t offset) {
+    const std::string s{sig, 4};
+    auto it = std::search(b.begin(), b.end(), s.begin(), s.end());
+    BOOST_REQUIRE(it != b.end());
+    // Uncompressed size 0x7fffffff (0xffffffff would mean "see the zip64 field").
+    for (int i = 0; i < 4; ++i)
+      *(it + static_cast<std::ptrdiff_t>(offset) + i) = i == 3 ? 0x7f : 0xff;
+  };
+  patch("PK\x03\x04", 22); // local header
+  patch("PK\x01\x02", 24); // central directory
+  write_plain<unsigned char>(dir / "bomb.npz", b);
+  BOOST_CHECK_EXCEPTION(read_npz(dir / "bomb.npz"), input_error,
+                        message_has("bomb.npz", "array 'x'", "declares 2147483647 bytes"));
+}
+
 BOOST_AUTO_TEST_CASE(rejects_corrupt_member_data) {
   temp_dir dir;
   for (bool compress : {false, true}) {
