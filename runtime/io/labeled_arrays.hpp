@@ -14,9 +14,11 @@ struct array_names {
 };
 
 /// A data file's inputs and targets, one sample per row of each.
-/// x: [N, ...] u8, i32 or f32 (f16 and f64 converted to f32, i64 to i32 when in range, else error);
-/// y: [N] i32 (integer labels: any integer dtype, or a CSV column of integers) or [N] / [N, K] f32
-/// (real-valued targets).
+/// x: [N, ...] u8, i32 or f32 (f16 and f64 converted to f32, i64 to i32 when in range, else error;
+/// IDX i8/i16 arrive as i32); a 1-D x becomes [N, 1]. CSV: f32 [N, columns - 1].
+/// y: [N] i32 (integer labels: any integer dtype, [N, 1] squeezed, or a CSV column of integers
+/// with |v| <= 2^24) or [N] / [N, K] f32 (real-valued targets: f16/f32/f64, or a CSV column
+/// with a fraction). Range checks against a class count are the caller's (it knows the model).
 struct labeled_arrays {
   tensor x;
   tensor y;

@@ -203,6 +203,23 @@ void read_halves(const npy_read_fn& read, float* out, std::size_t n, std::string
   }
 }
 
+/// NumPy's name of a dtype, as np.save writes it.
+const char* npy_descr(dtype t) {
+  switch (t) {
+  case dtype::f32:
+    return "<f4";
+  case dtype::f64:
+    return "<f8";
+  case dtype::i32:
+    return "<i4";
+  case dtype::i64:
+    return "<i8";
+  case dtype::u8:
+    return "|u1";
+  }
+  return "?";
+}
+
 std::string describe_descr(std::string_view d) {
   if (!d.empty() && d[0] == '>')
     return "big-endian dtype '" + std::string{d} +
@@ -312,31 +329,13 @@ tensor read_npy(const std::filesystem::path& path) {
 std::vector<std::byte> to_npy_bytes(const tensor& t) {
   if (!t.defined() || !t.where().is_cpu())
     throw std::invalid_argument("to_npy_bytes: the tensor is undefined or not in CPU memory");
-  const char* descr = "<f4";
-  switch (t.type()) {
-  case dtype::f32:
-    descr = "<f4";
-    break;
-  case dtype::f64:
-    descr = "<f8";
-    break;
-  case dtype::i32:
-    descr = "<i4";
-    break;
-  case dtype::i64:
-    descr = "<i8";
-    break;
-  case dtype::u8:
-    descr = "|u1";
-    break;
-  }
   std::string shape = "(";
   for (std::size_t i = 0; i < t.rank(); ++i)
     shape += std::to_string(t.dim(i)) + (t.rank() == 1 || i + 1 < t.rank() ? "," : "") +
              (i + 1 < t.rank() ? " " : "");
   shape += ")";
-  std::string header =
-      std::string{"{'descr': '"} + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  std::string header = std::string{"{'descr': '"} + npy_descr(t.type()) +
+                       "', 'fortran_order': False, 'shape': " + shape + ", }";
   // Pad with spaces so the data starts at a multiple of 64 bytes, ending in '\n'.
   const std::size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
