@@ -30,7 +30,9 @@ struct labeled_arrays {
 ///   .npz (np.savez / np.savez_compressed: a zip of .npy files), .safetensors, .csv with a header,
 ///   an IDX pair (a directory holding *images*/*labels* IDX files, e.g. MNIST's layout:
 ///   train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz]; `train_split` picks train or
-///   t10k), a directory of shards of one of these formats, read in name order and concatenated.
+///   t10k), a directory of shards of one of these formats, read in name order and concatenated
+///   (hidden files skipped; a subdirectory shard must be an IDX pair; CSV shards share one header,
+///   and their target is f32 if any shard's is).
 /// Throws input_error naming the file, the array and what is wrong (missing array, wrong magic,
 /// truncated, unsupported dtype, x and y row counts differ, NaN/inf in x or y, empty).
 labeled_arrays read_labeled_arrays(const std::filesystem::path& path, const array_names& names,
