@@ -6,9 +6,9 @@
 
 #include "actors/cluster/job_request.hpp"
 #include "actors/cluster/supervisor.hpp"
+#include "actors/protocol/messages.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/caf_error.hpp"
-#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
@@ -55,7 +55,19 @@ job_result run_training(caf::actor_system& sys, const train_options& opts, const
   o.model = p.model.name;
   o.plan = nullptr;
   adopt_plan_degrees(o, p);
-  return run_job(sys, job_request{std::move(o), p});
+  return run_job(sys, job_request{std::move(o), p, std::nullopt, std::nullopt});
+}
+
+job_result run_training(caf::actor_system& sys, const train_options& opts, dataset train,
+                        std::optional<dataset> test) {
+  if (!train.source || train.size() == 0)
+    throw runtime::input_error("run_training: the training data set " + train.name +
+                               " has no samples");
+  opts.validate();
+  auto request = job_request_from_options(opts);
+  request.train_data = std::move(train);
+  request.test_data = std::move(test);
+  return run_job(sys, std::move(request));
 }
 
 } // namespace troupe::actors

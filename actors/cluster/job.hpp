@@ -4,6 +4,9 @@
 
 #include <caf/actor_system.hpp>
 
+#include <optional>
+
+#include "actors/pipeline/dataset.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/train_options.hpp"
 #include "runtime/io/checkpoint.hpp"
@@ -29,5 +32,13 @@ job_result run_training(caf::actor_system& sys, const train_options& opts);
 /// batch, steps, ...) is the job's. Throws as the overload above, and
 /// runtime::input_error naming what is wrong with the plan.
 job_result run_training(caf::actor_system& sys, const train_options& opts, const plan& p);
+
+/// Trains on `train` (and evaluates on `test` after each epoch, if given)
+/// instead of the files opts names: a data set from anywhere (a
+/// dataset_source of one's own, or memory_dataset over two tensors). opts'
+/// loss and normalisation apply as to files (docs/data.md); the data set is
+/// checked against the model before any step runs. Throws as above.
+job_result run_training(caf::actor_system& sys, const train_options& opts, dataset train,
+                        std::optional<dataset> test = std::nullopt);
 
 } // namespace troupe::actors

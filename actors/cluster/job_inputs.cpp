@@ -4,22 +4,16 @@
 #include <string>
 #include <utility>
 
+#include "actors/cluster/job_data.hpp"
 #include "actors/training/trainer.hpp"
 #include "models/train/sequence_loss.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
-#include "runtime/io/idx.hpp"
 #include "runtime/io/text_dataset.hpp"
 
 namespace troupe::actors {
 
 namespace {
-
-/// MNIST's training (`train`) or test split in `dir`.
-dataset load_split(const std::string& dir, bool train) {
-  auto split = runtime::load_mnist(dir, train);
-  return {train ? "mnist/train" : "mnist/test", std::move(split.images), std::move(split.labels)};
-}
 
 /// The part of a language model's text held out for evaluation: its last 10%.
 constexpr double text_heldout_fraction = 0.1;
@@ -44,22 +38,6 @@ std::pair<dataset, dataset> load_text(const std::string& file, const train_optio
   auto name = std::filesystem::path(file).filename().string();
   return {text_windows(text, runtime::text_split::train, name + "/train"),
           text_windows(text, runtime::text_split::heldout, name + "/heldout")};
-}
-
-/// MNIST for any model but a language model; one that wants other input is
-/// refused here rather than failing in the loader.
-void load_images(job_inputs& job) {
-  const auto& model = job.topology.model;
-  job.train_set = load_split(job.opts.data_dir, true);
-  if (job.opts.evaluate)
-    job.test_set = load_split(job.opts.data_dir, false);
-  auto per_sample = job.train_set.samples.numel() / std::max<std::int64_t>(1, job.train_set.size());
-  if (model.input_dtype != runtime::dtype::f32 ||
-      runtime::shape_numel(model.input_shape) != per_sample)
-    throw runtime::input_error("--model " + job.opts.model + " takes " +
-                               std::string{runtime::to_string(model.input_dtype)} + " input " +
-                               runtime::to_string(model.input_shape) + ", not the " +
-                               std::to_string(per_sample) + " pixels of an MNIST image");
 }
 
 /// --trace FILE is written when the run ends: prove now that it can be (its
@@ -89,11 +67,21 @@ job_inputs prepare_job(job_request request, const std::vector<device_slot>& avai
   } else {
     job.topology = make_plan(job.opts, available);
   }
-  if (models::is_sequence_model(job.topology.model))
-    std::tie(job.train_set, job.test_set) =
-        load_text(job.opts.data_dir, job.opts, job.topology.model);
-  else
-    load_images(job);
+  if (models::is_sequence_model(job.topology.model)) {
+    if (job.opts.loss != loss_kind::automatic && job.opts.loss != loss_kind::sequence)
+      throw runtime::input_error("--loss " + std::string{to_string(job.opts.loss)} + ": model " +
+                                 job.opts.model + " is a language model (--loss sequence)");
+    if (request.train_data) { // token windows given by a library caller
+      job.train_set = std::move(*request.train_data);
+      job.test_set = request.test_data.value_or(dataset{});
+      job.opts.evaluate = job.opts.evaluate && job.test_set.size() > 0;
+    } else {
+      std::tie(job.train_set, job.test_set) =
+          load_text(job.opts.data_dir, job.opts, job.topology.model);
+    }
+  } else {
+    load_labeled_data(job, std::move(request.train_data), std::move(request.test_data));
+  }
   const auto steps = total_training_steps(job.opts, job.train_set.size());
   if (job.opts.warmup_steps > 0 && job.opts.warmup_steps >= steps)
     throw runtime::input_error("--warmup-steps " + std::to_string(job.opts.warmup_steps) +

@@ -22,6 +22,8 @@ struct job_inputs {
   plan topology;
   dataset train_set;
   dataset test_set; ///< empty unless evaluated (or a language model's held-out text)
+  input_transform transform; ///< the loaders' input normalisation (job_data.hpp)
+  bool real_targets = false; ///< an mse loss: targets as f32 [n, K]
   std::optional<runtime::checkpoint> resume;
 };
 

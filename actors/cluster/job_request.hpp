@@ -8,6 +8,7 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "actors/pipeline/dataset.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/plan/train_options.hpp"
 
@@ -21,6 +22,9 @@ namespace troupe::actors {
 struct job_request {
   train_options opts;
   std::optional<plan> saved_plan;
+  /// run_training's data sets, in place of the files opts names (in-process only).
+  std::optional<dataset> train_data;
+  std::optional<dataset> test_data;
 };
 
 /// The request for `opts`, whose saved plan, if any, is still JSON

@@ -145,6 +145,7 @@ void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset tr
   const auto& topology = st.job.topology;
   const auto& opts = st.job.opts;
   auto& sys = self->system();
+  trainer_config tc;
   loader_config lc;
   lc.sample_shape = topology.model.input_shape;
   lc.parts = topology.microbatches;
@@ -152,7 +153,12 @@ void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset tr
   lc.batch = opts.batch;
   lc.data = train_set;
   lc.shares = topology.batch_shares;
-  trainer_config tc;
+  lc.input_dtype = topology.model.input_dtype;
+  if (st.job.inputs) {
+    lc.transform = st.job.inputs->transform;
+    lc.real_targets = st.job.inputs->real_targets;
+    tc.input_normalization = st.job.inputs->transform.description;
+  }
   // One loader per replica, each preparing only its replica's samples.
   for (int r = 0; r < topology.replicas; ++r) {
     lc.replica = r;

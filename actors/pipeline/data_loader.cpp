@@ -7,7 +7,6 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "kernels/cpu/elementwise.hpp"
 #include "runtime/rng.hpp"
 
 namespace troupe::actors {
@@ -31,31 +30,8 @@ std::vector<std::int32_t> epoch_permutation(std::int64_t samples, std::uint64_t 
 dataset text_windows(const runtime::text_dataset& text, runtime::text_split split,
                      std::string name) {
   auto batch = text.make_batch(split, text.window_starts(split));
-  return {std::move(name), std::move(batch.input), std::move(batch.target)};
+  return memory_dataset(std::move(name), std::move(batch.input), std::move(batch.target));
 }
-
-namespace {
-
-/// Rows `order[first, first + count)` of a token data set: ids and targets
-/// copied as they are.
-void copy_token_rows(const dataset& data, const std::vector<std::int32_t>& order,
-                     std::int64_t first, std::int64_t count, runtime::tensor& x,
-                     runtime::tensor& y) {
-  const auto n = data.size();
-  const auto in_row = data.samples.numel() / n;
-  const auto out_row = data.labels.numel() / n;
-  const auto* src = data.samples.data<std::int32_t>();
-  const auto* lab = data.labels.data<std::int32_t>();
-  auto* xd = x.mutable_data<std::int32_t>();
-  auto* yd = y.mutable_data<std::int32_t>();
-  for (std::int64_t i = 0; i < count; ++i) {
-    const std::int64_t s = order[static_cast<std::size_t>(first + i)];
-    std::copy_n(src + s * in_row, in_row, xd + i * in_row);
-    std::copy_n(lab + s * out_row, out_row, yd + i * out_row);
-  }
-}
-
-} // namespace
 
 std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<double>& shares) {
   if (shares.empty())
@@ -76,6 +52,24 @@ std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<doub
   return counts;
 }
 
+namespace {
+
+/// Targets as f32 [n, K] for a real-valued loss: labels become their values.
+runtime::tensor real_targets(const runtime::tensor& y) {
+  const auto n = y.dim(0);
+  const auto width = n ? y.numel() / n : 1;
+  if (y.type() == runtime::dtype::f32)
+    return y.reshape({n, width});
+  auto out = runtime::tensor::empty(runtime::dtype::f32, {n, width});
+  const auto* in = y.data<std::int32_t>();
+  auto* o = out.mutable_data<float>();
+  for (std::int64_t i = 0; i < y.numel(); ++i)
+    o[i] = static_cast<float>(in[i]);
+  return out;
+}
+
+} // namespace
+
 actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::int32_t>& order,
                              std::int64_t epoch, std::int64_t index) {
   const auto n = cfg.data.size();
@@ -88,13 +82,14 @@ actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::in
     replica_offset += counts.at(static_cast<std::size_t>(r));
   const auto begin = global_begin + replica_offset;
   const auto size = counts.at(static_cast<std::size_t>(cfg.replica));
-  const auto sample_bytes = cfg.data.samples.numel() / n;
+  const auto& src = *cfg.data.source;
   const auto feature = runtime::shape_numel(cfg.sample_shape);
-  if (feature != sample_bytes)
+  if (feature != runtime::shape_numel(src.sample_shape()))
     throw std::invalid_argument("data set " + cfg.data.name + " has samples of " +
-                                std::to_string(sample_bytes) + " values, the model wants " +
-                                runtime::to_string(cfg.sample_shape));
-  const bool tokens = cfg.data.samples.type() == runtime::dtype::i32;
+                                std::to_string(runtime::shape_numel(src.sample_shape())) +
+                                " values, the model wants " + runtime::to_string(cfg.sample_shape));
+  const bool as_is = src.sample_dtype() == runtime::dtype::i32 &&
+                     cfg.input_dtype.value_or(runtime::dtype::i32) == runtime::dtype::i32;
   actors::batch_msg b;
   b.epoch = epoch;
   b.index = index;
@@ -106,28 +101,18 @@ actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::in
     auto count = size / parts + (p < size % parts ? 1 : 0);
     runtime::shape_t shape{count};
     shape.insert(shape.end(), cfg.sample_shape.begin(), cfg.sample_shape.end());
-    runtime::tensor x, y;
-    if (tokens) {
-      runtime::shape_t target_shape = cfg.data.labels.shape();
-      target_shape[0] = count;
-      x = runtime::tensor::empty(runtime::dtype::i32, shape);
-      y = runtime::tensor::empty(runtime::dtype::i32, target_shape);
-      copy_token_rows(cfg.data, order, begin + offset, count, x, y);
+    const auto first = order.begin() + static_cast<std::ptrdiff_t>(begin + offset);
+    auto [raw_x, raw_y] = src.read({&*first, static_cast<std::size_t>(count)});
+    runtime::tensor x;
+    if (as_is) {
+      x = raw_x.reshape(shape);
     } else {
       x = runtime::tensor::empty(runtime::dtype::f32, shape);
-      y = runtime::tensor::empty(runtime::dtype::i32, {count});
-      const auto* src = cfg.data.samples.data<std::uint8_t>();
-      const auto* lab = cfg.data.labels.data<std::uint8_t>();
-      auto* xd = x.mutable_data<float>();
-      auto* yd = y.mutable_data<std::int32_t>();
-      for (std::int64_t i = 0; i < count; ++i) {
-        auto s = order[static_cast<std::size_t>(begin + offset + i)];
-        kernels::cpu::u8_to_f32(src + s * sample_bytes, xd + i * feature, 1.0f / 255.0f, feature);
-        yd[i] = lab[s];
-      }
+      transform_inputs(cfg.transform, raw_x.type(), raw_x.raw_data(), x.mutable_data<float>(),
+                       count, feature);
     }
     b.inputs.push_back(std::move(x));
-    b.labels.push_back(std::move(y));
+    b.labels.push_back(cfg.real_targets ? real_targets(raw_y) : std::move(raw_y));
     b.offsets.push_back(replica_offset + offset);
     offset += count;
   }

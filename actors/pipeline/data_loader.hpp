@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -8,22 +9,12 @@
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
 
+#include "actors/pipeline/dataset.hpp"
 #include "actors/protocol/messages.hpp"
 #include "runtime/io/text_dataset.hpp"
 #include "runtime/tensor.hpp"
 
 namespace troupe::actors {
-
-/// A data set held in memory, loaded once per process and shared (zero-copy)
-/// by every loader over it. Either images: u8 samples [N, ...] and u8 labels
-/// [N]; or token windows of a text: i32 ids [N, T] and i32 next-token targets
-/// [N, T] (text_windows).
-struct dataset {
-  std::string name;
-  runtime::tensor samples;
-  runtime::tensor labels;
-  std::int64_t size() const { return samples.defined() ? samples.dim(0) : 0; }
-};
 
 /// The non-overlapping windows (starts 0, T, 2T, ...) of a split of `text` as
 /// a data set: every byte of the split after the first is a target once per
@@ -31,14 +22,21 @@ struct dataset {
 dataset text_windows(const runtime::text_dataset& text, runtime::text_split split,
                      std::string name);
 
-/// How a loader cuts the data set into batches. Image inputs are normalised as
-/// x / 255 (stated in checkpoint manifests), token ids are passed on as they
-/// are; inputs are reshaped to `sample_shape`.
+/// How a loader cuts the data set into batches. Inputs go to the model as
+/// f32 through `transform` (MNIST's x / 255 is one), except that i32 inputs
+/// for an i32 model (token ids) pass as they are; inputs are reshaped to
+/// `sample_shape`.
 struct loader_config {
   dataset data;
   runtime::shape_t sample_shape; ///< per-sample model input shape, e.g. [784]
-  std::int64_t batch = 64;       ///< global batch; the last one of an epoch may be short
-  int parts = 1;                 ///< split each batch into this many parts (micro-batches)
+  /// The model's input dtype; unset: i32 data as it is, any other as f32.
+  std::optional<runtime::dtype> input_dtype;
+  input_transform transform; ///< f32 inputs: normalisation (empty: none)
+  /// Targets as f32 [n, K] (an mse loss), integer labels converted to their
+  /// values; false: as the data set holds them.
+  bool real_targets = false;
+  std::int64_t batch = 64; ///< global batch; the last one of an epoch may be short
+  int parts = 1;           ///< split each batch into this many parts (micro-batches)
   /// Data parallelism: the replicas' shares of every batch (weights summing
   /// to 1, split_by_shares) and which replica this loader feeds: it loads
   /// only that replica's samples. {1.0}, 0: the whole batch.

@@ -400,6 +400,7 @@ void on_task_done(shard_actor* self, task_done& d) {
   s.report.messages_sent += d.messages_sent;
   s.report.bytes_sent += d.bytes_sent;
   s.report.tokens += d.tokens;
+  s.report.abs_error_sum += d.abs_error_sum;
   s.ps.step_samples += d.forward_samples;
   s.report.peak_in_flight = std::max(s.report.peak_in_flight, d.peak_in_flight);
   note_digest(s, d.digest);

@@ -80,6 +80,7 @@ struct task_done {
   std::uint64_t messages_sent = 0;     ///< activations and gradients sent to peers
   std::uint64_t bytes_sent = 0;        ///< their tensor payload bytes
   std::int64_t tokens = 0;             ///< predictions the loss covers
+  double abs_error_sum = 0;            ///< regression: sum of the samples' mean |y - t|
   std::optional<double> grad_sumsq;    ///< clipping: the gradients' sum of squares
   std::optional<std::uint64_t> digest; ///< --check-replicas: the parameters' digest
   std::int64_t forward_samples = 0;    ///< training samples through chunk 0 (ps scale)

@@ -12,6 +12,7 @@
 
 #include "actors/pipeline/device_actor.hpp"
 #include "models/train/loss.hpp"
+#include "models/train/mse_loss.hpp"
 #include "models/train/sequence_loss.hpp"
 #include "runtime/copy_meter.hpp"
 #include "runtime/net/transport/courier.hpp"
@@ -43,6 +44,7 @@ void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t 
   total.messages_sent += d.messages_sent;
   total.bytes_sent += d.bytes_sent;
   total.tokens += d.tokens;
+  total.abs_error_sum += d.abs_error_sum;
   total.seconds += seconds;
   if (d.grad_sumsq)
     total.grad_sumsq = d.grad_sumsq;
@@ -244,10 +246,15 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
   auto y = c.chunks[static_cast<std::size_t>(a.chunk)].forward(in.activation.data, ctx);
   slow_down(c.cfg.slow_factor, t0);
   if (c.cfg.owns_loss(a.chunk)) {
+    // Real-valued targets (f32, the loader's for --loss mse) take the
+    // regression loss; integer labels the cross-entropy.
     auto out = c.sequence_loss
                    ? models::sequence_cross_entropy(y, in.labels, r.grad_scale, ctx.training)
+               : in.labels.type() == runtime::dtype::f32
+                   ? models::mean_squared_error(y, in.labels, r.grad_scale, ctx.training)
                    : models::softmax_cross_entropy(y, in.labels, r.grad_scale, ctx.training);
     d.loss_sum = out.loss_sum;
+    d.abs_error_sum = out.abs_error_sum;
     d.correct = out.correct;
     d.samples = y.dim(0);
     d.tokens = c.sequence_loss ? y.dim(0) * y.dim(1) : y.dim(0);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/plan/balance_mode.hpp"
+#include "actors/plan/data_options.hpp"
 #include "actors/plan/ps_mode.hpp"
 #include "actors/plan/schedule.hpp"
 
@@ -141,6 +142,19 @@ struct train_options {
   /// supervisor reports who waits for whom and recovers. 0: auto (10x the
   /// median step time, at least 5 s).
   double stall_timeout_s = 0;
+
+  // Data (docs/data.md): what the job trains on besides data_dir, and how.
+  /// A separate test file; empty: the data's own test split (IDX t10k),
+  /// --holdout, or no evaluation.
+  std::string test_data;
+  /// Hold out this last fraction of the data file as the test set (0: none).
+  double holdout = 0;
+  std::string x_name = "x"; ///< .npz/.safetensors: the inputs array
+  std::string y_name = "y"; ///< .npz/.safetensors: the targets array; CSV: the target column
+  /// --normalize: "" (MNIST-style u8 IDX images x / 255, others as they are),
+  /// "none", "auto", a divisor ("255") or "MEAN,STD" (parse_normalize).
+  std::string normalize;
+  loss_kind loss = loss_kind::automatic; ///< --loss
 
   /// Throws runtime::input_error naming the first invalid field.
   void validate() const;

@@ -72,6 +72,8 @@ struct stage_report {
   /// Predictions the loss_sum covers: samples for a classifier, samples x
   /// context for a language model (its loss is reported per token).
   std::int64_t tokens = 0;
+  /// Regression (mse): the sum over samples of the mean |prediction - target|.
+  double abs_error_sum = 0;
   /// With gradient clipping: the sum of squares of this stage's gradients
   /// before clipping (its part of the global norm); 0 otherwise.
   double grad_sumsq = 0;
@@ -132,7 +134,8 @@ typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
   return f(caf::meta::type_name("stage_report"), x.stage, x.step, x.loss_sum, x.correct, x.samples,
            x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent, x.bytes_sent,
            x.tokens, x.grad_sumsq, x.replica, x.has_digest, x.params_digest, x.buckets,
-           x.allreduce_bytes, x.allreduce_seconds, x.tp_rank, x.ps_bytes, x.ps_seconds);
+           x.allreduce_bytes, x.allreduce_seconds, x.tp_rank, x.ps_bytes, x.ps_seconds,
+           x.abs_error_sum);
 }
 
 // Atoms (CAF 0.17: at most 10 characters).

@@ -48,6 +48,7 @@ runtime::checkpoint make_checkpoint(const trainer_state& st, model_state m, std:
       {"seed", st.cfg.opts.seed},           {"samples", st.cfg.train_samples}};
   ck.model = st.cfg.topology.model.to_json();
   ck.config = to_json(st.cfg.opts);
+  ck.input_normalization = st.cfg.input_normalization;
   return ck;
 }
 

@@ -20,6 +20,8 @@ void eval_done(trainer_actor* self) {
   ev.test_loss = ev.tokens ? ev.loss_sum / double(ev.tokens) : 0;
   if (st.language_model)
     ev.bits_per_char = ev.test_loss / std::log(2.0);
+  else if (st.cfg.opts.loss == loss_kind::mse)
+    ev.test_mae = ev.samples ? ev.abs_error_sum / double(ev.samples) : 0;
   else
     ev.test_accuracy = ev.samples ? double(ev.correct) / double(ev.samples) : 0;
   auto k = std::move(ev.then);
@@ -52,6 +54,7 @@ void start_eval(trainer_actor* self, std::function<void()> then) {
   ev.samples = 0;
   ev.tokens = 0;
   ev.loss_sum = 0;
+  ev.abs_error_sum = 0;
   ev.then = std::move(then);
   eval_next(self);
 }
@@ -63,6 +66,7 @@ void eval_step_done(trainer_actor* self) {
   st.eval.correct += loss.correct;
   st.eval.samples += loss.samples;
   st.eval.tokens += loss.tokens;
+  st.eval.abs_error_sum += loss.abs_error_sum;
   --st.eval.batches_left;
   // A sign of life for the supervisor's stall detection, which otherwise
   // sees no training step while the held-out set is evaluated.

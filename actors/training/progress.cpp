@@ -52,6 +52,9 @@ void print_epoch_summary(const trainer_state& st) {
   if (o.evaluate && st.language_model)
     std::fprintf(stderr, "epoch %lld: train loss %.4f, held-out loss %.4f (%.3f bits/char)\n",
                  epoch, st.epoch.last_loss, ev.test_loss, ev.bits_per_char);
+  else if (o.evaluate && o.loss == loss_kind::mse)
+    std::fprintf(stderr, "epoch %lld: train loss %.4f, test mse %.4g, mae %.4g\n", epoch,
+                 st.epoch.last_loss, ev.test_loss, ev.test_mae);
   else if (o.evaluate)
     std::fprintf(stderr, "epoch %lld: train loss %.4f, test accuracy %.2f%%\n", epoch,
                  st.epoch.last_loss, 100.0 * ev.test_accuracy);

@@ -135,6 +135,9 @@ nlohmann::json make_report(const trainer_state& st) {
       // Language models: the held-out text's loss per character, in bits.
       {"bits_per_char", known(ev.bits_per_char)},
       {"test_loss", known(ev.test_loss)},
+      // Regression (--loss mse): the test set's mean squared and absolute errors.
+      {"test_mse", o.loss == loss_kind::mse ? known(ev.test_loss) : nlohmann::json()},
+      {"test_mae", known(ev.test_mae)},
       // With --clip-norm: the last step's global gradient norm before clipping.
       {"grad_norm", known(st.totals.grad_norm)},
       {"replicas", st.grid.replicas},
@@ -155,7 +158,9 @@ nlohmann::json make_report(const trainer_state& st) {
       {"config", to_json(o)},
       {"plan", to_json(st.cfg.topology)},
       {"epoch_log", st.totals.epoch_log},
-      {"input_normalization", runtime::input_normalization()},
+      {"input_normalization", st.cfg.input_normalization.is_null()
+                                  ? runtime::input_normalization()
+                                  : st.cfg.input_normalization},
   };
   r.update(timing_json(st.totals));
   return r;

@@ -35,6 +35,9 @@ struct trainer_config {
   std::int64_t train_samples = 0;
   std::int64_t test_samples = 0;
   std::int64_t test_batch = 1000;
+  /// How the loaders normalise inputs (input_transform::description), for
+  /// reports and checkpoint manifests; null: runtime::input_normalization().
+  nlohmann::json input_normalization = nullptr;
   std::optional<runtime::checkpoint> resume;
   caf::actor report_to; ///< gets progress and (job_done_atom, report, parameters)
   /// How inputs reach the first stage when it lives in another process; null

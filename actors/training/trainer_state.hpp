@@ -82,6 +82,8 @@ struct eval_state {
   double test_accuracy = -1;
   double test_loss = -1;
   double bits_per_char = -1;
+  double abs_error_sum = 0;
+  double test_mae = -1; ///< regression: mean absolute error (test_loss is the mse)
   std::function<void()> then; ///< runs when the evaluation is done
 };
 

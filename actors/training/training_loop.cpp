@@ -75,6 +75,10 @@ void after_epoch(trainer_actor* self) {
   if (st.language_model) {
     st.totals.epoch_log.back()["test_accuracy"] = nullptr;
     st.totals.epoch_log.back()["bits_per_char"] = st.eval.bits_per_char;
+  } else if (st.cfg.opts.loss == loss_kind::mse) {
+    st.totals.epoch_log.back()["test_accuracy"] = nullptr;
+    st.totals.epoch_log.back()["test_mse"] = st.eval.test_loss;
+    st.totals.epoch_log.back()["test_mae"] = st.eval.test_mae;
   }
   print_epoch_summary(st);
   st.epoch.loss_sum = 0;
@@ -127,6 +131,7 @@ void add_loss(trainer_state& st, const actors::stage_report& r, bool independent
   sum.correct += r.correct;
   sum.samples += r.samples;
   sum.tokens += r.tokens;
+  sum.abs_error_sum += r.abs_error_sum;
 }
 
 } // namespace

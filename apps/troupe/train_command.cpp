@@ -124,6 +124,9 @@ command_action add_train_command(CLI::App& app) {
                 r.at("final_loss").get<double>());
     if (!r.at("test_accuracy").is_null())
       std::printf(", test accuracy %.2f%%", 100.0 * r.at("test_accuracy").get<double>());
+    if (!r.at("test_mae").is_null())
+      std::printf(", test mse %.4g, mae %.4g", r.at("test_mse").get<double>(),
+                  r.at("test_mae").get<double>());
     if (!r.at("bits_per_char").is_null())
       std::printf(", held-out %.3f bits/char", r.at("bits_per_char").get<double>());
     std::printf(", %.0f samples/s, %.1f s\n", r.at("samples_per_second").get<double>(),

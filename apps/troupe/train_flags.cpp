@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/plan/plan.hpp"
+#include "apps/troupe/data_flags.hpp"
 #include "runtime/error.hpp"
 #include "runtime/telemetry/trace.hpp"
 
@@ -21,8 +22,10 @@ void add_model_flags(CLI::App* cmd, training_flags& f) {
                   "zoo model: mlp | cnn (MNIST) | transformer (character language model)")
       ->capture_default_str();
   cmd->add_option("--data", o.data_dir,
-                  "directory with the MNIST IDX files (raw or .gz); for --model transformer a "
-                  "text file (e.g. data/sherlock.txt), its last 10% held out for evaluation")
+                  "the training data (docs/data.md): a directory with IDX files (raw or .gz, e.g. "
+                  "MNIST's), an .npz, .safetensors or .csv file, or a directory of shards; for "
+                  "--model transformer a text file (e.g. data/sherlock.txt), its last 10% held "
+                  "out for evaluation")
       ->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "epochs to train")
       ->check(CLI::Range(1, 100000))
@@ -262,6 +265,7 @@ void add_testing_flags(CLI::App* cmd, training_flags& f) {
 
 void add_training_flags(CLI::App* cmd, training_flags& f) {
   add_model_flags(cmd, f);
+  add_data_flags(cmd, f.opts);
   add_pipeline_flags(cmd, f);
   add_replica_flags(cmd, f);
   add_ps_flags(cmd, f);

@@ -10,6 +10,8 @@ struct loss_output {
   double loss_sum = 0;      ///< sum over rows of -log softmax(logits)[label]
   std::int64_t correct = 0; ///< rows whose argmax equals the label
   runtime::tensor dlogits;  ///< [B, C] gradient, undefined unless requested
+  /// Regression (mean_squared_error): sum over rows of the mean |y - t|.
+  double abs_error_sum = 0;
 };
 
 /// Softmax cross-entropy of logits [B, C] f32 against labels [B] i32.

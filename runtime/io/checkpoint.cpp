@@ -186,7 +186,9 @@ void write_incoming(const fs::path& dir, const checkpoint& ck,
   nlohmann::json manifest{{"format", "troupe-checkpoint"},
                           {"version", checkpoint_format_version},
                           {"files", files},
-                          {"input_normalization", input_normalization()},
+                          {"input_normalization", ck.input_normalization.is_null()
+                                                      ? input_normalization()
+                                                      : ck.input_normalization},
                           {"model", ck.model},
                           {"config", ck.config}};
   write_json(manifest_name, manifest);
@@ -272,6 +274,7 @@ checkpoint read_checkpoint(const fs::path& dir) {
     ck.data_loader = parse_json_file(paths.at("data_loader.json"));
     ck.model = manifest.at("model");
     ck.config = manifest.at("config");
+    ck.input_normalization = manifest.value("input_normalization", nlohmann::json{});
     return ck;
   } catch (const nlohmann::json::exception& e) {
     throw input_error(manifest_path.string() + ": " + e.what());

@@ -47,6 +47,9 @@ struct checkpoint {
   nlohmann::json data_loader = nlohmann::json::object();
   nlohmann::json model = nlohmann::json::object();
   nlohmann::json config = nlohmann::json::object();
+  /// How inputs were normalised (the manifest's input_normalization); null:
+  /// the default, input_normalization().
+  nlohmann::json input_normalization = nullptr;
 };
 
 inline constexpr int checkpoint_format_version = 1;

@@ -60,17 +60,15 @@ BOOST_AUTO_TEST_CASE(split_by_shares_is_exact) {
 BOOST_AUTO_TEST_CASE(replicas_load_disjoint_parts_of_each_batch) {
   // Each replica's loader builds only its part: together the parts are the
   // global batch, in order, with offsets into it.
-  actors::dataset data;
-  data.name = "ramp";
-  data.samples = runtime::tensor::empty(runtime::dtype::u8, {10, 2});
-  data.labels = runtime::tensor::empty(runtime::dtype::u8, {10});
+  auto samples = runtime::tensor::empty(runtime::dtype::u8, {10, 2});
+  auto labels = runtime::tensor::empty(runtime::dtype::u8, {10});
   for (int i = 0; i < 10; ++i) {
-    data.samples.mutable_data<std::uint8_t>()[2 * i] = static_cast<std::uint8_t>(i);
-    data.samples.mutable_data<std::uint8_t>()[2 * i + 1] = 0;
-    data.labels.mutable_data<std::uint8_t>()[i] = static_cast<std::uint8_t>(i);
+    samples.mutable_data<std::uint8_t>()[2 * i] = static_cast<std::uint8_t>(i);
+    samples.mutable_data<std::uint8_t>()[2 * i + 1] = 0;
+    labels.mutable_data<std::uint8_t>()[i] = static_cast<std::uint8_t>(i);
   }
   actors::loader_config cfg;
-  cfg.data = data;
+  cfg.data = actors::memory_dataset("ramp", samples, labels);
   cfg.sample_shape = {2};
   cfg.batch = 7;
   cfg.parts = 2;
