@@ -31,8 +31,11 @@ bool is_idx_directory(const std::string& path) {
 dataset read_file(const std::string& flag, const std::string& path, const train_options& o,
                   bool train_split) {
   auto a = runtime::read_labeled_arrays(path, {o.x_name, o.y_name}, train_split);
-  return memory_dataset(flag + " " + (a.source.empty() ? path : a.source), std::move(a.x),
-                        std::move(a.y));
+  // The reader's source names the arrays, e.g. "train.npz (x, y)": keep
+  // that part after the whole path.
+  const auto arrays = a.source.find(" (");
+  auto name = flag + " " + path + (arrays == std::string::npos ? "" : a.source.substr(arrays));
+  return memory_dataset(std::move(name), std::move(a.x), std::move(a.y));
 }
 
 /// Every label of `d` within [0, classes), read in chunks through its source.
