@@ -2,7 +2,8 @@
 # usage: run_install_test.sh CMAKE BINARY_DIR EXAMPLES_SOURCE_DIR WORK_DIR CXX_COMPILER MNIST_DIR
 # Installs BINARY_DIR into WORK_DIR/prefix, configures and builds the examples
 # against it (CMAKE_PREFIX_PATH only, as a user would) and runs them:
-# mlp_step, and custom_topology (3 steps of a hand-edited plan on MNIST_DIR).
+# mlp_step, custom_topology (3 steps of a hand-edited plan on MNIST_DIR) and
+# own_dataset (a data set generated in code).
 set -euo pipefail
 cmake=$1 binary_dir=$2 examples=$3 work=$4 cxx=$5 mnist=$6
 
@@ -30,3 +31,5 @@ echo "--- run mlp_step"
 
 echo "--- run custom_topology"
 "$work/examples/custom_topology" "$mnist"
+echo "--- run own_dataset"
+"$work/examples/own_dataset"
