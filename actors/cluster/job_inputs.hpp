@@ -21,7 +21,7 @@ struct job_inputs {
   train_options opts;
   plan topology;
   dataset train_set;
-  dataset test_set; ///< empty unless evaluated (or a language model's held-out text)
+  dataset test_set;          ///< empty unless evaluated (or a language model's held-out text)
   input_transform transform; ///< the loaders' input normalisation (job_data.hpp)
   bool real_targets = false; ///< an mse loss: targets as f32 [n, K]
   std::optional<runtime::checkpoint> resume;

@@ -73,7 +73,8 @@ void train_options::validate() const {
   require(staleness >= 0 && staleness <= 1000000,
           "--staleness must be >= 0, got " + std::to_string(staleness));
   require(staleness == 0 || ps_mode == ps_mode::ssp, "--staleness needs --ps-mode ssp");
-  require(holdout >= 0 && holdout < 1, "--holdout must be in [0, 1), got " + std::to_string(holdout));
+  require(holdout >= 0 && holdout < 1,
+          "--holdout must be in [0, 1), got " + std::to_string(holdout));
   require(holdout == 0 || test_data.empty(), "--holdout and --test-data exclude each other");
   (void)parse_normalize(normalize); // throws naming the value
   require(ps_split_bytes >= 4, "--ps-split-bytes must be >= 4");
@@ -269,7 +270,8 @@ const std::vector<option_field>& option_fields() {
       field<&train_options::x_name>("x_name"),
       field<&train_options::y_name>("y_name"),
       field<&train_options::normalize>("normalize"),
-      {"loss", [](const train_options& o) { return nlohmann::json(std::string{to_string(o.loss)}); },
+      {"loss",
+       [](const train_options& o) { return nlohmann::json(std::string{to_string(o.loss)}); },
        [](train_options& o, const nlohmann::json& v) {
          o.loss = parse_loss_kind(v.get<std::string>());
        }},

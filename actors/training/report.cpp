@@ -158,9 +158,8 @@ nlohmann::json make_report(const trainer_state& st) {
       {"config", to_json(o)},
       {"plan", to_json(st.cfg.topology)},
       {"epoch_log", st.totals.epoch_log},
-      {"input_normalization", st.cfg.input_normalization.is_null()
-                                  ? runtime::input_normalization()
-                                  : st.cfg.input_normalization},
+      {"input_normalization", st.cfg.input_normalization.is_null() ? runtime::input_normalization()
+                                                                   : st.cfg.input_normalization},
   };
   r.update(timing_json(st.totals));
   return r;

@@ -83,7 +83,7 @@ struct eval_state {
   double test_loss = -1;
   double bits_per_char = -1;
   double abs_error_sum = 0;
-  double test_mae = -1; ///< regression: mean absolute error (test_loss is the mse)
+  double test_mae = -1;       ///< regression: mean absolute error (test_loss is the mse)
   std::function<void()> then; ///< runs when the evaluation is done
 };
 

@@ -164,6 +164,9 @@ if len(runs) == 2:
           ".npz and .safetensors: bitwise the same report loss and accuracy")
     check(runs["npz"][1] == runs["safetensors"][1],
           ".npz and .safetensors: bitwise the same final parameters")
+    manifest = json.load(open(os.path.join(WORK, "npz.ckpt", "manifest.json")))
+    check(manifest["input_normalization"]["formula"] == "x",
+          "the checkpoint manifest records the normalisation (none for f32 .npz inputs)")
 
 
 # Bad files: exit 2, the message names the file and the problem, no step run.
