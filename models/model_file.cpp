@@ -12,8 +12,7 @@ bool is_model_file(const std::string& value) {
   const std::string ext = ".json";
   if (value.size() >= ext.size() && value.compare(value.size() - ext.size(), ext.size(), ext) == 0)
     return true;
-  std::error_code ec;
-  return value.find('/') != std::string::npos || std::filesystem::is_regular_file(value, ec);
+  return value.find('/') != std::string::npos;
 }
 
 model_spec read_model_file(const std::string& file) {

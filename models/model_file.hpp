@@ -10,7 +10,8 @@
 namespace troupe::models {
 
 /// Whether a --model value names a spec file rather than a zoo model: it ends
-/// in ".json" or holds a '/' (zoo names do neither), or is an existing file.
+/// in ".json" or holds a '/' (zoo names do neither; a file "mlp" in the
+/// working directory does not shadow the zoo's mlp).
 bool is_model_file(const std::string& value);
 
 /// Reads and validates the model spec in `file` (model_spec::from_json: the
