@@ -151,14 +151,16 @@ std::vector<models::layer_range> partition_keeping_pairs(const models::model_spe
   return units;
 }
 
-/// The zoo model of opts, checked against the degrees asked for. Throws
-/// runtime::input_error naming the flag.
+/// The model of opts (its spec from a file, else the zoo model), checked
+/// against the degrees asked for. Throws runtime::input_error naming the flag.
 models::model_spec checked_model(const train_options& opts) {
   models::model_spec model;
   try {
-    model = models::zoo_model(opts.model);
+    model = opts.model_spec.is_null() ? models::zoo_model(opts.model)
+                                      : models::model_spec::from_json(opts.model_spec);
   } catch (const std::invalid_argument& e) {
-    throw runtime::input_error(std::string{"--model: "} + e.what());
+    throw runtime::input_error(
+        (opts.model_spec.is_null() ? "--model: " : "--model " + opts.model + ": ") + e.what());
   }
   const auto layers = model.layers.size();
   if (static_cast<std::size_t>(opts.stages) > layers)

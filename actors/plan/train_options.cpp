@@ -89,6 +89,8 @@ void train_options::validate() const {
     require(ps_mode == ps_mode::sync, "--ps-mode needs --ps S");
   }
   require(plan.is_null() || plan.is_object(), "--plan: a plan must be a JSON object");
+  require(model_spec.is_null() || model_spec.is_object(),
+          "--model: a model spec must be a JSON object");
   require(batch >= dp, "--batch " + std::to_string(batch) + " is smaller than --dp " +
                            std::to_string(dp) + ": every replica needs a sample");
   require(max_steps == -1 || max_steps >= 1, "--steps must be >= 1");
@@ -204,6 +206,7 @@ option_field field(const char* name) {
 const std::vector<option_field>& option_fields() {
   static const std::vector<option_field> fields = {
       field<&train_options::model>("model"),
+      field<&train_options::model_spec>("model_spec"),
       field<&train_options::data_dir>("data_dir"),
       field<&train_options::epochs>("epochs"),
       field<&train_options::batch>("batch"),

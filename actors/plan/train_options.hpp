@@ -16,7 +16,11 @@ namespace troupe::actors {
 /// Everything a user asks of a training job (the CLI's `train` flags, or JSON).
 /// A value type: the supervisor turns it into a plan, the plan into actors.
 struct train_options {
-  std::string model = "mlp"; ///< zoo name
+  std::string model = "mlp"; ///< zoo name, or the spec file model_spec came from
+  /// A model of one's own (`--model FILE.json`: the client reads the file and
+  /// sends this; nodes never read it): model_spec JSON, used instead of the
+  /// zoo model `model` names. Null: `model` is a zoo name.
+  nlohmann::json model_spec = nullptr;
   std::string data_dir = "data/mnist";
   int epochs = 1;
   std::int64_t batch = 64;        ///< the global batch, however it is split

@@ -8,6 +8,7 @@
 
 #include "actors/plan/plan.hpp"
 #include "apps/troupe/data_flags.hpp"
+#include "models/model_file.hpp"
 #include "runtime/error.hpp"
 #include "runtime/telemetry/trace.hpp"
 
@@ -19,7 +20,8 @@ namespace {
 void add_model_flags(CLI::App* cmd, training_flags& f) {
   auto& o = f.opts;
   cmd->add_option("--model", o.model,
-                  "zoo model: mlp | cnn (MNIST) | transformer (character language model)")
+                  "zoo model: mlp | cnn (MNIST) | transformer (character language model), or a "
+                  "model spec FILE.json (docs/models.md, e.g. data/models/keras_cnn.json)")
       ->capture_default_str();
   cmd->add_option("--data", o.data_dir,
                   "the training data (docs/data.md): a directory with IDX files (raw or .gz, e.g. "
@@ -318,6 +320,8 @@ void finish_training_flags(training_flags& f) {
       throw runtime::input_error("--plan " + f.plan_file + ": " + e.what());
     }
   }
+  if (models::is_model_file(f.opts.model)) // read here: a cluster's nodes never see the file
+    f.opts.model_spec = models::read_model_file(f.opts.model).to_json();
   f.opts.validate();
 }
 

@@ -1,16 +1,20 @@
-// The troupe CLI: `troupe train`, `troupe plan`, `troupe bench`, ... (`troupe --help`).
+// The troupe CLI: `troupe train`, `troupe plan`, `troupe bench`, ... (`troupe --help`),
+// as library entry points (entry_points.hpp) that apps/main.cpp and users' programs call.
 
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "apps/troupe/commands.hpp"
-#include "runtime/telemetry/crash_report.hpp"
+#include "apps/troupe/entry_points.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/telemetry/crash_report.hpp"
 
-int main(int argc, char** argv) {
+int troupe::run_cli(int argc, char** argv) {
   using namespace troupe::apps;
   CLI::App app{"troupe: an actor runtime for distributed deep-learning training"};
   app.require_subcommand(1);
@@ -57,4 +61,28 @@ int main(int argc, char** argv) {
     return exit_failure;
   }
   return exit_bad_input;
+}
+
+namespace {
+
+/// `argv[0] COMMAND argv[1..]`, for run_cli.
+int run_subcommand(const char* command, int argc, char** argv) {
+  std::vector<std::string> args{argc > 0 ? argv[0] : "troupe", command};
+  for (int i = 1; i < argc; ++i)
+    args.emplace_back(argv[i]);
+  std::vector<char*> ptrs;
+  for (auto& a : args)
+    ptrs.push_back(a.data());
+  ptrs.push_back(nullptr);
+  return troupe::run_cli(static_cast<int>(args.size()), ptrs.data());
+}
+
+} // namespace
+
+int troupe::run_node(int argc, char** argv) {
+  return run_subcommand("node", argc, argv);
+}
+
+int troupe::run_supervisor(int argc, char** argv) {
+  return run_subcommand("supervisor", argc, argv);
 }
