@@ -70,7 +70,7 @@ def case_local():
     expect_bad("noshape.json", json.dumps({"name": "m", "layers": []}), "field 'input_shape'")
     expect_bad("extra.json", spec([], optimizer="sgd"), "unknown field 'optimizer'")
     expect_bad("mnist.json", json.dumps({"name": "m", "input_shape": [100], "layers": [
-        {"type": "dense", "in": 100, "out": 10}]}), "takes f32 input [100]")
+        {"type": "dense", "in": 100, "out": 10}]}), "takes [100] (100 values)")
     r = run(["train", "--model", os.path.join(WORK, "absent.json"), *QUICK])
     check(r.returncode == 2 and "absent.json: cannot open" in r.stderr,
           "a missing file: exit 2 naming it" + why(r))
