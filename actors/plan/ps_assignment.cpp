@@ -52,7 +52,7 @@ void check_params(const std::vector<ps_param_info>& params) {
   }
 }
 
-std::uint64_t f32_bytes(std::int64_t numel) {
+std::uint64_t param_bytes(std::int64_t numel) {
   return static_cast<std::uint64_t>(numel) * sizeof(float);
 }
 
@@ -125,7 +125,7 @@ std::vector<std::uint64_t> ps_assignment::bytes_per_shard() const {
   std::vector<std::uint64_t> out(static_cast<std::size_t>(std::max(shards, 0)), 0);
   for (const auto& p : pieces)
     if (p.shard >= 0 && p.shard < shards)
-      out[static_cast<std::size_t>(p.shard)] += f32_bytes(p.length);
+      out[static_cast<std::size_t>(p.shard)] += param_bytes(p.length);
   return out;
 }
 
@@ -154,7 +154,7 @@ ps_assignment assign_parameters(const std::vector<ps_param_info>& params, int sh
   std::vector<std::size_t> rest;
   for (std::size_t i = 0; i < params.size(); ++i) {
     const auto& p = params[i];
-    if (shards == 1 || f32_bytes(p.numel) <= static_cast<std::uint64_t>(split_threshold_bytes)) {
+    if (shards == 1 || param_bytes(p.numel) <= static_cast<std::uint64_t>(split_threshold_bytes)) {
       rest.push_back(i);
       continue;
     }
@@ -166,7 +166,7 @@ ps_assignment assign_parameters(const std::vector<ps_param_info>& params, int sh
       if (length == 0)
         continue;
       a.pieces.push_back({p.name, p.stage, offset, length, s, length == p.numel});
-      load[static_cast<std::size_t>(s)] += f32_bytes(length);
+      load[static_cast<std::size_t>(s)] += param_bytes(length);
       offset += length;
     }
     if (p.numel == 0)
@@ -178,7 +178,7 @@ ps_assignment assign_parameters(const std::vector<ps_param_info>& params, int sh
     const auto& p = params[i];
     auto least = std::min_element(load.begin(), load.end()) - load.begin();
     a.pieces.push_back({p.name, p.stage, 0, p.numel, static_cast<std::int32_t>(least), true});
-    load[static_cast<std::size_t>(least)] += f32_bytes(p.numel);
+    load[static_cast<std::size_t>(least)] += param_bytes(p.numel);
   }
   sort_pieces(a);
   return a;
@@ -384,8 +384,7 @@ void merge_shard_part(std::map<std::string, merged_tensor>& out, const ps_assign
     if (!seen.insert(name).second)
       throw input_error(what + " appears twice");
     if (!t.defined() || t.type() != runtime::dtype::f32 || t.numel() != piece->length)
-      throw input_error(what + " must be f32 with " + std::to_string(piece->length) +
-                        " elements");
+      throw input_error(what + " must be f32 with " + std::to_string(piece->length) + " elements");
     const auto& info = a.params[order.at(piece->param)];
     auto key = kind.empty() ? info.name : info.name + "." + kind;
     auto& f = out[key];
@@ -429,8 +428,8 @@ runtime::named_tensors merge_pieces(const ps_assignment& a,
   }
   // Parameter values are complete only with every parameter; optimizer state
   // may lack parameters that have none (SGD without momentum, no update yet).
-  const bool values = std::any_of(done.begin(), done.end(),
-                                  [](const merged_tensor* f) { return f->kind.empty(); });
+  const bool values =
+      std::any_of(done.begin(), done.end(), [](const merged_tensor* f) { return f->kind.empty(); });
   for (const auto& info : a.params)
     if (values && out.count(info.name) == 0)
       throw input_error("merging ps pieces: no piece of parameter '" + info.name + "'");

@@ -17,7 +17,7 @@ namespace {
 using runtime::input_error;
 using runtime::tensor;
 
-std::string label(std::int32_t stage, std::int32_t worker) {
+std::string worker_label(std::int32_t stage, std::int32_t worker) {
   return "ps client of stage " + std::to_string(stage) + " (worker " + std::to_string(worker) + ")";
 }
 
@@ -29,15 +29,16 @@ ps_client::ps_client(std::int32_t stage, std::int32_t worker, ps_assignment assi
     : stage_(stage), worker_(worker), assignment_(std::move(assignment)),
       shards_(std::move(shards)), courier_(std::move(courier)), self_(std::move(self)) {
   if (static_cast<int>(shards_.size()) != assignment_.shards)
-    throw input_error(label(stage_, worker_) + ": " + std::to_string(shards_.size()) +
+    throw input_error(worker_label(stage_, worker_) + ": " + std::to_string(shards_.size()) +
                       " ps shard actors for an assignment of " +
                       std::to_string(assignment_.shards));
   holders_ = assignment_.shards_of_stage(stage_);
   for (int s : holders_)
     if (!shards_[static_cast<std::size_t>(s)])
-      throw input_error(label(stage_, worker_) + ": no actor for ps shard " + std::to_string(s));
+      throw input_error(worker_label(stage_, worker_) + ": no actor for ps shard " +
+                        std::to_string(s));
   if (active() && !self_)
-    throw input_error(label(stage_, worker_) + ": no actor to receive the parameters");
+    throw input_error(worker_label(stage_, worker_) + ": no actor to receive the parameters");
   for (std::size_t i = 0; i < assignment_.params.size(); ++i)
     if (assignment_.params[i].stage == stage_)
       params_.push_back(i);
@@ -50,27 +51,28 @@ std::vector<models::parameter*> ps_client::match(std::span<models::parameter* co
   std::map<std::string, models::parameter*> by_name;
   for (auto* p : params) {
     if (p == nullptr)
-      throw input_error(label(stage_, worker_) + ": a null parameter");
+      throw input_error(worker_label(stage_, worker_) + ": a null parameter");
     if (!by_name.emplace(p->name, p).second)
-      throw input_error(label(stage_, worker_) + ": parameter '" + p->name + "' appears twice");
+      throw input_error(worker_label(stage_, worker_) + ": parameter '" + p->name +
+                        "' appears twice");
   }
   std::vector<models::parameter*> out;
   for (auto i : params_) {
     const auto& info = assignment_.params[i];
     auto it = by_name.find(info.name);
     if (it == by_name.end())
-      throw input_error(label(stage_, worker_) + ": the stage has no parameter '" + info.name +
-                        "' that the ps assignment places");
+      throw input_error(worker_label(stage_, worker_) + ": the stage has no parameter '" +
+                        info.name + "' that the ps assignment places");
     const auto& v = it->second->value;
     if (!v.defined() || v.type() != runtime::dtype::f32 || v.numel() != info.numel)
-      throw input_error(label(stage_, worker_) + ": parameter '" + info.name + "' has " +
+      throw input_error(worker_label(stage_, worker_) + ": parameter '" + info.name + "' has " +
                         (v.defined() ? std::to_string(v.numel()) : std::string{"no"}) +
                         " elements, the ps assignment " + std::to_string(info.numel));
     out.push_back(it->second);
     by_name.erase(it);
   }
   if (!by_name.empty())
-    throw input_error(label(stage_, worker_) + ": parameter '" + by_name.begin()->first +
+    throw input_error(worker_label(stage_, worker_) + ": parameter '" + by_name.begin()->first +
                       "' is not in the ps assignment of this stage");
   return out;
 }
@@ -86,7 +88,7 @@ void ps_client::push(std::int64_t step, std::span<models::parameter* const> para
     if (p->grad_fresh || !p->grad.defined())
       return {}; // no gradient this step: zeros
     if (p->grad.numel() != p->value.numel())
-      throw input_error(label(stage_, worker_) + ": gradient of '" + name + "' has " +
+      throw input_error(worker_label(stage_, worker_) + ": gradient of '" + name + "' has " +
                         std::to_string(p->grad.numel()) + " elements, the parameter " +
                         std::to_string(p->value.numel()));
     return p->grad;
@@ -120,7 +122,7 @@ void ps_client::request(std::int64_t step) {
 
 bool ps_client::on_params(actors::ps_msg&& m) {
   auto what = [&] {
-    return label(stage_, worker_) + ": parameters from ps shard " + std::to_string(m.shard) +
+    return worker_label(stage_, worker_) + ": parameters from ps shard " + std::to_string(m.shard) +
            " for stage " + std::to_string(m.stage) + ", worker " + std::to_string(m.worker) +
            ", step " + std::to_string(m.step);
   };
@@ -152,7 +154,8 @@ bool ps_client::on_params(actors::ps_msg&& m) {
 
 void ps_client::apply(std::span<models::parameter* const> params) {
   if (!ready())
-    throw std::logic_error(label(stage_, worker_) + ": apply before every ps shard answered");
+    throw std::logic_error(worker_label(stage_, worker_) +
+                           ": apply before every ps shard answered");
   auto matched = match(params);
   // Fresh storage per parameter, filled by the pieces of every holder (the
   // pieces of a stage's parameters tile them, so every element is written).

@@ -33,12 +33,8 @@ constexpr const char* incoming_name = ".incoming";
 constexpr const char* committed_name = ".committed";
 constexpr const char* lock_name = ".lock";
 
-[[noreturn]] void fail(const std::string& what, const fs::path& p, int err) {
+[[noreturn]] void fail_on(const std::string& what, const fs::path& p, int err) {
   throw input_error(what + " " + p.string() + ": " + std::strerror(err));
-}
-
-std::span<const std::byte> as_bytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
 nlohmann::json file_entry(const fs::path& path) {
@@ -65,12 +61,12 @@ bool present(const fs::path& p) {
     return true;
   if (errno == ENOENT)
     return false;
-  fail("cannot stat", p, errno);
+  fail_on("cannot stat", p, errno);
 }
 
 void rename_entry(const fs::path& from, const fs::path& to) {
   if (::rename(from.c_str(), to.c_str()) != 0)
-    fail("cannot rename " + from.string() + " to", to, errno);
+    fail_on("cannot rename " + from.string() + " to", to, errno);
 }
 
 void remove_tree(const fs::path& p) {
@@ -99,7 +95,7 @@ public:
     if (fd_ < 0) {
       if (!exclusive) // no writer ever ran here, or the file is not ours to read
         return;
-      fail("cannot open checkpoint lock", path, errno);
+      fail_on("cannot open checkpoint lock", path, errno);
     }
     while (::flock(fd_, exclusive ? LOCK_EX : LOCK_SH) != 0) {
       if (errno == EINTR)
@@ -109,7 +105,7 @@ public:
       fd_ = -1;
       if (!exclusive)
         return;
-      fail("cannot lock", path, err);
+      fail_on("cannot lock", path, err);
     }
   }
   ~dir_lock() {
@@ -170,7 +166,7 @@ void write_incoming(const fs::path& dir, const checkpoint& ck,
   if (ec)
     throw input_error("cannot create " + in.string() + ": " + ec.message());
   auto write_json = [&](const char* name, const nlohmann::json& j) {
-    write_file_atomically(in / name, as_bytes(j.dump(2) + "\n"));
+    write_file_atomically(in / name, string_bytes(j.dump(2) + "\n"));
     step_done(hooks, std::string{"incoming/"} + name);
   };
   write_safetensors(in / "model.safetensors", ck.params);

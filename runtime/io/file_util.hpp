@@ -8,6 +8,11 @@
 
 namespace troupe::runtime {
 
+/// The bytes of a string, e.g. a JSON text about to be written.
+inline std::span<const std::byte> string_bytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
 /// Replaces `target` with `bytes` so that a reader (or a crash) sees either the
 /// old file or the complete new one, never a torn write: writes a temporary file
 /// in the same directory, fsyncs it, renames it over the target and fsyncs the

@@ -54,7 +54,7 @@ struct parsed_header {
   std::map<std::string, std::string> metadata;
 };
 
-[[noreturn]] void bad(std::string_view source, const std::string& what) {
+[[noreturn]] void bad_safetensors(std::string_view source, const std::string& what) {
   throw input_error("safetensors " + std::string{source} + ": " + what);
 }
 
@@ -86,13 +86,15 @@ std::uint64_t load_le64(const std::byte* p) {
 std::uint64_t check_header_length(std::uint64_t header_len, std::uint64_t total,
                                   std::string_view source) {
   if (header_len > safetensors_max_header_bytes)
-    bad(source, "header length " + std::to_string(header_len) + " exceeds the limit of " +
-                    std::to_string(safetensors_max_header_bytes) + " bytes");
+    bad_safetensors(source, "header length " + std::to_string(header_len) +
+                                " exceeds the limit of " +
+                                std::to_string(safetensors_max_header_bytes) + " bytes");
   if (header_len > total - 8)
-    bad(source, "header length " + std::to_string(header_len) + " exceeds the " +
-                    std::to_string(total - 8) + " bytes that follow the length prefix");
+    bad_safetensors(source, "header length " + std::to_string(header_len) + " exceeds the " +
+                                std::to_string(total - 8) + " bytes that follow the length prefix");
   if (header_len < 2)
-    bad(source, "header length " + std::to_string(header_len) + " is too short for a JSON object");
+    bad_safetensors(source, "header length " + std::to_string(header_len) +
+                                " is too short for a JSON object");
   return header_len;
 }
 
@@ -113,7 +115,7 @@ json parse_json(std::string_view text, std::string_view source) {
     case json::parse_event_t::object_start:
     case json::parse_event_t::array_start:
       if (depth > 2)
-        bad(source, "header JSON nests deeper than the format allows");
+        bad_safetensors(source, "header JSON nests deeper than the format allows");
       if (ev == json::parse_event_t::object_start)
         keys.emplace_back();
       break;
@@ -124,8 +126,8 @@ json parse_json(std::string_view text, std::string_view source) {
     case json::parse_event_t::key: {
       auto k = parsed.get<std::string>();
       if (!keys.empty() && !keys.back().insert(k).second)
-        bad(source, depth <= 1 ? "duplicate tensor name '" + k + "' in header"
-                               : "duplicate field '" + k + "' in header");
+        bad_safetensors(source, depth <= 1 ? "duplicate tensor name '" + k + "' in header"
+                                           : "duplicate field '" + k + "' in header");
       break;
     }
     default:
@@ -136,7 +138,7 @@ json parse_json(std::string_view text, std::string_view source) {
   try {
     return json::parse(text.begin(), text.end(), cb);
   } catch (const json::exception& e) {
-    bad(source, std::string{"header is not valid JSON: "} + e.what());
+    bad_safetensors(source, std::string{"header is not valid JSON: "} + e.what());
   }
 }
 
@@ -146,44 +148,44 @@ std::uint64_t get_uint(const json& v, std::string_view source, const std::string
   if (v.is_number_integer() && v.get<std::int64_t>() >= 0)
     return static_cast<std::uint64_t>(v.get<std::int64_t>());
   if (v.is_number_integer())
-    bad(source, what + " is negative (" + v.dump() + ")");
-  bad(source, what + " is not a non-negative integer (" + v.dump() + ")");
+    bad_safetensors(source, what + " is negative (" + v.dump() + ")");
+  bad_safetensors(source, what + " is not a non-negative integer (" + v.dump() + ")");
 }
 
 entry parse_entry(const std::string& name, const json& v, std::uint64_t buffer_size,
                   std::string_view source) {
   const std::string where = "tensor '" + name + "'";
   if (!v.is_object())
-    bad(source, where + ": entry is not an object");
+    bad_safetensors(source, where + ": entry is not an object");
   for (auto it = v.begin(); it != v.end(); ++it)
     if (it.key() != "dtype" && it.key() != "shape" && it.key() != "data_offsets")
-      bad(source, where + ": unknown field '" + it.key() + "'");
+      bad_safetensors(source, where + ": unknown field '" + it.key() + "'");
   for (const char* field : {"dtype", "shape", "data_offsets"})
     if (!v.contains(field))
-      bad(source, where + ": missing field '" + field + "'");
+      bad_safetensors(source, where + ": missing field '" + field + "'");
 
   entry e;
   e.name = name;
   const auto& dt = v["dtype"];
   if (!dt.is_string())
-    bad(source, where + ": dtype is not a string");
+    bad_safetensors(source, where + ": dtype is not a string");
   auto t = dtype_from_name(dt.get<std::string>());
   if (!t)
-    bad(source, where + ": unknown or unsupported dtype '" + dt.get<std::string>() +
-                    "' (supported: F32, F64, I32, I64, U8, F16 and BF16 read as F32)");
+    bad_safetensors(source, where + ": unknown or unsupported dtype '" + dt.get<std::string>() +
+                                "' (supported: F32, F64, I32, I64, U8, F16 and BF16 read as F32)");
   e.type = t->type;
   e.half = t->half;
 
   const auto& sh = v["shape"];
   if (!sh.is_array())
-    bad(source, where + ": shape is not an array");
+    bad_safetensors(source, where + ": shape is not an array");
   std::uint64_t numel = 1;
   bool overflow = false;
   for (std::size_t i = 0; i < sh.size(); ++i) {
     auto d = get_uint(sh[i], source, where + ": shape[" + std::to_string(i) + "]");
     if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-      bad(source,
-          where + ": shape[" + std::to_string(i) + "] = " + std::to_string(d) + " is too large");
+      bad_safetensors(source, where + ": shape[" + std::to_string(i) + "] = " + std::to_string(d) +
+                                  " is too large");
     e.shape.push_back(static_cast<std::int64_t>(d));
     overflow = overflow || __builtin_mul_overflow(numel, d, &numel);
   }
@@ -191,25 +193,27 @@ entry parse_entry(const std::string& name, const json& v, std::uint64_t buffer_s
   overflow = overflow || __builtin_mul_overflow(numel, t->size(), &nbytes) ||
              numel > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
   if (overflow)
-    bad(source, where + ": shape " + to_string(e.shape) + " overflows the size computation");
+    bad_safetensors(source,
+                    where + ": shape " + to_string(e.shape) + " overflows the size computation");
 
   const auto& off = v["data_offsets"];
   if (!off.is_array() || off.size() != 2)
-    bad(source, where + ": data_offsets is not an array of two integers");
+    bad_safetensors(source, where + ": data_offsets is not an array of two integers");
   e.begin = get_uint(off[0], source, where + ": data_offsets[0]");
   e.end = get_uint(off[1], source, where + ": data_offsets[1]");
   if (e.begin > e.end)
-    bad(source, where + ": data_offsets [" + std::to_string(e.begin) + ", " +
-                    std::to_string(e.end) + "] has begin after end");
+    bad_safetensors(source, where + ": data_offsets [" + std::to_string(e.begin) + ", " +
+                                std::to_string(e.end) + "] has begin after end");
   if (e.end > buffer_size)
-    bad(source, where + ": data_offsets [" + std::to_string(e.begin) + ", " +
-                    std::to_string(e.end) + "] lie outside the " + std::to_string(buffer_size) +
-                    "-byte data buffer");
+    bad_safetensors(source, where + ": data_offsets [" + std::to_string(e.begin) + ", " +
+                                std::to_string(e.end) + "] lie outside the " +
+                                std::to_string(buffer_size) + "-byte data buffer");
   if (e.end - e.begin != nbytes)
-    bad(source, where + ": shape " + to_string(e.shape) + " of " + dt.get<std::string>() +
-                    " needs " + std::to_string(nbytes) + " bytes but data_offsets [" +
-                    std::to_string(e.begin) + ", " + std::to_string(e.end) + "] span " +
-                    std::to_string(e.end - e.begin));
+    bad_safetensors(source, where + ": shape " + to_string(e.shape) + " of " +
+                                dt.get<std::string>() + " needs " + std::to_string(nbytes) +
+                                " bytes but data_offsets [" + std::to_string(e.begin) + ", " +
+                                std::to_string(e.end) + "] span " +
+                                std::to_string(e.end - e.begin));
   return e;
 }
 
@@ -218,7 +222,7 @@ parsed_header parse_header(std::string_view text, std::uint64_t buffer_size,
                            std::string_view source) {
   json doc = parse_json(text, source);
   if (!doc.is_object())
-    bad(source, "header is not a JSON object");
+    bad_safetensors(source, "header is not a JSON object");
 
   parsed_header h;
   for (auto it = doc.begin(); it != doc.end(); ++it) {
@@ -226,10 +230,10 @@ parsed_header parse_header(std::string_view text, std::uint64_t buffer_size,
       if (it->is_null())
         continue;
       if (!it->is_object())
-        bad(source, "__metadata__ is not an object");
+        bad_safetensors(source, "__metadata__ is not an object");
       for (auto m = it->begin(); m != it->end(); ++m) {
         if (!m->is_string())
-          bad(source, "__metadata__ value for '" + m.key() + "' is not a string");
+          bad_safetensors(source, "__metadata__ value for '" + m.key() + "' is not a string");
         h.metadata.emplace(m.key(), m->get<std::string>());
       }
       continue;
@@ -250,18 +254,20 @@ parsed_header parse_header(std::string_view text, std::uint64_t buffer_size,
   const entry* prev = nullptr;
   for (const entry* e : by_offset) {
     if (e->begin < pos)
-      bad(source, "tensor '" + e->name + "' (data_offsets [" + std::to_string(e->begin) + ", " +
-                      std::to_string(e->end) + "]) overlaps tensor '" + prev->name + "'");
+      bad_safetensors(source, "tensor '" + e->name + "' (data_offsets [" +
+                                  std::to_string(e->begin) + ", " + std::to_string(e->end) +
+                                  "]) overlaps tensor '" + prev->name + "'");
     if (e->begin > pos)
-      bad(source, "tensor '" + e->name + "' starts at offset " + std::to_string(e->begin) +
-                      " leaving bytes [" + std::to_string(pos) + ", " + std::to_string(e->begin) +
-                      ") of the data buffer unused");
+      bad_safetensors(source, "tensor '" + e->name + "' starts at offset " +
+                                  std::to_string(e->begin) + " leaving bytes [" +
+                                  std::to_string(pos) + ", " + std::to_string(e->begin) +
+                                  ") of the data buffer unused");
     pos = e->end;
     prev = e;
   }
   if (pos != buffer_size)
-    bad(source, "tensors cover " + std::to_string(pos) + " bytes of the " +
-                    std::to_string(buffer_size) + "-byte data buffer");
+    bad_safetensors(source, "tensors cover " + std::to_string(pos) + " bytes of the " +
+                                std::to_string(buffer_size) + "-byte data buffer");
 
   std::sort(h.entries.begin(), h.entries.end(),
             [](const entry& a, const entry& b) { return a.name < b.name; });
@@ -353,10 +359,6 @@ std::string header_for(const std::vector<const std::pair<std::string, tensor>*>&
   return out + j;
 }
 
-std::span<const std::byte> as_bytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-
 std::span<const std::byte> tensor_bytes(const tensor& t) {
   return {static_cast<const std::byte*>(t.raw_data()), t.nbytes()};
 }
@@ -370,10 +372,10 @@ void pread_exact(int fd, void* dst, std::size_t n, std::uint64_t offset, std::st
     if (r < 0) {
       if (errno == EINTR)
         continue;
-      bad(source, std::string{"read failed: "} + std::strerror(errno));
+      bad_safetensors(source, std::string{"read failed: "} + std::strerror(errno));
     }
     if (r == 0)
-      bad(source, "file was truncated while reading");
+      bad_safetensors(source, "file was truncated while reading");
     p += r;
     n -= static_cast<std::size_t>(r);
     offset += static_cast<std::uint64_t>(r);
@@ -419,7 +421,7 @@ std::vector<std::byte> to_safetensors_bytes(std::span<const std::pair<std::strin
     total += p->second.nbytes();
   std::vector<std::byte> out;
   out.reserve(total);
-  auto h = as_bytes(header);
+  auto h = string_bytes(header);
   out.insert(out.end(), h.begin(), h.end());
   for (const auto* p : order) {
     auto b = tensor_bytes(p->second);
@@ -435,7 +437,7 @@ void write_safetensors(const std::filesystem::path& path,
   const std::string header = header_for(order, metadata);
   std::vector<std::span<const std::byte>> buffers;
   buffers.reserve(order.size() + 1);
-  buffers.push_back(as_bytes(header));
+  buffers.push_back(string_bytes(header));
   for (const auto* p : order)
     buffers.push_back(tensor_bytes(p->second));
   write_file_atomically(path, std::span<const std::span<const std::byte>>{buffers});
@@ -443,8 +445,8 @@ void write_safetensors(const std::filesystem::path& path,
 
 safetensors_file parse_safetensors(std::span<const std::byte> bytes, std::string_view source) {
   if (bytes.size() < 8)
-    bad(source,
-        std::to_string(bytes.size()) + " bytes is too short for the 8-byte header length prefix");
+    bad_safetensors(source, std::to_string(bytes.size()) +
+                                " bytes is too short for the 8-byte header length prefix");
   const std::uint64_t n = check_header_length(load_le64(bytes.data()), bytes.size(), source);
   std::string_view text{reinterpret_cast<const char*>(bytes.data() + 8),
                         static_cast<std::size_t>(n)};
@@ -461,7 +463,7 @@ safetensors_file read_safetensors(const std::filesystem::path& path) {
   source += '\'';
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    bad(source, std::string{"cannot open: "} + std::strerror(errno));
+    bad_safetensors(source, std::string{"cannot open: "} + std::strerror(errno));
   struct closer {
     int fd;
     ~closer() { ::close(fd); }
@@ -469,13 +471,13 @@ safetensors_file read_safetensors(const std::filesystem::path& path) {
 
   struct stat st {};
   if (::fstat(fd, &st) != 0)
-    bad(source, std::string{"cannot stat: "} + std::strerror(errno));
+    bad_safetensors(source, std::string{"cannot stat: "} + std::strerror(errno));
   if (!S_ISREG(st.st_mode))
-    bad(source, "not a regular file");
+    bad_safetensors(source, "not a regular file");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (size < 8)
-    bad(source, "file is " + std::to_string(size) +
-                    " bytes, too short for the 8-byte header length prefix");
+    bad_safetensors(source, "file is " + std::to_string(size) +
+                                " bytes, too short for the 8-byte header length prefix");
 
   std::byte prefix[8];
   pread_exact(fd, prefix, 8, 0, source);

@@ -25,11 +25,11 @@ namespace {
 // Layout (little-endian): 0 magic u32 | 4 version u16 | 6 type u8 | 7 mode u8
 // | 8 reason u8 | 9 name_len u8 | 10 reserved u16 (zero) | 12 name[64] (zero
 // padded) | 76 nonce[32] | 108 mac[32] | 140 end
-constexpr std::size_t off_magic = 0, off_version = 4, off_type = 6, off_mode = 7,
-                      off_reason = 8, off_name_len = 9, off_reserved = 10, off_name = 12,
-                      off_nonce = 76, off_mac = 108;
-static_assert(off_name + max_party_name == off_nonce);
-static_assert(off_mac + mac_bytes == handshake_message_size);
+constexpr std::size_t hs_off_magic = 0, hs_off_version = 4, hs_off_type = 6, hs_off_mode = 7,
+                      hs_off_reason = 8, hs_off_name_len = 9, hs_off_reserved = 10,
+                      hs_off_name = 12, hs_off_nonce = 76, hs_off_mac = 108;
+static_assert(hs_off_name + max_party_name == hs_off_nonce);
+static_assert(hs_off_mac + mac_bytes == handshake_message_size);
 
 constexpr std::string_view mac_label = "troupe-dataplane-auth/v1";
 
@@ -134,13 +134,17 @@ void save_key(const std::filesystem::path& path, const cluster_key& key) {
 
 std::string_view to_string(reject_reason r) noexcept {
   switch (r) {
-    case reject_reason::none: return "none";
-    case reject_reason::bad_mac: return "authentication failed (wrong cluster key?)";
-    case reject_reason::plain_refused:
-      return "plain (unauthenticated) connections are refused (allowed only when explicitly "
-             "enabled and both endpoints are loopback)";
-    case reject_reason::mode_mismatch: return "authentication mode mismatch";
-    case reject_reason::bad_message: return "malformed handshake message";
+  case reject_reason::none:
+    return "none";
+  case reject_reason::bad_mac:
+    return "authentication failed (wrong cluster key?)";
+  case reject_reason::plain_refused:
+    return "plain (unauthenticated) connections are refused (allowed only when explicitly "
+           "enabled and both endpoints are loopback)";
+  case reject_reason::mode_mismatch:
+    return "authentication mode mismatch";
+  case reject_reason::bad_message:
+    return "malformed handshake message";
   }
   return "unknown";
 }
@@ -160,16 +164,16 @@ handshake_bytes encode_handshake_message(const handshake_message& m) {
   handshake_bytes out{};
   auto put8 = [&](std::size_t off, std::uint8_t v) { out[off] = static_cast<std::byte>(v); };
   for (std::size_t i = 0; i < 4; ++i)
-    put8(off_magic + i, static_cast<std::uint8_t>(auth_magic >> (8 * i)));
-  put8(off_version, static_cast<std::uint8_t>(auth_version & 0xff));
-  put8(off_version + 1, static_cast<std::uint8_t>(auth_version >> 8));
-  put8(off_type, static_cast<std::uint8_t>(m.type));
-  put8(off_mode, static_cast<std::uint8_t>(m.mode));
-  put8(off_reason, static_cast<std::uint8_t>(m.reason));
-  put8(off_name_len, static_cast<std::uint8_t>(m.name.size()));
-  std::memcpy(out.data() + off_name, m.name.data(), m.name.size());
-  std::memcpy(out.data() + off_nonce, m.n.data(), nonce_bytes);
-  std::memcpy(out.data() + off_mac, m.m.data(), mac_bytes);
+    put8(hs_off_magic + i, static_cast<std::uint8_t>(auth_magic >> (8 * i)));
+  put8(hs_off_version, static_cast<std::uint8_t>(auth_version & 0xff));
+  put8(hs_off_version + 1, static_cast<std::uint8_t>(auth_version >> 8));
+  put8(hs_off_type, static_cast<std::uint8_t>(m.type));
+  put8(hs_off_mode, static_cast<std::uint8_t>(m.mode));
+  put8(hs_off_reason, static_cast<std::uint8_t>(m.reason));
+  put8(hs_off_name_len, static_cast<std::uint8_t>(m.name.size()));
+  std::memcpy(out.data() + hs_off_name, m.name.data(), m.name.size());
+  std::memcpy(out.data() + hs_off_nonce, m.n.data(), nonce_bytes);
+  std::memcpy(out.data() + hs_off_mac, m.m.data(), mac_bytes);
   return out;
 }
 
@@ -180,41 +184,41 @@ handshake_message decode_handshake_message(std::span<const std::byte> bytes) {
   auto u8 = [&](std::size_t off) { return std::to_integer<std::uint8_t>(bytes[off]); };
   std::uint32_t magic = 0;
   for (std::size_t i = 0; i < 4; ++i)
-    magic |= static_cast<std::uint32_t>(u8(off_magic + i)) << (8 * i);
+    magic |= static_cast<std::uint32_t>(u8(hs_off_magic + i)) << (8 * i);
   if (magic != auth_magic)
     bad("bad magic (not a troupe data-plane peer?)");
-  auto version = static_cast<std::uint16_t>(u8(off_version) | u8(off_version + 1) << 8);
+  auto version = static_cast<std::uint16_t>(u8(hs_off_version) | u8(hs_off_version + 1) << 8);
   if (version != auth_version)
     bad("unsupported version " + std::to_string(version) + " (expected " +
         std::to_string(auth_version) + ")");
   handshake_message m;
-  auto type = u8(off_type);
+  auto type = u8(hs_off_type);
   if (type < 1 || type > 5)
     bad("unknown message type " + std::to_string(type));
   m.type = static_cast<handshake_type>(type);
-  auto mode = u8(off_mode);
+  auto mode = u8(hs_off_mode);
   if (mode > 1)
     bad("unknown mode " + std::to_string(mode));
   m.mode = static_cast<auth_mode>(mode);
-  auto reason = u8(off_reason);
+  auto reason = u8(hs_off_reason);
   if (reason > static_cast<std::uint8_t>(reject_reason::bad_message))
     bad("unknown reject reason " + std::to_string(reason));
   m.reason = static_cast<reject_reason>(reason);
   if ((m.type == handshake_type::reject) != (m.reason != reject_reason::none))
     bad("reject reason present on a non-reject message or missing on a reject");
-  if (u8(off_reserved) != 0 || u8(off_reserved + 1) != 0)
+  if (u8(hs_off_reserved) != 0 || u8(hs_off_reserved + 1) != 0)
     bad("reserved bytes are not zero");
-  std::size_t name_len = u8(off_name_len);
+  std::size_t name_len = u8(hs_off_name_len);
   if (name_len > max_party_name)
     bad("name length " + std::to_string(name_len) + " exceeds " + std::to_string(max_party_name));
   for (std::size_t i = name_len; i < max_party_name; ++i)
-    if (u8(off_name + i) != 0)
+    if (u8(hs_off_name + i) != 0)
       bad("name padding is not zero");
-  m.name.assign(reinterpret_cast<const char*>(bytes.data() + off_name), name_len);
+  m.name.assign(reinterpret_cast<const char*>(bytes.data() + hs_off_name), name_len);
   if (carries_name(m.type) ? !valid_party_name(m.name) : !m.name.empty())
     bad("bad party name");
-  std::memcpy(m.n.data(), bytes.data() + off_nonce, nonce_bytes);
-  std::memcpy(m.m.data(), bytes.data() + off_mac, mac_bytes);
+  std::memcpy(m.n.data(), bytes.data() + hs_off_nonce, nonce_bytes);
+  std::memcpy(m.m.data(), bytes.data() + hs_off_mac, mac_bytes);
   return m;
 }
 
@@ -244,8 +248,8 @@ mac compute_mac(const cluster_key& key, char role, std::string_view client_name,
 
 handshake::handshake(const cluster_key& key, std::string self_name, std::string expected_peer,
                      auth_mode mode, bool is_server, bool plain_allowed)
-  : key_(key), self_name_(std::move(self_name)), expected_peer_(std::move(expected_peer)),
-    mode_(mode), is_server_(is_server), plain_allowed_(plain_allowed) {
+    : key_(key), self_name_(std::move(self_name)), expected_peer_(std::move(expected_peer)),
+      mode_(mode), is_server_(is_server), plain_allowed_(plain_allowed) {
   if (!valid_party_name(self_name_))
     throw std::invalid_argument("handshake: invalid own name '" + self_name_ + "'");
   random_bytes(own_nonce_.data(), own_nonce_.size());
@@ -334,8 +338,10 @@ std::optional<handshake_bytes> handshake::on_server_message(const handshake_mess
       return fail("expected RESPONSE", reject_reason::bad_message);
     auto expected = compute_mac(key_, 'C', peer_name_, self_name_, peer_nonce_, own_nonce_);
     if (CRYPTO_memcmp(expected.data(), m.m.data(), mac_bytes) != 0)
-      return fail("client '" + peer_name_ + "' failed authentication (wrong cluster key or a "
-                  "replayed handshake)", reject_reason::bad_mac);
+      return fail("client '" + peer_name_ +
+                      "' failed authentication (wrong cluster key or a "
+                      "replayed handshake)",
+                  reject_reason::bad_mac);
     step_ = 2;
     state_ = state::done;
     handshake_message a;
@@ -348,9 +354,7 @@ std::optional<handshake_bytes> handshake::on_server_message(const handshake_mess
 }
 
 std::optional<handshake_bytes> handshake::on_client_message(const handshake_message& m) {
-  auto check_name = [&]() -> bool {
-    return expected_peer_.empty() || m.name == expected_peer_;
-  };
+  auto check_name = [&]() -> bool { return expected_peer_.empty() || m.name == expected_peer_; };
   if (step_ == 1 && mode_ == auth_mode::plain) {
     if (m.type != handshake_type::accept)
       return fail("expected ACCEPT from the server", reject_reason::none);
