@@ -21,7 +21,7 @@ namespace {
 
 constexpr std::array<unsigned char, 6> npy_magic = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
-[[noreturn]] void bad(std::string_view source, const std::string& what) {
+[[noreturn]] void bad_npy(std::string_view source, const std::string& what) {
   throw input_error(".npy " + std::string{source} + ": " + what);
 }
 
@@ -113,7 +113,7 @@ public:
 
 private:
   [[noreturn]] void fail(const std::string& what) const {
-    bad(source_, "malformed header " + std::string{s_.substr(0, 120)} + ": " + what);
+    bad_npy(source_, "malformed header " + std::string{s_.substr(0, 120)} + ": " + what);
   }
   char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
   void skip_ws() {
@@ -187,8 +187,8 @@ void read_exact(const npy_read_fn& read, void* dst, std::size_t n, std::string_v
                 const char* what) {
   const std::size_t got = read(dst, n);
   if (got < n)
-    bad(source, std::string{"truncated: "} + what + " needs " + std::to_string(n) +
-                    " bytes, the data ends after " + std::to_string(got));
+    bad_npy(source, std::string{"truncated: "} + what + " needs " + std::to_string(n) +
+                        " bytes, the data ends after " + std::to_string(got));
 }
 
 /// Reads n half floats into out as f32, in pieces (no second full-size buffer).
@@ -235,54 +235,54 @@ tensor read_npy_stream(const npy_read_fn& read, std::uint64_t total_bytes,
                        std::string_view source) {
   unsigned char pre[12];
   if (total_bytes < 10)
-    bad(source, "truncated: " + std::to_string(total_bytes) +
-                    " bytes, too short for the 10-byte .npy preamble");
+    bad_npy(source, "truncated: " + std::to_string(total_bytes) +
+                        " bytes, too short for the 10-byte .npy preamble");
   read_exact(read, pre, 8, source, "the preamble");
   if (!std::equal(npy_magic.begin(), npy_magic.end(), pre))
-    bad(source, "wrong magic: a .npy file starts with \\x93NUMPY");
+    bad_npy(source, "wrong magic: a .npy file starts with \\x93NUMPY");
   const unsigned major = pre[6];
   if (pre[7] != 0 || major < 1 || major > 3)
-    bad(source, "unsupported format version " + std::to_string(major) + "." +
-                    std::to_string(pre[7]) + " (supported: 1.0, 2.0, 3.0)");
+    bad_npy(source, "unsupported format version " + std::to_string(major) + "." +
+                        std::to_string(pre[7]) + " (supported: 1.0, 2.0, 3.0)");
   const std::size_t len_bytes = major == 1 ? 2 : 4;
   const std::uint64_t preamble = 8 + len_bytes;
   if (total_bytes < preamble)
-    bad(source, "truncated: the preamble ends early");
+    bad_npy(source, "truncated: the preamble ends early");
   read_exact(read, pre + 8, len_bytes, source, "the header length");
   std::uint64_t header_len = std::uint64_t{pre[8]} | std::uint64_t{pre[9]} << 8;
   if (len_bytes == 4)
     header_len |= std::uint64_t{pre[10]} << 16 | std::uint64_t{pre[11]} << 24;
   if (header_len > npy_max_header_bytes)
-    bad(source, "header length " + std::to_string(header_len) + " exceeds the limit of " +
-                    std::to_string(npy_max_header_bytes));
+    bad_npy(source, "header length " + std::to_string(header_len) + " exceeds the limit of " +
+                        std::to_string(npy_max_header_bytes));
   if (header_len > total_bytes - preamble)
-    bad(source, "truncated: the header is " + std::to_string(header_len) + " bytes, only " +
-                    std::to_string(total_bytes - preamble) + " follow the preamble");
+    bad_npy(source, "truncated: the header is " + std::to_string(header_len) + " bytes, only " +
+                        std::to_string(total_bytes - preamble) + " follow the preamble");
   std::string text(static_cast<std::size_t>(header_len), '\0');
   read_exact(read, text.data(), text.size(), source, "the header");
   const npy_header h = header_parser{text, source}.parse();
 
   const auto type = npy_type_from_descr(h.descr);
   if (!type)
-    bad(source, describe_descr(h.descr));
+    bad_npy(source, describe_descr(h.descr));
   if (h.fortran_order)
-    bad(source, "fortran_order is True (column-major data); save a C-order array "
-                "(np.ascontiguousarray)");
+    bad_npy(source, "fortran_order is True (column-major data); save a C-order array "
+                    "(np.ascontiguousarray)");
   std::uint64_t numel = 1, data_bytes = 0;
   for (auto d : h.shape)
     if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(d), &numel))
-      bad(source, "shape " + to_string(h.shape) + " overflows the element count");
+      bad_npy(source, "shape " + to_string(h.shape) + " overflows the element count");
   if (__builtin_mul_overflow(numel, type->item_size, &data_bytes) ||
       numel > static_cast<std::uint64_t>(INT64_MAX))
-    bad(source, "shape " + to_string(h.shape) + " overflows the byte count");
+    bad_npy(source, "shape " + to_string(h.shape) + " overflows the byte count");
   const std::uint64_t available = total_bytes - preamble - header_len;
   if (data_bytes > available)
-    bad(source, "truncated: shape " + to_string(h.shape) + " of '" + h.descr + "' needs " +
-                    std::to_string(data_bytes) + " data bytes, only " + std::to_string(available) +
-                    " follow the header");
+    bad_npy(source, "truncated: shape " + to_string(h.shape) + " of '" + h.descr + "' needs " +
+                        std::to_string(data_bytes) + " data bytes, only " +
+                        std::to_string(available) + " follow the header");
   if (data_bytes < available)
-    bad(source, std::to_string(available - data_bytes) +
-                    " bytes follow the data the header describes (trailing garbage)");
+    bad_npy(source, std::to_string(available - data_bytes) +
+                        " bytes follow the data the header describes (trailing garbage)");
 
   auto t = tensor::empty(type->type, h.shape);
   if (type->half)
@@ -311,16 +311,16 @@ tensor read_npy(const std::filesystem::path& path) {
   source += '\'';
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
-    bad(source, std::filesystem::exists(path, ec) ? "not a regular file" : "no such file");
+    bad_npy(source, std::filesystem::exists(path, ec) ? "not a regular file" : "no such file");
   const auto size = std::filesystem::file_size(path, ec);
   std::ifstream in(path, std::ios::binary);
   if (ec || !in)
-    bad(source, "cannot open");
+    bad_npy(source, "cannot open");
   return read_npy_stream(
       [&](void* dst, std::size_t n) {
         in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n));
         if (in.bad())
-          bad(source, "read failed");
+          bad_npy(source, "read failed");
         return static_cast<std::size_t>(in.gcount());
       },
       size, source);
