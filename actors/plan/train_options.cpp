@@ -88,6 +88,9 @@ void train_options::validate() const {
   require(batch >= dp, "--batch " + std::to_string(batch) + " is smaller than --dp " +
                            std::to_string(dp) + ": every replica needs a sample");
   require(max_steps == -1 || max_steps >= 1, "--steps must be >= 1");
+  require(eval_every >= 0, "--eval-every must be >= 0");
+  require(!evaluate_only || !resume_dir.empty(), "evaluating needs a checkpoint (resume_dir)");
+  require(!predict || evaluate_only, "predictions are made by an evaluation (evaluate_only)");
   require(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024]");
   require(timing_warmup >= 0, "timing_warmup must be >= 0");
   require(trace_file.empty() || !std::filesystem::path(trace_file).filename().empty(),
@@ -261,6 +264,9 @@ const std::vector<option_field>& option_fields() {
       field<&train_options::checkpoint_every>("checkpoint_every"),
       field<&train_options::checkpoint_seconds>("checkpoint_seconds"),
       field<&train_options::stall_timeout_s>("stall_timeout_s"),
+      field<&train_options::eval_every>("eval_every"),
+      field<&train_options::evaluate_only>("evaluate_only"),
+      field<&train_options::predict>("predict"),
   };
   return fields;
 }

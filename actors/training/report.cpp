@@ -155,6 +155,10 @@ nlohmann::json make_report(const trainer_state& st) {
       {"config", to_json(o)},
       {"plan", to_json(st.cfg.topology)},
       {"epoch_log", st.totals.epoch_log},
+      // Every evaluation of the run: {step, test_loss, test_accuracy or
+      // bits_per_char, test_samples}.
+      {"evaluations", st.eval.log},
+      {"test_samples", st.eval.samples},
       {"input_normalization", runtime::input_normalization()},
   };
   r.update(timing_json(st.totals));
