@@ -17,6 +17,7 @@ namespace {
 /// Runs `request` through a supervisor of its own in `sys`; the request
 /// travels as it is (same process: no JSON).
 job_result run_job(caf::actor_system& sys, job_request request) {
+  const bool predict = request.opts.predict;
   auto sup = spawn_supervisor(sys);
   caf::scoped_actor self{sys};
   job_result result;
@@ -26,7 +27,10 @@ job_result run_job(caf::actor_system& sys, job_request request) {
           [&](std::string& report, runtime::named_tensors& params) {
             result.report = nlohmann::json::parse(report);
             for (std::size_t i = 0; i < params.names.size(); ++i)
-              result.params.emplace_back(params.names[i], params.tensors[i]);
+              if (predict && params.names[i] == "predictions")
+                result.predictions = params.tensors[i];
+              else
+                result.params.emplace_back(params.names[i], params.tensors[i]);
           },
           [&](caf::error& err) { failure = err; });
   self->send_exit(sup, caf::exit_reason::user_shutdown);

@@ -17,6 +17,9 @@ namespace troupe::actors {
 struct job_result {
   nlohmann::json report;             ///< the --report object
   runtime::named_tensor_list params; ///< final parameters, by global name
+  /// train_options::predict: every test sample's outputs (f32 [N, ...]
+  /// logits), in test-set order; params is empty then.
+  runtime::tensor predictions;
 };
 
 /// Runs one training job to completion through a supervisor in `sys` (the

@@ -55,6 +55,19 @@ void check_trace_file(const std::string& file) {
   }
 }
 
+/// `troupe evaluate` / `predict`: the checkpoint, which must hold the model
+/// planned (the options came from its own config) and test data to run.
+runtime::checkpoint read_evaluated_checkpoint(const train_options& opts, const plan& topology) {
+  auto ck = runtime::read_checkpoint(opts.resume_dir);
+  if (ck.model != topology.model.to_json())
+    throw runtime::input_error("--checkpoint " + opts.resume_dir +
+                               ": its model spec (manifest.json) is not model " + opts.model);
+  if (opts.predict && models::is_sequence_model(topology.model))
+    throw runtime::input_error("--checkpoint " + opts.resume_dir + ": model " + opts.model +
+                               " is a language model; predict takes classifiers (use generate)");
+  return ck;
+}
+
 } // namespace
 
 job_inputs prepare_job(job_request request, const std::vector<device_slot>& available) {
@@ -83,11 +96,13 @@ job_inputs prepare_job(job_request request, const std::vector<device_slot>& avai
     load_labeled_data(job, std::move(request.train_data), std::move(request.test_data));
   }
   const auto steps = total_training_steps(job.opts, job.train_set.size());
-  if (job.opts.warmup_steps > 0 && job.opts.warmup_steps >= steps)
+  if (!job.opts.evaluate_only && job.opts.warmup_steps > 0 && job.opts.warmup_steps >= steps)
     throw runtime::input_error("--warmup-steps " + std::to_string(job.opts.warmup_steps) +
                                " must be fewer than the run's " + std::to_string(steps) +
                                " training steps");
-  if (!job.opts.resume_dir.empty()) {
+  if (job.opts.evaluate_only) {
+    job.resume = read_evaluated_checkpoint(job.opts, job.topology);
+  } else if (!job.opts.resume_dir.empty()) {
     job.resume = runtime::read_checkpoint(job.opts.resume_dir);
     check_resume_compatible(*job.resume, job.opts, job.topology, job.train_set.size());
   }

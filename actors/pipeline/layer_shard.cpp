@@ -401,6 +401,9 @@ void on_task_done(shard_actor* self, task_done& d) {
   s.report.bytes_sent += d.bytes_sent;
   s.report.tokens += d.tokens;
   s.report.abs_error_sum += d.abs_error_sum;
+  s.report.outputs.insert(s.report.outputs.end(), d.outputs.begin(), d.outputs.end());
+  s.report.output_offsets.insert(s.report.output_offsets.end(), d.output_offsets.begin(),
+                                 d.output_offsets.end());
   s.ps.step_samples += d.forward_samples;
   s.report.peak_in_flight = std::max(s.report.peak_in_flight, d.peak_in_flight);
   note_digest(s, d.digest);

@@ -84,6 +84,9 @@ struct task_done {
   std::optional<double> grad_sumsq;    ///< clipping: the gradients' sum of squares
   std::optional<std::uint64_t> digest; ///< --check-replicas: the parameters' digest
   std::int64_t forward_samples = 0;    ///< training samples through chunk 0 (ps scale)
+  /// step_msg::outputs: the loss chunk's outputs and their first samples.
+  std::vector<runtime::tensor> outputs;
+  std::vector<std::int64_t> output_offsets;
   /// Traced runs: when the device sent it (the shard records the hand-off).
   std::chrono::steady_clock::time_point sent_at{};
 };

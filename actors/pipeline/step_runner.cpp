@@ -51,6 +51,9 @@ void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t 
   if (d.digest)
     total.digest = d.digest;
   total.forward_samples += d.forward_samples;
+  total.outputs.insert(total.outputs.end(), d.outputs.begin(), d.outputs.end());
+  total.output_offsets.insert(total.output_offsets.end(), d.output_offsets.begin(),
+                              d.output_offsets.end());
   total.peak_in_flight = std::max(total.peak_in_flight, d.peak_in_flight);
   total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
 }
@@ -260,6 +263,10 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
     d.tokens = c.sequence_loss ? y.dim(0) * y.dim(1) : y.dim(0);
     if (ctx.training)
       c.dlogits[ctx.mb] = std::move(out.dlogits);
+    if (m.outputs && !ctx.training) {
+      d.outputs.push_back(std::move(y));
+      d.output_offsets.push_back(ctx.sample_offset);
+    }
   } else {
     d.messages_sent = 1;
     d.bytes_sent = y.nbytes();

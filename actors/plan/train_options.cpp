@@ -94,6 +94,9 @@ void train_options::validate() const {
   require(batch >= dp, "--batch " + std::to_string(batch) + " is smaller than --dp " +
                            std::to_string(dp) + ": every replica needs a sample");
   require(max_steps == -1 || max_steps >= 1, "--steps must be >= 1");
+  require(eval_every >= 0, "--eval-every must be >= 0");
+  require(!evaluate_only || !resume_dir.empty(), "evaluating needs a checkpoint (resume_dir)");
+  require(!predict || evaluate_only, "predictions are made by an evaluation (evaluate_only)");
   require(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024]");
   require(timing_warmup >= 0, "timing_warmup must be >= 0");
   require(trace_file.empty() || !std::filesystem::path(trace_file).filename().empty(),
@@ -278,6 +281,9 @@ const std::vector<option_field>& option_fields() {
        [](train_options& o, const nlohmann::json& v) {
          o.loss = parse_loss_kind(v.get<std::string>());
        }},
+      field<&train_options::eval_every>("eval_every"),
+      field<&train_options::evaluate_only>("evaluate_only"),
+      field<&train_options::predict>("predict"),
   };
   return fields;
 }

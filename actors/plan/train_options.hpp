@@ -160,6 +160,18 @@ struct train_options {
   std::string normalize;
   loss_kind loss = loss_kind::automatic; ///< --loss
 
+  // Evaluation (actors/training/evaluation.hpp).
+  /// Also evaluate every this many training steps (0: at epoch ends and at
+  /// the run's end only); each evaluation is an entry of the report's
+  /// "evaluations".
+  std::int64_t eval_every = 0;
+  /// `troupe evaluate` / `predict`: no training; the trainer loads resume_dir's
+  /// parameters, evaluates the test set once and reports.
+  bool evaluate_only = false;
+  /// With evaluate_only: the loss stage returns every test sample's outputs
+  /// (logits), which job_result::predictions holds in test-set order.
+  bool predict = false;
+
   /// Throws runtime::input_error naming the first invalid field.
   void validate() const;
   /// The optimizer config for models::make_optimizer.

@@ -55,6 +55,9 @@ struct step_msg {
   std::int64_t global_batch = 0;
   float lr = 0;
   bool training = true;
+  /// An evaluation whose outputs are wanted (`troupe predict`): the loss stage
+  /// puts its micro-batches' outputs into its report.
+  bool outputs = false;
 };
 
 /// What a stage reports when it has finished a step.
@@ -92,6 +95,10 @@ struct stage_report {
   /// step, and the time from the push to the last pulled parameters.
   std::uint64_t ps_bytes = 0;
   double ps_seconds = 0;
+  /// step_msg::outputs: the loss stage's outputs of each micro-batch, and
+  /// each one's first sample within the step's global batch.
+  std::vector<tensor> outputs;
+  std::vector<std::int64_t> output_offsets;
 };
 
 /// One global batch from a data loader, already split into the parts (micro-
@@ -127,7 +134,7 @@ typename Inspector::result_type inspect(Inspector& f, labels_msg& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, step_msg& x) {
   return f(caf::meta::type_name("step_msg"), x.step, x.microbatches, x.global_batch, x.lr,
-           x.training);
+           x.training, x.outputs);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
@@ -135,7 +142,7 @@ typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
            x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent, x.bytes_sent,
            x.tokens, x.grad_sumsq, x.replica, x.has_digest, x.params_digest, x.buckets,
            x.allreduce_bytes, x.allreduce_seconds, x.tp_rank, x.ps_bytes, x.ps_seconds,
-           x.abs_error_sum);
+           x.abs_error_sum, x.outputs, x.output_offsets);
 }
 
 // Atoms (CAF 0.17: at most 10 characters).

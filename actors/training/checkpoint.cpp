@@ -208,6 +208,19 @@ void resume(trainer_actor* self, std::function<void()> then) {
                  st.step % st.steps_per_epoch);
 }
 
+void load_params(trainer_actor* self, std::function<void()> then) {
+  auto& st = self->state;
+  st.step = st.cfg.resume->trainer_state.value("global_step", std::int64_t{0});
+  st.run_start_step = st.step;
+  resume_acks acks{self, std::make_shared<std::size_t>(st.cfg.stages.size()), std::move(then)};
+  try {
+    for (std::size_t i = 0; i < st.cfg.stages.size(); ++i)
+      load_shard(acks, i, false);
+  } catch (const std::exception& e) {
+    fail(self, std::string{"checkpoint: "} + e.what());
+  }
+}
+
 } // namespace troupe::actors::training
 
 namespace troupe::actors {

@@ -25,4 +25,9 @@ void write_checkpoint(trainer_actor* self, std::function<void()> then);
 /// compatibility first (check_resume_compatible). Fails the trainer on error.
 void resume(trainer_actor* self, std::function<void()> then);
 
+/// Evaluation of a checkpoint: loads cfg.resume's parameters (no optimizer
+/// state, no loader position) into every layer shard, its step into the
+/// trainer, then runs `then`. Fails the trainer on error.
+void load_params(trainer_actor* self, std::function<void()> then);
+
 } // namespace troupe::actors::training

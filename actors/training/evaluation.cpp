@@ -1,29 +1,41 @@
 #include "actors/training/evaluation.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 #include <vector>
 
 #include "actors/pipeline/data_loader.hpp"
+#include "actors/training/checkpoint.hpp"
+#include "actors/training/report.hpp"
 #include "actors/training/step_dispatch.hpp"
 
 namespace troupe::actors::training {
 
 namespace {
 
-/// Sets the evaluation's results and hands on to its continuation.
+/// Sets the evaluation's results, logs them and hands on to its continuation.
 void eval_done(trainer_actor* self) {
   auto& st = self->state;
   auto& ev = st.eval;
   ev.running = false;
   ev.test_loss = ev.tokens ? ev.loss_sum / double(ev.tokens) : 0;
-  if (st.language_model)
+  nlohmann::json entry{
+      {"step", st.step}, {"test_loss", ev.test_loss}, {"test_samples", ev.samples}};
+  if (st.language_model) {
     ev.bits_per_char = ev.test_loss / std::log(2.0);
-  else if (st.cfg.opts.loss == loss_kind::mse)
+    entry["bits_per_char"] = ev.bits_per_char;
+  } else if (st.cfg.opts.loss == loss_kind::mse) {
     ev.test_mae = ev.samples ? ev.abs_error_sum / double(ev.samples) : 0;
-  else
+    entry["test_mse"] = ev.test_loss;
+    entry["test_mae"] = ev.test_mae;
+  } else {
     ev.test_accuracy = ev.samples ? double(ev.correct) / double(ev.samples) : 0;
+    entry["test_accuracy"] = ev.test_accuracy;
+  }
+  ev.log.push_back(std::move(entry));
   auto k = std::move(ev.then);
   k();
 }
@@ -36,10 +48,12 @@ void eval_next(trainer_actor* self) {
   }
   self->request(st.cfg.test_loader, caf::infinite, actors::next_batch_atom::value)
       .then([self](actors::batch_msg& b) {
+        auto& s = self->state;
+        s.eval.batch_base = b.index * s.cfg.test_batch;
         // Evaluation steps use negative ids so they never collide with training
         // steps. Replica 0 evaluates alone (the replicas are identical).
         std::vector<actors::batch_msg> parts{std::move(b)};
-        send_steps(self, parts, -(++self->state.eval.counter), false);
+        send_steps(self, parts, -(++s.eval.counter), false);
       });
 }
 
@@ -75,13 +89,56 @@ void eval_step_done(trainer_actor* self) {
   eval_next(self);
 }
 
+void store_outputs(trainer_state& st, const actors::stage_report& r) {
+  auto& ev = st.eval;
+  for (std::size_t i = 0; i < r.outputs.size() && i < r.output_offsets.size(); ++i) {
+    const auto& y = r.outputs[i];
+    if (!ev.predictions.defined()) {
+      auto shape = y.shape();
+      shape.at(0) = st.cfg.test_samples;
+      ev.predictions = runtime::tensor::zeros(y.type(), shape);
+    }
+    const auto row = static_cast<std::size_t>(y.nbytes() / std::max<std::int64_t>(1, y.dim(0)));
+    const auto first = ev.batch_base + r.output_offsets[i];
+    if (first < 0 || first + y.dim(0) > st.cfg.test_samples)
+      continue; // cannot happen with the test loader's batches
+    auto* to = reinterpret_cast<std::byte*>(ev.predictions.mutable_data<float>());
+    std::memcpy(to + static_cast<std::size_t>(first) * row, y.data<float>(), y.nbytes());
+  }
+}
+
 void final_eval(trainer_actor* self, std::function<void()> then) {
   start_eval(self, [self, then] {
     auto& s = self->state;
-    if (s.cfg.opts.progress)
+    if (s.cfg.opts.progress && s.language_model)
       std::fprintf(stderr, "step %lld: held-out loss %.4f (%.3f bits/char)\n",
                    static_cast<long long>(s.step), s.eval.test_loss, s.eval.bits_per_char);
+    else if (s.cfg.opts.progress)
+      std::fprintf(stderr, "step %lld: test accuracy %.2f%%, test loss %.4f\n",
+                   static_cast<long long>(s.step), 100.0 * s.eval.test_accuracy, s.eval.test_loss);
     then();
+  });
+}
+
+bool eval_due(const trainer_state& st) {
+  const auto& o = st.cfg.opts;
+  if (!o.evaluate)
+    return false;
+  return st.step >= st.total_steps || (o.eval_every > 0 && st.step % o.eval_every == 0);
+}
+
+void evaluate_checkpoint(trainer_actor* self) {
+  load_params(self, [self] {
+    start_eval(self, [self] {
+      auto& st = self->state;
+      runtime::named_tensors out;
+      if (st.eval.predictions.defined()) {
+        out.names.push_back("predictions");
+        out.tensors.push_back(std::move(st.eval.predictions));
+      }
+      self->send(st.cfg.report_to, job_done_atom::value, make_report(st).dump(), std::move(out));
+      self->quit();
+    });
   });
 }
 

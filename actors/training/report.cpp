@@ -158,6 +158,10 @@ nlohmann::json make_report(const trainer_state& st) {
       {"config", to_json(o)},
       {"plan", to_json(st.cfg.topology)},
       {"epoch_log", st.totals.epoch_log},
+      // Every evaluation of the run: {step, test_loss, test_accuracy, test_mse
+      // and test_mae, or bits_per_char, test_samples}.
+      {"evaluations", st.eval.log},
+      {"test_samples", st.eval.samples},
       {"input_normalization", st.cfg.input_normalization.is_null() ? runtime::input_normalization()
                                                                    : st.cfg.input_normalization},
   };

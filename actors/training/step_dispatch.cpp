@@ -14,6 +14,7 @@ void send_step(trainer_actor* self, int replica, actors::batch_msg& b, std::int6
   const auto lr_step = schedule_step >= 0 ? schedule_step : step;
   actors::step_msg m{step, parts, b.size, training ? learning_rate(st, lr_step) : st.cfg.opts.lr,
                      training};
+  m.outputs = !training && st.cfg.opts.predict;
   for (int k = 0; k < g.depth; ++k)
     for (int t = 0; t < g.tp; ++t)
       self->send(st.cfg.stages[g.index({replica, k, t})], m);

@@ -7,6 +7,7 @@
 
 #include "actors/pipeline/data_loader.hpp"
 #include "actors/training/checkpoint.hpp"
+#include "actors/training/evaluation.hpp"
 #include "actors/training/rebalancing.hpp"
 #include "actors/training/snapshots.hpp"
 #include "actors/training/trainer_state.hpp"
@@ -82,7 +83,9 @@ caf::behavior trainer(trainer_actor* self, trainer_config cfg) {
     st.totals.trace = runtime::trace_recorder{0};
   init_snapshots(st);
   init_rebalancing(st);
-  if (st.cfg.resume)
+  if (o.evaluate_only)
+    evaluate_checkpoint(self);
+  else if (st.cfg.resume)
     resume(self, [self] { sync_replicas(self); });
   else
     sync_replicas(self);

@@ -85,6 +85,13 @@ struct eval_state {
   double abs_error_sum = 0;
   double test_mae = -1;       ///< regression: mean absolute error (test_loss is the mse)
   std::function<void()> then; ///< runs when the evaluation is done
+  /// The first test sample of the batch in flight.
+  std::int64_t batch_base = 0;
+  /// opts.predict: every test sample's outputs, in test-set order.
+  runtime::tensor predictions;
+  /// One entry per evaluation of the run: {step, test_loss, test_accuracy or
+  /// bits_per_char, test_samples} (the report's "evaluations").
+  nlohmann::json log = nlohmann::json::array();
 };
 
 /// Async / ssp: where one worker is. Its steps are its own (consecutive ids

@@ -187,7 +187,7 @@ void step_completed(trainer_actor* self) {
   show_step_progress(self, step_seconds, samples, epoch_end);
   if (epoch_end)
     epoch_done(self);
-  else if (st.step >= st.total_steps && st.language_model && st.cfg.opts.evaluate)
+  else if (eval_due(st))
     final_eval(self, [self] { start_step(self); });
   else
     start_step(self);
@@ -208,8 +208,11 @@ void on_report(trainer_actor* self, actors::stage_report& r) {
   const bool independent = independent_workers(st) && !evaluating;
   // A replica's loss: add them up (its tensor-parallel ranks all computed
   // the same one), from the stage holding the loss chunk.
-  if (r.stage == actors::loss_stage(st.cfg.opts.schedule, g.depth) && r.tp_rank == 0)
+  if (r.stage == actors::loss_stage(st.cfg.opts.schedule, g.depth) && r.tp_rank == 0) {
     add_loss(st, r, independent);
+    if (evaluating && r.replica == 0)
+      store_outputs(st, r);
+  }
   if (r.has_digest)
     st.current.digests[index] = r.params_digest;
   if (index < st.current.reported.size())

@@ -27,6 +27,9 @@ int troupe::run_cli(int argc, char** argv) {
   auto supervisor = add_supervisor_command(app);
   auto node = add_node_command(app);
   auto certs = add_certs_command(app);
+  auto evaluate = add_evaluate_command(app);
+  auto predict = add_predict_command(app);
+  auto generate = add_generate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -53,6 +56,12 @@ int troupe::run_cli(int argc, char** argv) {
       return node();
     if (app.got_subcommand("certs"))
       return certs();
+    if (app.got_subcommand("evaluate"))
+      return evaluate();
+    if (app.got_subcommand("predict"))
+      return predict();
+    if (app.got_subcommand("generate"))
+      return generate();
   } catch (const troupe::runtime::input_error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_bad_input;

@@ -191,6 +191,10 @@ void add_run_flags(CLI::App* cmd, training_flags& f) {
                       " events; later ones are only counted (metadata.dropped_events). Written "
                       "by the supervisor's process when the run ends");
   cmd->add_flag("--no-eval", f.no_eval, "skip the test-set evaluation");
+  cmd->add_option("--eval-every", o.eval_every,
+                  "also evaluate on the test set every N training steps (the report's "
+                  "\"evaluations\" lists each; 0: at epoch ends and the run's end only)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
 }
 
 /// Recovery: restarts, elastic data parallelism, snapshots, periodic
