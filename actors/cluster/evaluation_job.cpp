@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "models/train/sequence_loss.hpp"
 #include "models/zoo.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/checkpoint.hpp"
@@ -16,9 +17,19 @@ namespace {
 /// The topology and run flags of `request` on the checkpoint's options:
 /// nothing of the training run's own topology, schedule, faults or outputs
 /// is kept.
-void apply_request(train_options& o, const evaluation_request& r) {
-  if (!r.data.empty())
-    o.data_dir = r.data;
+void apply_request(train_options& o, const evaluation_request& r, bool sequence_model) {
+  if (!r.data.empty()) {
+    // An IDX directory or a language model's text: its own test split (the
+    // t10k files, the text's held-out tail). A labeled file (.npz, CSV, ...):
+    // all of it, as the test set; the training file stays the checkpoint's,
+    // so --normalize auto's statistics are training's own.
+    if (sequence_model || std::filesystem::is_directory(r.data)) {
+      o.data_dir = r.data;
+    } else {
+      o.test_data = r.data;
+      o.holdout = 0;
+    }
+  }
   o.stages = r.stages;
   o.tp = r.tp;
   o.dp = r.dp;
@@ -71,20 +82,26 @@ train_options evaluation_options(const evaluation_request& request) {
   } catch (const runtime::input_error& e) {
     throw runtime::input_error(manifest + ": config: " + e.what());
   }
-  if (request.plan.is_null()) {
-    // Without a plan the model is planned from the zoo by name: it must be
-    // the model the checkpoint holds.
+  if (request.plan.is_null() && o.model_spec.is_null()) {
+    // Without a plan the model is planned from its spec: a zoo model by name
+    // when the checkpoint holds exactly that model, else the checkpoint's own
+    // spec (a --model FILE.json run, or a checkpoint from before the options
+    // carried the spec).
     bool zoo = false;
     try {
       zoo = models::zoo_model(o.model).to_json() == ck.model;
     } catch (const std::invalid_argument&) {
     }
     if (!zoo)
-      throw runtime::input_error(manifest + ": model " + o.model +
-                                 " is not a zoo model; evaluate it with --plan FILE, a plan "
-                                 "holding its spec (`troupe plan --save`)");
+      o.model_spec = ck.model;
   }
-  apply_request(o, request);
+  bool sequence_model = false;
+  try {
+    sequence_model = models::is_sequence_model(models::model_spec::from_json(ck.model));
+  } catch (const std::exception& e) {
+    throw runtime::input_error(manifest + ": model: " + e.what());
+  }
+  apply_request(o, request, sequence_model);
   o.validate();
   return o;
 }

@@ -4,9 +4,9 @@
 Generates, with the standard library only: (a) a CSV regression set with a
 known linear rule plus small noise, (b) an .npz classifier set of 20 classes
 from a known linear rule, (c) the same data as (b) as .safetensors. Trains a
-small model on each (a model spec carried in a saved plan: --plan FILE
---model NAME) and checks the error / accuracy the rule allows, that (b) and
-(c) give bitwise the same run, and that each bad file exits 2 with a message
+small model on each (a model spec file: --model FILE.json) and checks the error / accuracy the rule allows, that (b) and
+(c) give bitwise the same run, that `troupe evaluate` on (b)'s checkpoint
+reports training's test accuracy exactly, and that each bad file exits 2 with a message
 naming the file and the problem, before any step runs.
 
 Usage: own_data_test.py TROUPE_BINARY
@@ -61,18 +61,14 @@ def write_safetensors(path, tensors):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
-def plan_with_model(name, inputs, outputs, hidden=32):
-    """A saved plan whose model is a small MLP: the way to run a model spec of one's own."""
-    path = os.path.join(WORK, name + ".plan.json")
-    subprocess.run([TROUPE, "plan", "--save", path, "--no-progress"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    plan = json.load(open(path))
-    plan["model"] = {"name": name, "input_dtype": "f32", "input_shape": [inputs], "layers": [
+def model_file(name, inputs, outputs, hidden=32):
+    """A model spec file of one's own (--model FILE.json): a small MLP."""
+    path = os.path.join(WORK, name + ".json")
+    json.dump({"name": name, "input_dtype": "f32", "input_shape": [inputs], "layers": [
         {"type": "dense", "in": inputs, "out": hidden}, {"type": "relu"},
         {"type": "dense", "in": hidden, "out": hidden}, {"type": "relu"},
-        {"type": "dense", "in": hidden, "out": outputs}]}
-    json.dump(plan, open(path, "w"))
-    return ["--plan", path, "--model", name]
+        {"type": "dense", "in": hidden, "out": outputs}]}, open(path, "w"))
+    return ["--model", path]
 
 
 def train(args, report):
@@ -91,7 +87,7 @@ with open(csv_path, "w") as f:
         x = [rng.uniform(-1, 1) for _ in range(8)]
         y = sum(a * b for a, b in zip(w, x)) + 0.3 + rng.gauss(0, noise_sd)
         f.write(",".join("%.6f" % v for v in x) + ",%.6f\n" % y)
-reg = plan_with_model("reg", 8, 1)
+reg = model_file("reg", 8, 1)
 report = os.path.join(WORK, "reg.json")
 r = train(reg + ["--data", csv_path, "--y-name", "target", "--holdout", "0.1", "--normalize", "auto", "--epochs", "8",
                  "--lr", "0.003", "--batch", "32"], report)
@@ -142,7 +138,7 @@ for path, xs, ys in ((st_train, train_x, train_y), (st_test, test_x, test_y)):
     write_safetensors(path, {
         "x": ("F32", [len(ys), features], struct.pack("<%df" % len(xs), *xs)),
         "y": ("I64", [len(ys)], struct.pack("<%dq" % len(ys), *ys))})
-cls = plan_with_model("cls20", features, classes, hidden=64)
+cls = model_file("cls20", features, classes, hidden=64)
 common = cls + ["--epochs", "10", "--lr", "0.003", "--lr-schedule", "cosine", "--batch", "32", "--seed", "5"]
 runs = {}
 for fmt, tr, te in (("npz", npz_train, npz_test), ("safetensors", st_train, st_test)):
@@ -167,6 +163,19 @@ if len(runs) == 2:
     manifest = json.load(open(os.path.join(WORK, "npz.ckpt", "manifest.json")))
     check(manifest["input_normalization"]["formula"] == "x",
           "the checkpoint manifest records the normalisation (none for f32 .npz inputs)")
+    # troupe evaluate on the checkpoint (its spec from the manifest, no --model)
+    # and the whole test file: exactly training's test accuracy and loss.
+    ev_report = os.path.join(WORK, "evaluate.json")
+    r = subprocess.run([TROUPE, "evaluate", "--checkpoint", os.path.join(WORK, "npz.ckpt"),
+                        "--data", npz_test, "--report", ev_report, "--no-progress"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    check(r.returncode == 0, "evaluate on a --model FILE checkpoint (%s)" % r.stderr.strip()[-300:])
+    if r.returncode == 0:
+        ev = json.load(open(ev_report))
+        check(ev["test_accuracy"] == acc and ev["test_loss"] == runs["npz"][0]["test_loss"] and
+              ev["test_samples"] == 1000,
+              "evaluate --data test.npz: training's test accuracy %s and loss exactly (got %s, %s)"
+              % (acc, ev["test_accuracy"], ev["test_loss"]))
 
 
 # Bad files: exit 2, the message names the file and the problem, no step run.
