@@ -7,15 +7,15 @@
 
 #include "actors/cluster/job.hpp"
 #include "actors/plan/plan.hpp"
+#include "actors/protocol/messages.hpp"
+#include "actors/protocol/system_config.hpp"
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/shutdown_signal.hpp"
 #include "apps/troupe/train_flags.hpp"
-#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
-#include "actors/protocol/messages.hpp"
-#include "actors/protocol/system_config.hpp"
+#include "runtime/net/caf_error.hpp"
 
 namespace troupe::apps {
 
