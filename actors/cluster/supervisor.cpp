@@ -489,10 +489,12 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.log = runtime::logger("supervisor");
-  // One line at start on what compute this process can use.
+  // One line at start on what compute this process can use. No GPU is the
+  // usual case (and nothing asks for one: shards run on CPU devices), so the
+  // driver's reason is for --log-level debug, not for every command.
   auto gpus = kernels::probe_gpus();
   if (gpus.usable_devices == 0)
-    st.log->info("no usable GPU ({}): running on CPU devices", gpus.reason);
+    st.log->debug("no usable GPU ({}): running on CPU devices", gpus.reason);
   else
     st.log->info("{} usable CUDA device(s); this version places layer shards on CPU "
                  "devices only",

@@ -18,9 +18,13 @@ int troupe::run_cli(int argc, char** argv) {
   using namespace troupe::apps;
   CLI::App app{"troupe: an actor runtime for distributed deep-learning training"};
   app.require_subcommand(1);
+  // Options of the app itself (--log-level) are accepted after the
+  // subcommand too: `troupe train ... --log-level debug`.
+  app.fallthrough();
   std::string log_level;
   app.add_option("--log-level", log_level,
-                 "trace|debug|info|warn|error|off (env TROUPE_LOG_LEVEL)");
+                 "trace|debug|info|warn|error|off (env TROUPE_LOG_LEVEL); before or after "
+                 "the subcommand");
   auto train = add_train_command(app);
   auto plan = add_plan_command(app);
   auto bench = add_bench_command(app);

@@ -384,5 +384,19 @@ EOF_PY
 expect 2 "bad-device-plan.json: plan: stages\[3\]: device local/cpu:42 is not one of" -- \
   train "${quick[@]}" --plan "$tmp/bad-device-plan.json"
 
+# A CPU-only machine is the normal case: the GPU probe's reason (the CUDA
+# driver's error text) is a debug line, not noise before every command.
+expect 0 "final loss" -- train "${quick[@]}"
+if grep -q "no usable GPU" <<<"$last_out"; then
+  echo "FAIL: the GPU probe's outcome is logged at info:"; grep "no usable GPU" <<<"$last_out"
+  failures=$((failures + 1))
+else
+  passed=$((passed + 1))
+fi
+expect 0 "no usable GPU|usable CUDA device" -- --log-level debug train "${quick[@]}"
+# --log-level is accepted after the subcommand too (and checked there).
+expect 0 "no usable GPU|usable CUDA device" -- train "${quick[@]}" --log-level debug
+expect 2 "log-level" -- train "${quick[@]}" --log-level loud
+
 echo "$passed passed, $failures failed"
 [[ $failures -eq 0 ]]
