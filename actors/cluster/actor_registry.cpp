@@ -2,8 +2,10 @@
 
 #include <stdexcept>
 
+#include "actors/cluster/node_data.hpp"
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/nccl_group.hpp"
+#include "actors/pipeline/data_loader.hpp"
 #include "actors/pipeline/device_actor.hpp"
 #include "actors/pipeline/layer_shard.hpp"
 #include "actors/ps/ps_shard.hpp"
@@ -52,6 +54,25 @@ caf::actor make_nccl(const nlohmann::json& j, const node_context& node) {
   return *r;
 }
 
+/// A replica's (or the test set's) loader over the job's data as this node
+/// read it; the config's digest must match what the supervisor was told.
+caf::actor make_data_loader(const nlohmann::json& j, const node_context& node) {
+  if (!node.data)
+    throw runtime::input_error("this node holds no data");
+  auto held = node.data->get(j.at("data"));
+  if (held->summary.at("digest") != j.at("digest"))
+    throw runtime::input_error("node " + node.data->node() + " read other data than the job's (" +
+                               held->summary.dump() + ", expected digest " + j.at("digest").dump() +
+                               ")");
+  auto c = loader_config_from_json(j.at("loader"));
+  const bool test = j.at("split").get<std::string>() == "test";
+  c.data = test ? held->data.test_set : held->data.train_set;
+  c.transform = held->data.transform;
+  c.real_targets = held->data.real_targets;
+  c.courier = node.courier;
+  return spawn_data_loader(node.sys, std::move(c));
+}
+
 } // namespace
 
 const std::map<std::string, actor_factory>& actor_factories() {
@@ -61,6 +82,7 @@ const std::map<std::string, actor_factory>& actor_factories() {
       {"collective", make_collective},
       {"ps_shard", make_ps_shard},
       {"nccl", make_nccl},
+      {"data_loader", make_data_loader},
   };
   return table;
 }

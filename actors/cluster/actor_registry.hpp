@@ -19,12 +19,16 @@ class courier;
 
 namespace troupe::actors {
 
+class node_data;
+
 /// What a factory gets from the node besides the actor's config.
 struct node_context {
   caf::actor_system& sys;
   /// The node's data plane, as a view that stamps the job on its transfers;
   /// null for the in-process node.
   std::shared_ptr<runtime::transport::courier> courier;
+  /// The job's data as this node reads it (data loaders).
+  std::shared_ptr<node_data> data;
 };
 
 /// Builds one actor from its config; throws (runtime::input_error for a bad

@@ -1,13 +1,19 @@
 #include "actors/cluster/job_data.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <numeric>
 #include <string>
 
+#include "actors/pipeline/data_loader.hpp"
 #include "models/layers/model_spec.hpp"
+#include "models/train/sequence_loss.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/labeled_arrays.hpp"
+#include "runtime/io/text_dataset.hpp"
+#include "runtime/rng.hpp"
 
 namespace troupe::actors {
 
@@ -100,9 +106,9 @@ loss_kind resolve_loss(loss_kind asked, runtime::dtype type, const dataset& d) {
 }
 
 /// The normalisation --normalize asks for (the default: x / 255 for IDX u8 images).
-input_transform make_transform(const job_inputs& job, bool idx_images) {
-  const auto type = std::string{runtime::to_string(job.train_set.source->sample_dtype())};
-  const auto n = parse_normalize(job.opts.normalize);
+input_transform make_transform(const train_options& o, const dataset& train, bool idx_images) {
+  const auto type = std::string{runtime::to_string(train.source->sample_dtype())};
+  const auto n = parse_normalize(o.normalize);
   switch (n.how) {
   case normalize_spec::kind::standard:
     return idx_images ? divide_by(255, type) : no_transform(type);
@@ -115,49 +121,149 @@ input_transform make_transform(const job_inputs& job, bool idx_images) {
   case normalize_spec::kind::automatic:
     break;
   }
-  return standardize_per_feature(job.train_set);
+  return standardize_per_feature(train);
+}
+
+/// The part of a language model's text held out for evaluation: its last 10%.
+constexpr double text_heldout_fraction = 0.1;
+
+/// A language model's data: the text file `file` cut into the training part
+/// and the held-out tail, each as non-overlapping windows of the model's
+/// context with next-byte targets.
+std::pair<dataset, dataset> load_text(const std::string& file, const train_options& opts,
+                                      const models::model_spec& model) {
+  if (fs::is_directory(file))
+    throw runtime::input_error("--model " + opts.model +
+                               " reads a text file (--data FILE, e.g. "
+                               "data/sherlock.txt), but '" +
+                               file + "' is a directory");
+  auto text = runtime::text_dataset::load(file, model.input_shape.at(0), text_heldout_fraction);
+  const auto vocab = models::output_shape(model).back();
+  if (text.vocab_size() > vocab)
+    throw runtime::input_error("--data " + file + ": the text has " +
+                               std::to_string(text.vocab_size()) + " distinct bytes, more than " +
+                               "the " + std::to_string(vocab) + " of model " + opts.model +
+                               "'s vocabulary");
+  auto name = fs::path(file).filename().string();
+  return {text_windows(text, runtime::text_split::train, name + "/train"),
+          text_windows(text, runtime::text_split::heldout, name + "/heldout")};
+}
+
+/// A language model's token windows, from its text file or given.
+job_datasets read_sequence_data(const train_options& o, const models::model_spec& model,
+                                std::optional<dataset> train, std::optional<dataset> test) {
+  if (o.loss != loss_kind::automatic && o.loss != loss_kind::sequence)
+    throw runtime::input_error("--loss " + std::string{to_string(o.loss)} + ": model " + o.model +
+                               " is a language model (--loss sequence)");
+  job_datasets d;
+  if (train) { // token windows given by a library caller
+    d.train_set = std::move(*train);
+    d.test_set = test.value_or(dataset{});
+  } else {
+    std::tie(d.train_set, d.test_set) = load_text(o.data_dir, o, model);
+  }
+  d.loss = o.loss; // automatic means the sequence loss here, as the options say
+  d.evaluate = o.evaluate && d.test_set.size() > 0;
+  return d;
+}
+
+/// The files of --data / --test-data / --holdout as train and test sets.
+std::pair<dataset, dataset> read_labeled_files(const train_options& o, bool& idx_images) {
+  const bool idx = is_idx_directory(o.data_dir);
+  std::pair<dataset, dataset> r;
+  auto& [train, test] = r;
+  train = read_file("--data", o.data_dir, o, true);
+  idx_images = idx && train.source->sample_dtype() == runtime::dtype::u8;
+  if (!o.test_data.empty()) {
+    test = read_file("--test-data", o.test_data, o, false);
+  } else if (o.holdout > 0) {
+    const auto n = train.size();
+    const auto held = static_cast<std::int64_t>(static_cast<double>(n) * o.holdout);
+    if (held < 1 || held >= n)
+      throw runtime::input_error("--holdout " + std::to_string(o.holdout) + " of the " +
+                                 std::to_string(n) + " samples of " + train.name +
+                                 " leaves no test or no training sample");
+    auto all = train;
+    train = slice(all, 0, n - held, all.name + " [train]");
+    test = slice(all, n - held, n, all.name + " [holdout]");
+  } else if (idx && o.evaluate) {
+    test = read_file("--data", o.data_dir, o, false); // the t10k split
+  }
+  return r;
+}
+
+/// A hash of `d`'s samples and targets (8 bytes at a time through mix64),
+/// read in chunks through its source.
+std::uint64_t digest_of(const dataset& d, std::uint64_t h) {
+  constexpr std::int64_t chunk = 8192;
+  std::vector<std::int32_t> idx;
+  auto mix = [&h](const runtime::tensor& t) {
+    const auto* p = static_cast<const unsigned char*>(t.raw_data());
+    const auto n = static_cast<std::size_t>(t.nbytes());
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      std::uint64_t w = 0;
+      std::memcpy(&w, p + i, 8);
+      h = runtime::mix64(h ^ w);
+    }
+    for (; i < n; ++i)
+      h = runtime::mix64(h ^ p[i]);
+  };
+  for (std::int64_t b = 0; b < d.size(); b += chunk) {
+    idx.resize(static_cast<std::size_t>(std::min(chunk, d.size() - b)));
+    std::iota(idx.begin(), idx.end(), static_cast<std::int32_t>(b));
+    auto [x, y] = d.source->read(idx);
+    mix(x);
+    mix(y);
+  }
+  return h;
 }
 
 } // namespace
 
-void load_labeled_data(job_inputs& job, std::optional<dataset> train, std::optional<dataset> test) {
-  auto& o = job.opts;
-  const auto& model = job.topology.model;
+job_datasets read_job_data(const train_options& opts, const models::model_spec& model,
+                           std::optional<dataset> train, std::optional<dataset> test) {
+  if (models::is_sequence_model(model))
+    return read_sequence_data(opts, model, std::move(train), std::move(test));
+  job_datasets d;
   bool idx_images = false;
   if (train) {
-    job.train_set = std::move(*train);
+    d.train_set = std::move(*train);
     if (test)
-      job.test_set = std::move(*test);
+      d.test_set = std::move(*test);
   } else {
-    const bool idx = is_idx_directory(o.data_dir);
-    job.train_set = read_file("--data", o.data_dir, o, true);
-    idx_images = idx && job.train_set.source->sample_dtype() == runtime::dtype::u8;
-    if (!o.test_data.empty()) {
-      job.test_set = read_file("--test-data", o.test_data, o, false);
-    } else if (o.holdout > 0) {
-      const auto n = job.train_set.size();
-      const auto held = static_cast<std::int64_t>(static_cast<double>(n) * o.holdout);
-      if (held < 1 || held >= n)
-        throw runtime::input_error("--holdout " + std::to_string(o.holdout) + " of the " +
-                                   std::to_string(n) + " samples of " + job.train_set.name +
-                                   " leaves no test or no training sample");
-      auto all = job.train_set;
-      job.train_set = slice(all, 0, n - held, all.name + " [train]");
-      job.test_set = slice(all, n - held, n, all.name + " [holdout]");
-    } else if (idx && o.evaluate) {
-      job.test_set = read_file("--data", o.data_dir, o, false); // the t10k split
-    }
+    std::tie(d.train_set, d.test_set) = read_labeled_files(opts, idx_images);
   }
-  if (job.train_set.size() == 0)
-    throw runtime::input_error(job.train_set.name + ": no samples");
-  o.loss = resolve_loss(o.loss, job.train_set.source->target_dtype(), job.train_set);
-  check_fits(job.train_set, model, o.model, o.loss);
-  if (job.test_set.size() > 0)
-    check_fits(job.test_set, model, o.model, o.loss);
-  else
-    o.evaluate = false; // nothing held out to evaluate on
-  job.real_targets = o.loss == loss_kind::mse;
-  job.transform = make_transform(job, idx_images);
+  if (d.train_set.size() == 0)
+    throw runtime::input_error(d.train_set.name + ": no samples");
+  d.loss = resolve_loss(opts.loss, d.train_set.source->target_dtype(), d.train_set);
+  check_fits(d.train_set, model, opts.model, d.loss);
+  if (d.test_set.size() > 0)
+    check_fits(d.test_set, model, opts.model, d.loss);
+  d.evaluate = opts.evaluate && d.test_set.size() > 0; // nothing held out: no evaluation
+  d.real_targets = d.loss == loss_kind::mse;
+  d.transform = make_transform(opts, d.train_set, idx_images);
+  return d;
+}
+
+nlohmann::json summarize(const job_datasets& d, bool digest) {
+  char hex[17] = "";
+  if (digest) {
+    const auto h = digest_of(d.test_set, digest_of(d.train_set, runtime::mix64(1)));
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  }
+  return {{"train_samples", d.train_set.size()},    {"test_samples", d.test_set.size()},
+          {"loss", std::string{to_string(d.loss)}}, {"evaluate", d.evaluate},
+          {"real_targets", d.real_targets},         {"normalization", d.transform.description},
+          {"train_name", d.train_set.name},         {"digest", hex}};
+}
+
+bool same_data(const nlohmann::json& a, const nlohmann::json& b) {
+  for (const auto* k : {"train_samples", "test_samples", "loss", "evaluate", "real_targets",
+                        "normalization", "digest"})
+    if (a.value(k, nlohmann::json{}) != b.value(k, nlohmann::json{}))
+      return false;
+  return true;
 }
 
 } // namespace troupe::actors

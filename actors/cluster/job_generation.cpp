@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -64,7 +65,7 @@ void spawn_job(supervisor_actor* self, const std::vector<spawn_order>& orders,
       wire_job(self, *acc, [self, acc, in, starting, restore] {
         if (!starting())
           return;
-        start_trainer(self, *acc, in->train_set, in->test_set, std::move(*restore));
+        start_trainer(self, *acc, *in, std::move(*restore));
         generation_running(self);
       });
   };
@@ -137,7 +138,90 @@ void start_generation(supervisor_actor* self, std::optional<runtime::checkpoint>
   auto opts = job.opts;
   if (job.generation > 1)
     opts.fault.clear(); // an injected fault strikes the first generation only
-  spawn_job(self, job_spawns(topology, opts, first_step), job.inputs, std::move(resume));
+  auto orders = job_spawns(topology, opts, first_step);
+  if (job.inputs->data_from == data_source::supervisor) {
+    spawn_job(self, orders, job.inputs, std::move(resume));
+    return;
+  }
+  // The loaders' nodes (this placement's: a re-plan may move a replica) read
+  // the data before anything is spawned.
+  const auto wire = job.wire();
+  auto restore = std::make_shared<std::optional<runtime::checkpoint>>(std::move(resume));
+  read_data_on_nodes(self, [self, wire, orders = std::move(orders), restore]() mutable {
+    auto& job = self->state.job;
+    if (job.wire() != wire)
+      return;
+    job.phase = job_phase::starting;
+    auto loaders = loader_spawns(job.topology, data_spec(*job.inputs), job.inputs->data_summary);
+    orders.insert(orders.end(), loaders.begin(), loaders.end());
+    spawn_job(self, orders, job.inputs, std::move(*restore));
+  });
+}
+
+void read_data_on_nodes(supervisor_actor* self, std::function<void()> then) {
+  auto& job = self->state.job;
+  const auto wire = job.wire();
+  const auto previous = job.phase;
+  job.phase = job_phase::reading;
+  const auto spec = data_spec(*job.inputs);
+  // Every node that will host a loader: replica r's first stage, rank 0.
+  std::set<std::string> nodes;
+  for (int r = 0; r < job.topology.replicas; ++r)
+    nodes.insert(job.topology.devices[job.topology.slot(r, 0, 0).device].node);
+  struct pending {
+    std::size_t left;
+    std::vector<std::pair<std::string, nlohmann::json>> summaries;
+  };
+  auto acc = std::make_shared<pending>(pending{nodes.size(), {}});
+  auto current = [self, wire] {
+    return self->state.job.wire() == wire && self->state.job.phase == job_phase::reading;
+  };
+  auto all_read = [self, acc, then = std::move(then), previous] {
+    auto& job = self->state.job;
+    for (const auto& [node, s] : acc->summaries) {
+      auto known = job.inputs->data_summary.is_null() ? acc->summaries.front().second
+                                                      : job.inputs->data_summary;
+      if (!same_data(s, known)) {
+        abort_job(self,
+                  "node " + node + " read other data than node " + acc->summaries.front().first +
+                      " (--data-from nodes needs the same files on every node): " + s.dump() +
+                      " vs " + known.dump(),
+                  caf::sec::invalid_argument);
+        return;
+      }
+    }
+    if (job.inputs->data_summary.is_null()) {
+      try {
+        use_data_summary(*job.inputs, acc->summaries.front().second);
+      } catch (const std::exception& e) {
+        abort_job(self, e.what(), caf::sec::invalid_argument);
+        return;
+      }
+      job.opts.loss = job.requested.loss = job.inputs->opts.loss;
+      job.opts.evaluate = job.requested.evaluate = job.inputs->opts.evaluate;
+    }
+    for (const auto& [node, s] : acc->summaries)
+      self->state.log->info("job {}: node {} read {} ({} training, {} test samples{})", job.id,
+                            node, s.value("train_name", std::string{}), s.value("train_samples", 0),
+                            s.value("test_samples", 0),
+                            s.at("paths").empty() ? "" : ", paths " + s.at("paths").dump());
+    job.phase = previous;
+    then();
+  };
+  for (const auto& node : nodes)
+    self->request(agent_of(self, node), caf::infinite, read_data_atom::value, spec.dump())
+        .then(
+            [acc, node, current, all_read](std::string& summary) {
+              if (!current())
+                return;
+              acc->summaries.emplace_back(node, nlohmann::json::parse(summary));
+              if (--acc->left == 0)
+                all_read();
+            },
+            [self, current](caf::error& err) {
+              if (current())
+                abort_job(self, runtime::describe(self->system(), err), caf::sec::invalid_argument);
+            });
 }
 
 } // namespace troupe::actors

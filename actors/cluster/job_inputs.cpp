@@ -9,36 +9,10 @@
 #include "models/train/sequence_loss.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
-#include "runtime/io/text_dataset.hpp"
 
 namespace troupe::actors {
 
 namespace {
-
-/// The part of a language model's text held out for evaluation: its last 10%.
-constexpr double text_heldout_fraction = 0.1;
-
-/// A language model's data: the text file `file` cut into the training part
-/// and the held-out tail, each as non-overlapping windows of the model's
-/// context with next-byte targets.
-std::pair<dataset, dataset> load_text(const std::string& file, const train_options& opts,
-                                      const models::model_spec& model) {
-  if (std::filesystem::is_directory(file))
-    throw runtime::input_error("--model " + opts.model +
-                               " reads a text file (--data FILE, e.g. "
-                               "data/sherlock.txt), but '" +
-                               file + "' is a directory");
-  auto text = runtime::text_dataset::load(file, model.input_shape.at(0), text_heldout_fraction);
-  const auto vocab = models::output_shape(model).back();
-  if (text.vocab_size() > vocab)
-    throw runtime::input_error("--data " + file + ": the text has " +
-                               std::to_string(text.vocab_size()) + " distinct bytes, more than " +
-                               "the " + std::to_string(vocab) + " of model " + opts.model +
-                               "'s vocabulary");
-  auto name = std::filesystem::path(file).filename().string();
-  return {text_windows(text, runtime::text_split::train, name + "/train"),
-          text_windows(text, runtime::text_split::heldout, name + "/heldout")};
-}
 
 /// --trace FILE is written when the run ends: prove now that it can be (its
 /// directory exists or can be made, and is writable), so a job never trains
@@ -70,7 +44,8 @@ runtime::checkpoint read_evaluated_checkpoint(const train_options& opts, const p
 
 } // namespace
 
-job_inputs prepare_job(job_request request, const std::vector<device_slot>& available) {
+job_inputs prepare_job(job_request request, const std::vector<device_slot>& available,
+                       bool data_on_nodes) {
   job_inputs job;
   job.opts = std::move(request.opts);
   if (request.saved_plan) {
@@ -80,37 +55,42 @@ job_inputs prepare_job(job_request request, const std::vector<device_slot>& avai
   } else {
     job.topology = make_plan(job.opts, available);
   }
-  if (models::is_sequence_model(job.topology.model)) {
-    if (job.opts.loss != loss_kind::automatic && job.opts.loss != loss_kind::sequence)
-      throw runtime::input_error("--loss " + std::string{to_string(job.opts.loss)} + ": model " +
-                                 job.opts.model + " is a language model (--loss sequence)");
-    if (request.train_data) { // token windows given by a library caller
-      job.train_set = std::move(*request.train_data);
-      job.test_set = request.test_data.value_or(dataset{});
-      job.opts.evaluate = job.opts.evaluate && job.test_set.size() > 0;
-    } else {
-      std::tie(job.train_set, job.test_set) =
-          load_text(job.opts.data_dir, job.opts, job.topology.model);
-    }
-  } else {
-    load_labeled_data(job, std::move(request.train_data), std::move(request.test_data));
-  }
-  const auto steps = total_training_steps(job.opts, job.train_set.size());
-  if (!job.opts.evaluate_only && job.opts.warmup_steps > 0 && job.opts.warmup_steps >= steps)
-    throw runtime::input_error("--warmup-steps " + std::to_string(job.opts.warmup_steps) +
-                               " must be fewer than the run's " + std::to_string(steps) +
-                               " training steps");
-  if (job.opts.evaluate_only) {
+  if (job.opts.evaluate_only)
     job.resume = read_evaluated_checkpoint(job.opts, job.topology);
-  } else if (!job.opts.resume_dir.empty()) {
+  else if (!job.opts.resume_dir.empty())
     job.resume = runtime::read_checkpoint(job.opts.resume_dir);
-    check_resume_compatible(*job.resume, job.opts, job.topology, job.train_set.size());
-  }
   if (!job.opts.checkpoint_dir.empty())
     runtime::ensure_writable_directory(job.opts.checkpoint_dir);
   if (!job.opts.trace_file.empty())
     check_trace_file(job.opts.trace_file);
+  // run_training's own data sets are in this process: its loaders are too.
+  job.data_from =
+      data_on_nodes && !request.train_data ? data_source::nodes : data_source::supervisor;
+  if (job.data_from == data_source::nodes)
+    return job; // the nodes read the data; use_data_summary takes what they found
+  job.data = read_job_data(job.opts, job.topology.model, std::move(request.train_data),
+                           std::move(request.test_data));
+  use_data_summary(job, summarize(job.data, false));
   return job;
+}
+
+void use_data_summary(job_inputs& job, nlohmann::json summary) {
+  auto& o = job.opts;
+  if (!models::is_sequence_model(job.topology.model))
+    o.loss = parse_loss_kind(summary.at("loss").get<std::string>());
+  o.evaluate = summary.at("evaluate").get<bool>();
+  job.data_summary = std::move(summary);
+  const auto steps = total_training_steps(o, job.train_samples());
+  if (!o.evaluate_only && o.warmup_steps > 0 && o.warmup_steps >= steps)
+    throw runtime::input_error("--warmup-steps " + std::to_string(o.warmup_steps) +
+                               " must be fewer than the run's " + std::to_string(steps) +
+                               " training steps");
+  if (job.resume && !o.evaluate_only)
+    check_resume_compatible(*job.resume, o, job.topology, job.train_samples());
+}
+
+nlohmann::json data_spec(const job_inputs& job) {
+  return {{"options", to_json(job.opts)}, {"model", job.topology.model.to_json()}};
 }
 
 } // namespace troupe::actors

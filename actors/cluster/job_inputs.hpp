@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "actors/cluster/job_data.hpp"
 #include "actors/cluster/job_request.hpp"
 #include "actors/pipeline/data_loader.hpp"
 #include "actors/plan/plan.hpp"
@@ -20,16 +21,35 @@ namespace troupe::actors {
 struct job_inputs {
   train_options opts;
   plan topology;
-  dataset train_set;
-  dataset test_set;          ///< empty unless evaluated (or a language model's held-out text)
-  input_transform transform; ///< the loaders' input normalisation (job_data.hpp)
-  bool real_targets = false; ///< an mse loss: targets as f32 [n, K]
+  /// Where its loaders read the data: the nodes only for a cluster job of
+  /// data files (--data-from nodes, the default there).
+  data_source data_from = data_source::supervisor;
+  /// The data, when read here (data_from supervisor); on the nodes, each
+  /// loader's node reads its own (node_data.hpp).
+  job_datasets data;
+  /// What is known of the data wherever it was read (summarize): sizes,
+  /// resolved loss, normalisation; null until the nodes have read it.
+  nlohmann::json data_summary;
   std::optional<runtime::checkpoint> resume;
+
+  std::int64_t train_samples() const { return data_summary.value("train_samples", 0); }
+  std::int64_t test_samples() const { return data_summary.value("test_samples", 0); }
 };
 
 /// Plans the request's options on `available` (or places its saved plan
-/// there), loads its data and checkpoint and checks they fit. Throws
-/// runtime::input_error naming the bad option or file.
-job_inputs prepare_job(job_request request, const std::vector<device_slot>& available);
+/// there), reads its checkpoint and, unless `data_on_nodes`, its data, and
+/// checks everything that needs them. Throws runtime::input_error naming the
+/// bad option or file.
+job_inputs prepare_job(job_request request, const std::vector<device_slot>& available,
+                       bool data_on_nodes = false);
+
+/// Takes the summary of the job's data (read on the nodes): the loss and
+/// evaluation it resolves, then the checks that need the data's size.
+/// Throws runtime::input_error as prepare_job does.
+void use_data_summary(job_inputs& job, nlohmann::json summary);
+
+/// A job's data options for the nodes to read it by (node_data.hpp): the
+/// options and the model spec.
+nlohmann::json data_spec(const job_inputs& job);
 
 } // namespace troupe::actors

@@ -11,6 +11,7 @@ namespace troupe::actors {
 enum class job_phase : std::uint8_t {
   idle,       ///< no job
   waiting,    ///< accepted, waiting for enough nodes
+  reading,    ///< the nodes read and check the job's data (--data-from nodes)
   measuring,  ///< the nodes measure the job's layers on their devices (--balance auto)
   starting,   ///< planned; its actors are being spawned and wired
   running,    ///< the trainer runs
@@ -24,6 +25,8 @@ constexpr std::string_view to_string(job_phase p) {
     return "idle";
   case job_phase::waiting:
     return "waiting";
+  case job_phase::reading:
+    return "reading data";
   case job_phase::measuring:
     return "measuring";
   case job_phase::starting:

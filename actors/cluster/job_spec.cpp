@@ -153,6 +153,57 @@ std::vector<spawn_order> job_spawns(const plan& topology, const train_options& o
   return r;
 }
 
+loader_config train_loader_config(const plan& topology, const train_options& opts, int replica) {
+  loader_config c;
+  c.sample_shape = topology.model.input_shape;
+  c.input_dtype = topology.model.input_dtype;
+  c.parts = topology.microbatches;
+  c.seed = opts.seed;
+  c.batch = opts.batch;
+  c.shares = topology.batch_shares;
+  c.replica = replica;
+  return c;
+}
+
+loader_config test_loader_config(const plan& topology, std::int64_t test_samples) {
+  loader_config c;
+  c.sample_shape = topology.model.input_shape;
+  c.input_dtype = topology.model.input_dtype;
+  c.parts = topology.microbatches;
+  c.shares = {1.0};
+  c.replica = 0;
+  c.shuffle = false;
+  c.batch = std::max<std::int64_t>(1, std::min<std::int64_t>(1000, test_samples));
+  return c;
+}
+
+std::vector<spawn_order> loader_spawns(const plan& topology, const nlohmann::json& spec,
+                                       const nlohmann::json& data) {
+  const auto opts = train_options_from_json(spec.at("options"));
+  std::vector<spawn_order> r;
+  auto order = [&](int replica, std::size_t index, const std::string& split, const loader_config& c,
+                   std::string label) {
+    const auto& d = topology.devices[topology.slot(replica, 0, 0).device];
+    r.push_back(
+        {spawn_role::loader,
+         index,
+         d.node,
+         "data_loader",
+         {{"data", spec}, {"digest", data.at("digest")}, {"split", split}, {"loader", to_json(c)}},
+         std::move(label) + " on " + d.node,
+         std::nullopt});
+  };
+  for (int k = 0; k < topology.replicas; ++k)
+    order(k, static_cast<std::size_t>(k), "train", train_loader_config(topology, opts, k),
+          topology.replicas == 1 ? "data_loader (train)"
+                                 : "data_loader (train, replica " + std::to_string(k) + ")");
+  if (data.at("evaluate").get<bool>())
+    order(0, static_cast<std::size_t>(topology.replicas), "test",
+          test_loader_config(topology, data.at("test_samples").get<std::int64_t>()),
+          "data_loader (test)");
+  return r;
+}
+
 std::size_t count_role(const std::vector<spawn_order>& orders, spawn_role role) {
   return static_cast<std::size_t>(
       std::count_if(orders.begin(), orders.end(), [&](const auto& o) { return o.role == role; }));

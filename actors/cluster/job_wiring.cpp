@@ -64,6 +64,7 @@ job_actors::job_actors(const std::vector<spawn_order>& orders) {
   dp_ranks.resize(count_role(orders, spawn_role::dp_rank));
   tp_ranks.resize(count_role(orders, spawn_role::tp_rank));
   ps.resize(count_role(orders, spawn_role::ps));
+  loaders.resize(count_role(orders, spawn_role::loader));
   left = orders.size();
 }
 
@@ -77,6 +78,8 @@ caf::actor& job_actors::at(const spawn_order& o) {
     return tp_ranks.at(o.index);
   case spawn_role::dp_rank:
     return dp_ranks.at(o.index);
+  case spawn_role::loader:
+    return loaders.at(o.index);
   case spawn_role::ps:
     break;
   }
@@ -139,53 +142,50 @@ void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<v
     w.wired();
 }
 
-void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset train_set,
-                   dataset test_set, std::optional<runtime::checkpoint> resume) {
+void start_trainer(supervisor_actor* self, const job_actors& spawned, const job_inputs& in,
+                   std::optional<runtime::checkpoint> resume) {
   auto& st = self->state;
   const auto& topology = st.job.topology;
   const auto& opts = st.job.opts;
   auto& sys = self->system();
   trainer_config tc;
-  loader_config lc;
-  lc.sample_shape = topology.model.input_shape;
-  lc.parts = topology.microbatches;
-  lc.seed = opts.seed;
-  lc.batch = opts.batch;
-  lc.data = train_set;
-  lc.shares = topology.batch_shares;
-  lc.input_dtype = topology.model.input_dtype;
-  if (st.job.inputs) {
-    lc.transform = st.job.inputs->transform;
-    lc.real_targets = st.job.inputs->real_targets;
-    tc.input_normalization = st.job.inputs->transform.description;
+  tc.courier = st.cfg.courier ? st.cfg.courier->for_job(st.job.wire()) : nullptr;
+  if (in.data_from == data_source::nodes) {
+    const auto replicas = static_cast<std::size_t>(topology.replicas);
+    tc.train_loaders.assign(spawned.loaders.begin(),
+                            spawned.loaders.begin() + static_cast<std::ptrdiff_t>(replicas));
+    if (opts.evaluate)
+      tc.test_loader = spawned.loaders.at(replicas);
+  } else {
+    // The loaders run here and send every input to the nodes.
+    auto spawn_loader = [&](loader_config c, const dataset& data, std::string label) {
+      c.data = data;
+      c.transform = in.data.transform;
+      c.real_targets = in.data.real_targets;
+      c.courier = tc.courier;
+      return track(self, spawn_data_loader(sys, std::move(c)), std::move(label), "data_loader",
+                   st.cfg.name);
+    };
+    for (int r = 0; r < topology.replicas; ++r)
+      tc.train_loaders.push_back(spawn_loader(
+          train_loader_config(topology, opts, r), in.data.train_set,
+          topology.replicas == 1 ? std::string{"data_loader (train)"}
+                                 : "data_loader (train, replica " + std::to_string(r) + ")"));
+    if (opts.evaluate)
+      tc.test_loader = spawn_loader(test_loader_config(topology, in.test_samples()),
+                                    in.data.test_set, "data_loader (test)");
   }
-  // One loader per replica, each preparing only its replica's samples.
-  for (int r = 0; r < topology.replicas; ++r) {
-    lc.replica = r;
-    auto label = topology.replicas == 1 ? std::string{"data_loader (train)"}
-                                        : "data_loader (train, replica " + std::to_string(r) + ")";
-    tc.train_loaders.push_back(
-        track(self, spawn_data_loader(sys, lc), label, "data_loader", st.cfg.name));
-  }
-  if (opts.evaluate) {
-    lc.replica = 0;
-    lc.shares = {1.0};
-    lc.data = test_set;
-    lc.shuffle = false;
-    lc.batch = std::min<std::int64_t>(1000, test_set.size());
-    tc.test_batch = lc.batch;
-    tc.test_loader =
-        track(self, spawn_data_loader(sys, lc), "data_loader (test)", "data_loader", st.cfg.name);
-  }
+  if (opts.evaluate)
+    tc.test_batch = test_loader_config(topology, in.test_samples()).batch;
+  tc.input_normalization = in.data_summary.value("normalization", nlohmann::json{});
   tc.opts = opts;
   tc.topology = topology;
   tc.stages = spawned.shards;
   tc.ps_shards = spawned.ps;
-  tc.train_samples = train_set.size();
-  tc.test_samples = test_set.size();
+  tc.train_samples = in.train_samples();
+  tc.test_samples = in.test_samples();
   tc.resume = std::move(resume);
   tc.report_to = caf::actor_cast<caf::actor>(self);
-  tc.courier = st.cfg.courier ? st.cfg.courier->for_job(st.job.wire()) : nullptr;
   st.job.trainer =
       track(self, spawn_trainer(sys, std::move(tc)), "trainer", "trainer", st.cfg.name);
   st.job.phase = job_phase::running;

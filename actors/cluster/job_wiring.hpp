@@ -22,6 +22,8 @@ namespace troupe::actors {
 /// spawn_order::index says.
 struct job_actors {
   std::vector<caf::actor> devices, shards, dp_ranks, tp_ranks, ps;
+  /// --data-from nodes: each replica's loader, then the test set's if any.
+  std::vector<caf::actor> loaders;
   std::size_t left = 0; ///< spawn replies still missing
 
   explicit job_actors(const std::vector<spawn_order>& orders);
@@ -34,8 +36,10 @@ struct job_actors {
 /// servers. Runs `wired` once every actor confirmed; a failure aborts the job.
 void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<void()> wired);
 
-/// Spawns the data loaders and the trainer of a wired job, which then runs.
-void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset train_set,
-                   dataset test_set, std::optional<runtime::checkpoint> resume);
+/// Starts the trainer of a wired job, which then runs: with the loaders the
+/// nodes spawned (--data-from nodes), or with loaders spawned here over `in`'s
+/// data sets, which send the inputs to the nodes.
+void start_trainer(supervisor_actor* self, const job_actors& spawned, const job_inputs& in,
+                   std::optional<runtime::checkpoint> resume);
 
 } // namespace troupe::actors

@@ -28,6 +28,7 @@ struct agent_state {
   node_agent_config cfg;
   std::shared_ptr<spdlog::logger> log = runtime::logger("node");
   spawned_list spawned = std::make_shared<std::vector<caf::actor>>();
+  std::shared_ptr<node_data> data;
   std::vector<caf::typed_response_promise<std::string>>
       hung_probes; ///< injected "hang" faults, never answered
   static inline const char* name = "node_agent";
@@ -59,7 +60,7 @@ caf::result<caf::actor> spawn_actor(agent_actor* self, std::uint64_t job, const 
                                "' (known: " + known_actor_kinds() + ")");
   try {
     auto a = factory->second(nlohmann::json::parse(config_json),
-                             node_context{self->system(), std::move(courier)});
+                             node_context{self->system(), std::move(courier), st.data});
     self->monitor(a);
     st.spawned->push_back(a);
     st.log->debug("{}: spawned {}", st.cfg.name, kind);
@@ -70,8 +71,30 @@ caf::result<caf::actor> spawn_actor(agent_actor* self, std::uint64_t job, const 
   }
 }
 
+/// Reads the job's data on a thread of its own (a large file must not hold
+/// up the agent's heartbeats) and answers its summary.
+caf::result<std::string> read_data(agent_actor* self, const std::string& spec) {
+  auto reader = self->spawn<caf::detached>(
+      [data = self->state.data](caf::event_based_actor* r) -> caf::behavior {
+        return {[r, data](read_data_atom, const std::string& text) -> caf::result<std::string> {
+          r->quit();
+          try {
+            return data->get(nlohmann::json::parse(text))->summary.dump();
+          } catch (const std::exception& e) {
+            return caf::make_error(caf::sec::invalid_argument, e.what());
+          }
+        }};
+      });
+  auto rp = self->make_response_promise<std::string>();
+  self->request(reader, caf::infinite, read_data_atom::value, spec)
+      .then([rp](std::string& summary) mutable { rp.deliver(std::move(summary)); },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
 caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
   self->state.cfg = std::move(cfg);
+  self->state.data = std::make_shared<node_data>(self->state.cfg.name, self->state.cfg.data_paths);
   if (self->state.cfg.supervisor)
     self->monitor(self->state.cfg.supervisor);
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -120,6 +143,7 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
       [self](probe_atom, const std::string& request, const caf::actor& sink) {
         return answer_probe(self, request, sink, self->state.cfg.courier, self->state.hung_probes);
       },
+      [self](read_data_atom, const std::string& spec) { return read_data(self, spec); },
       [self](ping_atom) {
         auto& st = self->state;
         nlohmann::json j{{"name", st.cfg.name},

@@ -8,6 +8,8 @@
 #include <caf/atom.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/cluster/node_data.hpp"
+
 namespace troupe::runtime::transport {
 class courier;
 }
@@ -19,6 +21,7 @@ using teardown_atom = caf::atom_constant<caf::atom("teardown")>;
 using peer_atom = caf::atom_constant<caf::atom("peer")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using read_data_atom = caf::atom_constant<caf::atom("readdata")>;
 
 /// What a node agent runs with.
 struct node_agent_config {
@@ -29,6 +32,9 @@ struct node_agent_config {
   /// The supervisor it serves: when it goes away the agent stops (and with it
   /// the node process). Null for the in-process node.
   caf::actor supervisor;
+  /// Where the job's data files are on this node, when not at the paths the
+  /// job names (--data-path FROM=TO; node_data.hpp).
+  data_path_map data_paths;
 };
 
 /// A node agent: the supervisor's hands on one process. It spawns the actors
@@ -48,6 +54,10 @@ struct node_agent_config {
 ///   (probe_atom, request, sink) -> std::string      --balance auto: the job's layers measured
 ///                                                   on this node's devices, and its data plane
 ///                                                   to `sink` (speed_probe.hpp)
+///   (read_data_atom, spec) -> std::string           --data-from nodes: reads and checks the
+///                                                   job's data here (off the agent's thread),
+///                                                   keeps it for the loaders, answers its
+///                                                   summary (node_data.hpp)
 ///   (stop_atom)                                     tears down and quits normally
 ///
 /// A bad config is answered with an error naming the node and what is wrong.

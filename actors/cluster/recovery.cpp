@@ -110,7 +110,7 @@ std::optional<runtime::checkpoint> disk_checkpoint(supervisor_state& st) {
     return std::nullopt;
   try {
     auto ck = runtime::read_checkpoint(job.opts.checkpoint_dir);
-    check_resume_compatible(ck, job.requested, job.topology, job.inputs->train_set.size());
+    check_resume_compatible(ck, job.requested, job.topology, job.inputs->train_samples());
     return ck;
   } catch (const std::exception& e) {
     st.log->warn("job {}: the checkpoint in {} is not usable: {}", job.id, job.opts.checkpoint_dir,

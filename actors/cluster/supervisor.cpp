@@ -123,6 +123,32 @@ void stop_supervisor(supervisor_actor* self, const std::string& why) {
   release_nodes_and_quit(self);
 }
 
+/// After the job's inputs are known: --balance auto measures the nodes and
+/// plans again, then the first generation starts.
+void start_planned(supervisor_actor* self, bool balance,
+                   std::shared_ptr<std::optional<runtime::checkpoint>> resume) {
+  if (!balance) {
+    start_generation(self, std::move(*resume));
+    return;
+  }
+  // --balance auto: the nodes measure the job's layers first, then it is
+  // planned again on the measured devices.
+  const auto wire = self->state.job.wire();
+  self->state.job.phase = job_phase::measuring;
+  measure_job(self, [self, wire, resume] {
+    auto& job = self->state.job;
+    if (job.wire() != wire || job.phase != job_phase::measuring)
+      return;
+    try {
+      replan_measured(self->state);
+    } catch (const std::exception& e) {
+      abort_job(self, e.what(), caf::sec::invalid_argument);
+      return;
+    }
+    start_generation(self, std::move(*resume));
+  });
+}
+
 /// Plans and validates a job, then has the nodes spawn its actors. Returns
 /// an error message for bad input; the rest of the start is asynchronous.
 std::string launch(supervisor_actor* self) {
@@ -137,7 +163,9 @@ std::string launch(supervisor_actor* self) {
     saved_plan = request.saved_plan.has_value();
     job.speeds.clear();
     auto available = job_devices(st, request.opts);
-    *in = prepare_job(std::move(request), available);
+    // A cluster job's loaders read the data on the nodes unless asked otherwise.
+    const bool on_nodes = !st.cfg.local_node && request.opts.data_from == data_source::nodes;
+    *in = prepare_job(std::move(request), available, on_nodes);
   } catch (const nlohmann::json::exception& e) {
     return std::string{"job options: "} + e.what();
   } catch (const std::exception& e) {
@@ -156,26 +184,18 @@ std::string launch(supervisor_actor* self) {
   const bool balance = !st.cfg.local_node && !saved_plan &&
                        job.opts.balance == balance_mode::automatic &&
                        job.topology.replicas * job.topology.depth() > 1;
+  const bool on_nodes = in->data_from == data_source::nodes;
   job.inputs = std::move(in);
-  if (!balance) {
-    start_generation(self, std::move(*resume));
+  if (!on_nodes) {
+    start_planned(self, balance, std::move(resume));
     return {};
   }
-  // --balance auto: the nodes measure the job's layers first, then it is
-  // planned again on the measured devices.
+  // The data is read where the loaders will run, and checked, before the
+  // nodes measure or spawn anything.
   const auto wire = job.wire();
-  job.phase = job_phase::measuring;
-  measure_job(self, [self, wire, resume] {
-    auto& job = self->state.job;
-    if (job.wire() != wire || job.phase != job_phase::measuring)
-      return;
-    try {
-      replan_measured(self->state);
-    } catch (const std::exception& e) {
-      abort_job(self, e.what(), caf::sec::invalid_argument);
-      return;
-    }
-    start_generation(self, std::move(*resume));
+  read_data_on_nodes(self, [self, wire, balance, resume] {
+    if (self->state.job.wire() == wire)
+      start_planned(self, balance, resume);
   });
   return {};
 }

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -152,7 +153,16 @@ void teardown_generation(supervisor_actor* self);
 std::vector<device_slot> job_devices(const supervisor_state& st, const train_options& opts);
 
 /// Starts the next generation of the job on job.topology with job.opts,
-/// restoring `resume` (none: from the initial parameters).
+/// restoring `resume` (none: from the initial parameters). With --data-from
+/// nodes its loaders' nodes read the data first (read_data_on_nodes).
 void start_generation(supervisor_actor* self, std::optional<runtime::checkpoint> resume);
+
+/// --data-from nodes: the nodes that host the current topology's loaders read
+/// the job's data (each off its agent's thread) and `then` runs once every
+/// summary agrees with the others and with what the job knew; the first
+/// reading gives job.inputs its data_summary (use_data_summary). A node that
+/// cannot read the data, or reads other data, aborts the job as bad input,
+/// naming the node and the path.
+void read_data_on_nodes(supervisor_actor* self, std::function<void()> then);
 
 } // namespace troupe::actors

@@ -5,8 +5,11 @@
 #include <numeric>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "runtime/error.hpp"
+#include "runtime/net/transport/courier.hpp"
 #include "runtime/rng.hpp"
 
 namespace troupe::actors {
@@ -31,6 +34,46 @@ dataset text_windows(const runtime::text_dataset& text, runtime::text_split spli
                      std::string name) {
   auto batch = text.make_batch(split, text.window_starts(split));
   return memory_dataset(std::move(name), std::move(batch.input), std::move(batch.target));
+}
+
+nlohmann::json to_json(const loader_config& c) {
+  return {{"sample_shape", c.sample_shape},
+          {"input_dtype", c.input_dtype
+                              ? nlohmann::json(std::string{runtime::to_string(*c.input_dtype)})
+                              : nlohmann::json()},
+          {"batch", c.batch},
+          {"parts", c.parts},
+          {"shares", c.shares},
+          {"replica", c.replica},
+          {"shuffle", c.shuffle},
+          {"seed", c.seed},
+          {"prefetch", c.prefetch}};
+}
+
+loader_config loader_config_from_json(const nlohmann::json& j) {
+  loader_config c;
+  try {
+    c.sample_shape = j.at("sample_shape").get<runtime::shape_t>();
+    if (!j.at("input_dtype").is_null()) {
+      const auto name = j.at("input_dtype").get<std::string>();
+      c.input_dtype = runtime::parse_dtype(name);
+      if (!c.input_dtype)
+        throw runtime::input_error("unknown dtype '" + name + "'");
+    }
+    c.batch = j.at("batch").get<std::int64_t>();
+    c.parts = j.at("parts").get<int>();
+    c.shares = j.at("shares").get<std::vector<double>>();
+    c.replica = j.at("replica").get<int>();
+    c.shuffle = j.at("shuffle").get<bool>();
+    c.seed = j.at("seed").get<std::uint64_t>();
+    c.prefetch = j.at("prefetch").get<int>();
+  } catch (const nlohmann::json::exception& e) {
+    throw runtime::input_error(std::string{"data loader config: "} + e.what());
+  }
+  if (c.batch < 1 || c.parts < 1 || c.shares.empty() || c.replica < 0 ||
+      c.replica >= static_cast<int>(c.shares.size()) || c.prefetch < 0)
+    throw runtime::input_error("data loader config: " + to_json(c).dump() + " is out of range");
+  return c;
 }
 
 std::vector<std::int64_t> split_by_shares(std::int64_t n, const std::vector<double>& shares) {
@@ -101,8 +144,8 @@ actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::in
     auto count = size / parts + (p < size % parts ? 1 : 0);
     runtime::shape_t shape{count};
     shape.insert(shape.end(), cfg.sample_shape.begin(), cfg.sample_shape.end());
-    const auto first = order.begin() + static_cast<std::ptrdiff_t>(begin + offset);
-    auto [raw_x, raw_y] = src.read({&*first, static_cast<std::size_t>(count)});
+    const auto* first = order.data() + begin + offset;
+    auto [raw_x, raw_y] = src.read({first, static_cast<std::size_t>(count)});
     runtime::tensor x;
     if (as_is) {
       x = raw_x.reshape(shape);
@@ -114,6 +157,7 @@ actors::batch_msg make_batch(const loader_config& cfg, const std::vector<std::in
     b.inputs.push_back(std::move(x));
     b.labels.push_back(cfg.real_targets ? real_targets(raw_y) : std::move(raw_y));
     b.offsets.push_back(replica_offset + offset);
+    b.counts.push_back(count);
     offset += count;
   }
   return b;
@@ -165,6 +209,38 @@ void schedule_refill(loader_actor* self) {
   }
 }
 
+/// The batch at the position, prepared or built now; the position advances.
+actors::batch_msg take_next(loader_actor* self) {
+  auto& st = self->state;
+  actors::batch_msg b;
+  if (!st.ready.empty()) {
+    b = std::move(st.ready.front());
+    st.ready.pop_front();
+  } else {
+    b = st.build(st.epoch, st.index);
+  }
+  std::tie(st.epoch, st.index) = st.ahead(1);
+  schedule_refill(self);
+  return b;
+}
+
+/// Sends `b`'s parts to the stages of step `step` and keeps only its
+/// positions: every receiver shares the tensors in process.
+void deliver(loader_actor* self, actors::batch_msg& b, std::int64_t step, bool training,
+             const std::vector<caf::actor>& inputs_to, const std::vector<caf::actor>& labels_to) {
+  const auto& courier = self->state.cfg.courier;
+  for (std::size_t i = 0; i < b.inputs.size(); ++i) {
+    const auto mb = static_cast<std::int32_t>(i);
+    for (const auto& to : labels_to) // small: inline through CAF, as the trainer sent them
+      caf::anon_send(to, actors::labels_msg{step, mb, b.labels[i]});
+    for (const auto& to : inputs_to)
+      runtime::transport::deliver(
+          courier, to, actors::activation_msg{step, mb, b.offsets[i], training, b.inputs[i]});
+  }
+  b.inputs.clear();
+  b.labels.clear();
+}
+
 caf::behavior data_loader(loader_actor* self, loader_config cfg) {
   self->state.cfg = std::move(cfg);
   if (self->state.cfg.data.size() == 0) {
@@ -173,17 +249,11 @@ caf::behavior data_loader(loader_actor* self, loader_config cfg) {
     return {};
   }
   return {
-      [self](actors::next_batch_atom) -> actors::batch_msg {
-        auto& st = self->state;
-        actors::batch_msg b;
-        if (!st.ready.empty()) {
-          b = std::move(st.ready.front());
-          st.ready.pop_front();
-        } else {
-          b = st.build(st.epoch, st.index);
-        }
-        std::tie(st.epoch, st.index) = st.ahead(1);
-        schedule_refill(self);
+      [self](actors::next_batch_atom) { return take_next(self); },
+      [self](actors::next_batch_atom, std::int64_t step, bool training,
+             const std::vector<caf::actor>& inputs_to, const std::vector<caf::actor>& labels_to) {
+        auto b = take_next(self);
+        deliver(self, b, step, training, inputs_to, labels_to);
         return b;
       },
       [self](refill_atom) {

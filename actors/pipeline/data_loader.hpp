@@ -8,11 +8,16 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
+#include <nlohmann/json.hpp>
 
 #include "actors/pipeline/dataset.hpp"
 #include "actors/protocol/messages.hpp"
 #include "runtime/io/text_dataset.hpp"
 #include "runtime/tensor.hpp"
+
+namespace troupe::runtime::transport {
+class courier;
+}
 
 namespace troupe::actors {
 
@@ -45,7 +50,16 @@ struct loader_config {
   bool shuffle = true;
   std::uint64_t seed = 0;
   int prefetch = 2; ///< batches prepared ahead of the request
+  /// How delivered batches leave the process (stages on other nodes); null:
+  /// every stage is in this process.
+  std::shared_ptr<runtime::transport::courier> courier;
 };
+
+/// A loader's settings as JSON, for a node to spawn it by: everything but
+/// its data, transform and courier, which the node supplies. from_json throws
+/// runtime::input_error naming a bad field.
+nlohmann::json to_json(const loader_config& c);
+loader_config loader_config_from_json(const nlohmann::json& j);
 
 /// Cuts `n` samples into one count per share (weights summing to 1), by
 /// largest remainder: floor(n * w) each, the leftover samples one each to the
@@ -76,6 +90,12 @@ using reshare_atom = caf::atom_constant<caf::atom("reshare")>;
 
 /// A data-loader actor:
 ///   (next_batch_atom) -> batch_msg   the batch at the current position, then advances
+///   (next_batch_atom, step, training, inputs_to, labels_to) -> batch_msg
+///       the same, but the loader delivers it: part i as activation_msg{step, i} to every
+///       actor of inputs_to (a replica's first stage, one per tensor-parallel rank) and
+///       labels_msg{step, i} to every actor of labels_to (its loss stage); the answer
+///       keeps only the positions and counts. The trainer asks this way, so inputs go
+///       from the loader's process straight to the stages, never through the trainer's.
 ///   (seek_atom, epoch, index) -> bool
 ///   (reshare_atom, shares)
 /// It prepares up to `prefetch` batches ahead, between requests.

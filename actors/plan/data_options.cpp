@@ -30,6 +30,18 @@ loss_kind parse_loss_kind(std::string_view s) {
                              std::string{s} + "'");
 }
 
+std::string_view to_string(data_source s) {
+  return s == data_source::nodes ? "nodes" : "supervisor";
+}
+
+data_source parse_data_source(std::string_view s) {
+  for (auto k : {data_source::nodes, data_source::supervisor})
+    if (s == to_string(k))
+      return k;
+  throw runtime::input_error("--data-from must be nodes or supervisor, got '" + std::string{s} +
+                             "'");
+}
+
 namespace {
 
 /// The whole of `s` as a finite number, or nothing.

@@ -20,6 +20,18 @@ std::string_view to_string(loss_kind k);
 /// The loss `s` names; throws runtime::input_error naming the value otherwise.
 loss_kind parse_loss_kind(std::string_view s);
 
+/// Where a cluster job's data loaders run and read the data (--data-from).
+/// nodes: each replica's loader on the node of its first stage, reading the
+/// files there (through the node's --data-path map); supervisor: in the
+/// supervisor's process, which reads every input and ships it to the nodes.
+enum class data_source { nodes, supervisor };
+
+/// "nodes" or "supervisor".
+std::string_view to_string(data_source s);
+
+/// The source `s` names; throws runtime::input_error naming the value otherwise.
+data_source parse_data_source(std::string_view s);
+
 /// How inputs are normalised before the model sees them (--normalize).
 struct normalize_spec {
   enum class kind {

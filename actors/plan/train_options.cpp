@@ -281,6 +281,11 @@ const std::vector<option_field>& option_fields() {
        [](train_options& o, const nlohmann::json& v) {
          o.loss = parse_loss_kind(v.get<std::string>());
        }},
+      {"data_from",
+       [](const train_options& o) { return nlohmann::json(std::string{to_string(o.data_from)}); },
+       [](train_options& o, const nlohmann::json& v) {
+         o.data_from = parse_data_source(v.get<std::string>());
+       }},
       field<&train_options::eval_every>("eval_every"),
       field<&train_options::evaluate_only>("evaluate_only"),
       field<&train_options::predict>("predict"),

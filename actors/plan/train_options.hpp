@@ -159,6 +159,9 @@ struct train_options {
   /// "none", "auto", a divisor ("255") or "MEAN,STD" (parse_normalize).
   std::string normalize;
   loss_kind loss = loss_kind::automatic; ///< --loss
+  /// --data-from: on a cluster, where the loaders read the data. Jobs of a
+  /// single process, and run_training's own data sets, read in process.
+  data_source data_from = data_source::nodes;
 
   // Evaluation (actors/training/evaluation.hpp).
   /// Also evaluate every this many training steps (0: at epoch ends and at

@@ -103,7 +103,9 @@ struct stage_report {
 
 /// One global batch from a data loader, already split into the parts (micro-
 /// batches) its consumer asked for. offsets[i] is the index of part i's first
-/// sample within the global batch.
+/// sample within the global batch, counts[i] its samples. A loader that
+/// delivered the parts to the stages itself (next_batch_atom with a route)
+/// answers with inputs and labels empty: the trainer sees no tensor.
 struct batch_msg {
   std::int64_t epoch = 0;
   std::int64_t index = 0; ///< batch index within the epoch
@@ -111,12 +113,13 @@ struct batch_msg {
   std::vector<tensor> inputs;
   std::vector<tensor> labels;
   std::vector<std::int64_t> offsets;
+  std::vector<std::int64_t> counts;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch_msg& x) {
   return f(caf::meta::type_name("batch_msg"), x.epoch, x.index, x.size, x.inputs, x.labels,
-           x.offsets);
+           x.offsets, x.counts);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, activation_msg& x) {

@@ -15,7 +15,7 @@ namespace troupe::actors {
 namespace {
 
 // Registration order and names are part of the wire protocol: append only.
-constexpr std::array<std::string_view, 16> type_names = {
+constexpr std::array<std::string_view, 17> type_names = {
     "troupe::tensor",
     "troupe::activation_msg",
     "troupe::gradient_msg",
@@ -32,6 +32,7 @@ constexpr std::array<std::string_view, 16> type_names = {
     "troupe::ps_msg",
     "troupe::ps_stats",
     "troupe::ps_descriptor",
+    "troupe::weights", // std::vector<double>: a loader's replica shares (reshare_atom)
 };
 
 } // namespace
@@ -57,6 +58,7 @@ void register_protocol(caf::actor_system_config& cfg,
   cfg.add_message_type<ps_msg>(name(13));
   cfg.add_message_type<ps_stats>(name(14));
   registry.add<&ps_msg::data>(cfg, name(15));
+  cfg.add_message_type<std::vector<double>>(name(16));
 }
 
 namespace {

@@ -60,8 +60,8 @@ void run_worker(trainer_actor* self, int replica) {
   }
   w.running = true;
   const auto loader = static_cast<std::size_t>(w.part % replicas);
-  self->request(st.cfg.train_loaders[loader], caf::infinite, actors::next_batch_atom::value)
-      .then([self, replica](actors::batch_msg& b) { worker_batch(self, replica, b); });
+  fetch_batch(self, st.cfg.train_loaders[loader], replica, w.next, true,
+              [self, replica](actors::batch_msg& b) { worker_batch(self, replica, b); });
 }
 
 } // namespace

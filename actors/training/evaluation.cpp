@@ -46,15 +46,15 @@ void eval_next(trainer_actor* self) {
     eval_done(self);
     return;
   }
-  self->request(st.cfg.test_loader, caf::infinite, actors::next_batch_atom::value)
-      .then([self](actors::batch_msg& b) {
-        auto& s = self->state;
-        s.eval.batch_base = b.index * s.cfg.test_batch;
-        // Evaluation steps use negative ids so they never collide with training
-        // steps. Replica 0 evaluates alone (the replicas are identical).
-        std::vector<actors::batch_msg> parts{std::move(b)};
-        send_steps(self, parts, -(++s.eval.counter), false);
-      });
+  // Evaluation steps use negative ids so they never collide with training
+  // steps. Replica 0 evaluates alone (the replicas are identical).
+  const auto step = -(++st.eval.counter);
+  fetch_batch(self, st.cfg.test_loader, 0, step, false, [self, step](actors::batch_msg& b) {
+    auto& s = self->state;
+    s.eval.batch_base = b.index * s.cfg.test_batch;
+    std::vector<actors::batch_msg> parts{std::move(b)};
+    send_steps(self, parts, step, false);
+  });
 }
 
 } // namespace

@@ -154,13 +154,13 @@ void start_step(trainer_actor* self) {
   st.current.batches.assign(loaders.size(), {});
   st.current.batches_pending = loaders.size();
   for (std::size_t r = 0; r < loaders.size(); ++r)
-    self->request(loaders[r], caf::infinite, actors::next_batch_atom::value)
-        .then([self, r](actors::batch_msg& b) {
-          auto& cur = self->state.current;
-          cur.batches[r] = std::move(b);
-          if (--cur.batches_pending == 0)
-            batches_arrived(self);
-        });
+    fetch_batch(self, loaders[r], static_cast<int>(r), st.step, true,
+                [self, r](actors::batch_msg& b) {
+                  auto& cur = self->state.current;
+                  cur.batches[r] = std::move(b);
+                  if (--cur.batches_pending == 0)
+                    batches_arrived(self);
+                });
 }
 
 void start_epoch_clock(trainer_state& st, std::int64_t epoch, std::int64_t batch) {

@@ -24,6 +24,12 @@ void add_data_flags(CLI::App* cmd, actors::train_options& o) {
          "cross_entropy | mse | sequence; default: cross_entropy for integer labels, mse for "
          "real-valued targets, sequence for --model transformer")
       ->check(CLI::IsMember({"auto", "cross_entropy", "mse", "sequence"}));
+  cmd->add_option_function<std::string>(
+         "--data-from", [&o](const std::string& s) { o.data_from = actors::parse_data_source(s); },
+         "with --supervisor: nodes (each replica's loader reads the data on the node of its "
+         "first stage; the default) | supervisor (the supervisor reads every input and ships "
+         "it to the nodes)")
+      ->check(CLI::IsMember({"nodes", "supervisor"}));
 }
 
 } // namespace troupe::apps

@@ -43,6 +43,7 @@ struct node_flags {
   std::string name;
   std::string cluster_file;
   std::string data_address;
+  std::vector<std::string> data_paths; ///< --data-path FROM=TO
   int connect_timeout_s = 30;
   bool no_measure = false;
   security_flags security;
@@ -222,6 +223,21 @@ void exit_within_seconds(int seconds, int status, const std::string& name) {
   }).detach();
 }
 
+/// Where this node finds the files jobs name: --data-path FROM=TO first,
+/// then its cluster-spec entry's "data_paths".
+actors::data_path_map node_data_paths(const node_flags& f,
+                                      const std::optional<runtime::cluster_spec>& spec,
+                                      const std::string& name) {
+  actors::data_path_map map;
+  for (const auto& text : f.data_paths)
+    map.push_back(actors::parse_data_path(text));
+  if (spec)
+    if (const auto* entry = spec->find(name))
+      for (const auto& [from, to] : entry->data_paths)
+        map.push_back({from, to});
+  return map;
+}
+
 int run_node(const node_flags& f) {
   shutdown_signal signals;
   auto log = runtime::logger("node");
@@ -255,6 +271,7 @@ int run_node(const node_flags& f) {
   actors::node_agent_config ac;
   ac.name = name;
   ac.courier = courier;
+  ac.data_paths = node_data_paths(f, spec, name);
   ac.supervisor = supervisor;
   auto agent = actors::spawn_node_agent(sys, ac);
   courier->on_failure([agent, log, name](const std::string& peer, const std::string& why) {
@@ -309,6 +326,9 @@ command_action add_node_command(CLI::App& app) {
                   "DIR its certificate is DIR/NAME.pem");
   cmd->add_option("--cluster", f->cluster_file,
                   "cluster spec (TF_CONFIG shape or troupe's; default: $TF_CONFIG)");
+  cmd->add_option("--data-path", f->data_paths,
+                  "FROM=TO: a job's data under path FROM is read at TO on this node (jobs read "
+                  "their data on the nodes; repeatable)");
   cmd->add_option("--data-address", f->data_address,
                   "host peers use to reach this node's data plane");
   cmd->add_option("--connect-timeout", f->connect_timeout_s,

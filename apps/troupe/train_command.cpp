@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -28,6 +29,17 @@ struct remote_flags {
   security_flags security;
 };
 
+/// The options with their data paths made absolute against this client's
+/// working directory: whoever reads them (the nodes, or the supervisor with
+/// --data-from supervisor) runs elsewhere, so a relative path, the default
+/// data/mnist included, means what it means here.
+actors::train_options with_absolute_paths(actors::train_options o) {
+  for (auto* p : {&o.data_dir, &o.test_data})
+    if (!p->empty())
+      *p = std::filesystem::absolute(*p).lexically_normal().string();
+  return o;
+}
+
 /// Submits the job to a running supervisor and waits for its answer, or for
 /// the supervisor to go away (a request to a dead remote actor would never
 /// fail on its own).
@@ -47,7 +59,7 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
   // A plain send: the supervisor's response promise answers it with a
   // normal message, so the down_msg of a dying supervisor is seen too. The
   // supervisor monitors this actor and aborts the job if the client goes away.
-  self->send(sup, actors::run_atom::value, actors::to_json(o).dump());
+  self->send(sup, actors::run_atom::value, actors::to_json(with_absolute_paths(o)).dump());
   actors::job_result result;
   std::optional<std::string> failure;
   bool bad_input = false;

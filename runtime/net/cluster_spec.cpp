@@ -30,8 +30,8 @@ bool valid_host(std::string_view h) {
   if (h.empty() || h.size() > 253)
     return false;
   for (char c : h)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '-' || c == '_'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '-' || c == '_'))
       return false;
   return h.front() != '-' && h.front() != '.';
 }
@@ -40,8 +40,8 @@ bool valid_v6(std::string_view h) {
   if (h.size() < 2 || h.size() > 45)
     return false;
   for (char c : h)
-    if (!((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') ||
-          c == ':' || c == '.'))
+    if (!((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') || c == ':' ||
+          c == '.'))
       return false;
   return h.find(':') != std::string_view::npos;
 }
@@ -70,8 +70,8 @@ int int_of(const json& v, std::string_view field, int lo, int hi) {
     bad(field, "expected an integer, got " + v.dump());
   auto x = v.get<std::int64_t>();
   if (x < lo || x > hi)
-    bad(field, std::to_string(x) + " is out of range " + std::to_string(lo) + ".." +
-                 std::to_string(hi));
+    bad(field,
+        std::to_string(x) + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
   return static_cast<int>(x);
 }
 
@@ -144,9 +144,9 @@ std::optional<launcher_rank_info> launcher_rank(const env_getter& env) {
     const char* name;
   };
   static constexpr source sources[] = {
-    {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "mpirun"},
-    {"PMI_RANK", "PMI_SIZE", "pmi"},
-    {"SLURM_PROCID", "SLURM_NTASKS", "slurm"},
+      {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "mpirun"},
+      {"PMI_RANK", "PMI_SIZE", "pmi"},
+      {"SLURM_PROCID", "SLURM_NTASKS", "slurm"},
   };
   for (const auto& s : sources) {
     auto rank = env(s.rank);
@@ -225,7 +225,8 @@ cluster_spec cluster_spec::parse_tf_config(const json& root) {
       auto hp = parse_host_port(string_of((*it)[i], f), f);
       if (!seen.emplace(hp.host, hp.port).second)
         bad(f, "address " + hp.to_string() + " appears twice");
-      spec.nodes_.push_back({std::string{job} + ":" + std::to_string(i), hp, {}, {std::string{job}}});
+      spec.nodes_.push_back(
+          {std::string{job} + ":" + std::to_string(i), hp, {}, {std::string{job}}, {}});
     }
   }
   if (auto t = root.find("task"); t != root.end()) {
@@ -269,7 +270,7 @@ cluster_spec cluster_spec::parse_troupe(const json& root) {
     const auto& n = nodes[i];
     if (!n.is_object())
       bad(field, "expected an object");
-    only_keys(n, {"name", "address", "devices", "roles"}, field);
+    only_keys(n, {"name", "address", "devices", "roles", "data_paths"}, field);
     cluster_node node;
     node.name = string_of(member(n, "name", field), field + ".name");
     if (!valid_node_name(node.name))
@@ -327,6 +328,17 @@ cluster_spec cluster_spec::parse_troupe(const json& root) {
       }
     } else {
       node.roles.push_back("worker");
+    }
+    if (auto dp = n.find("data_paths"); dp != n.end()) {
+      if (!dp->is_object())
+        bad(field + ".data_paths", "expected an object of path prefixes {\"FROM\": \"TO\"}");
+      for (const auto& [from, to] : dp->items()) {
+        auto tf = field + ".data_paths[\"" + from + "\"]";
+        auto target = string_of(to, tf);
+        if (from.empty() || target.empty())
+          bad(tf, "expected non-empty paths");
+        node.data_paths.emplace_back(from, target);
+      }
     }
     spec.nodes_.push_back(std::move(node));
   }

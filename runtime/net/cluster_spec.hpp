@@ -11,7 +11,8 @@
 //   {"supervisor": "h0:7000",
 //    "nodes": [{"name": "n0", "address": "h0:7001",
 //               "devices": [{"kind": "cpu", "cores": 2}, {"kind": "cuda", "index": 0}],
-//               "roles": ["worker", "ps"]}],
+//               "roles": ["worker", "ps"],
+//               "data_paths": {"/data/mnist": "/mnt/nfs/mnist"}}],
 //    "self": "n0"}
 //
 // Everything is validated on parsing; errors are input_error naming the field.
@@ -21,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -51,6 +53,9 @@ struct cluster_node {
   host_port address;
   std::vector<node_device> devices; ///< empty when the spec does not say (TF_CONFIG)
   std::vector<std::string> roles;   ///< "chief", "worker", "ps", "evaluator"
+  /// Where the files jobs name are on this node, when elsewhere: a path
+  /// prefix FROM read as TO (the node's --data-path FROM=TO).
+  std::vector<std::pair<std::string, std::string>> data_paths;
 };
 
 /// Reads an environment variable; injectable for tests.

@@ -14,11 +14,13 @@
 #include "actors/cluster/actor_registry.hpp"
 #include "actors/cluster/job_spec.hpp"
 #include "actors/cluster/node_agent.hpp"
-#include "actors/protocol/system_config.hpp"
-#include "runtime/net/caf_error.hpp"
+#include "actors/cluster/node_data.hpp"
 #include "actors/collectives/collective_group.hpp"
 #include "actors/pipeline/layer_shard.hpp"
 #include "actors/plan/plan.hpp"
+#include "actors/protocol/system_config.hpp"
+#include "runtime/error.hpp"
+#include "runtime/net/caf_error.hpp"
 
 using namespace troupe;
 using actors::spawn_role;
@@ -114,8 +116,8 @@ BOOST_AUTO_TEST_CASE(tensor_parallel_stages_get_a_tp_rank_beside_each_shard) {
 // Every kind a job asks its nodes for has a factory there (actor_registry),
 // for each topology the orders above cover, parameter servers included.
 BOOST_AUTO_TEST_CASE(every_kind_a_job_spawns_has_a_node_factory) {
-  for (auto [stages, dp, tp, ps] : {std::tuple{2, 2, 1, 0}, std::tuple{2, 1, 2, 0},
-                                    std::tuple{1, 2, 1, 1}}) {
+  for (auto [stages, dp, tp, ps] :
+       {std::tuple{2, 2, 1, 0}, std::tuple{2, 1, 2, 0}, std::tuple{1, 2, 1, 1}}) {
     actors::train_options o;
     o.model = "mlp";
     o.stages = stages;
@@ -143,4 +145,58 @@ BOOST_AUTO_TEST_CASE(a_node_refuses_an_unknown_kind_naming_it) {
   BOOST_TEST(what.find("unknown actor kind 'bogus_kind'") != std::string::npos, what);
   BOOST_TEST(what.find("layer_shard") != std::string::npos, what); // names the known kinds
   self->send_exit(agent, caf::exit_reason::user_shutdown);
+}
+
+// --data-from nodes: each replica's loader goes to the node of its first
+// stage, with the shares, replica and batch a loader in the supervisor would
+// have; the test set's loader goes to replica 0's node.
+BOOST_AUTO_TEST_CASE(each_replicas_loader_is_spawned_on_its_first_stages_node) {
+  actors::train_options o;
+  o.model = "mlp";
+  o.stages = 2;
+  o.dp = 2;
+  o.batch = 96;
+  o.seed = 7;
+  auto p = actors::make_plan(o, devices(4));
+  const nlohmann::json spec{{"options", actors::to_json(o)}, {"model", p.model.to_json()}};
+  const nlohmann::json data{{"digest", "0123"}, {"evaluate", true}, {"test_samples", 2500}};
+  auto orders = actors::loader_spawns(p, spec, data);
+  BOOST_TEST_REQUIRE(orders.size() == 3u);
+  for (int r = 0; r < 2; ++r) {
+    const auto& o_r = orders[static_cast<std::size_t>(r)];
+    BOOST_TEST((o_r.role == spawn_role::loader));
+    BOOST_TEST(o_r.index == static_cast<std::size_t>(r));
+    BOOST_TEST(o_r.kind == "data_loader");
+    BOOST_TEST(o_r.node == p.devices[p.slot(r, 0, 0).device].node);
+    BOOST_TEST(o_r.config.at("split") == "train");
+    BOOST_TEST(o_r.config.at("digest") == "0123");
+    auto c = actors::loader_config_from_json(o_r.config.at("loader"));
+    BOOST_TEST(c.replica == r);
+    BOOST_TEST(c.batch == 96);
+    BOOST_TEST(c.seed == 7u);
+    BOOST_TEST(c.shuffle);
+    BOOST_TEST(c.shares == p.batch_shares);
+    BOOST_TEST(c.parts == p.microbatches);
+  }
+  const auto& test = orders[2];
+  BOOST_TEST(test.index == 2u);
+  BOOST_TEST(test.node == p.devices[p.slot(0, 0, 0).device].node);
+  BOOST_TEST(test.config.at("split") == "test");
+  auto c = actors::loader_config_from_json(test.config.at("loader"));
+  BOOST_TEST(c.batch == 1000);
+  BOOST_TEST(!c.shuffle);
+  BOOST_TEST(actors::actor_factories().count(test.kind) == 1u);
+}
+
+// A node's path map: FROM is replaced only as whole leading components.
+BOOST_AUTO_TEST_CASE(a_nodes_data_paths_map_whole_leading_components) {
+  const actors::data_path_map map{{"/data", "/mnt/nfs/data"}, {"/x/y/", "/z"}};
+  BOOST_TEST(actors::map_data_path(map, "/data/mnist") == "/mnt/nfs/data/mnist");
+  BOOST_TEST(actors::map_data_path(map, "/data") == "/mnt/nfs/data");
+  BOOST_TEST(actors::map_data_path(map, "/database/mnist") == "/database/mnist");
+  BOOST_TEST(actors::map_data_path(map, "/x/y/t.csv") == "/z/t.csv");
+  BOOST_TEST(actors::map_data_path(map, "/elsewhere/t.csv") == "/elsewhere/t.csv");
+  BOOST_TEST(actors::parse_data_path("/a=/b").to == "/b");
+  BOOST_CHECK_THROW(actors::parse_data_path("/a"), runtime::input_error);
+  BOOST_CHECK_THROW(actors::parse_data_path("=/b"), runtime::input_error);
 }
