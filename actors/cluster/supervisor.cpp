@@ -364,7 +364,7 @@ void on_down(supervisor_actor* self, const caf::down_msg& dm) {
   auto& st = self->state;
   for (auto& [name, e] : st.nodes)
     if (e.agent && e.agent.address() == dm.source) {
-      node_lost(self, name, runtime::describe(self->system(), dm.reason));
+      node_lost(self, name, runtime::explain_peer_down(self->system(), dm.reason));
       return;
     }
   if (st.job.client && dm.source == st.job.client.address()) {
@@ -378,7 +378,8 @@ void on_down(supervisor_actor* self, const caf::down_msg& dm) {
   // unless it is the trainer, whose normal exit follows its job_done.
   if ((!dm.reason || dm.reason == caf::exit_reason::normal) && it->second.kind == "trainer")
     return;
-  std::string why = dm.reason ? runtime::describe(self->system(), dm.reason) : "exited early";
+  std::string why =
+      dm.reason ? runtime::explain_peer_down(self->system(), dm.reason) : "exited early";
   failure f;
   f.what = it->second.label + " failed: " + why;
   f.actor = dm.source;
@@ -387,8 +388,17 @@ void on_down(supervisor_actor* self, const caf::down_msg& dm) {
 
 // --- join protocol (cluster_protocol.hpp) ---
 
+/// A refused hello, join or ready: the operator sees every one in the
+/// supervisor's log, with the reason the node is told. The join handlers
+/// shadow refuse() with it.
+caf::error refuse_node(supervisor_actor* self, const std::string& why) {
+  self->state.log->warn("refused a node: {}", why);
+  return refuse(why);
+}
+
 caf::result<std::string> on_hello(supervisor_actor* self, std::uint32_t version,
                                   std::uint64_t types_hash, const std::string& name) {
+  auto refuse = [self](const std::string& why) { return refuse_node(self, why); };
   auto& st = self->state;
   if (st.cfg.local_node)
     return refuse("this supervisor runs a single-process job and takes no nodes");
@@ -406,6 +416,7 @@ caf::result<std::string> on_hello(supervisor_actor* self, std::uint32_t version,
 }
 
 caf::result<std::string> on_join(supervisor_actor* self, const std::string& text) {
+  auto refuse = [self](const std::string& why) { return refuse_node(self, why); };
   auto& st = self->state;
   if (st.cfg.local_node)
     return refuse("this supervisor runs a single-process job and takes no nodes");
@@ -454,7 +465,7 @@ caf::result<bool> on_ready(supervisor_actor* self, const std::string& name, cons
   auto& st = self->state;
   auto it = st.nodes.find(name);
   if (it == st.nodes.end() || it->second.ready || it->second.agent)
-    return refuse("ready: node '" + name + "' has not joined (or is ready already)");
+    return refuse_node(self, "ready: node '" + name + "' has not joined (or is ready already)");
   auto& e = it->second;
   e.agent = agent;
   e.courier = endpoint;
@@ -530,8 +541,10 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
         try {
           auto p = nlohmann::json::parse(text);
           on_progress(self, p);
-          if (!p.value("evaluating", false))
+          if (!p.value("evaluating", false)) {
+            add_busy_fractions(self->state.job.progress, p);
             self->state.job.progress = std::move(p);
+          }
         } catch (const nlohmann::json::exception&) {
         }
       },
