@@ -109,7 +109,7 @@ connect_failure explain_connect_error(const caf::actor_system& sys, const caf::e
                  "certificates (see `troupe certs`)",
             false};
   bool spoke_first = false;
-  int e = probe_tcp(where, 1000, &spoke_first);
+  int e = probe_tcp(where, 1000, tls ? &spoke_first : nullptr);
   if (e == ECONNREFUSED)
     return {"cannot reach " + at + ": is it running? (connection refused)", true};
   if (e == -1)
@@ -124,17 +124,17 @@ connect_failure explain_connect_error(const caf::actor_system& sys, const caf::e
     return {at + " speaks plain TCP (started with --insecure-plain): connect without --certs, "
                  "with --insecure-plain, or restart it with --certs DIR",
             false};
-  if (tls)
+  if (tls && is(err, caf::sec::disconnect_during_handshake))
     return {"the TLS handshake with " + at +
                 " failed: one side refused the other's certificate (not signed by the same "
                 "cluster CA, or a name that does not match): pass --certs DIR with this "
                 "cluster's ca.pem and a certificate issued by it (`troupe certs issue`)",
             false};
-  return {"cannot reach " + at +
-              ": it accepted the connection but did not answer as a troupe "
-              "process (" +
+  // Something answers but the connection did not come up (a peer starting
+  // or stopping, a stranger on the port): worth another try.
+  return {"cannot reach " + at + ": it accepts connections but did not answer as troupe does (" +
               describe(sys, err) + ")",
-          false};
+          true};
 }
 
 std::string explain_listen_failure(const std::string& flag, const host_port& where,
