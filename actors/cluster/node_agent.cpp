@@ -80,7 +80,7 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
       std::erase_if(spawned, [&](const caf::actor& a) { return a.address() == dm.source; });
       return;
     }
-    auto why = runtime::explain_peer_down(self->system(), dm.reason);
+    auto why = runtime::describe(self->system(), dm.reason);
     self->state.log->error("{}: the supervisor went away: {}; stopping", self->state.cfg.name, why);
     teardown(self);
     self->quit(caf::make_error(caf::sec::runtime_error, "the supervisor went away: " + why));

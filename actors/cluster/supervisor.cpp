@@ -364,7 +364,7 @@ void on_down(supervisor_actor* self, const caf::down_msg& dm) {
   auto& st = self->state;
   for (auto& [name, e] : st.nodes)
     if (e.agent && e.agent.address() == dm.source) {
-      node_lost(self, name, runtime::explain_peer_down(self->system(), dm.reason));
+      node_lost(self, name, runtime::describe(self->system(), dm.reason));
       return;
     }
   if (st.job.client && dm.source == st.job.client.address()) {
@@ -378,8 +378,7 @@ void on_down(supervisor_actor* self, const caf::down_msg& dm) {
   // unless it is the trainer, whose normal exit follows its job_done.
   if ((!dm.reason || dm.reason == caf::exit_reason::normal) && it->second.kind == "trainer")
     return;
-  std::string why =
-      dm.reason ? runtime::explain_peer_down(self->system(), dm.reason) : "exited early";
+  std::string why = dm.reason ? runtime::describe(self->system(), dm.reason) : "exited early";
   failure f;
   f.what = it->second.label + " failed: " + why;
   f.actor = dm.source;

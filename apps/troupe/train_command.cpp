@@ -67,7 +67,7 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
                       ? "lost the connection to the supervisor at " + at.to_string() +
                             " during the job (it stopped or the network failed)"
                       : "the supervisor at " + at.to_string() +
-                            " went away: " + runtime::explain_peer_down(sys, dm.reason);
+                            " went away: " + runtime::describe(sys, dm.reason);
       });
   if (failure) {
     if (bad_input)

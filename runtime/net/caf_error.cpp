@@ -80,6 +80,24 @@ std::string system_text(int e) {
 
 } // namespace
 
+std::string describe(const caf::actor_system& sys, const caf::error& err) {
+  const auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  auto raw = sys.render(err);
+  logger("net")->debug("CAF error: {}", raw);
+  if (err == caf::exit_reason::remote_link_unreachable)
+    return "the connection to it was lost (the process stopped or the network failed)";
+  if (is(err, caf::sec::request_timeout))
+    return "no answer in time (the peer is overloaded, stopped or unreachable)";
+  if (is(err, caf::sec::disconnect_during_handshake))
+    return "the connection closed during the handshake (TLS on one side only, or a refused "
+           "certificate)";
+  if (is(err, caf::sec::request_receiver_down))
+    return "the actor asked is gone (its process stopped)";
+  return raw;
+}
+
 int probe_tcp(const host_port& where, int timeout_ms, bool* spoke_first) {
   addrinfo* ai = resolve(where, false);
   if (ai == nullptr)
@@ -159,13 +177,6 @@ std::string explain_listen_error(const caf::actor_system& sys, const caf::error&
                                  const std::string& flag, const host_port& where) {
   logger("net")->debug("publish on {}: {}", where.to_string(), sys.render(err));
   return explain_listen_failure(flag, where, describe(sys, err));
-}
-
-std::string explain_peer_down(const caf::actor_system& sys, const caf::error& reason) {
-  logger("net")->debug("a peer went down: {}", sys.render(reason));
-  if (reason == caf::exit_reason::remote_link_unreachable)
-    return "the connection to it was lost (the process stopped or the network failed)";
-  return describe(sys, reason);
 }
 
 } // namespace troupe::runtime

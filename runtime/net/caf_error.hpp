@@ -18,14 +18,10 @@
 namespace troupe::runtime {
 
 /// The human-readable text of an error: the message troupe put into it when
-/// there is one (caf::make_error(code, "what went wrong")), CAF's rendering
-/// otherwise.
-inline std::string describe(const caf::actor_system& sys, const caf::error& err) {
-  const auto& ctx = err.context();
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-    return ctx.get_as<std::string>(0);
-  return sys.render(err);
-}
+/// there is one (caf::make_error(code, "what went wrong")), else a phrase for
+/// CAF's common codes (a lost connection, no answer in time, a handshake cut
+/// short), else CAF's rendering. CAF's rendering is always logged at debug.
+std::string describe(const caf::actor_system& sys, const caf::error& err);
 
 /// Why a connect to `peer` ("the supervisor") at `where` failed, as a
 /// sentence: nothing listening, a host that does not resolve or answer, a
@@ -50,10 +46,6 @@ std::string explain_listen_error(const caf::actor_system& sys, const caf::error&
 /// to find out why; `fallback` when it binds now.
 std::string explain_listen_failure(const std::string& flag, const host_port& where,
                                    const std::string& fallback);
-
-/// Why a monitored remote actor went away: remote_link_unreachable becomes
-/// "the connection to it was lost (...)"; anything else is describe()'s text.
-std::string explain_peer_down(const caf::actor_system& sys, const caf::error& reason);
 
 /// What the system says of a TCP connect to `where` within `timeout_ms`:
 /// 0 when it connected, else the errno (ETIMEDOUT for no answer at all,
