@@ -183,7 +183,7 @@ def plain_supervisor_jobs(d):
     check("refused a node: join: a node named 'a' has already joined" in text_of(sup),
           "the supervisor logs the refused duplicate name")
     client = spawn(["train", "--supervisor", at, "--insecure-plain", "--model", "mlp", "--stages",
-                    "2", "--steps", "100000", "--epochs", "50", "--no-eval", "--no-progress", "--balance", "off",
+                    "2", "--epochs", "50", "--no-eval", "--no-progress", "--balance", "off",
                     "--data", os.path.join(DATA, "mnist")], "client")
     families = ["troupe_job_loss", "troupe_job_learning_rate", "troupe_job_step",
                 "troupe_job_samples_per_second", "troupe_stage_busy_ratio"]
