@@ -2,10 +2,10 @@
 
 #include <caf/scoped_actor.hpp>
 
+#include "actors/protocol/system_config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/caf_error.hpp"
 #include "runtime/net/security/node_identity.hpp"
-#include "actors/protocol/system_config.hpp"
 
 namespace troupe::actors {
 
@@ -90,7 +90,10 @@ namespace {
 /// A refusal from the supervisor is the node's bad input (wrong build, wrong
 /// certificate, duplicate name); no answer at all is a failure.
 [[noreturn]] void rethrow(caf::actor_system& sys, const caf::error& err, const char* what) {
-  auto text = std::string{what} + ": " + runtime::describe(sys, err);
+  auto text = std::string{what} + ": " +
+              (err == caf::sec::request_timeout
+                   ? "the supervisor did not answer in time (is it overloaded or stopped?)"
+                   : runtime::describe(sys, err));
   if (err.category() == caf::atom("system") &&
       err.code() == static_cast<std::uint8_t>(caf::sec::invalid_argument))
     throw runtime::input_error(text);

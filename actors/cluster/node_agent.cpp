@@ -104,8 +104,7 @@ caf::behavior node_agent(agent_actor* self, node_agent_config cfg) {
       return;
     }
     auto why = runtime::describe(self->system(), dm.reason);
-    self->state.log->error("{}: the supervisor went away ({}); stopping", self->state.cfg.name,
-                           why);
+    self->state.log->error("{}: the supervisor went away: {}; stopping", self->state.cfg.name, why);
     teardown(self);
     self->quit(caf::make_error(caf::sec::runtime_error, "the supervisor went away: " + why));
   });

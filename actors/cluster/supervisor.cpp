@@ -407,8 +407,17 @@ void on_down(supervisor_actor* self, const caf::down_msg& dm) {
 
 // --- join protocol (cluster_protocol.hpp) ---
 
+/// A refused hello, join or ready: the operator sees every one in the
+/// supervisor's log, with the reason the node is told. The join handlers
+/// shadow refuse() with it.
+caf::error refuse_node(supervisor_actor* self, const std::string& why) {
+  self->state.log->warn("refused a node: {}", why);
+  return refuse(why);
+}
+
 caf::result<std::string> on_hello(supervisor_actor* self, std::uint32_t version,
                                   std::uint64_t types_hash, const std::string& name) {
+  auto refuse = [self](const std::string& why) { return refuse_node(self, why); };
   auto& st = self->state;
   if (st.cfg.local_node)
     return refuse("this supervisor runs a single-process job and takes no nodes");
@@ -426,6 +435,7 @@ caf::result<std::string> on_hello(supervisor_actor* self, std::uint32_t version,
 }
 
 caf::result<std::string> on_join(supervisor_actor* self, const std::string& text) {
+  auto refuse = [self](const std::string& why) { return refuse_node(self, why); };
   auto& st = self->state;
   if (st.cfg.local_node)
     return refuse("this supervisor runs a single-process job and takes no nodes");
@@ -474,7 +484,7 @@ caf::result<bool> on_ready(supervisor_actor* self, const std::string& name, cons
   auto& st = self->state;
   auto it = st.nodes.find(name);
   if (it == st.nodes.end() || it->second.ready || it->second.agent)
-    return refuse("ready: node '" + name + "' has not joined (or is ready already)");
+    return refuse_node(self, "ready: node '" + name + "' has not joined (or is ready already)");
   auto& e = it->second;
   e.agent = agent;
   e.courier = endpoint;
@@ -550,8 +560,10 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
         try {
           auto p = nlohmann::json::parse(text);
           on_progress(self, p);
-          if (!p.value("evaluating", false))
+          if (!p.value("evaluating", false)) {
+            add_busy_fractions(self->state.job.progress, p);
             self->state.job.progress = std::move(p);
+          }
         } catch (const nlohmann::json::exception&) {
         }
       },

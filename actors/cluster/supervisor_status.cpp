@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "actors/cluster/node_agent.hpp"
@@ -44,6 +46,15 @@ void job_metrics(runtime::prometheus_builder& b, const supervisor_state& st) {
       .sample({}, p.value("step_seconds", 0.0));
   b.family("troupe_job_samples_per_second", mt::gauge, "Samples per second of the last step")
       .sample({}, p.value("samples_per_second", 0.0));
+  b.family("troupe_job_epoch", mt::gauge, "Epoch (from 1) the running job is in")
+      .sample({}, p.value("epoch", 0.0));
+  b.family("troupe_job_total_steps", mt::gauge, "Training steps the running job will take")
+      .sample({}, p.value("total_steps", 0.0));
+  b.family("troupe_job_loss", mt::gauge,
+           "Mean training loss of the running epoch so far (the report's final_loss at its end)")
+      .sample({}, p.value("loss", 0.0));
+  b.family("troupe_job_learning_rate", mt::gauge, "Learning rate of the last step")
+      .sample({}, p.value("lr", 0.0));
 }
 
 /// Per actor: what each stage sent to its peers.
@@ -83,6 +94,11 @@ void stage_metrics(runtime::prometheus_builder& b, const job_state& job) {
     for (const auto& [l, s] : stages)
       b.sample(l, s.value(f.field, 0.0));
   }
+  b.family("troupe_stage_busy_ratio", mt::gauge,
+           "Fraction of the last step an actor's device spent in kernels (1 - idle)");
+  for (const auto& [l, s] : stages)
+    if (s.contains("busy_fraction"))
+      b.sample(l, s.at("busy_fraction").get<double>());
 }
 
 /// Per process and transport: how tensor messages left it.
@@ -175,6 +191,24 @@ nlohmann::json status_json(const supervisor_state& st) {
             {"balance", balance_json(st.job)}}},
           {"jobs_finished", st.jobs_finished},
           {"jobs_failed", st.jobs_failed}};
+}
+
+void add_busy_fractions(const nlohmann::json& previous, nlohmann::json& next) {
+  const double wall = next.value("step_seconds", 0.0);
+  if (wall <= 0 || !next.contains("stages") || !previous.contains("stages"))
+    return;
+  auto key = [](const nlohmann::json& s) {
+    return std::make_tuple(s.value("replica", 0), s.value("stage", 0), s.value("tp_rank", 0));
+  };
+  for (auto& s : next.at("stages"))
+    for (const auto& p : previous.at("stages"))
+      if (key(p) == key(s)) {
+        // A new generation restarts the counters: no figure for its first step.
+        const double busy = s.value("compute_seconds", 0.0) - p.value("compute_seconds", 0.0);
+        if (busy >= 0)
+          s["busy_fraction"] = std::clamp(busy / wall, 0.0, 1.0);
+        break;
+      }
 }
 
 std::string metrics_text(const supervisor_state& st) {

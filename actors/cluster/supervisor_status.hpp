@@ -21,6 +21,12 @@ std::vector<job_actor> current_actors(const job_state& job);
 /// Nodes, devices, actors and job progress (spawn_supervisor's status_atom).
 nlohmann::json status_json(const supervisor_state& st);
 
+/// Adds "busy_fraction" to each stage of the trainer's progress `next`: its
+/// device time over the last step (the growth of compute_seconds since
+/// `previous`, the step before) divided by that step's wall time, in [0, 1].
+/// /status and /metrics (troupe_stage_busy_ratio) both show it.
+void add_busy_fractions(const nlohmann::json& previous, nlohmann::json& next);
+
 /// Prometheus text (spawn_supervisor's metrics_atom).
 std::string metrics_text(const supervisor_state& st);
 

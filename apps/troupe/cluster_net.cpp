@@ -8,8 +8,8 @@
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/all.hpp>
 
-#include "runtime/net/caf_error.hpp"
 #include "runtime/error.hpp"
+#include "runtime/net/caf_error.hpp"
 
 namespace troupe::apps {
 
@@ -114,27 +114,27 @@ cluster_system_config::cluster_system_config(const std::optional<runtime::tls_fi
 }
 
 std::uint16_t publish_actor(caf::actor_system& sys, const caf::actor& a, bool tls,
-                            const runtime::host_port& where) {
+                            const runtime::host_port& where, const std::string& flag) {
   const char* host = where.host == "0.0.0.0" || where.host.empty() ? nullptr : where.host.c_str();
   auto port = tls ? caf::openssl::publish(a, where.port, host, true)
                   : sys.middleman().publish(a, where.port, host, true);
   if (!port)
-    throw runtime::input_error("cannot listen on " + where.to_string() + ": " +
-                               runtime::describe(sys, port.error()));
+    throw runtime::input_error(runtime::explain_listen_error(sys, port.error(), flag, where));
   return *port;
 }
 
 caf::actor connect_actor(caf::actor_system& sys, bool tls, const runtime::host_port& where,
-                         std::chrono::milliseconds patience) {
+                         std::chrono::milliseconds patience, const std::string& peer) {
   auto deadline = std::chrono::steady_clock::now() + patience;
   for (;;) {
     auto a = tls ? caf::openssl::remote_actor(sys, where.host, where.port)
                  : sys.middleman().remote_actor(where.host, where.port);
     if (a)
       return *a;
-    if (std::chrono::steady_clock::now() >= deadline)
-      throw std::runtime_error("cannot reach " + where.to_string() + ": " +
-                               runtime::describe(sys, a.error()));
+    // A TLS / plain mismatch or a refused certificate never heals: say so now.
+    auto why = runtime::explain_connect_error(sys, a.error(), peer, where, tls);
+    if (!why.transient || std::chrono::steady_clock::now() >= deadline)
+      throw std::runtime_error(why.message);
     std::this_thread::sleep_for(std::chrono::milliseconds{200});
   }
 }

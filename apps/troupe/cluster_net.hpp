@@ -13,8 +13,8 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
-#include "runtime/net/cluster_spec.hpp"
 #include "actors/protocol/system_config.hpp"
+#include "runtime/net/cluster_spec.hpp"
 #include "runtime/net/security/tls_config.hpp"
 
 namespace troupe::apps {
@@ -50,15 +50,18 @@ private:
 };
 
 /// Publishes `a` on host:port (0: ephemeral) over TLS or plain TCP; returns
-/// the bound port. Throws input_error when it cannot bind.
+/// the bound port. Throws input_error when it cannot bind, saying why in
+/// words (runtime::explain_listen_error) and naming `flag`.
 std::uint16_t publish_actor(caf::actor_system& sys, const caf::actor& a, bool tls,
-                            const runtime::host_port& where);
+                            const runtime::host_port& where, const std::string& flag = "--listen");
 
 /// Connects to the actor published at `where`, retrying until `patience` runs
 /// out (the supervisor may start after its nodes). Throws std::runtime_error
-/// with CAF's reason for the last attempt.
+/// saying in words why `peer` cannot be reached (runtime::explain_connect_error),
+/// at once when retrying cannot help (TLS against plain, a refused certificate).
 caf::actor connect_actor(caf::actor_system& sys, bool tls, const runtime::host_port& where,
-                         std::chrono::milliseconds patience);
+                         std::chrono::milliseconds patience,
+                         const std::string& peer = "the supervisor");
 
 bool is_loopback_host(const std::string& host);
 

@@ -303,8 +303,7 @@ int run_node(const node_flags& f) {
       connect_actor(sys, cfg.tls(), sup_at, std::chrono::seconds(3));
       rejoin_as_fresh_node(name);
     } catch (const std::exception& e) {
-      log->error("{}: the supervisor at {} does not answer ({}); stopping", name,
-                 sup_at.to_string(), e.what());
+      log->error("{}: {}; stopping", name, e.what()); // names the supervisor and why
     }
   }
   exit_within_seconds(5, status, name);

@@ -86,6 +86,16 @@ runtime::status_server::handler_map status_handlers(caf::actor_system& sys, caf:
   return handlers;
 }
 
+/// The HTTP endpoint on --status; a port in use says so and names the flag.
+std::unique_ptr<runtime::status_server> start_status_server(caf::actor_system& sys, caf::actor sup,
+                                                            const runtime::host_port& at) {
+  try {
+    return std::make_unique<runtime::status_server>(at.host, at.port, status_handlers(sys, sup));
+  } catch (const runtime::input_error& e) {
+    throw runtime::input_error(runtime::explain_listen_failure("--status", at, e.what()));
+  }
+}
+
 /// --info-file: the supervisor's pid and ports, for scripts and tests.
 void write_info_file(const std::string& file, std::uint16_t port, std::uint16_t data_port,
                      std::uint16_t status_port) {
@@ -135,8 +145,7 @@ int run_supervisor(const supervisor_flags& f) {
   std::unique_ptr<runtime::status_server> status;
   try {
     port = publish_actor(sys, sup, cfg.tls(), where);
-    status = std::make_unique<runtime::status_server>(status_at.host, status_at.port,
-                                                      status_handlers(sys, sup));
+    status = start_status_server(sys, sup, status_at);
   } catch (...) {
     caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
     courier->stop();

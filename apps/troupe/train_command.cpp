@@ -75,8 +75,11 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
                     err.code() == static_cast<std::uint8_t>(caf::sec::invalid_argument);
       },
       [&](caf::down_msg& dm) {
-        failure = "the supervisor at " + at.to_string() +
-                  " went away: " + runtime::describe(sys, dm.reason);
+        failure = dm.reason == caf::exit_reason::remote_link_unreachable
+                      ? "lost the connection to the supervisor at " + at.to_string() +
+                            " during the job (it stopped or the network failed)"
+                      : "the supervisor at " + at.to_string() +
+                            " went away: " + runtime::describe(sys, dm.reason);
       });
   if (failure) {
     if (bad_input)
