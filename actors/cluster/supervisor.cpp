@@ -328,8 +328,7 @@ on_run(supervisor_actor* self, std::variant<std::string, job_request> submitted,
   if (!st.cfg.local_node && ready_nodes(st) < st.cfg.expect_nodes) {
     st.log->info("job {} waits for {} node(s) ({} ready)", job.id, st.cfg.expect_nodes,
                  ready_nodes(st));
-    tell_client(self, job_event_kind::waiting,
-                {{"ready", ready_nodes(st)}, {"expected", st.cfg.expect_nodes}});
+    tell_waiting(self);
     self->delayed_send(self, st.cfg.join_wait, join_timeout_atom::value, job.id);
   }
   // Once a promise exists, the answer must go through it.
@@ -485,9 +484,7 @@ caf::result<bool> on_ready(supervisor_actor* self, const std::string& name, cons
     it->second.last_seen = clock_type::now();
     st.log->info("node {} ready ({} of {} expected)", name, ready_nodes(st), st.cfg.expect_nodes);
     rp.deliver(true);
-    if (st.job.phase == job_phase::waiting && ready_nodes(st) < st.cfg.expect_nodes)
-      tell_client(self, job_event_kind::waiting,
-                  {{"ready", ready_nodes(st)}, {"expected", st.cfg.expect_nodes}});
+    tell_waiting(self);
     maybe_start(self);
     on_node_ready(self);
   });
@@ -541,11 +538,8 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
       [self](progress_atom, std::string& text) {
         try {
           auto p = nlohmann::json::parse(text);
-          forward_progress(self, p);
-          if (p.contains("epoch_result")) { // a sign of life, not a step
-            self->state.job.recovery.last_progress = clock_type::now();
-            return;
-          }
+          if (forward_progress(self, p))
+            return; // an epoch's result: no step
           on_progress(self, p);
           if (!p.value("evaluating", false))
             self->state.job.progress = std::move(p);
