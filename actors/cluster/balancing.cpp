@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/cluster/client_events.hpp"
 #include "actors/cluster/recovery.hpp"
 #include "actors/plan/balance.hpp"
 
@@ -37,6 +38,8 @@ void on_rebalance(supervisor_actor* self, const std::string& text) {
     st.log->info("job {}: rebalanced at step {} ({}): {}", job.id, entry.at("step").dump(), kind,
                  entry.at("why").get<std::string>());
     job.rebalances.push_back(entry);
+    tell_client(self, job_event_kind::rebalance,
+                {{"step", entry.at("step")}, {"kind", kind}, {"why", entry.at("why")}});
     if (kind == "shares") {
       job.topology.batch_shares = entry.at("new").get<std::vector<double>>();
       return;

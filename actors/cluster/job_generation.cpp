@@ -10,6 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
+#include "actors/cluster/client_events.hpp"
 #include "actors/cluster/job_spec.hpp"
 #include "actors/cluster/job_wiring.hpp"
 #include "actors/cluster/node_agent.hpp"
@@ -128,6 +131,14 @@ void start_generation(supervisor_actor* self, std::optional<runtime::checkpoint>
   st.log->info("job {}: {} on {} stage(s) x {} replica(s), {} micro-batch(es){}", job.id,
                topology.strategy(), topology.depth(), topology.replicas, topology.microbatches,
                job.generation > 1 ? ", generation " + std::to_string(job.generation) : "");
+  tell_client(self, job_event_kind::plan,
+              {{"generation", job.generation},
+               {"text", fmt::format("job {}: {} on {} stage(s) x {} replica(s), {} micro-batch(es)"
+                                    "\nplan ({} partition):\n{}\n{}",
+                                    job.id, topology.strategy(), topology.depth(),
+                                    topology.replicas, topology.microbatches, topology.partition,
+                                    describe(topology, memory_assumptions::of(job.opts)),
+                                    recovery_summary(job.opts))}});
   // Shown with progress output; benchmarks running many jobs keep it quiet.
   st.log->log(job.opts.progress ? spdlog::level::info : spdlog::level::debug,
               "plan ({} partition):\n{}\n{}", topology.partition,

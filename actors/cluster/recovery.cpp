@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "actors/cluster/client_events.hpp"
 #include "actors/protocol/messages.hpp"
 #include "actors/training/trainer.hpp"
 #include "runtime/error.hpp"
@@ -171,6 +172,13 @@ void replan(supervisor_actor* self) {
   st.log->info("job {}: generation {} on {} stage(s) x {} replica(s) x tp {}, from {} (step {})",
                job.id, job.generation + 1, r.stages, r.dp, r.tp, to_string(r.source),
                r.restored_step);
+  tell_client(self, job_event_kind::recovered,
+              {{"generation", job.generation + 1},
+               {"stages", r.stages},
+               {"replicas", r.dp},
+               {"tp", r.tp},
+               {"source", to_string(r.source)},
+               {"step", r.restored_step}});
   start_generation(self, std::move(resume));
 }
 
@@ -327,6 +335,11 @@ void job_failed(supervisor_actor* self, failure f) {
   rec.restarts.push_back(std::move(r));
   st.log->error("job {} generation {}: {}; recovering (restart {} of at most {})", job.id,
                 job.generation, f.what, rec.failed_restarts, job.requested.max_restarts);
+  tell_client(self, job_event_kind::restart,
+              {{"generation", job.generation},
+               {"what", f.what},
+               {"restart", rec.failed_restarts},
+               {"max_restarts", job.requested.max_restarts}});
   salvage_then_restore(self);
 }
 

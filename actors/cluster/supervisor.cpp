@@ -16,6 +16,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/cluster/balancing.hpp"
+#include "actors/cluster/client_events.hpp"
 #include "actors/cluster/cluster_protocol.hpp"
 #include "actors/cluster/job_inputs.hpp"
 #include "actors/cluster/job_spec.hpp"
@@ -322,7 +323,8 @@ void connect_mesh(supervisor_actor* self, const std::string& name,
 
 /// Takes a job: a typed request (in process) or a client's options JSON.
 caf::result<std::string, runtime::named_tensors>
-on_run(supervisor_actor* self, std::variant<std::string, job_request> submitted) {
+on_run(supervisor_actor* self, std::variant<std::string, job_request> submitted,
+       bool stream_events = false) {
   auto& st = self->state;
   if (st.job.phase != job_phase::idle)
     return refuse("supervisor: a job is already running");
@@ -333,6 +335,8 @@ on_run(supervisor_actor* self, std::variant<std::string, job_request> submitted)
   // Before make_response_promise(), which takes the sender out of the
   // current message.
   job.client = caf::actor_cast<caf::actor>(self->current_sender());
+  job.stream_events = stream_events;
+  job.last_progress_event = {};
   if (job.client)
     self->monitor(job.client);
   job.reply = self->make_response_promise();
@@ -344,6 +348,7 @@ on_run(supervisor_actor* self, std::variant<std::string, job_request> submitted)
   if (!st.cfg.local_node && ready_nodes(st) < st.cfg.expect_nodes) {
     st.log->info("job {} waits for {} node(s) ({} ready)", job.id, st.cfg.expect_nodes,
                  ready_nodes(st));
+    tell_waiting(self);
     self->delayed_send(self, st.cfg.join_wait, join_timeout_atom::value, job.id);
   }
   // Once a promise exists, the answer must go through it.
@@ -509,6 +514,7 @@ caf::result<bool> on_ready(supervisor_actor* self, const std::string& name, cons
     it->second.last_seen = clock_type::now();
     st.log->info("node {} ready ({} of {} expected)", name, ready_nodes(st), st.cfg.expect_nodes);
     rp.deliver(true);
+    tell_waiting(self);
     maybe_start(self);
     on_node_ready(self);
   });
@@ -543,6 +549,9 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
         return on_run(self, std::move(options_json));
       },
       [self](actors::run_atom, job_request& request) { return on_run(self, std::move(request)); },
+      [self](actors::run_atom, job_event_atom, std::string& options_json) {
+        return on_run(self, std::move(options_json), true);
+      },
       [self](join_timeout_atom, std::uint64_t id) {
         auto& st = self->state;
         if (st.job.id != id || st.job.phase != job_phase::waiting)
@@ -559,6 +568,8 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
       [self](progress_atom, std::string& text) {
         try {
           auto p = nlohmann::json::parse(text);
+          if (forward_progress(self, p))
+            return; // an epoch's result: no step
           on_progress(self, p);
           if (!p.value("evaluating", false)) {
             add_busy_fractions(self->state.job.progress, p);

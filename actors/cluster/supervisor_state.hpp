@@ -81,6 +81,10 @@ struct job_state {
   job_phase phase = job_phase::idle;
   caf::response_promise reply;
   caf::actor client; ///< who submitted it: the job is aborted if it goes away
+  /// The client asked for job events (client_events.hpp); when the last
+  /// progress event went (they are rate-limited).
+  bool stream_events = false;
+  clock_type::time_point last_progress_event{};
   /// What was submitted: the typed request (in process), or a client's
   /// options JSON, read once when the job starts.
   std::variant<std::string, job_request> submitted;

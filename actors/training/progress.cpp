@@ -19,9 +19,14 @@ nlohmann::json progress_json(const trainer_state& st, double step_seconds, std::
                       {"allreduce_seconds", t.allreduce_seconds},
                       {"tp_rank", t.tp_rank},
                       {"ps_bytes", t.ps_bytes}});
+  const auto elapsed = seconds_between(st.epoch.started, clock_type::now());
   return {{"step", st.step},
           {"total_steps", st.total_steps},
           {"epoch", st.epoch.index + 1},
+          {"epochs", st.cfg.opts.epochs},
+          {"epoch_step", st.epoch.batch + 1},
+          {"epoch_steps", st.steps_per_epoch},
+          {"epoch_samples_per_second", elapsed > 0 ? st.epoch.run_samples / elapsed : 0.0},
           {"loss", st.epoch.mean_loss()},
           {"lr", learning_rate(st, std::max<std::int64_t>(0, st.step - 1))},
           {"step_seconds", step_seconds},
@@ -41,6 +46,15 @@ void show_step_progress(trainer_actor* self, double step_seconds, std::int64_t s
   auto elapsed = seconds_between(st.epoch.started, clock_type::now());
   st.progress.update(st.epoch.batch + 1, elapsed > 0 ? st.epoch.run_samples / elapsed : 0,
                      st.epoch.mean_loss(), epoch_end || st.step >= st.total_steps);
+}
+
+void tell_epoch_result(trainer_actor* self) {
+  auto& st = self->state;
+  if (st.totals.epoch_log.empty())
+    return;
+  self->send(
+      st.cfg.report_to, progress_atom::value,
+      nlohmann::json{{"epoch_result", st.totals.epoch_log.back()}, {"step", st.step}}.dump());
 }
 
 void print_epoch_summary(const trainer_state& st) {

@@ -16,6 +16,10 @@ namespace troupe::actors::training {
 void show_step_progress(trainer_actor* self, double step_seconds, std::int64_t samples,
                         bool epoch_end);
 
+/// Tells report_to the finished epoch's entry of the report's epoch log, as
+/// a progress message {"epoch_result": {...}, "step"} (a client shows it).
+void tell_epoch_result(trainer_actor* self);
+
 /// With opts.progress, the epoch's summary line: its train loss and the
 /// evaluation's result.
 void print_epoch_summary(const trainer_state& st);

@@ -73,7 +73,9 @@ using checkpointed_atom = caf::atom_constant<caf::atom("ckpointed")>;
 /// (progress_atom, JSON) after every training step: step, total_steps, epoch,
 /// loss (epoch mean so far), step_seconds, samples_per_second, and per stage
 /// the cumulative messages_sent, bytes_sent and compute_seconds; and after
-/// every evaluation batch {"evaluating": true, "step"} (a sign of life).
+/// every evaluation batch {"evaluating": true, "step"} (a sign of life); also
+/// epochs, epoch_step, epoch_steps and epoch_samples_per_second (the epoch's
+/// mean rate), and after each epoch {"epoch_result": {epoch log entry}, "step"}.
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
 /// (rebalance_atom, JSON) trainer -> report_to (--balance auto, rebalancing.hpp):
 /// {step, kind, why, old, new}. Kind "shares": the trainer changed the

@@ -81,6 +81,7 @@ void after_epoch(trainer_actor* self) {
     st.totals.epoch_log.back()["test_mae"] = st.eval.test_mae;
   }
   print_epoch_summary(st);
+  tell_epoch_result(self);
   st.epoch.loss_sum = 0;
   st.epoch.samples = 0;
   st.epoch.tokens = 0;

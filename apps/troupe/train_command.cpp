@@ -7,15 +7,18 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/cluster/job.hpp"
+#include "actors/cluster/job_event.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/protocol/messages.hpp"
 #include "actors/protocol/system_config.hpp"
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
+#include "apps/troupe/job_watch.hpp"
 #include "apps/troupe/shutdown_signal.hpp"
 #include "apps/troupe/train_flags.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
+#include "runtime/log.hpp"
 #include "runtime/net/caf_error.hpp"
 
 namespace troupe::apps {
@@ -27,6 +30,8 @@ struct remote_flags {
   std::string name = "client";
   int connect_timeout_s = 10;
   security_flags security;
+  bool quiet = false;
+  bool json_progress = false;
 };
 
 /// The options with their data paths made absolute against this client's
@@ -43,7 +48,8 @@ actors::train_options with_absolute_paths(actors::train_options o) {
 /// Submits the job to a running supervisor and waits for its answer, or for
 /// the supervisor to go away (a request to a dead remote actor would never
 /// fail on its own).
-actors::job_result run_remote(const actors::train_options& o, const remote_flags& r) {
+actors::job_result run_remote(const actors::train_options& o, const remote_flags& r,
+                              job_watch& watch) {
   shutdown_signal signals;
   auto at = runtime::parse_host_port(r.supervisor, "--supervisor");
   auto tls = resolve_security(r.security, r.name, at.host);
@@ -59,22 +65,38 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
   // A plain send: the supervisor's response promise answers it with a
   // normal message, so the down_msg of a dying supervisor is seen too. The
   // supervisor monitors this actor and aborts the job if the client goes away.
-  self->send(sup, actors::run_atom::value, actors::to_json(with_absolute_paths(o)).dump());
+  // With events: the supervisor streams the job's (job_event.hpp) until the reply.
+  const auto submitted = actors::to_json(with_absolute_paths(o)).dump();
+  if (watch.wants_events())
+    self->send(sup, actors::run_atom::value, actors::job_event_atom::value, submitted);
+  else
+    self->send(sup, actors::run_atom::value, submitted);
   actors::job_result result;
   std::optional<std::string> failure;
   bool bad_input = false;
-  self->receive(
+  bool waiting = true;
+  self->receive_while(waiting)(
+      [&](actors::job_event_atom, std::string& text) {
+        try {
+          watch.show(actors::job_event_from_json(nlohmann::json::parse(text)));
+        } catch (const std::exception&) {
+          // An event this client cannot read is not worth failing the job for.
+        }
+      },
       [&](std::string& report, runtime::named_tensors& params) {
+        waiting = false;
         result.report = nlohmann::json::parse(report);
         for (std::size_t i = 0; i < params.names.size(); ++i)
           result.params.emplace_back(params.names[i], params.tensors[i]);
       },
       [&](caf::error& err) {
+        waiting = false;
         failure = runtime::describe(sys, err);
         bad_input = err.category() == caf::atom("system") &&
                     err.code() == static_cast<std::uint8_t>(caf::sec::invalid_argument);
       },
       [&](caf::down_msg& dm) {
+        waiting = false;
         failure = dm.reason == caf::exit_reason::remote_link_unreachable
                       ? "lost the connection to the supervisor at " + at.to_string() +
                             " during the job (it stopped or the network failed)"
@@ -87,6 +109,27 @@ actors::job_result run_remote(const actors::train_options& o, const remote_flags
     throw std::runtime_error(*failure);
   }
   return result;
+}
+
+/// How the job is shown: --quiet and --json-progress (a --supervisor
+/// client's) checked against each other and the run's mode; --quiet turns
+/// a local run's progress output off.
+job_watch make_watch(const remote_flags& r, actors::train_options& o) {
+  if (r.quiet && r.json_progress)
+    throw runtime::input_error("--quiet and --json-progress exclude each other");
+  if (r.json_progress && r.supervisor.empty())
+    throw runtime::input_error(
+        "--json-progress needs --supervisor (a local run shows its progress on stderr; "
+        "--report FILE writes its result as JSON)");
+  if (r.quiet) {
+    o.progress = false;
+    // A local run's supervisor logs the job at info: quiet unless a
+    // --log-level (or TROUPE_LOG_LEVEL) asked for more.
+    if (runtime::logger("supervisor")->level() == spdlog::level::info)
+      runtime::set_log_level("warn");
+    return job_watch{watch_mode::quiet, false};
+  }
+  return job_watch{r.json_progress ? watch_mode::json : watch_mode::human, o.progress};
 }
 
 } // namespace
@@ -110,9 +153,14 @@ command_action add_train_command(CLI::App& app) {
                   "with --supervisor: seconds to keep trying to reach it")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  cmd->add_flag("--quiet", remote->quiet, "print only the final summary");
+  cmd->add_flag("--json-progress", remote->json_progress,
+                "with --supervisor: print the job's events (waiting, plan, progress, epoch, "
+                "restart, rebalance, summary) as one JSON object per line on stdout");
   add_security_flags(cmd, remote->security);
   return [flags, report, remote] {
     finish_training_flags(*flags);
+    auto watch = make_watch(*remote, flags->opts);
     const auto& o = flags->opts;
     actors::job_result result;
     if (remote->supervisor.empty()) {
@@ -121,17 +169,17 @@ command_action add_train_command(CLI::App& app) {
       caf::actor_system sys{cfg};
       result = actors::run_training(sys, o);
     } else {
-      result = run_remote(o, *remote);
-      if (o.progress)
-        std::fprintf(stderr, "%s: %s on the cluster at %s\n%s", o.model.c_str(),
-                     result.report.at("strategy").get<std::string>().c_str(),
-                     remote->supervisor.c_str(), result.report.value("placement", "").c_str());
+      result = run_remote(o, *remote, watch);
     }
     const auto& r = result.report;
     if (!report->empty()) {
       auto text = r.dump(2) + "\n";
       runtime::write_file_atomically(
           *report, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+    }
+    if (watch.mode() == watch_mode::json) {
+      watch.show_summary(r);
+      return exit_ok;
     }
     std::printf("model %s, %s: %lld steps, final loss %.4f", o.model.c_str(),
                 r.at("strategy").get<std::string>().c_str(),
