@@ -50,8 +50,11 @@ def run(args, want=0, contains=None):
 
 def browse(page, *flags):
     """Chromium headless on the page (as root it needs --no-sandbox)."""
+    # Its own profile in tmp (no ~/.config/chromium); /dev/shm may be small in containers.
     p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                        "--no-first-run", "--hide-scrollbars", *flags, "file://" + page],
+                        "--no-first-run", "--hide-scrollbars", "--disable-dev-shm-usage",
+                        "--user-data-dir=" + os.path.join(tmp, "profile"), *flags,
+                        "file://" + page],
                        capture_output=True, text=True, errors="replace", timeout=60)
     assert p.returncode == 0, f"chromium {flags} -> {p.returncode}:\n{p.stderr[-2000:]}"
     return p.stdout
