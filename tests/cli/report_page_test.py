@@ -14,7 +14,8 @@ Usage: report_page_test.py path/to/troupe repo_root
   default-src 'none'; a screenshot that is not blank.
 - Bad input exits 2 naming the file: missing, not JSON, not a troupe report,
   an unwritable --html path.
-Exits 77 (skipped) without Chromium (scripts/bootstrap installs it).
+Fails without Chromium: scripts/bootstrap installs it, and a check whose
+renderer is missing must not pass.
 """
 
 import json
@@ -31,8 +32,8 @@ from html.parser import HTMLParser
 troupe, root = sys.argv[1], sys.argv[2]
 chromium = shutil.which("chromium") or shutil.which("chromium-browser")
 if not chromium:
-    print("SKIP: no chromium on PATH (scripts/bootstrap installs Debian's chromium)")
-    sys.exit(77)
+    print("FAIL: no chromium on PATH (scripts/bootstrap installs Debian's chromium)")
+    sys.exit(1)
 tmp = tempfile.mkdtemp()
 STEPS = 30
 PLOTS = ["plot-loss", "plot-accuracy", "plot-lr", "plot-samples", "plot-busy"]
