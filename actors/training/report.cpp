@@ -162,6 +162,9 @@ nlohmann::json make_report(const trainer_state& st) {
       // and test_mae, or bits_per_char, test_samples}.
       {"evaluations", st.eval.log},
       {"test_samples", st.eval.samples},
+      // Per point of `every` steps (bounded: step_series.hpp): loss, lr,
+      // samples/s, each stage's busy fraction, a classifier's accuracy.
+      {"step_series", st.totals.series.to_json(!st.language_model && o.loss != loss_kind::mse)},
       {"input_normalization", st.cfg.input_normalization.is_null() ? runtime::input_normalization()
                                                                    : st.cfg.input_normalization},
   };

@@ -22,6 +22,7 @@
 #include "actors/plan/slot.hpp"
 #include "actors/protocol/messages.hpp"
 #include "actors/training/progress_bar.hpp"
+#include "actors/training/step_series.hpp"
 #include "actors/training/trainer.hpp"
 #include "models/tensor_parallel.hpp"
 #include "models/train/lr_schedule.hpp"
@@ -135,6 +136,7 @@ struct run_totals {
   std::vector<actors::stage_report> stages; ///< per shard, training steps summed
   std::optional<nlohmann::json> ps_stats;   ///< the ps shards' counters, once gathered
   runtime::trace_recorder trace;            ///< the trainer's own track (--trace)
+  step_series series;                       ///< per-step figures (the report's "step_series")
   bool trace_written = false;
 };
 

@@ -125,6 +125,29 @@ double record_step(trainer_state& st) {
   return step_seconds;
 }
 
+/// The finished step's figures for the report's step series (after
+/// record_step: st.step counts it, as evaluations and restarts do): each stage's
+/// compute is the mean over its replicas and tensor-parallel ranks (async
+/// workers' steps overlap, so they leave it out).
+step_sample step_figures(const trainer_state& st, double step_seconds) {
+  const auto& loss = st.current.loss;
+  step_sample s{st.step,      loss.loss_sum,
+                loss.tokens,  loss.correct,
+                loss.samples, static_cast<double>(learning_rate(st, st.step - 1)),
+                step_seconds, {}};
+  const auto& g = st.grid;
+  if (independent_workers(st) || st.current.compute.size() < g.size())
+    return s;
+  s.stage_compute.assign(static_cast<std::size_t>(g.depth), 0.0);
+  for (int r = 0; r < g.replicas; ++r)
+    for (int k = 0; k < g.depth; ++k)
+      for (int t = 0; t < g.tp; ++t)
+        s.stage_compute[static_cast<std::size_t>(k)] += st.current.compute.at(g.index({r, k, t}));
+  for (double& x : s.stage_compute)
+    x /= static_cast<double>(g.replicas * g.tp);
+  return s;
+}
+
 /// Adds a loss stage's report to the losses of the step it belongs to.
 void add_loss(trainer_state& st, const actors::stage_report& r, bool independent) {
   auto& sum = independent ? worker_loss(st, r.replica) : st.current.loss;
@@ -183,6 +206,7 @@ void step_completed(trainer_actor* self) {
   }
   const auto samples = st.current.loss.samples;
   const double step_seconds = record_step(st);
+  st.totals.series.add(step_figures(st, step_seconds));
   observe_step(self, step_seconds);
   const bool epoch_end = st.epoch.batch + 1 == st.steps_per_epoch;
   show_step_progress(self, step_seconds, samples, epoch_end);

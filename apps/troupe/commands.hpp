@@ -19,6 +19,7 @@ command_action add_node_command(CLI::App& app);
 command_action add_evaluate_command(CLI::App& app);
 command_action add_predict_command(CLI::App& app);
 command_action add_generate_command(CLI::App& app);
+command_action add_report_command(CLI::App& app);
 
 /// Exit statuses shared by all subcommands.
 inline constexpr int exit_ok = 0;

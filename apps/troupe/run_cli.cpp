@@ -34,6 +34,7 @@ int troupe::run_cli(int argc, char** argv) {
   auto evaluate = add_evaluate_command(app);
   auto predict = add_predict_command(app);
   auto generate = add_generate_command(app);
+  auto report = add_report_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -66,6 +67,8 @@ int troupe::run_cli(int argc, char** argv) {
       return predict();
     if (app.got_subcommand("generate"))
       return generate();
+    if (app.got_subcommand("report"))
+      return report();
   } catch (const troupe::runtime::input_error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_bad_input;
