@@ -14,8 +14,8 @@ import os
 import shutil
 
 from cluster_util import (DATA, WORK, all_exit, certs, check, cleanup, read_safetensors,
-                          ready_nodes, start_node, start_supervisor, status, stop_cluster,
-                          submit, wait_for)
+                          ready_nodes, spawn, start_node, start_supervisor, status,
+                          stop_cluster, submit, wait_for)
 
 # A path no process can open: the nodes map it to the real data.
 ELSEWHERE = "/nonexistent-troupe-data"
@@ -67,14 +67,18 @@ def case_loaders():
     b = read_safetensors(os.path.join(in_supervisor, "model.safetensors"))
     check(a.keys() == b.keys() and all(a[k] == b[k] for k in a),
           "loaders on the nodes give bitwise the parameters of loaders in the supervisor")
-    # A path neither node maps: the job fails before any step, naming a node and the path.
-    bad = os.path.join(WORK, "no-such-data")
-    client = submit(d, info, ["--model", "mlp", "--dp", "2", "--steps", "5"], name="bad",
-                    data=bad)
+    # A relative path neither node can read: the client sends it resolved in
+    # its own working directory (WORK), and the job fails before any step,
+    # naming a node and that absolute path.
+    client = spawn(["train", "--supervisor", f"127.0.0.1:{info['port']}", "--certs", d,
+                    "--name", "client", "--data", "no-such-data", "--model", "mlp", "--dp", "2",
+                    "--steps", "5", "--no-progress"], "bad")
     check(all_exit([client], 60) and client.returncode == 2, "a job with unreadable data exits 2")
     out = open(client.log_path).read()
-    check("node " in out and "no-such-data" in out and "--data-from nodes" in out,
-          "the error names the node, the path and where the data is read: " + out.strip()[-300:])
+    check("node " in out and os.path.join(WORK, "no-such-data") in out and
+          "--data-from nodes" in out,
+          "the error names the node, the client's absolute path and where the data is read: " +
+          out.strip()[-300:])
     stop_cluster(sup, nodes)
 
 
