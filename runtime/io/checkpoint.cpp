@@ -33,10 +33,6 @@ constexpr const char* incoming_name = ".incoming";
 constexpr const char* committed_name = ".committed";
 constexpr const char* lock_name = ".lock";
 
-[[noreturn]] void fail_on(const std::string& what, const fs::path& p, int err) {
-  throw input_error(what + " " + p.string() + ": " + std::strerror(err));
-}
-
 nlohmann::json file_entry(const fs::path& path) {
   auto bytes = read_file(path, max_checkpoint_file);
   return {
@@ -61,12 +57,12 @@ bool present(const fs::path& p) {
     return true;
   if (errno == ENOENT)
     return false;
-  fail_on("cannot stat", p, errno);
+  fail_on_file("cannot stat", p, errno);
 }
 
 void rename_entry(const fs::path& from, const fs::path& to) {
   if (::rename(from.c_str(), to.c_str()) != 0)
-    fail_on("cannot rename " + from.string() + " to", to, errno);
+    fail_on_file("cannot rename " + from.string() + " to", to, errno);
 }
 
 void remove_tree(const fs::path& p) {
@@ -95,7 +91,7 @@ public:
     if (fd_ < 0) {
       if (!exclusive) // no writer ever ran here, or the file is not ours to read
         return;
-      fail_on("cannot open checkpoint lock", path, errno);
+      fail_on_file("cannot open checkpoint lock", path, errno);
     }
     while (::flock(fd_, exclusive ? LOCK_EX : LOCK_SH) != 0) {
       if (errno == EINTR)
@@ -105,7 +101,7 @@ public:
       fd_ = -1;
       if (!exclusive)
         return;
-      fail_on("cannot lock", path, err);
+      fail_on_file("cannot lock", path, err);
     }
   }
   ~dir_lock() {

@@ -30,10 +30,6 @@ std::string quoted(const std::filesystem::path& p) {
   return r;
 }
 
-[[noreturn]] void fail(const std::string& what, const std::filesystem::path& p, int err) {
-  throw input_error(what + " " + quoted(p) + ": " + std::strerror(err));
-}
-
 /// Closes a descriptor on scope exit and, while armed, unlinks the temporary file.
 class temp_guard {
 public:
@@ -84,7 +80,7 @@ void write_all(int fd, std::span<const std::span<const std::byte>> buffers,
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      fail("cannot write temporary file", tmp, errno);
+      fail_on_file("cannot write temporary file", tmp, errno);
     }
     // Skip what was written, possibly ending inside a buffer (short write).
     auto left = static_cast<std::size_t>(n);
@@ -104,14 +100,14 @@ void write_all(int fd, std::span<const std::span<const std::byte>> buffers,
 void fsync_directory(const std::filesystem::path& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    fail("cannot open directory for fsync", dir, errno);
+    fail_on_file("cannot open directory for fsync", dir, errno);
   int r = ::fsync(fd);
   int err = errno;
   ::close(fd);
   // Some file systems do not support fsync on directories; that is not a failure
   // of the write itself.
   if (r != 0 && err != EINVAL && err != ENOTSUP)
-    fail("cannot fsync directory", dir, err);
+    fail_on_file("cannot fsync directory", dir, err);
 }
 
 void write_file_atomically(const std::filesystem::path& target, std::span<const std::byte> bytes) {
@@ -135,19 +131,19 @@ void write_file_atomically(const std::filesystem::path& target,
     tmp = dir / (base + temp_suffix());
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno != EEXIST)
-      fail("cannot create temporary file in " + quoted(dir) + " for", target, errno);
+      fail_on_file("cannot create temporary file in " + quoted(dir) + " for", target, errno);
   }
   if (fd < 0)
-    fail("cannot create temporary file in " + quoted(dir) + " for", target, EEXIST);
+    fail_on_file("cannot create temporary file in " + quoted(dir) + " for", target, EEXIST);
 
   temp_guard guard{fd, tmp};
   write_all(guard.fd(), buffers, tmp);
   if (::fsync(guard.fd()) != 0)
-    fail("cannot fsync temporary file for", target, errno);
+    fail_on_file("cannot fsync temporary file for", target, errno);
   if (guard.close_now() != 0)
-    fail("cannot close temporary file for", target, errno);
+    fail_on_file("cannot close temporary file for", target, errno);
   if (::rename(tmp.c_str(), target.c_str()) != 0)
-    fail("cannot rename temporary file over", target, errno);
+    fail_on_file("cannot rename temporary file over", target, errno);
   guard.disarm();
   fsync_directory(dir);
 }
@@ -155,7 +151,7 @@ void write_file_atomically(const std::filesystem::path& target,
 std::vector<std::byte> read_file(const std::filesystem::path& path, std::size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    fail("cannot open", path, errno);
+    fail_on_file("cannot open", path, errno);
   struct closer {
     int fd;
     ~closer() { ::close(fd); }
@@ -163,7 +159,7 @@ std::vector<std::byte> read_file(const std::filesystem::path& path, std::size_t 
 
   struct stat st {};
   if (::fstat(fd, &st) != 0)
-    fail("cannot stat", path, errno);
+    fail_on_file("cannot stat", path, errno);
   if (!S_ISREG(st.st_mode))
     throw input_error("cannot read " + quoted(path) + ": not a regular file");
   if (static_cast<std::uintmax_t>(st.st_size) > max_bytes)
@@ -187,7 +183,7 @@ std::vector<std::byte> read_file(const std::filesystem::path& path, std::size_t 
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      fail("cannot read", path, errno);
+      fail_on_file("cannot read", path, errno);
     }
     if (n == 0)
       break;
@@ -224,6 +220,15 @@ void ensure_writable_directory(const std::filesystem::path& dir) {
   auto probe = dir / ".troupe-write-probe";
   write_file_atomically(probe, std::span<const std::byte>{});
   std::filesystem::remove(probe, ec);
+}
+
+[[noreturn]] void fail_on_file(const std::string& what, const std::filesystem::path& p, int err) {
+  throw input_error(what + " " + quoted(p) + ": " + std::strerror(err));
+}
+
+[[noreturn]] void bad_file(const std::string& kind, const std::filesystem::path& p,
+                           const std::string& what) {
+  throw input_error(kind + " " + quoted(p) + ": " + what);
 }
 
 } // namespace troupe::runtime

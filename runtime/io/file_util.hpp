@@ -13,6 +13,14 @@ inline std::span<const std::byte> string_bytes(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
+/// Throws input_error "WHAT 'PATH': strerror(err)": a system call on a file failed.
+[[noreturn]] void fail_on_file(const std::string& what, const std::filesystem::path& p, int err);
+
+/// Throws input_error "KIND 'PATH': WHAT": a file of a format (".npz", "IDX
+/// file", "data") is not what it should be; every reader names files this way.
+[[noreturn]] void bad_file(const std::string& kind, const std::filesystem::path& p,
+                           const std::string& what);
+
 /// Replaces `target` with `bytes` so that a reader (or a crash) sees either the
 /// old file or the complete new one, never a torn write: writes a temporary file
 /// in the same directory, fsyncs it, renames it over the target and fsyncs the

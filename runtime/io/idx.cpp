@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "runtime/error.hpp"
+#include "runtime/io/file_util.hpp"
 
 namespace troupe::runtime {
 
@@ -46,10 +47,6 @@ const idx_type* find_idx_type(std::uint8_t code) {
   return nullptr;
 }
 
-[[noreturn]] void bad_idx(const std::filesystem::path& p, const std::string& what) {
-  throw input_error("IDX file '" + p.string() + "': " + what);
-}
-
 std::string hex(std::uint64_t v, int digits) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "0x%0*llx", digits, static_cast<unsigned long long>(v));
@@ -67,12 +64,12 @@ public:
   explicit file_handle(const std::filesystem::path& p) : path_(p) {
     fd_ = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0)
-      bad_idx(p, std::string{"cannot open: "} + std::strerror(errno));
+      bad_file("IDX file", p, std::string{"cannot open: "} + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd_, &st) != 0)
-      bad_idx(p, std::string{"cannot stat: "} + std::strerror(errno));
+      bad_file("IDX file", p, std::string{"cannot stat: "} + std::strerror(errno));
     if (!S_ISREG(st.st_mode))
-      bad_idx(p, "not a regular file");
+      bad_file("IDX file", p, "not a regular file");
     size_ = static_cast<std::uint64_t>(st.st_size);
   }
   ~file_handle() { ::close(fd_); }
@@ -83,7 +80,7 @@ public:
 
   void rewind() {
     if (::lseek(fd_, 0, SEEK_SET) != 0)
-      bad_idx(path_, std::string{"cannot seek: "} + std::strerror(errno));
+      bad_file("IDX file", path_, std::string{"cannot seek: "} + std::strerror(errno));
   }
 
   /// Reads up to n bytes; fewer only at end of file.
@@ -95,7 +92,7 @@ public:
       if (r < 0) {
         if (errno == EINTR)
           continue;
-        bad_idx(path_, std::string{"read failed: "} + std::strerror(errno));
+        bad_file("IDX file", path_, std::string{"read failed: "} + std::strerror(errno));
       }
       if (r == 0)
         break;
@@ -154,9 +151,11 @@ public:
       } else if (ret == Z_BUF_ERROR) {
         // No progress possible: fine only if more input can still be read.
         if (zs_.avail_in != 0 || file_eof_)
-          bad_idx(path_, "gzip stream is truncated (compressed data ends before the stream does)");
+          bad_file("IDX file", path_,
+                   "gzip stream is truncated (compressed data ends before the stream does)");
       } else if (ret != Z_OK) {
-        bad_idx(path_, std::string{"corrupt gzip data: "} + (zs_.msg ? zs_.msg : zError(ret)));
+        bad_file("IDX file", path_,
+                 std::string{"corrupt gzip data: "} + (zs_.msg ? zs_.msg : zError(ret)));
       }
     }
     return got;
@@ -172,8 +171,9 @@ public:
       std::uint64_t total = n;
       while ((n = read(extra, sizeof extra)) > 0)
         total += n;
-      bad_idx(path_, std::to_string(total) + (gzip_ ? " decompressed" : "") +
-                         " bytes follow the data the header describes (trailing garbage)");
+      bad_file("IDX file", path_,
+               std::to_string(total) + (gzip_ ? " decompressed" : "") +
+                   " bytes follow the data the header describes (trailing garbage)");
     }
     if (gzip_) {
       std::uint64_t trailing = zs_.avail_in;
@@ -182,7 +182,8 @@ public:
       while ((r = file_.read(buf, sizeof buf)) > 0)
         trailing += r;
       if (trailing > 0)
-        bad_idx(path_, std::to_string(trailing) + " bytes follow the end of the gzip stream");
+        bad_file("IDX file", path_,
+                 std::to_string(trailing) + " bytes follow the end of the gzip stream");
     }
   }
 
@@ -238,69 +239,78 @@ tensor read_idx(const std::filesystem::path& path, std::size_t max_bytes) {
   const bool gzip = file.read(sig, 2) == 2 && sig[0] == 0x1f && sig[1] == 0x8b;
   file.rewind();
   if (path.extension() == ".gz" && !gzip)
-    bad_idx(path, "has a .gz suffix but is not gzip data (no 1f 8b signature)");
+    bad_file("IDX file", path, "has a .gz suffix but is not gzip data (no 1f 8b signature)");
 
   idx_stream in{path, file, gzip};
   unsigned char head[4];
   std::size_t n = in.read(head, 4);
   if (n < 4)
-    bad_idx(path, "truncated: " + std::to_string(n) + " bytes, too short for the 4-byte magic");
+    bad_file("IDX file", path,
+             "truncated: " + std::to_string(n) + " bytes, too short for the 4-byte magic");
   const std::uint32_t magic = load_be32(head);
   if (head[0] != 0 || head[1] != 0)
-    bad_idx(path, "wrong magic " + hex(magic, 8) + ": an IDX file starts with two zero bytes");
+    bad_file("IDX file", path,
+             "wrong magic " + hex(magic, 8) + ": an IDX file starts with two zero bytes");
   const idx_type* type = find_idx_type(head[2]);
   if (type == nullptr)
-    bad_idx(path, "unsupported element type " + hex(head[2], 2) + " in magic " + hex(magic, 8) +
-                      " (supported: 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64)");
+    bad_file("IDX file", path,
+             "unsupported element type " + hex(head[2], 2) + " in magic " + hex(magic, 8) +
+                 " (supported: 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64)");
   const unsigned ndims = head[3];
   if (ndims < 1 || ndims > max_idx_dims)
-    bad_idx(path, "magic " + hex(magic, 8) + " declares " + std::to_string(ndims) +
-                      " dimensions (supported: 1 to " + std::to_string(max_idx_dims) + ")");
+    bad_file("IDX file", path,
+             "magic " + hex(magic, 8) + " declares " + std::to_string(ndims) +
+                 " dimensions (supported: 1 to " + std::to_string(max_idx_dims) + ")");
 
   unsigned char dims_raw[4 * max_idx_dims];
   n = in.read(dims_raw, 4 * ndims);
   if (n < 4 * ndims)
-    bad_idx(path, "truncated: the header declares " + std::to_string(ndims) +
-                      " dimensions but ends after " + std::to_string(n / 4));
+    bad_file("IDX file", path,
+             "truncated: the header declares " + std::to_string(ndims) +
+                 " dimensions but ends after " + std::to_string(n / 4));
   shape_t shape;
   std::uint64_t total = 1;
   for (unsigned i = 0; i < ndims; ++i) {
     std::uint32_t d = load_be32(dims_raw + 4 * i);
     shape.push_back(static_cast<std::int64_t>(d));
     if (__builtin_mul_overflow(total, std::uint64_t{d}, &total))
-      bad_idx(path, "dimensions " + to_string(shape) + "... overflow the element count");
+      bad_file("IDX file", path,
+               "dimensions " + to_string(shape) + "... overflow the element count");
   }
   const std::uint64_t elements = total;
   if (__builtin_mul_overflow(elements, std::uint64_t{type->size}, &total) || total > max_bytes)
-    bad_idx(path, "dimensions " + to_string(shape) + " of " + type->name + " describe " +
-                      std::to_string(elements) + " x " + std::to_string(type->size) +
-                      " bytes, more than the limit of " + std::to_string(max_bytes));
+    bad_file("IDX file", path,
+             "dimensions " + to_string(shape) + " of " + type->name + " describe " +
+                 std::to_string(elements) + " x " + std::to_string(type->size) +
+                 " bytes, more than the limit of " + std::to_string(max_bytes));
 
   const std::uint64_t header_bytes = 4 + 4ull * ndims;
   if (!gzip) {
     // A raw file's size is known: check it before allocating anything.
     const std::uint64_t expected = header_bytes + total;
     if (file.size() < expected)
-      bad_idx(path, "truncated: dimensions " + to_string(shape) + " need " +
-                        std::to_string(expected) + " bytes, the file has " +
-                        std::to_string(file.size()));
+      bad_file("IDX file", path,
+               "truncated: dimensions " + to_string(shape) + " need " + std::to_string(expected) +
+                   " bytes, the file has " + std::to_string(file.size()));
     if (file.size() > expected)
-      bad_idx(path, std::to_string(file.size() - expected) +
-                        " bytes follow the data the header describes (trailing garbage)");
+      bad_file("IDX file", path,
+               std::to_string(file.size() - expected) +
+                   " bytes follow the data the header describes (trailing garbage)");
   } else if (total / gzip_max_ratio > file.size()) {
     // Deflate expands at most ~1032:1: this header asks for more than the file can hold.
-    bad_idx(path, "truncated: dimensions " + to_string(shape) + " need " + std::to_string(total) +
-                      " data bytes, more than a gzip file of " + std::to_string(file.size()) +
-                      " bytes can hold");
+    bad_file("IDX file", path,
+             "truncated: dimensions " + to_string(shape) + " need " + std::to_string(total) +
+                 " data bytes, more than a gzip file of " + std::to_string(file.size()) +
+                 " bytes can hold");
   }
 
   auto t = tensor::empty(type->type, shape);
   if (total > 0)
     read_elements(in, *type, t, [&](std::uint64_t got) {
-      bad_idx(path, "truncated: dimensions " + to_string(shape) + " need " + std::to_string(total) +
-                        " data bytes, " +
-                        (gzip ? "the decompressed stream has " : "the file has ") +
-                        std::to_string(got));
+      bad_file("IDX file", path,
+               "truncated: dimensions " + to_string(shape) + " need " + std::to_string(total) +
+                   " data bytes, " + (gzip ? "the decompressed stream has " : "the file has ") +
+                   std::to_string(got));
     });
   in.expect_end();
   return t;

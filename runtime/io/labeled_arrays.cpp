@@ -11,6 +11,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/io/csv_table.hpp"
+#include "runtime/io/file_util.hpp"
 #include "runtime/io/idx.hpp"
 #include "runtime/io/npz.hpp"
 #include "runtime/io/safetensors.hpp"
@@ -37,13 +38,6 @@ const char* format_name(file_format f) {
   return "?";
 }
 
-[[noreturn]] void bad_data(const fs::path& p, const std::string& what) {
-  std::string m{"data '"}; // appended: GCC 12 -Wrestrict false positive on "x" + string&&
-  m += p.string();
-  m += "': ";
-  throw input_error(m + what);
-}
-
 /// One file's (or one IDX directory's) arrays before checks, and what to call
 /// them in messages.
 struct raw_arrays {
@@ -67,15 +61,16 @@ file_format sniff(const fs::path& p) {
   unsigned char b[16] = {};
   std::ifstream in(p, std::ios::binary);
   if (!in)
-    bad_data(p, "cannot open");
+    bad_file("data", p, "cannot open");
   in.read(reinterpret_cast<char*>(b), sizeof b);
   const auto n = static_cast<std::size_t>(in.gcount());
   if (n >= 4 && b[0] == 'P' && b[1] == 'K' &&
       ((b[2] == 3 && b[3] == 4) || (b[2] == 5 && b[3] == 6)))
     return file_format::npz;
   if (n >= 6 && std::memcmp(b, "\x93NUMPY", 6) == 0)
-    bad_data(p, "a .npy file holds one array, and training needs inputs and targets: save both in "
-                "an .npz (np.savez(FILE, x=inputs, y=targets))");
+    bad_file("data", p,
+             "a .npy file holds one array, and training needs inputs and targets: save both in "
+             "an .npz (np.savez(FILE, x=inputs, y=targets))");
   if (n >= 9 && b[8] == '{' && b[6] == 0 && b[7] == 0)
     return file_format::safetensors; // a little-endian u64 header length, then JSON
   std::string ext = p.extension().string();
@@ -84,9 +79,10 @@ file_format sniff(const fs::path& p) {
   if (ext == ".csv")
     return file_format::csv;
   if (is_idx_magic(b, n))
-    bad_data(p, "an IDX file holds one array: give the directory holding the images and labels IDX "
-                "files");
-  bad_data(p,
+    bad_file("data", p,
+             "an IDX file holds one array: give the directory holding the images and labels IDX "
+             "files");
+  bad_file("data", p,
            "wrong magic: not an .npz (zip), .safetensors, IDX directory or .csv file (a CSV file "
            "needs the .csv suffix)");
 }
@@ -111,8 +107,9 @@ raw_arrays read_safetensors_pair(const fs::path& p, const array_names& names) {
     std::string present;
     for (const auto& [n, t] : f.tensors)
       present += (present.empty() ? "'" : ", '") + n + "'";
-    bad_data(p, "no array '" + name + "' (the file holds " +
-                    (present.empty() ? std::string{"no tensors"} : present) + ")");
+    bad_file("data", p,
+             "no array '" + name + "' (the file holds " +
+                 (present.empty() ? std::string{"no tensors"} : present) + ")");
   };
   return {get(names.x),
           get(names.y),
@@ -128,7 +125,7 @@ raw_arrays read_csv_pair(const fs::path& p, const array_names& names) {
   const std::int64_t rows = t.values.dim(0);
   const auto cols = static_cast<std::int64_t>(t.columns.size());
   if (cols < 2)
-    bad_data(p, "the only column is the target '" + names.y + "': no feature columns");
+    bad_file("data", p, "the only column is the target '" + names.y + "': no feature columns");
   const float* v = t.values.data<float>();
   auto x = tensor::empty(dtype::f32, {rows, cols - 1});
   float* xo = x.mutable_data<float>();
@@ -192,7 +189,7 @@ fs::path pick_split(const fs::path& dir, const std::vector<fs::path>& files, boo
   if (match.size() == 2 && match[1].string() == match[0].string() + ".gz")
     match.pop_back();
   if (match.size() != 1)
-    bad_data(dir,
+    bad_file("data", dir,
              std::to_string(match.size()) + " IDX " + kind + " files for the " +
                  (train ? "training split (named train*)" : "test split (named t10k* or test*)") +
                  ", expected one");
@@ -219,7 +216,8 @@ raw_arrays read_one(const fs::path& p, const array_names& names, bool train, fil
     format = file_format::idx_pair;
     if (auto r = read_idx_pair(p, train))
       return *std::move(r);
-    bad_data(p, "a directory inside a directory of shards must hold an IDX images/labels pair");
+    bad_file("data", p,
+             "a directory inside a directory of shards must hold an IDX images/labels pair");
   }
   format = sniff(p);
   switch (format) {
@@ -232,7 +230,7 @@ raw_arrays read_one(const fs::path& p, const array_names& names, bool train, fil
   case file_format::idx_pair:
     break;
   }
-  bad_data(p, "unreachable format");
+  bad_file("data", p, "unreachable format");
 }
 
 /// x or y after the dtype conversions of the header comment, with every float checked finite.
@@ -250,8 +248,9 @@ tensor to_stored_dtype(const fs::path& p, const std::string& what, const tensor&
           t.type() == dtype::u8 ? t.data<std::uint8_t>()[i] : t.data<std::int64_t>()[i];
       if (v < std::numeric_limits<std::int32_t>::min() ||
           v > std::numeric_limits<std::int32_t>::max())
-        bad_data(p, what + ": element " + std::to_string(i) + " = " + std::to_string(v) +
-                        " does not fit in i32");
+        bad_file("data", p,
+                 what + ": element " + std::to_string(i) + " = " + std::to_string(v) +
+                     " does not fit in i32");
       o[i] = static_cast<std::int32_t>(v);
     }
   }
@@ -261,9 +260,10 @@ tensor to_stored_dtype(const fs::path& p, const std::string& what, const tensor&
     if (it != v.end()) {
       const auto i = it - v.begin();
       const auto row_len = out.numel() / std::max<std::int64_t>(out.dim(0), 1);
-      bad_data(p, what + ": element " + std::to_string(i) + " (row " + std::to_string(i / row_len) +
-                      ") is " + (std::isnan(*it) ? "NaN" : "infinite") +
-                      (t.type() == dtype::f64 && !std::isnan(*it) ? " in f32" : ""));
+      bad_file("data", p,
+               what + ": element " + std::to_string(i) + " (row " + std::to_string(i / row_len) +
+                   ") is " + (std::isnan(*it) ? "NaN" : "infinite") +
+                   (t.type() == dtype::f64 && !std::isnan(*it) ? " in f32" : ""));
     }
   }
   return out;
@@ -272,14 +272,14 @@ tensor to_stored_dtype(const fs::path& p, const std::string& what, const tensor&
 /// Checks and converts one source's arrays into the header comment's dtypes and shapes.
 labeled_arrays finish(const fs::path& p, raw_arrays r) {
   if (r.x.rank() == 0 || r.y.rank() == 0)
-    bad_data(p,
+    bad_file("data", p,
              (r.x.rank() == 0 ? r.x_name : r.y_name) + " is a scalar, expected one row per sample");
   if (r.x.dim(0) != r.y.dim(0))
-    bad_data(p, r.x_name + " has " + std::to_string(r.x.dim(0)) + " rows but " + r.y_name +
-                    " has " + std::to_string(r.y.dim(0)) +
-                    ": x and y need one row per sample each");
+    bad_file("data", p,
+             r.x_name + " has " + std::to_string(r.x.dim(0)) + " rows but " + r.y_name + " has " +
+                 std::to_string(r.y.dim(0)) + ": x and y need one row per sample each");
   if (r.x.dim(0) == 0)
-    bad_data(p, "empty: " + r.x_name + " and " + r.y_name + " have no rows");
+    bad_file("data", p, "empty: " + r.x_name + " and " + r.y_name + " have no rows");
   const bool labels = r.y.type() != dtype::f32 && r.y.type() != dtype::f64;
   tensor x = to_stored_dtype(p, r.x_name, r.x, false);
   tensor y = to_stored_dtype(p, r.y_name, r.y, labels);
@@ -288,8 +288,9 @@ labeled_arrays finish(const fs::path& p, raw_arrays r) {
   if (labels && y.rank() == 2 && y.dim(1) == 1)
     y = y.reshape({y.dim(0)});
   if (labels ? y.rank() != 1 : y.rank() > 2)
-    bad_data(p, r.y_name + " has shape " + to_string(y.shape()) + ", expected " +
-                    (labels ? "[N] (integer labels)" : "[N] or [N, K] (real-valued targets)"));
+    bad_file("data", p,
+             r.y_name + " has shape " + to_string(y.shape()) + ", expected " +
+                 (labels ? "[N] (integer labels)" : "[N] or [N, K] (real-valued targets)"));
   return {x, y, r.summary};
 }
 
@@ -322,7 +323,7 @@ std::vector<fs::path> shard_paths(const fs::path& dir) {
       out.push_back(e.path());
   std::sort(out.begin(), out.end());
   if (out.empty())
-    bad_data(dir, "empty directory: no shards and no IDX images/labels pair");
+    bad_file("data", dir, "empty directory: no shards and no IDX images/labels pair");
   return out;
 }
 
@@ -352,11 +353,13 @@ labeled_arrays read_shards(const fs::path& dir, const array_names& names, bool t
       first = f;
       columns = r.columns;
     } else if (f != first) {
-      bad_data(paths[i], std::string{"shard is "} + format_name(f) + " but the first shard '" +
-                             paths[0].filename().string() + "' is " + format_name(first));
+      bad_file("data", paths[i],
+               std::string{"shard is "} + format_name(f) + " but the first shard '" +
+                   paths[0].filename().string() + "' is " + format_name(first));
     } else if (r.columns != columns) {
-      bad_data(paths[i], "shard's CSV header differs from the first shard's '" +
-                             paths[0].filename().string() + "'");
+      bad_file("data", paths[i],
+               "shard's CSV header differs from the first shard's '" +
+                   paths[0].filename().string() + "'");
     }
     shards.push_back(finish(paths[i], std::move(r)));
   }
@@ -368,7 +371,7 @@ labeled_arrays read_shards(const fs::path& dir, const array_names& names, bool t
     for (auto [a, b, what] :
          {std::tuple{&s.x, &shards[0].x, "x"}, std::tuple{&s.y, &shards[0].y, "y"}})
       if (a->type() != b->type() || sample_shape(*a) != sample_shape(*b))
-        bad_data(paths[i],
+        bad_file("data", paths[i],
                  std::string{"shard's "} + what + " rows are " + std::string{to_string(a->type())} +
                      " " + to_string(sample_shape(*a)) + " but the first shard's '" +
                      paths[0].filename().string() + "' are " + std::string{to_string(b->type())} +
@@ -387,14 +390,14 @@ labeled_arrays read_labeled_arrays(const std::filesystem::path& path, const arra
                                    bool train_split) {
   std::error_code ec;
   if (!fs::exists(path, ec))
-    bad_data(path, "no such file or directory");
+    bad_file("data", path, "no such file or directory");
   if (fs::is_directory(path, ec)) {
     if (auto r = read_idx_pair(path, train_split))
       return finish(path, *std::move(r));
     return read_shards(path, names, train_split);
   }
   if (!fs::is_regular_file(path, ec))
-    bad_data(path, "not a regular file or a directory");
+    bad_file("data", path, "not a regular file or a directory");
   file_format f{};
   return finish(path, read_one(path, names, train_split, f));
 }

@@ -9,6 +9,7 @@
 #include <zip.h>
 
 #include "runtime/error.hpp"
+#include "runtime/io/file_util.hpp"
 #include "runtime/io/npy.hpp"
 
 namespace troupe::runtime {
@@ -18,13 +19,6 @@ namespace {
 /// Deflate's largest expansion is about 1032:1; a member declaring more than this
 /// is corrupt or hostile, and is refused before its tensor is allocated.
 constexpr std::uint64_t max_deflate_ratio = 1032;
-
-[[noreturn]] void bad_npz(const std::filesystem::path& p, const std::string& what) {
-  std::string m{".npz '"}; // appended: GCC 12 -Wrestrict false positive on "x" + string&&
-  m += p.string();
-  m += "': ";
-  throw input_error(m + what);
-}
 
 std::string zip_message(int code) {
   zip_error_t e;
@@ -46,15 +40,16 @@ struct member_closer {
 archive open_archive(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
-    bad_npz(path, std::filesystem::exists(path, ec) ? "not a regular file" : "no such file");
+    bad_file(".npz", path,
+             std::filesystem::exists(path, ec) ? "not a regular file" : "no such file");
   char magic[4] = {};
   std::ifstream(path, std::ios::binary).read(magic, 4);
   if (std::memcmp(magic, "PK\x03\x04", 4) != 0 && std::memcmp(magic, "PK\x05\x06", 4) != 0)
-    bad_npz(path, "wrong magic: an .npz is a zip archive, starting with \"PK\\x03\\x04\"");
+    bad_file(".npz", path, "wrong magic: an .npz is a zip archive, starting with \"PK\\x03\\x04\"");
   int err = 0;
   zip_t* z = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
   if (z == nullptr)
-    bad_npz(path, "corrupt or truncated zip archive: " + zip_message(err));
+    bad_file(".npz", path, "corrupt or truncated zip archive: " + zip_message(err));
   return archive{z};
 }
 
@@ -79,33 +74,37 @@ tensor read_member(zip_t* z, const std::filesystem::path& path, const std::strin
   zip_stat_t st;
   zip_stat_init(&st);
   if (zip_stat_index(z, index, 0, &st) != 0)
-    bad_npz(path, "array '" + name + "': " + zip_strerror(z));
+    bad_file(".npz", path, "array '" + name + "': " + zip_strerror(z));
   if ((st.valid & ZIP_STAT_SIZE) == 0 || (st.valid & ZIP_STAT_COMP_SIZE) == 0)
-    bad_npz(path, "array '" + name + "': the archive does not record its size");
+    bad_file(".npz", path, "array '" + name + "': the archive does not record its size");
   const bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
   if (st.comp_size > archive_size)
-    bad_npz(path, "array '" + name + "': declares " + std::to_string(st.comp_size) +
-                      " compressed bytes, more than the archive's " + std::to_string(archive_size) +
-                      " (truncated or corrupt archive)");
+    bad_file(".npz", path,
+             "array '" + name + "': declares " + std::to_string(st.comp_size) +
+                 " compressed bytes, more than the archive's " + std::to_string(archive_size) +
+                 " (truncated or corrupt archive)");
   if (stored ? st.size != st.comp_size : st.size / max_deflate_ratio > st.comp_size + 1)
-    bad_npz(path, "array '" + name + "': declares " + std::to_string(st.size) + " bytes from " +
-                      std::to_string(st.comp_size) +
-                      " compressed bytes, more than the compression can produce (corrupt archive)");
+    bad_file(".npz", path,
+             "array '" + name + "': declares " + std::to_string(st.size) + " bytes from " +
+                 std::to_string(st.comp_size) +
+                 " compressed bytes, more than the compression can produce (corrupt archive)");
   std::unique_ptr<zip_file_t, member_closer> f{zip_fopen_index(z, index, 0)};
   if (!f)
-    bad_npz(path, "array '" + name + "': cannot open the member: " + zip_strerror(z));
+    bad_file(".npz", path, "array '" + name + "': cannot open the member: " + zip_strerror(z));
   auto read = [&](void* dst, std::size_t n) -> std::size_t {
     const zip_int64_t r = zip_fread(f.get(), dst, n);
     if (r < 0)
-      bad_npz(path, "array '" + name + "': corrupt member data: " + zip_file_strerror(f.get()));
+      bad_file(".npz", path,
+               "array '" + name + "': corrupt member data: " + zip_file_strerror(f.get()));
     return static_cast<std::size_t>(r);
   };
   tensor t = read_npy_stream(read, st.size, source);
   // Read past the end so libzip checks the CRC and that the data ends where it said.
   char extra;
   if (read(&extra, 1) != 0)
-    bad_npz(path, "array '" + name + "': the member holds more than its declared " +
-                      std::to_string(st.size) + " bytes");
+    bad_file(".npz", path,
+             "array '" + name + "': the member holds more than its declared " +
+                 std::to_string(st.size) + " bytes");
   return t;
 }
 
@@ -143,8 +142,9 @@ npz_file read_npz(const std::filesystem::path& path, std::span<const std::string
       std::string present;
       for (const auto& m : members)
         present += (present.empty() ? "'" : ", '") + m.first + "'";
-      bad_npz(path, "no array '" + want + "' (the archive holds " +
-                        (present.empty() ? std::string{"no .npy arrays"} : present) + ")");
+      bad_file(".npz", path,
+               "no array '" + want + "' (the archive holds " +
+                   (present.empty() ? std::string{"no .npy arrays"} : present) + ")");
     }
     out.arrays.emplace_back(want, read_member(z.get(), path, want, it->second, size));
   }
@@ -161,7 +161,7 @@ void write_npz(const std::filesystem::path& path,
   int err = 0;
   archive z{zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err)};
   if (!z)
-    bad_npz(path, "cannot create: " + zip_message(err));
+    bad_file(".npz", path, "cannot create: " + zip_message(err));
   for (std::size_t i = 0; i < arrays.size(); ++i) {
     const std::string member = arrays[i].first + ".npy";
     zip_source_t* src = zip_source_buffer(z.get(), images[i].data(), images[i].size(), 0);
@@ -170,14 +170,15 @@ void write_npz(const std::filesystem::path& path,
     if (index < 0) {
       if (src)
         zip_source_free(src);
-      bad_npz(path, "cannot add '" + member + "': " + zip_strerror(z.get()));
+      bad_file(".npz", path, "cannot add '" + member + "': " + zip_strerror(z.get()));
     }
     if (zip_set_file_compression(z.get(), static_cast<zip_uint64_t>(index),
                                  compress ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0) != 0)
-      bad_npz(path, "cannot set the compression of '" + member + "': " + zip_strerror(z.get()));
+      bad_file(".npz", path,
+               "cannot set the compression of '" + member + "': " + zip_strerror(z.get()));
   }
   if (zip_close(z.get()) != 0)
-    bad_npz(path, std::string{"cannot write: "} + zip_strerror(z.get()));
+    bad_file(".npz", path, std::string{"cannot write: "} + zip_strerror(z.get()));
   z.release(); // closed: zip_close freed it
 }
 
