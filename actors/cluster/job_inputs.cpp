@@ -4,11 +4,13 @@
 #include <string>
 #include <utility>
 
+#include "actors/cluster/checkpoint_target.hpp"
 #include "actors/cluster/job_data.hpp"
 #include "actors/training/trainer.hpp"
 #include "models/train/sequence_loss.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
+#include "runtime/io/output_path.hpp"
 #include "runtime/io/text_dataset.hpp"
 
 namespace troupe::actors {
@@ -80,6 +82,13 @@ job_inputs prepare_job(job_request request, const std::vector<device_slot>& avai
   } else {
     job.topology = make_plan(job.opts, available);
   }
+  job.interrupt = std::move(request.interrupt);
+  // What the run writes, checked before any data is loaded (and never created here).
+  if (!job.opts.checkpoint_dir.empty())
+    runtime::check_output_directory("--checkpoint", job.opts.checkpoint_dir);
+  if (!job.opts.trace_file.empty())
+    check_trace_file(job.opts.trace_file);
+  check_checkpoint_target(job.opts, job.topology);
   if (models::is_sequence_model(job.topology.model)) {
     if (job.opts.loss != loss_kind::automatic && job.opts.loss != loss_kind::sequence)
       throw runtime::input_error("--loss " + std::string{to_string(job.opts.loss)} + ": model " +
@@ -106,10 +115,6 @@ job_inputs prepare_job(job_request request, const std::vector<device_slot>& avai
     job.resume = runtime::read_checkpoint(job.opts.resume_dir);
     check_resume_compatible(*job.resume, job.opts, job.topology, job.train_set.size());
   }
-  if (!job.opts.checkpoint_dir.empty())
-    runtime::ensure_writable_directory(job.opts.checkpoint_dir);
-  if (!job.opts.trace_file.empty())
-    check_trace_file(job.opts.trace_file);
   return job;
 }
 

@@ -25,6 +25,8 @@ struct job_inputs {
   input_transform transform; ///< the loaders' input normalisation (job_data.hpp)
   bool real_targets = false; ///< an mse loss: targets as f32 [n, K]
   std::optional<runtime::checkpoint> resume;
+  /// The in-process caller's stop request (job_request::interrupt).
+  std::shared_ptr<const std::atomic<bool>> interrupt;
 };
 
 /// Plans the request's options on `available` (or places its saved plan

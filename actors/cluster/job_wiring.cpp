@@ -158,6 +158,7 @@ void start_trainer(supervisor_actor* self, const job_actors& spawned, dataset tr
     lc.transform = st.job.inputs->transform;
     lc.real_targets = st.job.inputs->real_targets;
     tc.input_normalization = st.job.inputs->transform.description;
+    tc.interrupt = st.job.inputs->interrupt;
   }
   // One loader per replica, each preparing only its replica's samples.
   for (int r = 0; r < topology.replicas; ++r) {

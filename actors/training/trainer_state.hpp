@@ -136,6 +136,9 @@ struct run_totals {
   std::optional<nlohmann::json> ps_stats;   ///< the ps shards' counters, once gathered
   runtime::trace_recorder trace;            ///< the trainer's own track (--trace)
   bool trace_written = false;
+  bool interrupted = false; ///< stopped early by trainer_config::interrupt
+  /// The report's "step_metrics" (step_metrics.hpp): {columns, rows, stride}.
+  nlohmann::json step_metrics = nlohmann::json::object();
 };
 
 /// Recovery's restore points (snapshots.hpp): snapshots to the supervisor's

@@ -14,6 +14,7 @@
 #include "actors/training/report.hpp"
 #include "actors/training/snapshots.hpp"
 #include "actors/training/step_dispatch.hpp"
+#include "actors/training/step_metrics.hpp"
 
 namespace troupe::actors::training {
 
@@ -142,6 +143,12 @@ void start_step(trainer_actor* self) {
     finish(self);
     return;
   }
+  // Async workers have no common step boundary: they ignore an interrupt.
+  if (st.cfg.interrupt && *st.cfg.interrupt && !independent_workers(st)) {
+    st.totals.interrupted = true;
+    finish(self);
+    return;
+  }
   if (at_step_boundary(self))
     return; // paused for a re-plan
   if (independent_workers(st)) {
@@ -182,6 +189,7 @@ void step_completed(trainer_actor* self) {
   }
   const auto samples = st.current.loss.samples;
   const double step_seconds = record_step(st);
+  record_step_metrics(st, step_seconds, samples);
   observe_step(self, step_seconds);
   const bool epoch_end = st.epoch.batch + 1 == st.steps_per_epoch;
   show_step_progress(self, step_seconds, samples, epoch_end);
