@@ -103,8 +103,10 @@ check(rows and list(rows[0].keys()) == ["step", "epoch", "loss", "lr", "step_sec
       "CSV header: %s" % (list(rows[0].keys()) if rows else None))
 check([r["step"] for r in rows] == ["1", "2", "3", "4", "5"] and
       [r["epoch"] for r in rows] == ["1", "1", "2", "2", "3"], "one row per step, with its epoch")
-check(all(float(r["lr"]) == 0.01 and float(r["loss"]) > 0 and float(r["samples_per_second"]) > 0
-          and 0 < float(r["busy_stage0"]) <= 1.5 for r in rows), "lr, loss, rate and busy values")
+check(len(rows) == 5 and all(float(r["lr"]) == 0.01 and float(r["loss"]) > 0 and
+                             float(r["samples_per_second"]) > 0 and
+                             0 < float(r.get("busy_stage0") or "nan") <= 1.5 for r in rows),
+      "lr, loss, rate and busy values")
 
 # 3. SIGINT after the first progress line; then --resume from the checkpoint.
 def interrupted_run(extra):
