@@ -50,6 +50,14 @@ job_result run_training(caf::actor_system& sys, const train_options& opts) {
   return run_job(sys, job_request_from_options(opts));
 }
 
+job_result run_training(caf::actor_system& sys, const train_options& opts,
+                        std::shared_ptr<const std::atomic<bool>> interrupt) {
+  opts.validate();
+  auto request = job_request_from_options(opts);
+  request.interrupt = std::move(interrupt);
+  return run_job(sys, std::move(request));
+}
+
 job_result run_training(caf::actor_system& sys, const train_options& opts, const plan& p) {
   // Checked here, so a bad plan fails with its own message (naming the field
   // as a saved plan's would) before a supervisor starts. The plan's JSON
@@ -59,7 +67,7 @@ job_result run_training(caf::actor_system& sys, const train_options& opts, const
   o.model = p.model.name;
   o.plan = nullptr;
   adopt_plan_degrees(o, p);
-  return run_job(sys, job_request{std::move(o), p, std::nullopt, std::nullopt});
+  return run_job(sys, job_request{std::move(o), p, std::nullopt, std::nullopt, nullptr});
 }
 
 job_result run_training(caf::actor_system& sys, const train_options& opts, dataset train,

@@ -4,6 +4,8 @@
 
 #include <caf/actor_system.hpp>
 
+#include <atomic>
+#include <memory>
 #include <optional>
 
 #include "actors/pipeline/dataset.hpp"
@@ -27,6 +29,12 @@ struct job_result {
 /// for bad options or input files, std::runtime_error (with the failing
 /// actor's name) when the job fails.
 job_result run_training(caf::actor_system& sys, const train_options& opts);
+
+/// The same, stopping at the next step boundary once `*interrupt` is set
+/// (Ctrl-C on `troupe train`): the job ends there as if it were done (its
+/// final checkpoint, trace and report, whose "interrupted" is true).
+job_result run_training(caf::actor_system& sys, const train_options& opts,
+                        std::shared_ptr<const std::atomic<bool>> interrupt);
 
 /// Runs the topology `p` (from make_plan, edited or built by hand) instead of
 /// planning one: the supervisor gets `p` itself (no JSON) and opts.model the plan's model,

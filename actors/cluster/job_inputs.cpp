@@ -4,11 +4,13 @@
 #include <string>
 #include <utility>
 
+#include "actors/cluster/checkpoint_target.hpp"
 #include "actors/cluster/job_data.hpp"
 #include "actors/training/trainer.hpp"
 #include "models/train/sequence_loss.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
+#include "runtime/io/output_path.hpp"
 
 namespace troupe::actors {
 
@@ -55,14 +57,17 @@ job_inputs prepare_job(job_request request, const std::vector<device_slot>& avai
   } else {
     job.topology = make_plan(job.opts, available);
   }
+  job.interrupt = std::move(request.interrupt);
+  // What the run writes, checked before any data is loaded (and never created here).
+  if (!job.opts.checkpoint_dir.empty())
+    runtime::check_output_directory("--checkpoint", job.opts.checkpoint_dir);
+  if (!job.opts.trace_file.empty())
+    check_trace_file(job.opts.trace_file);
+  check_checkpoint_target(job.opts, job.topology);
   if (job.opts.evaluate_only)
     job.resume = read_evaluated_checkpoint(job.opts, job.topology);
   else if (!job.opts.resume_dir.empty())
     job.resume = runtime::read_checkpoint(job.opts.resume_dir);
-  if (!job.opts.checkpoint_dir.empty())
-    runtime::ensure_writable_directory(job.opts.checkpoint_dir);
-  if (!job.opts.trace_file.empty())
-    check_trace_file(job.opts.trace_file);
   // run_training's own data sets are in this process: its loaders are too.
   job.data_from =
       data_on_nodes && !request.train_data ? data_source::nodes : data_source::supervisor;

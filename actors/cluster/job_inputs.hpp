@@ -34,6 +34,8 @@ struct job_inputs {
 
   std::int64_t train_samples() const { return data_summary.value("train_samples", 0); }
   std::int64_t test_samples() const { return data_summary.value("test_samples", 0); }
+  /// The in-process caller's stop request (job_request::interrupt).
+  std::shared_ptr<const std::atomic<bool>> interrupt;
 };
 
 /// Plans the request's options on `available` (or places its saved plan

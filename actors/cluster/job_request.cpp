@@ -7,7 +7,7 @@
 namespace troupe::actors {
 
 job_request job_request_from_options(train_options opts) {
-  job_request r{std::move(opts), std::nullopt, std::nullopt, std::nullopt};
+  job_request r{std::move(opts), std::nullopt, std::nullopt, std::nullopt, nullptr};
   if (!r.opts.plan.is_null()) {
     r.saved_plan = plan_from_json(r.opts.plan);
     r.opts.plan = nullptr; // from here on the typed plan is the one

@@ -3,6 +3,8 @@
 // A job as submitted to the supervisor: change it when a job gains an input
 // that is not a training option.
 
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -25,6 +27,9 @@ struct job_request {
   /// run_training's data sets, in place of the files opts names (in-process only).
   std::optional<dataset> train_data;
   std::optional<dataset> test_data;
+  /// In-process only: set (by a signal handler) to stop the job at the next
+  /// step boundary, with its final checkpoint and report (an interrupted run).
+  std::shared_ptr<const std::atomic<bool>> interrupt;
 };
 
 /// The request for `opts`, whose saved plan, if any, is still JSON

@@ -178,6 +178,7 @@ void start_trainer(supervisor_actor* self, const job_actors& spawned, const job_
   if (opts.evaluate)
     tc.test_batch = test_loader_config(topology, in.test_samples()).batch;
   tc.input_normalization = in.data_summary.value("normalization", nlohmann::json{});
+  tc.interrupt = in.interrupt;
   tc.opts = opts;
   tc.topology = topology;
   tc.stages = spawned.shards;

@@ -258,6 +258,7 @@ const std::vector<option_field>& option_fields() {
       field<&train_options::threads>("threads"),
       field<&train_options::checkpoint_dir>("checkpoint_dir"),
       field<&train_options::resume_dir>("resume_dir"),
+      field<&train_options::overwrite>("overwrite"),
       field<&train_options::progress>("progress"),
       field<&train_options::trace_file>("trace_file"),
       field<&train_options::fault>("fault"),

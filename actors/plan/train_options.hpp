@@ -107,6 +107,9 @@ struct train_options {
   /// Write a Chrome trace-event timeline of the run here when it ends
   /// (runtime/telemetry/trace.hpp); empty: no tracing. On the supervisor's host.
   std::string trace_file;
+  /// Replace a checkpoint already in checkpoint_dir (actors/cluster/checkpoint_target.hpp);
+  /// without it a run onto another checkpoint than resume_dir's is refused.
+  bool overwrite = false;
   /// Benchmarks: the first this many steps of the run are left out of the
   /// report's timed_* figures (warm-up: page faults, thread pools, caches).
   std::int64_t timing_warmup = 0;

@@ -129,6 +129,10 @@ nlohmann::json make_report(const trainer_state& st) {
       {"epochs", o.epochs},
       {"steps", st.step},
       {"steps_this_run", st.step - st.run_start_step},
+      // Stopped early by Ctrl-C (trainer_config::interrupt); steps_per_epoch
+      // says how far into its epochs a run (or a resumed checkpoint) is.
+      {"interrupted", st.totals.interrupted},
+      {"steps_per_epoch", st.steps_per_epoch},
       {"batch", o.batch},
       {"final_loss", final_loss},
       {"test_accuracy", known(ev.test_accuracy)},

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -43,6 +44,10 @@ struct trainer_config {
   /// How inputs reach the first stage when it lives in another process; null
   /// in a single-process job.
   std::shared_ptr<runtime::transport::courier> courier;
+  /// Set by the in-process caller (Ctrl-C on `troupe train`): the trainer
+  /// stops at the next step boundary as if the run ended there (its final
+  /// checkpoint and report, "interrupted": true). Null: never.
+  std::shared_ptr<const std::atomic<bool>> interrupt;
 };
 
 using job_done_atom = caf::atom_constant<caf::atom("jobdone")>;

@@ -138,6 +138,7 @@ struct run_totals {
   runtime::trace_recorder trace;            ///< the trainer's own track (--trace)
   step_series series;                       ///< per-step figures (the report's "step_series")
   bool trace_written = false;
+  bool interrupted = false; ///< stopped early by trainer_config::interrupt
 };
 
 /// Recovery's restore points (snapshots.hpp): snapshots to the supervisor's

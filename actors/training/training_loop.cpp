@@ -166,6 +166,12 @@ void start_step(trainer_actor* self) {
     finish(self);
     return;
   }
+  // Async workers have no common step boundary: they ignore an interrupt.
+  if (st.cfg.interrupt && *st.cfg.interrupt && !independent_workers(st)) {
+    st.totals.interrupted = true;
+    finish(self);
+    return;
+  }
   if (at_step_boundary(self))
     return; // paused for a re-plan
   if (independent_workers(st)) {

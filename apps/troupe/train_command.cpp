@@ -14,7 +14,10 @@
 #include "apps/troupe/cluster_net.hpp"
 #include "apps/troupe/commands.hpp"
 #include "apps/troupe/job_watch.hpp"
+#include "apps/troupe/local_train.hpp"
+#include "apps/troupe/metrics_csv.hpp"
 #include "apps/troupe/shutdown_signal.hpp"
+#include "apps/troupe/train_checks.hpp"
 #include "apps/troupe/train_flags.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/file_util.hpp"
@@ -158,16 +161,27 @@ command_action add_train_command(CLI::App& app) {
                 "with --supervisor: print the job's events (waiting, plan, progress, epoch, "
                 "restart, rebalance, summary) as one JSON object per line on stdout");
   add_security_flags(cmd, remote->security);
-  return [flags, report, remote] {
+  auto metrics_csv = std::make_shared<std::string>();
+  cmd->add_option("--metrics-csv", *metrics_csv,
+                  "write the per-step metrics to FILE as CSV: step, steps, epoch, loss, "
+                  "train_accuracy, lr, samples_per_second, busy_stage0... (each stage's compute "
+                  "over the step's time); the report's \"step_series\" (docs/report.md)");
+  cmd->add_flag("--overwrite", flags->opts.overwrite,
+                "with --checkpoint DIR: replace a checkpoint already there (without it such a "
+                "run is refused, unless it resumes that checkpoint)");
+  return [flags, report, remote, metrics_csv, cmd] {
     finish_training_flags(*flags);
     auto watch = make_watch(*remote, flags->opts);
     const auto& o = flags->opts;
+    const bool local = remote->supervisor.empty();
+    check_plan_flags(*cmd, *flags);
+    check_mode_flags(*cmd, *flags);
+    check_train_outputs(*flags, *report, *metrics_csv, local);
     actors::job_result result;
-    if (remote->supervisor.empty()) {
+    if (local) {
+      warn_oversubscription(*flags, std::thread::hardware_concurrency());
       // The supervisor logs the plan (a measured partition is only known there).
-      actors::system_config cfg;
-      caf::actor_system sys{cfg};
-      result = actors::run_training(sys, o);
+      result = run_local(o);
     } else {
       result = run_remote(o, *remote, watch);
     }
@@ -177,6 +191,10 @@ command_action add_train_command(CLI::App& app) {
       runtime::write_file_atomically(
           *report, {reinterpret_cast<const std::byte*>(text.data()), text.size()});
     }
+    if (!metrics_csv->empty())
+      write_metrics_csv(*metrics_csv, r);
+    if (auto status = report_early_end(o, r))
+      return *status;
     if (watch.mode() == watch_mode::json) {
       watch.show_summary(r);
       return exit_ok;

@@ -36,7 +36,10 @@ expect 0 "train" -- bench --help
 
 # Flags.
 expect 2 "resnet" -- train --model resnet "${quick[@]}"
-expect 2 "reads a text file.*data/mnist' is a directory" -- train --model transformer "${quick[@]}"
+expect 2 "reads a text file.*data/mnist' is a directory" -- train --model transformer \
+  --data data/mnist "${quick[@]}"
+expect 2 "--model transformer is a character language model: pass --data FILE" -- \
+  train --model transformer "${quick[@]}"
 expect 2 "--batch" -- train --batch 0 "${quick[@]}"
 expect 2 "--epochs" -- train --epochs -1 "${quick[@]}"
 expect 2 "--lr" -- train --lr abc "${quick[@]}"

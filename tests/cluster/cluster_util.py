@@ -165,7 +165,7 @@ def compare_with_local(ck, args, tolerance, model="mlp", data="mnist", name="ck-
     parameters with the checkpoint `ck` of a cluster run."""
     ck_local = os.path.join(WORK, name)
     r = run(["train", "--model", model, "--no-eval", "--no-progress", "--data",
-             os.path.join(DATA, data), "--checkpoint", ck_local, *args])
+             os.path.join(DATA, data), "--checkpoint", ck_local, "--overwrite", *args])
     check(r.returncode == 0,
           "the single-process run succeeded" + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
     a = read_safetensors(os.path.join(ck, "model.safetensors"))
