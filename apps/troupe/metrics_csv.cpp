@@ -35,18 +35,19 @@ void write_metrics_csv(const std::string& file, const nlohmann::json& report) {
   text += accuracy ? ",train_accuracy" : "";
   text += ",lr,samples_per_second";
   for (std::size_t k = 0; k < busy.size(); ++k)
-    text += ",busy_stage" + std::to_string(k);
+    text += fmt::format(",busy_stage{}", k);
   text += '\n';
   const auto points = s.value("step", nlohmann::json::array());
   for (std::size_t i = 0; i < points.size(); ++i) {
     const auto step = points[i].get<std::int64_t>();
-    text += std::to_string(step) + "," + field(s.value("every", nlohmann::json(1))) + "," +
-            std::to_string((step - 1) / per_epoch + 1) + "," + field(at(s, "loss", i));
+    // fmt, not "," + string: GCC 12 reports a false -Wrestrict for that.
+    text += fmt::format("{},{},{},{}", step, field(s.value("every", nlohmann::json(1))),
+                        (step - 1) / per_epoch + 1, field(at(s, "loss", i)));
     if (accuracy)
-      text += "," + field(at(s, "train_accuracy", i));
-    text += "," + field(at(s, "lr", i)) + "," + field(at(s, "samples_per_second", i));
+      text += fmt::format(",{}", field(at(s, "train_accuracy", i)));
+    text += fmt::format(",{},{}", field(at(s, "lr", i)), field(at(s, "samples_per_second", i)));
     for (const auto& stage : busy)
-      text += "," + field(i < stage.size() ? stage[i] : nlohmann::json{});
+      text += fmt::format(",{}", field(i < stage.size() ? stage[i] : nlohmann::json{}));
     text += '\n';
   }
   runtime::write_file_atomically(file, runtime::string_bytes(text));
