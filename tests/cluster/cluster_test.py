@@ -218,7 +218,8 @@ def case_crash_report():
     local.send_signal(signal.SIGINT)
     check(all_exit([local], 10), "a local run ends on SIGINT")
     out = open(local.log_path).read()
-    check("interrupted by SIGINT" in out, "and says so: " + out.strip()[-200:])
+    check(re.search(r"interrupted at step \d+: no checkpoint", out) is not None and
+          local.returncode == 130, "and says so, exit 130: " + out.strip()[-200:])
 
 
 def case_dp():
