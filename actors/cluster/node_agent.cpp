@@ -71,20 +71,24 @@ caf::result<caf::actor> spawn_actor(agent_actor* self, std::uint64_t job, const 
   }
 }
 
+/// The reader of read_data: answers one request, then ends. A function with
+/// the data as its argument, not a capturing lambda: CAF 0.17 binds a null
+/// reference for the empty argument tuple of the latter (UBSan reports it).
+caf::behavior data_reader(caf::event_based_actor* r, std::shared_ptr<node_data> data) {
+  return {[r, data](read_data_atom, const std::string& text) -> caf::result<std::string> {
+    r->quit();
+    try {
+      return data->get(nlohmann::json::parse(text))->summary.dump();
+    } catch (const std::exception& e) {
+      return caf::make_error(caf::sec::invalid_argument, e.what());
+    }
+  }};
+}
+
 /// Reads the job's data on a thread of its own (a large file must not hold
 /// up the agent's heartbeats) and answers its summary.
 caf::result<std::string> read_data(agent_actor* self, const std::string& spec) {
-  auto reader = self->spawn<caf::detached>(
-      [data = self->state.data](caf::event_based_actor* r) -> caf::behavior {
-        return {[r, data](read_data_atom, const std::string& text) -> caf::result<std::string> {
-          r->quit();
-          try {
-            return data->get(nlohmann::json::parse(text))->summary.dump();
-          } catch (const std::exception& e) {
-            return caf::make_error(caf::sec::invalid_argument, e.what());
-          }
-        }};
-      });
+  auto reader = self->spawn<caf::detached>(data_reader, self->state.data);
   auto rp = self->make_response_promise<std::string>();
   self->request(reader, caf::infinite, read_data_atom::value, spec)
       .then([rp](std::string& summary) mutable { rp.deliver(std::move(summary)); },

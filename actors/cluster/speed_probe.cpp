@@ -60,6 +60,25 @@ nlohmann::json run_probe(const nlohmann::json& req, caf::actor_system& sys,
 
 } // namespace
 
+namespace {
+
+/// Runs one probe on its own thread, then ends. A function with arguments,
+/// not a capturing lambda: CAF 0.17 binds a null reference for the empty
+/// argument tuple of the latter (UBSan reports it).
+caf::behavior prober(caf::event_based_actor* self,
+                     std::shared_ptr<runtime::transport::courier> courier, caf::actor sink) {
+  return {[self, courier, sink](probe_atom, const std::string& r) -> caf::result<std::string> {
+    self->quit();
+    try {
+      return run_probe(nlohmann::json::parse(r), self->system(), courier, sink).dump();
+    } catch (const std::exception& e) {
+      return caf::make_error(caf::sec::invalid_argument, std::string{"speed probe: "} + e.what());
+    }
+  }};
+}
+
+} // namespace
+
 caf::result<std::string> answer_probe(caf::event_based_actor* agent, const std::string& request,
                                       const caf::actor& sink,
                                       std::shared_ptr<runtime::transport::courier> courier,
@@ -74,17 +93,7 @@ caf::result<std::string> answer_probe(caf::event_based_actor* agent, const std::
     hung.push_back(agent->make_response_promise<std::string>());
     return hung.back();
   }
-  auto probe = agent->spawn<caf::detached>([courier,
-                                            sink](caf::event_based_actor* self) -> caf::behavior {
-    return {[self, courier, sink](probe_atom, const std::string& r) -> caf::result<std::string> {
-      self->quit();
-      try {
-        return run_probe(nlohmann::json::parse(r), self->system(), courier, sink).dump();
-      } catch (const std::exception& e) {
-        return caf::make_error(caf::sec::invalid_argument, std::string{"speed probe: "} + e.what());
-      }
-    }};
-  });
+  auto probe = agent->spawn<caf::detached>(prober, std::move(courier), sink);
   auto rp = agent->make_response_promise<std::string>();
   agent->request(probe, caf::infinite, probe_atom::value, request)
       .then([rp](std::string& answer) mutable { rp.deliver(std::move(answer)); },
