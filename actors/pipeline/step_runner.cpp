@@ -11,6 +11,7 @@
 #include <caf/send.hpp>
 
 #include "actors/pipeline/device_actor.hpp"
+#include "actors/pipeline/update_work.hpp"
 #include "models/train/loss.hpp"
 #include "models/train/mse_loss.hpp"
 #include "models/train/sequence_loss.hpp"
@@ -280,12 +281,17 @@ task_done run_forward(compute_state& c, step_run& r, const action& a, action_inp
 
 /// The step's last backward (or weight action) through a chunk completes its
 /// gradients layer by layer: with data parallelism each finished bucket
-/// starts its all-reduce at once.
+/// starts its all-reduce at once; where folds_optimizer(), each finished
+/// layer gets its optimizer update.
 std::function<void(std::size_t)> completing(compute_state& c, step_run& r, const action& a,
                                             bool final) {
-  if (!final || !c.cfg.all_reduces())
+  if (!final)
     return {};
   const auto chunk = static_cast<std::size_t>(a.chunk);
+  if (r.step.training && c.opt && folds_optimizer(c.cfg))
+    return [&c, chunk, lr = r.step.lr](std::size_t layer) { update_layer(c, chunk, layer, lr); };
+  if (!c.cfg.all_reduces())
+    return {};
   return [&c, &r, chunk](std::size_t layer) {
     c.buckets.launch(r.shard, r.step.step, chunk, layer, c.trace);
   };

@@ -7,6 +7,19 @@
 
 namespace troupe::actors {
 
+bool folds_optimizer(const shard_config& cfg) {
+  return !cfg.all_reduces() && !cfg.uses_ps() && !(cfg.clip_norm > 0) &&
+         !splits_backward(cfg.schedule);
+}
+
+void update_layer(compute_state& c, std::size_t chunk, std::size_t layer, float lr) {
+  std::vector<models::parameter*> ps;
+  for (auto& p : c.chunks.at(chunk).at(layer).parameters())
+    ps.push_back(&p);
+  if (!ps.empty())
+    c.opt->update(ps, lr);
+}
+
 device_work flush_buckets_work(std::shared_ptr<compute_state> c, caf::actor shard,
                                std::int64_t step) {
   return [c = std::move(c), shard = std::move(shard), step]() {
@@ -32,7 +45,10 @@ device_work optimizer_work(std::shared_ptr<compute_state> c, std::vector<runtime
     auto params = c->parameters();
     if (total)
       models::clip_by_global_norm(params, *total, clip_norm);
-    c->opt->step(params, lr);
+    if (folds_optimizer(c->cfg))
+      c->opt->count_step(); // update_layer made the update during the backward
+    else
+      c->opt->step(params, lr);
     for (auto& chunk : c->chunks)
       chunk.zero_grad();
     std::fill(c->buckets.launched.begin(), c->buckets.launched.end(), false);

@@ -40,6 +40,14 @@ void dense::init(std::uint64_t seed) {
 }
 
 tensor dense::forward(const tensor& x, const forward_context& ctx) {
+  return forward_impl(x, ctx, false);
+}
+
+tensor dense::forward_relu(const tensor& x, const forward_context& ctx) {
+  return forward_impl(x, ctx, true);
+}
+
+tensor dense::forward_impl(const tensor& x, const forward_context& ctx, bool then_relu) {
   check_input(x, runtime::dtype::f32, 2, who_);
   if (x.shape().back() != in_)
     fail(who_,
@@ -51,7 +59,10 @@ tensor dense::forward(const tensor& x, const forward_context& ctx) {
   float* yp = y.mutable_data<float>();
   kc::gemm(kc::trans::no, kc::trans::yes, rows, out_, in_, 1.0f, x.data<float>(), in_,
            params_[0].value.data<float>(), in_, 0.0f, yp, out_);
-  kc::add_bias_rows(yp, params_[1].value.data<float>(), rows, out_);
+  if (then_relu)
+    kc::add_bias_relu_rows(yp, params_[1].value.data<float>(), rows, out_);
+  else
+    kc::add_bias_rows(yp, params_[1].value.data<float>(), rows, out_);
   if (ctx.training)
     saved_.put(ctx.mb, x);
   return y;

@@ -24,6 +24,11 @@ public:
   nlohmann::json spec() const override;
   shape_t output_shape(const shape_t& input) const override;
   tensor forward(const tensor& x, const forward_context& ctx) override;
+  /// forward, then a ReLU applied in the same pass over the GEMM's output as
+  /// the bias (the same float operations per element as forward and then
+  /// relu's, so bitwise the same): sequential calls it for a dense layer that
+  /// a relu follows, saving a pass over memory and an allocation.
+  tensor forward_relu(const tensor& x, const forward_context& ctx);
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
   /// dx now; the weight and bias gradients (a GEMM and a row sum) in
   /// backward_weight, from the input and dy kept until then.
@@ -52,6 +57,7 @@ private:
   /// Between backward_input and backward_weight: the input and dy.
   saved_map<std::pair<tensor, tensor>> for_weight_;
 
+  tensor forward_impl(const tensor& x, const forward_context& ctx, bool then_relu);
   /// Adds the weight and bias gradients of one micro-batch (x, dy).
   void add_weight_grads(const tensor& x, const tensor& dy);
   /// dL/dx of one micro-batch.

@@ -16,6 +16,12 @@ tensor relu::forward(const tensor& x, const forward_context& ctx) {
   return y;
 }
 
+void relu::keep_output(const tensor& y, const forward_context& ctx) {
+  check_input(y, runtime::dtype::f32, 1, who_);
+  if (ctx.training)
+    saved_.put(ctx.mb, y);
+}
+
 tensor relu::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) {
   tensor y = saved_.take(mb, who_);
   check_grad(dy, y.shape(), who_);

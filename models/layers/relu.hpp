@@ -18,6 +18,9 @@ public:
   nlohmann::json spec() const override { return {{"type", "relu"}}; }
   shape_t output_shape(const shape_t& input) const override { return input; }
   tensor forward(const tensor& x, const forward_context& ctx) override;
+  /// What forward would have saved, for a forward fused into the previous
+  /// layer (dense::forward_relu) that produced this layer's output `y`.
+  void keep_output(const tensor& y, const forward_context& ctx);
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
   std::size_t saved_bytes() const override;
   double forward_flops(const shape_t& input) const override;

@@ -2,6 +2,9 @@
 
 #include <stdexcept>
 
+#include "models/layers/dense.hpp"
+#include "models/layers/relu.hpp"
+
 namespace troupe::models {
 
 sequential::sequential(std::vector<std::unique_ptr<layer>> layers) : layers_(std::move(layers)) {
@@ -15,11 +18,19 @@ sequential::sequential(const model_spec& spec, std::size_t begin, std::size_t en
     : layers_(instantiate(spec, begin, end, seed)) {}
 
 tensor sequential::forward(const tensor& x, const forward_context& ctx) {
-  if (layers_.empty())
-    return x;
-  tensor h = layers_.front()->forward(x, ctx);
-  for (std::size_t i = 1; i < layers_.size(); ++i)
+  tensor h = x;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    // dense then relu: one pass over the GEMM's output (bitwise the same).
+    auto* d = dynamic_cast<dense*>(layers_[i].get());
+    auto* r = i + 1 < layers_.size() ? dynamic_cast<relu*>(layers_[i + 1].get()) : nullptr;
+    if (d && r) {
+      h = d->forward_relu(h, ctx);
+      r->keep_output(h, ctx);
+      ++i;
+      continue;
+    }
     h = layers_[i]->forward(h, ctx);
+  }
   return h;
 }
 

@@ -39,6 +39,17 @@ public:
 
   /// One update of every parameter with learning rate `lr`; counts a step.
   virtual void step(std::span<parameter* const> params, float lr) = 0;
+  /// The update step() makes to `params`, without counting the step: a
+  /// step's update done in parts (each layer's once its gradients are final,
+  /// while they are still in cache) and then counted once with count_step().
+  /// Every part sees the same step count (Adam's bias correction).
+  void update(std::span<parameter* const> params, float lr) {
+    const auto counted = steps_;
+    step(params, lr);
+    steps_ = counted;
+  }
+  /// Counts a step whose update was made in parts (update()).
+  void count_step() noexcept { ++steps_; }
 
   /// State tensors sorted by name: "<param>.momentum_buffer" (SGD with
   /// momentum), "<param>.exp_avg" and "<param>.exp_avg_sq" (Adam). They share

@@ -1,4 +1,5 @@
 // Optimizers: state export/import continues bitwise like an uninterrupted run,
+// an update made in parts equals one step,
 // state validation, copy-on-write safety, config parsing.
 
 #define BOOST_TEST_DYN_LINK
@@ -91,6 +92,32 @@ BOOST_AUTO_TEST_CASE(state_round_trip_continues_bitwise) {
         BOOST_TEST(a[i].first == b[i].first);
         BOOST_TEST(runtime::bitwise_equal(a[i].second, b[i].second), a[i].first);
       }
+    }
+  }
+}
+
+// A step's update made in parts (each layer's once its gradients are final,
+// the optimizer folded into the backward) and counted once: bitwise step().
+BOOST_AUTO_TEST_CASE(update_in_parts_equals_step) {
+  for (const auto& cfg : configs) {
+    BOOST_TEST_CONTEXT(cfg.dump()) {
+      auto ref_params = make_params();
+      auto ref = make_optimizer(cfg);
+      run_steps(*ref, ref_params, 0, 4);
+
+      auto params = make_params();
+      auto parts = make_optimizer(cfg);
+      for (int t = 0; t < 4; ++t) {
+        set_grads(params, t);
+        const float lr = lr_at(parts->lr(), t);
+        parts->update(std::vector<parameter*>{&params[2]}, lr); // the backward's order
+        parts->update(std::vector<parameter*>{&params[0], &params[1]}, lr);
+        BOOST_TEST(parts->steps() == t);
+        parts->count_step();
+      }
+      BOOST_TEST(parts->steps() == ref->steps());
+      for (std::size_t i = 0; i < params.size(); ++i)
+        BOOST_TEST(runtime::bitwise_equal(params[i].value, ref_params[i].value), params[i].name);
     }
   }
 }
