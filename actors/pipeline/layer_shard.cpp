@@ -12,6 +12,7 @@
 #include <caf/message_handler.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
+#include <fmt/format.h>
 
 #include "actors/pipeline/device_actor.hpp"
 #include "actors/pipeline/gradient_buckets.hpp"
@@ -632,8 +633,16 @@ caf::message_handler setup_handlers(shard_actor* self) {
       },
       [self](actors::salvage_atom) -> caf::result<runtime::named_tensors, runtime::named_tensors> {
         // Mid-step the parameters are those of the last update until the
-        // optimizer runs (it is the only writer); during it, wait.
+        // optimizer runs (it is the only writer); during it, wait. Where
+        // the update is folded into the backward (folds_optimizer: one
+        // replica, no ps, so recovery never salvages it) a step under way
+        // may have updated some layers and not others: refuse.
         auto& s = self->state;
+        if (s.step && s.step->training && folds_optimizer(s.cfg))
+          return caf::make_error(caf::sec::runtime_error,
+                                 fmt::format("{}: step {} updates the parameters inside its "
+                                             "backward; no consistent mid-step state",
+                                             s.label, s.step->step));
         if (s.busy && s.step && s.end.optimizer_done) {
           s.salvage_waiting.push_back(
               self->make_response_promise<runtime::named_tensors, runtime::named_tensors>());
