@@ -162,7 +162,6 @@ void start_generation(supervisor_actor* self, std::optional<runtime::checkpoint>
     auto& job = self->state.job;
     if (job.wire() != wire)
       return;
-    job.phase = job_phase::starting;
     auto loaders = loader_spawns(job.topology, data_spec(*job.inputs), job.inputs->data_summary);
     orders.insert(orders.end(), loaders.begin(), loaders.end());
     spawn_job(self, orders, job.inputs, std::move(*restore));
@@ -172,13 +171,22 @@ void start_generation(supervisor_actor* self, std::optional<runtime::checkpoint>
 void read_data_on_nodes(supervisor_actor* self, std::function<void()> then) {
   auto& job = self->state.job;
   const auto wire = job.wire();
+  const auto spec = data_spec(*job.inputs);
+  // Every node that will host a loader (replica r's first stage, rank 0)
+  // and has not read the data yet.
+  std::set<std::string> nodes;
+  for (int r = 0; r < job.topology.replicas; ++r) {
+    const auto& node = job.topology.devices[job.topology.slot(r, 0, 0).device].node;
+    auto it = job.data_read_by.find(node);
+    if (it == job.data_read_by.end() || it->second != agent_of(self, node).address())
+      nodes.insert(node);
+  }
+  if (nodes.empty()) {
+    then();
+    return;
+  }
   const auto previous = job.phase;
   job.phase = job_phase::reading;
-  const auto spec = data_spec(*job.inputs);
-  // Every node that will host a loader: replica r's first stage, rank 0.
-  std::set<std::string> nodes;
-  for (int r = 0; r < job.topology.replicas; ++r)
-    nodes.insert(job.topology.devices[job.topology.slot(r, 0, 0).device].node);
   struct pending {
     std::size_t left;
     std::vector<std::pair<std::string, nlohmann::json>> summaries;
@@ -211,11 +219,13 @@ void read_data_on_nodes(supervisor_actor* self, std::function<void()> then) {
       job.opts.loss = job.requested.loss = job.inputs->opts.loss;
       job.opts.evaluate = job.requested.evaluate = job.inputs->opts.evaluate;
     }
-    for (const auto& [node, s] : acc->summaries)
+    for (const auto& [node, s] : acc->summaries) {
+      job.data_read_by[node] = agent_of(self, node).address();
       self->state.log->info("job {}: node {} read {} ({} training, {} test samples{})", job.id,
                             node, s.value("train_name", std::string{}), s.value("train_samples", 0),
                             s.value("test_samples", 0),
                             s.at("paths").empty() ? "" : ", paths " + s.at("paths").dump());
+    }
     job.phase = previous;
     then();
   };

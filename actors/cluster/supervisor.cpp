@@ -343,6 +343,7 @@ on_run(supervisor_actor* self, std::variant<std::string, job_request> submitted,
   job.submitted = std::move(submitted);
   job.last_error.clear();
   job.progress = nlohmann::json::object();
+  job.data_read_by.clear();
   job.phase = job_phase::waiting;
   auto reply = job.reply;
   if (!st.cfg.local_node && ready_nodes(st) < st.cfg.expect_nodes) {

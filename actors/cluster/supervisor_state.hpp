@@ -92,6 +92,10 @@ struct job_state {
   train_options opts;      ///< the current generation's
   plan topology;
   std::shared_ptr<job_inputs> inputs; ///< data sets, read once for every generation
+  /// --data-from nodes: the agents that have read and checked this job's
+  /// data, by node (read_data_on_nodes asks only the others; a node that
+  /// joined again under its name has another agent and reads it again).
+  std::map<std::string, caf::actor_addr> data_read_by;
   caf::actor trainer;                 ///< the current generation's
   std::map<caf::actor_addr, job_actor> actors;
   std::set<std::string> nodes;

@@ -57,6 +57,10 @@ def case_loaders():
     for n in "ab":
         check(f"node {n} read" in log and f"{ELSEWHERE}/mnist" in log,
               f"the supervisor logs that node {n} read the data through its path map")
+        reads = log.count(f"node {n} read --data")
+        check(reads == 1, f"node {n} read the data once for the job's launch and its first "
+                          f"generation ({reads} reads)\n" + "\n".join(
+                              l for l in log.splitlines() if " read " in l))
     before = sent_tensor_bytes(info)
     in_supervisor = job(d, info, "supervisor", os.path.join(DATA, "mnist"),
                         ["--data-from", "supervisor"])
