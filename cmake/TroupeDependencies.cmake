@@ -3,6 +3,8 @@ find_package(Threads REQUIRED)
 find_package(CAF REQUIRED)
 find_package(OpenBLASOpenMP REQUIRED)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
+# oneDNN's matmul is the other GEMM backend (--gemm onednn); cmake/FindDnnl.cmake.
+find_package(Dnnl REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)

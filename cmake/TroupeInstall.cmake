@@ -33,5 +33,6 @@ install(FILES
   ${PROJECT_SOURCE_DIR}/cmake/FindCAF.cmake
   ${PROJECT_SOURCE_DIR}/cmake/FindOpenBLASOpenMP.cmake
   ${PROJECT_SOURCE_DIR}/cmake/FindLibZip.cmake
+  ${PROJECT_SOURCE_DIR}/cmake/FindDnnl.cmake
   ${PROJECT_SOURCE_DIR}/cmake/FindNCCL.cmake
   DESTINATION ${TROUPE_INSTALL_CMAKEDIR})

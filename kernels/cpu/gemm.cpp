@@ -13,6 +13,9 @@
 
 #include <cblas.h>
 
+#include "kernels/cpu/gemm_backend.hpp"
+#include "kernels/cpu/onednn_gemm.hpp"
+
 namespace troupe::kernels::cpu {
 namespace {
 
@@ -49,6 +52,10 @@ void gemm(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_t k, fl
     return;
   if (k == 0 || alpha == 0.f) {
     scale_c(m, n, beta, c, ldc);
+    return;
+  }
+  if (gemm_backend_for_this_thread() == gemm_backend::onednn) {
+    onednn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), to_blasint(m, "m"), to_blasint(n, "n"),

@@ -8,7 +8,8 @@ namespace troupe::kernels::cpu {
 enum class trans : bool { no = false, yes = true };
 
 /// C[m x n] = alpha * op(A) * op(B) + beta * C, all row-major, through CBLAS
-/// (OpenBLAS, OpenMP build). op(A) is m x k, op(B) is k x n. beta == 0 ignores
+/// (OpenBLAS, OpenMP build) or oneDNN, as set for the calling thread
+/// (gemm_backend.hpp). op(A) is m x k, op(B) is k x n. beta == 0 ignores
 /// C's old contents (NaNs included).
 void gemm(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,

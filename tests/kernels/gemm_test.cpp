@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/gemm_backend.hpp"
+#include "kernels/cpu/onednn_gemm.hpp"
 #include "test_util.hpp"
 
 using namespace troupe::kernels::cpu;
@@ -63,30 +65,71 @@ void run_case(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_t k
 
 } // namespace
 
+/// Every contract case runs on both backends (gemm_backend.hpp); the backend
+/// is restored afterwards, since it is the thread's.
+struct on_backend {
+  explicit on_backend(gemm_backend b) { set_gemm_backend_for_this_thread(b); }
+  ~on_backend() { set_gemm_backend_for_this_thread(gemm_backend::openblas); }
+};
+
+const gemm_backend backends[] = {gemm_backend::openblas, gemm_backend::onednn};
+
 BOOST_AUTO_TEST_CASE(gemm_odd_shapes_all_transposes) {
   const std::int64_t sizes[] = {1, 3, 7, 33, 127};
-  for (auto ta : {trans::no, trans::yes})
-    for (auto tb : {trans::no, trans::yes})
-      for (std::int64_t m : sizes)
-        for (std::int64_t n : sizes)
-          for (std::int64_t k : {std::int64_t{1}, std::int64_t{7}, std::int64_t{127}})
-            run_case(ta, tb, m, n, k, 1.f, 0.f, 0);
+  for (auto backend : backends) {
+    on_backend use{backend};
+    for (auto ta : {trans::no, trans::yes})
+      for (auto tb : {trans::no, trans::yes})
+        for (std::int64_t m : sizes)
+          for (std::int64_t n : sizes)
+            for (std::int64_t k : {std::int64_t{1}, std::int64_t{7}, std::int64_t{127}})
+              run_case(ta, tb, m, n, k, 1.f, 0.f, 0);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(gemm_alpha_beta_and_leading_dimensions) {
-  for (auto ta : {trans::no, trans::yes})
-    for (auto tb : {trans::no, trans::yes})
-      for (float beta : {0.f, 1.f, -0.5f})
-        for (int rep = 0; rep < 4; ++rep)
-          run_case(ta, tb, random_int(1, 70), random_int(1, 70), random_int(1, 70),
-                   rep % 2 ? 0.75f : 1.f, beta, random_int(0, 5));
+  for (auto backend : backends) {
+    on_backend use{backend};
+    for (auto ta : {trans::no, trans::yes})
+      for (auto tb : {trans::no, trans::yes})
+        for (float beta : {0.f, 1.f, -0.5f})
+          for (int rep = 0; rep < 4; ++rep)
+            run_case(ta, tb, random_int(1, 70), random_int(1, 70), random_int(1, 70),
+                     rep % 2 ? 0.75f : 1.f, beta, random_int(0, 5));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(gemm_model_shapes) {
-  // MLP forward / backward shapes at a small batch (dense 784 -> 33).
-  run_case(trans::no, trans::yes, 5, 33, 784, 1.f, 0.f, 0); // y = x W^T
-  run_case(trans::yes, trans::no, 33, 784, 5, 1.f, 1.f, 0); // dW += dy^T x
-  run_case(trans::no, trans::no, 5, 784, 33, 1.f, 0.f, 0);  // dx = dy W
+  for (auto backend : backends) {
+    on_backend use{backend};
+    // MLP forward / backward shapes at a small batch (dense 784 -> 33).
+    run_case(trans::no, trans::yes, 5, 33, 784, 1.f, 0.f, 0); // y = x W^T
+    run_case(trans::yes, trans::no, 33, 784, 5, 1.f, 1.f, 0); // dW += dy^T x
+    run_case(trans::no, trans::no, 5, 784, 33, 1.f, 0.f, 0);  // dx = dy W
+  }
+}
+
+BOOST_AUTO_TEST_CASE(gemm_backend_is_per_thread_and_parsed_by_name) {
+  BOOST_TEST((parse_gemm_backend("onednn") == gemm_backend::onednn));
+  BOOST_TEST((parse_gemm_backend("openblas") == gemm_backend::openblas));
+  BOOST_TEST(!parse_gemm_backend("mkl").has_value());
+  BOOST_TEST(to_string(gemm_backend::onednn) == "onednn");
+  on_backend use{gemm_backend::onednn};
+  gemm_backend other = gemm_backend::onednn;
+  std::thread([&] { other = gemm_backend_for_this_thread(); }).join();
+  BOOST_TEST((other == gemm_backend::openblas));
+  BOOST_TEST((gemm_backend_for_this_thread() == gemm_backend::onednn));
+  // Deterministic: the same product twice (the second from the cache) is
+  // bitwise the same.
+  std::vector<float> a(64 * 784, 0.f), b(784 * 100, 0.f), c1(64 * 100), c2(64 * 100);
+  for (std::size_t i = 0; i < a.size(); ++i)
+    a[i] = static_cast<float>(i % 17) * 0.013f - 0.1f;
+  for (std::size_t i = 0; i < b.size(); ++i)
+    b[i] = static_cast<float>(i % 11) * 0.021f - 0.1f;
+  gemm(trans::no, trans::no, 64, 100, 784, 1.f, a.data(), 784, b.data(), 100, 0.f, c1.data(), 100);
+  gemm(trans::no, trans::no, 64, 100, 784, 1.f, a.data(), 784, b.data(), 100, 0.f, c2.data(), 100);
+  BOOST_TEST(c1 == c2);
+  BOOST_TEST(onednn_description().find("onednn=") == 0);
 }
 
 BOOST_AUTO_TEST_CASE(gemm_degenerate_k_zero_and_alpha_zero) {
