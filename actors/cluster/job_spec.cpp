@@ -123,7 +123,7 @@ std::vector<spawn_order> job_spawns(const plan& topology, const train_options& o
   for (std::size_t i = 0; i < topology.devices.size(); ++i) {
     const auto& d = topology.devices[i];
     r.push_back({spawn_role::device, i, d.node, "device",
-                 to_json(device_config{d.name, d.where, d.threads}),
+                 to_json(device_config{d.name, d.where, d.threads, opts.gemm}),
                  "device " + d.node + "/" + d.name, std::nullopt});
   }
   const auto fault = parse_fault(opts.fault);

@@ -5,15 +5,19 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/spawn_options.hpp>
 
+#include "actors/protocol/messages.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/gemm_backend.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
-#include "actors/protocol/messages.hpp"
 
 namespace troupe::actors {
 
 nlohmann::json to_json(const device_config& c) {
-  return {{"name", c.name}, {"device", runtime::to_string(c.where)}, {"threads", c.threads}};
+  return {{"name", c.name},
+          {"device", runtime::to_string(c.where)},
+          {"threads", c.threads},
+          {"gemm", kernels::cpu::to_string(c.gemm)}};
 }
 
 device_config device_config_from_json(const nlohmann::json& j) {
@@ -29,6 +33,11 @@ device_config device_config_from_json(const nlohmann::json& j) {
     if (c.threads < 1 || c.threads > 1024)
       throw runtime::input_error("device config: threads " + std::to_string(c.threads) +
                                  " outside 1..1024");
+    const auto gemm = j.value("gemm", std::string{"openblas"});
+    if (auto b = kernels::cpu::parse_gemm_backend(gemm))
+      c.gemm = *b;
+    else
+      throw runtime::input_error("device config: gemm '" + gemm + "' is not openblas or onednn");
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw runtime::input_error(std::string{"device config: "} + e.what());
@@ -40,15 +49,16 @@ namespace {
 caf::behavior device_actor(caf::event_based_actor* self, device_config cfg) {
   // The init body runs on the detached actor's own thread: pin BLAS here.
   kernels::cpu::set_blas_threads_for_this_thread(cfg.threads);
+  kernels::cpu::set_gemm_backend_for_this_thread(cfg.gemm);
   auto gflops = std::make_shared<std::optional<double>>();
   runtime::logger("device")->debug("{} up with {} BLAS thread(s)", cfg.name, cfg.threads);
   return {
-    [](device_task& task) { task.run(); },
-    [gflops](actors::measure_atom) -> double {
-      if (!*gflops)
-        *gflops = kernels::cpu::measure_gemm_gflops(256, 1024, 1024, 3);
-      return **gflops;
-    },
+      [](device_task& task) { task.run(); },
+      [gflops](actors::measure_atom) -> double {
+        if (!*gflops)
+          *gflops = kernels::cpu::measure_gemm_gflops(256, 1024, 1024, 3);
+        return **gflops;
+      },
   };
   (void)self;
 }

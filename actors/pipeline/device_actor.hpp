@@ -8,6 +8,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu/gemm_backend.hpp"
 #include "runtime/device.hpp"
 
 namespace troupe::actors {
@@ -20,6 +21,8 @@ struct device_config {
   std::string name = "cpu:0";
   runtime::device where = runtime::device::cpu();
   int threads = 1;
+  /// The library its GEMMs run on (set for its thread, as the BLAS threads are).
+  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::openblas;
 };
 
 nlohmann::json to_json(const device_config& c);

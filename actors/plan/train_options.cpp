@@ -256,6 +256,15 @@ const std::vector<option_field>& option_fields() {
       field<&train_options::max_steps>("max_steps"),
       field<&train_options::evaluate>("evaluate"),
       field<&train_options::threads>("threads"),
+      {"gemm",
+       [](const train_options& o) { return nlohmann::json(kernels::cpu::to_string(o.gemm)); },
+       [](train_options& o, const nlohmann::json& v) {
+         const auto name = v.get<std::string>();
+         auto b = kernels::cpu::parse_gemm_backend(name);
+         if (!b)
+           throw runtime::input_error("gemm: '" + name + "' is not openblas or onednn");
+         o.gemm = *b;
+       }},
       field<&train_options::checkpoint_dir>("checkpoint_dir"),
       field<&train_options::resume_dir>("resume_dir"),
       field<&train_options::overwrite>("overwrite"),

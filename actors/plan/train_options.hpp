@@ -10,6 +10,7 @@
 #include "actors/plan/data_options.hpp"
 #include "actors/plan/ps_mode.hpp"
 #include "actors/plan/schedule.hpp"
+#include "kernels/cpu/gemm_backend.hpp"
 
 namespace troupe::actors {
 
@@ -100,7 +101,9 @@ struct train_options {
   /// Evaluate after each epoch: test accuracy, or a language model's held-out
   /// loss and bits per character.
   bool evaluate = true;
-  int threads = 0;            ///< compute threads in all (0: one per core)
+  int threads = 0; ///< compute threads in all (0: one per core)
+  /// --gemm: the library every device's GEMMs run on (kernels/cpu/gemm_backend.hpp).
+  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::openblas;
   std::string checkpoint_dir; ///< write a checkpoint here at each epoch end and at the end
   std::string resume_dir;     ///< continue from this checkpoint
   bool progress = true;       ///< progress bar on stderr

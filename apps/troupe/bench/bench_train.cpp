@@ -350,7 +350,7 @@ int bench_train(bench_flags f) {
 
   actors::system_config cfg;
   caf::actor_system sys{cfg};
-  const double gflops = device_gemm_gflops(sys, f.threads);
+  const double gflops = device_gemm_gflops(sys, f.threads, f.gemm);
 
   std::printf("troupe bench train: model %s, batch %lld, %s lr %g, %d thread(s), %lld timed steps "
               "after %lld warm-up, %d repeat(s), interleaved\n",
@@ -367,7 +367,7 @@ int bench_train(bench_flags f) {
   const auto traced = run_traced(sys, f, tmp.path() / "trace.json");
   const auto limit = measure_gemm_limit(sys, f);
   print_where_and_limit(traced, limit, step_split{x.ours}.step_ms.median);
-  auto our_blas = troupe_blas(f.threads);
+  auto our_blas = troupe_blas(f.threads, f.gemm);
   print_machine(f, gflops, our_blas, x.peer_last);
   if (!f.json.empty())
     write_json_file(f.json,
@@ -386,6 +386,11 @@ void add_train_flags(CLI::App* train, bench_flags& f) {
                    "compute threads on each side (with --dp: per replica and per DDP process)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  train
+      ->add_option_function<std::string>(
+          "--gemm", [&f](const std::string& s) { f.gemm = *kernels::cpu::parse_gemm_backend(s); },
+          "troupe's GEMM library: openblas (default) | onednn")
+      ->check(CLI::IsMember({"openblas", "onednn"}));
   train->add_option("--optimizer", f.optimizer, "sgd | adam")
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();

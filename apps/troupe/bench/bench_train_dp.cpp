@@ -16,13 +16,13 @@
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/protocol/system_config.hpp"
 #include "apps/troupe/bench/bench_train_job.hpp"
 #include "apps/troupe/bench/bench_util.hpp"
 #include "apps/troupe/child_process.hpp"
 #include "apps/troupe/commands.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
-#include "actors/protocol/system_config.hpp"
 
 namespace troupe::apps::train_bench {
 
@@ -382,7 +382,7 @@ int bench_train_dp(bench_flags f) {
 
   actors::system_config cfg;
   caf::actor_system sys{cfg};
-  const double gflops = device_gemm_gflops(sys, t);
+  const double gflops = device_gemm_gflops(sys, t, f.gemm);
   const auto load_before = load_average();
   print_header(f, cfgs, ddp_note, script.has_value());
   dp_run_context x{sys, f, script, init, tmp.path(), {}};
@@ -394,7 +394,7 @@ int bench_train_dp(bench_flags f) {
   const auto& ddp_last = x.ddp_last;
   std::printf("GEMM on a device actor (%s, 256x1024x1024): %.1f GFLOP/s\n", threads_text(t).c_str(),
               gflops);
-  auto our_blas = troupe_blas(t);
+  auto our_blas = troupe_blas(t, f.gemm);
   std::printf("BLAS troupe: %s\n", our_blas.c_str());
   if (ddp_last.is_object())
     std::printf("BLAS DDP:    %s  %s (torch %s)\n", ddp_last.value("blas", "?").c_str(),

@@ -16,6 +16,7 @@
 #include "actors/protocol/messages.hpp"
 #include "apps/troupe/bench/bench_job.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/onednn_gemm.hpp"
 #include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
 #include "runtime/io/safetensors.hpp"
@@ -36,8 +37,8 @@ void write_initial_params(const std::string& model, std::uint64_t seed,
   runtime::write_safetensors(file, params, {{"source", "troupe bench train"}});
 }
 
-double device_gemm_gflops(caf::actor_system& sys, int threads) {
-  auto dev = actors::spawn_device(sys, {"cpu:bench", runtime::device::cpu(), threads});
+double device_gemm_gflops(caf::actor_system& sys, int threads, kernels::cpu::gemm_backend gemm) {
+  auto dev = actors::spawn_device(sys, {"cpu:bench", runtime::device::cpu(), threads, gemm});
   caf::scoped_actor self{sys};
   double gflops = 0;
   self->request(dev, caf::infinite, actors::measure_atom::value)
@@ -56,6 +57,7 @@ troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int 
   o.data_dir = f.data_dir;
   o.batch = f.batch;
   o.optimizer = f.optimizer;
+  o.gemm = f.gemm;
   o.lr = f.lr;
   o.seed = f.seed;
   o.threads = threads;
@@ -104,7 +106,8 @@ gemm_limit measure_gemm_limit(caf::actor_system& sys, const bench_flags& f) {
   if (g.gemms.calls.empty())
     return g;
   // On a device actor's thread, as the step's GEMMs run.
-  auto dev = actors::spawn_device(sys, {"cpu:gemm-limit", runtime::device::cpu(), f.threads});
+  auto dev =
+      actors::spawn_device(sys, {"cpu:gemm-limit", runtime::device::cpu(), f.threads, f.gemm});
   std::promise<std::vector<double>> seconds;
   auto done = seconds.get_future();
   caf::anon_send(dev, actors::device_task{[&seconds, &g] {
@@ -126,10 +129,13 @@ nlohmann::json run_json(const bench_flags& f) {
           {"warmup", f.warmup}, {"repeats", f.repeats}};
 }
 
-std::string troupe_blas(int threads) {
+std::string troupe_blas(int threads, kernels::cpu::gemm_backend gemm) {
   // Described with this thread's BLAS thread count set as a device actor sets its own.
   kernels::cpu::set_blas_threads_for_this_thread(threads);
-  return kernels::cpu::blas_description();
+  auto d = kernels::cpu::blas_description();
+  if (gemm == kernels::cpu::gemm_backend::onednn)
+    d = "gemm=" + kernels::cpu::onednn_description() + " (OpenBLAS for the rest: " + d + ")";
+  return d;
 }
 
 } // namespace troupe::apps::train_bench

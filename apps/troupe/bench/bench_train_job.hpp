@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/plan/time_breakdown.hpp"
+#include "kernels/cpu/gemm_backend.hpp"
 #include "models/step_gemms.hpp"
 
 namespace troupe::apps::train_bench {
@@ -33,6 +34,8 @@ struct bench_flags {
   std::string python = "/usr/bin/python3";
   double peer_timeout = 300; ///< seconds one DDP run may take before it is killed
   std::string optimizer = "sgd";
+  /// --gemm: troupe's GEMM library (the peers use theirs: libtorch OpenBLAS).
+  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::openblas;
   float lr = 0.f; ///< 0: the optimizer's usual default (sgd 0.01, adam 1e-3)
   std::int64_t steps = 200;
   std::int64_t warmup = 20;
@@ -52,7 +55,7 @@ void write_initial_params(const std::string& model, std::uint64_t seed,
                           const std::filesystem::path& file);
 
 /// sgemm GFLOP/s as a device actor with `threads` BLAS threads measures it.
-double device_gemm_gflops(caf::actor_system& sys, int threads);
+double device_gemm_gflops(caf::actor_system& sys, int threads, kernels::cpu::gemm_backend gemm);
 
 /// One troupe repeat's figures.
 struct troupe_run {
@@ -92,7 +95,7 @@ gemm_limit measure_gemm_limit(caf::actor_system& sys, const bench_flags& f);
 nlohmann::json run_json(const bench_flags& f);
 
 /// troupe's BLAS as a device actor with `threads` threads describes it.
-std::string troupe_blas(int threads);
+std::string troupe_blas(int threads, kernels::cpu::gemm_backend gemm);
 
 /// troupe --dp N against one replica and PyTorch DDP (bench_train_dp.cpp).
 int bench_train_dp(bench_flags f);
