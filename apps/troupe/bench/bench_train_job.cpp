@@ -97,6 +97,28 @@ traced_run run_traced(caf::actor_system& sys, const bench_flags& f,
   return t;
 }
 
+traced_dp_run run_traced_dp(caf::actor_system& sys, const bench_flags& f, int dp, int threads,
+                            const std::filesystem::path& trace_file) {
+  traced_dp_run t;
+  t.run = run_troupe(sys, f, dp, threads, trace_file.string());
+  std::ifstream in(trace_file);
+  if (!in)
+    throw std::runtime_error("no trace at " + trace_file.string());
+  std::vector<std::vector<actors::time_breakdown>> steps(static_cast<std::size_t>(dp));
+  for (const auto& s : actors::step_timelines(nlohmann::json::parse(in))) {
+    if (s.step < f.warmup || s.stages.size() != steps.size())
+      continue;
+    for (std::size_t k = 0; k < steps.size(); ++k)
+      steps[k].push_back(actors::stage_breakdown(s, k));
+  }
+  for (const auto& r : steps) {
+    if (r.empty())
+      throw std::runtime_error("the traced dp run's trace holds no timed step");
+    t.replicas.push_back(actors::mean_breakdown(r));
+  }
+  return t;
+}
+
 gemm_limit measure_gemm_limit(caf::actor_system& sys, const bench_flags& f) {
   gemm_limit g;
   g.gemms = models::training_gemms(models::zoo_model(f.model), f.batch);
