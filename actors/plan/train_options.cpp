@@ -256,6 +256,7 @@ const std::vector<option_field>& option_fields() {
       field<&train_options::max_steps>("max_steps"),
       field<&train_options::evaluate>("evaluate"),
       field<&train_options::threads>("threads"),
+      field<&train_options::pin_cores>("pin_cores"),
       field<&train_options::checkpoint_dir>("checkpoint_dir"),
       field<&train_options::resume_dir>("resume_dir"),
       field<&train_options::overwrite>("overwrite"),

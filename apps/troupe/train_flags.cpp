@@ -179,6 +179,9 @@ void add_run_flags(CLI::App* cmd, training_flags& f) {
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   cmd->add_option("--threads", o.threads, "compute threads in all (default: one per core)")
       ->check(CLI::Range(1, 1024));
+  cmd->add_flag("--pin-cores", o.pin_cores,
+                "pin each CPU device to cores of its own (a node's devices get consecutive "
+                "cores; not for several nodes on one machine)");
   cmd->add_option("--checkpoint", o.checkpoint_dir,
                   "write a checkpoint into DIR at each epoch end and at the end");
   cmd->add_option("--resume", o.resume_dir, "continue from the checkpoint in DIR");

@@ -436,6 +436,10 @@ void add_train_flags(CLI::App* train, bench_flags& f) {
                    "with --dp: seconds one DDP run may take before it is killed")
       ->check(CLI::Range(1.0, 86400.0))
       ->capture_default_str();
+  train
+      ->add_flag("--pin-cores,!--no-pin-cores", f.pin_cores,
+                 "troupe: pin each device (replica) to cores of its own (train --pin-cores)")
+      ->capture_default_str();
   // --dp's independent processes re-run this command with these (hidden).
   train->add_option("--solo-json", f.solo_json)->group("");
   train->add_option("--solo-core", f.solo_core)->group("");

@@ -59,6 +59,8 @@ troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int 
   o.lr = f.lr;
   o.seed = f.seed;
   o.threads = threads;
+  // Every replica on a core of its own, as the independent processes are.
+  o.pin_cores = f.pin_cores;
   o.stages = 1;
   o.dp = dp;
   o.bucket_bytes = static_cast<std::int64_t>(f.bucket_mb * 1024.0 * 1024.0);

@@ -43,7 +43,9 @@ struct bench_flags {
   std::string json;
   std::string peer;
   std::string solo_json; ///< hidden: run one replica alone, figures into this file
-  int solo_core = -1;    ///< hidden, with solo_json: the core to pin to (-1: none)
+  int solo_core = -1;
+  bool pin_cores = true; ///< troupe's devices on cores of their own (--no-pin-cores: not)    ///<
+                         ///< hidden, with solo_json: the core to pin to (-1: none)
 };
 
 /// The optimizer's usual learning rate (sgd 0.01, adam 1e-3): --lr's default.
