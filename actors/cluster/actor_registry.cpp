@@ -17,7 +17,7 @@ namespace troupe::actors {
 namespace {
 
 caf::actor make_device(const nlohmann::json& j, const node_context& node) {
-  return spawn_device(node.sys, device_config_from_json(j));
+  return spawn_device(node.sys, device_config_from_json(j), device_cores_from_json(j));
 }
 
 caf::actor make_layer_shard(const nlohmann::json& j, const node_context& node) {

@@ -1,6 +1,7 @@
 #include "actors/cluster/job_spec.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include "actors/collectives/collective_group.hpp"
 #include "actors/pipeline/device_actor.hpp"
@@ -97,6 +98,22 @@ spawn_order dp_rank_of(const plan& topology, const train_options& opts, const st
           s.id()};
 }
 
+/// Per device: with `pin`, consecutive cores of its node, as many as its
+/// threads (a node's CPU devices in plan order); else none.
+std::vector<std::vector<int>> device_cores(const plan& topology, bool pin) {
+  std::vector<std::vector<int>> cores(topology.devices.size());
+  std::map<std::string, int> next; // per node
+  for (std::size_t i = 0; pin && i < topology.devices.size(); ++i) {
+    const auto& d = topology.devices[i];
+    if (d.where.kind() != runtime::device_kind::cpu)
+      continue;
+    auto& k = next[d.node];
+    for (int t = 0; t < d.threads; ++t)
+      cores[i].push_back(k++);
+  }
+  return cores;
+}
+
 ps_shard_config ps_config_of(const plan& topology, const train_options& opts, const ps_slot& slot,
                              const fault_spec& fault, std::int64_t first_step) {
   ps_shard_config c;
@@ -120,10 +137,13 @@ ps_shard_config ps_config_of(const plan& topology, const train_options& opts, co
 std::vector<spawn_order> job_spawns(const plan& topology, const train_options& opts,
                                     std::int64_t ps_first_step) {
   std::vector<spawn_order> r;
+  auto cores = device_cores(topology, opts.pin_cores);
   for (std::size_t i = 0; i < topology.devices.size(); ++i) {
     const auto& d = topology.devices[i];
-    r.push_back({spawn_role::device, i, d.node, "device",
-                 to_json(device_config{d.name, d.where, d.threads, opts.gemm}),
+    auto config = to_json(device_config{d.name, d.where, d.threads, opts.gemm});
+    if (!cores[i].empty())
+      config["cores"] = cores[i];
+    r.push_back({spawn_role::device, i, d.node, "device", std::move(config),
                  "device " + d.node + "/" + d.name, std::nullopt});
   }
   const auto fault = parse_fault(opts.fault);

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -41,7 +42,13 @@ struct device_task {
 /// Spawns a device actor on its own thread. It answers:
 ///   device_task            -> runs it
 ///   (measure_atom)         -> double: sgemm GFLOP/s on 256x1024x1024, measured once
-caf::actor spawn_device(caf::actor_system& sys, device_config cfg);
+/// The cores a device config pins its thread to ("cores", optional: job
+/// specs with --pin-cores); empty: the scheduler's choice.
+std::vector<int> device_cores_from_json(const nlohmann::json& j);
+
+/// With `cores`, the device's thread (and its BLAS threads) runs on them,
+/// where this process may use them all (else they are ignored).
+caf::actor spawn_device(caf::actor_system& sys, device_config cfg, std::vector<int> cores = {});
 
 } // namespace troupe::actors
 

@@ -7,7 +7,6 @@
 
 #include <caf/send.hpp>
 
-#include "models/layers/init.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe::actors {
@@ -37,22 +36,22 @@ runtime::tensor flatten(const grad_bucket& b) {
   return out;
 }
 
-void unflatten(const grad_bucket& b, const runtime::tensor& sum) {
+void unflatten(const grad_bucket& b, const runtime::tensor& sum,
+               std::vector<runtime::tensor>& own) {
   if (sum.numel() != b.numel)
     throw std::logic_error("all-reduce of a gradient bucket returned " +
                            std::to_string(sum.numel()) + " values, expected " +
                            std::to_string(b.numel));
-  const float* src = sum.data<float>();
+  if (sum.type() != runtime::dtype::f32)
+    throw std::logic_error("all-reduce of a gradient bucket returned a non-f32 tensor");
+  std::int64_t offset = 0;
   for (auto* p : b.params) {
-    const auto n = p->value.numel();
-    if (b.params.size() == 1 && sum.shape() == p->value.shape()) {
-      p->grad = sum;
-    } else {
-      models::prepare_grad(*p);
-      std::copy_n(src, n, p->grad.mutable_data<float>());
-    }
+    own.push_back(std::move(p->grad));
+    // Read only from here on (optimizer, norm); a writer (clipping) copies
+    // its range first, as with any shared tensor.
+    p->grad = sum.view(offset, p->value.shape());
     p->grad_fresh = false;
-    src += n;
+    offset += p->value.numel();
   }
 }
 
@@ -109,9 +108,23 @@ void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, std::s
   }
 }
 
-void gradient_buckets::put_back(const std::vector<runtime::tensor>& sums) const {
+void gradient_buckets::put_back(const std::vector<runtime::tensor>& sums) {
+  if (sums.empty())
+    return;
+  restore_grads(); // a sum not yet released (a step that ended early)
   for (std::size_t b = 0; b < sums.size(); ++b)
-    unflatten(buckets[b], sums[b]);
+    unflatten(buckets[b], sums[b], own_grads);
+}
+
+void gradient_buckets::restore_grads() {
+  if (own_grads.empty())
+    return;
+  std::size_t i = 0;
+  for (auto& b : buckets)
+    for (auto* p : b.params)
+      if (i < own_grads.size())
+        p->grad = std::move(own_grads[i++]);
+  own_grads.clear();
 }
 
 void allreduce_progress::begin_step(std::size_t buckets) {

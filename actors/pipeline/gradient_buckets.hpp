@@ -57,8 +57,11 @@ struct bucket_ready {
 /// parameter hands over the gradient itself (no copy).
 runtime::tensor flatten(const grad_bucket& b);
 
-/// Puts a bucket's all-reduced sum back into its parameters' gradients.
-void unflatten(const grad_bucket& b, const runtime::tensor& sum);
+/// Makes a bucket's all-reduced sum its parameters' gradients: views of the
+/// sum, no copy (the optimizer reads the reduced buffer). Each parameter's
+/// own gradient tensor is appended to `own`, to be put back after the update
+/// so that the next backward writes into it instead of allocating.
+void unflatten(const grad_bucket& b, const runtime::tensor& sum, std::vector<runtime::tensor>& own);
 
 /// A shard's buckets, on the device side (the compute state holds them).
 struct gradient_buckets {
@@ -66,6 +69,9 @@ struct gradient_buckets {
   /// at[chunk][layer]: the buckets that layer completes.
   std::vector<std::vector<std::vector<std::size_t>>> at;
   std::vector<bool> launched; ///< per bucket, in the current step
+  /// The parameters' own gradient tensors (bucket order) while their grads
+  /// are views of the reduced sums: between put_back and restore_grads.
+  std::vector<runtime::tensor> own_grads;
 
   /// Cuts the parameters of every chunk into buckets of about `bytes` bytes,
   /// walking each chunk's layers from the last (backward's order). A bucket
@@ -79,8 +85,13 @@ struct gradient_buckets {
   void launch(const caf::actor& shard, std::int64_t step, std::size_t chunk,
               std::optional<std::size_t> layer, runtime::trace_recorder& trace);
 
-  /// The all-reduced sums, bucket by bucket, into the gradients.
-  void put_back(const std::vector<runtime::tensor>& sums) const;
+  /// The all-reduced sums, bucket by bucket, as the gradients (views; no
+  /// copy). Does nothing for no sums (they are in place already).
+  void put_back(const std::vector<runtime::tensor>& sums);
+
+  /// After the update: the parameters get their own gradient tensors back
+  /// (the reduced sums are released; the next backward overwrites them).
+  void restore_grads();
 };
 
 /// The shard's side of a step's all-reduces: which sums are back, and when

@@ -54,6 +54,7 @@ device_work optimizer_work(std::shared_ptr<compute_state> c, std::vector<runtime
     std::fill(c->buckets.launched.begin(), c->buckets.launched.end(), false);
     task_done d;
     d.digest = after_update(*c, step);
+    c->buckets.restore_grads();
     return d;
   };
 }

@@ -13,21 +13,40 @@ namespace troupe::actors {
 namespace {
 
 using track_id = std::pair<std::int64_t, std::int64_t>; // (pid, tid)
-constexpr int trainer_track = -1;
+using role = std::pair<int, int>;                       // (replica, stage)
+constexpr role trainer_track{-1, -1};
 
-/// "stage 3 (node ...)" -> 3, "trainer (pid ...)" -> trainer_track, else nothing.
-std::optional<int> role_of(const std::string& name) {
-  if (name.rfind("trainer (", 0) == 0)
-    return trainer_track;
-  if (name.rfind("stage ", 0) != 0)
-    return std::nullopt;
+/// The number at `at` in `name` and the index past it; nullopt when none.
+std::optional<std::pair<int, std::size_t>> number_at(const std::string& name, std::size_t at) {
   std::size_t used = 0;
   try {
-    int k = std::stoi(name.substr(6), &used);
-    if (k >= 0 && name.compare(6 + used, 2, " (") == 0)
-      return k;
+    int k = std::stoi(name.substr(at), &used);
+    if (k >= 0)
+      return std::pair{k, at + used};
   } catch (const std::exception&) {
   }
+  return std::nullopt;
+}
+
+/// "stage 3 (node ...)" -> (0, 3), "replica 1 stage 0 (...)" -> (1, 0),
+/// "trainer (pid ...)" -> trainer_track, else nothing.
+std::optional<role> role_of(const std::string& name) {
+  if (name.rfind("trainer (", 0) == 0)
+    return trainer_track;
+  int replica = 0;
+  std::size_t at = 0;
+  if (name.rfind("replica ", 0) == 0) {
+    auto r = number_at(name, 8);
+    if (!r || name.compare(r->second, 7, " stage ") != 0)
+      return std::nullopt;
+    replica = r->first;
+    at = r->second + 1;
+  }
+  if (name.compare(at, 6, "stage ") != 0)
+    return std::nullopt;
+  auto k = number_at(name, at + 6);
+  if (k && name.compare(k->second, 2, " (") == 0)
+    return role{replica, k->first};
   return std::nullopt;
 }
 
@@ -100,16 +119,27 @@ double step_timeline::bubble() const {
 std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
   try {
     const auto& events = chrome_trace.at("traceEvents");
-    std::map<track_id, int> roles;
-    int stage_count = 0;
+    // Stage tracks get indices in (replica, stage) order; the trainer -1.
+    std::map<track_id, role> track_roles;
+    std::map<role, int> slots;
     for (const auto& e : events)
       if (e.at("ph") == "M" && e.at("name") == "thread_name")
         if (auto r = role_of(e.at("args").at("name").get<std::string>())) {
-          roles[{e.at("pid").get<std::int64_t>(), e.at("tid").get<std::int64_t>()}] = *r;
-          stage_count = std::max(stage_count, *r + 1);
+          track_roles[{e.at("pid").get<std::int64_t>(), e.at("tid").get<std::int64_t>()}] = *r;
+          if (*r != trainer_track)
+            slots[*r] = 0;
         }
+    const int stage_count = static_cast<int>(slots.size());
     if (stage_count == 0)
       throw runtime::input_error("trace: no stage tracks");
+    std::vector<role> slot_roles;
+    for (auto& [r, index] : slots) {
+      index = static_cast<int>(slot_roles.size());
+      slot_roles.push_back(r);
+    }
+    std::map<track_id, int> roles;
+    for (const auto& [track, r] : track_roles)
+      roles[track] = r == trainer_track ? -1 : slots.at(r);
 
     struct partial {
       std::vector<step_timeline::stage> stages;
@@ -123,8 +153,11 @@ std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
       if (p.stages.empty()) {
         p.stages.resize(static_cast<std::size_t>(stage_count));
         p.has_span.assign(static_cast<std::size_t>(stage_count), 0);
-        for (int k = 0; k < stage_count; ++k)
-          p.stages[static_cast<std::size_t>(k)].index = k;
+        for (int k = 0; k < stage_count; ++k) {
+          auto& s = p.stages[static_cast<std::size_t>(k)];
+          s.replica = slot_roles[static_cast<std::size_t>(k)].first;
+          s.index = slot_roles[static_cast<std::size_t>(k)].second;
+        }
       }
       return p;
     };
@@ -140,7 +173,7 @@ std::vector<step_timeline> step_timelines(const nlohmann::json& chrome_trace) {
       const double ts = e.at("ts").get<double>() * 1e-6; // microseconds in the file
       const double dur = e.at("dur").get<double>() * 1e-6;
       auto& p = step_of(step);
-      if (role->second == trainer_track) {
+      if (role->second < 0) {
         if (name == "step" && cat == "step") {
           p.trainer_seconds = dur;
           p.trainer_begin = ts;

@@ -15,7 +15,8 @@ namespace troupe::actors {
 struct step_timeline {
   /// One stage's part of the step (its track's events with this step's id).
   struct stage {
-    int index = 0;
+    int index = 0;             ///< the stage
+    int replica = 0;           ///< data parallelism's replica ("replica R stage K" tracks)
     double begin = 0, end = 0; ///< its `step` span: step_msg handled .. report sent
     double forward = 0, backward = 0, optimizer = 0; ///< summed compute events
     double weight = 0; ///< summed `weight` events (split backwards: zb1, zbv)
@@ -45,7 +46,7 @@ struct step_timeline {
   double trainer_seconds = 0; ///< the trainer's step (batch request .. last report); 0: none
   double trainer_begin = 0;   ///< when the trainer's step began (with trainer_seconds)
   double trainer_wait = 0;    ///< its `wait batch`: the data loaders' batch, before step_msgs
-  std::vector<stage> stages;  ///< by stage index
+  std::vector<stage> stages;  ///< by (replica, stage index): replica 0's stages first
 
   /// The step's time T: from the first stage's step_msg to the last stage's report.
   double begin() const;

@@ -265,6 +265,7 @@ const std::vector<option_field>& option_fields() {
            throw runtime::input_error("gemm: '" + name + "' is not openblas or onednn");
          o.gemm = *b;
        }},
+      field<&train_options::pin_cores>("pin_cores"),
       field<&train_options::checkpoint_dir>("checkpoint_dir"),
       field<&train_options::resume_dir>("resume_dir"),
       field<&train_options::overwrite>("overwrite"),

@@ -104,6 +104,9 @@ struct train_options {
   int threads = 0; ///< compute threads in all (0: one per core)
   /// --gemm: the library every device's GEMMs run on (kernels/cpu/gemm_backend.hpp).
   kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::openblas;
+  /// Pin each CPU device's thread to cores of its own (a node's devices get
+  /// consecutive cores, as many as their threads), where the node may.
+  bool pin_cores = false;
   std::string checkpoint_dir; ///< write a checkpoint here at each epoch end and at the end
   std::string resume_dir;     ///< continue from this checkpoint
   bool progress = true;       ///< progress bar on stderr

@@ -183,6 +183,9 @@ void add_run_flags(CLI::App* cmd, training_flags& f) {
          "--gemm", [&o](const std::string& s) { o.gemm = *kernels::cpu::parse_gemm_backend(s); },
          "the GEMM library of every device: openblas | onednn (docs/benchmarks.md compares them)")
       ->check(CLI::IsMember({"openblas", "onednn"}));
+  cmd->add_flag("--pin-cores", o.pin_cores,
+                "pin each CPU device to cores of its own (a node's devices get consecutive "
+                "cores; not for several nodes on one machine)");
   cmd->add_option("--checkpoint", o.checkpoint_dir,
                   "write a checkpoint into DIR at each epoch end and at the end");
   cmd->add_option("--resume", o.resume_dir, "continue from the checkpoint in DIR");

@@ -73,6 +73,40 @@ BOOST_AUTO_TEST_CASE(bubble_wait_and_overhead_come_from_the_stage_tracks) {
   BOOST_TEST(t.bubble() == 70.0 / 200.0, tol);
 }
 
+BOOST_AUTO_TEST_CASE(data_parallel_replica_tracks_are_stages_of_their_own) {
+  // `--dp 2`: the tracks are "replica R stage 0", listed replica 1 first; a
+  // tensor-parallel rank's track ("stage 0 tp rank 1") is not a stage.
+  json events = json::array({
+    track(7, 0, "trainer (pid 7)"),
+    track(7, 2, "replica 1 stage 0 (node a/cpu:1, pid 7)"),
+    track(7, 1, "replica 0 stage 0 (node a/cpu:0, pid 7)"),
+    track(7, 3, "replica 0 stage 0 tp rank 1 (node a/cpu:2, pid 7)"),
+    track(7, 4, "replica x stage 0 (node a/cpu:2, pid 7)"),
+    span(7, 0, "step", "step", 0, 100, {{"step", 3}}),
+    span(7, 1, "step", "step", 5, 90, {{"step", 3}, {"microbatches", 1}}),
+    span(7, 1, "backward", "compute", 10, 40, {{"step", 3}, {"chunk", 0}}),
+    span(7, 1, "allreduce", "comm", 50, 20, {{"step", 3}, {"bucket", 0}}),
+    span(7, 2, "step", "step", 10, 85, {{"step", 3}, {"microbatches", 1}}),
+    span(7, 2, "backward", "compute", 10, 30, {{"step", 3}, {"chunk", 0}}),
+  });
+  auto steps = actors::step_timelines(json{{"traceEvents", events}});
+  BOOST_TEST_REQUIRE(steps.size() == 1u);
+  const auto& t = steps[0];
+  const auto tol = boost::test_tools::tolerance(1e-9);
+  BOOST_TEST_REQUIRE(t.stages.size() == 2u);
+  BOOST_TEST(t.stages[0].replica == 0);
+  BOOST_TEST(t.stages[1].replica == 1);
+  BOOST_TEST(t.stages[0].index == 0);
+  BOOST_TEST(t.stages[1].index == 0);
+  BOOST_TEST(t.stages[0].backward == 40e-6, tol);
+  BOOST_TEST(t.stages[0].allreduce_end == 70e-6, tol);
+  BOOST_TEST(t.stages[1].backward == 30e-6, tol);
+  BOOST_TEST(t.trainer_seconds == 100e-6, tol);
+  // Each replica's breakdown is against the trainer's step.
+  auto b = actors::stage_breakdown(t, 1);
+  BOOST_TEST(b.step == 100e-6, tol);
+}
+
 BOOST_AUTO_TEST_CASE(a_document_without_stage_tracks_is_refused) {
   BOOST_CHECK_THROW(actors::step_timelines(json{{"traceEvents", json::array()}}),
                     runtime::input_error);

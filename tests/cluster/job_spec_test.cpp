@@ -6,7 +6,10 @@
 // the orders, their labels, slots and configs, without any actor.
 
 #include <chrono>
+#include <map>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -16,6 +19,7 @@
 #include "actors/cluster/node_agent.hpp"
 #include "actors/cluster/node_data.hpp"
 #include "actors/collectives/collective_group.hpp"
+#include "actors/pipeline/device_actor.hpp"
 #include "actors/pipeline/layer_shard.hpp"
 #include "actors/plan/plan.hpp"
 #include "actors/protocol/system_config.hpp"
@@ -91,6 +95,30 @@ BOOST_AUTO_TEST_CASE(a_2x2_pipeline_of_replicas_spawns_a_shard_and_a_dp_rank_per
                                  grid.name(*r.slot) + " on ",
                              0) == 0);
   }
+}
+
+BOOST_AUTO_TEST_CASE(pin_cores_gives_a_nodes_devices_consecutive_cores_of_their_own) {
+  // Node a: cpu:0 with 2 threads, cpu:1 with 1; node b: cpu:0 with 1.
+  std::vector<actors::device_slot> ds{{"cpu:0", "a", runtime::device::cpu(), 2, 0},
+                                      {"cpu:1", "a", runtime::device::cpu(), 1, 0},
+                                      {"cpu:0", "b", runtime::device::cpu(), 1, 0}};
+  actors::train_options o;
+  o.model = "mlp";
+  o.dp = 3;
+  auto p = actors::make_plan(o, ds);
+  BOOST_TEST_REQUIRE(p.devices.size() == 3u);
+  for (const auto& d : of_role(actors::job_spawns(p, o), spawn_role::device))
+    BOOST_TEST(actors::device_cores_from_json(d.config).empty()); // off by default
+  o.pin_cores = true;
+  std::map<std::string, std::vector<int>> cores;
+  for (const auto& d : of_role(actors::job_spawns(p, o), spawn_role::device))
+    cores[d.node + "/" + d.config.at("name").get<std::string>()] =
+        actors::device_cores_from_json(d.config);
+  BOOST_TEST((cores["a/cpu:0"] == std::vector<int>{0, 1}));
+  BOOST_TEST((cores["a/cpu:1"] == std::vector<int>{2}));
+  BOOST_TEST((cores["b/cpu:0"] == std::vector<int>{0}));
+  BOOST_CHECK_THROW(actors::device_cores_from_json(nlohmann::json{{"cores", "x"}}),
+                    runtime::input_error);
 }
 
 BOOST_AUTO_TEST_CASE(tensor_parallel_stages_get_a_tp_rank_beside_each_shard) {

@@ -333,6 +333,8 @@ nlohmann::json report_json(const bench_flags& f, const train_report& r) {
 }
 
 int bench_train(bench_flags f) {
+  if (!f.solo_json.empty())
+    return bench_train_solo(f);
   if (f.dp > 1)
     return bench_train_dp(std::move(f));
   if (f.batch == 0)
@@ -439,6 +441,13 @@ void add_train_flags(CLI::App* train, bench_flags& f) {
                    "with --dp: seconds one DDP run may take before it is killed")
       ->check(CLI::Range(1.0, 86400.0))
       ->capture_default_str();
+  train
+      ->add_flag("--pin-cores,!--no-pin-cores", f.pin_cores,
+                 "troupe: pin each device (replica) to cores of its own (train --pin-cores)")
+      ->capture_default_str();
+  // --dp's independent processes re-run this command with these (hidden).
+  train->add_option("--solo-json", f.solo_json)->group("");
+  train->add_option("--solo-core", f.solo_core)->group("");
 }
 
 } // namespace

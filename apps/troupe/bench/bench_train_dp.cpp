@@ -127,8 +127,9 @@ struct dp_config {
   std::string label; ///< column header
   std::string what;  ///< one line for the legend
   bool ddp = false;
-  int replicas = 1; ///< troupe replicas, or DDP processes
-  int threads = 1;  ///< troupe: threads in all; DDP: per process
+  bool solo = false; ///< N independent single-replica processes (run_independent)
+  int replicas = 1;  ///< troupe replicas, or DDP processes
+  int threads = 1;   ///< troupe: threads in all; DDP: per process
   std::vector<double> samples_per_second, step_ms, compute_ms, sync_ms;
   nlohmann::json runs = nlohmann::json::array();
 };
@@ -165,7 +166,26 @@ std::vector<dp_config> make_configs(int n, int t, bool ddp) {
   if (ddp)
     add("DDP " + ns + "x" + std::to_string(t),
         "PyTorch DDP (gloo), " + ns + " processes x " + threads_text(t), true, n, t);
+  // Last in the JSON (rows keep their places), first on the printed rows.
+  add("indep " + ns + "x" + std::to_string(t),
+      ns + " independent troupe processes x 1 replica x " + threads_text(t) +
+          ", the per-replica batch each, one core each, no synchronisation (the dp bound)",
+      false, n, t);
+  cfgs.back().solo = true;
   return cfgs;
+}
+
+/// The printed order: the independent processes first, then the others as
+/// they always were (their columns stay last).
+std::vector<const dp_config*> shown(const std::vector<dp_config>& cfgs) {
+  std::vector<const dp_config*> r;
+  for (const auto& c : cfgs)
+    if (c.solo)
+      r.push_back(&c);
+  for (const auto& c : cfgs)
+    if (!c.solo)
+      r.push_back(&c);
+  return r;
 }
 
 /// What one run of the comparison needs besides the flags.
@@ -180,7 +200,16 @@ struct dp_run_context {
 /// Runs configuration `c` once (repeat `r`) and records its figures.
 void run_config(dp_run_context& x, dp_config& c, int r) {
   const auto& f = x.f;
-  if (c.ddp) {
+  if (c.solo) {
+    auto s = run_independent(f, c.replicas, x.dir, r);
+    c.samples_per_second.push_back(s.samples_per_second);
+    c.step_ms.push_back(s.step_ms);
+    c.compute_ms.push_back(s.compute_ms);
+    c.runs.push_back({{"samples_per_second", s.samples_per_second},
+                      {"step_ms", s.step_ms},
+                      {"device_compute_ms_per_replica", s.compute_ms},
+                      {"pinned_processes", s.pinned}});
+  } else if (c.ddp) {
     x.ddp_last = run_ddp(f, *x.script, c.replicas, x.init, x.dir, r);
     const auto& d = x.ddp_last;
     auto sps = d.at("samples_per_second").get<double>();
@@ -218,8 +247,8 @@ void run_repeats(dp_run_context& x, std::vector<dp_config>& cfgs) {
     for (std::size_t k = 0; k < cfgs.size(); ++k)
       run_config(x, cfgs[(k + static_cast<std::size_t>(r)) % cfgs.size()], r);
     std::printf("%-8d", r + 1);
-    for (const auto& c : cfgs)
-      std::printf(" %12.0f", c.samples_per_second.back());
+    for (const auto* c : shown(cfgs))
+      std::printf(" %12.0f", c->samples_per_second.back());
     std::printf("\n");
     std::fflush(stdout);
   }
@@ -229,19 +258,19 @@ void print_medians(const std::vector<dp_config>& cfgs) {
   std::printf("%s\n", std::string(8 + 13 * cfgs.size(), '-').c_str());
   auto line = [&](const char* name, auto get) {
     std::printf("%-8s", name);
-    for (const auto& c : cfgs)
-      std::printf(" %12.0f", get(summary::of(c.samples_per_second)));
+    for (const auto* c : shown(cfgs))
+      std::printf(" %12.0f", get(summary::of(c->samples_per_second)));
     std::printf("\n");
   };
   line("median", [](const summary& s) { return s.median; });
   line("min", [](const summary& s) { return s.min; });
   line("max", [](const summary& s) { return s.max; });
   std::printf("%-8s", "spread");
-  for (const auto& c : cfgs)
-    std::printf(" %11.1f%%", summary::of(c.samples_per_second).spread_percent());
+  for (const auto* c : shown(cfgs))
+    std::printf(" %11.1f%%", summary::of(c->samples_per_second).spread_percent());
   std::printf("\n%-8s", "ms/step");
-  for (const auto& c : cfgs)
-    std::printf(" %12.2f", summary::of(c.step_ms).median);
+  for (const auto* c : shown(cfgs))
+    std::printf(" %12.2f", summary::of(c->step_ms).median);
   std::printf("\n");
 }
 
@@ -256,9 +285,12 @@ std::vector<dp_ratio> print_ratios(const std::vector<dp_config>& cfgs, int n, in
   std::vector<dp_ratio> ratios;
   ratios.push_back(ratio(dp_name + " / troupe 1 replica x " + threads_text(t), 2, 0, 0.9 * n));
   ratios.push_back(ratio(dp_name + " / troupe 1 replica x " + threads_text(n * t), 2, 1, 0));
-  if (cfgs.size() > 3)
+  const bool ddp = cfgs.size() > 4;
+  if (ddp)
     ratios.push_back(
         ratio(dp_name + " / PyTorch DDP " + std::to_string(n) + " processes", 2, 3, 1.0));
+  ratios.push_back(ratio(dp_name + " / " + std::to_string(n) + " independent processes", 2,
+                         cfgs.size() - 1, 0.9));
   std::printf("\nratios (of the medians; per-repeat range in brackets):\n");
   for (const auto& q : ratios) {
     std::printf("  %-48s %6.3f  [%.3f .. %.3f]", q.name.c_str(), q.value.of_medians,
@@ -268,7 +300,7 @@ std::vector<dp_ratio> print_ratios(const std::vector<dp_config>& cfgs, int n, in
                   q.value.of_medians >= q.target ? "met" : "NOT met");
     std::printf("\n");
   }
-  if (cfgs.size() <= 3)
+  if (!ddp)
     std::printf("  %-48s    n/a  (DDP peer skipped: see the note above)\n",
                 (dp_name + " / PyTorch DDP").c_str());
   return ratios;
@@ -277,7 +309,8 @@ std::vector<dp_ratio> print_ratios(const std::vector<dp_config>& cfgs, int n, in
 void print_per_step(const std::vector<dp_config>& cfgs) {
   std::printf("\nper step (medians; troupe's device compute is what its stages report, per "
               "replica):\n");
-  for (const auto& c : cfgs) {
+  for (const auto* cp : shown(cfgs)) {
+    const auto& c = *cp;
     auto s = summary::of(c.step_ms).median;
     auto comp = summary::of(c.compute_ms).median;
     if (c.ddp)
@@ -291,12 +324,30 @@ void print_per_step(const std::vector<dp_config>& cfgs) {
   }
 }
 
+/// Each replica's breakdown of the traced dp run.
+void print_where(const traced_dp_run& traced, double step_ms) {
+  std::printf("where the time goes (ms/step, %% of the step; a traced dp run after the repeats, "
+              "untraced median %.3f ms):\n",
+              step_ms);
+  for (std::size_t k = 0; k < traced.replicas.size(); ++k)
+    std::printf("  replica %zu (step %.3f ms): %s\n", k, 1e3 * traced.replicas[k].step,
+                actors::to_text(traced.replicas[k]).c_str());
+}
+
+nlohmann::json where_json(const traced_dp_run& traced) {
+  nlohmann::json r = nlohmann::json::array();
+  for (const auto& b : traced.replicas)
+    r.push_back(actors::to_json(b));
+  return r;
+}
+
 nlohmann::json configs_json(const std::vector<dp_config>& cfgs) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& c : cfgs)
     rows.push_back({{"label", c.label},
                     {"what", c.what},
                     {"framework", c.ddp ? "pytorch-ddp" : "troupe"},
+                    {"independent_processes", c.solo},
                     {c.ddp ? "processes" : "replicas", c.replicas},
                     {c.ddp ? "threads_per_process" : "threads", c.threads},
                     {"samples_per_second", summary::of(c.samples_per_second).to_json()},
@@ -343,13 +394,13 @@ void print_header(const bench_flags& f, const std::vector<dp_config>& cfgs,
               f.dp, f.model.c_str(), static_cast<long long>(f.batch), f.optimizer.c_str(),
               static_cast<double>(f.lr), static_cast<long long>(f.steps),
               static_cast<long long>(f.warmup), f.repeats);
-  for (const auto& c : cfgs)
-    std::printf("  %-12s %s\n", c.label.c_str(), c.what.c_str());
+  for (const auto* c : shown(cfgs))
+    std::printf("  %-12s %s\n", c->label.c_str(), c->what.c_str());
   if (!ddp)
     std::printf("note: %s; skipping the DDP peer\n", ddp_note.c_str());
   std::printf("\nsamples/s\n%-8s", "repeat");
-  for (const auto& c : cfgs)
-    std::printf(" %12s", c.label.c_str());
+  for (const auto* c : shown(cfgs))
+    std::printf(" %12s", c->label.c_str());
   std::printf("\n");
   std::fflush(stdout);
 }
@@ -390,6 +441,8 @@ int bench_train_dp(bench_flags f) {
   print_medians(cfgs);
   auto ratios = print_ratios(cfgs, n, t);
   print_per_step(cfgs);
+  const auto traced = run_traced_dp(sys, f, n, n * t, tmp.path() / "trace.json");
+  print_where(traced, summary::of(cfgs[2].step_ms).median);
 
   const auto& ddp_last = x.ddp_last;
   std::printf("GEMM on a device actor (%s, 256x1024x1024): %.1f GFLOP/s\n", threads_text(t).c_str(),
@@ -419,6 +472,7 @@ int bench_train_dp(bench_flags f) {
         {"ddp_peer", script ? nlohmann::json(script->string()) : nlohmann::json()},
         {"ddp_note", ddp_note},
         {"ddp_last_report", ddp_last},
+        {"where_the_time_goes", where_json(traced)},
         {"gemm_gflops", gflops},
         {"troupe_blas", our_blas},
         {"env", blas_env_json()},

@@ -61,6 +61,8 @@ troupe_run run_troupe(caf::actor_system& sys, const bench_flags& f, int dp, int 
   o.lr = f.lr;
   o.seed = f.seed;
   o.threads = threads;
+  // Every replica on a core of its own, as the independent processes are.
+  o.pin_cores = f.pin_cores;
   o.stages = 1;
   o.dp = dp;
   o.bucket_bytes = static_cast<std::int64_t>(f.bucket_mb * 1024.0 * 1024.0);
@@ -96,6 +98,28 @@ traced_run run_traced(caf::actor_system& sys, const bench_flags& f,
   if (steps.empty())
     throw std::runtime_error("the traced run's trace holds no timed step");
   t.breakdown = actors::mean_breakdown(steps);
+  return t;
+}
+
+traced_dp_run run_traced_dp(caf::actor_system& sys, const bench_flags& f, int dp, int threads,
+                            const std::filesystem::path& trace_file) {
+  traced_dp_run t;
+  t.run = run_troupe(sys, f, dp, threads, trace_file.string());
+  std::ifstream in(trace_file);
+  if (!in)
+    throw std::runtime_error("no trace at " + trace_file.string());
+  std::vector<std::vector<actors::time_breakdown>> steps(static_cast<std::size_t>(dp));
+  for (const auto& s : actors::step_timelines(nlohmann::json::parse(in))) {
+    if (s.step < f.warmup || s.stages.size() != steps.size())
+      continue;
+    for (std::size_t k = 0; k < steps.size(); ++k)
+      steps[k].push_back(actors::stage_breakdown(s, k));
+  }
+  for (const auto& r : steps) {
+    if (r.empty())
+      throw std::runtime_error("the traced dp run's trace holds no timed step");
+    t.replicas.push_back(actors::mean_breakdown(r));
+  }
   return t;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
@@ -44,6 +45,10 @@ struct bench_flags {
   std::string data_dir = "data/mnist";
   std::string json;
   std::string peer;
+  std::string solo_json; ///< hidden: run one replica alone, figures into this file
+  int solo_core = -1;
+  bool pin_cores = true; ///< troupe's devices on cores of their own (--no-pin-cores: not)    ///<
+                         ///< hidden, with solo_json: the core to pin to (-1: none)
 };
 
 /// The optimizer's usual learning rate (sgd 0.01, adam 1e-3): --lr's default.
@@ -88,6 +93,16 @@ struct gemm_limit {
   int threads = 1;
   double gflops() const { return pass_seconds > 0 ? 1e-9 * gemms.flops() / pass_seconds : 0.0; }
 };
+/// A traced `dp`-replica run (threads in all) after the timed repeats:
+/// where each replica's timed steps went (stage_breakdown of its one stage,
+/// the mean over the timed steps), replica by replica.
+struct traced_dp_run {
+  troupe_run run;
+  std::vector<actors::time_breakdown> replicas;
+};
+traced_dp_run run_traced_dp(caf::actor_system& sys, const bench_flags& f, int dp, int threads,
+                            const std::filesystem::path& trace_file);
+
 gemm_limit measure_gemm_limit(caf::actor_system& sys, const bench_flags& f);
 
 /// The flags both reports carry: model, batch, optimizer, lr, seed, steps,
@@ -96,6 +111,22 @@ nlohmann::json run_json(const bench_flags& f);
 
 /// troupe's BLAS as a device actor with `threads` threads describes it.
 std::string troupe_blas(int threads, kernels::cpu::gemm_backend gemm);
+
+/// The child side of run_independent: one single-replica run (pinned to
+/// f.solo_core where it exists), its figures written to f.solo_json.
+int bench_train_solo(const bench_flags& f);
+
+/// N independent single-replica processes' summed figures.
+struct solo_run {
+  double samples_per_second = 0;      ///< summed over the processes
+  double step_ms = 0, compute_ms = 0; ///< means over the processes
+  int pinned = 0;                     ///< processes that got their own core
+};
+
+/// Runs `n` copies of this executable at once, each one replica with batch
+/// f.batch / n and f.threads threads pinned to core i, no synchronisation
+/// (bench_train_solo.cpp); logs and reports in `dir`, named by `index`.
+solo_run run_independent(const bench_flags& f, int n, const std::filesystem::path& dir, int index);
 
 /// troupe --dp N against one replica and PyTorch DDP (bench_train_dp.cpp).
 int bench_train_dp(bench_flags f);
