@@ -4,7 +4,7 @@
 // processes that meet without a supervisor: a launcher (mpirun, a test, `troupe
 // bench allreduce --processes`) hands every process the others' addresses, as
 // torch.distributed's rendezvous does. Each process holds one collective_mesh:
-// its courier (so blocks > 64 KiB travel over the data plane), its rank
+// its courier (so blocks > 4 KiB travel over the data plane), its rank
 // actor(s), and a small published directory actor through which the other
 // processes fetch handles to them.
 //

@@ -1,7 +1,7 @@
 // Collectives with every rank in its own OS process: each rank process (this
 // test binary re-run with --rank-process) has its own actor system and
 // courier and joins a collective_mesh over 127.0.0.1 (CAF for control and
-// blocks <= 64 KiB, the data plane above), as `troupe bench allreduce
+// blocks <= 4 KiB, the data plane above), as `troupe bench allreduce
 // --processes` connects them. The test process drives the ranks line by line
 // (stdin/stdout) and checks:
 //  - all-reduce (ring and tree), broadcast, reduce-scatter and all-gather for

@@ -271,6 +271,58 @@ BOOST_AUTO_TEST_CASE(many_sends_in_flight_from_several_threads) {
   BOOST_TEST(a.counters("B")->frames_sent == static_cast<std::uint64_t>(threads * per_thread));
 }
 
+/// send_all() queues its frames together: from several threads at once,
+/// the frames of one call arrive adjacent and in order (what lets the courier
+/// write a descriptor and its payload in one sendmsg), and the wire counters
+/// count each frame.
+BOOST_AUTO_TEST_CASE(frames_of_one_send_all_arrive_together) {
+  auto key = generate_key();
+  inbox ib;
+  data_plane a{options("A", key), {}};
+  data_plane b{options("B", key), ib.callbacks()};
+  a.connect("B", "127.0.0.1", b.listen("127.0.0.1"));
+  constexpr int threads = 8, per_thread = 500;
+  std::atomic<bool> go{false}; // all threads send at once, so their calls overlap
+  std::vector<std::thread> senders;
+  for (int t = 0; t < threads; ++t)
+    senders.emplace_back([&, t] {
+      // Built first, so that the calls below follow each other closely.
+      std::vector<std::vector<data_plane::frame_to_send>> calls(per_thread);
+      for (int i = 0; i < per_thread; ++i) {
+        const std::int64_t n[] = {2, 3, 8193}; // 16 B .. 64 KiB + 8, every element the tag
+        const std::int64_t tag = t * 100000 + i;
+        for (std::int64_t j = 0; j < 3; ++j)
+          calls[static_cast<std::size_t>(i)].push_back(
+              {static_cast<std::uint64_t>(j),
+               tensor::from_vector<std::int64_t>(
+                   {n[j]}, std::vector<std::int64_t>(static_cast<std::size_t>(n[j]), tag))});
+      }
+      while (!go.load())
+        std::this_thread::yield();
+      for (auto& frames : calls)
+        a.send_all("B", std::move(frames));
+    });
+  go = true;
+  for (auto& s : senders)
+    s.join();
+  a.send_all("nobody", {{1, tensor::empty(dtype::u8, {1})}}); // unknown peer: dropped
+  BOOST_REQUIRE(ib.wait_received(3 * threads * per_thread));
+  std::vector<int> next(threads, 0);
+  for (std::size_t k = 0; k < ib.received.size(); k += 3) {
+    auto tag = ib.received[k].second.values<std::int64_t>()[0];
+    auto t = static_cast<std::size_t>(tag / 100000);
+    BOOST_REQUIRE(t < static_cast<std::size_t>(threads));
+    BOOST_TEST(tag % 100000 == next[t]++); // one thread's calls in order
+    for (std::size_t j = 0; j < 3; ++j) {
+      BOOST_TEST(ib.received[k + j].first == j); // the call's frames adjacent
+      BOOST_TEST(ib.received[k + j].second.values<std::int64_t>().back() == tag);
+    }
+  }
+  BOOST_TEST(a.counters("B")->frames_sent == static_cast<std::uint64_t>(3 * threads * per_thread));
+  a.stop();
+  a.send_all("B", {{1, tensor::empty(dtype::u8, {1})}}); // after stop: nothing, no throw
+}
+
 BOOST_AUTO_TEST_CASE(peer_closing_mid_transfer_fails_pending_sends) {
   auto key = generate_key();
   inbox ia, ib;

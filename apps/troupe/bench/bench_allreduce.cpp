@@ -4,7 +4,7 @@
 //   processes:    N rank processes (this executable re-run as the hidden
 //                 `bench allreduce-rank`), each with its own actor system and
 //                 courier, connected as a collective_mesh over 127.0.0.1 (CAF
-//                 for control and blocks <= 64 KiB, the data plane above);
+//                 for control and blocks <= 4 KiB, the data plane above);
 //   gloo:         bench/peers troupe_peer_gloo, N processes, gloo::allreduce
 //                 with Algorithm::RING over Gloo's TCP transport on 127.0.0.1
 //                 (file-store rendezvous);
@@ -182,7 +182,7 @@ void print_processes(const report_context& c, const process_figures& p, const pe
   const int n = c.f.ranks;
   const double bf = bus_factor(n);
   const auto& sizes = c.sizes;
-  std::printf("\nacross %d processes on 127.0.0.1 (troupe: courier, data plane above 64 KiB; "
+  std::printf("\nacross %d processes on 127.0.0.1 (troupe: courier, data plane above 4 KiB; "
               "gloo: tcp; mpi: ob1 + tcp,self on lo)\n",
               n);
   std::printf("%8s %5s %10s %10s %10s %10s %10s %10s %11s %10s\n", "size", "algo", "troupe ms",

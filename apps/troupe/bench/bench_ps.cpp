@@ -16,7 +16,7 @@
 //      processes:    one process per shard and per worker (this executable
 //                    re-run as the hidden `bench ps-rank`), each with its own
 //                    actor system and courier over 127.0.0.1: pushes and
-//                    pulls above 64 KiB travel over the data plane.
+//                    pulls above 4 KiB travel over the data plane.
 //    The machine's memcpy bandwidth (64 MiB, one thread) is measured in the
 //    same run, so GB/s can be read against it.
 // 2. ps modes ("modes"): training samples/s of the zoo mlp on MNIST through

@@ -138,16 +138,25 @@ void connection::establish() {
 }
 
 void connection::submit(pending_send s) {
+  std::vector<pending_send> one;
+  one.push_back(std::move(s));
+  submit(std::move(one));
+}
+
+void connection::submit(std::vector<pending_send> batch) {
   std::vector<send_callback> done;
   {
     std::unique_lock<std::mutex> lk{wmtx_};
     if (closed_) {
       lk.unlock();
-      return post_results({std::move(s.done)}, "connection to " + peer_ + " is closed");
+      for (auto& s : batch)
+        done.push_back(std::move(s.done));
+      return post_results(std::move(done), "connection to " + peer_ + " is closed");
     }
-    queue_.push_back(std::move(s));
+    for (auto& s : batch)
+      queue_.push_back(std::move(s));
     if (writing_)
-      return; // the writer (another thread or the io thread) takes it
+      return; // the writer (another thread or the io thread) takes them
     writing_ = true;
     write_now(done);
   }

@@ -206,8 +206,11 @@ bool courier::impl::ship(const tensor_message_type& type, const data_route& r,
   // thread (a wake-up and a lock on its queue per message, contended with
   // the io thread's own work), and a send fails only with its connection,
   // which on_peer_down reports (fail() below).
-  dp_->send(r.peer, d.transfer_id | descriptor_bit, std::move(blob));
-  dp_->send(r.peer, d.transfer_id, std::move(payload));
+  // Both frames in one write: the receiver's io thread wakes once for them.
+  std::vector<data_plane::frame_to_send> frames(2);
+  frames[0] = {d.transfer_id | descriptor_bit, std::move(blob)};
+  frames[1] = {d.transfer_id, std::move(payload)};
+  dp_->send_all(r.peer, std::move(frames));
   return true;
 }
 

@@ -189,37 +189,67 @@ void data_plane::connect(const std::string& peer_name, const std::string& host,
     throw input_error("data plane '" + impl_->options_.name + "': " + *err);
 }
 
-void data_plane::send(const std::string& peer, std::uint64_t transfer_id, tensor value,
+namespace {
+
+/// A frame of `value` for the write queue.
+pending_send frame_of(const data_plane_options& o, std::uint64_t transfer_id, tensor value,
                       send_callback done) {
   if (!value.defined() || !value.where().is_cpu())
     throw std::invalid_argument("data_plane::send: only defined CPU tensors can be sent");
-  if (impl_->stopped_) {
-    if (done)
-      done("data plane stopped");
-    return;
-  }
   pending_send s;
-  s.header =
-      encode_frame_header(tensor_frame_header(transfer_id, value, impl_->options_.node_id, 0));
+  s.header = encode_frame_header(tensor_frame_header(transfer_id, value, o.node_id, 0));
   s.wire_bytes = frame_header_size + value.nbytes();
   s.value = std::move(value);
   s.done = std::move(done);
+  return s;
+}
+
+/// Hands `batch` to the connection to `peer`: on the calling thread when it
+/// is established, else through the io thread (which fails it when the peer
+/// is not connected).
+void dispatch(const std::shared_ptr<data_plane::impl>& p, const std::string& peer,
+              std::vector<pending_send> batch) {
   std::shared_ptr<connection> c;
   {
-    std::lock_guard<std::mutex> g{impl_->mtx_};
-    if (auto it = impl_->peers_.find(peer); it != impl_->peers_.end())
+    std::lock_guard<std::mutex> g{p->mtx_};
+    if (auto it = p->peers_.find(peer); it != p->peers_.end())
       c = it->second;
   }
   if (c)
-    return c->submit(std::move(s)); // fails it if the connection closed meanwhile
-  asio::post(impl_->io_, [p = impl_, peer, s = std::move(s)]() mutable {
+    return c->submit(std::move(batch)); // fails it if the connection closed meanwhile
+  asio::post(p->io_, [p, peer, batch = std::move(batch)]() mutable {
+    std::optional<std::string> error;
     if (p->stopping_)
-      return complete(s.done, "data plane stopped");
-    auto it = p->peers_.find(peer);
-    if (it == p->peers_.end())
-      return complete(s.done, "peer '" + peer + "' is not connected");
-    it->second->submit(std::move(s));
+      error = "data plane stopped";
+    else if (auto it = p->peers_.find(peer); it == p->peers_.end())
+      error = "peer '" + peer + "' is not connected";
+    else
+      return it->second->submit(std::move(batch));
+    for (auto& s : batch)
+      complete(s.done, error);
   });
+}
+
+} // namespace
+
+void data_plane::send(const std::string& peer, std::uint64_t transfer_id, tensor value,
+                      send_callback done) {
+  auto s = frame_of(impl_->options_, transfer_id, std::move(value), std::move(done));
+  if (impl_->stopped_)
+    return complete(s.done, "data plane stopped");
+  std::vector<pending_send> one;
+  one.push_back(std::move(s));
+  dispatch(impl_, peer, std::move(one));
+}
+
+void data_plane::send_all(const std::string& peer, std::vector<frame_to_send> frames) {
+  std::vector<pending_send> batch;
+  batch.reserve(frames.size());
+  for (auto& f : frames)
+    batch.push_back(frame_of(impl_->options_, f.transfer_id, std::move(f.value), {}));
+  if (impl_->stopped_ || batch.empty())
+    return;
+  dispatch(impl_, peer, std::move(batch));
 }
 
 std::vector<std::string> data_plane::peers() const {

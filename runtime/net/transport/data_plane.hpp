@@ -109,6 +109,19 @@ public:
   void send(const std::string& peer, std::uint64_t transfer_id, tensor value,
             send_callback done = {});
 
+  /// One frame of send_all().
+  struct frame_to_send {
+    std::uint64_t transfer_id = 0;
+    tensor value;
+  };
+  /// Queues `frames` for `peer` as send() would, one after the other, but
+  /// together: when nothing is being written to that peer, they leave in one
+  /// sendmsg, so the receiver wakes once for all of them (a courier message
+  /// is a descriptor and a payload frame; written apart, the receiver's io
+  /// thread woke for the descriptor, then again for the payload). No
+  /// completion callbacks: a frame fails only with its connection.
+  void send_all(const std::string& peer, std::vector<frame_to_send> frames);
+
   /// Fault injection (tests, `--inject-fault`): aborts every connection to
   /// `peer` as a network cut would, mid-frame for whatever is in flight; the
   /// peer is reported down with reason "cut". An empty `peer`: every

@@ -146,6 +146,8 @@ public:
   /// virtualised machine costs as much as moving 1 MiB over loopback. What
   /// the socket does not take at once, the io thread writes.
   void submit(pending_send s);
+  /// The same for several frames, queued at once (data_plane::send_all).
+  void submit(std::vector<pending_send> batch);
 
   /// Runs send callbacks on the io thread.
   void post_results(std::vector<send_callback> done, std::optional<std::string> error);
