@@ -46,6 +46,29 @@ BOOST_AUTO_TEST_CASE(two_and_three_stages_equal_one_stage) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(onednn_gemms_keep_the_equivalences) {
+  // --gemm onednn: every device runs its GEMMs on oneDNN. Its stages still
+  // equal one stage (same kernels, same order), data parallelism equals one
+  // replica within the dp tolerance, and the run is the OpenBLAS run's up to
+  // the libraries' summation orders.
+  auto o = order_insensitive(quick());
+  auto openblas = train(o);
+  o.gemm = kernels::cpu::gemm_backend::onednn;
+  auto reference = train(o);
+  BOOST_TEST(reference.report.at("config").at("gemm") == "onednn");
+  auto staged = o;
+  staged.stages = 2;
+  auto split = train(staged);
+  BOOST_TEST(max_relative_difference(split.params, reference.params) < 1e-6);
+  auto replicated = o;
+  replicated.dp = 2;
+  auto dp = train(replicated);
+  BOOST_TEST(max_relative_difference(dp.params, reference.params) < 1e-5);
+  const auto libraries = max_relative_difference(reference.params, openblas.params);
+  BOOST_TEST_MESSAGE("oneDNN vs OpenBLAS after 20 steps: max relative difference " << libraries);
+  BOOST_TEST(libraries < 1e-4);
+}
+
 BOOST_AUTO_TEST_CASE(cnn_two_stages_equal_one_stage) {
   auto o = quick("cnn");
   o.max_steps = 10;

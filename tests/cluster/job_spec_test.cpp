@@ -121,6 +121,29 @@ BOOST_AUTO_TEST_CASE(pin_cores_gives_a_nodes_devices_consecutive_cores_of_their_
                     runtime::input_error);
 }
 
+BOOST_AUTO_TEST_CASE(every_device_gets_the_jobs_gemm_library) {
+  std::vector<actors::device_slot> ds{{"cpu:0", "a", runtime::device::cpu(), 1, 0},
+                                      {"cpu:0", "b", runtime::device::cpu(), 1, 0}};
+  actors::train_options o;
+  o.model = "mlp";
+  o.stages = 2;
+  auto p = actors::make_plan(o, ds);
+  for (const auto& d : of_role(actors::job_spawns(p, o), spawn_role::device))
+    BOOST_TEST(
+        (actors::device_config_from_json(d.config).gemm == kernels::cpu::gemm_backend::openblas));
+  o.gemm = kernels::cpu::gemm_backend::onednn;
+  int devices = 0;
+  for (const auto& d : of_role(actors::job_spawns(p, o), spawn_role::device)) {
+    BOOST_TEST(
+        (actors::device_config_from_json(d.config).gemm == kernels::cpu::gemm_backend::onednn));
+    ++devices;
+  }
+  BOOST_TEST(devices == 2);
+  auto bad = actors::to_json(actors::device_config{});
+  bad["gemm"] = "mkl";
+  BOOST_CHECK_THROW(actors::device_config_from_json(bad), runtime::input_error);
+}
+
 BOOST_AUTO_TEST_CASE(tensor_parallel_stages_get_a_tp_rank_beside_each_shard) {
   actors::train_options o;
   o.model = "mlp";
