@@ -259,11 +259,7 @@ const std::vector<option_field>& option_fields() {
       {"gemm",
        [](const train_options& o) { return nlohmann::json(kernels::cpu::to_string(o.gemm)); },
        [](train_options& o, const nlohmann::json& v) {
-         const auto name = v.get<std::string>();
-         auto b = kernels::cpu::parse_gemm_backend(name);
-         if (!b)
-           throw runtime::input_error("gemm: '" + name + "' is not openblas or onednn");
-         o.gemm = *b;
+         o.gemm = kernels::cpu::parse_gemm_backend(v.get<std::string>());
        }},
       field<&train_options::pin_cores>("pin_cores"),
       field<&train_options::checkpoint_dir>("checkpoint_dir"),

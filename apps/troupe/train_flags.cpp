@@ -180,7 +180,7 @@ void add_run_flags(CLI::App* cmd, training_flags& f) {
   cmd->add_option("--threads", o.threads, "compute threads in all (default: one per core)")
       ->check(CLI::Range(1, 1024));
   cmd->add_option_function<std::string>(
-         "--gemm", [&o](const std::string& s) { o.gemm = *kernels::cpu::parse_gemm_backend(s); },
+         "--gemm", [&o](const std::string& s) { o.gemm = kernels::cpu::parse_gemm_backend(s); },
          "the GEMM library of every device: openblas | onednn (docs/benchmarks.md compares them)")
       ->check(CLI::IsMember({"openblas", "onednn"}));
   cmd->add_flag("--pin-cores", o.pin_cores,

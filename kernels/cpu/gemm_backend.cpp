@@ -1,5 +1,7 @@
 #include "kernels/cpu/gemm_backend.hpp"
 
+#include "runtime/error.hpp"
+
 namespace troupe::kernels::cpu {
 namespace {
 
@@ -9,12 +11,11 @@ thread_local gemm_backend this_thread_backend = gemm_backend::openblas;
 
 } // namespace
 
-std::optional<gemm_backend> parse_gemm_backend(std::string_view name) {
-  if (name == "openblas")
-    return gemm_backend::openblas;
-  if (name == "onednn")
-    return gemm_backend::onednn;
-  return std::nullopt;
+gemm_backend parse_gemm_backend(std::string_view name) {
+  for (auto b : {gemm_backend::openblas, gemm_backend::onednn})
+    if (name == to_string(b))
+      return b;
+  throw runtime::input_error("--gemm must be openblas or onednn, got '" + std::string{name} + "'");
 }
 
 std::string to_string(gemm_backend b) {

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -14,8 +13,8 @@ enum class gemm_backend {
   onednn,   ///< oneDNN's matmul primitive, one per shape, cached per thread
 };
 
-/// "openblas" / "onednn"; nullopt for anything else.
-std::optional<gemm_backend> parse_gemm_backend(std::string_view name);
+/// "openblas" / "onednn"; throws runtime::input_error naming anything else.
+gemm_backend parse_gemm_backend(std::string_view name);
 std::string to_string(gemm_backend b);
 
 /// Sets the backend of gemm() calls made *from the calling thread*: like the

@@ -390,7 +390,7 @@ void add_train_flags(CLI::App* train, bench_flags& f) {
       ->capture_default_str();
   train
       ->add_option_function<std::string>(
-          "--gemm", [&f](const std::string& s) { f.gemm = *kernels::cpu::parse_gemm_backend(s); },
+          "--gemm", [&f](const std::string& s) { f.gemm = kernels::cpu::parse_gemm_backend(s); },
           "troupe's GEMM library: openblas (default) | onednn")
       ->check(CLI::IsMember({"openblas", "onednn"}));
   train->add_option("--optimizer", f.optimizer, "sgd | adam")

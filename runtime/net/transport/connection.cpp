@@ -137,12 +137,6 @@ void connection::establish() {
   read_header();
 }
 
-void connection::submit(pending_send s) {
-  std::vector<pending_send> one;
-  one.push_back(std::move(s));
-  submit(std::move(one));
-}
-
 void connection::submit(std::vector<pending_send> batch) {
   std::vector<send_callback> done;
   {

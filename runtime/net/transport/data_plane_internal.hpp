@@ -139,14 +139,13 @@ public:
   void read_handshake();
   void establish();
 
-  /// Queues a frame of an established connection; any thread. When no write
-  /// is under way, the calling thread writes it at once, non-blocking, rather
-  /// than waking the io thread: a send/ack exchange otherwise pays a post and
-  /// an epoll wake-up of the io thread per frame, which on a busy 2-core or
+  /// Queues frames of an established connection, in order and at once (one
+  /// for send(), several for send_all()); any thread. When no write is under
+  /// way, the calling thread writes them at once, non-blocking, rather than
+  /// waking the io thread: a send/ack exchange otherwise pays a post and an
+  /// epoll wake-up of the io thread per frame, which on a busy 2-core or
   /// virtualised machine costs as much as moving 1 MiB over loopback. What
   /// the socket does not take at once, the io thread writes.
-  void submit(pending_send s);
-  /// The same for several frames, queued at once (data_plane::send_all).
   void submit(std::vector<pending_send> batch);
 
   /// Runs send callbacks on the io thread.
