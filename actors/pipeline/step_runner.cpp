@@ -297,6 +297,16 @@ std::function<void(std::size_t)> completing(compute_state& c, step_run& r, const
   };
 }
 
+/// Where the step's update is folded into its last backward and the
+/// optimizer is plain SGD, that backward's learning rate: dense layers then
+/// update their weights inside the weight-gradient GEMMs
+/// (sequential::backward).
+std::optional<float> sgd_in_backward(const compute_state& c, const step_run& r, bool final) {
+  if (final && r.step.training && c.opt && folds_optimizer(c.cfg) && c.opt->is_plain_sgd())
+    return r.step.lr;
+  return std::nullopt;
+}
+
 /// A split schedule's weight action: the parameter gradients of the
 /// micro-batch whose backward (input gradients) ran earlier.
 task_done run_weight(compute_state& c, step_run& r, const action& a, bool final) {
@@ -323,7 +333,8 @@ task_done run_backward(compute_state& c, step_run& r, const action& a, bool fina
   const bool first = c.cfg.takes_input(a.chunk);
   const auto t0 = steady_clock::now();
   auto dx = split ? c.chunks[chunk].backward_input(dy, a.mb, !first)
-                  : c.chunks[chunk].backward(dy, a.mb, !first, completing(c, r, a, final));
+                  : c.chunks[chunk].backward(dy, a.mb, !first, completing(c, r, a, final),
+                                             sgd_in_backward(c, r, final));
   slow_down(c.cfg.slow_factor, t0);
   task_done d;
   if (!first) {

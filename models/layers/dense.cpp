@@ -70,13 +70,18 @@ tensor dense::forward_impl(const tensor& x, const forward_context& ctx, bool the
 
 void dense::add_weight_grads(const tensor& x, const tensor& dy) {
   const std::int64_t rows = x.numel() / in_;
-  const float* dyp = dy.data<float>();
   auto& w = params_[0];
-  auto& b = params_[1];
   bool acc_w = prepare_grad(w);
-  kc::gemm(kc::trans::yes, kc::trans::no, out_, in_, rows, 1.0f, dyp, out_, x.data<float>(), in_,
-           acc_w ? 1.0f : 0.0f, w.grad.mutable_data<float>(), in_);
+  kc::gemm(kc::trans::yes, kc::trans::no, out_, in_, rows, 1.0f, dy.data<float>(), out_,
+           x.data<float>(), in_, acc_w ? 1.0f : 0.0f, w.grad.mutable_data<float>(), in_);
   w.grad_fresh = false;
+  add_bias_grad(x, dy);
+}
+
+void dense::add_bias_grad(const tensor& x, const tensor& dy) {
+  const std::int64_t rows = x.numel() / in_;
+  const float* dyp = dy.data<float>();
+  auto& b = params_[1];
   bool acc_b = prepare_grad(b);
   kc::bias_grad_rows(dyp, b.grad.mutable_data<float>(), rows, out_, acc_b);
   b.grad_fresh = false;
@@ -105,6 +110,21 @@ tensor dense::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad
   check_dy(x, dy, out_, who_);
   add_weight_grads(x, dy);
   return need_input_grad ? input_grad(x, dy) : tensor{};
+}
+
+tensor dense::backward_sgd(const tensor& dy, micro_batch_id mb, bool need_input_grad, float lr) {
+  auto& w = params_[0];
+  if (!w.grad_fresh)
+    return backward(dy, mb, need_input_grad);
+  tensor x = saved_.take(mb, who_);
+  check_dy(x, dy, out_, who_);
+  tensor dx = need_input_grad ? input_grad(x, dy) : tensor{};
+  const std::int64_t rows = x.numel() / in_;
+  kc::gemm(kc::trans::yes, kc::trans::no, out_, in_, rows, -lr, dy.data<float>(), out_,
+           x.data<float>(), in_, 1.0f, w.value.mutable_data<float>(), in_);
+  w.updated_in_backward = true;
+  add_bias_grad(x, dy);
+  return dx;
 }
 
 tensor dense::backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad) {

@@ -30,6 +30,14 @@ public:
   /// a relu follows, saving a pass over memory and an allocation.
   tensor forward_relu(const tensor& x, const forward_context& ctx);
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
+  /// backward() of a step's only micro-batch under plain SGD (no momentum,
+  /// no weight decay) with learning rate `lr`: dx first (it reads the
+  /// weight), then weight -= lr * dW inside the weight-gradient GEMM itself
+  /// (alpha -lr, beta 1): no gradient buffer is written and no separate pass
+  /// over the weight is made. Marks the weight updated_in_backward; the bias
+  /// gets its gradient as in backward(). Where the weight's gradient would
+  /// accumulate (not the step's first backward), plain backward().
+  tensor backward_sgd(const tensor& dy, micro_batch_id mb, bool need_input_grad, float lr);
   /// dx now; the weight and bias gradients (a GEMM and a row sum) in
   /// backward_weight, from the input and dy kept until then.
   tensor backward_input(const tensor& dy, micro_batch_id mb, bool need_input_grad) override;
@@ -60,6 +68,8 @@ private:
   tensor forward_impl(const tensor& x, const forward_context& ctx, bool then_relu);
   /// Adds the weight and bias gradients of one micro-batch (x, dy).
   void add_weight_grads(const tensor& x, const tensor& dy);
+  /// Adds the bias gradient of one micro-batch (x, dy).
+  void add_bias_grad(const tensor& x, const tensor& dy);
   /// dL/dx of one micro-batch.
   tensor input_grad(const tensor& x, const tensor& dy) const;
 };

@@ -19,6 +19,11 @@ struct parameter {
   bool grad_fresh = true;
   /// Whether weight decay applies (false for biases and normalisation scales).
   bool decay = true;
+  /// The backward already made this step's plain SGD update of value (a
+  /// dense weight under sequential::backward with an SGD learning rate: the
+  /// update rides in the weight-gradient GEMM) and grad was not written.
+  /// optimizer::update() skips the parameter once and clears the mark.
+  bool updated_in_backward = false;
 };
 
 } // namespace troupe::models

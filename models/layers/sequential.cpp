@@ -39,12 +39,15 @@ tensor sequential::backward(const tensor& dy, micro_batch_id mb, bool need_input
 }
 
 tensor sequential::backward(const tensor& dy, micro_batch_id mb, bool need_input_grad,
-                            const std::function<void(std::size_t)>& after_layer) {
+                            const std::function<void(std::size_t)>& after_layer,
+                            std::optional<float> sgd_lr) {
   if (layers_.empty())
     return need_input_grad ? dy : tensor{};
   tensor g = dy;
   for (std::size_t i = layers_.size(); i-- > 0;) {
-    g = layers_[i]->backward(g, mb, i == 0 ? need_input_grad : true);
+    const bool need = i == 0 ? need_input_grad : true;
+    auto* d = sgd_lr ? dynamic_cast<dense*>(layers_[i].get()) : nullptr;
+    g = d ? d->backward_sgd(g, mb, need, *sgd_lr) : layers_[i]->backward(g, mb, need);
     if (after_layer)
       after_layer(i);
   }

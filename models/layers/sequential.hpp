@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,8 +36,13 @@ public:
   /// backward, i.e. once its parameters' gradients for this micro-batch are
   /// in: data parallelism launches gradient all-reduces from there, while
   /// the layers below are still running.
+  /// With `sgd_lr` (a step's only micro-batch under plain SGD, the update
+  /// folded into the backward), dense layers update their weight inside the
+  /// weight-gradient GEMM (dense::backward_sgd); the optimizer's update()
+  /// then skips those weights.
   tensor backward(const tensor& dy, micro_batch_id mb, bool need_input_grad,
-                  const std::function<void(std::size_t)>& after_layer);
+                  const std::function<void(std::size_t)>& after_layer,
+                  std::optional<float> sgd_lr = std::nullopt);
   /// The backward split for zero-bubble schedules (layer::backward_input):
   /// the input gradients through every layer in reverse, then later the
   /// weight gradients, also in reverse, calling `after_layer(i)` once layer

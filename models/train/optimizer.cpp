@@ -11,6 +11,20 @@ using runtime::tensor;
 
 // ---- optimizer ---------------------------------------------------------------
 
+void optimizer::update(std::span<parameter* const> params, float lr) {
+  std::vector<parameter*> rest;
+  rest.reserve(params.size());
+  for (parameter* p : params) {
+    if (p->updated_in_backward)
+      p->updated_in_backward = false;
+    else
+      rest.push_back(p);
+  }
+  const auto counted = steps_;
+  step(rest, lr);
+  steps_ = counted;
+}
+
 named_tensors optimizer::state() const {
   named_tensors out;
   const auto names = slot_names();

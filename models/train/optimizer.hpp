@@ -43,11 +43,13 @@ public:
   /// step's update done in parts (each layer's once its gradients are final,
   /// while they are still in cache) and then counted once with count_step().
   /// Every part sees the same step count (Adam's bias correction).
-  void update(std::span<parameter* const> params, float lr) {
-    const auto counted = steps_;
-    step(params, lr);
-    steps_ = counted;
-  }
+  /// Parameters the backward already updated (updated_in_backward) are
+  /// skipped, and their mark cleared.
+  void update(std::span<parameter* const> params, float lr);
+  /// Whether step() is plain SGD, value -= lr * grad (no momentum, no
+  /// weight decay): then a backward may make the update itself
+  /// (sequential::backward's sgd_lr).
+  virtual bool is_plain_sgd() const noexcept { return false; }
   /// Counts a step whose update was made in parts (update()).
   void count_step() noexcept { ++steps_; }
 
@@ -93,6 +95,9 @@ public:
   nlohmann::json config() const override;
   float lr() const override { return options_.lr; }
   void step(std::span<parameter* const> params, float lr) override;
+  bool is_plain_sgd() const noexcept override {
+    return options_.momentum == 0.f && options_.weight_decay == 0.f;
+  }
   const kernels::cpu::sgd_options& options() const noexcept { return options_; }
 
 protected:
