@@ -10,7 +10,9 @@
 #define BOOST_TEST_MODULE models_sgd_in_backward
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
