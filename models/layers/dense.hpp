@@ -12,8 +12,9 @@ namespace troupe::models {
 
 /// Fully connected layer, torch.nn.Linear layout: weight [out, in], bias [out],
 /// y = x W^T + b over the last dimension. Saves its input (shared, not copied)
-/// for backward. Activations stay separate layers (no fused bias+ReLU) so
-/// every layer keeps one job and the partitioner can cut anywhere.
+/// for backward. Activations stay separate layers so the partitioner can cut
+/// anywhere; sequential fuses a dense + relu pair (forward_relu) and, under
+/// plain SGD, the weight's update into its gradient GEMM (backward_sgd).
 class dense final : public layer {
 public:
   /// `index` is the layer's global position in the model; it names the
