@@ -66,7 +66,7 @@ void* tensor::mutable_raw_data() {
 }
 
 void tensor::detach() {
-  if (storage_.use_count() == 1)
+  if (in_place_ || storage_.use_count() == 1)
     return;
   // Only this tensor's range: a view of a large shared buffer copies its own
   // elements, not the buffer.
@@ -104,6 +104,12 @@ tensor tensor::view(std::int64_t offset, shape_t shape) const {
                             ") outside a tensor of " + std::to_string(numel_) + " elements " +
                             to_string(shape_));
   return tensor{storage_, dtype_, std::move(shape), n, offset_ + offset};
+}
+
+tensor tensor::in_place_view(std::int64_t offset, shape_t shape) const {
+  tensor v = view(offset, std::move(shape));
+  v.in_place_ = true;
+  return v;
 }
 
 bool bitwise_equal(const tensor& a, const tensor& b) {

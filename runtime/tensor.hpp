@@ -106,6 +106,14 @@ public:
   tensor view(std::int64_t offset, shape_t shape) const;
   /// view(offset, {count}): a 1-D range of the flat elements.
   tensor slice(std::int64_t offset, std::int64_t count) const { return view(offset, {count}); }
+  /// view(), except that writes through it go to the shared storage, with no
+  /// copy on write: for a buffer its owner fills before anyone reads it and
+  /// never writes again once it is handed out (a data-parallel gradient
+  /// bucket: the backward writes each gradient into its range, then the
+  /// whole bucket goes to the all-reduce). Copies of the view keep the mark;
+  /// views, reshapes and clones of it do not.
+  tensor in_place_view(std::int64_t offset, shape_t shape) const;
+  bool writes_in_place() const noexcept { return in_place_; }
 
   /// Wraps an existing storage (used by deserialisation and the data plane).
   static tensor wrap(std::shared_ptr<storage> s, dtype t, shape_t shape);
@@ -125,6 +133,7 @@ private:
   shape_t shape_;
   std::int64_t numel_ = 0;
   std::int64_t offset_ = 0; ///< in elements of dtype_
+  bool in_place_ = false;   ///< in_place_view(): writes skip copy on write
 };
 
 template <class T>

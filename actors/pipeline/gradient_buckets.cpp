@@ -19,8 +19,39 @@ std::int64_t broadcast_op_id(std::int64_t n) {
   return -n;
 }
 
-runtime::tensor flatten(const grad_bucket& b) {
-  auto fresh = [](const models::parameter* p) { return p->grad_fresh || !p->grad.defined(); };
+namespace {
+
+bool fresh(const models::parameter* p) {
+  return p->grad_fresh || !p->grad.defined();
+}
+
+/// Whether every gradient of `b` is still the in-place view of its range of
+/// `staged` that stage() made (a layer may have replaced one: a gradient of
+/// another shape or type).
+bool in_staged(const grad_bucket& b, const runtime::tensor& staged) {
+  if (!staged.defined())
+    return false;
+  std::int64_t offset = staged.storage_offset();
+  for (const auto* p : b.params) {
+    if (!p->grad.shares_storage_with(staged) || !p->grad.writes_in_place() ||
+        p->grad.storage_offset() != offset || p->grad.numel() != p->value.numel())
+      return false;
+    offset += p->value.numel();
+  }
+  return true;
+}
+
+} // namespace
+
+runtime::tensor flatten(const grad_bucket& b, const runtime::tensor& staged) {
+  if (in_staged(b, staged)) {
+    // The backward wrote every gradient into its range: zeros only where a
+    // parameter got none this step.
+    for (auto* p : b.params)
+      if (fresh(p))
+        std::fill_n(p->grad.mutable_data<float>(), p->value.numel(), 0.0f);
+    return staged;
+  }
   if (b.params.size() == 1 && !fresh(b.params[0]))
     return b.params[0]->grad;
   auto out = runtime::tensor::empty(runtime::dtype::f32, {b.numel});
@@ -86,6 +117,36 @@ void gradient_buckets::cut(std::vector<models::sequential>& chunks, std::int64_t
     throw runtime::input_error(std::to_string(buckets.size()) +
                                " gradient buckets (at most 65536): raise --bucket-mb");
   launched.assign(buckets.size(), false);
+  stage();
+}
+
+void gradient_buckets::stage() {
+  staged.assign(buckets.size(), runtime::tensor{});
+  for (std::size_t b = 0; b < buckets.size(); ++b) {
+    auto& bucket = buckets[b];
+    const bool all_f32 = std::all_of(bucket.params.begin(), bucket.params.end(), [](auto* p) {
+      return p->value.type() == runtime::dtype::f32;
+    });
+    if (!all_f32)
+      continue; // flatten() copies and converts as before
+    staged[b] = runtime::tensor::empty(runtime::dtype::f32, {bucket.numel});
+    std::int64_t offset = 0;
+    for (auto* p : bucket.params) {
+      p->grad = staged[b].in_place_view(offset, p->value.shape());
+      p->grad_fresh = true;
+      offset += p->value.numel();
+    }
+  }
+}
+
+void gradient_buckets::hand_over(std::size_t b) {
+  auto& flat = staged[b];
+  if (!flat.defined())
+    return;
+  for (auto* p : buckets[b].params)
+    if (p->grad.writes_in_place() && p->grad.shares_storage_with(flat))
+      p->grad = flat.view(p->grad.storage_offset() - flat.storage_offset(), p->value.shape());
+  flat = runtime::tensor{};
 }
 
 void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, std::size_t chunk,
@@ -94,7 +155,9 @@ void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, std::s
     if (launched[b])
       return;
     launched[b] = true;
-    caf::anon_send(shard, bucket_ready{step, b, flatten(buckets[b])});
+    auto data = flatten(buckets[b], staged[b]);
+    hand_over(b);
+    caf::anon_send(shard, bucket_ready{step, b, std::move(data)});
     if (trace.enabled())
       trace.instant("bucket ready", "comm", std::chrono::steady_clock::now(),
                     {{"step", step}, {"bucket", static_cast<std::int64_t>(b)}});

@@ -53,9 +53,11 @@ struct bucket_ready {
 };
 
 /// A bucket's gradients as one f32 tensor (zeros for a parameter that got no
-/// gradient this step: a replica without samples). A bucket of one
-/// parameter hands over the gradient itself (no copy).
-runtime::tensor flatten(const grad_bucket& b);
+/// gradient this step: a replica without samples). When the gradients are
+/// still the in-place views of `staged` (gradient_buckets::stage), that is
+/// `staged` itself (no copy); a bucket of one parameter hands over the
+/// gradient itself; else a copy.
+runtime::tensor flatten(const grad_bucket& b, const runtime::tensor& staged);
 
 /// Makes a bucket's all-reduced sum its parameters' gradients: views of the
 /// sum, no copy (the optimizer reads the reduced buffer). Each parameter's
@@ -72,6 +74,10 @@ struct gradient_buckets {
   /// The parameters' own gradient tensors (bucket order) while their grads
   /// are views of the reduced sums: between put_back and restore_grads.
   std::vector<runtime::tensor> own_grads;
+  /// Per bucket, this step's flat buffer, of which the parameters'
+  /// gradients are in-place views (stage()): the backward writes them where
+  /// the all-reduce reads them. Undefined for a bucket that is not all f32.
+  std::vector<runtime::tensor> staged;
 
   /// Cuts the parameters of every chunk into buckets of about `bytes` bytes,
   /// walking each chunk's layers from the last (backward's order). A bucket
@@ -79,11 +85,23 @@ struct gradient_buckets {
   /// runtime::input_error for more than max_gradient_buckets.
   void cut(std::vector<models::sequential>& chunks, std::int64_t bytes);
 
+  /// Before a step's backward (cut() and the update call it): every bucket
+  /// gets a fresh flat buffer and its parameters' gradients become in-place
+  /// views of their ranges, marked fresh. A fresh buffer per step is what
+  /// makes writing in place safe: the previous step's buffer may still be
+  /// read by the all-reduce's peers, and nobody else ever reads this one
+  /// before launch() hands it over, after which the step writes it no more.
+  void stage();
+
   /// On the device thread: sends `shard` a bucket_ready for every bucket of
   /// `chunk` that layer `layer` completes (every bucket not yet sent when
   /// `layer` is empty).
   void launch(const caf::actor& shard, std::int64_t step, std::size_t chunk,
               std::optional<std::size_t> layer, runtime::trace_recorder& trace);
+
+  /// Bucket `b`'s buffer goes to the all-reduce: its gradients become plain
+  /// views of it (a write would copy again) until the next stage().
+  void hand_over(std::size_t b);
 
   /// The all-reduced sums, bucket by bucket, as the gradients (views; no
   /// copy). Does nothing for no sums (they are in place already).

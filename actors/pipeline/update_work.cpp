@@ -55,6 +55,7 @@ device_work optimizer_work(std::shared_ptr<compute_state> c, std::vector<runtime
     task_done d;
     d.digest = after_update(*c, step);
     c->buckets.restore_grads();
+    c->buckets.stage();
     return d;
   };
 }

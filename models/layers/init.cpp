@@ -50,7 +50,7 @@ bool prepare_grad(parameter& p) {
     return false; // nothing to accumulate into
   }
   if (p.grad_fresh) {
-    if (!p.grad.is_unique())
+    if (!p.grad.is_unique() && !p.grad.writes_in_place())
       p.grad = runtime::tensor::empty(runtime::dtype::f32, p.value.shape());
     return false;
   }

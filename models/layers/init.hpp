@@ -31,7 +31,8 @@ void fill(runtime::tensor& t, float value);
 /// whether backward must add to it (false: overwrite, grad_fresh was set).
 /// A fresh gradient whose storage someone else still reads (e.g. an all-reduce
 /// that was handed the previous step's gradient) gets a new buffer instead of a
-/// copy-on-write copy that would be overwritten anyway.
+/// copy-on-write copy that would be overwritten anyway; an in-place view (a
+/// data-parallel bucket's range, tensor::in_place_view) is written as it is.
 bool prepare_grad(parameter& p);
 
 } // namespace troupe::models

@@ -101,6 +101,28 @@ BOOST_AUTO_TEST_CASE(writing_a_view_that_owns_its_storage_alone_writes_in_place)
   BOOST_TEST(v.data<float>()[0] == 42.f);
 }
 
+BOOST_AUTO_TEST_CASE(an_in_place_view_writes_the_shared_storage) {
+  auto base = iota({32});
+  auto v = base.in_place_view(8, {2, 4});
+  BOOST_TEST(v.writes_in_place());
+  BOOST_TEST(!v.is_unique());
+  auto copy = v; // copies keep the mark (a parameter's gradient moved around)
+  BOOST_TEST(copy.writes_in_place());
+  v.mutable_data<float>()[1] = -9.f;
+  // No copy on write: the owner of the buffer sees the write.
+  BOOST_TEST(v.shares_storage_with(base));
+  BOOST_TEST(v.storage_offset() == 8);
+  BOOST_TEST(base.data<float>()[9] == -9.f);
+  // What is derived from it is an ordinary view again.
+  BOOST_TEST(!v.slice(0, 2).writes_in_place());
+  BOOST_TEST(!v.reshape({8}).writes_in_place());
+  BOOST_TEST(!v.clone().writes_in_place());
+  auto plain = base.view(8, {2, 4});
+  plain.mutable_data<float>()[0] = 7.f;
+  BOOST_TEST(!plain.shares_storage_with(base));
+  BOOST_TEST(base.data<float>()[8] == 8.f);
+}
+
 BOOST_AUTO_TEST_CASE(writing_the_base_leaves_a_view_reading_the_old_bytes) {
   auto base = iota({32});
   auto v = base.slice(4, 4);
