@@ -128,7 +128,7 @@ void gradient_buckets::stage() {
       return p->value.type() == runtime::dtype::f32;
     });
     if (!all_f32)
-      continue; // flatten() copies and converts as before
+      continue; // flatten() copies them, as before
     staged[b] = runtime::tensor::empty(runtime::dtype::f32, {bucket.numel});
     std::int64_t offset = 0;
     for (auto* p : bucket.params) {
