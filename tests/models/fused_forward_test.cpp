@@ -53,14 +53,7 @@ BOOST_AUTO_TEST_CASE(bias_relu_kernel_is_bitwise_bias_then_relu) {
 }
 
 BOOST_AUTO_TEST_CASE(fused_mlp_is_bitwise_the_layer_by_layer_one) {
-  auto spec = model_builder("fused")
-                  .input({33})
-                  .dense(33, 65)
-                  .relu()
-                  .dense(65, 17)
-                  .relu()
-                  .dense(17, 5)
-                  .build();
+  auto spec = odd_widths_mlp("fused");
   sequential net(spec, 0, spec.layers.size(), 11);
   unfused ref{instantiate(spec, 0, spec.layers.size(), 11)};
   forward_context ctx;

@@ -30,14 +30,7 @@ namespace {
 constexpr float lr = 0.1f;
 
 model_spec small_mlp() {
-  return model_builder("sgd_in_backward")
-      .input({33})
-      .dense(33, 65)
-      .relu()
-      .dense(65, 17)
-      .relu()
-      .dense(17, 5)
-      .build();
+  return odd_widths_mlp("sgd_in_backward");
 }
 
 std::unique_ptr<optimizer> plain_sgd() {

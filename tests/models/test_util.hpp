@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models/layers/model_spec.hpp"
 #include "runtime/rng.hpp"
 #include "runtime/tensor.hpp"
 
@@ -55,6 +56,19 @@ inline double dot(const tensor& a, const tensor& b) {
   for (std::size_t i = 0; i < x.size(); ++i)
     s += double(x[i]) * double(y[i]);
   return s;
+}
+
+/// A 3-layer MLP 33 -> 65 -> 17 -> 5 with ReLUs: widths that are not
+/// multiples of a vector width, small enough for exact comparisons.
+inline model_spec odd_widths_mlp(const std::string& name) {
+  return model_builder(name)
+      .input({33})
+      .dense(33, 65)
+      .relu()
+      .dense(65, 17)
+      .relu()
+      .dense(17, 5)
+      .build();
 }
 
 } // namespace troupe::models::test
