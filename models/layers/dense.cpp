@@ -68,12 +68,17 @@ tensor dense::forward_impl(const tensor& x, const forward_context& ctx, bool the
   return y;
 }
 
-void dense::add_weight_grads(const tensor& x, const tensor& dy) {
+void dense::weight_gemm(const tensor& x, const tensor& dy, float alpha, float beta,
+                        float* c) const {
   const std::int64_t rows = x.numel() / in_;
+  kc::gemm(kc::trans::yes, kc::trans::no, out_, in_, rows, alpha, dy.data<float>(), out_,
+           x.data<float>(), in_, beta, c, in_);
+}
+
+void dense::add_weight_grads(const tensor& x, const tensor& dy) {
   auto& w = params_[0];
   bool acc_w = prepare_grad(w);
-  kc::gemm(kc::trans::yes, kc::trans::no, out_, in_, rows, 1.0f, dy.data<float>(), out_,
-           x.data<float>(), in_, acc_w ? 1.0f : 0.0f, w.grad.mutable_data<float>(), in_);
+  weight_gemm(x, dy, 1.0f, acc_w ? 1.0f : 0.0f, w.grad.mutable_data<float>());
   w.grad_fresh = false;
   add_bias_grad(x, dy);
 }
@@ -119,9 +124,7 @@ tensor dense::backward_sgd(const tensor& dy, micro_batch_id mb, bool need_input_
   tensor x = saved_.take(mb, who_);
   check_dy(x, dy, out_, who_);
   tensor dx = need_input_grad ? input_grad(x, dy) : tensor{};
-  const std::int64_t rows = x.numel() / in_;
-  kc::gemm(kc::trans::yes, kc::trans::no, out_, in_, rows, -lr, dy.data<float>(), out_,
-           x.data<float>(), in_, 1.0f, w.value.mutable_data<float>(), in_);
+  weight_gemm(x, dy, -lr, 1.0f, w.value.mutable_data<float>());
   w.updated_in_backward = true;
   add_bias_grad(x, dy);
   return dx;

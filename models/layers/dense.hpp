@@ -67,6 +67,9 @@ private:
   saved_map<std::pair<tensor, tensor>> for_weight_;
 
   tensor forward_impl(const tensor& x, const forward_context& ctx, bool then_relu);
+  /// c = alpha * dy^T x + beta * c over [out, in]: the weight gradient's
+  /// GEMM, into the gradient (backward) or onto the weight (backward_sgd).
+  void weight_gemm(const tensor& x, const tensor& dy, float alpha, float beta, float* c) const;
   /// Adds the weight and bias gradients of one micro-batch (x, dy).
   void add_weight_grads(const tensor& x, const tensor& dy);
   /// Adds the bias gradient of one micro-batch (x, dy).
