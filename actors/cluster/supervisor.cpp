@@ -584,6 +584,9 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
       [self](checkpointed_atom, std::int64_t step) { on_checkpointed(self, step); },
       [self](rebalance_atom, std::string& entry) { on_rebalance(self, entry); },
       [self](step_failed_atom, std::string& what) {
+        // A failed step of a generation already torn down is old news.
+        if (self->current_sender() != self->state.job.trainer.address())
+          return;
         failure f;
         f.what = what;
         job_failed(self, std::move(f));

@@ -21,6 +21,8 @@ namespace troupe::actors {
 namespace collective_detail {
 
 rank_state::~rank_state() {
+  if (shared)
+    shared->abort("collective rank 0/" + std::to_string(cfg.size) + " of the group ended");
   if (ops.empty())
     return;
   auto err = caf::make_error(caf::sec::runtime_error,
@@ -192,6 +194,24 @@ caf::result<void> wire(rank_actor* self, std::vector<caf::actor> ranks) {
   return caf::unit;
 }
 
+/// (shared_reduction_atom): the group's shared reduction when every rank
+/// lives in this process (rank 0 owns it; the others ask rank 0), else null.
+caf::result<shared_reduction_ref> shared_reduction_of(rank_actor* self) {
+  auto& st = self->state;
+  if (!st.all_local || st.cfg.size < 2)
+    return shared_reduction_ref{};
+  if (st.cfg.rank != 0) {
+    auto rp = self->make_response_promise<shared_reduction_ref>();
+    self->request(st.ranks.front(), caf::infinite, actors::shared_reduction_atom::value)
+        .then([rp](shared_reduction_ref& ref) mutable { rp.deliver(std::move(ref)); },
+              [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+    return rp;
+  }
+  if (!st.shared)
+    st.shared = std::make_shared<shared_reduction>(st.cfg.size);
+  return shared_reduction_ref{st.shared};
+}
+
 caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
   self->state.cfg = cfg;
   self->state.stats.rank = cfg.rank;
@@ -216,6 +236,7 @@ caf::behavior collective_rank(rank_actor* self, collective_config cfg) {
         return start(self, collective_kind::all_gather, id, 0, std::move(t));
       },
       [self](actors::coll_stats_atom) { return self->state.stats; },
+      [self](actors::shared_reduction_atom) { return shared_reduction_of(self); },
   };
 }
 

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -21,6 +22,7 @@
 #include "actors/collectives/collective_failure.hpp"
 #include "actors/collectives/collective_group.hpp"
 #include "actors/collectives/local_allreduce_msg.hpp"
+#include "actors/collectives/shared_reduction.hpp"
 #include "actors/plan/collective_algorithms.hpp"
 #include "actors/protocol/messages.hpp"
 #include "runtime/tensor.hpp"
@@ -99,6 +101,9 @@ struct rank_state {
   std::map<stash_key, collective_msg> stash;
   std::map<local_stash_key, local_allreduce_msg> local_stash;
   std::map<std::pair<collective_kind, std::int32_t>, coll::collective_plan> plans; // (kind, root)
+  /// Rank 0 of an all-local group: the group's shared reduction, made when
+  /// a member first asks (shared_reduction_atom; the other ranks ask rank 0).
+  std::shared_ptr<shared_reduction> shared;
   actors::collective_stats stats;
   static inline const char* name = "collective_rank";
 
@@ -109,7 +114,8 @@ struct rank_state {
   /// operations still pending fail: nobody waits for a result that will
   /// never come (a device thread blocked in a tensor-parallel all-reduce).
   /// CAF destroys an actor's state in its on_exit, while the promises can
-  /// still be delivered.
+  /// still be delivered. The group's shared reduction is aborted too: its
+  /// members' device threads may wait in it.
   ~rank_state();
 };
 

@@ -117,6 +117,7 @@ void gradient_buckets::cut(std::vector<models::sequential>& chunks, std::int64_t
     throw runtime::input_error(std::to_string(buckets.size()) +
                                " gradient buckets (at most 65536): raise --bucket-mb");
   launched.assign(buckets.size(), false);
+  launched_at.assign(buckets.size(), {});
   stage();
 }
 
@@ -157,7 +158,12 @@ void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, std::s
     launched[b] = true;
     auto data = flatten(buckets[b], staged[b]);
     hand_over(b);
-    caf::anon_send(shard, bucket_ready{step, b, std::move(data)});
+    if (shared) {
+      launched_at[b] = std::chrono::steady_clock::now();
+      shared->contribute(allreduce_op_id(step, b), member, std::move(data));
+    } else {
+      caf::anon_send(shard, bucket_ready{step, b, std::move(data)});
+    }
     if (trace.enabled())
       trace.instant("bucket ready", "comm", std::chrono::steady_clock::now(),
                     {{"step", step}, {"bucket", static_cast<std::int64_t>(b)}});
@@ -169,6 +175,38 @@ void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, std::s
     for (std::size_t b = 0; b < buckets.size(); ++b)
       send(b);
   }
+}
+
+gradient_buckets::gathered gradient_buckets::gather(std::int64_t step,
+                                                    runtime::trace_recorder& trace) {
+  gathering = true;
+  struct done_gathering {
+    std::atomic<bool>& flag;
+    ~done_gathering() { flag = false; }
+  } guard{gathering};
+  gathered r;
+  std::vector<runtime::tensor> sums;
+  std::optional<std::chrono::steady_clock::time_point> first, last;
+  for (std::size_t b = 0; b < buckets.size(); ++b) {
+    if (!launched[b])
+      throw std::logic_error("gathering the sums of step " + std::to_string(step) +
+                             " before bucket " + std::to_string(b) + " was launched");
+    auto s = shared->take(allreduce_op_id(step, b), member);
+    if (trace.enabled())
+      trace.complete("allreduce", "comm", launched_at[b], s.ready_at,
+                     {{"step", step},
+                      {"bucket", static_cast<std::int64_t>(b)},
+                      {"bytes", static_cast<std::int64_t>(s.data.nbytes())}});
+    first = first ? std::min(*first, launched_at[b]) : launched_at[b];
+    last = last ? std::max(*last, s.ready_at) : s.ready_at;
+    r.bytes += s.data.nbytes();
+    sums.push_back(std::move(s.data));
+  }
+  r.buckets = static_cast<std::int32_t>(sums.size());
+  if (first)
+    r.seconds = std::max(0.0, std::chrono::duration<double>(*last - *first).count());
+  put_back(sums);
+  return r;
 }
 
 void gradient_buckets::put_back(const std::vector<runtime::tensor>& sums) {

@@ -4,6 +4,7 @@
 // buckets, handing each to the shard once backward completed it, the op ids
 // its collectives run under, and the shard's count of returned sums.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "actors/collectives/shared_reduction.hpp"
 #include "models/layers/sequential.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 #include "runtime/tensor.hpp"
@@ -78,6 +80,15 @@ struct gradient_buckets {
   /// gradients are in-place views (stage()): the backward writes them where
   /// the all-reduce reads them. Undefined for a bucket that is not all f32.
   std::vector<runtime::tensor> staged;
+  /// Every replica of the stage in this process: the device thread
+  /// all-reduces each bucket itself (shared_reduction), as member `member`,
+  /// instead of handing it to the shard's collective rank. Set at wiring.
+  std::shared_ptr<shared_reduction> shared;
+  int member = 0;
+  /// Per bucket, when it was launched in the current step (shared only).
+  std::vector<std::chrono::steady_clock::time_point> launched_at;
+  /// The device thread waits in gather() (read by the shard's stall report).
+  std::atomic<bool> gathering{false};
 
   /// Cuts the parameters of every chunk into buckets of about `bytes` bytes,
   /// walking each chunk's layers from the last (backward's order). A bucket
@@ -95,13 +106,24 @@ struct gradient_buckets {
 
   /// On the device thread: sends `shard` a bucket_ready for every bucket of
   /// `chunk` that layer `layer` completes (every bucket not yet sent when
-  /// `layer` is empty).
+  /// `layer` is empty), or with a shared reduction brings it there.
   void launch(const caf::actor& shard, std::int64_t step, std::size_t chunk,
               std::optional<std::size_t> layer, runtime::trace_recorder& trace);
 
   /// Bucket `b`'s buffer goes to the all-reduce: its gradients become plain
   /// views of it (a write would copy again) until the next stage().
   void hand_over(std::size_t b);
+
+  /// Shared reduction: waits for the sum of every bucket of `step` (all
+  /// launched) and puts them in place (put_back); records an "allreduce"
+  /// span per bucket in `trace`. Throws reduction_aborted when a replica
+  /// ended. The returned figures are the step's all-reduce figures.
+  struct gathered {
+    std::int32_t buckets = 0;
+    std::uint64_t bytes = 0;
+    double seconds = 0; ///< first launch to the last sum
+  };
+  gathered gather(std::int64_t step, runtime::trace_recorder& trace);
 
   /// The all-reduced sums, bucket by bucket, as the gradients (views; no
   /// copy). Does nothing for no sums (they are in place already).

@@ -143,16 +143,19 @@ void on_allreduced(shard_actor* self, std::int64_t step, std::size_t bucket, ten
 /// The step cannot finish because a collective failed (a replica was lost):
 /// the shard tells the trainer and stays alive, its parameters those of its
 /// last update, so recovery can salvage them (salvage_atom).
-void step_failed(shard_actor* self, const std::string& what, const caf::error& err) {
+void step_failed(shard_actor* self, const std::string& what, const std::string& why) {
   auto& st = self->state;
   if (st.broken)
     return;
   st.broken = true;
-  auto msg = st.label + ": " + what + ": " + self->system().render(err);
   if (st.trainer)
-    self->send(st.trainer, actors::step_failed_atom::value, msg);
+    self->send(st.trainer, actors::step_failed_atom::value, st.label + ": " + what + ": " + why);
   else
-    fail(self, what + ": " + self->system().render(err));
+    fail(self, what + ": " + why);
+}
+
+void step_failed(shard_actor* self, const std::string& what, const caf::error& err) {
+  step_failed(self, what, self->system().render(err));
 }
 
 /// A bucket's gradients are complete on the device; its all-reduce runs in
@@ -220,12 +223,17 @@ std::vector<device_work> end_of_step_work(shard_actor* self) {
   if (!st.step->training || st.cfg.uses_ps()) // the ps shards update (advance())
     return chain;
   const bool data_parallel = st.cfg.all_reduces();
+  // A shared reduction's sums are in place once its gather has run: the
+  // optimizer follows it in the same chain, no hand-off in between.
+  const bool shared = data_parallel && st.compute->buckets.shared;
   if (data_parallel && !st.allreduce.flush_requested) {
     st.allreduce.flush_requested = true;
     chain.push_back(
         flush_buckets_work(st.compute, caf::actor_cast<caf::actor>(self), st.step->step));
+    if (shared)
+      chain.push_back(gather_sums_work(st.compute, st.step->step));
   }
-  const bool reduced = !data_parallel || st.allreduce.complete();
+  const bool reduced = !data_parallel || shared || st.allreduce.complete();
   const bool clipping = st.cfg.clip_norm > 0;
   if (reduced && clipping && !st.end.norm_requested) {
     st.end.norm_requested = true;
@@ -368,7 +376,8 @@ void on_step(shard_actor* self, actors::step_msg& m) {
     actions = m.training
                   ? make_schedule(s.cfg.schedule, s.cfg.stages, s.cfg.stage, m.microbatches, chunks)
                   : forward_only_schedule(m.microbatches, s.cfg.stages, chunks);
-  s.allreduce.begin_step(s.compute->buckets.buckets.size());
+  // With a shared reduction the device thread all-reduces (gather_sums_work).
+  s.allreduce.begin_step(s.compute->buckets.shared ? 0 : s.compute->buckets.buckets.size());
   // Whoever starts a step gets its report (the trainer).
   s.trainer = caf::actor_cast<caf::actor>(self->current_sender());
   s.step = m;
@@ -405,6 +414,10 @@ void on_task_done(shard_actor* self, task_done& d) {
   s.report.outputs.insert(s.report.outputs.end(), d.outputs.begin(), d.outputs.end());
   s.report.output_offsets.insert(s.report.output_offsets.end(), d.output_offsets.begin(),
                                  d.output_offsets.end());
+  s.report.buckets += d.buckets;
+  s.report.allreduce_bytes += d.allreduce_bytes;
+  if (d.allreduce_seconds)
+    s.report.allreduce_seconds = *d.allreduce_seconds;
   s.ps.step_samples += d.forward_samples;
   s.report.peak_in_flight = std::max(s.report.peak_in_flight, d.peak_in_flight);
   note_digest(s, d.digest);
@@ -417,6 +430,23 @@ void on_task_done(shard_actor* self, task_done& d) {
       {s.report.peak_saved_bytes, d.peak_saved_bytes, s.compute->saved_bytes()});
   advance(self);
   s.trace.idle(!s.busy && s.step);
+}
+
+/// The device's work threw: the shard fails, unless only the step's shared
+/// reduction was aborted (a replica ended), which fails the step as a failed
+/// all-reduce does; the parameters are those of the last update (the update
+/// runs after the gather), so recovery can salvage them.
+void on_task_failed(shard_actor* self, task_failed& f) {
+  auto& s = self->state;
+  if (!f.collective) {
+    fail(self, f.what);
+    return;
+  }
+  s.busy = false;
+  // The trainer hears of the failure before any salvage answer, so that the
+  // supervisor counts it with the failure it is recovering from.
+  step_failed(self, "gradient all-reduce failed", f.what);
+  answer_salvage(self);
 }
 
 /// False (and the shard fails) for a message addressed to a chunk it does not hold.
@@ -527,6 +557,9 @@ nlohmann::json doing(shard_state& s) {
                                      ? s.cfg.stage
                                      : s.cfg.next_of(parked->chunk).stage) +
                   " (or its labels)";
+  } else if (s.busy && c.buckets.gathering) {
+    j["action"] = "all-reduce";
+    j["waits_for"] = "the other replicas' gradient buckets (shared reduction in this process)";
   } else if (s.busy) {
     j["action"] = "computing on its device";
   } else if (s.cfg.all_reduces() && !s.allreduce.complete()) {
@@ -589,6 +622,38 @@ caf::result<bool> wire(shard_actor* self, caf::actor device, caf::actor prev, ca
   return rp;
 }
 
+/// (dp_group_atom, rank): the shard's collective rank. When the whole group
+/// lives in this process the device thread all-reduces its buckets itself,
+/// on the group's shared reduction (asked of the rank); it is aborted when
+/// this shard ends, so that no replica's device waits for it in vain.
+caf::result<bool> join_dp_group(shard_actor* self, caf::actor group) {
+  auto& s = self->state;
+  s.group = group;
+  if (!group || group.node() != self->node() || !s.cfg.all_reduces())
+    return true;
+  auto rp = self->make_response_promise<bool>();
+  self->request(group, std::chrono::seconds(30), actors::shared_reduction_atom::value)
+      .then(
+          [self, rp](shared_reduction_ref& ref) mutable {
+            auto& st = self->state;
+            if (ref.reduction) {
+              st.compute->buckets.shared = ref.reduction;
+              st.compute->buckets.member = st.cfg.replica;
+              self->attach_functor([red = ref.reduction, sys = &self->system(),
+                                    label = st.label](const caf::error& reason) {
+                red->abort(label + " ended: " + (reason ? sys->render(reason) : "normally"));
+              });
+            }
+            rp.deliver(true);
+          },
+          [self, rp](caf::error& e) mutable {
+            rp.deliver(false);
+            fail(self, "its collective rank did not say whether the group is in this process: " +
+                           self->system().render(e));
+          });
+  return rp;
+}
+
 /// Messages between steps: wiring, groups, parameters, state and the trace.
 caf::message_handler setup_handlers(shard_actor* self) {
   return {
@@ -596,10 +661,7 @@ caf::message_handler setup_handlers(shard_actor* self) {
         return wire(self, std::move(device), std::move(prev), std::move(next));
       },
       [self](inbox_atom) { return local_inbox{self->state.compute}; },
-      [self](actors::dp_group_atom, caf::actor group) {
-        self->state.group = std::move(group);
-        return true;
-      },
+      [self](actors::dp_group_atom, caf::actor group) { return join_dp_group(self, group); },
       [self](actors::ps_group_atom, std::vector<caf::actor>& shards) {
         return on_ps_group(self, shards);
       },
@@ -686,7 +748,7 @@ caf::message_handler step_handlers(shard_actor* self) {
         store_input(self, &inbox::labels, k, std::move(m.labels));
       },
       [self](task_done& d) { on_task_done(self, d); },
-      [self](task_failed& f) { fail(self, f.what); },
+      [self](task_failed& f) { on_task_failed(self, f); },
       [self](bucket_ready& b) { start_allreduce(self, b); },
       [self](actors::ps_msg& m) { on_ps_params(self, m); },
       [self](actors::clip_atom, std::int64_t step, double total) { on_clip(self, step, total); },

@@ -89,15 +89,24 @@ struct task_done {
   std::vector<std::int64_t> output_offsets;
   /// Traced runs: when the device sent it (the shard records the hand-off).
   std::chrono::steady_clock::time_point sent_at{};
+  /// Data parallelism on a shared reduction (the device thread all-reduces):
+  /// the buckets it reduced, their bytes, and the seconds from the first
+  /// bucket's launch to the last sum (stage_report's fields of those names).
+  std::int32_t buckets = 0;
+  std::uint64_t allreduce_bytes = 0;
+  std::optional<double> allreduce_seconds;
 };
 
 /// One piece of work on the device thread (an action, the optimizer, ...),
 /// touching only the compute state and sending its own outputs.
 using device_work = std::function<task_done()>;
 
-/// A device task threw; the shard fails with this message.
+/// A device task threw; the shard fails with this message. `collective`:
+/// the step's shared reduction was aborted (a replica ended), which fails
+/// the step but not the shard, as a failed all-reduce does.
 struct task_failed {
   std::string what;
+  bool collective = false;
 };
 
 /// Model and optimizer of a shard. Only the device thread touches it while a

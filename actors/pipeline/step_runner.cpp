@@ -57,6 +57,16 @@ void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t 
                               d.output_offsets.end());
   total.peak_in_flight = std::max(total.peak_in_flight, d.peak_in_flight);
   total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
+  total.buckets += d.buckets;
+  total.allreduce_bytes += d.allreduce_bytes;
+  if (d.allreduce_seconds)
+    total.allreduce_seconds = d.allreduce_seconds;
+}
+
+/// What the shard is told when device work threw: an aborted shared
+/// reduction fails only the step (a replica ended), anything else the shard.
+task_failed failure(const std::exception& e) {
+  return {e.what(), dynamic_cast<const reduction_aborted*>(&e) != nullptr};
 }
 
 } // namespace
@@ -406,7 +416,7 @@ void run_actions(const std::shared_ptr<compute_state>& cp, const std::shared_ptr
       r.total.sent_at = steady_clock::now();
     caf::anon_send(r.shard, r.total);
   } catch (const std::exception& e) {
-    caf::anon_send(r.shard, task_failed{e.what()});
+    caf::anon_send(r.shard, failure(e));
   }
 }
 
@@ -421,7 +431,7 @@ void run_chain(compute_state& c, std::vector<device_work>& chain, const caf::act
       total.sent_at = steady_clock::now();
     caf::anon_send(shard, std::move(total));
   } catch (const std::exception& e) {
-    caf::anon_send(shard, task_failed{e.what()});
+    caf::anon_send(shard, failure(e));
   }
 }
 

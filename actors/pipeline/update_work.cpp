@@ -28,6 +28,17 @@ device_work flush_buckets_work(std::shared_ptr<compute_state> c, caf::actor shar
   };
 }
 
+device_work gather_sums_work(std::shared_ptr<compute_state> c, std::int64_t step) {
+  return [c = std::move(c), step]() {
+    const auto g = c->buckets.gather(step, c->trace);
+    task_done d;
+    d.buckets = g.buckets;
+    d.allreduce_bytes = g.bytes;
+    d.allreduce_seconds = g.seconds;
+    return d;
+  };
+}
+
 device_work grad_norm_work(std::shared_ptr<compute_state> c, std::vector<runtime::tensor> sums) {
   return [c = std::move(c), sums = std::move(sums)]() {
     c->buckets.put_back(sums);

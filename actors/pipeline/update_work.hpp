@@ -22,6 +22,11 @@ namespace troupe::actors {
 device_work flush_buckets_work(std::shared_ptr<compute_state> c, caf::actor shard,
                                std::int64_t step);
 
+/// Data parallelism on a shared reduction: waits for the all-reduced sum of
+/// every bucket of `step` and puts them in place (the step's all-reduce
+/// figures go into the task_done). Runs after flush_buckets_work.
+device_work gather_sums_work(std::shared_ptr<compute_state> c, std::int64_t step);
+
 /// Puts the all-reduced sums in place and reports the gradients' sum of
 /// squares (task_done::grad_sumsq), for the trainer's global total.
 device_work grad_norm_work(std::shared_ptr<compute_state> c, std::vector<runtime::tensor> sums);

@@ -279,6 +279,9 @@ using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
 using reduce_scatter_atom = caf::atom_constant<caf::atom("redscatter")>;
 using all_gather_atom = caf::atom_constant<caf::atom("allgather")>;
 using coll_stats_atom = caf::atom_constant<caf::atom("collstats")>;
+/// (shared_reduction_atom) -> shared_reduction_ref (in process only; see
+/// actors/collectives/shared_reduction.hpp).
+using shared_reduction_atom = caf::atom_constant<caf::atom("sharedred")>;
 
 // --- Parameter servers (actors/ps/ps_shard.hpp) ---
 

@@ -1,0 +1,156 @@
+#include "actors/collectives/shared_reduction.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include "actors/collectives/collective_pieces.hpp"
+#include "actors/plan/collective_algorithms.hpp"
+
+namespace troupe::actors {
+
+using runtime::tensor;
+
+namespace {
+
+std::logic_error misuse(const std::string& what) {
+  return std::logic_error("shared reduction: " + what);
+}
+
+} // namespace
+
+shared_reduction::shared_reduction(int size) : size_(size) {
+  if (size < 1)
+    throw std::invalid_argument("shared reduction of " + std::to_string(size) + " members");
+}
+
+void shared_reduction::check_open() const {
+  if (aborted_)
+    throw reduction_aborted(*aborted_);
+}
+
+shared_reduction::operation& shared_reduction::operation_at(std::int64_t op) {
+  auto& o = ops_[op];
+  if (o.taken.empty()) {
+    o.inputs.resize(static_cast<std::size_t>(size_));
+    o.taken.assign(static_cast<std::size_t>(size_), false);
+  }
+  return o;
+}
+
+void shared_reduction::plan_slices(operation& o) const {
+  const auto total = o.inputs.front().numel();
+  if (size_ == 2) {
+    // Ring blocks 0 and 1 are x1 + x0 and x0 + x1: x0 is an operand of the
+    // first addition in both, which fold() may write in place. Summing into
+    // member 0's input saves a buffer as large as the bucket (a cold one:
+    // +15% samples/s for two replicas of the MLP at batch 64).
+    o.result = o.inputs.front();
+    o.out = const_cast<float*>(o.result.data<float>());
+  } else {
+    o.result = tensor::empty(runtime::dtype::f32, {total});
+    o.out = o.result.mutable_data<float>();
+  }
+  const auto blocks = collectives::partition(total, size_);
+  for (int c = 0; c < size_; ++c) {
+    const auto b = blocks[static_cast<std::size_t>(c)];
+    for (std::int64_t k = 0; k < b.count; k += slice_elements)
+      o.slices.push_back({c, b.offset + k, std::min(slice_elements, b.count - k)});
+  }
+}
+
+void shared_reduction::sum_slice(float* out, const std::vector<tensor>& inputs,
+                                 const slice& s) const {
+  std::vector<const float*> src(inputs.size());
+  for (int i = 1; i <= size_; ++i)
+    src[static_cast<std::size_t>(i - 1)] =
+        inputs[static_cast<std::size_t>((s.block + i) % size_)].data<float>() + s.offset;
+  if (size_ == 1)
+    std::copy_n(src[0], s.count, out + s.offset);
+  else
+    collective_detail::fold(out + s.offset, src, s.count);
+}
+
+void shared_reduction::contribute(std::int64_t op, int rank, tensor input) {
+  if (rank < 0 || rank >= size_)
+    throw misuse("member " + std::to_string(rank) + " of " + std::to_string(size_));
+  if (!input.defined() || input.type() != runtime::dtype::f32)
+    throw misuse("member " + std::to_string(rank) + " brought a non-f32 input to op " +
+                 std::to_string(op));
+  std::lock_guard lock{mutex_};
+  check_open();
+  auto& o = operation_at(op);
+  if (o.inputs[static_cast<std::size_t>(rank)].defined() || o.have == size_)
+    throw misuse("member " + std::to_string(rank) + " brought op " + std::to_string(op) +
+                 " twice");
+  for (const auto& other : o.inputs)
+    if (other.defined() && other.numel() != input.numel())
+      throw misuse("op " + std::to_string(op) + " has inputs of " +
+                   std::to_string(other.numel()) + " and " + std::to_string(input.numel()) +
+                   " elements");
+  o.inputs[static_cast<std::size_t>(rank)] = std::move(input);
+  if (++o.have < size_)
+    return;
+  try {
+    plan_slices(o);
+  } catch (const std::exception& e) { // no memory for the result: nobody may wait for it
+    aborted_ = "op " + std::to_string(op) + " has no result buffer: " + e.what();
+    changed_.notify_all();
+    throw reduction_aborted(*aborted_);
+  }
+  if (o.slices.empty())
+    o.done = sum{o.result, clock::now()};
+  changed_.notify_all();
+}
+
+shared_reduction::sum shared_reduction::take(std::int64_t op, int rank) {
+  if (rank < 0 || rank >= size_)
+    throw misuse("member " + std::to_string(rank) + " of " + std::to_string(size_));
+  std::unique_lock lock{mutex_};
+  check_open();
+  if (operation_at(op).taken[static_cast<std::size_t>(rank)])
+    throw misuse("member " + std::to_string(rank) + " took op " + std::to_string(op) + " twice");
+  for (;;) {
+    check_open();
+    auto& o = ops_.at(op); // abort() keeps the operations: helpers may still read them
+    if (o.done) {
+      auto r = *o.done;
+      o.taken[static_cast<std::size_t>(rank)] = true;
+      if (++o.takers == size_)
+        ops_.erase(op);
+      return r;
+    }
+    if (o.claimed < o.slices.size()) {
+      // Sum one slice with the lock released; the inputs and the result
+      // stay alive in the operation until every slice is done.
+      const auto s = o.slices[o.claimed++];
+      lock.unlock();
+      sum_slice(o.out, o.inputs, s);
+      lock.lock();
+      auto& mine = ops_.at(op);
+      if (++mine.summed == mine.slices.size()) {
+        mine.done = sum{mine.result, clock::now()};
+        mine.inputs.clear(); // the members' buffers go back
+        changed_.notify_all();
+      }
+      continue;
+    }
+    changed_.wait(lock);
+  }
+}
+
+void shared_reduction::abort(const std::string& why) {
+  {
+    std::lock_guard lock{mutex_};
+    if (aborted_)
+      return;
+    aborted_ = why;
+  }
+  changed_.notify_all();
+}
+
+std::optional<std::string> shared_reduction::aborted() const {
+  std::lock_guard lock{mutex_};
+  return aborted_;
+}
+
+} // namespace troupe::actors

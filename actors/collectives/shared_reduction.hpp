@@ -1,0 +1,129 @@
+#pragma once
+
+// The all-reduce of a group whose members all live in one process, run by
+// the members' own threads on shared memory: no actor, no message. Data
+// parallelism's device threads use it for their gradient buckets, so that a
+// bucket costs no thread hand-off at all (the collective rank's in-process
+// all-reduce, local_allreduce.hpp, costs several per bucket on CAF workers
+// that compete with the device threads for the cores). Change it when the
+// in-process reduction's summation order or its failure rules change.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "runtime/tensor.hpp"
+
+namespace troupe::actors {
+
+/// A shared reduction that can no longer complete: a member ended (its
+/// reason is in the message). Whoever waited for a sum gets it.
+struct reduction_aborted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Sums, per operation id, one flat f32 tensor from each of `size` members.
+/// Every element is summed in the ring's order (in ring block c:
+/// x[c+1] + ... + x[c], the expression the ring all-reduce between processes
+/// evaluates), so results are bitwise those of the collective group in every
+/// placement. Members bring their inputs without waiting (contribute); the
+/// sum is computed by the members that wait for it (take), each claiming
+/// slices of it in turn, so that two members at the end of their backward
+/// share the work and one still in its backward leaves it to the others.
+/// Every member then reads the one result buffer (read only: copy on
+/// write). Thread-safe; the mutex guards bookkeeping, never a slice's sum.
+class shared_reduction {
+public:
+  using clock = std::chrono::steady_clock;
+
+  /// A finished operation as a member takes it.
+  struct sum {
+    runtime::tensor data;
+    clock::time_point ready_at; ///< when its last slice was summed
+  };
+
+  /// Elements of one slice of work (a ring block is cut into such slices).
+  static constexpr std::int64_t slice_elements = 16384;
+
+  explicit shared_reduction(int size);
+
+  int size() const { return size_; }
+
+  /// Member `rank`'s input to operation `op`; returns at once. The input is
+  /// handed over: the sum may be written into it (with two members, member
+  /// 0's input becomes the result), so its owner reads it only through the
+  /// sum from here on. Throws
+  /// reduction_aborted after abort(), std::logic_error for a second input
+  /// from the same member or a size that differs from the others'.
+  void contribute(std::int64_t op, int rank, runtime::tensor input);
+
+  /// Operation `op`'s sum for member `rank`, helping to compute it once every
+  /// input is there and waiting while others finish their slices. Each member
+  /// takes each sum once; the operation is forgotten when all have. Throws
+  /// reduction_aborted when the reduction is aborted first.
+  sum take(std::int64_t op, int rank);
+
+  /// No operation will complete any more: every waiting and later call
+  /// throws reduction_aborted with `why`. The first reason is kept.
+  void abort(const std::string& why);
+
+  /// The abort reason, if aborted.
+  std::optional<std::string> aborted() const;
+
+private:
+  /// Elements [offset, offset + count) of ring block `block`.
+  struct slice {
+    int block = 0;
+    std::int64_t offset = 0;
+    std::int64_t count = 0;
+  };
+  struct operation {
+    std::vector<runtime::tensor> inputs; ///< per member, until every slice is summed
+    int have = 0;
+    std::vector<slice> slices; ///< once every input is here
+    std::size_t claimed = 0;   ///< slices handed to a member
+    std::size_t summed = 0;    ///< slices finished
+    runtime::tensor result;
+    /// Written by the members' slices at disjoint ranges, before `done`
+    /// hands the result out (the one place copy on write is bypassed).
+    float* out = nullptr;
+    std::optional<sum> done;
+    std::vector<bool> taken;
+    int takers = 0;
+  };
+
+  /// Lock held: operation `op`, made when it is new.
+  operation& operation_at(std::int64_t op);
+  /// Lock held: throws reduction_aborted when aborted.
+  void check_open() const;
+  /// Lock held, every input here: the result buffer and the slices to sum.
+  void plan_slices(operation& o) const;
+  /// Sums slice `s` of `inputs` into `out` (no lock held).
+  void sum_slice(float* out, const std::vector<runtime::tensor>& inputs, const slice& s) const;
+
+  const int size_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::int64_t, operation> ops_;
+  std::optional<std::string> aborted_;
+};
+
+/// (shared_reduction_atom) -> shared_reduction_ref: asked of a collective
+/// rank by its layer shard at wiring; null unless every rank of the group
+/// lives in this process. Never leaves the process.
+struct shared_reduction_ref {
+  std::shared_ptr<shared_reduction> reduction;
+};
+
+} // namespace troupe::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::actors::shared_reduction_ref)
