@@ -43,6 +43,11 @@
 // peers read (its input blocks and its block of the result), which is what a
 // ring would send: 2(n - 1)/n of the buffer.
 //
+// (shared_reduction_atom) -> shared_reduction_ref answers, for a group whose
+// ranks all live in one process, the group's shared reduction
+// (shared_reduction.hpp: the same sums on the callers' own threads, no
+// actor in between; rank 0 owns it, the others ask rank 0), else null.
+//
 // Failure: every rank monitors all its peers. A dead peer fails every pending
 // operation on the rank at once with an error naming the dead rank, and the
 // rank quits with that error (so the failure spreads to the whole group). The

@@ -80,13 +80,11 @@ void shared_reduction::contribute(std::int64_t op, int rank, tensor input) {
   check_open();
   auto& o = operation_at(op);
   if (o.inputs[static_cast<std::size_t>(rank)].defined() || o.have == size_)
-    throw misuse("member " + std::to_string(rank) + " brought op " + std::to_string(op) +
-                 " twice");
+    throw misuse("member " + std::to_string(rank) + " brought op " + std::to_string(op) + " twice");
   for (const auto& other : o.inputs)
     if (other.defined() && other.numel() != input.numel())
-      throw misuse("op " + std::to_string(op) + " has inputs of " +
-                   std::to_string(other.numel()) + " and " + std::to_string(input.numel()) +
-                   " elements");
+      throw misuse("op " + std::to_string(op) + " has inputs of " + std::to_string(other.numel()) +
+                   " and " + std::to_string(input.numel()) + " elements");
   o.inputs[static_cast<std::size_t>(rank)] = std::move(input);
   if (++o.have < size_)
     return;

@@ -76,8 +76,8 @@ std::vector<shared_reduction::sum> reduce_on_threads(shared_reduction& red, std:
                                                      std::uint32_t seed) {
   std::vector<std::future<shared_reduction::sum>> futures;
   for (int r = 0; r < red.size(); ++r) {
-    const auto delay = std::chrono::microseconds{(seed * 7919u + static_cast<unsigned>(r) * 104729u) %
-                                                 2000u};
+    const auto delay =
+        std::chrono::microseconds{(seed * 7919u + static_cast<unsigned>(r) * 104729u) % 2000u};
     futures.push_back(std::async(std::launch::async, [&red, op, r, delay, x = xs[r]] {
       std::this_thread::sleep_for(delay);
       red.contribute(op, r, x);
@@ -101,10 +101,10 @@ BOOST_AUTO_TEST_CASE(sums_are_bitwise_the_rings_in_any_arrival_order) {
         for (int r = 0; r < n; ++r)
           xs.push_back(random_tensor(numel, round * 977u + static_cast<std::uint32_t>(r + 10 * n)));
         const auto want = ring_result(xs);
-        auto got =
-            reduce_on_threads(red, round, clones(xs), round + static_cast<std::uint32_t>(n));
+        auto got = reduce_on_threads(red, round, clones(xs), round + static_cast<std::uint32_t>(n));
         for (int r = 0; r < n; ++r) {
-          BOOST_TEST(bitwise(got[r].data, want), "n " << n << " numel " << numel << " member " << r);
+          BOOST_TEST(bitwise(got[r].data, want),
+                     "n " << n << " numel " << numel << " member " << r);
           // One result buffer for all: the members read it, nobody copies it.
           BOOST_TEST(got[r].data.data<float>() == got[0].data.data<float>());
         }
@@ -133,27 +133,27 @@ BOOST_AUTO_TEST_CASE(the_summation_order_shows_so_the_bitwise_check_means_someth
 BOOST_AUTO_TEST_CASE(operations_in_flight_together_stay_apart) {
   // Buckets of one step overlap: members bring op 2 before op 1 and so on.
   for (int n : {2, 3}) {
-  shared_reduction red{n};
-  std::vector<std::vector<tensor>> xs(4);
-  for (std::size_t op = 0; op < xs.size(); ++op)
+    shared_reduction red{n};
+    std::vector<std::vector<tensor>> xs(4);
+    for (std::size_t op = 0; op < xs.size(); ++op)
+      for (int r = 0; r < n; ++r)
+        xs[op].push_back(random_tensor(513, static_cast<std::uint32_t>(op * 10 + r)));
+    std::vector<std::thread> members;
+    std::vector<std::vector<tensor>> got(n, std::vector<tensor>(xs.size()));
     for (int r = 0; r < n; ++r)
-      xs[op].push_back(random_tensor(513, static_cast<std::uint32_t>(op * 10 + r)));
-  std::vector<std::thread> members;
-  std::vector<std::vector<tensor>> got(n, std::vector<tensor>(xs.size()));
-  for (int r = 0; r < n; ++r)
-    members.emplace_back([&, r] {
-      for (std::size_t k = 0; k < xs.size(); ++k) {
-        const auto op = (k + static_cast<std::size_t>(r)) % xs.size();
-        red.contribute(static_cast<std::int64_t>(op), r, xs[op][r].clone());
-      }
-      for (std::size_t op = 0; op < xs.size(); ++op)
-        got[r][op] = red.take(static_cast<std::int64_t>(op), r).data;
-    });
-  for (auto& t : members)
-    t.join();
-  for (std::size_t op = 0; op < xs.size(); ++op)
-    for (int r = 0; r < n; ++r)
-      BOOST_TEST(bitwise(got[r][op], ring_result(xs[op])), "op " << op << " member " << r);
+      members.emplace_back([&, r] {
+        for (std::size_t k = 0; k < xs.size(); ++k) {
+          const auto op = (k + static_cast<std::size_t>(r)) % xs.size();
+          red.contribute(static_cast<std::int64_t>(op), r, xs[op][r].clone());
+        }
+        for (std::size_t op = 0; op < xs.size(); ++op)
+          got[r][op] = red.take(static_cast<std::int64_t>(op), r).data;
+      });
+    for (auto& t : members)
+      t.join();
+    for (std::size_t op = 0; op < xs.size(); ++op)
+      for (int r = 0; r < n; ++r)
+        BOOST_TEST(bitwise(got[r][op], ring_result(xs[op])), "op " << op << " member " << r);
   }
 }
 
