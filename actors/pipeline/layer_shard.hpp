@@ -56,12 +56,14 @@ namespace troupe::actors {
 /// below. When every replica of the stage lives in this process the device
 /// thread brings the bucket to the group's shared reduction instead
 /// (actors/collectives/shared_reduction.hpp, asked of the rank at
-/// dp_group_atom) and, after the backward, helps sum and takes every bucket's
-/// sum itself, then runs the update in the same task: no message per bucket. Gradients are scaled
-/// by 1 / global batch already, so the sum over replicas is the exact gradient of the global batch
-/// whatever each replica's share. Once every bucket's sum is back the shard clips (if asked) and
-/// steps the optimizer with the summed gradients: every replica applies bitwise-identical gradients
-/// to bitwise-identical parameters. A replica with no samples in a step contributes zeros.
+/// dp_group_atom) and, after the backward, helps sum and takes every
+/// bucket's sum itself, then runs the update in the same task: no message
+/// per bucket. Gradients are scaled by 1 / global batch already, so the sum
+/// over replicas is the exact gradient of the global batch whatever each
+/// replica's share. Once every bucket's sum is back the shard clips (if
+/// asked) and steps the optimizer with the summed gradients: every replica
+/// applies bitwise-identical gradients to bitwise-identical parameters. A
+/// replica with no samples in a step contributes zeros.
 ///
 /// After the last action of a training step it applies the optimizer once and
 /// sends a stage_report to the trainer. Messages of a step may arrive before
