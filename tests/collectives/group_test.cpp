@@ -20,27 +20,16 @@
 #include "actors/protocol/messages.hpp"
 #include "actors/protocol/system_config.hpp"
 #include "plan_reference.hpp"
+#include "random_tensor.hpp"
 
 using namespace troupe;
 using runtime::tensor;
+using test::random_tensor;
 namespace coll = actors::collectives;
 
 namespace {
 
 const std::vector<std::int64_t> sizes = {1, 7, 1000, (std::int64_t{1} << 20) + 3};
-
-/// Values of very different magnitudes, so that the summation order shows in
-/// the last bits.
-tensor random_tensor(std::int64_t n, std::uint32_t seed) {
-  std::mt19937 gen{seed};
-  std::uniform_real_distribution<float> u{-1.f, 1.f};
-  std::uniform_int_distribution<int> e{-4, 4};
-  auto t = tensor::empty(runtime::dtype::f32, {n});
-  auto* p = t.mutable_data<float>();
-  for (std::int64_t i = 0; i < n; ++i)
-    p[i] = std::ldexp(u(gen), e(gen));
-  return t;
-}
 
 std::vector<tensor> inputs(int n, std::int64_t numel, std::uint32_t seed) {
   std::vector<tensor> out;

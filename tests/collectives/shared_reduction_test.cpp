@@ -24,26 +24,15 @@
 #include "actors/protocol/messages.hpp"
 #include "actors/protocol/system_config.hpp"
 #include "plan_reference.hpp"
+#include "random_tensor.hpp"
 
 using namespace troupe;
 using actors::reduction_aborted;
 using actors::shared_reduction;
 using runtime::tensor;
+using test::random_tensor;
 
 namespace {
-
-/// Values of very different magnitudes, so that the summation order shows in
-/// the last bits.
-tensor random_tensor(std::int64_t n, std::uint32_t seed) {
-  std::mt19937 gen{seed};
-  std::uniform_real_distribution<float> u{-1.f, 1.f};
-  std::uniform_int_distribution<int> e{-6, 6};
-  auto t = tensor::empty(runtime::dtype::f32, {n});
-  auto* p = t.mutable_data<float>();
-  for (std::int64_t i = 0; i < n; ++i)
-    p[i] = std::ldexp(u(gen), e(gen));
-  return t;
-}
 
 /// What every rank of the ring all-reduce between processes ends with.
 std::vector<float> ring_result(const std::vector<tensor>& xs) {
