@@ -112,14 +112,26 @@ void wire_job(supervisor_actor* self, const job_actors& spawned, std::function<v
                 k + 1 < n || ring ? at((k + 1) % n) : caf::actor{});
   }
   // Data parallelism: rank t of stage k of every replica forms a collective
-  // group (contiguous in dp_ranks); each shard learns its rank.
+  // group (contiguous in dp_ranks); each shard learns its rank, and whether
+  // its device thread may wait in the group's shared reduction: only where
+  // no member's device runs another shard, which the wait would block.
+  std::vector<int> shards_on(topology.devices.size(), 0);
+  for (const auto& s : topology.stages)
+    ++shards_on[s.device];
   for (std::size_t g = 0; g < n * tp && !spawned.dp_ranks.empty(); ++g) {
     auto group = group_of(spawned.dp_ranks, g * replicas, replicas);
+    auto slot_of = [&](std::size_t r) {
+      return slot_id{static_cast<int>(r), static_cast<int>(g / tp), static_cast<int>(g % tp)};
+    };
+    bool devices_own = true;
+    for (std::size_t r = 0; r < replicas; ++r)
+      devices_own &= shards_on[topology.stages[grid.index(slot_of(r))].device] == 1;
     for (std::size_t r = 0; r < replicas; ++r) {
-      const slot_id slot{static_cast<int>(r), static_cast<int>(g / tp), static_cast<int>(g % tp)};
+      const auto slot = slot_of(r);
       auto what = "wiring the all-reduce group of " + grid.name(slot);
       w.ask<void>(group[r], what, actors::wire_atom::value, group);
-      w.ask<bool>(shards[grid.index(slot)], what, actors::dp_group_atom::value, group[r]);
+      w.ask<bool>(shards[grid.index(slot)], what, actors::dp_group_atom::value, group[r],
+                  devices_own);
     }
   }
   // Tensor parallelism: the tp shards of one stage of one replica form a

@@ -622,14 +622,17 @@ caf::result<bool> wire(shard_actor* self, caf::actor device, caf::actor prev, ca
   return rp;
 }
 
-/// (dp_group_atom, rank): the shard's collective rank. When the whole group
-/// lives in this process the device thread all-reduces its buckets itself,
-/// on the group's shared reduction (asked of the rank); it is aborted when
-/// this shard ends, so that no replica's device waits for it in vain.
-caf::result<bool> join_dp_group(shard_actor* self, caf::actor group) {
+/// (dp_group_atom, rank, devices_own): the shard's collective rank. When
+/// the whole group lives in this process and no member's device runs another
+/// shard (`devices_own`: a device thread waiting in the reduction would
+/// block that shard's work, which may be what the wait is for), the device
+/// thread all-reduces its buckets itself, on the group's shared reduction
+/// (asked of the rank); it is aborted when this shard ends, so that no
+/// replica's device waits for it in vain.
+caf::result<bool> join_dp_group(shard_actor* self, caf::actor group, bool devices_own) {
   auto& s = self->state;
   s.group = group;
-  if (!group || group.node() != self->node() || !s.cfg.all_reduces())
+  if (!devices_own || !group || group.node() != self->node() || !s.cfg.all_reduces())
     return true;
   auto rp = self->make_response_promise<bool>();
   self->request(group, std::chrono::seconds(30), actors::shared_reduction_atom::value)
@@ -661,7 +664,9 @@ caf::message_handler setup_handlers(shard_actor* self) {
         return wire(self, std::move(device), std::move(prev), std::move(next));
       },
       [self](inbox_atom) { return local_inbox{self->state.compute}; },
-      [self](actors::dp_group_atom, caf::actor group) { return join_dp_group(self, group); },
+      [self](actors::dp_group_atom, caf::actor group, bool devices_own) {
+        return join_dp_group(self, group, devices_own);
+      },
       [self](actors::ps_group_atom, std::vector<caf::actor>& shards) {
         return on_ps_group(self, shards);
       },

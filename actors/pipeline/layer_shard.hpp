@@ -41,7 +41,10 @@ namespace troupe::actors {
 ///   (get_state_atom) -> named_tensors         optimizer state (checkpoints)
 ///   (set_state_atom, named_tensors)
 ///   (get_trace_atom) -> std::string           trace events (cfg.trace), between steps only
-///   (dp_group_atom, caf::actor rank) -> bool  data parallelism: its collective rank
+///   (dp_group_atom, caf::actor rank, bool devices_own) -> bool  data
+///                   parallelism: its collective rank, and whether no device
+///                   of the group runs another shard (the shared reduction's
+///                   condition, besides the whole group in this process)
 ///   (tp_group_atom, caf::actor rank) -> bool  tensor parallelism: its rank in the
 ///                   stage's tensor-parallel group
 ///   (ps_group_atom, std::vector<caf::actor>) -> bool  parameter servers (by shard)

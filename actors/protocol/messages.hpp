@@ -180,8 +180,9 @@ using abort_atom = caf::atom_constant<caf::atom("abort")>;
 /// which clips with the global total and applies its optimizer.
 using grad_sumsq_atom = caf::atom_constant<caf::atom("gradsumsq")>;
 using clip_atom = caf::atom_constant<caf::atom("clip")>;
-/// Data parallelism: (dp_group_atom, collective rank) gives a layer shard its
-/// rank in the group of its stage's replicas; (sync_params_atom) -> bool makes
+/// Data parallelism: (dp_group_atom, collective rank, bool devices_own) gives
+/// a layer shard its rank in the group of its stage's replicas (and whether
+/// no device of the group runs another shard: layer_shard.hpp); (sync_params_atom) -> bool makes
 /// it take replica 0's parameters (a broadcast in that group) before training.
 using dp_group_atom = caf::atom_constant<caf::atom("dpgroup")>;
 using sync_params_atom = caf::atom_constant<caf::atom("syncparams")>;

@@ -228,6 +228,31 @@ BOOST_AUTO_TEST_CASE(pipelines_compose_with_data_parallelism) {
              1e-5 * reference.report.at("grad_norm").get<double>());
 }
 
+BOOST_AUTO_TEST_CASE(replicas_sharing_a_device_with_another_shard_do_not_block_it) {
+  // A plan edited by hand: replica 0's stage 0 runs on the device of replica
+  // 1's stage 1. A device thread waiting in the in-process shared reduction
+  // would block replica 1's stage 1, whose gradient replica 1's stage 0 needs
+  // before it brings its bucket: the group must use its collective ranks.
+  auto o = quick();
+  o.stages = 2;
+  o.dp = 2;
+  o.microbatches = 2;
+  o.max_restarts = 0;      // a stall ends the job instead of re-planning it
+  o.stall_timeout_s = 5.0; // and is reported well before ctest's timeout
+  auto p = actors::make_plan(o, actors::local_devices(o, 4));
+  auto run_plan = [&](const actors::plan& q) {
+    actors::system_config cfg;
+    caf::actor_system sys{cfg};
+    return actors::run_training(sys, o, q);
+  };
+  const auto own = run_plan(p);
+  const auto& g = p.grid();
+  p.stages[g.index({0, 0, 0})].device = p.stages[g.index({1, 1, 0})].device;
+  const auto shared = run_plan(p);
+  BOOST_TEST(shared.report.at("steps").get<int>() == 20);
+  BOOST_TEST(bitwise_equal(shared.params, own.params));
+}
+
 BOOST_AUTO_TEST_CASE(zero_bubble_pipelines_compose_with_data_parallelism) {
   // --pp 2 --dp 2 with clipping: zb1 and zbv against 1f1b with the same
   // replicas, and against one replica (the suite's 1e-5: another summation
