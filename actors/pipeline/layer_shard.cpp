@@ -700,7 +700,7 @@ caf::message_handler setup_handlers(shard_actor* self) {
       },
       [self](actors::salvage_atom) -> caf::result<runtime::named_tensors, runtime::named_tensors> {
         // Mid-step the parameters are those of the last update until the
-        // optimizer runs (it is the only writer); during it, wait. Where
+        // optimizer runs (it is the only writer); while it may run, wait. Where
         // the update is folded into the backward (folds_optimizer: one
         // replica, no ps, so recovery never salvages it) a step under way
         // may have updated some layers and not others: refuse.
@@ -711,6 +711,13 @@ caf::message_handler setup_handlers(shard_actor* self) {
                                              "backward; no consistent mid-step state",
                                              s.label, s.step->step));
         if (s.busy && s.step && s.end.optimizer_done) {
+          // A device waiting in the shared reduction has not begun the
+          // update, nor can it while the lock is held: answer now (a hung
+          // replica would keep it waiting).
+          auto& c = *s.compute;
+          std::unique_lock lock{c.update_mutex, std::try_to_lock};
+          if (lock.owns_lock() && c.buckets.gathering)
+            return {collect_params(c), collect_optimizer_state(c)};
           s.salvage_waiting.push_back(
               self->make_response_promise<runtime::named_tensors, runtime::named_tensors>());
           return s.salvage_waiting.back();

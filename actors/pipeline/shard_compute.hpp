@@ -127,6 +127,11 @@ struct compute_state {
   std::set<std::string> replicated;
   std::map<std::int32_t, runtime::tensor> dlogits; ///< loss stage: gradient saved by forward
   runtime::trace_recorder trace; ///< device-thread events; the shard absorbs them on task_done
+  /// Held by the device thread while it updates the parameters
+  /// (optimizer_work): a salvage may read them mid-step while the device
+  /// waits in a shared reduction (gradient_buckets::gathering), before the
+  /// update.
+  std::mutex update_mutex;
 
   std::vector<models::parameter*> parameters();
   /// This shard's part of the global gradient norm: its parameters, less the

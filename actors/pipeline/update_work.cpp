@@ -52,6 +52,7 @@ device_work optimizer_work(std::shared_ptr<compute_state> c, std::vector<runtime
                            float lr, double clip_norm, std::optional<double> total,
                            std::int64_t step) {
   return [c = std::move(c), sums = std::move(sums), lr, clip_norm, total, step]() {
+    std::lock_guard lock{c->update_mutex};
     c->buckets.put_back(sums);
     auto params = c->parameters();
     if (total)

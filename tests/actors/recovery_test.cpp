@@ -71,6 +71,24 @@ BOOST_AUTO_TEST_CASE(a_lost_replica_is_rebuilt_from_a_live_one_with_no_step_redo
   BOOST_TEST(diff <= equal_to_failure_free);
 }
 
+BOOST_AUTO_TEST_CASE(a_hung_replica_is_rebuilt_from_a_live_one_with_no_step_redone) {
+  // In one process the live replica's device waits for the hung one in the
+  // shared reduction (its update not begun): the salvage still reads its
+  // parameters at once.
+  auto o = longer(quick());
+  o.dp = 2;
+  o.stall_timeout_s = 1.5;
+  const auto clean = train(o);
+  o.fault = "hang:stage=0,step=30,replica=1";
+  const auto healed = train(o);
+  const auto& r = only_restart(healed);
+  BOOST_TEST(r.at("restore_source").get<std::string>() == "replicas");
+  BOOST_TEST(r.at("steps_redone").get<int>() == 0);
+  const double diff = max_relative_difference(healed.params, clean.params);
+  BOOST_TEST_MESSAGE("dp 2, replica 1 hung at step 30: max rel diff " << diff);
+  BOOST_TEST(diff <= equal_to_failure_free);
+}
+
 BOOST_AUTO_TEST_CASE(a_hung_stage_is_reported_with_what_everyone_waits_for_then_recovered) {
   auto o = longer(quick());
   o.stages = 2;
