@@ -123,11 +123,10 @@ shared_reduction::sum shared_reduction::take(std::int64_t op, int rank) {
       const auto s = o.slices[o.claimed++];
       lock.unlock();
       sum_slice(o.out, o.inputs, s);
-      lock.lock();
-      auto& mine = ops_.at(op);
-      if (++mine.summed == mine.slices.size()) {
-        mine.done = sum{mine.result, clock::now()};
-        mine.inputs.clear(); // the members' buffers go back
+      lock.lock(); // `o` is still there: it is erased only once this member took it
+      if (++o.summed == o.slices.size()) {
+        o.done = sum{o.result, clock::now()};
+        o.inputs.clear(); // the members' buffers go back
         changed_.notify_all();
       }
       continue;
