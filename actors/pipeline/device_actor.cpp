@@ -37,7 +37,7 @@ device_config device_config_from_json(const nlohmann::json& j) {
     if (c.threads < 1 || c.threads > 1024)
       throw runtime::input_error("device config: threads " + std::to_string(c.threads) +
                                  " outside 1..1024");
-    c.gemm = kernels::cpu::parse_gemm_backend(j.value("gemm", std::string{"openblas"}));
+    c.gemm = kernels::cpu::parse_gemm_backend(j.value("gemm", std::string{"auto"}));
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw runtime::input_error(std::string{"device config: "} + e.what());

@@ -23,7 +23,7 @@ struct device_config {
   runtime::device where = runtime::device::cpu();
   int threads = 1;
   /// The library its GEMMs run on (set for its thread, as the BLAS threads are).
-  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::openblas;
+  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::automatic;
 };
 
 nlohmann::json to_json(const device_config& c);

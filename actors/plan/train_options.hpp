@@ -103,7 +103,7 @@ struct train_options {
   bool evaluate = true;
   int threads = 0; ///< compute threads in all (0: one per core)
   /// --gemm: the library every device's GEMMs run on (kernels/cpu/gemm_backend.hpp).
-  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::openblas;
+  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::automatic;
   /// Pin each CPU device's thread to cores of its own (a node's devices get
   /// consecutive cores, as many as their threads), where the node may.
   bool pin_cores = false;

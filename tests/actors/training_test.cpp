@@ -46,16 +46,22 @@ BOOST_AUTO_TEST_CASE(two_and_three_stages_equal_one_stage) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(onednn_gemms_keep_the_equivalences) {
-  // --gemm onednn: every device runs its GEMMs on oneDNN. Its stages still
-  // equal one stage (same kernels, same order), data parallelism equals one
-  // replica within the dp tolerance, and the run is the OpenBLAS run's up to
-  // the libraries' summation orders.
+BOOST_AUTO_TEST_CASE(both_gemm_libraries_keep_the_equivalences) {
+  // The default (--gemm auto) runs oneDNN on one-thread devices, as every
+  // other test here does, so this one checks OpenBLAS (--gemm openblas, and
+  // auto on devices with more threads): its stages still equal one stage
+  // (same kernels, same order), data parallelism equals one replica within
+  // the dp tolerance, and the two libraries' runs differ only by their
+  // summation orders.
   auto o = order_insensitive(quick());
-  auto openblas = train(o);
+  auto by_default = train(o);
+  BOOST_TEST(by_default.report.at("config").at("gemm") == "auto");
   o.gemm = kernels::cpu::gemm_backend::onednn;
+  auto onednn = train(o);
+  BOOST_TEST(bitwise_equal(by_default.params, onednn.params));
+  o.gemm = kernels::cpu::gemm_backend::openblas;
   auto reference = train(o);
-  BOOST_TEST(reference.report.at("config").at("gemm") == "onednn");
+  BOOST_TEST(reference.report.at("config").at("gemm") == "openblas");
   auto staged = o;
   staged.stages = 2;
   auto split = train(staged);
@@ -64,7 +70,7 @@ BOOST_AUTO_TEST_CASE(onednn_gemms_keep_the_equivalences) {
   replicated.dp = 2;
   auto dp = train(replicated);
   BOOST_TEST(max_relative_difference(dp.params, reference.params) < 1e-5);
-  const auto libraries = max_relative_difference(reference.params, openblas.params);
+  const auto libraries = max_relative_difference(reference.params, onednn.params);
   BOOST_TEST_MESSAGE("oneDNN vs OpenBLAS after 20 steps: max relative difference " << libraries);
   BOOST_TEST(libraries < 1e-4);
 }

@@ -130,7 +130,7 @@ BOOST_AUTO_TEST_CASE(every_device_gets_the_jobs_gemm_library) {
   auto p = actors::make_plan(o, ds);
   for (const auto& d : of_role(actors::job_spawns(p, o), spawn_role::device))
     BOOST_TEST(
-        (actors::device_config_from_json(d.config).gemm == kernels::cpu::gemm_backend::openblas));
+        (actors::device_config_from_json(d.config).gemm == kernels::cpu::gemm_backend::automatic));
   o.gemm = kernels::cpu::gemm_backend::onednn;
   int devices = 0;
   for (const auto& d : of_role(actors::job_spawns(p, o), spawn_role::device)) {

@@ -70,7 +70,7 @@ void run_case(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_t k
 /// is restored afterwards, since it is the thread's.
 struct on_backend {
   explicit on_backend(gemm_backend b) { set_gemm_backend_for_this_thread(b); }
-  ~on_backend() { set_gemm_backend_for_this_thread(gemm_backend::openblas); }
+  ~on_backend() { set_gemm_backend_for_this_thread(gemm_backend::automatic); }
 };
 
 const gemm_backend backends[] = {gemm_backend::openblas, gemm_backend::onednn};
@@ -117,9 +117,14 @@ BOOST_AUTO_TEST_CASE(gemm_backend_is_per_thread_and_parsed_by_name) {
   BOOST_TEST(to_string(gemm_backend::onednn) == "onednn");
   on_backend use{gemm_backend::onednn};
   gemm_backend other = gemm_backend::onednn;
-  std::thread([&] { other = gemm_backend_for_this_thread(); }).join();
-  BOOST_TEST((other == gemm_backend::openblas));
+  std::thread([&] {
+    set_blas_threads_for_this_thread(2);
+    other = gemm_backend_for_this_thread();
+  }).join();
+  BOOST_TEST((other == gemm_backend::openblas)); // another thread: automatic, 2 BLAS threads
   BOOST_TEST((gemm_backend_for_this_thread() == gemm_backend::onednn));
+  BOOST_TEST((parse_gemm_backend("auto") == gemm_backend::automatic));
+  BOOST_TEST(to_string(gemm_backend::automatic) == "auto");
   // Deterministic: the same product twice (the second from the cache) is
   // bitwise the same.
   std::vector<float> a(64 * 784, 0.f), b(784 * 100, 0.f), c1(64 * 100), c2(64 * 100);
@@ -131,6 +136,29 @@ BOOST_AUTO_TEST_CASE(gemm_backend_is_per_thread_and_parsed_by_name) {
   gemm(trans::no, trans::no, 64, 100, 784, 1.f, a.data(), 784, b.data(), 100, 0.f, c2.data(), 100);
   BOOST_TEST(c1 == c2);
   BOOST_TEST(onednn_description().find("onednn=") == 0);
+}
+
+/// The default: oneDNN where the thread has one BLAS thread (a device per
+/// core), OpenBLAS with more; resolved at each call with the thread's BLAS
+/// threads of the moment.
+BOOST_AUTO_TEST_CASE(automatic_gemm_follows_the_threads_blas_threads) {
+  BOOST_TEST((resolve_gemm_backend(gemm_backend::automatic, 1) == gemm_backend::onednn));
+  BOOST_TEST((resolve_gemm_backend(gemm_backend::automatic, 2) == gemm_backend::openblas));
+  BOOST_TEST((resolve_gemm_backend(gemm_backend::openblas, 1) == gemm_backend::openblas));
+  BOOST_TEST((resolve_gemm_backend(gemm_backend::onednn, 4) == gemm_backend::onednn));
+  gemm_backend one = gemm_backend::automatic, two = gemm_backend::automatic,
+               unset = gemm_backend::automatic;
+  std::thread([&] {
+    set_blas_threads_for_this_thread(1);
+    unset = gemm_backend_for_this_thread(); // a thread that never set one
+    set_gemm_backend_for_this_thread(gemm_backend::automatic);
+    one = gemm_backend_for_this_thread();
+    set_blas_threads_for_this_thread(2);
+    two = gemm_backend_for_this_thread();
+  }).join();
+  BOOST_TEST((unset == gemm_backend::onednn));
+  BOOST_TEST((one == gemm_backend::onednn));
+  BOOST_TEST((two == gemm_backend::openblas));
 }
 
 BOOST_AUTO_TEST_CASE(gemm_degenerate_k_zero_and_alpha_zero) {

@@ -480,6 +480,8 @@ int bench_pipeline(pipeline_flags f) {
                           : "in process");
   std::printf("%u cores, load average %s%s\n", cores, load_before.c_str(),
               static_cast<unsigned>(f.stages) > cores ? "; more stages than cores" : "");
+  std::printf("BLAS of each stage: %s\n",
+              troupe_blas(per_device, kernels::cpu::gemm_backend::automatic).c_str());
   for (const auto& s : skipped)
     std::printf("skipped %s\n", s.c_str());
   std::printf("\n%-16s %-11s %-17s %10s %8s  %-20s %7s %7s  %-20s %s\n", "schedule", "slowed",

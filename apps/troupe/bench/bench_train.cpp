@@ -391,8 +391,9 @@ void add_train_flags(CLI::App* train, bench_flags& f) {
   train
       ->add_option_function<std::string>(
           "--gemm", [&f](const std::string& s) { f.gemm = kernels::cpu::parse_gemm_backend(s); },
-          "troupe's GEMM library: openblas (default) | onednn")
-      ->check(CLI::IsMember({"openblas", "onednn"}));
+          "troupe's GEMM library: auto (default: oneDNN with 1 thread per device, else OpenBLAS) | "
+          "openblas | onednn")
+      ->check(CLI::IsMember({"auto", "openblas", "onednn"}));
   train->add_option("--optimizer", f.optimizer, "sgd | adam")
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();

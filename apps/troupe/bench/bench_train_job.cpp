@@ -16,7 +16,6 @@
 #include "actors/protocol/messages.hpp"
 #include "apps/troupe/bench/bench_job.hpp"
 #include "kernels/cpu/gemm.hpp"
-#include "kernels/cpu/onednn_gemm.hpp"
 #include "models/layers/sequential.hpp"
 #include "models/zoo.hpp"
 #include "runtime/io/safetensors.hpp"
@@ -151,15 +150,6 @@ nlohmann::json run_json(const bench_flags& f) {
   return {{"model", f.model},   {"batch", f.batch},    {"optimizer", f.optimizer},
           {"lr", f.lr},         {"seed", f.seed},      {"steps", f.steps},
           {"warmup", f.warmup}, {"repeats", f.repeats}};
-}
-
-std::string troupe_blas(int threads, kernels::cpu::gemm_backend gemm) {
-  // Described with this thread's BLAS thread count set as a device actor sets its own.
-  kernels::cpu::set_blas_threads_for_this_thread(threads);
-  auto d = kernels::cpu::blas_description();
-  if (gemm == kernels::cpu::gemm_backend::onednn)
-    d = "gemm=" + kernels::cpu::onednn_description() + " (OpenBLAS for the rest: " + d + ")";
-  return d;
 }
 
 } // namespace troupe::apps::train_bench

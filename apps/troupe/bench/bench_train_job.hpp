@@ -36,7 +36,7 @@ struct bench_flags {
   double peer_timeout = 300; ///< seconds one DDP run may take before it is killed
   std::string optimizer = "sgd";
   /// --gemm: troupe's GEMM library (the peers use theirs: libtorch OpenBLAS).
-  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::openblas;
+  kernels::cpu::gemm_backend gemm = kernels::cpu::gemm_backend::automatic;
   float lr = 0.f; ///< 0: the optimizer's usual default (sgd 0.01, adam 1e-3)
   std::int64_t steps = 200;
   std::int64_t warmup = 20;
@@ -108,9 +108,6 @@ gemm_limit measure_gemm_limit(caf::actor_system& sys, const bench_flags& f);
 /// The flags both reports carry: model, batch, optimizer, lr, seed, steps,
 /// warmup, repeats.
 nlohmann::json run_json(const bench_flags& f);
-
-/// troupe's BLAS as a device actor with `threads` threads describes it.
-std::string troupe_blas(int threads, kernels::cpu::gemm_backend gemm);
 
 /// The child side of run_independent: one single-replica run (pinned to
 /// f.solo_core where it exists), its figures written to f.solo_json.

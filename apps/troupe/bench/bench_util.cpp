@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/onednn_gemm.hpp"
 #include "runtime/io/file_util.hpp"
 
 namespace troupe::apps {
@@ -156,6 +158,15 @@ std::vector<std::string> words(const std::string& line) {
   while (in >> w)
     out.push_back(w);
   return out;
+}
+
+std::string troupe_blas(int threads, kernels::cpu::gemm_backend gemm) {
+  // Described with this thread's BLAS thread count set as a device actor sets its own.
+  kernels::cpu::set_blas_threads_for_this_thread(threads);
+  auto d = kernels::cpu::blas_description();
+  if (kernels::cpu::resolve_gemm_backend(gemm, threads) == kernels::cpu::gemm_backend::onednn)
+    d = "gemm=" + kernels::cpu::onednn_description() + " (OpenBLAS for the rest: " + d + ")";
+  return d;
 }
 
 } // namespace troupe::apps

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu/gemm_backend.hpp"
+
 namespace troupe::apps {
 
 /// "1-min 5-min 15-min" from /proc/loadavg ("?" if unreadable): printed next
@@ -87,5 +89,9 @@ std::optional<std::filesystem::path> find_on_path(const std::string& name);
 
 /// Splits "TOKEN a b c" into words (the rank processes' line protocol).
 std::vector<std::string> words(const std::string& line);
+
+/// troupe's BLAS as a device actor with `threads` threads describes it: the
+/// GEMM library it resolves `gemm` to, and OpenBLAS (core type, threads).
+std::string troupe_blas(int threads, kernels::cpu::gemm_backend gemm);
 
 } // namespace troupe::apps
