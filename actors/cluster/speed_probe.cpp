@@ -10,6 +10,7 @@
 
 #include "actors/cluster/link_probe.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/gemm_backend.hpp"
 #include "models/layer_costs.hpp"
 #include "runtime/net/caf_error.hpp"
 #include "runtime/net/transport/courier.hpp"
@@ -36,6 +37,10 @@ nlohmann::json run_probe(const nlohmann::json& req, caf::actor_system& sys,
   const auto seed = req.at("seed").get<std::uint64_t>();
   const auto min_seconds = req.at("min_seconds").get<double>();
   const auto fault = req.value("fault", std::string{});
+  // The job's GEMM library, as its devices will run it (automatic resolves
+  // with each device's threads below).
+  kernels::cpu::set_gemm_backend_for_this_thread(
+      kernels::cpu::parse_gemm_backend(req.value("gemm", std::string{"auto"})));
   nlohmann::json devices = nlohmann::json::array();
   for (const auto& d : req.at("devices")) {
     kernels::cpu::set_blas_threads_for_this_thread(d.at("threads").get<int>());
@@ -47,6 +52,7 @@ nlohmann::json run_probe(const nlohmann::json& req, caf::actor_system& sys,
       layers.assign(layers.size(), 1e9);
     devices.push_back(
         {{"name", d.at("name")},
+         {"gemm", kernels::cpu::to_string(kernels::cpu::gemm_backend_for_this_thread())},
          {"layer_seconds", layers},
          {"seconds",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
@@ -118,6 +124,7 @@ nlohmann::json probe_request(const job_state& job, const node_entry& node, const
           {"seed", o.seed},
           {"min_seconds", probe_seconds_per_device},
           {"devices", devices},
+          {"gemm", kernels::cpu::to_string(o.gemm)},
           {"fault", f.kind == fault_kind::probe && f.node == name ? f.probe : ""}};
 }
 

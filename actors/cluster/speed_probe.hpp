@@ -11,8 +11,10 @@
 //
 //   supervisor -> node agent  (probe_atom, request JSON, link sink) -> result JSON
 //     request {"model": model spec, "microbatch": m, "seed": s, "min_seconds": t,
-//              "devices": [{"name", "threads"}], "fault": "" | "zero" | "absurd" | "hang"}
-//     result  {"devices": [{"name", "layer_seconds": [...], "seconds": wall}],
+//              "devices": [{"name", "threads"}], "gemm": "auto" | "openblas" | "onednn",
+//              "fault": "" | "zero" | "absurd" | "hang"}
+//     result  {"devices": [{"name", "gemm": the library it ran, "layer_seconds": [...],
+//                           "seconds": wall}],
 //              "link_bytes_per_second": the node's data plane to the sink (link_probe.hpp)}
 
 #include <functional>
