@@ -17,8 +17,8 @@ gemm_backend parse_gemm_backend(std::string_view name) {
   for (auto b : {gemm_backend::automatic, gemm_backend::openblas, gemm_backend::onednn})
     if (name == to_string(b))
       return b;
-  throw runtime::input_error("--gemm must be auto, openblas or onednn, got '" +
-                             std::string{name} + "'");
+  throw runtime::input_error("--gemm must be auto, openblas or onednn, got '" + std::string{name} +
+                             "'");
 }
 
 std::string to_string(gemm_backend b) {
