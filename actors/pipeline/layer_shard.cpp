@@ -18,6 +18,8 @@
 #include "actors/pipeline/gradient_buckets.hpp"
 #include "actors/pipeline/ps_worker.hpp"
 #include "actors/pipeline/shard_compute.hpp"
+#include "actors/pipeline/shard_data_parallel.hpp"
+#include "actors/pipeline/shard_state.hpp"
 #include "actors/pipeline/shard_trace.hpp"
 #include "actors/pipeline/step_runner.hpp"
 #include "actors/pipeline/update_work.hpp"
@@ -28,46 +30,11 @@
 
 namespace troupe::actors {
 
-namespace {
+// The shard's internals (shard_state.hpp): its handlers and their helpers.
+namespace detail {
 
 using runtime::tensor;
 using steady_clock = std::chrono::steady_clock;
-
-/// How far a training step's end has got (without parameter servers: the
-/// device runs update_work; with them: ps_worker's push and pull).
-struct step_end {
-  bool norm_requested = false;      ///< clipping: sum of squares computed or on its way
-  std::optional<double> clip_total; ///< clipping: the trainer's global sum of squares
-  bool optimizer_done = false;      ///< the parameters for the next step are in place
-};
-
-struct shard_state {
-  shard_config cfg;
-  std::string label; ///< "layer_shard <slot name>": errors and logs name the shard by it
-  std::shared_ptr<compute_state> compute;
-  caf::actor device, prev, next, trainer;
-  /// prev's and next's compute state when they run in this process (wiring).
-  std::weak_ptr<compute_state> prev_local, next_local;
-  std::optional<actors::step_msg> step;
-  std::shared_ptr<step_run> run; ///< the step's actions, handed to the device
-  bool busy = false;             ///< the device holds the run or a task
-  bool broken = false;           ///< a step failed (step_failed); only salvage and teardown follow
-  step_end end;
-  // Data parallelism (cfg.all_reduces()).
-  caf::actor group; ///< this shard's collective rank
-  allreduce_progress allreduce;
-  std::int64_t broadcasts = 0; ///< parameter broadcasts so far (their op ids)
-  ps_worker ps;                ///< parameter servers (cfg.uses_ps())
-  actors::stage_report report;
-  shard_trace trace;
-  /// Recovery: salvage requests that came while the optimizer was updating
-  /// the parameters, answered when it is done.
-  std::vector<caf::typed_response_promise<runtime::named_tensors, runtime::named_tensors>>
-      salvage_waiting;
-  static inline const char* name = "layer_shard";
-};
-
-using shard_actor = caf::stateful_actor<shard_state>;
 
 void fail(shard_actor* self, const std::string& what) {
   self->quit(caf::make_error(caf::sec::runtime_error, self->state.label + ": " + what));
@@ -120,26 +87,6 @@ void note_digest(shard_state& st, std::optional<std::uint64_t> digest) {
   st.report.params_digest = *digest;
 }
 
-void advance(shard_actor* self);
-
-// -- data parallelism: the all-reduce of each bucket, the parameter broadcast
-
-/// A bucket's all-reduced sum came back.
-void on_allreduced(shard_actor* self, std::int64_t step, std::size_t bucket, tensor& sum) {
-  auto& s = self->state;
-  if (!s.step || s.step->step != step)
-    return;
-  const auto t = steady_clock::now();
-  s.trace.recorder.complete("allreduce", "comm", s.allreduce.launched_at[bucket], t,
-                            {{"step", step},
-                             {"bucket", static_cast<std::int64_t>(bucket)},
-                             {"bytes", static_cast<std::int64_t>(sum.nbytes())}});
-  if (auto seconds = s.allreduce.arrived(bucket, std::move(sum), t))
-    s.report.allreduce_seconds = *seconds;
-  s.trace.input("allreduce", step, -1);
-  advance(self);
-}
-
 /// The step cannot finish because a collective failed (a replica was lost):
 /// the shard tells the trainer and stays alive, its parameters those of its
 /// last update, so recovery can salvage them (salvage_atom).
@@ -156,57 +103,6 @@ void step_failed(shard_actor* self, const std::string& what, const std::string& 
 
 void step_failed(shard_actor* self, const std::string& what, const caf::error& err) {
   step_failed(self, what, self->system().render(err));
-}
-
-/// A bucket's gradients are complete on the device; its all-reduce runs in
-/// the stage's collective group while backward goes on.
-void start_allreduce(shard_actor* self, bucket_ready& b) {
-  auto& st = self->state;
-  if (!st.step || st.step->step != b.step || !st.group || b.bucket >= st.allreduce.reduced.size()) {
-    fail(self, "gradient bucket " + std::to_string(b.bucket) + " of step " +
-                   std::to_string(b.step) + " outside a data-parallel step");
-    return;
-  }
-  st.allreduce.launched(b.bucket, steady_clock::now());
-  st.report.buckets += 1;
-  st.report.allreduce_bytes += b.data.nbytes();
-  self->request(st.group, caf::infinite, actors::allreduce_atom::value,
-                allreduce_op_id(b.step, b.bucket), std::move(b.data))
-      .then([self, step = b.step,
-             bucket = b.bucket](tensor& sum) { on_allreduced(self, step, bucket, sum); },
-            [self](caf::error& err) { step_failed(self, "gradient all-reduce failed", err); });
-}
-
-/// (sync_params_atom): replica 0 broadcasts its parameters in the stage's
-/// group, the others load them; answered once they are in place.
-caf::result<bool> sync_params(shard_actor* self) {
-  auto& st = self->state;
-  if (!st.cfg.all_reduces()) // one replica, or parameter servers (same init everywhere)
-    return true;
-  if (!st.group)
-    return caf::make_error(caf::sec::runtime_error,
-                           st.label + ": parameter broadcast before its collective group");
-  auto rp = self->make_response_promise<bool>();
-  auto mine = st.cfg.replica == 0 ? flatten_values(*st.compute) : tensor{};
-  self->request(st.group, caf::infinite, actors::broadcast_atom::value,
-                broadcast_op_id(++st.broadcasts), std::int32_t{0}, std::move(mine))
-      .then(
-          [self, rp](tensor& all) mutable {
-            try {
-              load_flat_values(*self->state.compute, all);
-            } catch (const std::exception& e) {
-              rp.deliver(
-                  caf::make_error(caf::sec::runtime_error, self->state.label + ": " + e.what()));
-              return;
-            }
-            rp.deliver(true);
-          },
-          [self, rp](caf::error& err) mutable {
-            rp.deliver(caf::make_error(
-                caf::sec::runtime_error,
-                self->state.label + ": parameter broadcast failed: " + self->system().render(err)));
-          });
-  return rp;
 }
 
 // -- the end of a step ---------------------------------------------------------
@@ -622,41 +518,6 @@ caf::result<bool> wire(shard_actor* self, caf::actor device, caf::actor prev, ca
   return rp;
 }
 
-/// (dp_group_atom, rank, devices_own): the shard's collective rank. When
-/// the whole group lives in this process and no member's device runs another
-/// shard (`devices_own`: a device thread waiting in the reduction would
-/// block that shard's work, which may be what the wait is for), the device
-/// thread all-reduces its buckets itself, on the group's shared reduction
-/// (asked of the rank); it is aborted when this shard ends, so that no
-/// replica's device waits for it in vain.
-caf::result<bool> join_dp_group(shard_actor* self, caf::actor group, bool devices_own) {
-  auto& s = self->state;
-  s.group = group;
-  if (!devices_own || !group || group.node() != self->node() || !s.cfg.all_reduces())
-    return true;
-  auto rp = self->make_response_promise<bool>();
-  self->request(group, std::chrono::seconds(30), actors::shared_reduction_atom::value)
-      .then(
-          [self, rp](shared_reduction_ref& ref) mutable {
-            auto& st = self->state;
-            if (ref.reduction) {
-              st.compute->buckets.shared = ref.reduction;
-              st.compute->buckets.member = st.cfg.replica;
-              self->attach_functor([red = ref.reduction, sys = &self->system(),
-                                    label = st.label](const caf::error& reason) {
-                red->abort(label + " ended: " + (reason ? sys->render(reason) : "normally"));
-              });
-            }
-            rp.deliver(true);
-          },
-          [self, rp](caf::error& e) mutable {
-            rp.deliver(false);
-            fail(self, "its collective rank did not say whether the group is in this process: " +
-                           self->system().render(e));
-          });
-  return rp;
-}
-
 /// Messages between steps: wiring, groups, parameters, state and the trace.
 caf::message_handler setup_handlers(shard_actor* self) {
   return {
@@ -783,10 +644,10 @@ caf::behavior layer_shard(shard_actor* self, shard_config cfg) {
   return step_handlers(self).or_else(setup_handlers(self));
 }
 
-} // namespace
+} // namespace detail
 
 caf::actor spawn_layer_shard(caf::actor_system& sys, shard_config cfg) {
-  return sys.spawn(layer_shard, std::move(cfg));
+  return sys.spawn(detail::layer_shard, std::move(cfg));
 }
 
 } // namespace troupe::actors

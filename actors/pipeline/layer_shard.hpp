@@ -1,10 +1,12 @@
 #pragma once
 
 // The layer-shard actor's interface: its protocol and how to spawn it.
-// Its parts live beside it: shard_config (settings), shard_compute (model,
-// optimizer, inputs), step_runner (the device side of a step),
-// gradient_buckets (data-parallel all-reduce), ps_worker (parameter
-// servers), update_work (clipping and the optimizer), shard_trace (timeline).
+// Its parts live beside it: shard_state (its state, internal),
+// shard_data_parallel (dp group, all-reduce, broadcast handlers),
+// shard_config (settings), shard_compute (model, optimizer, inputs),
+// step_runner (the device side of a step), gradient_buckets (data-parallel
+// all-reduce), ps_worker (parameter servers), update_work (clipping and the
+// optimizer), shard_trace (timeline).
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
