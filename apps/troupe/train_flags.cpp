@@ -181,9 +181,8 @@ void add_run_flags(CLI::App* cmd, training_flags& f) {
       ->check(CLI::Range(1, 1024));
   cmd->add_option_function<std::string>(
          "--gemm", [&o](const std::string& s) { o.gemm = kernels::cpu::parse_gemm_backend(s); },
-         "the GEMM library of every CPU device: auto (oneDNN on a device with 1 thread, OpenBLAS "
-         "with "
-         "more) | openblas | onednn (docs/benchmarks.md compares them)")
+         "the GEMM library of every CPU device: auto (oneDNN on a device with 1 thread, "
+         "OpenBLAS with more) | openblas | onednn (docs/benchmarks.md compares them)")
       ->check(CLI::IsMember({"auto", "openblas", "onednn"}));
   cmd->add_flag("--pin-cores", o.pin_cores,
                 "pin each CPU device to cores of its own (a node's devices get consecutive "
