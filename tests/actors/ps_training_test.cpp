@@ -90,7 +90,10 @@ BOOST_AUTO_TEST_CASE(sync_ps_under_a_pipeline_equals_single_device) {
 }
 
 BOOST_AUTO_TEST_CASE(async_and_ssp_learn_mnist) {
-  // The check: >= 97% test accuracy on MNIST in 3 epochs.
+  // The check: >= 97% test accuracy on MNIST in 3 epochs. The
+  // learning rate decays (cosine) as a real run's would: with a constant one
+  // the last epoch's accuracy swung by a point between runs (0.9665-0.9799 on
+  // a loaded 2-core machine), with the decay 0.9816-0.9837.
   auto o = quick();
   o.max_steps = -1;
   o.epochs = 3;
@@ -102,6 +105,7 @@ BOOST_AUTO_TEST_CASE(async_and_ssp_learn_mnist) {
   for (const char* mode : {"async", "ssp"}) {
     auto p = o;
     p.ps_mode = actors::parse_ps_mode(mode);
+    p.lr_schedule = "cosine";
     p.staleness = p.ps_mode == actors::ps_mode::ssp ? 2 : 0;
     const auto t0 = std::chrono::steady_clock::now();
     auto run = train(p);
@@ -151,6 +155,7 @@ BOOST_AUTO_TEST_CASE(dying_shard_or_worker_fails_the_job_quickly) {
       p.fault = fault;
       p.max_restarts = 0; // the failure path itself
       p.ps_mode = actors::parse_ps_mode(mode);
+    p.lr_schedule = "cosine";
       p.staleness = p.ps_mode == actors::ps_mode::ssp ? 1 : 0;
       const auto t0 = std::chrono::steady_clock::now();
       try {
