@@ -4,6 +4,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace troupe::models {
 
@@ -22,6 +23,151 @@ std::vector<layer_range> partition_balanced(const std::vector<double>& costs, in
       per_stage[static_cast<std::size_t>(s)].push_back(std::max(c, 0.0) / speed);
   }
   return partition_min_max(per_stage);
+}
+
+namespace {
+
+/// partition_devices' search state: chunk ends chosen so far, each device's
+/// load, and the best complete split (busiest device, then largest chunk).
+class device_split_search {
+public:
+  device_split_search(const std::vector<double>& costs, const std::vector<int>& device_of,
+                      std::vector<double> inverse_speed, std::size_t max_nodes)
+      : device_of_(device_of), inverse_speed_(std::move(inverse_speed)), max_nodes_(max_nodes),
+        load_(inverse_speed_.size(), 0.0), ends_(device_of.size(), 0) {
+    prefix_.push_back(0);
+    for (double c : costs)
+      prefix_.push_back(prefix_.back() + std::max(c, 0.0));
+  }
+
+  /// Scores `ranges` as the start; search() only takes strictly better splits.
+  void start_from(const std::vector<layer_range>& ranges) {
+    std::fill(load_.begin(), load_.end(), 0.0);
+    best_chunk_ = 0;
+    for (std::size_t c = 0; c < ranges.size(); ++c) {
+      const double cost = cost_of(c, ranges[c].begin, ranges[c].end);
+      load_[static_cast<std::size_t>(device_of_[c])] += cost;
+      best_chunk_ = std::max(best_chunk_, cost);
+      best_ends_.push_back(ranges[c].end);
+    }
+    best_device_ = *std::max_element(load_.begin(), load_.end());
+    std::fill(load_.begin(), load_.end(), 0.0);
+  }
+
+  void search() { visit(0, 0, 0.0, 0.0); }
+
+  std::vector<layer_range> best() const {
+    std::vector<layer_range> r;
+    std::size_t begin = 0;
+    for (auto end : best_ends_) {
+      r.push_back({begin, end});
+      begin = end;
+    }
+    return r;
+  }
+
+private:
+  double cost_of(std::size_t chunk, std::size_t begin, std::size_t end) const {
+    return (prefix_[end] - prefix_[begin]) *
+           inverse_speed_[static_cast<std::size_t>(device_of_[chunk])];
+  }
+
+  /// Chunk c begins at layer `begin`; the chunks before it reached busiest
+  /// device `busiest` and largest chunk `largest`.
+  void visit(std::size_t c, std::size_t begin, double busiest, double largest) {
+    const std::size_t chunks = device_of_.size();
+    const std::size_t n = prefix_.size() - 1;
+    auto& load = load_[static_cast<std::size_t>(device_of_[c])];
+    const std::size_t last_end = n - (chunks - 1 - c); // leaves a layer for each later chunk
+    for (std::size_t end = c + 1 == chunks ? n : begin + 1; end <= last_end; ++end) {
+      if (++nodes_ > max_nodes_)
+        return;
+      const double cost = cost_of(c, begin, end);
+      const double b = std::max(busiest, load + cost);
+      const double l = std::max(largest, cost);
+      // Costs only grow with `end`: once no completion can beat the best,
+      // no longer chunk can either.
+      if (b > best_device_ || (b == best_device_ && l >= best_chunk_))
+        return;
+      ends_[c] = end;
+      if (c + 1 == chunks) {
+        best_device_ = b;
+        best_chunk_ = l;
+        best_ends_ = ends_;
+        return;
+      }
+      load += cost;
+      visit(c + 1, end, b, l);
+      load -= cost;
+    }
+  }
+
+  const std::vector<int>& device_of_;
+  const std::vector<double> inverse_speed_;
+  const std::size_t max_nodes_;
+  std::vector<double> prefix_;
+  std::vector<double> load_;
+  std::vector<std::size_t> ends_;
+  std::vector<std::size_t> best_ends_;
+  double best_device_ = 0;
+  double best_chunk_ = 0;
+  std::size_t nodes_ = 0;
+};
+
+/// One over each device's speed; checks device_of and speeds.
+std::vector<double> inverse_speeds(const std::vector<int>& device_of,
+                                   const std::vector<double>& speeds) {
+  int devices = 0;
+  for (int d : device_of) {
+    if (d < 0)
+      throw std::invalid_argument("partition: chunk on device " + std::to_string(d));
+    devices = std::max(devices, d + 1);
+  }
+  std::vector<bool> used(static_cast<std::size_t>(devices), false);
+  for (int d : device_of)
+    used[static_cast<std::size_t>(d)] = true;
+  for (int d = 0; d < devices; ++d)
+    if (!used[static_cast<std::size_t>(d)])
+      throw std::invalid_argument("partition: device " + std::to_string(d) + " holds no chunk");
+  if (!speeds.empty() && speeds.size() != static_cast<std::size_t>(devices))
+    throw std::invalid_argument("partition: " + std::to_string(speeds.size()) + " speeds for " +
+                                std::to_string(devices) + " devices");
+  std::vector<double> inverse;
+  for (int d = 0; d < devices; ++d)
+    inverse.push_back(speeds.empty() ? 1.0
+                                     : 1.0 / std::max(speeds[static_cast<std::size_t>(d)], 1e-12));
+  return inverse;
+}
+
+} // namespace
+
+std::vector<layer_range> partition_devices(const std::vector<double>& costs,
+                                           const std::vector<int>& device_of,
+                                           const std::vector<double>& speeds,
+                                           std::size_t max_nodes) {
+  const auto chunks = static_cast<int>(device_of.size());
+  if (chunks < 1 || costs.size() < device_of.size())
+    throw std::invalid_argument("cannot split " + std::to_string(costs.size()) + " layers into " +
+                                std::to_string(chunks) + " non-empty chunks");
+  device_split_search s{costs, device_of, inverse_speeds(device_of, speeds), max_nodes};
+  s.start_from(partition_balanced(costs, chunks));
+  s.search();
+  return s.best();
+}
+
+double busiest_device_cost(const std::vector<double>& costs, const std::vector<int>& device_of,
+                           const std::vector<layer_range>& ranges,
+                           const std::vector<double>& speeds) {
+  if (ranges.size() != device_of.size())
+    throw std::invalid_argument("partition: " + std::to_string(ranges.size()) + " ranges for " +
+                                std::to_string(device_of.size()) + " chunks");
+  const auto inverse = inverse_speeds(device_of, speeds);
+  std::vector<double> load(inverse.size(), 0.0);
+  for (std::size_t c = 0; c < ranges.size(); ++c)
+    for (auto l = ranges[c].begin; l < ranges[c].end && l < costs.size(); ++l)
+      load[static_cast<std::size_t>(device_of[c])] +=
+          std::max(costs[l], 0.0) * inverse[static_cast<std::size_t>(device_of[c])];
+  return *std::max_element(load.begin(), load.end());
 }
 
 double stage_costs::of(std::size_t k, const layer_range& r) const {

@@ -1,6 +1,7 @@
 #include "actors/plan/plan.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 
 #include <fmt/format.h>
@@ -120,6 +121,9 @@ stage_parameters(const models::model_spec& spec, const std::vector<models::layer
   return r;
 }
 
+/// Splits per-layer (or per-unit) costs into the job's chunks.
+using splitter = std::function<std::vector<models::layer_range>(const std::vector<double>&)>;
+
 /// Tensor parallelism: the balanced split, but never between the layers of
 /// a column / row pair (models::tp_dense_pairs), whose cut would turn the
 /// split activation into two extra all-reduces per micro-batch. Pairs are
@@ -127,8 +131,7 @@ stage_parameters(const models::model_spec& spec, const std::vector<models::layer
 /// plain split (a cut pair still computes correctly).
 std::vector<models::layer_range> partition_keeping_pairs(const models::model_spec& spec,
                                                          const std::vector<double>& costs,
-                                                         int chunks,
-                                                         const std::vector<double>& speeds) {
+                                                         int chunks, const splitter& split) {
   std::vector<bool> may_cut(costs.size() + 1, true); // may_cut[i]: a chunk may begin at layer i
   for (const auto& [first, second] : models::tp_dense_pairs(spec))
     for (auto i = first + 1; i <= second && i < may_cut.size(); ++i)
@@ -143,9 +146,9 @@ std::vector<models::layer_range> partition_keeping_pairs(const models::model_spe
     unit_costs.back() += costs[i];
   }
   if (static_cast<int>(unit_costs.size()) < chunks)
-    return models::partition_balanced(costs, chunks, speeds);
+    return split(costs);
   unit_begin.push_back(costs.size());
-  auto units = models::partition_balanced(unit_costs, chunks, speeds);
+  auto units = split(unit_costs);
   for (auto& r : units)
     r = {unit_begin[r.begin], unit_begin[r.end]};
   return units;
@@ -266,16 +269,24 @@ std::vector<models::layer_range> chunk_ranges(plan& p, const train_options& opts
     p.layer_costs = models::layer_flops(p.model);
   }
   p.partition = opts.partition;
-  // With virtual stages a device holds several chunks, so speeds stay equal.
   std::vector<double> speeds;
-  if (opts.partition == "measured" && opts.virtual_stages == 1) {
+  if (opts.partition == "measured") {
     for (int s = 0; s < opts.stages; ++s)
       speeds.push_back(p.devices[p.grid().index({0, s, 0})].gflops);
     if (std::any_of(speeds.begin(), speeds.end(), [](double g) { return !(g > 0); }))
       speeds.clear();
   }
-  return opts.tp > 1 ? partition_keeping_pairs(p.model, p.layer_costs, chunks, speeds)
-                     : models::partition_balanced(p.layer_costs, chunks, speeds);
+  // With virtual stages a device holds several chunks: its chunks together
+  // are balanced against the other devices', not each chunk on its own.
+  std::vector<int> device_of;
+  for (int c = 0; c < chunks; ++c)
+    device_of.push_back(position_of(layout_of(opts.schedule), opts.stages, c).stage);
+  const splitter split = [&](const std::vector<double>& costs) {
+    return chunks > opts.stages ? models::partition_devices(costs, device_of, speeds)
+                                : models::partition_balanced(costs, chunks, speeds);
+  };
+  return opts.tp > 1 ? partition_keeping_pairs(p.model, p.layer_costs, chunks, split)
+                     : split(p.layer_costs);
 }
 
 } // namespace

@@ -2,9 +2,14 @@
 #define BOOST_TEST_MODULE actors_schedule
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <functional>
 #include <map>
 #include <numeric>
+#include <random>
 #include <set>
+#include <utility>
 
 #include "actors/plan/plan.hpp"
 #include "actors/plan/schedule.hpp"
@@ -312,6 +317,101 @@ BOOST_AUTO_TEST_CASE(partitioner_balances_cost_exactly) {
   BOOST_CHECK_THROW(troupe::models::validate_partition({{0, 2}, {3, 5}}, 5), std::invalid_argument);
 }
 
+namespace {
+
+/// The best (busiest device, largest chunk) over every split of `costs`
+/// into device_of.size() chunks, by enumeration.
+std::pair<double, double> best_by_enumeration(const std::vector<double>& costs,
+                                              const std::vector<int>& device_of,
+                                              const std::vector<double>& speeds) {
+  const auto n = costs.size(), chunks = device_of.size();
+  std::pair<double, double> best{1e300, 1e300};
+  std::vector<std::size_t> ends(chunks);
+  // ends[c]: chunk c's end; every strictly increasing choice with ends.back() == n.
+  std::function<void(std::size_t, std::size_t)> walk = [&](std::size_t c, std::size_t begin) {
+    for (auto end = begin + 1; end + (chunks - 1 - c) <= n; ++end) {
+      if (c + 1 == chunks && end != n)
+        continue;
+      ends[c] = end;
+      if (c + 1 < chunks) {
+        walk(c + 1, end);
+        continue;
+      }
+      std::vector<double> load(speeds.size(), 0.0);
+      double largest = 0;
+      std::size_t b = 0;
+      for (std::size_t k = 0; k < chunks; ++k) {
+        double sum = 0;
+        for (auto l = b; l < ends[k]; ++l)
+          sum += costs[l];
+        sum /= speeds[static_cast<std::size_t>(device_of[k])];
+        load[static_cast<std::size_t>(device_of[k])] += sum;
+        largest = std::max(largest, sum);
+        b = ends[k];
+      }
+      best = std::min(best, {*std::max_element(load.begin(), load.end()), largest});
+    }
+  };
+  walk(0, 0);
+  return best;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(device_partition_balances_each_devices_chunks_together) {
+  using troupe::models::busiest_device_cost;
+  using troupe::models::partition_devices;
+  // The zoo MLP's FLOPs (dense, relu, dense, relu, dense) interleaved on two
+  // devices: chunk by chunk balanced, one device got both dense layers.
+  const std::vector<double> mlp{1.6e6, 1024, 1.05e6, 512, 1.0e4};
+  const std::vector<int> interleaved{0, 1, 0, 1};
+  const auto chunkwise = troupe::models::partition_balanced(mlp, 4);
+  const auto balanced = partition_devices(mlp, interleaved);
+  BOOST_TEST(busiest_device_cost(mlp, interleaved, chunkwise) > 2.6e6);
+  BOOST_TEST(busiest_device_cost(mlp, interleaved, balanced) == 1.6e6 + 512);
+  // Against enumeration: random costs and speeds, interleaved and V-shaped
+  // placements of 2 and 3 devices.
+  std::mt19937 rng{7};
+  std::uniform_real_distribution<double> cost(0.0, 10.0);
+  std::uniform_int_distribution<int> speed_exponent(-1, 2);
+  const std::vector<std::vector<int>> placements{
+      {0, 1, 0, 1}, {0, 1, 1, 0}, {0, 1, 2, 0, 1, 2}, {0, 1, 2, 2, 1, 0}, {0, 0}};
+  for (int trial = 0; trial < 60; ++trial) {
+    const auto& device_of = placements[static_cast<std::size_t>(trial) % placements.size()];
+    const auto devices =
+        static_cast<std::size_t>(*std::max_element(device_of.begin(), device_of.end()) + 1);
+    std::vector<double> costs(device_of.size() + static_cast<std::size_t>(trial % 5));
+    for (auto& c : costs)
+      c = std::floor(cost(rng)); // integers: ties happen, and sums are exact
+    std::vector<double> speeds(devices, 1.0);
+    if (trial % 2 == 1)
+      for (auto& v : speeds) // powers of two: every sum and quotient exact
+        v = std::ldexp(1.0, speed_exponent(rng));
+    const auto r =
+        partition_devices(costs, device_of, trial % 2 == 1 ? speeds : std::vector<double>{});
+    troupe::models::validate_partition(r, costs.size());
+    BOOST_TEST_REQUIRE(r.size() == device_of.size());
+    const auto best = best_by_enumeration(costs, device_of, speeds);
+    BOOST_TEST(busiest_device_cost(costs, device_of, r, speeds) == best.first, "trial " << trial);
+    double largest = 0; // then the largest chunk
+    for (std::size_t k = 0; k < r.size(); ++k)
+      largest =
+          std::max(largest, std::accumulate(costs.begin() + static_cast<long>(r[k].begin),
+                                            costs.begin() + static_cast<long>(r[k].end), 0.0) /
+                                speeds[static_cast<std::size_t>(device_of[k])]);
+    BOOST_TEST(largest == best.second, "trial " << trial);
+  }
+  // One chunk per device: partition_balanced's split.
+  BOOST_TEST((partition_devices({8, 1, 4, 1, 1}, {0, 1}) ==
+              troupe::models::partition_balanced({8, 1, 4, 1, 1}, 2)));
+  // Out of search budget: the best split found, at worst the chunkwise one.
+  BOOST_TEST((partition_devices(mlp, interleaved, {}, 1) == chunkwise));
+  BOOST_CHECK_THROW(partition_devices({1, 1, 1}, {0, 1, 0, 1}), std::invalid_argument);
+  BOOST_CHECK_THROW(partition_devices({1, 1, 1}, {0, 2}), std::invalid_argument);
+  BOOST_CHECK_THROW(partition_devices({1, 1, 1}, {0, 1}, {1.0}), std::invalid_argument);
+  BOOST_CHECK_THROW(partition_devices({1, 1, 1}, {0, -1}), std::invalid_argument);
+}
+
 BOOST_AUTO_TEST_CASE(virtual_stages_place_chunks_round_robin) {
   train_options o;
   o.stages = 2;
@@ -319,11 +419,13 @@ BOOST_AUTO_TEST_CASE(virtual_stages_place_chunks_round_robin) {
   o.virtual_stages = 2;
   auto back = train_options_from_json(to_json(o));
   BOOST_TEST(back.virtual_stages == 2);
-  // The mlp's 5 layers in 4 balanced chunks; device d holds chunks d and d + 2.
+  // The mlp's 5 layers in 4 chunks, the devices balanced; device d holds
+  // chunks d and d + 2.
   auto p = make_plan(o, 2);
   BOOST_TEST(p.virtual_stages == 2);
   BOOST_TEST_REQUIRE(p.stages.size() == 2u);
-  auto all = troupe::models::partition_balanced(troupe::models::layer_flops(p.model), 4);
+  const auto costs = troupe::models::layer_flops(p.model);
+  auto all = troupe::models::partition_devices(costs, {0, 1, 0, 1});
   for (std::size_t d = 0; d < 2; ++d) {
     BOOST_TEST_REQUIRE(p.stages[d].chunks.size() == 2u);
     BOOST_TEST((p.stages[d].chunks[0] == all[d]));
