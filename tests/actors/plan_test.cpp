@@ -71,6 +71,16 @@ BOOST_AUTO_TEST_CASE(a_measured_partition_weighs_device_speed) {
   // Unmeasured devices (0): speeds are ignored, the split balances cost alone.
   auto unknown = actors::make_plan(o, devices({0, 1000}));
   BOOST_TEST(unknown.stages[0].chunks[0].end >= 1u);
+  // Virtual stages: the slow device 1 holds chunks 1 and 3, and gets the
+  // least a split allows, one cheap layer each: relu 1 and the last dense
+  // (at equal speeds it would take the middle dense too, [1, 3)).
+  o.schedule = actors::schedule_kind::interleaved;
+  o.virtual_stages = 2;
+  o.microbatches = 2;
+  auto inter = actors::make_plan(o, devices({1000, 1}));
+  BOOST_TEST_REQUIRE(inter.stages[1].chunks.size() == 2u);
+  BOOST_TEST((inter.stages[1].chunks[0] == models::layer_range{1, 2}));
+  BOOST_TEST((inter.stages[1].chunks[1] == models::layer_range{4, 5}));
 }
 
 BOOST_AUTO_TEST_CASE(replicas_get_their_own_devices_round_robin_across_nodes) {

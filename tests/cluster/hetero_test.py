@@ -146,9 +146,12 @@ def throttle_at_step(info, node, fraction, step):
 
 def case_midrun():
     d, sup, info, nodes = two_nodes()
-    c, rep, _ = job(d, info, ["--dp", "2", "--batch", "256", "--steps", "220",
+    c, rep, _ = job(d, info, ["--dp", "2", "--batch", "256", "--steps", "140",
                               *ORDER_INSENSITIVE], "midrun")
-    at, throttled = throttle_at_step(info, nodes["b"], 1 / 3, 80)
+    # An eighth of a core: with a third, another process busy on the machine
+    # took as much from b before the throttle as the quota did after it, and
+    # 5 runs in 6 beside one saw no move or a late one (with an eighth: 10 of 10).
+    at, throttled = throttle_at_step(info, nodes["b"], 1 / 8, 80)
     finish(c, "a run with b throttled mid-way")
     # Before the throttle the nodes may differ too (the supervisor's loaders
     # share their cores); the change is the throttle.
@@ -156,7 +159,7 @@ def case_midrun():
                   if r["kind"] == "shares" and r["step"] > at]
     print("rebalances:", json.dumps(rebalances, indent=1))
     # One change, one move: a second one may follow only in the same direction
-    # (a 1/3-core CFS quota makes b's step times noisy, so the estimate after
+    # (a CFS quota makes b's step times noisy, so the estimate after
     # the first move can still be refined), never back (no oscillation). The
     # step-time gate itself is asserted exactly in actors_balance_test.
     check(1 <= len(rebalances) <= 2, f"one rebalance for one change, two at most "
