@@ -4,6 +4,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 namespace troupe::models {
@@ -40,18 +41,40 @@ public:
       prefix_.push_back(prefix_.back() + std::max(c, 0.0));
   }
 
-  /// Scores `ranges` as the start; search() only takes strictly better splits.
+  /// Scores `ranges` as the start; improve() and search() only take
+  /// strictly better splits.
   void start_from(const std::vector<layer_range>& ranges) {
-    std::fill(load_.begin(), load_.end(), 0.0);
-    best_chunk_ = 0;
-    for (std::size_t c = 0; c < ranges.size(); ++c) {
-      const double cost = cost_of(c, ranges[c].begin, ranges[c].end);
-      load_[static_cast<std::size_t>(device_of_[c])] += cost;
-      best_chunk_ = std::max(best_chunk_, cost);
-      best_ends_.push_back(ranges[c].end);
+    best_ends_.clear();
+    for (const auto& r : ranges)
+      best_ends_.push_back(r.end);
+    std::tie(best_device_, best_chunk_) = score(best_ends_);
+  }
+
+  /// Moves single chunk boundaries by one layer while that lowers the best
+  /// (busiest device, largest chunk): a close start prunes the search, and
+  /// is what remains where the search runs out of budget (long models cut
+  /// into many chunks).
+  void improve() {
+    auto ends = best_ends_;
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (std::size_t k = 0; k + 1 < ends.size(); ++k)
+        for (int step : {-1, 1}) {
+          const std::size_t begin = k == 0 ? 0 : ends[k - 1];
+          const auto end = static_cast<std::size_t>(static_cast<long>(ends[k]) + step);
+          if (end <= begin || end >= ends[k + 1])
+            continue;
+          auto tried = ends;
+          tried[k] = end;
+          const auto [busiest, largest] = score(tried);
+          if (busiest < best_device_ || (busiest == best_device_ && largest < best_chunk_)) {
+            best_device_ = busiest;
+            best_chunk_ = largest;
+            best_ends_ = ends = tried;
+            moved = true;
+          }
+        }
     }
-    best_device_ = *std::max_element(load_.begin(), load_.end());
-    std::fill(load_.begin(), load_.end(), 0.0);
   }
 
   void search() { visit(0, 0, 0.0, 0.0); }
@@ -67,6 +90,22 @@ public:
   }
 
 private:
+  /// (busiest device, largest chunk) of the chunks ending at `ends`.
+  std::pair<double, double> score(const std::vector<std::size_t>& ends) {
+    std::fill(load_.begin(), load_.end(), 0.0);
+    double largest = 0;
+    std::size_t begin = 0;
+    for (std::size_t c = 0; c < ends.size(); ++c) {
+      const double cost = cost_of(c, begin, ends[c]);
+      load_[static_cast<std::size_t>(device_of_[c])] += cost;
+      largest = std::max(largest, cost);
+      begin = ends[c];
+    }
+    const double busiest = *std::max_element(load_.begin(), load_.end());
+    std::fill(load_.begin(), load_.end(), 0.0);
+    return {busiest, largest};
+  }
+
   double cost_of(std::size_t chunk, std::size_t begin, std::size_t end) const {
     return (prefix_[end] - prefix_[begin]) *
            inverse_speed_[static_cast<std::size_t>(device_of_[chunk])];
@@ -151,6 +190,7 @@ std::vector<layer_range> partition_devices(const std::vector<double>& costs,
                                 std::to_string(chunks) + " non-empty chunks");
   device_split_search s{costs, device_of, inverse_speeds(device_of, speeds), max_nodes};
   s.start_from(partition_balanced(costs, chunks));
+  s.improve();
   s.search();
   return s.best();
 }
