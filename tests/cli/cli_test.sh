@@ -254,6 +254,13 @@ for path, rows in zip(sys.argv[1::2], sys.argv[2::2]):
             assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), (key, r)
         assert r["timed_steps"] == 3, r
         assert len(r["stages"]) == 2, r
+        # Each stage's layer chunks as placed: two per stage where it has
+        # virtual stages, together every one of the mlp's 5 layers once.
+        chunks = [c for st in r["layers"] for c in st.split(" | ")]
+        per_stage = 2 if r["schedule"] in ("interleaved", "zbv") else 1
+        assert len(r["layers"]) == 2 and len(chunks) == 2 * per_stage, r
+        spans = [tuple(int(x) for x in c.strip("[)").split(", ")) for c in chunks]
+        assert sorted(l for b, e in spans for l in range(b, e)) == list(range(5)), r
         for s in r["stages"]:
             for key in ("overhead_us_per_microbatch", "busy_ms", "wait_ms", "forward_ms",
                         "backward_ms", "weight_ms", "optimizer_ms", "peak_activation_bytes"):
@@ -263,7 +270,7 @@ for path, rows in zip(sys.argv[1::2], sys.argv[2::2]):
             assert (s["weight_ms"] > 0) == (r["schedule"] in ("zb1", "zbv")), (r["schedule"], s)
 EOF_PY
 then
-  echo "FAIL: bench pipeline JSON rows lack finite figures"
+  echo "FAIL: bench pipeline JSON rows lack finite figures or the layers of each stage"
   failures=$((failures + 1))
 fi
 

@@ -107,6 +107,8 @@ struct run_spec {
   int virtual_stages = 1;
   int slow_stage = -1;
   double slow_factor = 1.0;
+  /// Per stage, its layer chunks as the plan placed them: "[0, 1) | [3, 4)".
+  std::vector<std::string> layers;
 
   std::string name() const {
     auto n = std::string{actors::to_string(schedule)};
@@ -185,6 +187,7 @@ struct row {
     }
     return {{"schedule", std::string{actors::to_string(spec.schedule)}},
             {"virtual_stages", spec.virtual_stages},
+            {"layers", spec.layers},
             {"slow_stage", spec.slow_stage},
             {"slow_factor", spec.slow_factor},
             {"timed_steps", timed_steps},
@@ -343,6 +346,10 @@ void print_row(const row& w) {
   std::printf("%-16s %-11s %-17s %10.1f %8.2f  %-20s %6.1f%% %6.1f%%  %-20s %s\n",
               w.spec.name().c_str(), w.spec.slowed().c_str(), fbw, w.samples_per_second, w.step_ms,
               bubble, 100 * w.bubble_theory, 100 * w.bubble_simulated, mib.c_str(), over.c_str());
+  std::string layers;
+  for (std::size_t k = 0; k < w.spec.layers.size(); ++k)
+    layers += (k ? "; stage " : "stage ") + std::to_string(k) + " " + w.spec.layers[k];
+  std::printf("  layers: %s\n", layers.c_str());
   for (std::size_t k = 0; k < w.stages.size(); ++k) {
     const auto& b = w.stages[k].breakdown;
     std::printf("  where the time goes, stage %zu (ms/step, %% of the %.3f ms trainer step): %s\n",
@@ -367,14 +374,20 @@ std::vector<run_spec> planned_runs(const pipeline_flags& f, unsigned cores,
   for (auto kind : kinds) {
     const int v =
         actors::chunks_for(kind, kind == schedule_kind::interleaved ? f.virtual_stages : 1);
-    std::vector<run_spec> variants{{kind, v, -1, 1.0}};
+    std::vector<run_spec> variants{{kind, v, -1, 1.0, {}}};
     if (f.slow_stage >= 0)
-      variants.push_back({kind, v, f.slow_stage, f.slow_factor});
-    for (const auto& r : variants) {
+      variants.push_back({kind, v, f.slow_stage, f.slow_factor, {}});
+    for (auto& r : variants) {
       try {
         auto o = options_for(f, r, "trace.json");
         o.validate();
-        actors::make_plan(o, cores);
+        for (const auto& st : actors::make_plan(o, cores).stages) {
+          std::string chunks;
+          for (const auto& c : st.chunks)
+            chunks += (chunks.empty() ? "[" : " | [") + std::to_string(c.begin) + ", " +
+                      std::to_string(c.end) + ")";
+          r.layers.push_back(chunks);
+        }
       } catch (const runtime::input_error& e) {
         if (f.schedule != "all" || v == 1)
           throw;
