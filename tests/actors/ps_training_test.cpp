@@ -155,7 +155,6 @@ BOOST_AUTO_TEST_CASE(dying_shard_or_worker_fails_the_job_quickly) {
       p.fault = fault;
       p.max_restarts = 0; // the failure path itself
       p.ps_mode = actors::parse_ps_mode(mode);
-    p.lr_schedule = "cosine";
       p.staleness = p.ps_mode == actors::ps_mode::ssp ? 1 : 0;
       const auto t0 = std::chrono::steady_clock::now();
       try {
