@@ -244,6 +244,10 @@ def case_pipeline_midrun():
     restarts = json.load(open(rep))["recovery"]["restarts"]
     check(restarts and restarts[-1]["planned"] and restarts[-1]["steps_redone"] == 0,
           "moved by a planned re-plan that redid no step")
+    # The unbalanced run is only compared with: at full speed. At an eighth of
+    # a core its node once missed the supervisor's 1.2 s ping while setting up
+    # a generation, four times in a row, and the job failed (1 full run in 5).
+    unthrottle_all()
     split = ",".join(str(n) for n in layers_of(before))
     c, _, ck_off = job(d, info, [*args, "--balance", "off", "--split", split], "pp-off")
     finish(c, "the same pipeline unbalanced")
