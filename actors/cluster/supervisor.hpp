@@ -40,7 +40,9 @@ struct supervisor_config {
   /// Handed to each node at join: its data plane authenticates with it.
   runtime::transport::cluster_key key{};
   /// Own liveness check on top of CAF's heartbeats: a node that does not
-  /// answer a ping within ping_timeout is declared dead.
+  /// answer a ping within ping_timeout is declared dead. `troupe supervisor`
+  /// sets them from --heartbeat-ms and --timeout-ms (interval + deadline =
+  /// the timeout); these defaults serve in-process clusters.
   std::chrono::milliseconds ping_interval{400};
   std::chrono::milliseconds ping_timeout{1200};
   /// Stop (and stop every node) after this many jobs; 0: run until stopped.

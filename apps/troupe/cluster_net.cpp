@@ -27,7 +27,8 @@ void add_security_flags(CLI::App* cmd, security_flags& f) {
       ->capture_default_str()
       ->check(CLI::Range(10, 60000));
   cmd->add_option("--timeout-ms", f.timeout_ms,
-                  "a peer silent for this long is declared dead (> heartbeat)")
+                  "a peer silent for this long is declared dead (> heartbeat); on the "
+                  "supervisor, also a node agent that leaves its pings unanswered")
       ->capture_default_str()
       ->check(CLI::Range(20, 600000));
 }

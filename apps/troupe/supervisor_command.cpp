@@ -126,7 +126,13 @@ int run_supervisor(const supervisor_flags& f) {
   auto where = parse_listen_address(listen, "--listen");
   auto status_at = parse_listen_address(f.status, "--status");
   auto tls = resolve_security(f.security, f.name, where.host);
-  cluster_system_config cfg{tls, f.security};
+  cluster_system_config cfg{tls, f.security}; // checks timeout > heartbeat
+  // The supervisor's own ping of each node agent keeps --timeout-ms's promise
+  // too: a ping every heartbeat, answered within the rest of the timeout, so a
+  // node silent for --timeout-ms is declared lost, and a busy node is not
+  // while it answers within what the operator allows.
+  sc.ping_interval = std::chrono::milliseconds{f.security.heartbeat_ms};
+  sc.ping_timeout = std::chrono::milliseconds{f.security.timeout_ms - f.security.heartbeat_ms};
   caf::actor_system sys{cfg};
   if (tls)
     sc.ca = tls->ca;

@@ -158,6 +158,44 @@ def case_failure(sig, parallel=("--stages", "2")):
         check(b.returncode >= 0, f"the resumed node ends by exit status, not a signal ({b.returncode})")
 
 
+def case_patience():
+    """--timeout-ms governs the supervisor's own ping of each node agent too:
+    with --timeout-ms 6000 on every process, node b stopped (SIGSTOP) for 3 s
+    mid-job is waited for, and the job (recovery off) runs on and succeeds.
+    With the ping's old fixed 1.2 s deadline the supervisor dropped b and the
+    job failed. Then, on the same supervisor, a node silent for longer than the
+    timeout is still declared lost, within 2 s of it."""
+    d = certs("supervisor", "client", "a", "b")
+    patient = ["--heartbeat-ms", "250", "--timeout-ms", "6000"]
+    sup, info = start_supervisor(d, 2, patient)
+    a, b = (start_node(d, info["port"], n, extra=patient) for n in "ab")
+    wait_for(lambda: len(ready_nodes(info)) == 2, 30, "2 ready nodes")
+    client = submit(d, info, ["--model", "mlp", "--stages", "2", "--steps", "300", "--no-eval",
+                              "--max-restarts", "0"])
+    wait_running(info)
+    os.kill(b.pid, signal.SIGSTOP)
+    time.sleep(3)
+    check(client.poll() is None, "the job still runs while b is stopped for 3 s")
+    os.kill(b.pid, signal.SIGCONT)
+    check(all_exit([client], 120) and client.returncode == 0,
+          "the job succeeded: " + open(client.log_path).read().strip()[-300:])
+    check(supervisor_log_time(sup, r"node \w+ lost") is None, "no node was declared lost")
+    check(len(ready_nodes(info)) == 2, "both nodes stay")
+    client = long_job(d, info)
+    wait_running(info)
+    t0 = time.time()
+    os.kill(b.pid, signal.SIGSTOP)
+    check(all_exit([client], 20) and client.returncode == 1, "the job failed (exit 1)")
+    lag = time.time() - t0
+    print(f"a node stopped for good: the client failed {lag:.3f} s after the signal")
+    check(6.0 - 0.3 < lag < 6.0 + 2.0, f"after the 6 s timeout, within 2 s ({lag:.3f} s)")
+    check("node b" in open(client.log_path).read(), "the error names node b")
+    os.kill(b.pid, signal.SIGCONT)
+    wait_for(lambda: sorted(n["name"] for n in ready_nodes(info)) == ["a", "b"], 30,
+             "node b to rejoin")
+    stop_cluster(sup, [a, b])
+
+
 def case_sigstop_resume():
     """A node stopped mid-job (SIGSTOP) is dropped; with recovery off the job
     fails naming it. SIGCONT 4 s later, while the supervisor still runs: the
@@ -654,6 +692,7 @@ try:
      "dp_kill9": lambda: case_failure(signal.SIGKILL, ("--dp", "2")),
      "sigstop": lambda: case_failure(signal.SIGSTOP),
      "sigstop_resume": case_sigstop_resume,
+     "patience": case_patience,
      "crash_report": case_crash_report,
      "credentials": case_credentials,
      "garbage": case_garbage,
