@@ -180,6 +180,20 @@ std::vector<double> inverse_speeds(const std::vector<int>& device_of,
 
 } // namespace
 
+std::string to_string(const layer_range& r) {
+  return "[" + std::to_string(r.begin) + ", " + std::to_string(r.end) + ")";
+}
+
+std::string to_string(const std::vector<layer_range>& ranges, std::string_view separator) {
+  std::string text;
+  for (const auto& r : ranges) {
+    if (!text.empty())
+      text += separator;
+    text += to_string(r);
+  }
+  return text;
+}
+
 std::vector<layer_range> partition_devices(const std::vector<double>& costs,
                                            const std::vector<int>& device_of,
                                            const std::vector<double>& speeds,

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -12,6 +14,12 @@ struct layer_range {
   std::size_t end = 0;
   friend bool operator==(const layer_range&, const layer_range&) = default;
 };
+
+/// "[b, e)", as plans, logs and benches print a range.
+std::string to_string(const layer_range& r);
+
+/// The ranges' texts joined by `separator`: "[0, 2) [2, 5)".
+std::string to_string(const std::vector<layer_range>& ranges, std::string_view separator = " ");
 
 /// Splits `costs` (one per layer) into `stages` contiguous, non-empty ranges
 /// minimising the largest stage cost divided by its device's speed

@@ -123,13 +123,6 @@ models::layer_range parse_chunk(const json& c, const std::string& where, std::si
   return {static_cast<std::size_t>(b), static_cast<std::size_t>(e)};
 }
 
-std::string chunks_text(const std::vector<models::layer_range>& chunks) {
-  std::string r;
-  for (const auto& c : chunks)
-    r += fmt::format("{}[{}, {})", r.empty() ? "" : " ", c.begin, c.end);
-  return r;
-}
-
 /// (name, stage, element count) of every parameter, in model order, as
 /// make_plan gives them to the parameter servers.
 std::vector<ps_param_info> expected_ps_params(const plan& p) {
@@ -429,7 +422,7 @@ void parse_stages(const json& j, plan& p, int depth,
         bad(where + ".chunks",
             fmt::format("{} differs from replica 0 tp rank 0 of stage {} ({}): every replica and "
                         "tp rank of a stage holds the same layers",
-                        chunks_text(slot.chunks), k, chunks_text(first.chunks)));
+                        models::to_string(slot.chunks), k, models::to_string(first.chunks)));
     }
     p.stages.push_back(std::move(slot));
   }
@@ -450,7 +443,7 @@ void check_chunk_order(const plan& p, int depth) {
   } catch (const std::invalid_argument& e) {
     bad("stages", fmt::format("the chunks in pipeline order ({}) do not cover model {}'s {} layers "
                               "contiguously: {}",
-                              chunks_text(order), p.model.name, layers, e.what()));
+                              models::to_string(order), p.model.name, layers, e.what()));
   }
 }
 
@@ -523,7 +516,7 @@ std::string describe_stages(const plan& p) {
     r += grid.name(s.id()) + ": layers";
     for (std::size_t v = 0; v < s.chunks.size(); ++v) {
       const auto& c = s.chunks[v];
-      r += fmt::format("{} [{}, {})", v == 0 ? "" : " |", c.begin, c.end);
+      r += fmt::format("{} {}", v == 0 ? "" : " |", models::to_string(c));
       for (auto i = c.begin; i < c.end; ++i)
         r += fmt::format(" {}", p.model.layers.at(i).at("type").get<std::string>());
     }

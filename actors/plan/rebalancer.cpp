@@ -38,13 +38,6 @@ std::string format_shares(const std::vector<double>& shares) {
   return fmt::format("{}", fmt::join(parts, ","));
 }
 
-std::string format_split(const std::vector<models::layer_range>& split) {
-  std::vector<std::string> parts;
-  for (const auto& r : split)
-    parts.push_back(fmt::format("[{}, {})", r.begin, r.end));
-  return fmt::format("{}", fmt::join(parts, " "));
-}
-
 } // namespace
 
 bool rebalance_trigger::update(double gain, const std::vector<double>& proposal,
@@ -259,8 +252,8 @@ split_rebalancer::observe(const std::vector<double>& stage_compute, double step_
   d.predicted_gain = gain;
   d.why = fmt::format("stage compute over the last {} steps against the plan's: {}; split {} -> {} "
                       "predicts a {:.0f}% shorter step",
-                      n, fmt::join(slow, ", "), format_split(split_), format_split(proposal),
-                      100 * (1 - 1 / (1 + gain)));
+                      n, fmt::join(slow, ", "), models::to_string(split_),
+                      models::to_string(proposal), 100 * (1 - 1 / (1 + gain)));
   costs_ = std::move(scaled);
   split_ = proposal;
   history_.clear();

@@ -369,6 +369,9 @@ BOOST_AUTO_TEST_CASE(device_partition_balances_each_devices_chunks_together) {
   const auto balanced = partition_devices(mlp, interleaved);
   BOOST_TEST(busiest_device_cost(mlp, interleaved, chunkwise) > 2.6e6);
   BOOST_TEST(busiest_device_cost(mlp, interleaved, balanced) == 1.6e6 + 512);
+  // As plans, logs and bench pipeline print a split.
+  BOOST_TEST(troupe::models::to_string(balanced) == "[0, 1) [1, 3) [3, 4) [4, 5)");
+  BOOST_TEST(troupe::models::to_string({{0, 1}, {3, 4}}, " | ") == "[0, 1) | [3, 4)");
   // Against enumeration: random costs and speeds, interleaved and V-shaped
   // placements of 2 and 3 devices.
   std::mt19937 rng{7};

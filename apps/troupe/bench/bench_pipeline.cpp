@@ -54,6 +54,7 @@
 #include "apps/troupe/bench/bench_job.hpp"
 #include "apps/troupe/bench/bench_local_cluster.hpp"
 #include "apps/troupe/bench/bench_util.hpp"
+#include "models/partitioner.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
 
@@ -381,13 +382,8 @@ std::vector<run_spec> planned_runs(const pipeline_flags& f, unsigned cores,
       try {
         auto o = options_for(f, r, "trace.json");
         o.validate();
-        for (const auto& st : actors::make_plan(o, cores).stages) {
-          std::string chunks;
-          for (const auto& c : st.chunks)
-            chunks += (chunks.empty() ? "[" : " | [") + std::to_string(c.begin) + ", " +
-                      std::to_string(c.end) + ")";
-          r.layers.push_back(chunks);
-        }
+        for (const auto& st : actors::make_plan(o, cores).stages)
+          r.layers.push_back(models::to_string(st.chunks, " | "));
       } catch (const runtime::input_error& e) {
         if (f.schedule != "all" || v == 1)
           throw;
