@@ -32,7 +32,9 @@ std::vector<actors::device_slot> devices(std::vector<double> gflops) {
 
 BOOST_AUTO_TEST_CASE(measured_layer_costs_are_positive_per_layer) {
   auto spec = models::zoo_model("mlp");
-  auto costs = models::measure_layer_costs(spec, 16, 0, 2);
+  // 5 runs: the median of 2 is the larger one, which one preempted run of
+  // the ReLU on a busy machine could lift above the GEMM.
+  auto costs = models::measure_layer_costs(spec, 16, 0, 5);
   BOOST_TEST_REQUIRE(costs.size() == spec.layers.size());
   for (double c : costs)
     BOOST_TEST(c > 0.0);
