@@ -181,7 +181,13 @@ std::vector<double> inverse_speeds(const std::vector<int>& device_of,
 } // namespace
 
 std::string to_string(const layer_range& r) {
-  return "[" + std::to_string(r.begin) + ", " + std::to_string(r.end) + ")";
+  // Appends rather than an operator+ chain: g++ 12 reports a bogus -Wrestrict there.
+  std::string text = "[";
+  text += std::to_string(r.begin);
+  text += ", ";
+  text += std::to_string(r.end);
+  text += ')';
+  return text;
 }
 
 std::string to_string(const std::vector<layer_range>& ranges, std::string_view separator) {
