@@ -160,6 +160,12 @@ check["json_sums_to_step"](doc["where_the_time_goes"])
 g = doc["gemm_bound"]
 assert g["gemm_flops_per_step"] == 408813568, g
 assert g["min_step_ms"] > 0 and g["percent_of_limit"] > 0, g
+# The limit is measured beside each repeat: the percent is of the medians,
+# and per repeat (one repeat here: the same figure).
+assert abs(100 * g["min_step_ms"] / g["troupe_step_ms"] - g["percent_of_limit"]) < 1e-6, g
+p = g["percent_of_limit_per_repeat"]
+assert p["min"] == p["median"] == p["max"], g
+assert abs(p["median"] - g["percent_of_limit"]) < 1e-6, g
 EOF_PY
 then
   echo "FAIL: bench train's where-the-time-goes line or GEMM-bound limit missing or not adding up"
