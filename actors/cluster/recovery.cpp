@@ -356,15 +356,16 @@ void on_checkpointed(supervisor_actor* self, std::int64_t step) {
   rec.checkpoint_step = std::max(rec.checkpoint_step, step);
 }
 
-void on_progress(supervisor_actor* self, const nlohmann::json& p) {
-  auto& job = self->state.job;
-  auto& rec = job.recovery;
+void on_progress(supervisor_actor* self) {
+  self->state.job.recovery.last_progress = clock_type::now();
+}
+
+void on_step_done(supervisor_actor* self, std::int64_t step, double seconds) {
+  auto& rec = self->state.job.recovery;
   rec.last_progress = clock_type::now();
-  if (p.value("evaluating", false))
-    return; // alive, evaluating: no training step
-  rec.last_step = p.value("step", rec.last_step);
-  if (auto s = p.value("step_seconds", -1.0); s >= 0) {
-    rec.step_seconds.push_back(s);
+  rec.last_step = step;
+  if (seconds >= 0) {
+    rec.step_seconds.push_back(seconds);
     if (rec.step_seconds.size() > 64)
       rec.step_seconds.erase(rec.step_seconds.begin());
   }

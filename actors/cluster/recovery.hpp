@@ -29,8 +29,11 @@ void job_failed(supervisor_actor* self, failure f);
 void on_snapshot(supervisor_actor* self, job_snapshot s);
 void on_checkpointed(supervisor_actor* self, std::int64_t step);
 
-/// The trainer's progress after a step (stall detection, seconds lost).
-void on_progress(supervisor_actor* self, const nlohmann::json& progress);
+/// A sign of life from the trainer: its progress message (stall detection).
+void on_progress(supervisor_actor* self);
+/// The trainer finished a step of `seconds`, `step` steps done (stall
+/// detection, its timeout, the failed step and seconds lost of a restart).
+void on_step_done(supervisor_actor* self, std::int64_t step, double seconds);
 
 /// A new generation's trainer runs.
 void generation_running(supervisor_actor* self);

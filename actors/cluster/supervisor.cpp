@@ -571,13 +571,16 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_config cfg) {
           auto p = nlohmann::json::parse(text);
           if (forward_progress(self, p))
             return; // an epoch's result: no step
-          on_progress(self, p);
+          on_progress(self);
           if (!p.value("evaluating", false)) {
             add_busy_fractions(self->state.job.progress, p);
             self->state.job.progress = std::move(p);
           }
         } catch (const nlohmann::json::exception&) {
         }
+      },
+      [self](step_done_atom, std::int64_t step, double seconds) {
+        on_step_done(self, step, seconds);
       },
       // Recovery (recovery.hpp): restore points and failures the trainer reports.
       [self](snapshot_atom, job_snapshot& s) { on_snapshot(self, std::move(s)); },

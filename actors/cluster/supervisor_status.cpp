@@ -194,8 +194,10 @@ nlohmann::json status_json(const supervisor_state& st) {
 }
 
 void add_busy_fractions(const nlohmann::json& previous, nlohmann::json& next) {
-  const double wall = next.value("step_seconds", 0.0);
-  if (wall <= 0 || !next.contains("stages") || !previous.contains("stages"))
+  if (!next.contains("stages") || !previous.contains("stages")) // (previous: maybe null)
+    return;
+  const double wall = next.value("train_seconds", 0.0) - previous.value("train_seconds", 0.0);
+  if (!(wall > 0))
     return;
   auto key = [](const nlohmann::json& s) {
     return std::make_tuple(s.value("replica", 0), s.value("stage", 0), s.value("tp_rank", 0));

@@ -22,8 +22,9 @@ std::vector<job_actor> current_actors(const job_state& job);
 nlohmann::json status_json(const supervisor_state& st);
 
 /// Adds "busy_fraction" to each stage of the trainer's progress `next`: its
-/// device time over the last step (the growth of compute_seconds since
-/// `previous`, the step before) divided by that step's wall time, in [0, 1].
+/// device time since `previous` (the growth of compute_seconds) divided by
+/// the steps' wall time since then (the growth of train_seconds), in [0, 1].
+/// The trainer sends progress every few steps, so both span the same steps.
 /// /status and /metrics (troupe_stage_busy_ratio) both show it.
 void add_busy_fractions(const nlohmann::json& previous, nlohmann::json& next);
 

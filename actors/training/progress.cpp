@@ -30,17 +30,27 @@ nlohmann::json progress_json(const trainer_state& st, double step_seconds, std::
           {"loss", st.epoch.mean_loss()},
           {"lr", learning_rate(st, std::max<std::int64_t>(0, st.step - 1))},
           {"step_seconds", step_seconds},
+          {"train_seconds", st.totals.train_seconds},
           {"samples_per_second", step_seconds > 0 ? double(samples) / step_seconds : 0.0},
           {"stages", stages}};
 }
 
 } // namespace
 
+bool progress_due(clock_type::time_point last_sent, clock_type::time_point now, bool last) {
+  return last || last_sent == clock_type::time_point{} || now - last_sent >= progress_interval;
+}
+
 void show_step_progress(trainer_actor* self, double step_seconds, std::int64_t samples,
                         bool epoch_end) {
   auto& st = self->state;
-  self->send(st.cfg.report_to, progress_atom::value,
-             progress_json(st, step_seconds, samples).dump());
+  self->send(st.cfg.report_to, step_done_atom::value, st.step, step_seconds);
+  const auto now = clock_type::now();
+  if (progress_due(st.totals.progress_sent, now, epoch_end || st.step >= st.total_steps)) {
+    st.totals.progress_sent = now;
+    self->send(st.cfg.report_to, progress_atom::value,
+               progress_json(st, step_seconds, samples).dump());
+  }
   if (!st.cfg.opts.progress)
     return;
   auto elapsed = seconds_between(st.epoch.started, clock_type::now());

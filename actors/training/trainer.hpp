@@ -75,13 +75,19 @@ using checkpointed_atom = caf::atom_constant<caf::atom("ckpointed")>;
 /// live replica, a ps shard is lost, or the parts disagree on their step.
 /// (doing_atom) -> std::string, supervisor -> trainer: JSON of the step in
 /// flight and which stages have not reported it yet (stall diagnosis).
-/// (progress_atom, JSON) after every training step: step, total_steps, epoch,
-/// loss (epoch mean so far), step_seconds, samples_per_second, and per stage
-/// the cumulative messages_sent, bytes_sent and compute_seconds; and after
+/// (progress_atom, JSON) after a training step, every progress_interval and
+/// at each epoch's last (progress.hpp): step, total_steps, epoch, loss (epoch
+/// mean so far), step_seconds and samples_per_second (of that step),
+/// train_seconds (the run's summed step time), and per stage the cumulative
+/// messages_sent, bytes_sent and compute_seconds; and after
 /// every evaluation batch {"evaluating": true, "step"} (a sign of life); also
 /// epochs, epoch_step, epoch_steps and epoch_samples_per_second (the epoch's
 /// mean rate), and after each epoch {"epoch_result": {epoch log entry}, "step"}.
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
+/// (step_done_atom, steps done, the step's seconds) trainer -> report_to
+/// after every training step: no JSON, so it costs next to nothing; the
+/// supervisor's recovery and stall detection count steps by it.
+using step_done_atom = caf::atom_constant<caf::atom("stepdone")>;
 /// (rebalance_atom, JSON) trainer -> report_to (--balance auto, rebalancing.hpp):
 /// {step, kind, why, old, new}. Kind "shares": the trainer changed the
 /// replicas' batch shares at that step boundary itself. Kind "split": it asks

@@ -122,6 +122,7 @@ struct async_state {
 struct run_totals {
   clock_type::time_point started = clock_type::now();
   double train_seconds = 0;
+  clock_type::time_point progress_sent{}; ///< of the last progress message ({}: none yet)
   std::int64_t samples = 0;
   double compute_seconds = 0;
   // Steps of this run after opts.timing_warmup (benchmarks): their summed

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/training/progress.hpp"
 #include "actors/training/step_series.hpp"
 
 using namespace troupe::actors::training;
@@ -83,4 +84,26 @@ BOOST_AUTO_TEST_CASE(an_odd_bound_keeps_the_partial_point) {
   auto j = s.to_json(false);
   BOOST_TEST(j.at("step")[1].get<int>() == 7);
   BOOST_TEST(j.at("loss")[1].get<double>() == 5.5);
+}
+
+// The progress messages to the supervisor (progress.hpp): the run's first
+// step, an epoch's or the run's last, and otherwise one per progress_interval.
+BOOST_AUTO_TEST_CASE(progress_goes_out_per_interval_and_at_the_last_step) {
+  const auto t0 = clock_type::now();
+  const auto none = clock_type::time_point{};
+  BOOST_TEST(progress_due(none, t0, false)); // the first step
+  BOOST_TEST(!progress_due(t0, t0 + progress_interval / 2, false));
+  BOOST_TEST(progress_due(t0, t0 + progress_interval / 2, true)); // an epoch's last
+  BOOST_TEST(progress_due(t0, t0 + progress_interval, false));
+  // 1 ms steps for 1 s: 20 messages, not 1000.
+  int sent = 0;
+  auto last = none;
+  for (int i = 0; i < 1000; ++i) {
+    const auto now = t0 + std::chrono::milliseconds(i);
+    if (progress_due(last, now, false)) {
+      last = now;
+      ++sent;
+    }
+  }
+  BOOST_TEST(sent == 20);
 }

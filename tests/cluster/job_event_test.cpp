@@ -1,12 +1,14 @@
 // The events a --supervisor client is told about its job (job_event.hpp):
 // JSON both ways for every kind, unknown kinds refused by name, and the
 // plain lines the client prints for them (rebalances included, which the
-// multi-process client_test.py does not provoke).
+// multi-process client_test.py does not provoke); and the stages' busy
+// fractions the supervisor derives from the trainer's progress (/status).
 
 #define BOOST_TEST_MODULE cluster_job_event
 #include <boost/test/unit_test.hpp>
 
 #include "actors/cluster/job_event.hpp"
+#include "actors/cluster/supervisor_status.hpp"
 #include "runtime/error.hpp"
 
 namespace a = troupe::actors;
@@ -80,4 +82,31 @@ BOOST_AUTO_TEST_CASE(plain_lines) {
                                             {"samples_per_second", 6650.4},
                                             {"loss", 0.45}})) ==
              "step 12/60, 20% of epoch 1/1, 6650 samples/s, loss 0.4500");
+}
+
+// Progress comes every few steps: a stage's busy fraction is its compute
+// time over the steps' time since the previous message, both summed.
+BOOST_AUTO_TEST_CASE(busy_fractions_span_the_steps_since_the_last_progress) {
+  auto stage = [](int s, double compute) {
+    return nlohmann::json{
+        {"stage", s}, {"replica", 0}, {"tp_rank", 0}, {"compute_seconds", compute}};
+  };
+  const nlohmann::json before{{"train_seconds", 2.0}, {"stages", {stage(0, 1.5), stage(1, 0.5)}}};
+  // Four steps of 0.1 s since: stage 0 computed 0.3 s of them, stage 1 0.1 s.
+  nlohmann::json after{
+      {"step_seconds", 0.1}, {"train_seconds", 2.4}, {"stages", {stage(0, 1.8), stage(1, 0.6)}}};
+  a::add_busy_fractions(before, after);
+  BOOST_TEST(after["stages"][0].value("busy_fraction", -1.0) == 0.75,
+             boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(after["stages"][1].value("busy_fraction", -1.0) == 0.25,
+             boost::test_tools::tolerance(1e-9));
+  // The first progress (nothing before) and a new generation (counters
+  // restarted) give none.
+  nlohmann::json first = after;
+  first["stages"][0].erase("busy_fraction");
+  a::add_busy_fractions(nlohmann::json{}, first);
+  BOOST_TEST(!first["stages"][0].contains("busy_fraction"));
+  nlohmann::json restarted{{"train_seconds", 0.1}, {"stages", {stage(0, 0.05)}}};
+  a::add_busy_fractions(after, restarted);
+  BOOST_TEST(!restarted["stages"][0].contains("busy_fraction"));
 }
