@@ -220,7 +220,8 @@ actors::batch_msg take_next(loader_actor* self) {
     b = st.build(st.epoch, st.index);
   }
   std::tie(st.epoch, st.index) = st.ahead(1);
-  schedule_refill(self);
+  if (st.ready.empty())
+    schedule_refill(self);
   return b;
 }
 
@@ -256,6 +257,7 @@ caf::behavior data_loader(loader_actor* self, loader_config cfg) {
         deliver(self, b, step, training, inputs_to, labels_to);
         return b;
       },
+      [self](actors::prefetch_atom) { schedule_refill(self); },
       [self](refill_atom) {
         auto& st = self->state;
         st.refill_pending = false;

@@ -15,8 +15,9 @@ namespace troupe::actors::training {
 /// Asks `loader` for its next batch, delivered as step `step` of replica
 /// `replica` (its first stage gets the inputs, its loss stage the labels,
 /// every tensor-parallel rank of each); `then` gets the batch's positions
-/// and counts. The trainer never holds a sample: a loader on a node sends
-/// them to the stages from there.
+/// and counts, after which the loader is told to prepare the next batch
+/// (prefetch_atom). The trainer never holds a sample: a loader on a node
+/// sends them to the stages from there.
 template <class F>
 void fetch_batch(trainer_actor* self, const caf::actor& loader, int replica, std::int64_t step,
                  bool training, F then);
@@ -46,7 +47,12 @@ void fetch_batch(trainer_actor* self, const caf::actor& loader, int replica, std
   auto route = route_of(self->state, replica);
   self->request(loader, caf::infinite, actors::next_batch_atom::value, step, training,
                 std::move(route.inputs_to), std::move(route.labels_to))
-      .then(std::move(then));
+      .then([self, loader, then = std::move(then)](actors::batch_msg& b) mutable {
+        then(b);
+        // The step is on its way (then sent it): the loader prepares the
+        // next batch now, while the stages compute.
+        self->send(loader, actors::prefetch_atom::value);
+      });
 }
 
 } // namespace troupe::actors::training
