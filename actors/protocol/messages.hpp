@@ -168,8 +168,9 @@ using step_failed_atom = caf::atom_constant<caf::atom("stepfailed")>;
 /// doing now: its step, its current action and what it waits for.
 using doing_atom = caf::atom_constant<caf::atom("doing")>;
 using next_batch_atom = caf::atom_constant<caf::atom("nextbatch")>;
-/// (prefetch_atom) trainer -> data loader once the batch it was handed is on
-/// its way: the loader prepares the next ones now (data_loader.hpp).
+/// (prefetch_atom) trainer -> data loader once the step of the batch it was
+/// handed is on its way (training::prefetch_delay after): the loader
+/// prepares the next ones now (data_loader.hpp).
 using prefetch_atom = caf::atom_constant<caf::atom("prefetch")>;
 using seek_atom = caf::atom_constant<caf::atom("seek")>;
 using measure_atom = caf::atom_constant<caf::atom("measure")>;

@@ -53,7 +53,7 @@ void show_step_progress(trainer_actor* self, double step_seconds, std::int64_t s
   }
   if (!st.cfg.opts.progress)
     return;
-  auto elapsed = seconds_between(st.epoch.started, clock_type::now());
+  auto elapsed = seconds_between(st.epoch.started, now);
   st.progress.update(st.epoch.batch + 1, elapsed > 0 ? st.epoch.run_samples / elapsed : 0,
                      st.epoch.mean_loss(), epoch_end || st.step >= st.total_steps);
 }

@@ -25,8 +25,8 @@ inline constexpr std::chrono::microseconds prefetch_delay{200};
 /// `replica` (its first stage gets the inputs, its loss stage the labels,
 /// every tensor-parallel rank of each); `then` gets the batch's positions
 /// and counts, after which the loader is told to prepare the next batch
-/// (prefetch_atom, prefetch_delay later). The trainer never holds a sample: a loader on a node
-/// sends them to the stages from there.
+/// (prefetch_atom, prefetch_delay later). The trainer never holds a sample:
+/// a loader on a node sends them to the stages from there.
 template <class F>
 void fetch_batch(trainer_actor* self, const caf::actor& loader, int replica, std::int64_t step,
                  bool training, F then);
