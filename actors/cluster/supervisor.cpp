@@ -249,20 +249,28 @@ void ping_nodes(supervisor_actor* self) {
     if (!e.ready || e.ping_outstanding)
       continue;
     e.ping_outstanding = true;
+    // The answer concerns this agent only: a node lost and rejoined under
+    // the same name since must not be dropped by its old self's timeout.
+    auto same_node = [self, name = name, agent = e.agent]() -> node_entry* {
+      auto it = self->state.nodes.find(name);
+      return it != self->state.nodes.end() && it->second.agent == agent ? &it->second : nullptr;
+    };
     self->request(e.agent, st.cfg.ping_timeout, ping_atom::value)
         .then(
-            [self, name = name](std::string& text) {
-              auto it = self->state.nodes.find(name);
-              if (it == self->state.nodes.end())
+            [same_node](std::string& text) {
+              auto* n = same_node();
+              if (!n)
                 return;
-              it->second.ping_outstanding = false;
-              it->second.last_seen = clock_type::now();
+              n->ping_outstanding = false;
+              n->last_seen = clock_type::now();
               try {
-                it->second.last_ping = nlohmann::json::parse(text);
+                n->last_ping = nlohmann::json::parse(text);
               } catch (const nlohmann::json::exception&) {
               }
             },
-            [self, name = name](caf::error& err) {
+            [self, name = name, same_node](caf::error& err) {
+              if (!same_node())
+                return;
               auto timeout = self->state.cfg.ping_timeout.count();
               node_lost(self, name,
                         err == caf::sec::request_timeout

@@ -32,11 +32,11 @@ caf::error peer_death_error(const caf::actor_system& sys, const std::string& lab
   int dead = who;
   std::string cause = sys.render(reason);
   std::string via;
-  const auto& ctx = reason.context();
-  if (reason.category() == caf::atom("system") &&
-      ctx.match_elements<std::string, std::int32_t, std::string>()) {
-    dead = ctx.get_as<std::int32_t>(1);
-    cause = ctx.get_as<std::string>(2);
+  // (A normal exit is CAF 0.17's empty error, which has no context.)
+  if (reason && reason.category() == caf::atom("system") &&
+      reason.context().match_elements<std::string, std::int32_t, std::string>()) {
+    dead = reason.context().get_as<std::int32_t>(1);
+    cause = reason.context().get_as<std::string>(2);
     via = ", reported by rank " + std::to_string(who);
   }
   return caf::make_error(caf::sec::runtime_error,

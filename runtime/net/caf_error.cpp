@@ -81,6 +81,8 @@ std::string system_text(int e) {
 } // namespace
 
 std::string describe(const caf::actor_system& sys, const caf::error& err) {
+  if (!err) // a normal exit: CAF 0.17's empty error has no context to read
+    return "it exited normally";
   const auto& ctx = err.context();
   if (ctx.size() == 1 && ctx.match_element<std::string>(0))
     return ctx.get_as<std::string>(0);
