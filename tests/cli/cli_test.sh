@@ -140,7 +140,7 @@ expect 2 "--peer" -- bench train --peer "$tmp/no-such-peer" --steps 1 --repeats 
 expect 2 "/nonexistent" -- bench train --data /nonexistent --steps 1 --repeats 1
 expect 1 "exited with status" -- bench train --peer /bin/false --steps 2 --warmup 1 --repeats 1
 expect 0 "ratio troupe/libtorch" -- bench train --steps 3 --warmup 1 --repeats 1 --json "$tmp/bench.json"
-for key in troupe_steps_per_second libtorch_steps_per_second '"ratio"'; do
+for key in troupe_steps_per_second libtorch_steps_per_second '"ratio"' '"same_core_us"'; do
   if ! grep -q "$key" "$tmp/bench.json"; then
     echo "FAIL: bench JSON lacks $key"
     failures=$((failures + 1))
@@ -208,14 +208,16 @@ expect 2 "frobnicate" -- bench transport --frobnicate
 expect 0 "dp/tcp" -- bench transport --max-size 262144 --reps 1 --json "$tmp/transport.json"
 if ! python3 - "$tmp/transport.json" <<'EOF'
 import json, sys
-rows = json.load(open(sys.argv[1]))["rows"]
+doc = json.load(open(sys.argv[1]))
+assert doc["wake_latency"]["same_core_us"] > 0, doc["wake_latency"]
+rows = doc["rows"]
 assert [r["size_bytes"] for r in rows] == [4096, 16384, 65536, 262144], rows
 for r in rows:
     for key in ("size_bytes", "dataplane_gbps", "caf_gbps", "tcp_gbps"):
         assert isinstance(r[key], (int, float)) and r[key] > 0, (key, r)
 EOF
 then
-  echo "FAIL: bench transport JSON rows lack positive size_bytes/dataplane_gbps/caf_gbps/tcp_gbps"
+  echo "FAIL: bench transport JSON lacks a wake-up latency, or rows positive size_bytes/dataplane_gbps/caf_gbps/tcp_gbps"
   failures=$((failures + 1))
 fi
 

@@ -7,11 +7,13 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <sched.h>
 #include <unistd.h>
 
 #include "runtime/error.hpp"
 #include "runtime/telemetry/trace.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
+#include "runtime/telemetry/wake_probe.hpp"
 
 using namespace troupe::runtime;
 using namespace std::chrono_literals;
@@ -184,4 +186,24 @@ BOOST_AUTO_TEST_CASE(absorb_moves_another_threads_events_under_the_cap) {
   BOOST_TEST(shard.dropped() == 1u);
   for (const auto& e : shard.events())
     BOOST_TEST(e.tid == 2);
+}
+
+// The wake-up probe the benchmarks print (runtime/telemetry/wake_probe.hpp):
+// a wake-up costs something and is far below the probe's own pause.
+BOOST_AUTO_TEST_CASE(wake_probe_measures_each_core_layout_it_can) {
+  BOOST_CHECK_THROW(measure_wake_latency(0), std::invalid_argument);
+  const auto w = measure_wake_latency(40);
+  BOOST_TEST(w.rounds == 40);
+  BOOST_TEST_REQUIRE(w.same_core_us.has_value());
+  BOOST_TEST(*w.same_core_us > 0.0);
+  BOOST_TEST(*w.same_core_us < 20000.0);
+  cpu_set_t set;
+  BOOST_TEST_REQUIRE(sched_getaffinity(0, sizeof set, &set) == 0);
+  BOOST_TEST(w.other_core_us.has_value() == (CPU_COUNT(&set) > 1));
+  if (w.other_core_us)
+    BOOST_TEST(*w.other_core_us > 0.0);
+  const auto j = to_json(w);
+  BOOST_TEST(j.at("rounds").get<int>() == 40);
+  BOOST_TEST(j.at("same_core_us").get<double>() == *w.same_core_us);
+  BOOST_TEST(to_text(w).find("same core") != std::string::npos);
 }

@@ -57,6 +57,7 @@
 #include "models/partitioner.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
+#include "runtime/telemetry/wake_probe.hpp"
 
 namespace troupe::apps {
 
@@ -435,10 +436,11 @@ struct pipeline_report {
   int per_device = 1;
   unsigned cores = 1;
   std::string load_before, load_after;
+  runtime::wake_latency wake;
 };
 
 void write_report(const pipeline_flags& f, const pipeline_report& r) {
-  const auto& [rows, skipped, per_device, cores, load_before, load_after] = r;
+  const auto& [rows, skipped, per_device, cores, load_before, load_after, wake] = r;
   nlohmann::json out = nlohmann::json::array();
   for (const auto& w : rows)
     out.push_back(w.to_json());
@@ -456,6 +458,7 @@ void write_report(const pipeline_flags& f, const pipeline_report& r) {
                            {"cores", cores},
                            {"load_average_before", load_before},
                            {"load_average_after", load_after},
+                           {"wake_latency", runtime::to_json(wake)},
                            {"bubble_definition", bubble_definition},
                            {"overhead_definition", overhead_definition},
                            {"skipped", skipped},
@@ -524,11 +527,14 @@ int bench_pipeline(pipeline_flags f) {
     print_row(rows.back());
   }
   const auto load_after = load_average();
+  const auto wake = runtime::measure_wake_latency();
 
   print_notes(rows);
+  std::printf("%s: a parked device's hand-off costs at least one\n",
+              runtime::to_text(wake).c_str());
   std::printf("load average after: %s%s\n", load_after.c_str(), busy_note(load_after, cores));
   if (!f.json.empty()) {
-    write_report(f, {rows, skipped, per_device, cores, load_before, load_after});
+    write_report(f, {rows, skipped, per_device, cores, load_before, load_after, wake});
     std::printf("wrote %s\n", f.json.c_str());
   }
   return exit_ok;

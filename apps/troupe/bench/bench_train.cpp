@@ -29,6 +29,7 @@
 #include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
+#include "runtime/telemetry/wake_probe.hpp"
 
 namespace troupe::apps {
 
@@ -290,7 +291,7 @@ nlohmann::json limit_json(const limit_figures& l) {
 }
 
 void print_machine(const bench_flags& f, double gflops, const std::string& our_blas,
-                   const nlohmann::json& peer_last) {
+                   const nlohmann::json& peer_last, const runtime::wake_latency& wake) {
   std::printf("GEMM on a device actor (%d BLAS thread(s), 256x1024x1024): %.1f GFLOP/s\n",
               f.threads, gflops);
   std::string their_blas = peer_last.is_object() ? peer_last.value("blas", "?") : "-";
@@ -298,7 +299,10 @@ void print_machine(const bench_flags& f, double gflops, const std::string& our_b
   std::printf("BLAS libtorch: %s", their_blas.c_str());
   if (peer_last.is_object() && peer_last.contains("openblas"))
     std::printf("  %s", peer_last.at("openblas").dump().c_str());
-  std::printf("\nenv: %s; load average %s\n", blas_env_text().c_str(), load_average().c_str());
+  std::printf("\n%s: a step's hand-offs between the device thread and CAF workers cost one "
+              "each\n",
+              runtime::to_text(wake).c_str());
+  std::printf("env: %s; load average %s\n", blas_env_text().c_str(), load_average().c_str());
   std::printf("data: troupe reads MNIST through its data-loader actor; the peer trains on "
               "synthetic batches held in memory\n");
 }
@@ -313,6 +317,7 @@ struct train_report {
   std::string our_blas;
   const traced_run& traced;
   const limit_figures& limit;
+  runtime::wake_latency wake;
 };
 
 nlohmann::json report_json(const bench_flags& f, const train_report& r) {
@@ -363,6 +368,7 @@ nlohmann::json report_json(const bench_flags& f, const train_report& r) {
       {"where_the_time_goes", actors::to_json(r.traced.breakdown)},
       {"where_the_time_goes_traced_step_ms", r.traced.run.step_ms},
       {"gemm_bound", limit_json(r.limit)},
+      {"wake_latency", runtime::to_json(r.wake)},
   });
   return j;
 }
@@ -405,10 +411,11 @@ int bench_train(bench_flags f) {
   const limit_figures limit{x};
   print_where_and_limit(traced, limit);
   auto our_blas = troupe_blas(f.threads, f.gemm);
-  print_machine(f, gflops, our_blas, x.peer_last);
+  const auto wake = runtime::measure_wake_latency();
+  print_machine(f, gflops, our_blas, x.peer_last, wake);
   if (!f.json.empty())
-    write_json_file(f.json,
-                    report_json(f, {x, peer, peer_note, ratio, gflops, our_blas, traced, limit}));
+    write_json_file(
+        f.json, report_json(f, {x, peer, peer_note, ratio, gflops, our_blas, traced, limit, wake}));
   return exit_ok;
 }
 

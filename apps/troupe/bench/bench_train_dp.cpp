@@ -23,6 +23,7 @@
 #include "apps/troupe/commands.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
+#include "runtime/telemetry/wake_probe.hpp"
 
 namespace troupe::apps::train_bench {
 
@@ -453,6 +454,9 @@ int bench_train_dp(bench_flags f) {
     std::printf("BLAS DDP:    %s  %s (torch %s)\n", ddp_last.value("blas", "?").c_str(),
                 ddp_last.value("openblas", nlohmann::json()).dump().c_str(),
                 ddp_last.value("torch_version", "?").c_str());
+  const auto wake = runtime::measure_wake_latency();
+  std::printf("%s: each hand-off between a device thread and a CAF worker costs one\n",
+              runtime::to_text(wake).c_str());
   std::printf("env: %s; load average %s before, %s after\n", blas_env_text().c_str(),
               load_before.c_str(), load_average().c_str());
   std::printf("data: both read MNIST from %s (troupe through its data-loader actor, DDP slicing "
@@ -473,6 +477,7 @@ int bench_train_dp(bench_flags f) {
         {"ddp_note", ddp_note},
         {"ddp_last_report", ddp_last},
         {"where_the_time_goes", where_json(traced)},
+        {"wake_latency", runtime::to_json(wake)},
         {"gemm_gflops", gflops},
         {"troupe_blas", our_blas},
         {"env", blas_env_json()},

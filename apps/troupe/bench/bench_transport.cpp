@@ -58,6 +58,7 @@
 #include "runtime/net/tensor_inspect.hpp"
 #include "runtime/net/transport/data_plane.hpp"
 #include "runtime/storage.hpp"
+#include "runtime/telemetry/wake_probe.hpp"
 #include "runtime/tensor.hpp"
 
 namespace troupe::apps {
@@ -454,6 +455,10 @@ int run_sender(const transport_flags& f) {
     rows.push_back(report_row(size, iters, caf_iters, paths));
   }
   auto load_after = load_average();
+  const auto wake = rt::measure_wake_latency();
+  std::printf("%s: the data plane's round trip has one more than TCP's (its io thread wakes "
+              "the waiting sender)\n",
+              rt::to_text(wake).c_str());
   std::printf("load average after: %s%s\n", load_after.c_str(), busy_note(load_after, cores));
 
   ::close(std::exchange(tcp_guard.fd, -1));
@@ -469,6 +474,7 @@ int run_sender(const transport_flags& f) {
                        {"load_average_before", load_before},
                        {"load_average_after", load_after},
                        {"tcp_congestion_control", congestion_control()},
+                       {"wake_latency", rt::to_json(wake)},
                        {"rows", rows}};
     write_json_file(f.json, doc);
     std::printf("wrote %s\n", f.json.c_str());
