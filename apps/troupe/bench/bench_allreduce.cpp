@@ -38,6 +38,7 @@
 #include "apps/troupe/bench/bench_util.hpp"
 #include "runtime/error.hpp"
 #include "runtime/io/temp_dir.hpp"
+#include "runtime/telemetry/wake_probe.hpp"
 
 namespace troupe::apps {
 
@@ -286,6 +287,10 @@ int bench_allreduce(const allreduce_flags& f) {
   if (across)
     print_processes(ctx, *across, peers);
   const auto load_after = load_average();
+  const auto wake = rt::measure_wake_latency();
+  std::printf("%s: each hop of a small all-reduce pays two (data plane io thread -> rank "
+              "actor, and back); MPI's ranks busy-poll\n",
+              rt::to_text(wake).c_str());
   std::printf("load average after: %s%s; env OPENBLAS_CORETYPE=%s\n", load_after.c_str(),
               busy_note(load_after, cores), env_or_unset("OPENBLAS_CORETYPE").c_str());
 
@@ -305,6 +310,7 @@ int bench_allreduce(const allreduce_flags& f) {
         {"cores", cores},
         {"load_average_before", load_before},
         {"load_average_after", load_after},
+        {"wake_latency", rt::to_json(wake)},
         {"gloo_note", peers.gloo_note},
         {"mpi_note", peers.mpi_note},
         {"mpi_command", peers.mpi
