@@ -71,6 +71,11 @@ void shared_reduction::sum_slice(float* out, const std::vector<tensor>& inputs,
 }
 
 void shared_reduction::contribute(std::int64_t op, int rank, tensor input) {
+  contribute(op, rank, std::move(input), {}, {});
+}
+
+void shared_reduction::contribute(std::int64_t op, int rank, tensor input, slice_update update,
+                                  std::vector<tensor> published) {
   if (rank < 0 || rank >= size_)
     throw misuse("member " + std::to_string(rank) + " of " + std::to_string(size_));
   if (!input.defined() || input.type() != runtime::dtype::f32)
@@ -85,6 +90,13 @@ void shared_reduction::contribute(std::int64_t op, int rank, tensor input) {
     if (other.defined() && other.numel() != input.numel())
       throw misuse("op " + std::to_string(op) + " has inputs of " + std::to_string(other.numel()) +
                    " and " + std::to_string(input.numel()) + " elements");
+  if (update) {
+    if (o.update)
+      throw misuse("member " + std::to_string(rank) + " brought a second update to op " +
+                   std::to_string(op));
+    o.update = std::move(update);
+    o.published = std::move(published);
+  }
   o.inputs[static_cast<std::size_t>(rank)] = std::move(input);
   if (++o.have < size_)
     return;
@@ -95,21 +107,29 @@ void shared_reduction::contribute(std::int64_t op, int rank, tensor input) {
     changed_.notify_all();
     throw reduction_aborted(*aborted_);
   }
+  o.committed = static_cast<bool>(o.update);
   if (o.slices.empty())
-    o.done = sum{o.result, clock::now()};
+    finish(o);
   changed_.notify_all();
+}
+
+void shared_reduction::finish(operation& o) {
+  o.done = sum{o.result, clock::now(), o.committed, o.published};
+  o.inputs.clear(); // the members' buffers go back
 }
 
 shared_reduction::sum shared_reduction::take(std::int64_t op, int rank) {
   if (rank < 0 || rank >= size_)
     throw misuse("member " + std::to_string(rank) + " of " + std::to_string(size_));
   std::unique_lock lock{mutex_};
-  check_open();
+  if (auto it = ops_.find(op); it == ops_.end() || !it->second.committed)
+    check_open();
   if (operation_at(op).taken[static_cast<std::size_t>(rank)])
     throw misuse("member " + std::to_string(rank) + " took op " + std::to_string(op) + " twice");
   for (;;) {
-    check_open();
     auto& o = ops_.at(op); // abort() keeps the operations: helpers may still read them
+    if (!o.committed)      // an update under way is finished first
+      check_open();
     if (o.done) {
       auto r = *o.done;
       o.taken[static_cast<std::size_t>(rank)] = true;
@@ -123,10 +143,11 @@ shared_reduction::sum shared_reduction::take(std::int64_t op, int rank) {
       const auto s = o.slices[o.claimed++];
       lock.unlock();
       sum_slice(o.out, o.inputs, s);
+      if (o.update)
+        o.update(s.offset, s.count, o.out + s.offset);
       lock.lock(); // `o` is still there: it is erased only once this member took it
       if (++o.summed == o.slices.size()) {
-        o.done = sum{o.result, clock::now()};
-        o.inputs.clear(); // the members' buffers go back
+        finish(o);
         changed_.notify_all();
       }
       continue;
@@ -143,6 +164,14 @@ void shared_reduction::abort(const std::string& why) {
     aborted_ = why;
   }
   changed_.notify_all();
+}
+
+bool shared_reduction::wait_for_updates(std::chrono::milliseconds limit) const {
+  std::unique_lock lock{mutex_};
+  return changed_.wait_for(lock, limit, [this] {
+    return std::none_of(ops_.begin(), ops_.end(),
+                        [](const auto& kv) { return kv.second.committed && !kv.second.done; });
+  });
 }
 
 std::optional<std::string> shared_reduction::aborted() const {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,14 +42,31 @@ struct reduction_aborted : std::runtime_error {
 /// share the work and one still in its backward leaves it to the others.
 /// Every member then reads the one result buffer (read only: copy on
 /// write). Thread-safe; the mutex guards bookkeeping, never a slice's sum.
+///
+/// A member may bring an update with its input (data parallelism with
+/// plain SGD and one parameter copy for the process's replicas): whoever
+/// sums a slice then applies it to that slice at once, while the sum is in
+/// its cache, and the operation's sum is ready once every slice is summed
+/// and updated. Such an operation, once all its inputs are in, runs to its
+/// end even if the reduction is aborted meanwhile: a half-made update would
+/// leave parameters no replica ever had.
 class shared_reduction {
 public:
   using clock = std::chrono::steady_clock;
+
+  /// Applies the update to elements [offset, offset + count) of the
+  /// operation, whose sum is `sum` (count values).
+  using slice_update =
+      std::function<void(std::int64_t offset, std::int64_t count, const float* sum)>;
 
   /// A finished operation as a member takes it.
   struct sum {
     runtime::tensor data;
     clock::time_point ready_at; ///< when its last slice was summed
+    bool updated = false;       ///< a member's update was applied to every slice
+    /// What the member that brought the update published with it (the
+    /// parameters it updates, for the other members to share).
+    std::vector<runtime::tensor> published;
   };
 
   /// Elements of one slice of work (a ring block is cut into such slices).
@@ -65,6 +83,10 @@ public:
   /// reduction_aborted after abort(), std::logic_error for a second input
   /// from the same member or a size that differs from the others'.
   void contribute(std::int64_t op, int rank, runtime::tensor input);
+  /// The same, with an update for every slice once summed, and tensors
+  /// handed to every member with the sum. At most one member brings one.
+  void contribute(std::int64_t op, int rank, runtime::tensor input, slice_update update,
+                  std::vector<runtime::tensor> published);
 
   /// Operation `op`'s sum for member `rank`, helping to compute it once every
   /// input is there and waiting while others finish their slices. Each member
@@ -78,6 +100,10 @@ public:
 
   /// The abort reason, if aborted.
   std::optional<std::string> aborted() const;
+
+  /// Waits (at most `limit`) until no operation with an update is being
+  /// summed: what an update writes is whole when this returns true.
+  bool wait_for_updates(std::chrono::milliseconds limit) const;
 
 private:
   /// Elements [offset, offset + count) of ring block `block`.
@@ -99,12 +125,19 @@ private:
     std::optional<sum> done;
     std::vector<bool> taken;
     int takers = 0;
+    slice_update update;
+    std::vector<runtime::tensor> published;
+    /// Every input is in and an update came with one: it runs to its end,
+    /// and its members get its sum even if the reduction was aborted.
+    bool committed = false;
   };
 
   /// Lock held: operation `op`, made when it is new.
   operation& operation_at(std::int64_t op);
   /// Lock held: throws reduction_aborted when aborted.
   void check_open() const;
+  /// Lock held, every slice summed: the operation's sum is ready.
+  void finish(operation& o);
   /// Lock held, every input here: the result buffer and the slices to sum.
   void plan_slices(operation& o) const;
   /// Sums slice `s` of `inputs` into `out` (no lock held).
@@ -112,7 +145,7 @@ private:
 
   const int size_;
   mutable std::mutex mutex_;
-  std::condition_variable changed_;
+  mutable std::condition_variable changed_;
   std::map<std::int64_t, operation> ops_;
   std::optional<std::string> aborted_;
 };

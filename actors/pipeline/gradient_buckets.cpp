@@ -150,15 +150,74 @@ void gradient_buckets::hand_over(std::size_t b) {
   flat = runtime::tensor{};
 }
 
-void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, std::size_t chunk,
-                              std::optional<std::size_t> layer, runtime::trace_recorder& trace) {
+namespace {
+
+/// Member 0's update of bucket `b`: plain SGD on each summed slice, straight
+/// into its parameters (the kernel models::sgd::step runs, so the values are
+/// bitwise those of the optimizer pass it replaces).
+shared_reduction::slice_update sgd_on_slices(const grad_bucket& b,
+                                             const std::vector<runtime::tensor>& values,
+                                             kernels::cpu::sgd_options o) {
+  struct piece {
+    std::int64_t offset, count;
+    float* value;
+  };
+  std::vector<piece> pieces;
+  std::int64_t offset = 0;
+  for (std::size_t i = 0; i < b.params.size(); ++i) {
+    // Written in place: member 0 made the storage its own (own_parameters).
+    pieces.push_back({offset, values[i].numel(), const_cast<float*>(values[i].data<float>())});
+    offset += values[i].numel();
+  }
+  return [pieces = std::move(pieces), o](std::int64_t first, std::int64_t count, const float* sum) {
+    for (const auto& p : pieces) {
+      const auto lo = std::max(first, p.offset);
+      const auto hi = std::min(first + count, p.offset + p.count);
+      if (lo < hi)
+        kernels::cpu::sgd_update(p.value + (lo - p.offset), sum + (lo - first), nullptr, hi - lo, o,
+                                 true);
+    }
+  };
+}
+
+} // namespace
+
+std::vector<runtime::tensor> gradient_buckets::own_parameters(std::size_t b) {
+  if (published.size() != buckets.size())
+    published.resize(buckets.size());
+  auto& last = published[b];
+  const auto& params = buckets[b].params;
+  std::vector<runtime::tensor> values;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    auto* p = params[i];
+    // A tensor not shared before (the first step, or one a restore put in)
+    // may be held by others (a snapshot, the broadcast): copy it once.
+    if (i >= last.size() || !p->value.shares_storage_with(last[i]))
+      p->value.mutable_data<float>();
+    values.push_back(p->value);
+  }
+  last = values;
+  return values;
+}
+
+void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, float lr,
+                              std::size_t chunk, std::optional<std::size_t> layer,
+                              runtime::trace_recorder& trace) {
   auto send = [&](std::size_t b) {
     if (launched[b])
       return;
     launched[b] = true;
     auto data = flatten(buckets[b], staged[b]);
     hand_over(b);
-    if (shared) {
+    if (shared && fused_sgd && member == 0) {
+      launched_at[b] = std::chrono::steady_clock::now();
+      auto o = *fused_sgd;
+      o.lr = lr;
+      auto values = own_parameters(b);
+      auto update = sgd_on_slices(buckets[b], values, o);
+      shared->contribute(allreduce_op_id(step, b), member, std::move(data), std::move(update),
+                         std::move(values));
+    } else if (shared) {
       launched_at[b] = std::chrono::steady_clock::now();
       shared->contribute(allreduce_op_id(step, b), member, std::move(data));
     } else {
@@ -185,6 +244,7 @@ gradient_buckets::gathered gradient_buckets::gather(std::int64_t step,
     ~done_gathering() { flag = false; }
   } guard{gathering};
   gathered r;
+  r.updated = fused_sgd.has_value();
   std::vector<runtime::tensor> sums;
   std::optional<std::chrono::steady_clock::time_point> first, last;
   for (std::size_t b = 0; b < buckets.size(); ++b) {
@@ -200,9 +260,18 @@ gradient_buckets::gathered gradient_buckets::gather(std::int64_t step,
     first = first ? std::min(*first, launched_at[b]) : launched_at[b];
     last = last ? std::max(*last, s.ready_at) : s.ready_at;
     r.bytes += s.data.nbytes();
+    if (fused_sgd && !s.updated)
+      throw std::logic_error("bucket " + std::to_string(b) + " of step " + std::to_string(step) +
+                             " came back without member 0's update");
+    r.updated = r.updated && s.updated;
+    if (s.updated && member != 0) // share member 0's copy, updated
+      for (std::size_t i = 0; i < buckets[b].params.size() && i < s.published.size(); ++i)
+        if (!buckets[b].params[i]->value.shares_storage_with(s.published[i]))
+          buckets[b].params[i]->value = s.published[i];
     sums.push_back(std::move(s.data));
   }
   r.buckets = static_cast<std::int32_t>(sums.size());
+  updated_in_reduction = r.updated;
   if (first)
     r.seconds = std::max(0.0, std::chrono::duration<double>(*last - *first).count());
   put_back(sums);

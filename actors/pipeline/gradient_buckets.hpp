@@ -16,6 +16,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 
 #include "actors/collectives/shared_reduction.hpp"
+#include "kernels/cpu/optimizers.hpp"
 #include "models/layers/sequential.hpp"
 #include "runtime/telemetry/trace_recorder.hpp"
 #include "runtime/tensor.hpp"
@@ -85,6 +86,17 @@ struct gradient_buckets {
   /// instead of handing it to the shard's collective rank. Set at wiring.
   std::shared_ptr<shared_reduction> shared;
   int member = 0;
+  /// Plain SGD with a shared reduction (set at wiring): the replicas of the
+  /// process keep one parameter copy, member 0's, and the threads that sum
+  /// a bucket's slices update that copy in the same pass; no optimizer pass
+  /// follows. Member 0's parameters are then written in place (no copy on
+  /// write), so collect_params hands out copies.
+  std::optional<kernels::cpu::sgd_options> fused_sgd;
+  /// Member 0 (fused_sgd): per bucket, the parameter tensors it shared last.
+  std::vector<std::vector<runtime::tensor>> published;
+  /// The last gather found every bucket updated in the reduction: the step's
+  /// optimizer pass is made (read and cleared by the update).
+  bool updated_in_reduction = false;
   /// Per bucket, when it was launched in the current step (shared only).
   std::vector<std::chrono::steady_clock::time_point> launched_at;
   /// The device thread waits in gather() (read by the shard's stall report).
@@ -107,8 +119,13 @@ struct gradient_buckets {
   /// On the device thread: sends `shard` a bucket_ready for every bucket of
   /// `chunk` that layer `layer` completes (every bucket not yet sent when
   /// `layer` is empty), or with a shared reduction brings it there.
-  void launch(const caf::actor& shard, std::int64_t step, std::size_t chunk,
+  /// `lr` is the step's learning rate (fused_sgd).
+  void launch(const caf::actor& shard, std::int64_t step, float lr, std::size_t chunk,
               std::optional<std::size_t> layer, runtime::trace_recorder& trace);
+
+  /// Member 0 (fused_sgd): bucket `b`'s parameter tensors, each made its own
+  /// storage (copied once) unless it is the one shared the step before.
+  std::vector<runtime::tensor> own_parameters(std::size_t b);
 
   /// Bucket `b`'s buffer goes to the all-reduce: its gradients become plain
   /// views of it (a write would copy again) until the next stage().
@@ -121,7 +138,8 @@ struct gradient_buckets {
   struct gathered {
     std::int32_t buckets = 0;
     std::uint64_t bytes = 0;
-    double seconds = 0; ///< first launch to the last sum
+    double seconds = 0;   ///< first launch to the last sum
+    bool updated = false; ///< fused_sgd: every bucket's update is made
   };
   gathered gather(std::int64_t step, runtime::trace_recorder& trace);
 

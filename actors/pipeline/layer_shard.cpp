@@ -124,8 +124,8 @@ std::vector<device_work> end_of_step_work(shard_actor* self) {
   const bool shared = data_parallel && st.compute->buckets.shared;
   if (data_parallel && !st.allreduce.flush_requested) {
     st.allreduce.flush_requested = true;
-    chain.push_back(
-        flush_buckets_work(st.compute, caf::actor_cast<caf::actor>(self), st.step->step));
+    chain.push_back(flush_buckets_work(st.compute, caf::actor_cast<caf::actor>(self), st.step->step,
+                                       st.step->lr));
     if (shared)
       chain.push_back(gather_sums_work(st.compute, st.step->step));
   }
@@ -312,6 +312,7 @@ void on_task_done(shard_actor* self, task_done& d) {
                                  d.output_offsets.end());
   s.report.buckets += d.buckets;
   s.report.allreduce_bytes += d.allreduce_bytes;
+  s.report.updates_in_reduction += d.updates_in_reduction;
   if (d.allreduce_seconds)
     s.report.allreduce_seconds = *d.allreduce_seconds;
   s.ps.step_samples += d.forward_samples;

@@ -1,6 +1,8 @@
 #include "actors/pipeline/shard_compute.hpp"
 
+#include <chrono>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -102,10 +104,15 @@ std::optional<std::uint64_t> after_update(compute_state& c, std::int64_t step) {
 }
 
 runtime::named_tensors collect_params(compute_state& c) {
+  // Updated in the shared reduction, the parameters are written in place (no
+  // copy on write): whoever keeps them gets a copy, taken between updates.
+  const bool in_place = c.buckets.fused_sgd && c.buckets.shared;
+  if (in_place && !c.buckets.shared->wait_for_updates(std::chrono::seconds(10)))
+    throw std::runtime_error("the shared reduction's update did not end within 10 s");
   runtime::named_tensors r;
   for (auto* p : c.parameters()) {
     r.names.push_back(p->name);
-    r.tensors.push_back(p->value);
+    r.tensors.push_back(in_place ? p->value.clone() : p->value);
   }
   return r;
 }

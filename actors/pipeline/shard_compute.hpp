@@ -95,6 +95,7 @@ struct task_done {
   std::int32_t buckets = 0;
   std::uint64_t allreduce_bytes = 0;
   std::optional<double> allreduce_seconds;
+  std::int32_t updates_in_reduction = 0; ///< the update was made in the reduction
 };
 
 /// One piece of work on the device thread (an action, the optimizer, ...),

@@ -13,6 +13,7 @@
 #include "actors/pipeline/shard_state.hpp"
 #include "actors/pipeline/update_work.hpp"
 #include "actors/protocol/messages.hpp"
+#include "models/train/optimizer.hpp"
 
 namespace troupe::actors::detail {
 
@@ -20,6 +21,15 @@ using runtime::tensor;
 using steady_clock = std::chrono::steady_clock;
 
 namespace {
+
+/// Plain SGD and no clipping: the update can be made slice by slice as the
+/// shared reduction sums (one parameter copy for the process's replicas).
+std::optional<kernels::cpu::sgd_options> fused_sgd_options(const compute_state& c) {
+  const auto* sgd = dynamic_cast<const models::sgd*>(c.opt.get());
+  if (sgd == nullptr || !sgd->is_plain_sgd() || c.cfg.clip_norm > 0)
+    return std::nullopt;
+  return sgd->options();
+}
 
 /// A bucket's all-reduced sum came back.
 void on_allreduced(shard_actor* self, std::int64_t step, std::size_t bucket, tensor& sum) {
@@ -110,6 +120,7 @@ caf::result<bool> join_dp_group(shard_actor* self, caf::actor group, bool device
             if (ref.reduction) {
               st.compute->buckets.shared = ref.reduction;
               st.compute->buckets.member = st.cfg.replica;
+              st.compute->buckets.fused_sgd = fused_sgd_options(*st.compute);
               self->attach_functor([red = ref.reduction, sys = &self->system(),
                                     label = st.label](const caf::error& reason) {
                 red->abort(label + " ended: " + (reason ? sys->render(reason) : "normally"));

@@ -59,6 +59,7 @@ void add_up(task_done& total, const task_done& d, double seconds, std::uint64_t 
   total.peak_saved_bytes = std::max<std::uint64_t>(total.peak_saved_bytes, saved_bytes);
   total.buckets += d.buckets;
   total.allreduce_bytes += d.allreduce_bytes;
+  total.updates_in_reduction += d.updates_in_reduction;
   if (d.allreduce_seconds)
     total.allreduce_seconds = d.allreduce_seconds;
 }
@@ -303,7 +304,7 @@ std::function<void(std::size_t)> completing(compute_state& c, step_run& r, const
   if (!c.cfg.all_reduces())
     return {};
   return [&c, &r, chunk](std::size_t layer) {
-    c.buckets.launch(r.shard, r.step.step, chunk, layer, c.trace);
+    c.buckets.launch(r.shard, r.step.step, r.step.lr, chunk, layer, c.trace);
   };
 }
 

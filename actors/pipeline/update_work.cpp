@@ -21,9 +21,9 @@ void update_layer(compute_state& c, std::size_t chunk, std::size_t layer, float 
 }
 
 device_work flush_buckets_work(std::shared_ptr<compute_state> c, caf::actor shard,
-                               std::int64_t step) {
-  return [c = std::move(c), shard = std::move(shard), step]() {
-    c->buckets.launch(shard, step, 0, std::nullopt, c->trace);
+                               std::int64_t step, float lr) {
+  return [c = std::move(c), shard = std::move(shard), step, lr]() {
+    c->buckets.launch(shard, step, lr, 0, std::nullopt, c->trace);
     return task_done{};
   };
 }
@@ -35,6 +35,7 @@ device_work gather_sums_work(std::shared_ptr<compute_state> c, std::int64_t step
     d.buckets = g.buckets;
     d.allreduce_bytes = g.bytes;
     d.allreduce_seconds = g.seconds;
+    d.updates_in_reduction = g.updated ? 1 : 0;
     return d;
   };
 }
@@ -57,8 +58,8 @@ device_work optimizer_work(std::shared_ptr<compute_state> c, std::vector<runtime
     auto params = c->parameters();
     if (total)
       models::clip_by_global_norm(params, *total, clip_norm);
-    if (folds_optimizer(c->cfg))
-      c->opt->count_step(); // update_layer made the update during the backward
+    if (folds_optimizer(c->cfg) || std::exchange(c->buckets.updated_in_reduction, false))
+      c->opt->count_step(); // made during the backward, or in the shared reduction
     else
       c->opt->step(params, lr);
     for (auto& chunk : c->chunks)

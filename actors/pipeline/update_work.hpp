@@ -20,7 +20,7 @@ namespace troupe::actors {
 /// Hands every bucket not yet launched in `step` to `shard` (a replica
 /// without samples joins the all-reduce with zeros).
 device_work flush_buckets_work(std::shared_ptr<compute_state> c, caf::actor shard,
-                               std::int64_t step);
+                               std::int64_t step, float lr);
 
 /// Data parallelism on a shared reduction: waits for the all-reduced sum of
 /// every bucket of `step` and puts them in place (the step's all-reduce

@@ -90,6 +90,9 @@ struct stage_report {
   std::int32_t buckets = 0;
   std::uint64_t allreduce_bytes = 0;
   double allreduce_seconds = 0;
+  /// Steps whose update was made in the in-process shared reduction (plain
+  /// SGD on one parameter copy) instead of an optimizer pass: 0 or 1.
+  std::int32_t updates_in_reduction = 0;
   std::int32_t tp_rank = 0; ///< tensor-parallel rank of the shard within its stage
   /// Parameter servers: gradient bytes pushed and parameter bytes pulled this
   /// step, and the time from the push to the last pulled parameters.
@@ -145,7 +148,7 @@ typename Inspector::result_type inspect(Inspector& f, stage_report& x) {
            x.compute_seconds, x.peak_in_flight, x.peak_saved_bytes, x.messages_sent, x.bytes_sent,
            x.tokens, x.grad_sumsq, x.replica, x.has_digest, x.params_digest, x.buckets,
            x.allreduce_bytes, x.allreduce_seconds, x.tp_rank, x.ps_bytes, x.ps_seconds,
-           x.abs_error_sum, x.outputs, x.output_offsets);
+           x.abs_error_sum, x.outputs, x.output_offsets, x.updates_in_reduction);
 }
 
 // Atoms (CAF 0.17: at most 10 characters).

@@ -31,6 +31,7 @@ nlohmann::json stage_totals_json(const trainer_state& st) {
       j["allreduce_buckets"] = t.buckets;
       j["allreduce_bytes"] = t.allreduce_bytes;
       j["allreduce_seconds"] = t.allreduce_seconds;
+      j["updates_in_reduction"] = t.updates_in_reduction;
     }
     if (st.grid.tp > 1)
       j["tp_rank"] = t.tp_rank;
@@ -107,6 +108,7 @@ void add_to_totals(trainer_state& st, std::size_t index, const actors::stage_rep
   t.buckets += r.buckets;
   t.allreduce_bytes += r.allreduce_bytes;
   t.allreduce_seconds += r.allreduce_seconds;
+  t.updates_in_reduction += r.updates_in_reduction;
   t.compute_seconds += r.compute_seconds;
   t.messages_sent += r.messages_sent;
   t.bytes_sent += r.bytes_sent;

@@ -41,6 +41,23 @@ actors::train_options quick(std::string model = "mlp") {
   return o;
 }
 
+/// `o` run on plan `p` as it is, and with replica 0's stage 0 moved onto the
+/// device of replica 1's stage 1 (its group then all-reduces through its
+/// collective ranks: a device thread waiting in the in-process shared
+/// reduction would block the other shard on that device).
+std::pair<actors::job_result, actors::job_result>
+own_and_shared_devices(const actors::train_options& o, actors::plan p) {
+  auto run_plan = [&](const actors::plan& q) {
+    actors::system_config cfg;
+    caf::actor_system sys{cfg};
+    return actors::run_training(sys, o, q);
+  };
+  auto own = run_plan(p);
+  const auto& g = p.grid();
+  p.stages[g.index({0, 0, 0})].device = p.stages[g.index({1, 1, 0})].device;
+  return {std::move(own), run_plan(p)};
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE(split_by_shares_is_exact) {
@@ -239,18 +256,36 @@ BOOST_AUTO_TEST_CASE(replicas_sharing_a_device_with_another_shard_do_not_block_i
   o.microbatches = 2;
   o.max_restarts = 0;      // a stall ends the job instead of re-planning it
   o.stall_timeout_s = 5.0; // and is reported well before ctest's timeout
-  auto p = actors::make_plan(o, actors::local_devices(o, 4));
-  auto run_plan = [&](const actors::plan& q) {
-    actors::system_config cfg;
-    caf::actor_system sys{cfg};
-    return actors::run_training(sys, o, q);
-  };
-  const auto own = run_plan(p);
-  const auto& g = p.grid();
-  p.stages[g.index({0, 0, 0})].device = p.stages[g.index({1, 1, 0})].device;
-  const auto shared = run_plan(p);
+  const auto [own, shared] =
+      own_and_shared_devices(o, actors::make_plan(o, actors::local_devices(o, 4)));
   BOOST_TEST(shared.report.at("steps").get<int>() == 20);
   BOOST_TEST(bitwise_equal(shared.params, own.params));
+}
+
+BOOST_AUTO_TEST_CASE(plain_sgd_replicas_in_one_process_update_one_copy_in_the_reduction) {
+  // Plain SGD, every replica in this process: the update is made as the
+  // shared reduction sums each slice, into one parameter copy the replicas
+  // share, and no optimizer pass follows. The same job with a replica's
+  // device shared by another shard all-reduces through the collective
+  // ranks and runs the optimizer pass: the parameters are bitwise equal.
+  auto o = quick();
+  o.optimizer = "sgd";
+  o.lr = 0.05f;
+  o.stages = 2;
+  o.dp = 2;
+  o.microbatches = 2;
+  const auto [fused, ranks] =
+      own_and_shared_devices(o, actors::make_plan(o, actors::local_devices(o, 4)));
+  BOOST_TEST(bitwise_equal(fused.params, ranks.params));
+  BOOST_TEST(fused.report.at("replica_checks") == 20); // the replicas agree after every step
+  for (const auto& s : fused.report.at("stages"))
+    BOOST_TEST(s.at("updates_in_reduction") == 20, s.dump());
+  for (const auto& s : ranks.report.at("stages"))
+    BOOST_TEST(s.at("updates_in_reduction") == 0, s.dump());
+  // With momentum the update keeps its optimizer pass.
+  o.momentum = 0.9f;
+  for (const auto& s : train(o).report.at("stages"))
+    BOOST_TEST(s.at("updates_in_reduction") == 0, s.dump());
 }
 
 BOOST_AUTO_TEST_CASE(zero_bubble_pipelines_compose_with_data_parallelism) {

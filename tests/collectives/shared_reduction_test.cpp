@@ -7,6 +7,8 @@
 #define BOOST_TEST_MODULE collectives_shared_reduction
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -178,6 +180,77 @@ BOOST_AUTO_TEST_CASE(an_abort_wakes_every_waiting_member_with_its_reason) {
   BOOST_CHECK_THROW(red.take(8, 1), reduction_aborted);
   red.abort("a second reason"); // the first one stays
   BOOST_TEST(*red.aborted() == "layer_shard replica 1 stage 0 ended: injected exit");
+}
+
+// An update brought with an input (data parallelism's plain SGD on one
+// parameter copy): applied once to every element, with the element's sum,
+// by whichever member summed its slice.
+BOOST_AUTO_TEST_CASE(an_update_sees_every_summed_slice_once) {
+  for (int members : {2, 3}) {
+    shared_reduction red{members};
+    const std::int64_t n = 5 * shared_reduction::slice_elements + 123;
+    std::vector<tensor> xs;
+    for (int r = 0; r < members; ++r)
+      xs.push_back(random_tensor(n, static_cast<std::uint32_t>(10 + r)));
+    const auto want = ring_result(clones(xs));
+    std::vector<float> seen(static_cast<std::size_t>(n), 0.f);
+    std::vector<int> times(static_cast<std::size_t>(n), 0);
+    auto marker = random_tensor(1, 99);
+    auto update = [&](std::int64_t offset, std::int64_t count, const float* sum) {
+      for (std::int64_t i = 0; i < count; ++i) {
+        seen[static_cast<std::size_t>(offset + i)] = sum[i];
+        ++times[static_cast<std::size_t>(offset + i)];
+      }
+    };
+    std::vector<std::future<shared_reduction::sum>> futures;
+    for (int r = 0; r < members; ++r)
+      futures.push_back(std::async(std::launch::async, [&, r, x = xs[r].clone()] {
+        if (r == 0)
+          red.contribute(3, r, x, update, {marker});
+        else
+          red.contribute(3, r, x);
+        return red.take(3, r);
+      }));
+    for (auto& f : futures) {
+      auto s = f.get();
+      BOOST_TEST(s.updated);
+      BOOST_TEST_REQUIRE(s.published.size() == 1u);
+      BOOST_TEST(s.published[0].shares_storage_with(marker));
+      BOOST_TEST(bitwise(s.data, want));
+    }
+    BOOST_TEST(std::memcmp(seen.data(), want.data(), want.size() * sizeof(float)) == 0);
+    BOOST_TEST(std::all_of(times.begin(), times.end(), [](int t) { return t == 1; }));
+  }
+}
+
+// Once every input of an operation with an update is in, the operation runs
+// to its end even if the reduction is aborted meanwhile: a half-made update
+// would leave parameters no replica ever had.
+BOOST_AUTO_TEST_CASE(an_update_under_way_ends_even_after_an_abort) {
+  shared_reduction red{2};
+  const std::int64_t n = 8 * shared_reduction::slice_elements;
+  std::atomic<std::int64_t> updated{0};
+  std::promise<void> first_slice;
+  std::atomic<bool> told{false};
+  std::promise<void> aborted;
+  auto aborted_f = aborted.get_future().share();
+  auto update = [&](std::int64_t, std::int64_t count, const float*) {
+    updated += count;
+    if (!told.exchange(true)) {
+      first_slice.set_value();
+      aborted_f.wait(); // the abort comes while this member sums
+    }
+  };
+  red.contribute(5, 0, random_tensor(n, 1), update, {});
+  red.contribute(5, 1, random_tensor(n, 2));
+  auto member0 = std::async(std::launch::async, [&] { return red.take(5, 0).updated; });
+  first_slice.get_future().wait();
+  red.abort("replica 1 ended");
+  aborted.set_value();
+  BOOST_TEST(member0.get()); // no exception: the operation ended
+  BOOST_TEST(updated.load() == n);
+  BOOST_TEST(red.wait_for_updates(std::chrono::milliseconds{0}));
+  BOOST_CHECK_THROW(red.take(6, 1), reduction_aborted); // the next one fails
 }
 
 BOOST_AUTO_TEST_CASE(misuse_is_refused) {
