@@ -209,17 +209,18 @@ void gradient_buckets::launch(const caf::actor& shard, std::int64_t step, float 
     launched[b] = true;
     auto data = flatten(buckets[b], staged[b]);
     hand_over(b);
-    if (shared && fused_sgd && member == 0) {
+    if (shared) {
       launched_at[b] = std::chrono::steady_clock::now();
-      auto o = *fused_sgd;
-      o.lr = lr;
-      auto values = own_parameters(b);
-      auto update = sgd_on_slices(buckets[b], values, o);
-      shared->contribute(allreduce_op_id(step, b), member, std::move(data), std::move(update),
-                         std::move(values));
-    } else if (shared) {
-      launched_at[b] = std::chrono::steady_clock::now();
-      shared->contribute(allreduce_op_id(step, b), member, std::move(data));
+      if (fused_sgd && member == 0) {
+        auto o = *fused_sgd;
+        o.lr = lr;
+        auto values = own_parameters(b);
+        auto update = sgd_on_slices(buckets[b], values, o);
+        shared->contribute(allreduce_op_id(step, b), member, std::move(data), std::move(update),
+                           std::move(values));
+      } else {
+        shared->contribute(allreduce_op_id(step, b), member, std::move(data));
+      }
     } else {
       caf::anon_send(shard, bucket_ready{step, b, std::move(data)});
     }
@@ -263,7 +264,6 @@ gradient_buckets::gathered gradient_buckets::gather(std::int64_t step,
     if (fused_sgd && !s.updated)
       throw std::logic_error("bucket " + std::to_string(b) + " of step " + std::to_string(step) +
                              " came back without member 0's update");
-    r.updated = r.updated && s.updated;
     if (s.updated && member != 0) // share member 0's copy, updated
       for (std::size_t i = 0; i < buckets[b].params.size() && i < s.published.size(); ++i)
         if (!buckets[b].params[i]->value.shares_storage_with(s.published[i]))
