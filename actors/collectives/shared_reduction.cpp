@@ -1,6 +1,8 @@
 #include "actors/collectives/shared_reduction.hpp"
 
 #include <algorithm>
+#include <array>
+#include <thread>
 #include <utility>
 
 #include "actors/collectives/collective_pieces.hpp"
@@ -16,11 +18,43 @@ std::logic_error misuse(const std::string& what) {
   return std::logic_error("shared reduction: " + what);
 }
 
+/// One step of a spin: tells the core (and a hypervisor) that this thread
+/// only polls.
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 } // namespace
 
-shared_reduction::shared_reduction(int size) : size_(size) {
+shared_reduction::shared_reduction(int size)
+    : size_(size), spins_(size <= static_cast<int>(std::thread::hardware_concurrency())) {
   if (size < 1)
     throw std::invalid_argument("shared reduction of " + std::to_string(size) + " members");
+}
+
+void shared_reduction::changed() {
+  changes_.fetch_add(1, std::memory_order_release);
+  if (sleepers_ > 0)
+    changed_.notify_all();
+}
+
+bool shared_reduction::spin(std::unique_lock<std::mutex>& lock, clock::time_point until) const {
+  const auto seen = changes_.load(std::memory_order_acquire);
+  lock.unlock();
+  bool moved = false;
+  while (!(moved = changes_.load(std::memory_order_acquire) != seen) && clock::now() < until)
+    for (int i = 0; i < 16; ++i)
+      cpu_relax();
+  lock.lock();
+  return moved;
+}
+
+void shared_reduction::sleep(std::unique_lock<std::mutex>& lock) const {
+  ++sleepers_;
+  changed_.wait(lock);
+  --sleepers_;
 }
 
 void shared_reduction::check_open() const {
@@ -39,7 +73,11 @@ shared_reduction::operation& shared_reduction::operation_at(std::int64_t op) {
 
 void shared_reduction::plan_slices(operation& o) const {
   const auto total = o.inputs.front().numel();
-  if (size_ == 2) {
+  if (o.update) {
+    // Only the update reads the sum, a tile at a time while it is in the
+    // summing thread's L1 (sum_and_update): no result buffer is written, a
+    // stream of memory traffic less per slice.
+  } else if (size_ == 2) {
     // Ring blocks 0 and 1 are x1 + x0 and x0 + x1: x0 is an operand of the
     // first addition in both, which fold() may write in place. Summing into
     // member 0's input saves a buffer as large as the bucket (a cold one:
@@ -58,16 +96,37 @@ void shared_reduction::plan_slices(operation& o) const {
   }
 }
 
-void shared_reduction::sum_slice(float* out, const std::vector<tensor>& inputs,
-                                 const slice& s) const {
+std::vector<const float*> shared_reduction::sources(const std::vector<tensor>& inputs,
+                                                    const slice& s) const {
   std::vector<const float*> src(inputs.size());
   for (int i = 1; i <= size_; ++i)
     src[static_cast<std::size_t>(i - 1)] =
         inputs[static_cast<std::size_t>((s.block + i) % size_)].data<float>() + s.offset;
+  return src;
+}
+
+void shared_reduction::sum_slice(float* out, const std::vector<tensor>& inputs,
+                                 const slice& s) const {
+  auto src = sources(inputs, s);
   if (size_ == 1)
     std::copy_n(src[0], s.count, out + s.offset);
   else
     collective_detail::fold(out + s.offset, src, s.count);
+}
+
+void shared_reduction::sum_and_update(const operation& o, const slice& s) const {
+  auto src = sources(o.inputs, s);
+  std::array<float, update_tile> tile;
+  for (std::int64_t t = 0; t < s.count; t += update_tile) {
+    const auto n = std::min(update_tile, s.count - t);
+    if (size_ == 1)
+      std::copy_n(src[0], n, tile.data());
+    else
+      collective_detail::fold(tile.data(), src, n);
+    o.update(s.offset + t, n, tile.data());
+    for (auto& p : src)
+      p += n;
+  }
 }
 
 void shared_reduction::contribute(std::int64_t op, int rank, tensor input) {
@@ -104,17 +163,18 @@ void shared_reduction::contribute(std::int64_t op, int rank, tensor input, slice
     plan_slices(o);
   } catch (const std::exception& e) { // no memory for the result: nobody may wait for it
     aborted_ = "op " + std::to_string(op) + " has no result buffer: " + e.what();
-    changed_.notify_all();
+    changed();
     throw reduction_aborted(*aborted_);
   }
   o.committed = static_cast<bool>(o.update);
   if (o.slices.empty())
     finish(o);
-  changed_.notify_all();
+  changed();
 }
 
 void shared_reduction::finish(operation& o) {
-  o.done = sum{o.result, clock::now(), o.committed, o.published};
+  o.done = sum{o.result, static_cast<std::int64_t>(o.inputs.front().nbytes()), clock::now(),
+               o.committed, o.published};
   o.inputs.clear(); // the members' buffers go back
 }
 
@@ -126,6 +186,7 @@ shared_reduction::sum shared_reduction::take(std::int64_t op, int rank) {
     check_open();
   if (operation_at(op).taken[static_cast<std::size_t>(rank)])
     throw misuse("member " + std::to_string(rank) + " took op " + std::to_string(op) + " twice");
+  std::optional<clock::time_point> spin_until;
   for (;;) {
     auto& o = ops_.at(op); // abort() keeps the operations: helpers may still read them
     if (!o.committed)      // an update under way is finished first
@@ -142,17 +203,25 @@ shared_reduction::sum shared_reduction::take(std::int64_t op, int rank) {
       // stay alive in the operation until every slice is done.
       const auto s = o.slices[o.claimed++];
       lock.unlock();
-      sum_slice(o.out, o.inputs, s);
       if (o.update)
-        o.update(s.offset, s.count, o.out + s.offset);
+        sum_and_update(o, s);
+      else
+        sum_slice(o.out, o.inputs, s);
       lock.lock(); // `o` is still there: it is erased only once this member took it
       if (++o.summed == o.slices.size()) {
         finish(o);
-        changed_.notify_all();
+        changed();
       }
       continue;
     }
-    changed_.wait(lock);
+    // Nothing to claim: the others sum their last slices, or an input is
+    // still on its way. Spin a while before sleeping (spin_window).
+    if (spins_ && !spin_until)
+      spin_until = clock::now() + spin_window;
+    if (spins_ && clock::now() < *spin_until && spin(lock, *spin_until))
+      continue;
+    if (!spins_ || clock::now() >= *spin_until)
+      sleep(lock);
   }
 }
 
@@ -162,16 +231,19 @@ void shared_reduction::abort(const std::string& why) {
     if (aborted_)
       return;
     aborted_ = why;
+    changed();
   }
-  changed_.notify_all();
 }
 
 bool shared_reduction::wait_for_updates(std::chrono::milliseconds limit) const {
   std::unique_lock lock{mutex_};
-  return changed_.wait_for(lock, limit, [this] {
+  ++sleepers_;
+  const bool none = changed_.wait_for(lock, limit, [this] {
     return std::none_of(ops_.begin(), ops_.end(),
                         [](const auto& kv) { return kv.second.committed && !kv.second.done; });
   });
+  --sleepers_;
+  return none;
 }
 
 std::optional<std::string> shared_reduction::aborted() const {

@@ -8,6 +8,7 @@
 // that compete with the device threads for the cores). Change it when the
 // in-process reduction's summation order or its failure rules change.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -45,11 +46,13 @@ struct reduction_aborted : std::runtime_error {
 ///
 /// A member may bring an update with its input (data parallelism with
 /// plain SGD and one parameter copy for the process's replicas): whoever
-/// sums a slice then applies it to that slice at once, while the sum is in
-/// its cache, and the operation's sum is ready once every slice is summed
-/// and updated. Such an operation, once all its inputs are in, runs to its
-/// end even if the reduction is aborted meanwhile: a half-made update would
-/// leave parameters no replica ever had.
+/// sums a slice then applies it to that slice at once, a tile at a time
+/// while the tile's sum is in its L1 cache, and the operation is done once
+/// every slice is summed and updated. Only the update reads such a sum: it
+/// is never written to memory, and the members get no sum tensor. Such an
+/// operation, once all its inputs are in, runs to its end even if the
+/// reduction is aborted meanwhile: a half-made update would leave
+/// parameters no replica ever had.
 class shared_reduction {
 public:
   using clock = std::chrono::steady_clock;
@@ -61,7 +64,9 @@ public:
 
   /// A finished operation as a member takes it.
   struct sum {
+    /// The sum; undefined where an update consumed it (see above).
     runtime::tensor data;
+    std::int64_t bytes = 0;     ///< of one member's input
     clock::time_point ready_at; ///< when its last slice was summed
     bool updated = false;       ///< a member's update was applied to every slice
     /// What the member that brought the update published with it (the
@@ -71,6 +76,16 @@ public:
 
   /// Elements of one slice of work (a ring block is cut into such slices).
   static constexpr std::int64_t slice_elements = 16384;
+  /// Elements an update is handed at a time (the sum's tile, kept in L1).
+  static constexpr std::int64_t update_tile = 2048;
+  /// How long a member with nothing to claim polls before it sleeps. What
+  /// it waits for is mostly another member's last slice (5-10 us) or the
+  /// end of another's backward (tens of us): asleep, it paid a thread
+  /// wake-up (20-40 us on the reference VM) and its waker a futex call to
+  /// another core (~15 us); polling, neither. Where members outnumber the
+  /// cores, nobody polls: a poller could keep the member it waits for off
+  /// its core.
+  static constexpr std::chrono::microseconds spin_window{50};
 
   explicit shared_reduction(int size);
 
@@ -136,16 +151,37 @@ private:
   operation& operation_at(std::int64_t op);
   /// Lock held: throws reduction_aborted when aborted.
   void check_open() const;
+  /// Lock held: something a waiting member may act on changed.
+  void changed();
+  /// Lock held on entry and return: polls (lock released) until something
+  /// changes (true) or `until` passes (false).
+  bool spin(std::unique_lock<std::mutex>& lock, clock::time_point until) const;
+  /// Lock held on entry and return: waits for a change, asleep.
+  void sleep(std::unique_lock<std::mutex>& lock) const;
   /// Lock held, every slice summed: the operation's sum is ready.
   void finish(operation& o);
   /// Lock held, every input here: the result buffer and the slices to sum.
   void plan_slices(operation& o) const;
+  /// Where slice `s` starts in each input, in the order they are added.
+  std::vector<const float*> sources(const std::vector<runtime::tensor>& inputs,
+                                    const slice& s) const;
   /// Sums slice `s` of `inputs` into `out` (no lock held).
   void sum_slice(float* out, const std::vector<runtime::tensor>& inputs, const slice& s) const;
+  /// Sums slice `s` of `o`'s inputs tile by tile, each tile handed to `o`'s
+  /// update (no lock held).
+  void sum_and_update(const operation& o, const slice& s) const;
 
   const int size_;
+  /// Waiting members poll for spin_window first (no more members than cores).
+  const bool spins_;
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
+  /// Bumped (lock held) by every change a waiting member may act on; read
+  /// without the lock by pollers.
+  std::atomic<std::uint64_t> changes_{0};
+  /// Members and wait_for_updates callers asleep on changed_: a change
+  /// notifies only when there is one (a futex call costs the notifier).
+  mutable int sleepers_ = 0;
   std::map<std::int64_t, operation> ops_;
   std::optional<std::string> aborted_;
 };

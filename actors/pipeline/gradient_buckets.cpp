@@ -254,13 +254,12 @@ gradient_buckets::gathered gradient_buckets::gather(std::int64_t step,
                              " before bucket " + std::to_string(b) + " was launched");
     auto s = shared->take(allreduce_op_id(step, b), member);
     if (trace.enabled())
-      trace.complete("allreduce", "comm", launched_at[b], s.ready_at,
-                     {{"step", step},
-                      {"bucket", static_cast<std::int64_t>(b)},
-                      {"bytes", static_cast<std::int64_t>(s.data.nbytes())}});
+      trace.complete(
+          "allreduce", "comm", launched_at[b], s.ready_at,
+          {{"step", step}, {"bucket", static_cast<std::int64_t>(b)}, {"bytes", s.bytes}});
     first = first ? std::min(*first, launched_at[b]) : launched_at[b];
     last = last ? std::max(*last, s.ready_at) : s.ready_at;
-    r.bytes += s.data.nbytes();
+    r.bytes += static_cast<std::uint64_t>(s.bytes);
     if (fused_sgd && !s.updated)
       throw std::logic_error("bucket " + std::to_string(b) + " of step " + std::to_string(step) +
                              " came back without member 0's update");
@@ -268,7 +267,8 @@ gradient_buckets::gathered gradient_buckets::gather(std::int64_t step,
       for (std::size_t i = 0; i < buckets[b].params.size() && i < s.published.size(); ++i)
         if (!buckets[b].params[i]->value.shares_storage_with(s.published[i]))
           buckets[b].params[i]->value = s.published[i];
-    sums.push_back(std::move(s.data));
+    if (!s.updated) // else only the update saw the sum
+      sums.push_back(std::move(s.data));
   }
   r.buckets = static_cast<std::int32_t>(sums.size());
   updated_in_reduction = r.updated;

@@ -160,6 +160,27 @@ BOOST_AUTO_TEST_CASE(two_members_sum_into_member_0s_input) {
   BOOST_TEST(got[1].data.data<float>() == where);
 }
 
+// A member that finds nothing to do polls for spin_window, then sleeps; the
+// last input must wake it from either (a change notifies only sleepers).
+BOOST_AUTO_TEST_CASE(a_waiting_member_polling_or_asleep_gets_the_sum) {
+  for (auto late : {std::chrono::microseconds{0}, shared_reduction::spin_window / 5,
+                    std::chrono::microseconds{100000}}) {
+    shared_reduction red{2};
+    auto x0 = random_tensor(3000, 5);
+    auto x1 = random_tensor(3000, 6);
+    const auto want = ring_result({x0.clone(), x1.clone()});
+    red.contribute(1, 0, x0);
+    auto waiting = std::async(std::launch::async, [&red] { return red.take(1, 0); });
+    std::this_thread::sleep_for(late);
+    red.contribute(1, 1, x1);
+    BOOST_REQUIRE_MESSAGE((waiting.wait_for(std::chrono::seconds{10}) == std::future_status::ready),
+                          "member 0 still waits " << late.count()
+                                                  << " us after the last input came");
+    BOOST_TEST(bitwise(waiting.get().data, want));
+    BOOST_TEST(bitwise(red.take(1, 1).data, want));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(an_abort_wakes_every_waiting_member_with_its_reason) {
   shared_reduction red{2};
   red.contribute(7, 0, random_tensor(100, 1));
@@ -202,13 +223,14 @@ BOOST_AUTO_TEST_CASE(an_update_sees_every_summed_slice_once) {
         ++times[static_cast<std::size_t>(offset + i)];
       }
     };
+    const auto inputs = clones(xs); // handed over: a sum could be written into them
     std::vector<std::future<shared_reduction::sum>> futures;
     for (int r = 0; r < members; ++r)
-      futures.push_back(std::async(std::launch::async, [&, r, x = xs[r].clone()] {
+      futures.push_back(std::async(std::launch::async, [&, r] {
         if (r == 0)
-          red.contribute(3, r, x, update, {marker});
+          red.contribute(3, r, inputs[0], update, {marker});
         else
-          red.contribute(3, r, x);
+          red.contribute(3, r, inputs[static_cast<std::size_t>(r)]);
         return red.take(3, r);
       }));
     for (auto& f : futures) {
@@ -216,10 +238,17 @@ BOOST_AUTO_TEST_CASE(an_update_sees_every_summed_slice_once) {
       BOOST_TEST(s.updated);
       BOOST_TEST_REQUIRE(s.published.size() == 1u);
       BOOST_TEST(s.published[0].shares_storage_with(marker));
-      BOOST_TEST(bitwise(s.data, want));
+      BOOST_TEST(!s.data.defined()); // only the update read the sum
+      BOOST_TEST(s.bytes == n * static_cast<std::int64_t>(sizeof(float)));
     }
     BOOST_TEST(std::memcmp(seen.data(), want.data(), want.size() * sizeof(float)) == 0);
     BOOST_TEST(std::all_of(times.begin(), times.end(), [](int t) { return t == 1; }));
+    // The sum went nowhere but the update: no input holds it.
+    for (int r = 0; r < members; ++r)
+      BOOST_TEST(bitwise(inputs[static_cast<std::size_t>(r)],
+                         {xs[static_cast<std::size_t>(r)].data<float>(),
+                          xs[static_cast<std::size_t>(r)].data<float>() + n}),
+                 "member " << r << "'s input");
   }
 }
 
