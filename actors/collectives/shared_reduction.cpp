@@ -40,15 +40,13 @@ void shared_reduction::changed() {
     changed_.notify_all();
 }
 
-bool shared_reduction::spin(std::unique_lock<std::mutex>& lock, clock::time_point until) const {
+void shared_reduction::spin(std::unique_lock<std::mutex>& lock, clock::time_point until) const {
   const auto seen = changes_.load(std::memory_order_acquire);
   lock.unlock();
-  bool moved = false;
-  while (!(moved = changes_.load(std::memory_order_acquire) != seen) && clock::now() < until)
+  while (changes_.load(std::memory_order_acquire) == seen && clock::now() < until)
     for (int i = 0; i < 16; ++i)
       cpu_relax();
   lock.lock();
-  return moved;
 }
 
 void shared_reduction::sleep(std::unique_lock<std::mutex>& lock) const {
@@ -216,12 +214,16 @@ shared_reduction::sum shared_reduction::take(std::int64_t op, int rank) {
     }
     // Nothing to claim: the others sum their last slices, or an input is
     // still on its way. Spin a while before sleeping (spin_window).
+    // Whatever the spin saw, the state is looked at again under the lock
+    // before sleeping: a change made after the spin's last look and before
+    // the lock was taken again notified nobody.
     if (spins_ && !spin_until)
       spin_until = clock::now() + spin_window;
-    if (spins_ && clock::now() < *spin_until && spin(lock, *spin_until))
+    if (spins_ && clock::now() < *spin_until) {
+      spin(lock, *spin_until);
       continue;
-    if (!spins_ || clock::now() >= *spin_until)
-      sleep(lock);
+    }
+    sleep(lock);
   }
 }
 

@@ -154,8 +154,8 @@ private:
   /// Lock held: something a waiting member may act on changed.
   void changed();
   /// Lock held on entry and return: polls (lock released) until something
-  /// changes (true) or `until` passes (false).
-  bool spin(std::unique_lock<std::mutex>& lock, clock::time_point until) const;
+  /// changes or `until` passes. The caller looks at the state again.
+  void spin(std::unique_lock<std::mutex>& lock, clock::time_point until) const;
   /// Lock held on entry and return: waits for a change, asleep.
   void sleep(std::unique_lock<std::mutex>& lock) const;
   /// Lock held, every slice summed: the operation's sum is ready.

@@ -181,6 +181,40 @@ BOOST_AUTO_TEST_CASE(a_waiting_member_polling_or_asleep_gets_the_sum) {
   }
 }
 
+// The last input lands around the moment the waiting member stops polling
+// and goes to sleep: a change made between its last look and its sleep must
+// still wake it (a member once slept through it and stalled a dp job).
+BOOST_AUTO_TEST_CASE(an_input_as_the_polling_ends_still_wakes_the_member) {
+  shared_reduction red{2};
+  const int ops = 3000;
+  auto spin_for = [](std::chrono::nanoseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  };
+  auto member = [&](int r) {
+    return std::async(std::launch::async, [&, r] {
+      for (int op = 0; op < ops; ++op) {
+        if (r == 1) // 0.8 to 1.2 spin windows late
+          spin_for(shared_reduction::spin_window * 8 / 10 +
+                   shared_reduction::spin_window * 4 / 10 * (op % 97) / 96);
+        red.contribute(op, r, random_tensor(64, static_cast<std::uint32_t>(op)));
+        red.take(op, r);
+      }
+    });
+  };
+  auto m0 = member(0);
+  auto m1 = member(1);
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+  bool stalled = m0.wait_until(limit) != std::future_status::ready ||
+                 m1.wait_until(limit) != std::future_status::ready;
+  if (stalled)
+    red.abort("the test gave up: a member slept through the last input");
+  BOOST_TEST(!stalled);
+  BOOST_CHECK_NO_THROW(m0.get());
+  BOOST_CHECK_NO_THROW(m1.get());
+}
+
 BOOST_AUTO_TEST_CASE(an_abort_wakes_every_waiting_member_with_its_reason) {
   shared_reduction red{2};
   red.contribute(7, 0, random_tensor(100, 1));
