@@ -1,21 +1,31 @@
 #include "actors/cluster/balancing.hpp"
 
+#include <chrono>
+
 #include <fmt/format.h>
 
 #include "actors/cluster/client_events.hpp"
 #include "actors/cluster/recovery.hpp"
 #include "actors/plan/balance.hpp"
+#include "actors/plan/rebalancer.hpp"
 
 namespace troupe::actors {
 
 namespace {
 
+/// A split as the trainer's rebalance entry writes it: [[begin, end], ...].
+std::vector<models::layer_range> ranges_of(const nlohmann::json& split) {
+  std::vector<models::layer_range> ranges;
+  for (const auto& r : split)
+    ranges.push_back({r.at(0).get<std::size_t>(), r.at(1).get<std::size_t>()});
+  return ranges;
+}
+
 /// The current plan with stage k of its one pipeline holding `split[k]`.
 plan with_split(plan p, const nlohmann::json& split) {
-  for (auto& s : p.stages) {
-    const auto& r = split.at(static_cast<std::size_t>(s.stage));
-    s.chunks = {{r.at(0).get<std::size_t>(), r.at(1).get<std::size_t>()}};
-  }
+  const auto wanted = ranges_of(split);
+  for (auto& s : p.stages)
+    s.chunks = {wanted.at(static_cast<std::size_t>(s.stage))};
   std::vector<models::layer_range> ranges;
   for (int k = 0; k < p.depth(); ++k)
     ranges.push_back(p.slot(0, k).chunks.at(0));
@@ -44,12 +54,22 @@ void on_rebalance(supervisor_actor* self, const std::string& text) {
       job.topology.batch_shares = entry.at("new").get<std::vector<double>>();
       return;
     }
-    replan_with(self, with_split(job.topology, entry.at("new")),
-                "rebalance: layers move between stages");
+    auto next = with_split(job.topology, entry.at("new"));
+    job.splits_left.emplace_back(clock_type::now(), ranges_of(entry.at("old")));
+    replan_with(self, std::move(next), "rebalance: layers move between stages");
   } catch (const std::exception& e) {
     st.log->warn("job {}: ignoring a malformed rebalance from the trainer ({}): {}", job.id,
                  e.what(), text);
   }
+}
+
+std::vector<std::vector<models::layer_range>> recent_splits_left(const job_state& job) {
+  const auto settle = std::chrono::duration<double>(rebalance_settings{}.settle_seconds);
+  std::vector<std::vector<models::layer_range>> recent;
+  for (const auto& [when, split] : job.splits_left)
+    if (clock_type::now() - when < settle)
+      recent.push_back(split);
+  return recent;
 }
 
 nlohmann::json balance_json(const job_state& job) {

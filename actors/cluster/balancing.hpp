@@ -7,6 +7,7 @@
 // are speed_probe.hpp's.
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +17,11 @@ namespace troupe::actors {
 
 /// (rebalance_atom, JSON) from the current generation's trainer.
 void on_rebalance(supervisor_actor* self, const std::string& entry);
+
+/// The splits the job's split rebalances left within the rebalancer's
+/// settle_seconds (wall clock): a new generation's trainer does not propose
+/// them again (split_rebalancer).
+std::vector<std::vector<models::layer_range>> recent_splits_left(const job_state& job);
 
 /// The report's and /status's "balance": mode, what the probe measured
 /// (samples/s per device), the current shares and split, the predicted step

@@ -96,7 +96,7 @@ struct job_state {
   /// data, by node (read_data_on_nodes asks only the others; a node that
   /// joined again under its name has another agent and reads it again).
   std::map<std::string, caf::actor_addr> data_read_by;
-  caf::actor trainer;                 ///< the current generation's
+  caf::actor trainer; ///< the current generation's
   std::map<caf::actor_addr, job_actor> actors;
   std::set<std::string> nodes;
   nlohmann::json progress = nlohmann::json::object();
@@ -110,6 +110,9 @@ struct job_state {
   std::map<std::string, std::map<std::string, device_speed>> speeds;
   double probe_seconds = 0;
   nlohmann::json rebalances = nlohmann::json::array();
+  /// The split each split rebalance left, and when: the next generations'
+  /// trainers do not go back to one left recently (balancing.hpp).
+  std::vector<std::pair<clock_type::time_point, std::vector<models::layer_range>>> splits_left;
   /// When it was launched and the step it started from: the report's
   /// job_samples_per_second counts every generation, its measuring and its
   /// re-plans (the trainer's own figures are its generation's).

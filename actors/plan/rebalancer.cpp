@@ -197,8 +197,10 @@ share_rebalancer::observe(const std::vector<std::int64_t>& samples,
 }
 
 split_rebalancer::split_rebalancer(models::stage_costs layer_costs,
-                                   std::vector<models::layer_range> split, rebalance_settings s)
-    : s_(s), costs_(std::move(layer_costs)), split_(std::move(split)), trigger_(s) {}
+                                   std::vector<models::layer_range> split, rebalance_settings s,
+                                   std::vector<std::vector<models::layer_range>> left)
+    : s_(s), costs_(std::move(layer_costs)), split_(std::move(split)), left_(std::move(left)),
+      trigger_(s) {}
 
 std::optional<rebalance_decision>
 split_rebalancer::observe(const std::vector<double>& stage_compute, double step_seconds) {
@@ -238,7 +240,8 @@ split_rebalancer::observe(const std::vector<double>& stage_compute, double step_
     seconds += it->second / static_cast<double>(n);
   const double saved =
       models::bottleneck_cost(scaled, split_) - models::bottleneck_cost(scaled, proposal);
-  const double gain = seconds / std::max(seconds - saved, 1e-9) - 1;
+  const bool went_back = std::find(left_.begin(), left_.end(), proposal) != left_.end();
+  const double gain = went_back ? 0.0 : seconds / std::max(seconds - saved, 1e-9) - 1;
   std::vector<double> ends;
   for (const auto& r : proposal)
     ends.push_back(static_cast<double>(r.end));

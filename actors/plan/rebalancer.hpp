@@ -134,8 +134,14 @@ private:
 /// running slower than its layers predict scales all of them on its device.
 class split_rebalancer {
 public:
+  /// `left`: splits the job moved away from shortly before (within
+  /// settle_seconds), never proposed again. The cost model starts from the
+  /// plan's speeds each generation, and a device under a CPU quota looks
+  /// fast at the light load a move left it: the split it was relieved of
+  /// looked good again and a job went back and forth between two splits.
   split_rebalancer(models::stage_costs costs, std::vector<models::layer_range> split,
-                   rebalance_settings s = {});
+                   rebalance_settings s = {},
+                   std::vector<std::vector<models::layer_range>> left = {});
   std::optional<rebalance_decision> observe(const std::vector<double>& stage_compute,
                                             double step_seconds);
   const std::vector<models::layer_range>& split() const { return split_; }
@@ -144,6 +150,7 @@ private:
   rebalance_settings s_;
   models::stage_costs costs_;
   std::vector<models::layer_range> split_;
+  std::vector<std::vector<models::layer_range>> left_;
   std::deque<std::pair<std::vector<double>, double>> history_;
   rebalance_trigger trigger_;
 };

@@ -48,6 +48,10 @@ struct trainer_config {
   /// stops at the next step boundary as if the run ended there (its final
   /// checkpoint and report, "interrupted": true). Null: never.
   std::shared_ptr<const std::atomic<bool>> interrupt;
+  /// --balance auto, a pipeline: the splits a rebalance moved the job away
+  /// from shortly before this generation; not proposed again
+  /// (split_rebalancer).
+  std::vector<std::vector<models::layer_range>> splits_left;
 };
 
 using job_done_atom = caf::atom_constant<caf::atom("jobdone")>;
