@@ -24,9 +24,12 @@ namespace {
 
 /// Plain SGD and no clipping: the update can be made slice by slice as the
 /// shared reduction sums (one parameter copy for the process's replicas).
+/// Not with --check-replicas, which asks whether the replicas' updates
+/// agree: each keeps its own copy and makes its own update, so there is
+/// something to compare (one shared copy would be compared with itself).
 std::optional<kernels::cpu::sgd_options> fused_sgd_options(const compute_state& c) {
   const auto* sgd = dynamic_cast<const models::sgd*>(c.opt.get());
-  if (sgd == nullptr || !sgd->is_plain_sgd() || c.cfg.clip_norm > 0)
+  if (sgd == nullptr || !sgd->is_plain_sgd() || c.cfg.clip_norm > 0 || c.cfg.check_replicas > 0)
     return std::nullopt;
   return sgd->options();
 }

@@ -131,7 +131,7 @@ void add_replica_flags(CLI::App* cmd, training_flags& f) {
       ->capture_default_str();
   cmd->add_option("--check-replicas", o.check_replicas,
                   "every N steps check that all replicas hold bitwise-identical parameters "
-                  "(0: never)")
+                  "(each replica then keeps its own parameter copy; 0: never)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))
       ->capture_default_str();
   cmd->add_option("--tp", o.tp,
