@@ -213,10 +213,9 @@ shared_reduction::sum shared_reduction::take(std::int64_t op, int rank) {
       continue;
     }
     // Nothing to claim: the others sum their last slices, or an input is
-    // still on its way. Spin a while before sleeping (spin_window).
-    // Whatever the spin saw, the state is looked at again under the lock
-    // before sleeping: a change made after the spin's last look and before
-    // the lock was taken again notified nobody.
+    // still on its way. Poll for spin_window, then sleep; after polling, the
+    // state is looked at again under the lock first (a change made between
+    // the poll's last look and the lock notified nobody: nobody slept).
     if (spins_ && !spin_until)
       spin_until = clock::now() + spin_window;
     if (spins_ && clock::now() < *spin_until) {
