@@ -55,7 +55,8 @@ void on_rebalance(supervisor_actor* self, const std::string& text) {
       return;
     }
     auto next = with_split(job.topology, entry.at("new"));
-    job.splits_left.emplace_back(clock_type::now(), ranges_of(entry.at("old")));
+    job.split_moves.emplace_back(
+        clock_type::now(), split_move{ranges_of(entry.at("old")), ranges_of(entry.at("new"))});
     replan_with(self, std::move(next), "rebalance: layers move between stages");
   } catch (const std::exception& e) {
     st.log->warn("job {}: ignoring a malformed rebalance from the trainer ({}): {}", job.id,
@@ -63,12 +64,12 @@ void on_rebalance(supervisor_actor* self, const std::string& text) {
   }
 }
 
-std::vector<std::vector<models::layer_range>> recent_splits_left(const job_state& job) {
+std::vector<split_move> recent_split_moves(const job_state& job) {
   const auto settle = std::chrono::duration<double>(rebalance_settings{}.settle_seconds);
-  std::vector<std::vector<models::layer_range>> recent;
-  for (const auto& [when, split] : job.splits_left)
+  std::vector<split_move> recent;
+  for (const auto& [when, move] : job.split_moves)
     if (clock_type::now() - when < settle)
-      recent.push_back(split);
+      recent.push_back(move);
   return recent;
 }
 

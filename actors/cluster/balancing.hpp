@@ -18,10 +18,9 @@ namespace troupe::actors {
 /// (rebalance_atom, JSON) from the current generation's trainer.
 void on_rebalance(supervisor_actor* self, const std::string& entry);
 
-/// The splits the job's split rebalances left within the rebalancer's
-/// settle_seconds (wall clock): a new generation's trainer does not propose
-/// them again (split_rebalancer).
-std::vector<std::vector<models::layer_range>> recent_splits_left(const job_state& job);
+/// The job's split moves within the rebalancer's settle_seconds (wall
+/// clock): a new generation's trainer undoes none (split_rebalancer).
+std::vector<split_move> recent_split_moves(const job_state& job);
 
 /// The report's and /status's "balance": mode, what the probe measured
 /// (samples/s per device), the current shares and split, the predicted step

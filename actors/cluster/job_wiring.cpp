@@ -163,7 +163,7 @@ void start_trainer(supervisor_actor* self, const job_actors& spawned, const job_
   auto& sys = self->system();
   trainer_config tc;
   tc.courier = st.cfg.courier ? st.cfg.courier->for_job(st.job.wire()) : nullptr;
-  tc.splits_left = recent_splits_left(st.job);
+  tc.recent_split_moves = recent_split_moves(st.job);
   if (in.data_from == data_source::nodes) {
     const auto replicas = static_cast<std::size_t>(topology.replicas);
     tc.train_loaders.assign(spawned.loaders.begin(),

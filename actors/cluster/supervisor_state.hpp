@@ -30,6 +30,7 @@
 #include "actors/cluster/supervisor.hpp"
 #include "actors/plan/balance.hpp"
 #include "actors/plan/plan.hpp"
+#include "actors/plan/rebalancer.hpp"
 #include "actors/plan/slot.hpp"
 #include "actors/plan/train_options.hpp"
 #include "runtime/log.hpp"
@@ -110,9 +111,9 @@ struct job_state {
   std::map<std::string, std::map<std::string, device_speed>> speeds;
   double probe_seconds = 0;
   nlohmann::json rebalances = nlohmann::json::array();
-  /// The split each split rebalance left, and when: the next generations'
-  /// trainers do not go back to one left recently (balancing.hpp).
-  std::vector<std::pair<clock_type::time_point, std::vector<models::layer_range>>> splits_left;
+  /// Each split rebalance's move, and when: the next generations' trainers
+  /// do not undo a recent one (balancing.hpp).
+  std::vector<std::pair<clock_type::time_point, split_move>> split_moves;
   /// When it was launched and the step it started from: the report's
   /// job_samples_per_second counts every generation, its measuring and its
   /// re-plans (the trainer's own figures are its generation's).

@@ -198,9 +198,17 @@ share_rebalancer::observe(const std::vector<std::int64_t>& samples,
 
 split_rebalancer::split_rebalancer(models::stage_costs layer_costs,
                                    std::vector<models::layer_range> split, rebalance_settings s,
-                                   std::vector<std::vector<models::layer_range>> left)
-    : s_(s), costs_(std::move(layer_costs)), split_(std::move(split)), left_(std::move(left)),
+                                   std::vector<split_move> recent)
+    : s_(s), costs_(std::move(layer_costs)), split_(std::move(split)), recent_(std::move(recent)),
       trigger_(s) {}
+
+bool split_move::undone_by(const std::vector<models::layer_range>& proposal) const {
+  auto size = [](const models::layer_range& r) { return r.end - r.begin; };
+  for (std::size_t k = 0; k < from.size() && k < to.size() && k < proposal.size(); ++k)
+    if (size(to[k]) < size(from[k]) && size(proposal[k]) > size(to[k]))
+      return true;
+  return false;
+}
 
 std::optional<rebalance_decision>
 split_rebalancer::observe(const std::vector<double>& stage_compute, double step_seconds) {
@@ -240,7 +248,8 @@ split_rebalancer::observe(const std::vector<double>& stage_compute, double step_
     seconds += it->second / static_cast<double>(n);
   const double saved =
       models::bottleneck_cost(scaled, split_) - models::bottleneck_cost(scaled, proposal);
-  const bool went_back = std::find(left_.begin(), left_.end(), proposal) != left_.end();
+  const bool went_back = std::any_of(recent_.begin(), recent_.end(),
+                                     [&](const split_move& m) { return m.undone_by(proposal); });
   const double gain = went_back ? 0.0 : seconds / std::max(seconds - saved, 1e-9) - 1;
   std::vector<double> ends;
   for (const auto& r : proposal)

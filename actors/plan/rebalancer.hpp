@@ -37,6 +37,14 @@ struct rebalance_settings {
   double settle_seconds = 60;
 };
 
+/// A pipeline rebalance: the split before and after it.
+struct split_move {
+  std::vector<models::layer_range> from, to;
+  /// Whether `proposal` gives a stage this move relieved more layers than
+  /// the move left it (part of the way back, or all of it).
+  bool undone_by(const std::vector<models::layer_range>& proposal) const;
+};
+
 /// What to change, and why (for the log and the report).
 struct rebalance_decision {
   std::vector<double> shares;             ///< data parallelism: the new shares
@@ -134,14 +142,14 @@ private:
 /// running slower than its layers predict scales all of them on its device.
 class split_rebalancer {
 public:
-  /// `left`: splits the job moved away from shortly before (within
-  /// settle_seconds), never proposed again. The cost model starts from the
+  /// `recent`: the job's split moves shortly before (within
+  /// settle_seconds); no proposal gives a stage one of them relieved more
+  /// layers again (split_move::undone_by). The cost model starts from the
   /// plan's speeds each generation, and a device under a CPU quota looks
-  /// fast at the light load a move left it: the split it was relieved of
-  /// looked good again and a job went back and forth between two splits.
+  /// fast at the light load a move left it: a job moved layers back onto
+  /// it, and off again.
   split_rebalancer(models::stage_costs costs, std::vector<models::layer_range> split,
-                   rebalance_settings s = {},
-                   std::vector<std::vector<models::layer_range>> left = {});
+                   rebalance_settings s = {}, std::vector<split_move> recent = {});
   std::optional<rebalance_decision> observe(const std::vector<double>& stage_compute,
                                             double step_seconds);
   const std::vector<models::layer_range>& split() const { return split_; }
@@ -150,7 +158,7 @@ private:
   rebalance_settings s_;
   models::stage_costs costs_;
   std::vector<models::layer_range> split_;
-  std::vector<std::vector<models::layer_range>> left_;
+  std::vector<split_move> recent_;
   std::deque<std::pair<std::vector<double>, double>> history_;
   rebalance_trigger trigger_;
 };

@@ -66,7 +66,8 @@ void init_rebalancing(trainer_state& st) {
     std::vector<models::layer_range> split;
     for (int k = 0; k < p.depth(); ++k)
       split.push_back(p.slot(0, k).chunks.at(0));
-    rb.split.emplace(step_costs(p, o.batch), split, rebalance_settings{}, st.cfg.splits_left);
+    rb.split.emplace(step_costs(p, o.batch), split, rebalance_settings{},
+                     st.cfg.recent_split_moves);
   }
 }
 

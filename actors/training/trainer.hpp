@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/plan/plan.hpp"
+#include "actors/plan/rebalancer.hpp"
 #include "actors/plan/train_options.hpp"
 #include "runtime/io/checkpoint.hpp"
 
@@ -48,10 +49,9 @@ struct trainer_config {
   /// stops at the next step boundary as if the run ended there (its final
   /// checkpoint and report, "interrupted": true). Null: never.
   std::shared_ptr<const std::atomic<bool>> interrupt;
-  /// --balance auto, a pipeline: the splits a rebalance moved the job away
-  /// from shortly before this generation; not proposed again
-  /// (split_rebalancer).
-  std::vector<std::vector<models::layer_range>> splits_left;
+  /// --balance auto, a pipeline: the job's split moves shortly before this
+  /// generation; none is undone (split_rebalancer).
+  std::vector<split_move> recent_split_moves;
 };
 
 using job_done_atom = caf::atom_constant<caf::atom("jobdone")>;

@@ -285,12 +285,13 @@ BOOST_AUTO_TEST_CASE(a_slowed_stage_gives_layers_to_its_neighbour) {
 }
 
 // A generation's rebalancer starts from the plan's speeds; a device under a
-// CPU quota looks fast at the light load a move left it, and a job went back
-// and forth between two splits. A split left shortly before is not proposed.
-BOOST_AUTO_TEST_CASE(a_split_left_shortly_before_is_not_proposed_again) {
+// CPU quota looks fast at the light load a move left it, and a job moved
+// layers back onto it (to the split it left, or part of the way). A recent
+// move is not undone, wholly or in part.
+BOOST_AUTO_TEST_CASE(a_recent_split_move_is_not_undone) {
   std::vector<std::vector<double>> costs(2, std::vector<double>(6, 1e-3 * 8));
-  auto run = [&](std::vector<std::vector<layer_range>> left) {
-    actors::split_rebalancer rb(models::stage_costs{costs, {}}, {{0, 3}, {3, 6}}, {}, left);
+  auto run = [&](std::vector<actors::split_move> recent) {
+    actors::split_rebalancer rb(models::stage_costs{costs, {}}, {{0, 3}, {3, 6}}, {}, recent);
     int changes = 0;
     for (int s = 0; s < 200; ++s) {
       std::vector<double> compute;
@@ -306,9 +307,22 @@ BOOST_AUTO_TEST_CASE(a_split_left_shortly_before_is_not_proposed_again) {
   const auto [moved, to] = run({});
   BOOST_TEST(moved == 1); // the control: this is the split it moves to
   BOOST_TEST((to[0] == layer_range{0, 4}));
-  const auto [stayed, kept] = run({{{0, 4}, {4, 6}}});
-  BOOST_TEST(stayed == 0);
+  // Stage 0 was relieved from 4 layers to 3: the move to 4 | 2 goes back.
+  const auto [back, kept] = run({{{{0, 4}, {4, 6}}, {{0, 3}, {3, 6}}}});
+  BOOST_TEST(back == 0);
   BOOST_TEST((kept[0] == layer_range{0, 3}));
+  // Stage 0 was relieved from 5 layers to 3: 4 | 2 goes part of the way back.
+  const auto [partway, kept2] = run({{{{0, 5}, {5, 6}}, {{0, 3}, {3, 6}}}});
+  BOOST_TEST(partway == 0);
+  BOOST_TEST((kept2[0] == layer_range{0, 3}));
+  // A move that relieved stage 1 is not undone by relieving it further.
+  const auto [further, to2] = run({{{{0, 2}, {2, 6}}, {{0, 3}, {3, 6}}}});
+  BOOST_TEST(further == 1);
+  BOOST_TEST((to2[0] == layer_range{0, 4}));
+  const actors::split_move m{{{0, 1}, {1, 5}}, {{0, 3}, {3, 5}}}; // the hetero test's first move
+  BOOST_TEST(m.undone_by({{0, 2}, {2, 5}}));                      // its later, partial way back
+  BOOST_TEST(m.undone_by({{0, 1}, {1, 5}}));
+  BOOST_TEST(!m.undone_by({{0, 4}, {4, 5}}));
 }
 
 BOOST_AUTO_TEST_CASE(cuts_cost_their_transfers_on_a_slow_link) {
