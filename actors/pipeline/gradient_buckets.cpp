@@ -270,7 +270,7 @@ gradient_buckets::gathered gradient_buckets::gather(std::int64_t step,
     if (!s.updated) // else only the update saw the sum
       sums.push_back(std::move(s.data));
   }
-  r.buckets = static_cast<std::int32_t>(sums.size());
+  r.buckets = static_cast<std::int32_t>(buckets.size()); // every one was taken
   updated_in_reduction = r.updated;
   if (first)
     r.seconds = std::max(0.0, std::chrono::duration<double>(*last - *first).count());

@@ -278,8 +278,10 @@ BOOST_AUTO_TEST_CASE(plain_sgd_replicas_in_one_process_update_one_copy_in_the_re
   const auto [fused, ranks] =
       own_and_shared_devices(o, actors::make_plan(o, actors::local_devices(o, 4)));
   BOOST_TEST(bitwise_equal(fused.params, ranks.params));
-  for (const auto& s : fused.report.at("stages"))
+  for (const auto& s : fused.report.at("stages")) {
     BOOST_TEST(s.at("updates_in_reduction") == 20, s.dump());
+    BOOST_TEST(s.at("allreduce_buckets") == 20, s.dump()); // counted though no sum comes back
+  }
   for (const auto& s : ranks.report.at("stages"))
     BOOST_TEST(s.at("updates_in_reduction") == 0, s.dump());
   // --check-replicas asks whether the replicas' updates agree: each keeps
